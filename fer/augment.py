@@ -1,0 +1,90 @@
+"""Batched image augmentation: whole batches at once, as tensor operations on the batch's device.
+
+One random affine warp per face (mirror, rotation, scale, shift) goes through a single
+`grid_sample` call for the whole batch; photometric jitter and random erasing are masks.
+There is no per-image Python and no PIL anywhere in the training loop.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+#: Named presets. Angles in degrees; scale and translate as fractions of the face size.
+PRESETS: dict[str, dict[str, float]] = {
+    "none": {},
+    "flip": {"flip": 0.5},
+    "light": {"flip": 0.5, "rotate": 10, "scale": 0.10, "translate": 0.10},
+    "strong": {
+        "flip": 0.5, "rotate": 15, "scale": 0.15, "translate": 0.12,
+        "brightness": 0.25, "contrast": 0.25, "erase": 0.5,
+    },
+}
+
+
+def _uniform(n: int, low: float, high: float, device) -> torch.Tensor:
+    return torch.rand(n, device=device) * (high - low) + low
+
+
+def affine_warp(x: torch.Tensor, flip: float = 0.0, rotate: float = 0.0, scale: float = 0.0,
+                translate: float = 0.0) -> torch.Tensor:
+    """Random mirror + rotation + zoom + shift of every face in x (B, C, H, W), in one grid_sample."""
+    b, dev = x.shape[0], x.device
+    mirror = torch.where(torch.rand(b, device=dev) < flip, -1.0, 1.0)
+    if not (rotate or scale or translate):
+        return torch.where(mirror.view(b, 1, 1, 1) < 0, x.flip(-1), x)
+    angle = _uniform(b, -rotate, rotate, dev) * (math.pi / 180)
+    zoom = _uniform(b, 1 - scale, 1 + scale, dev)
+    # affine_grid maps output to input coordinates, so this is the inverse of the face's motion.
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    theta = torch.stack([
+        torch.stack([cos * mirror, -sin, _uniform(b, -2 * translate, 2 * translate, dev)], 1),
+        torch.stack([sin * mirror, cos, _uniform(b, -2 * translate, 2 * translate, dev)], 1),
+    ], 1)
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def jitter(x: torch.Tensor, brightness: float = 0.0, contrast: float = 0.0) -> torch.Tensor:
+    """Random brightness shift and contrast stretch per face."""
+    b, dev = x.shape[0], x.device
+    shape = (b,) + (1,) * (x.ndim - 1)
+    if contrast:
+        mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
+        x = (x - mean) * _uniform(b, 1 - contrast, 1 + contrast, dev).view(shape) + mean
+    if brightness:
+        x = x + _uniform(b, -brightness, brightness, dev).view(shape)
+    return x
+
+
+def random_erase(x: torch.Tensor, p: float, area=(0.02, 0.2), ratio=(0.3, 3.3)) -> torch.Tensor:
+    """Blank one random rectangle (filled with noise) in a fraction p of the faces."""
+    b, _, h, w = x.shape
+    dev = x.device
+    a = _uniform(b, *area, dev) * h * w
+    r = torch.exp(_uniform(b, math.log(ratio[0]), math.log(ratio[1]), dev))
+    eh = (a * r).sqrt().clamp(1, h)
+    ew = (a / r).sqrt().clamp(1, w)
+    y0 = torch.rand(b, device=dev) * (h - eh)
+    x0 = torch.rand(b, device=dev) * (w - ew)
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    box = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1))
+           & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1)))
+    box &= (torch.rand(b, device=dev) < p).view(b, 1, 1)
+    return torch.where(box.unsqueeze(1), torch.rand_like(x), x)
+
+
+def augment_batch(x: torch.Tensor, preset: str | dict[str, float]) -> torch.Tensor:
+    """Augment float faces in 0..1, shape (B, C, H, W); the result stays in 0..1."""
+    cfg = PRESETS[preset] if isinstance(preset, str) else preset
+    if not cfg:
+        return x
+    x = affine_warp(x, cfg.get("flip", 0), cfg.get("rotate", 0), cfg.get("scale", 0), cfg.get("translate", 0))
+    if cfg.get("brightness") or cfg.get("contrast"):
+        x = jitter(x, cfg.get("brightness", 0), cfg.get("contrast", 0))
+    if cfg.get("erase"):
+        x = random_erase(x, cfg["erase"])
+    return x.clamp_(0.0, 1.0)

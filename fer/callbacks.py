@@ -1,0 +1,132 @@
+"""Reusable callbacks: confusion matrices in TensorBoard, backbone fine-tuning, run records."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import yaml
+from pytorch_lightning.callbacks import BaseFinetuning
+
+from fer.common import EMOTIONS, atomic_path, write_text
+from fer.plots import confusion_figure
+
+
+def run_dir(trainer: pl.Trainer) -> Path | None:
+    """The run's version folder. (Not trainer.log_dir: that broadcasts, and would hang DDP when
+    only rank zero asks.)"""
+    logger = trainer.logger
+    return Path(logger.log_dir) if logger is not None and getattr(logger, "log_dir", None) else None
+
+
+class ConfusionMatrixLogger(pl.Callback):
+    """Logs a labelled confusion-matrix figure to TensorBoard after every validation epoch and test,
+    and keeps the latest counts as `confusion_<stage>.json` in the run folder."""
+
+    def _log(self, trainer: pl.Trainer, pl_module, stage: str) -> None:
+        cm = pl_module.confusion.get(stage)
+        if cm is None or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        for logger in trainer.loggers:
+            if hasattr(logger.experiment, "add_figure"):
+                acc = cm.diag().sum().item() / max(cm.sum().item(), 1)
+                title = f"{stage} epoch {trainer.current_epoch}: acc {acc:.3f} on {int(cm.sum())} faces"
+                logger.experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(cm, title),
+                                             global_step=trainer.current_epoch)
+        if run_dir(trainer):
+            record = {"stage": stage, "epoch": trainer.current_epoch, "classes": list(EMOTIONS), "matrix": cm.tolist()}
+            write_text(run_dir(trainer) / f"confusion_{stage}.json", json.dumps(record))
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        self._log(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._log(trainer, pl_module, "test")
+
+
+class BackboneFreeze(BaseFinetuning):
+    """Trains the head alone for `unfreeze_at_epoch` epochs, then the backbone too at `lr_ratio`
+    times the head's learning rate. The new parameter group joins the LR schedule, so one-cycle
+    and cosine schedules drive both groups."""
+
+    def __init__(self, unfreeze_at_epoch: int = 3, lr_ratio: float = 0.1):
+        super().__init__()
+        self.unfreeze_at_epoch, self.lr_ratio = unfreeze_at_epoch, lr_ratio
+
+    def freeze_before_training(self, pl_module) -> None:
+        if self.unfreeze_at_epoch > 0:
+            self.freeze(pl_module.backbone, train_bn=False)
+
+    def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
+        if epoch != self.unfreeze_at_epoch or self.unfreeze_at_epoch == 0:
+            return
+        head = optimizer.param_groups[0]
+        self.unfreeze_and_add_param_group(pl_module.backbone, optimizer, lr=head["lr"] * self.lr_ratio)
+        group = optimizer.param_groups[-1]
+        for key in ("initial_lr", "max_lr", "min_lr"):
+            if key in head:
+                group[key] = head[key] * self.lr_ratio
+        for key, value in head.items():
+            group.setdefault(key, value)
+        for config in pl_module.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if hasattr(sched, "base_lrs") and len(sched.base_lrs) < len(optimizer.param_groups):
+                sched.base_lrs.append(sched.base_lrs[0] * self.lr_ratio)
+            if hasattr(sched, "lr_lambdas") and len(sched.lr_lambdas) < len(optimizer.param_groups):
+                sched.lr_lambdas.append(sched.lr_lambdas[0])
+            if hasattr(sched, "min_lrs") and len(sched.min_lrs) < len(optimizer.param_groups):
+                sched.min_lrs.append(sched.min_lrs[0])
+
+
+class RunRecord(pl.Callback):
+    """Writes the run's configuration (config.yaml) and one row per epoch (metrics.csv) into its
+    version folder, so every run says what it was and how it went."""
+
+    def __init__(self, config: dict[str, Any]):
+        self.config = config
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if trainer.is_global_zero and stage == "fit" and run_dir(trainer):
+            write_text(run_dir(trainer) / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if not trainer.is_global_zero or not run_dir(trainer):
+            return
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for k, v in sorted(trainer.callback_metrics.items()):
+            if "/" in k and not k.endswith("_step"):
+                row[k.removesuffix("_epoch")] = round(float(v), 6)
+        path = run_dir(trainer) / "metrics.csv"
+        rows = []
+        if path.is_file():
+            with open(path) as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < row["epoch"]]
+        rows.append(row)
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+
+
+class CheckpointOnInterrupt(pl.Callback):
+    """Ctrl-C (or SIGTERM via Lightning) saves `last.ckpt`, so `--ckpt-path last` resumes the run."""
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        if not isinstance(exception, KeyboardInterrupt) or trainer.checkpoint_callback is None:
+            return
+        dirpath = trainer.checkpoint_callback.dirpath
+        if dirpath:
+            path = Path(dirpath) / "last.ckpt"
+            trainer.save_checkpoint(path)
+            if trainer.is_global_zero:
+                print(f"\ninterrupted: saved {path}; resume with --ckpt-path last")
+
+
+def json_ready(d: dict[str, Any]) -> dict[str, Any]:
+    """Tensors to numbers, for summaries."""
+    return json.loads(json.dumps(d, default=lambda v: v.tolist() if isinstance(v, torch.Tensor) else str(v)))

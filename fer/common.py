@@ -1,0 +1,150 @@
+"""What every part of fer shares: the class names, the face preprocessing, errors and safe writes.
+
+This module is the single source of truth for the emotion order and for how a face becomes a
+model input; training, evaluation, prediction and export all call these functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+#: Kaggle's label order: index i of a logit vector is EMOTIONS[i].
+EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+NUM_CLASSES = len(EMOTIONS)
+IMAGE_SIZE = 48
+
+#: Pixel statistics of the FER-2013 training faces (0..1 scale), used to standardise inputs.
+PIXEL_MEAN = 0.5077
+PIXEL_STD = 0.2550
+
+
+class FerError(Exception):
+    """A problem the user can fix; CLIs print it as one line instead of a traceback."""
+
+
+def to_face48(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGR or BGRA, any size, 8 or 16 bit) -> 48x48 uint8 grayscale."""
+    if image.dtype != np.uint8:
+        scale = 255.0 / max(float(np.iinfo(image.dtype).max), 1.0) if image.dtype.kind in "ui" else 255.0
+        image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    if image.ndim == 3:
+        code = {1: None, 3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}[image.shape[2]]
+        image = image[:, :, 0] if code is None else cv2.cvtColor(image, code)
+    if image.shape != (IMAGE_SIZE, IMAGE_SIZE):
+        # INTER_AREA is the right filter for shrinking faces; upscaling uses bilinear.
+        shrink = image.shape[0] > IMAGE_SIZE or image.shape[1] > IMAGE_SIZE
+        image = cv2.resize(
+            image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+        )
+    return np.ascontiguousarray(image)
+
+
+def read_image(path: str | Path) -> np.ndarray | None:
+    """Decode an image file as stored (None when the file is not a decodable image)."""
+    try:
+        buf = np.fromfile(str(path), dtype=np.uint8)
+    except OSError:
+        return None
+    if buf.size == 0:
+        return None
+    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """uint8 or 0..1 float faces (B, 1, 48, 48) -> standardised float model input."""
+    if x.dtype == torch.uint8:
+        x = x.float().div_(255.0)
+    return (x - PIXEL_MEAN) / PIXEL_STD
+
+
+def preprocess(faces: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """48x48 uint8 faces, (48, 48), (B, 48, 48) or (B, 1, 48, 48) -> model input (B, 1, 48, 48)."""
+    x = torch.as_tensor(faces)
+    if x.ndim == 2:
+        x = x[None]
+    if x.ndim == 3:
+        x = x[:, None]
+    return normalize(x).contiguous(memory_format=torch.channels_last)
+
+
+def default_precision(accelerator: str = "auto") -> str:
+    """bf16 mixed precision where the hardware runs it natively, 16-bit on CUDA, else fp32."""
+    cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
+    if cuda:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if accelerator in ("auto", "cpu") and cpu_has_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it into place only when the block succeeds."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise FerError(f"cannot write to {path.parent}: {e.strerror}; choose a writable folder") from e
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, path)
+    except OSError as e:
+        raise FerError(f"could not write {path}: {e.strerror}; check free space and permissions") from e
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
+    """Save a matplotlib figure atomically, then close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+
+
+def add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+
+
+def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+    """Run a CLI entry point: FerError and bad files become one line on stderr and exit code 2."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = main(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except FerError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code or 0)

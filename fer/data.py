@@ -1,0 +1,485 @@
+"""FER-2013 readers (Kaggle CSV variants and folder layout), the split rules, the cache and the DataModule.
+
+Every source is decoded once into one in-memory uint8 tensor of 48x48 faces and cached on disk,
+keyed by the source files, so later runs reload it in well under a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch.utils.data import DataLoader, Sampler
+
+from fer.augment import PRESETS, augment_batch
+from fer.common import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, FerError, atomic_path, normalize, read_image, to_face48
+
+log = logging.getLogger(__name__)
+
+#: Per-sample origin codes. The first three are Kaggle's `Usage` values; the last two mark
+#: samples from a train/ or test/ folder (or train.csv / test.csv) that carry no Usage marker.
+USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest", "train", "test")
+TRAINING, PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TRAIN, UNMARKED_TEST = range(5)
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".gif"}
+CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
+CACHE_VERSION = "1"
+HOW_TO_GET = (
+    "download FER-2013 from Kaggle (the fer2013.csv competition file, or the msambare/fer2013 "
+    "folder layout) and pass --data PATH"
+)
+
+
+@dataclass
+class FerData:
+    """All faces of one source: images (N, 48, 48) uint8, labels (N,), usage codes (N,), names."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    usage: torch.Tensor
+    names: list[str]
+    source: str = ""
+    skipped: int = 0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> FerData:
+        index = torch.as_tensor(index, dtype=torch.long)
+        names = [self.names[i] for i in index.tolist()]
+        return FerData(self.images[index], self.labels[index], self.usage[index], names, self.source)
+
+
+# ---------------------------------------------------------------------------------------------
+# Locating the data
+
+
+def resolve_source(path: str | Path) -> tuple[str, list[Path]]:
+    """Find FER-2013 at `path`: ('csv', [files]) or ('folder', [root])."""
+    p = Path(path).expanduser()
+    if p.is_file():
+        if p.suffix.lower() != ".csv":
+            raise FerError(f"{p} is not a CSV file; --data takes a FER-2013 CSV or folder")
+        files = [p]
+        if p.name.lower() == "train.csv" and (p.parent / "test.csv").is_file():
+            files.append(p.parent / "test.csv")
+        return "csv", files
+    if p.is_dir():
+        for name in CSV_NAMES:
+            if (p / name).is_file():
+                return resolve_source(p / name)
+        if any((p / sub).is_dir() for sub in ("train", "test")):
+            return "folder", [p]
+        raise FerError(
+            f"no FER-2013 data in {p}: expected one of {', '.join(CSV_NAMES)} or train/<emotion>/ "
+            f"and test/<emotion>/ folders; {HOW_TO_GET}"
+        )
+    raise FerError(f"data path {p} does not exist; {HOW_TO_GET}")
+
+
+def _folder_files(root: Path) -> list[tuple[str, int, int, int]]:
+    """(relative path, label, size, mtime_ns) of every file in root/{train,test}/<emotion>/."""
+    lookup = {name: i for i, name in enumerate(EMOTIONS)}
+    entries, unknown = [], []
+    for split in ("train", "test"):
+        top = root / split
+        if not top.is_dir():
+            continue
+        for cls_dir in sorted(d for d in top.iterdir() if d.is_dir()):
+            label = lookup.get(cls_dir.name.lower())
+            if label is None:
+                unknown.append(f"{split}/{cls_dir.name}")
+                continue
+            for dirpath, _, files in os.walk(cls_dir):
+                for f in sorted(files):
+                    if f.startswith("."):
+                        continue
+                    full = os.path.join(dirpath, f)
+                    st = os.stat(full)
+                    entries.append((os.path.relpath(full, root), label, st.st_size, st.st_mtime_ns))
+    if unknown:
+        raise FerError(
+            f"unknown class folders in {root}: {', '.join(unknown)}; folders must be named "
+            f"{', '.join(EMOTIONS)}"
+        )
+    return entries
+
+
+def _cache_key(kind: str, files: list[Path], entries: list | None) -> str:
+    h = hashlib.sha1(f"{CACHE_VERSION}|{kind}".encode())
+    for f in files:
+        st = f.stat()
+        h.update(f"|{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+    for e in entries or ():
+        h.update(f"|{e[0]}|{e[2]}|{e[3]}".encode())
+    return h.hexdigest()[:20]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+
+
+def _usage_from_name(name: str, split_folder: str) -> int:
+    base = os.path.basename(name)
+    for code, prefix in enumerate(USAGES[:3]):
+        if base.startswith(prefix + "_"):
+            return code
+    return UNMARKED_TRAIN if split_folder == "train" else UNMARKED_TEST
+
+
+def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
+    """Decode root/{train,test}/<emotion>/* into a FerData; undecodable files are skipped."""
+    if not entries:
+        raise FerError(f"no image files under {root}/train or {root}/test; {HOW_TO_GET}")
+
+    def decode(entry):
+        img = read_image(root / entry[0])
+        return None if img is None else to_face48(img)
+
+    from rich.progress import track
+
+    with ThreadPoolExecutor(max(os.cpu_count() or 1, 2)) as pool:
+        faces = list(
+            track(pool.map(decode, entries, chunksize=256), total=len(entries),
+                  description=f"decoding {len(entries)} files", transient=True, disable=len(entries) < 2000)
+        )
+    keep = [i for i, f in enumerate(faces) if f is not None]
+    bad = [entries[i][0] for i, f in enumerate(faces) if f is None]
+    if bad:
+        if strict:
+            raise FerError(f"{len(bad)} files are not readable images, first {bad[0]}; remove them or drop --strict")
+        log.warning("skipped %d files that are not readable images (first: %s)", len(bad), bad[0])
+    if not keep:
+        raise FerError(f"no readable images under {root}; {HOW_TO_GET}")
+    images = torch.from_numpy(np.stack([faces[i] for i in keep]))
+    names = [entries[i][0] for i in keep]
+    labels = torch.tensor([entries[i][1] for i in keep], dtype=torch.long)
+    usage = torch.tensor([_usage_from_name(n, Path(n).parts[0]) for n in names], dtype=torch.uint8)
+    return FerData(images, labels, usage, names, str(root), skipped=len(bad))
+
+
+def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
+    """Space-separated pixel strings -> (N, 48, 48) uint8, without a Python loop per pixel."""
+    n, size = len(pixels), IMAGE_SIZE * IMAGE_SIZE
+    text = pixels.astype(str)
+    try:
+        flat = np.array(" ".join(text.tolist()).split(), dtype=np.int32) if n else np.zeros(0, np.int32)
+    except ValueError:
+        flat = None
+    if flat is None or flat.size != n * size or (flat.size and (flat.min() < 0 or flat.max() > 255)):
+        for row, s in zip(rows, text):  # slow path, only to name the bad row
+            parts = s.split()
+            if len(parts) != size:
+                raise FerError(f"{source} row {row + 2}: {len(parts)} pixel values, expected {size}")
+            if not all(p.isdigit() and int(p) <= 255 for p in parts):
+                raise FerError(f"{source} row {row + 2}: pixels must be integers 0..255")
+    return flat.astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
+
+
+def read_csv(files: list[Path]) -> FerData:
+    """Read fer2013.csv, icml_face_data.csv, or train.csv (+ test.csv) into a FerData."""
+    parts = []
+    for f in files:
+        try:
+            df = pd.read_csv(f, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError as e:
+            raise FerError(f"{f} is empty; {HOW_TO_GET}") from e
+        except (pd.errors.ParserError, UnicodeDecodeError) as e:
+            raise FerError(f"{f} is not a readable CSV ({str(e).splitlines()[0]})") from e
+        df.columns = [c.strip() for c in df.columns]
+        if "pixels" not in df.columns or ("emotion" not in df.columns and f.name.lower() != "test.csv"):
+            raise FerError(f"{f} needs the columns emotion and pixels (and optionally Usage); it has {', '.join(df.columns)}")
+        if "emotion" not in df.columns:
+            log.warning("%s has no emotion column (Kaggle's unlabelled test file): not used", f)
+            continue
+        if df.empty:
+            raise FerError(f"{f} has a header but no rows; {HOW_TO_GET}")
+        emotion = pd.to_numeric(df["emotion"].str.strip(), errors="coerce")
+        bad = emotion.isna() | (emotion < 0) | (emotion >= NUM_CLASSES) | (emotion % 1 != 0)
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            raise FerError(f"{f} row {row + 2}: emotion {df['emotion'].iloc[row]!r} is not a label 0..{NUM_CLASSES - 1}")
+        if "Usage" in df.columns:
+            usage_text = df["Usage"].str.strip()
+            codes = usage_text.map({u: i for i, u in enumerate(USAGES[:3])})
+            if codes.isna().any():
+                unknown = sorted(set(usage_text[codes.isna()]))
+                raise FerError(f"{f}: unknown Usage values {unknown}; expected Training, PublicTest or PrivateTest")
+            usage = codes.to_numpy(np.uint8)
+        else:
+            code = UNMARKED_TEST if f.name.lower() == "test.csv" else UNMARKED_TRAIN
+            usage = np.full(len(df), code, np.uint8)
+        images = _parse_pixels(df["pixels"], str(f), df.index)
+        names = [f"{f.name}:{i}" for i in range(len(df))]
+        parts.append((images, emotion.to_numpy(np.int64), usage, names))
+    if not parts:
+        raise FerError(f"no labelled rows in {', '.join(map(str, files))}; {HOW_TO_GET}")
+    return FerData(
+        torch.from_numpy(np.concatenate([p[0] for p in parts])),
+        torch.from_numpy(np.concatenate([p[1] for p in parts])),
+        torch.from_numpy(np.concatenate([p[2] for p in parts])),
+        [n for p in parts for n in p[3]],
+        str(files[0]),
+    )
+
+
+def load_fer(path: str | Path, cache_dir: str | Path | None = None, strict: bool = False) -> FerData:
+    """Load FER-2013 from a CSV or folder, through an on-disk cache keyed by the source files."""
+    kind, files = resolve_source(path)
+    entries = _folder_files(files[0]) if kind == "folder" else None
+    key = _cache_key(kind, files, entries)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_file = cache / f"{files[0].stem}-{key}.safetensors"
+    if cache_file.is_file():
+        try:
+            t = load_file(cache_file)
+            with open(cache_file, "rb") as fh:  # names live in the safetensors header
+                header_len = int.from_bytes(fh.read(8), "little")
+                meta = json.loads(fh.read(header_len))["__metadata__"]
+            return FerData(t["images"], t["labels"], t["usage"], json.loads(meta["names"]), str(path),
+                           int(meta.get("skipped", 0)))
+        except (SafetensorError, OSError, KeyError, ValueError) as e:
+            log.warning("cache %s is unreadable (%s): rebuilding it", cache_file, e)
+    data = read_csv(files) if kind == "csv" else read_folder(files[0], entries, strict)
+    data.source = str(path)
+    try:
+        with atomic_path(cache_file) as tmp:
+            tensors = {"images": data.images, "labels": data.labels, "usage": data.usage}
+            save_file(tensors, str(tmp), metadata={"names": json.dumps(data.names), "skipped": str(data.skipped)})
+    except FerError as e:  # a read-only cache only costs speed
+        log.warning("could not cache the decoded data: %s", e)
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# Split rules
+
+
+def stratified_holdout(labels: torch.Tensor, among: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Boolean mask picking round(fraction * n_c) of the `among` samples of every class c, reproducibly."""
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.zeros(len(labels), dtype=torch.bool)
+    for c in labels[among].unique():
+        idx = torch.nonzero((labels == c) & among).flatten()
+        k = int(round(fraction * len(idx)))
+        mask[idx[torch.randperm(len(idx), generator=g)[:k]]] = True
+    return mask
+
+
+def split_indices(
+    data: FerData, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The canonical split: Training -> train, PublicTest -> val, PrivateTest -> test.
+
+    Without Usage markers, val is a seeded stratified fraction of train and test is the test
+    folder (or test.csv). Returns index tensors per split and notes worth telling the user.
+    """
+    u, notes = data.usage, []
+    train = (u == TRAINING) | (u == UNMARKED_TRAIN)
+    if (u == PUBLIC_TEST).any():
+        val = u == PUBLIC_TEST
+    else:
+        val = stratified_holdout(data.labels, train, val_fraction, seed)
+        train &= ~val
+        notes.append(f"no PublicTest samples: validating on a stratified {val_fraction:.0%} of train (seed {seed})")
+    if (u == PRIVATE_TEST).any():
+        test = u == PRIVATE_TEST
+    else:
+        test = u == UNMARKED_TEST
+        if not test.any():
+            notes.append("no PrivateTest samples: there is no test split (validation is PublicTest)")
+    splits = {name: torch.nonzero(m).flatten() for name, m in (("train", train), ("val", val), ("test", test))}
+    return splits, notes
+
+
+def evaluation_split(data: FerData, split: str, val_fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, str]:
+    """Indices for `split` ('test' or 'val') as evaluation reads it, and a note on what was taken."""
+    splits, _ = split_indices(data, val_fraction, seed)
+    if split == "test" and len(splits["test"]) == 0:
+        return splits["val"], "no PrivateTest or test-folder samples: evaluating PublicTest (the validation split)"
+    if split == "test":
+        which = "PrivateTest" if (data.usage == PRIVATE_TEST).any() else "the unmarked test samples"
+        return splits["test"], f"evaluating {which}"
+    if split not in splits:
+        raise FerError(f"unknown split {split!r}; choose train, val or test")
+    return splits[split], f"evaluating the {split} split"
+
+
+def read_exclusions(path: str | Path | None) -> set[str]:
+    """Names to leave out of training, one per line (the list `fer.analyze` writes)."""
+    if not path:
+        return set()
+    p = Path(path)
+    if not p.is_file():
+        raise FerError(f"exclusion list {p} does not exist; create it with python -m fer.analyze")
+    return {line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+
+
+class BatchSampler(Sampler[torch.Tensor]):
+    """Yields whole index batches, sharded across DDP ranks, reshuffled by seed + epoch.
+
+    Training shards are equal in size (every rank must take the same number of optimizer steps);
+    evaluation shards are disjoint and cover every sample exactly once, with no padding, so
+    metrics synced across ranks count the whole split.
+    """
+
+    def __init__(self, n: int, batch_size: int, train: bool, seed: int = 0, weights: torch.Tensor | None = None):
+        self.n, self.batch_size, self.train, self.seed, self.weights = n, batch_size, train, seed, weights
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @staticmethod
+    def _rank_world() -> tuple[int, int]:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        return 0, 1
+
+    def _order(self) -> torch.Tensor:
+        rank, world = self._rank_world()
+        if not self.train:
+            return torch.arange(self.n)[rank::world]
+        g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
+        else:
+            order = torch.randperm(self.n, generator=g)
+        per_rank = self.n // world
+        return order[rank * per_rank : (rank + 1) * per_rank]
+
+    def __iter__(self):
+        order = self._order()
+        stop = len(order) - len(order) % self.batch_size if self.train and len(order) >= self.batch_size else len(order)
+        for i in range(0, stop, self.batch_size):
+            yield order[i : i + self.batch_size]
+
+    def __len__(self) -> int:
+        rank, world = self._rank_world()
+        n = self.n // world if self.train else len(range(rank, self.n, world))
+        if self.train and n >= self.batch_size:
+            return n // self.batch_size
+        return (n + self.batch_size - 1) // self.batch_size
+
+
+class TensorFaces(torch.utils.data.Dataset):
+    """In-memory faces indexed by whole batches: dataset[index_tensor] -> (uint8 x, y)."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.images[index].unsqueeze(1), self.labels[index]
+
+
+class FerDataModule(pl.LightningDataModule):
+    """FER-2013 from a CSV or folder; batches arrive as uint8 and are augmented on their device."""
+
+    def __init__(
+        self,
+        data: str = "data/fer2013",
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        augment: str = "light",
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        balance: str = "none",
+        exclude: str | None = None,
+        cache_dir: str | None = None,
+        strict: bool = False,
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        if augment not in PRESETS:
+            raise FerError(f"unknown augmentation preset {augment!r}; choose from {', '.join(PRESETS)}")
+        if balance not in ("none", "loss", "sampler"):
+            raise FerError(f"unknown --balance {balance!r}; choose none, loss or sampler")
+        self.save_hyperparameters()
+        self.splits: dict[str, FerData] = {}
+
+    def prepare_data(self) -> None:
+        load_fer(self.hparams.data, self.hparams.cache_dir, self.hparams.strict)  # decode + cache once
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        hp = self.hparams
+        data = load_fer(hp.data, hp.cache_dir, hp.strict)
+        index, notes = split_indices(data, hp.val_fraction, hp.seed)
+        excluded = read_exclusions(hp.exclude)
+        if excluded:
+            keep = torch.tensor([data.names[i] not in excluded for i in index["train"].tolist()], dtype=torch.bool)
+            log.info("excluding %d training samples listed in %s", int((~keep).sum()), hp.exclude)
+            index["train"] = index["train"][keep]
+        for note in notes:
+            log.info(note)
+        self.notes = notes
+        self.splits = {k: data.subset(v) for k, v in index.items() if len(v)}
+        if "train" not in self.splits:
+            raise FerError(f"{hp.data} has no training samples; {HOW_TO_GET}")
+
+    @property
+    def class_counts(self) -> torch.Tensor:
+        return torch.bincount(self.splits["train"].labels, minlength=NUM_CLASSES)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        d = self.splits[split]
+        weights = None
+        if train and self.hparams.balance == "sampler":
+            weights = (1.0 / self.class_counts.clamp(min=1).double())[d.labels]
+        bs = self.hparams.batch_size if train else self.hparams.eval_batch_size
+        sampler = BatchSampler(len(d), bs, train, self.hparams.seed, weights)
+        pin = torch.cuda.is_available()
+        return DataLoader(TensorFaces(d.images, d.labels), sampler=sampler, batch_size=None, pin_memory=pin)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False)
+
+    def test_dataloader(self) -> DataLoader:
+        if "test" not in self.splits:
+            raise FerError("this data has no test split (no PrivateTest samples); evaluate on val instead")
+        return self._loader("test", False)
+
+    def has_test(self) -> bool:
+        return "test" in self.splits
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        x = x.float().div_(255.0)
+        if self.trainer is not None and self.trainer.training:
+            x = augment_batch(x, self.hparams.augment)
+        x = normalize(x)
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y
+
+
+def describe(data: FerData) -> str:
+    """One line: how many samples per Usage."""
+    counts = Counter(USAGES[int(u)] for u in data.usage.tolist())
+    return ", ".join(f"{k} {v}" for k, v in counts.items())

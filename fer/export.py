@@ -1,0 +1,72 @@
+"""Export a checkpoint for inference: `python -m fer.export --ckpt PATH --out DIR`.
+
+Writes DIR/model.safetensors (weights), DIR/model.json (architecture, class names,
+preprocessing, metrics, provenance) and DIR/model.onnx; none of them needs unpickling to load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fer.common import add_debug_flag, atomic_path, run_cli, write_text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer.export", description=__doc__.split("\n\n")[0])
+    p.add_argument("--ckpt", required=True, help="Lightning checkpoint from fer.train")
+    p.add_argument("--out", required=True, help="folder to write model.safetensors, model.json, model.onnx into")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
+    p.add_argument("--metrics", help="JSON file of metrics to record in model.json (e.g. from fer.evaluate)")
+    add_debug_flag(p)
+    return p
+
+
+def export_onnx(model, path: Path) -> None:
+    """The model as ONNX with a dynamic batch axis: input 'faces' (B, 1, 48, 48), output 'logits'."""
+    import torch
+
+    dummy = torch.zeros(2, 1, 48, 48)
+    with atomic_path(path) as tmp:
+        torch.onnx.export(model.float().eval(), (dummy,), str(tmp), input_names=["faces"], output_names=["logits"],
+                          dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import torch
+    from safetensors.torch import save_file
+
+    from fer.inference import _torch_model, read_checkpoint
+
+    ckpt = Path(args.ckpt)
+    if not ckpt.is_file():
+        from fer.common import FerError
+
+        raise FerError(f"checkpoint {ckpt} does not exist")
+    spec, state = read_checkpoint(ckpt)
+    model = _torch_model(spec, state, ckpt)  # proves the weights fit the architecture
+    out = Path(args.out)
+    spec.extra["source_checkpoint"] = ckpt.name
+    spec.extra["export_command"] = "python -m fer.export " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+    if args.metrics:
+        spec.extra["metrics"] = json.loads(Path(args.metrics).read_text())
+    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
+    spec.extra["trained_epochs"] = raw.get("epoch")
+    spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": spec.arch})
+    if not args.no_onnx:
+        export_onnx(model, out / "model.onnx")
+    write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
+    print(f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {ckpt} to {out}/: model.safetensors, "
+          f"model.json{'' if args.no_onnx else ', model.onnx'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,190 @@
+"""Load a trained classifier for inference, without unpickling anything, and run it on faces.
+
+Accepted model paths: an exported folder (`model.json` + `model.safetensors` [+ `model.onnx`]),
+either of those files, or a Lightning checkpoint (read with `torch.load(weights_only=True)`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fer.common import EMOTIONS, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD, FerError, preprocess
+from fer.models import build_model
+
+#: The model shipped with the code, used when no --model / --ckpt is given.
+SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+TTA_MODES = ("none", "flip", "tencrop")
+TENCROP_SIZE = 42
+
+
+@dataclass
+class ModelSpec:
+    """What rebuilds a model: architecture, its options, the class order, the preprocessing."""
+
+    arch: str
+    options: dict[str, Any]
+    classes: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    preprocessing: dict[str, Any] = field(default_factory=lambda: {
+        "size": IMAGE_SIZE, "grayscale": True, "mean": PIXEL_MEAN, "std": PIXEL_STD, "scale": 1 / 255,
+        "layout": "NCHW (B, 1, 48, 48)",
+    })
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"arch": self.arch, "options": self.options, "classes": self.classes,
+                "preprocessing": self.preprocessing, **self.extra}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ModelSpec:
+        known = ("arch", "options", "classes", "preprocessing")
+        missing = [k for k in ("arch", "options") if k not in d]
+        if missing:
+            raise FerError(f"model metadata lacks {', '.join(missing)}; re-export it with python -m fer.export")
+        return cls(d["arch"], d["options"], d.get("classes", list(EMOTIONS)),
+                   d.get("preprocessing", cls.__dataclass_fields__["preprocessing"].default_factory()),
+                   {k: v for k, v in d.items() if k not in known})
+
+
+def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """(spec, model state dict) from a Lightning checkpoint, refusing anything that needs unpickling code."""
+    import pickle
+    import zipfile
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise FerError(f"{path} holds pickled objects that are not plain tensors; refusing to load it "
+                       "(only weights-only checkpoints and safetensors are accepted)") from e
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise FerError(f"{path} is not a readable checkpoint (truncated or not a checkpoint): {str(e).splitlines()[0][:80]}") from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+        raise FerError(f"{path} is not a fer Lightning checkpoint (no state_dict / hyper_parameters)")
+    hp = ckpt["hyper_parameters"]
+    spec = ModelSpec(hp.get("model", "cnn"), dict(hp.get("model_options") or {}))
+    state = {k.removeprefix("model.").removeprefix("_orig_mod."): v for k, v in ckpt["state_dict"].items()
+             if k.startswith("model.")}
+    return spec, state
+
+
+def read_exported(path: Path) -> tuple[ModelSpec, Path]:
+    """(spec, folder) of an export: a folder, its model.json, or its model.safetensors / model.onnx."""
+    folder = path if path.is_dir() else path.parent
+    meta = folder / "model.json" if path.is_dir() or path.suffix != ".json" else path
+    if path.suffix in (".safetensors", ".onnx"):
+        meta = path.with_suffix(".json")
+    if not meta.is_file():
+        raise FerError(f"no model.json beside {path}; pass an exported folder (python -m fer.export) or a .ckpt")
+    try:
+        return ModelSpec.from_json(json.loads(meta.read_text())), folder
+    except json.JSONDecodeError as e:
+        raise FerError(f"{meta} is not valid JSON: {e}") from e
+
+
+class Classifier:
+    """A trained emotion classifier: uint8 48x48 faces in, class probabilities out.
+
+    backend 'torch' runs the PyTorch model (bf16 autocast on CPUs that have it); 'onnx' runs the
+    exported ONNX graph with onnxruntime.
+    """
+
+    def __init__(self, spec: ModelSpec, model: torch.nn.Module | None = None, session=None, source: str = ""):
+        self.spec, self.model, self.session, self.source = spec, model, session, source
+        self.classes = spec.classes
+        if list(self.classes) != list(EMOTIONS):
+            raise FerError(f"{source} was trained on classes {self.classes}, not {list(EMOTIONS)}")
+
+    @property
+    def backend(self) -> str:
+        return "onnx" if self.session is not None else "torch"
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.session is not None:
+            out = self.session.run(None, {self.session.get_inputs()[0].name: x.contiguous().numpy().astype(np.float32)})[0]
+            return torch.from_numpy(out)
+        with torch.inference_mode():
+            return self.model(x).float()
+
+    def predict_proba(self, faces: np.ndarray | torch.Tensor, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, 7) for uint8 faces (N, 48, 48); TTA averages over flips or ten crops."""
+        if tta not in TTA_MODES:
+            raise FerError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
+        faces = torch.as_tensor(np.asarray(faces))
+        if faces.ndim == 2:
+            faces = faces[None]
+        if len(faces) == 0:
+            return np.zeros((0, len(self.classes)), np.float32)
+        out = []
+        for i in range(0, len(faces), batch_size):
+            views = tta_views(preprocess(faces[i : i + batch_size]), tta)  # (V, B, 1, 48, 48)
+            v, b = views.shape[:2]
+            probs = self._logits(views.flatten(0, 1)).softmax(1).view(v, b, -1).mean(0)
+            out.append(probs.numpy())
+        return np.concatenate(out)
+
+
+def tta_views(x: torch.Tensor, tta: str) -> torch.Tensor:
+    """(V, B, C, 48, 48): the batch itself; plus its mirror ('flip'); or ten crops resized back ('tencrop')."""
+    if tta == "none":
+        return x[None]
+    if tta == "flip":
+        return torch.stack([x, x.flip(-1)])
+    s, c = IMAGE_SIZE, TENCROP_SIZE
+    offsets = [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]
+    crops = [x[..., i : i + c, j : j + c] for i, j in offsets]
+    crops = [F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False) for t in crops]
+    return torch.stack(crops + [t.flip(-1) for t in crops])
+
+
+def load_classifier(path: str | Path | None = None, backend: str = "torch") -> Classifier:
+    """Load a classifier from an export folder, its files, or a Lightning checkpoint (default: the shipped model)."""
+    path = Path(path) if path else SHIPPED
+    if not path.exists():
+        hint = "train one with python -m fer.train, or pass --model" if path == SHIPPED else "check the path"
+        raise FerError(f"model {path} does not exist; {hint}")
+    if path.is_dir() and not (path / "model.json").is_file():
+        raise FerError(f"{path} holds no exported model (model.json); run python -m fer.export --ckpt CKPT --out {path}")
+    if backend not in ("torch", "onnx"):
+        raise FerError(f"unknown backend {backend!r}; choose torch or onnx")
+    if path.suffix == ".ckpt":
+        if backend == "onnx":
+            raise FerError("--backend onnx needs an exported model; run python -m fer.export first")
+        spec, state = read_checkpoint(path)
+        return Classifier(spec, _torch_model(spec, state, path), source=str(path))
+    spec, folder = read_exported(path)
+    if backend == "onnx":
+        onnx_file = folder / "model.onnx"
+        if not onnx_file.is_file():
+            raise FerError(f"no model.onnx in {folder}; re-export with python -m fer.export")
+        import onnxruntime as ort
+
+        try:
+            session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise FerError(f"{onnx_file} is not a valid ONNX model: {str(e).splitlines()[0][:100]}") from e
+        return Classifier(spec, session=session, source=str(onnx_file))
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = folder / "model.safetensors"
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as e:
+        raise FerError(f"{weights} is not a readable safetensors file: {e}") from e
+    return Classifier(spec, _torch_model(spec, state, weights), source=str(weights))
+
+
+def _torch_model(spec: ModelSpec, state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    model = build_model(spec.arch, num_classes=len(spec.classes), **spec.options)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise FerError(f"{source} does not fit a {spec.arch} model with options {spec.options}: "
+                       f"{str(e).splitlines()[0][:120]}") from e
+    return model.eval().to(memory_format=torch.channels_last)

@@ -1,0 +1,162 @@
+"""The LightningModule: any registered model, its loss, metrics, optimizer and schedule."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score, MulticlassRecall
+
+from fer.common import EMOTIONS, NUM_CLASSES, FerError
+from fer.models import build_model
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULERS = ("onecycle", "cosine", "plateau", "none")
+
+
+class FerModule(pl.LightningModule):
+    """Classifies 48x48 faces into the seven FER-2013 emotions.
+
+    Logs `train/loss`, `train/acc`, `val/loss`, `val/acc`, `val/f1`, `val/recall_<emotion>` and
+    the same under `test/`. The confusion matrix of the last val/test epoch is kept in
+    `self.confusion[stage]` for callbacks to draw. The checkpoint holds every argument here, so
+    `FerModule.load_from_checkpoint(path)` rebuilds the model with nothing else.
+    """
+
+    def __init__(
+        self,
+        model: str = "cnn",
+        model_options: dict[str, Any] | None = None,
+        optimizer: str = "sgd",
+        lr: float = 0.05,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        scheduler: str = "onecycle",
+        warmup_epochs: float = 1.0,
+        label_smoothing: float = 0.0,
+        class_weighted_loss: bool = False,
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        if optimizer not in OPTIMIZERS:
+            raise FerError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+        if scheduler not in SCHEDULERS:
+            raise FerError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
+        self.save_hyperparameters()
+        self.model = build_model(model, num_classes=NUM_CLASSES, **(model_options or {}))
+        if channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.register_buffer("class_weight", None, persistent=False)
+        kw = {"num_classes": NUM_CLASSES}
+        self.train_acc = MulticlassAccuracy(average="micro", **kw)
+        for stage in ("val", "test"):
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(average="micro", **kw))
+            setattr(self, f"{stage}_f1", MulticlassF1Score(average="macro", **kw))
+            setattr(self, f"{stage}_recall", MulticlassRecall(average="none", **kw))
+            setattr(self, f"{stage}_cm", MulticlassConfusionMatrix(**kw))
+        self.confusion: dict[str, torch.Tensor] = {}
+
+    @property
+    def backbone(self) -> nn.Module:
+        """The pretrained part of a transfer-learning model (for the fine-tuning callback)."""
+        if not hasattr(self.model, "backbone"):
+            raise AttributeError(f"model {self.hparams.model!r} has no backbone")
+        return self.model.backbone
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if stage == "fit" and self.hparams.class_weighted_loss and dm is not None:
+            counts = dm.class_counts.float().clamp(min=1)
+            self.class_weight = (counts.sum() / (NUM_CLASSES * counts)).to(self.device)
+
+    def _loss(self, logits: torch.Tensor, y: torch.Tensor, train: bool) -> torch.Tensor:
+        return F.cross_entropy(
+            logits.float(), y,
+            weight=self.class_weight if train else None,
+            label_smoothing=self.hparams.label_smoothing if train else 0.0,
+        )
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = self._loss(logits, y, train=True)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        return loss
+
+    def _eval_step(self, batch, stage: str) -> None:
+        x, y = batch
+        logits = self(x)
+        preds = logits.argmax(1)
+        self.log(f"{stage}/loss", self._loss(logits, y, train=False), on_epoch=True, sync_dist=True, batch_size=len(y))
+        for name in ("acc", "f1", "recall", "cm"):
+            getattr(self, f"{stage}_{name}").update(preds, y)
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        # compute() gathers every rank's counts, so these cover the whole split under DDP.
+        # (sync_dist on equal values is a no-op average; it only tells Lightning they are global)
+        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc").compute(), prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/f1", getattr(self, f"{stage}_f1").compute(), sync_dist=True)
+        for name, r in zip(EMOTIONS, getattr(self, f"{stage}_recall").compute()):
+            self.log(f"{stage}/recall_{name}", r, sync_dist=True)
+        self.confusion[stage] = getattr(self, f"{stage}_cm").compute().cpu()
+        for name in ("acc", "f1", "recall", "cm"):
+            getattr(self, f"{stage}_{name}").reset()
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def test_step(self, batch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    def predict_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return self(x).float().softmax(1)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        # Frozen parameters (a backbone before fine-tuning) join later, through the callback.
+        params = [p for p in self.parameters() if p.requires_grad]
+        if hp.optimizer == "sgd":
+            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=True, weight_decay=hp.weight_decay)
+        else:
+            opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.scheduler == "none":
+            return opt
+        if hp.scheduler == "plateau":
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/acc", "interval": "epoch"}}
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
+        warmup = min(int(hp.warmup_epochs * steps_per_epoch), total // 2)
+        if total < 3:  # too short a run for any schedule (fast_dev_run, smoke tests)
+            return opt
+        if hp.scheduler == "onecycle":
+            pct_start = min(max(warmup / total, 1.5 / total), 1 - 1.5 / total)  # both phases >= 1 step
+            sched = torch.optim.lr_scheduler.OneCycleLR(
+                opt, max_lr=hp.lr, total_steps=total, pct_start=pct_start,
+                cycle_momentum=hp.optimizer == "sgd", div_factor=25, final_div_factor=1e3,
+            )
+        else:
+
+            def cosine(step: int) -> float:
+                if step < warmup:
+                    return (step + 1) / warmup
+                return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(total - warmup, 1), 1.0)))
+
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -1,0 +1,280 @@
+"""Train an emotion classifier on FER-2013: `python -m fer.train --model {cnn,vgg} --data PATH`.
+
+Builds the DataModule, the LightningModule and the Trainer from the command line (or a YAML
+`--config`), fits, tests the best checkpoint when the data has a test split, and prints a summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fer.augment import PRESETS
+from fer.common import FerError, add_debug_flag, default_precision, run_cli, write_text
+from fer.models import MODELS
+from fer.module import OPTIMIZERS, SCHEDULERS
+
+log = logging.getLogger("fer")
+
+
+def positive(kind):
+    def check(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+        return value
+
+    check.__name__ = kind.__name__
+    return check
+
+
+def limit(text: str) -> int | float:
+    """Lightning's convention: an int counts batches, a float in (0, 1] is a fraction."""
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    return int(value) if value.is_integer() and "." not in text else value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m fer.train",
+        description="Train a FER-2013 emotion classifier with PyTorch Lightning. Runs land in "
+        "DEFAULT_ROOT_DIR/lightning_logs/version_N/ (TensorBoard events, config.yaml, metrics.csv, checkpoints/).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--config", help="YAML file of options (a run's config.yaml reproduces it); flags override it")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="data/fer2013", help="Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or folder with train/ test/")
+    g.add_argument("--batch-size", type=positive(int), default=128)
+    g.add_argument("--augment", default="light", choices=list(PRESETS), help="batched augmentation preset")
+    g.add_argument("--balance", default="none", choices=["none", "loss", "sampler"],
+                   help="class imbalance: class-weighted loss or class-balanced sampling")
+    g.add_argument("--val-fraction", type=float, default=0.1, help="val share of train when the data has no PublicTest")
+    g.add_argument("--exclude", help="file of sample names to drop from training (from python -m fer.analyze)")
+    g.add_argument("--cache-dir", help="where decoded datasets are cached (default ~/.cache/fer or $FER_CACHE)")
+    g.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="cnn", choices=list(MODELS))
+    g.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256], help="cnn: channels per stage")
+    g.add_argument("--depth", type=positive(int), default=2, help="cnn: conv layers per stage")
+    g.add_argument("--dropout", type=float, default=0.3)
+    g.add_argument("--image-size", type=positive(int), default=96, help="vgg: input size faces are upscaled to")
+    g.add_argument("--no-pretrained", action="store_true", help="vgg: random initialisation instead of ImageNet weights")
+    g.add_argument("--weights", help="vgg: local VGG16 state dict (.pth or .safetensors) for the backbone")
+    g.add_argument("--freeze-epochs", type=int, default=3, help="vgg: epochs with the backbone frozen")
+    g.add_argument("--backbone-lr-ratio", type=float, default=0.1, help="vgg: backbone LR as a fraction of the head's")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--max-epochs", type=positive(int), default=30)
+    g.add_argument("--lr", type=positive(float), default=0.05, help="peak learning rate")
+    g.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS))
+    g.add_argument("--scheduler", default="onecycle", choices=list(SCHEDULERS))
+    g.add_argument("--warmup-epochs", type=float, default=1.0)
+    g.add_argument("--weight-decay", type=float, default=5e-4)
+    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs on val/acc (0: off)")
+    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible, slower)")
+    g = p.add_argument_group("hardware")
+    g.add_argument("--precision", default="auto", help="auto = bf16-mixed on CPUs with bf16, 16-mixed on GPUs, else 32-true")
+    g.add_argument("--accelerator", default="auto")
+    g.add_argument("--devices", default="auto")
+    g.add_argument("--strategy", default="auto", help="e.g. ddp for multi-GPU / multi-node")
+    g.add_argument("--num-nodes", type=positive(int), default=1)
+    g.add_argument("--compile", action="store_true", help="torch.compile the model")
+    g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
+    g = p.add_argument_group("run")
+    g.add_argument("--limit-train-batches", type=limit, default=None)
+    g.add_argument("--limit-val-batches", type=limit, default=None)
+    g.add_argument("--fast-dev-run", action="store_true", help="one batch of train/val/test to check the pipeline")
+    g.add_argument("--ckpt-path", help="resume from a checkpoint; 'last' finds the newest last.ckpt under the root dir")
+    g.add_argument("--default-root-dir", default=".", help="runs go to DIR/lightning_logs/version_N")
+    g.add_argument("--no-test", action="store_true", help="skip testing the best checkpoint after fitting")
+    g.add_argument("--json", help="also write the final summary as JSON to this file")
+    add_debug_flag(p)
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = build_parser()
+    pre, _ = argparse.ArgumentParser(add_help=False).parse_known_args(argv)
+    first, _ = parser.parse_known_args(argv)
+    if first.config:
+        path = Path(first.config)
+        if not path.is_file():
+            raise FerError(f"config file {path} does not exist")
+        try:
+            cfg = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+        known = {a.dest for a in parser._actions}
+        cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
+        unknown = sorted(set(cfg) - known)
+        if unknown:
+            raise FerError(f"{path}: unknown options {', '.join(unknown)}")
+        cfg.pop("config", None)
+        parser.set_defaults(**cfg)
+    del pre
+    return parser.parse_args(argv)
+
+
+def find_last_checkpoint(root: Path) -> Path:
+    found = sorted((root / "lightning_logs").glob("version_*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise FerError(f"--ckpt-path last: no last.ckpt under {root / 'lightning_logs'}; pass a checkpoint path")
+    return found[-1]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.model != "vgg" and (args.weights or args.no_pretrained):
+        log.info("--weights / --no-pretrained only apply to --model vgg")
+    if args.val_fraction <= 0 or args.val_fraction >= 1:
+        raise FerError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if any(w <= 0 for w in args.widths):
+        raise FerError("--widths must all be positive")
+
+    # Heavy imports after argument checks, so --help and bad flags answer at once.
+    import pytorch_lightning as pl
+    import torch
+    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from fer.callbacks import BackboneFreeze, CheckpointOnInterrupt, ConfusionMatrixLogger, RunRecord
+    from fer.data import FerDataModule
+    from fer.models.vgg import load_backbone_weights
+    from fer.module import FerModule
+
+    root = Path(args.default_root_dir)
+    ckpt_path, version = args.ckpt_path, None
+    if ckpt_path == "last":
+        ckpt_path = str(find_last_checkpoint(root))
+    if ckpt_path:
+        if not Path(ckpt_path).is_file():
+            raise FerError(f"checkpoint {ckpt_path} does not exist")
+        m = re.search(r"version_(\d+)[/\\]checkpoints[/\\][^/\\]+$", str(Path(ckpt_path).resolve()))
+        if m and Path(ckpt_path).resolve().parents[2] == (root / "lightning_logs").resolve():
+            version = int(m.group(1))  # keep writing into the interrupted run's folder
+    precision = default_precision(args.accelerator) if args.precision == "auto" else args.precision
+
+    pl.seed_everything(args.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    channels_last = not args.no_channels_last
+    dm = FerDataModule(
+        data=args.data, batch_size=args.batch_size, augment=args.augment, val_fraction=args.val_fraction,
+        seed=args.seed, balance=args.balance, exclude=args.exclude, cache_dir=args.cache_dir,
+        strict=args.strict, channels_last=channels_last,
+    )
+    if args.model == "cnn":
+        options = {"widths": list(args.widths), "depth": args.depth, "dropout": args.dropout}
+    else:
+        options = {"image_size": args.image_size, "dropout": args.dropout}
+    module = FerModule(
+        model=args.model, model_options=options, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, scheduler=args.scheduler, warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing, class_weighted_loss=args.balance == "loss",
+        channels_last=channels_last,
+    )
+    if args.model == "vgg" and not args.no_pretrained and not ckpt_path:
+        log.info("backbone weights: %s", load_backbone_weights(module.model, args.weights))
+    if args.compile:
+        module.model = torch.compile(module.model)
+
+    config = {k: v for k, v in vars(args).items() if k not in ("config", "debug", "json")}
+    callbacks: list[pl.Callback] = [
+        ModelCheckpoint(monitor="val/acc", mode="max", save_top_k=1,
+                        filename="epoch{epoch:03d}-acc{val/acc:.4f}", auto_insert_metric_name=False),
+        # last.ckpt after every epoch, improved or not: what --ckpt-path last resumes from
+        ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False),
+        LearningRateMonitor(logging_interval="epoch"),
+        ConfusionMatrixLogger(),
+        RunRecord(config),
+        CheckpointOnInterrupt(),
+        TQDMProgressBar(refresh_rate=10),
+    ]
+    if args.patience > 0:
+        callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
+    if args.model == "vgg" and args.freeze_epochs > 0:
+        callbacks.append(BackboneFreeze(args.freeze_epochs, args.backbone_lr_ratio))
+    logger = TensorBoardLogger(root, name="lightning_logs", version=version, default_hp_metric=False)
+    trainer = pl.Trainer(
+        max_epochs=args.max_epochs, accelerator=args.accelerator, devices=_devices(args.devices),
+        strategy=args.strategy, num_nodes=args.num_nodes, precision=precision,
+        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
+        fast_dev_run=args.fast_dev_run, default_root_dir=root, logger=logger, callbacks=callbacks,
+        deterministic=args.deterministic, use_distributed_sampler=False,  # our BatchSampler shards by rank
+        log_every_n_steps=10, enable_model_summary=True,
+    )
+    start = time.time()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    fit_seconds = time.time() - start
+    if trainer.interrupted:
+        return 130
+
+    ckpt_cb = trainer.checkpoint_callback
+    best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
+    summary: dict[str, Any] = {
+        "model": args.model,
+        "log_dir": trainer.log_dir,  # every rank asks: it is a collective under DDP
+        "best_checkpoint": best or None,
+        "best_val_acc": round(float(ckpt_cb.best_model_score), 4) if ckpt_cb and ckpt_cb.best_model_score is not None else None,
+        "epochs": trainer.current_epoch,
+        "precision": precision,
+        "fit_seconds": round(fit_seconds, 1),
+    }
+    m = re.search(r"epoch(\d+)", Path(best).name) if best else None
+    summary["best_epoch"] = int(m.group(1)) if m else None
+    if dm.has_test() and not args.no_test and not args.fast_dev_run:
+        results = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+        summary["test_acc"] = round(float(results[0]["test/acc"]), 4)
+        summary["test_f1"] = round(float(results[0]["test/f1"]), 4)
+    if trainer.is_global_zero:
+        if not args.fast_dev_run:
+            trainer.logger.log_hyperparams(
+                {k: (str(v) if isinstance(v, (list, dict)) or v is None else v) for k, v in config.items()},
+                {"hp/best_val_acc": summary["best_val_acc"] or 0.0, **({"hp/test_acc": summary["test_acc"]} if "test_acc" in summary else {})},
+            )
+        if summary["log_dir"]:
+            write_text(Path(summary["log_dir"]) / "summary.json", json.dumps(summary, indent=2))
+        if args.json:
+            write_text(args.json, json.dumps(summary, indent=2))
+        print(_summary_text(summary), file=sys.stderr if args.json == "-" else sys.stdout)
+    return 0
+
+
+def _devices(text: str):
+    if isinstance(text, int) or text == "auto":
+        return text
+    if re.fullmatch(r"\d+", str(text)):
+        return int(text)
+    if re.fullmatch(r"[\d,]+", str(text)):
+        return [int(t) for t in str(text).split(",") if t]
+    return text
+
+
+def _summary_text(s: dict[str, Any]) -> str:
+    lines = [f"\nfinished {s['model']} in {s['fit_seconds']:.0f} s ({s['epochs']} epochs)"]
+    if s.get("best_val_acc") is not None:
+        lines.append(f"  best val/acc  {s['best_val_acc']:.4f} at epoch {s['best_epoch']}")
+    if "test_acc" in s:
+        lines.append(f"  test/acc      {s['test_acc']:.4f}  (macro-F1 {s['test_f1']:.4f})")
+    lines.append(f"  checkpoint    {s['best_checkpoint']}")
+    lines.append(f"  run folder    {s['log_dir']}  (tensorboard --logdir {Path(s['log_dir'] or '.').parent})")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run_cli(main)

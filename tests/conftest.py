@@ -1,0 +1,87 @@
+"""Tiny FER-2013 look-alikes made in tmp_path, and the real data in ../shared when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.common import EMOTIONS
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+FOLDER_ORDER = sorted(EMOTIONS)  # how a file browser lists the Kaggle folders
+
+
+def face(label: int, seed: int) -> np.ndarray:
+    """A 48x48 'face' whose class is learnable (stripes and a bar that depend on it), plus noise."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(20, 60, size=(48, 48)).astype(np.uint8)
+    img[:, (np.arange(48) // (label + 1)) % 2 == 0] += 40  # texture of a class-specific period
+    img[4 + 6 * label : 8 + 6 * label, 6:42] = 230  # and a bar at a class-specific height
+    return img
+
+
+def seed_of(usage: str, label: int, i: int) -> int:
+    """The seed of sample i of a class in a split, the same in CSV and folder data."""
+    return ("Training", "PublicTest", "PrivateTest").index(usage) * 100_000 + label * 1000 + i
+
+
+def pixels(img: np.ndarray) -> str:
+    return " ".join(map(str, img.flatten().tolist()))
+
+
+def make_folder(root: Path, per_class=(4, 2, 0), prefixes=("Training", "PublicTest", "PrivateTest"),
+                upper: bool = False) -> Path:
+    """root/train/<emotion>/Training_i.png and root/test/<emotion>/{PublicTest,PrivateTest}_i.png."""
+    n_train, n_pub, n_priv = per_class
+    for label, name in enumerate(EMOTIONS):
+        folder = name.upper() if upper else name
+        for k, (split, n) in enumerate((("train", n_train), ("test", n_pub), ("test", n_priv))):
+            d = root / split / folder
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                seed = k * 100_000 + label * 1000 + i
+                cv2.imwrite(str(d / f"{prefixes[k]}_{k}{label}{i:03d}.png"), face(label, seed))
+    return root
+
+
+def make_csv(path: Path, per_class=(4, 2, 2), variant: str = "fer2013") -> Path:
+    """fer2013.csv (emotion,pixels,Usage), icml_face_data.csv (emotion, Usage, pixels) or train.csv + test.csv."""
+    rows = []
+    for label in range(len(EMOTIONS)):
+        for usage, n in zip(("Training", "PublicTest", "PrivateTest"), per_class):
+            for i in range(n):
+                rows.append((label, usage, pixels(face(label, seed_of(usage, label, i)))))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if variant == "fer2013":
+        path.write_text("emotion,pixels,Usage\n" + "".join(f"{e},{p},{u}\n" for e, u, p in rows))
+    elif variant == "icml":
+        path.write_text("emotion, Usage, pixels\n" + "".join(f"{e},{u},{p}\n" for e, u, p in rows))
+    elif variant == "train_test":
+        path.write_text("emotion,pixels\n" + "".join(f"{e},{p}\n" for e, u, p in rows if u == "Training"))
+        (path.parent / "test.csv").write_text("emotion,pixels\n" + "".join(f"{e},{p}\n" for e, u, p in rows if u != "Training"))
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def folder_data(tmp_path) -> Path:
+    return make_folder(tmp_path / "fer2013", per_class=(6, 3, 2))
+
+
+@pytest.fixture
+def csv_data(tmp_path) -> Path:
+    return make_csv(tmp_path / "csv" / "fer2013.csv")
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED / "fer2013" / "train").is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED

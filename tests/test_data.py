@@ -1,0 +1,170 @@
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from fer.augment import PRESETS, augment_batch
+from fer.common import EMOTIONS, FerError, to_face48
+from fer.data import (
+    PUBLIC_TEST,
+    TRAINING,
+    BatchSampler,
+    FerDataModule,
+    evaluation_split,
+    load_fer,
+    split_indices,
+)
+from tests.conftest import face, make_csv, make_folder
+
+
+def test_folder_labels_follow_kaggle_order_whatever_the_folder_order(tmp_path):
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0), upper=True)  # ANGRY/, DISGUST/ ...
+    data = load_fer(root)
+    for name, label in zip(data.names, data.labels.tolist()):
+        assert name.split(os.sep)[1].lower() == EMOTIONS[label]
+    # the pixel content was drawn for the Kaggle label: a bar at height 4 + 6 * label
+    rows = data.images[:, :, 24].float()
+    assert torch.equal(rows.argmax(1) // 6, data.labels)
+    assert data.images.shape[1:] == (48, 48) and data.images.dtype == torch.uint8
+
+
+@pytest.mark.parametrize("variant", ["fer2013", "icml", "train_test"])
+def test_csv_variants_give_the_same_faces(tmp_path, variant):
+    name = {"fer2013": "fer2013.csv", "icml": "icml_face_data.csv", "train_test": "train.csv"}[variant]
+    path = make_csv(tmp_path / variant / name, per_class=(3, 2, 1), variant=variant)
+    for arg in (path, path.parent):  # --data takes the file or its folder
+        data = load_fer(arg)
+        assert len(data) == 7 * 6
+        assert torch.equal(data.images[0], torch.from_numpy(face(0, 0)))
+        assert data.labels.tolist().count(3) == 6
+    splits, _ = split_indices(data)
+    if variant == "train_test":  # no Usage: val is drawn from train, test is test.csv
+        assert len(splits["train"]) + len(splits["val"]) == 21 and len(splits["test"]) == 21
+    else:
+        assert [len(splits[k]) for k in ("train", "val", "test")] == [21, 14, 7]
+
+
+def test_canonical_split_from_file_prefixes(tmp_path):
+    data = load_fer(make_folder(tmp_path / "d", per_class=(3, 2, 1)))
+    splits, notes = split_indices(data)
+    names = lambda k: {os.path.basename(data.names[i]).split("_")[0] for i in splits[k].tolist()}  # noqa: E731
+    assert names("train") == {"Training"} and names("val") == {"PublicTest"} and names("test") == {"PrivateTest"}
+    assert notes == []
+
+
+def test_public_test_without_private_test_gives_no_test_split(tmp_path):
+    data = load_fer(make_folder(tmp_path / "d", per_class=(3, 2, 0)))
+    splits, notes = split_indices(data)
+    assert len(splits["val"]) == 14 and len(splits["test"]) == 0
+    assert any("no test split" in n for n in notes)
+    index, note = evaluation_split(data, "test")  # evaluation falls back to PublicTest, and says so
+    assert torch.equal(index, splits["val"]) and "PublicTest" in note
+
+
+def test_unmarked_folders_split_stratified_and_seeded(tmp_path):
+    data = load_fer(make_folder(tmp_path / "d", per_class=(10, 3, 0), prefixes=("img", "img", "img")))
+    a, notes = split_indices(data, val_fraction=0.2, seed=1)
+    b, _ = split_indices(data, val_fraction=0.2, seed=1)
+    c, _ = split_indices(data, val_fraction=0.2, seed=2)
+    assert torch.equal(a["val"], b["val"]) and not torch.equal(a["val"], c["val"])
+    assert torch.bincount(data.labels[a["val"]], minlength=7).tolist() == [2] * 7
+    assert len(a["test"]) == 21 and set(a["train"].tolist()).isdisjoint(a["val"].tolist())
+    assert any("stratified" in n for n in notes)
+
+
+def test_cache_is_reused_and_invalidated_when_the_data_changes(tmp_path):
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    first = load_fer(root)
+    cache_files = list((tmp_path / "cache").glob("*.safetensors"))
+    assert len(cache_files) == 1
+    again = load_fer(root)
+    assert torch.equal(first.images, again.images) and first.names == again.names
+    extra = root / "train" / "happy" / "Training_new.png"
+    import cv2
+
+    cv2.imwrite(str(extra), face(3, 99))
+    changed = load_fer(root)
+    assert len(changed) == len(first) + 1
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 2
+
+
+def test_corrupt_cache_is_rebuilt(tmp_path):
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    first = load_fer(root)
+    (cache,) = (tmp_path / "cache").glob("*.safetensors")
+    cache.write_bytes(cache.read_bytes()[:100])
+    assert torch.equal(load_fer(root).images, first.images)
+
+
+def test_colour_and_odd_size_images_become_48x48_gray():
+    rng = np.random.default_rng(0)
+    for img in (rng.integers(0, 255, (100, 80, 3), np.uint8), rng.integers(0, 255, (30, 30, 4), np.uint8),
+                rng.integers(0, 65535, (48, 48), np.uint16)):
+        out = to_face48(img)
+        assert out.shape == (48, 48) and out.dtype == np.uint8
+
+
+def test_missing_data_names_the_path_and_how_to_get_it(tmp_path):
+    with pytest.raises(FerError, match="does not exist.*Kaggle"):
+        load_fer(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_eval_batches_cover_every_sample_once_across_ranks(monkeypatch, world):
+    seen = []
+    for rank in range(world):
+        monkeypatch.setattr(BatchSampler, "_rank_world", staticmethod(lambda r=rank: (r, world)))
+        s = BatchSampler(23, 4, train=False)
+        batches = list(s)
+        assert len(batches) == len(s)
+        seen += [i for b in batches for i in b.tolist()]
+    assert sorted(seen) == list(range(23))
+
+
+def test_train_batches_are_equal_per_rank_and_reshuffled_each_epoch(monkeypatch):
+    monkeypatch.setattr(BatchSampler, "_rank_world", staticmethod(lambda: (1, 2)))
+    s = BatchSampler(50, 8, train=True, seed=3)
+    e0 = torch.cat(list(s))
+    s.set_epoch(1)
+    e1 = torch.cat(list(s))
+    assert len(list(s)) == len(s) == 3 and not torch.equal(e0, e1)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_batched_augmentation_keeps_range_shape_and_label_alignment(preset):
+    torch.manual_seed(0)
+    labels = torch.arange(7).repeat(20)
+    x = torch.stack([torch.from_numpy(face(int(y), i)) for i, y in enumerate(labels)]).unsqueeze(1).float() / 255
+    out = augment_batch(x.clone(), preset)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    if preset != "none":
+        assert not torch.equal(out, x)
+    # each face still carries its own class bar: a flip or a small warp keeps its height close
+    bar_row = out[:, 0, :, 14:34].mean(2).argmax(1)
+    assert ((bar_row - (5 + 6 * labels)).abs() <= 6).float().mean() > 0.9
+
+
+def test_datamodule_batches_are_standardised_uint8_made_float(folder_data):
+    dm = FerDataModule(str(folder_data), batch_size=8)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.dtype == torch.uint8 and x.shape == (8, 1, 48, 48)
+    x2, _ = dm.on_after_batch_transfer((x, y), 0)
+    assert x2.dtype == torch.float32 and x2.is_contiguous(memory_format=torch.channels_last)
+    assert (dm.splits["train"].usage == TRAINING).all() and (dm.splits["val"].usage == PUBLIC_TEST).all()
+
+
+def test_real_folder_layout(shared_data):
+    data = load_fer(shared_data / "fer2013")
+    splits, notes = split_indices(data)
+    assert len(splits["train"]) == 28709 and len(splits["val"]) == 3589 and len(splits["test"]) == 0
+    counts = torch.bincount(data.labels[splits["val"]], minlength=7).tolist()
+    assert counts == [467, 56, 496, 895, 653, 415, 607]  # Kaggle order: angry ... neutral
+
+
+def test_real_csv_sample(shared_data):
+    data = load_fer(shared_data / "fer2013-sample.csv")
+    splits, _ = split_indices(data)
+    assert len(splits["train"]) == 700 and len(splits["val"]) == 350
+    assert torch.bincount(data.labels, minlength=7).tolist() == [150] * 7

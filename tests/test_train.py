@@ -1,0 +1,136 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from fer.common import FerError
+from fer.module import FerModule
+from fer.train import main as train
+
+TINY = ["--widths", "8", "16", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+
+
+def run_dir(root: Path, version: int = 0) -> Path:
+    return root / "lightning_logs" / f"version_{version}"
+
+
+def metrics(root: Path, version: int = 0) -> list[dict]:
+    with open(run_dir(root, version) / "metrics.csv") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize("model", ["cnn", "vgg"])
+def test_fast_dev_run_for_every_model(folder_data, tmp_path, model):
+    extra = ["--no-pretrained", "--image-size", "48"] if model == "vgg" else []
+    assert train(["--model", model, "--data", str(folder_data), "--fast-dev-run", "--default-root-dir", str(tmp_path / "r"), *TINY, *extra]) == 0
+
+
+def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_path):
+    root = tmp_path / "runs"
+    args = ["--data", str(csv_data), "--max-epochs", "2", "--default-root-dir", str(root), "--json", str(tmp_path / "s.json"), *TINY]
+    assert train(args) == 0
+    run = run_dir(root)
+    ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
+    assert "last.ckpt" in ckpts and len(ckpts) == 2
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["best_checkpoint"].startswith(str(run)) and 0 <= summary["test_acc"] <= 1
+    events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    assert {"val/acc", "val/f1", "val/loss", "train/acc", "test/acc"} <= set(tags["scalars"])
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(tags["images"])
+    assert len(events.Scalars("val/acc")) == 2
+    png = events.Images("val/confusion_matrix")[-1].encoded_image_string
+    assert png.startswith(b"\x89PNG")
+    # the last val/acc scalar agrees with the confusion matrix kept beside it
+    cm = torch.tensor(json.loads((run / "confusion_val.json").read_text())["matrix"])
+    assert cm.sum() == 14 and abs(events.Scalars("val/acc")[-1].value - cm.diag().sum() / cm.sum()) < 1e-6
+    # config.yaml reproduces the run: same options, same numbers
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["max_epochs"] == 2 and config["widths"] == [8, 16]
+    assert train(["--config", str(run / "config.yaml")]) == 0
+    assert metrics(root, 1) == metrics(root, 0)
+
+
+def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"data": str(csv_data), "max_epochs": 5, "widths": [8, 16], "depth": 1}))
+    assert train(["--config", str(cfg), "--max-epochs", "1", "--default-root-dir", str(tmp_path), "--precision", "32-true"]) == 0
+    assert yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())["max_epochs"] == 1
+    cfg.write_text("max_epochs: 1\nlearning_rate: 3\n")
+    with pytest.raises(FerError, match="unknown options learning_rate"):
+        train(["--config", str(cfg)])
+
+
+def test_overfits_a_few_batches(folder_data, tmp_path):
+    args = ["--data", str(folder_data), "--max-epochs", "30", "--augment", "none", "--optimizer", "adamw",
+            "--lr", "0.01", "--scheduler", "none", "--label-smoothing", "0", "--dropout", "0",
+            "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    assert train(args) == 0
+    rows = metrics(tmp_path)
+    first, last = rows[0], rows[-1]
+    assert float(last["train/loss"]) < 0.5 * float(first["train/loss"])
+    assert float(last["train/acc"]) >= 0.95
+
+
+def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
+    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", "--scheduler", "cosine", *TINY]
+    assert train([*base, "--max-epochs", "2"]) == 0
+    assert train([*base, "--max-epochs", "4", "--ckpt-path", "last"]) == 0
+    rows = metrics(tmp_path)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # same folder, epochs 2-3 appended
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    assert ckpt["epoch"] == 3
+    assert not (tmp_path / "lightning_logs" / "version_1").exists()
+
+
+def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
+    assert train(["--data", str(csv_data), "--max-epochs", "1", "--default-root-dir", str(tmp_path), "--no-test", *TINY]) == 0
+    module = FerModule.load_from_checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert module.hparams.model_options["widths"] == [8, 16]
+    assert module(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+
+
+def test_vgg_freezes_then_finetunes_the_backbone(folder_data, tmp_path):
+    args = ["--model", "vgg", "--no-pretrained", "--image-size", "32", "--data", str(folder_data),
+            "--max-epochs", "2", "--freeze-epochs", "1", "--default-root-dir", str(tmp_path), "--no-test",
+            "--limit-train-batches", "1", "--limit-val-batches", "1", *TINY]
+    assert train(args) == 0
+    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    groups = ckpt["optimizer_states"][0]["param_groups"]
+    assert len(groups) == 2  # head, then the unfrozen backbone
+    assert groups[1]["lr"] < groups[0]["lr"]
+
+
+def test_ddp_on_two_cpu_processes_covers_the_whole_validation_set(tmp_path):
+    from tests.conftest import make_folder
+
+    data = make_folder(tmp_path / "d", per_class=(4, 3, 0))  # 21 val faces: an odd count across 2 ranks
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "fer.train", "--data", str(data), "--accelerator", "cpu", "--devices", "2",
+           "--strategy", "ddp", "--max-epochs", "1", "--default-root-dir", str(tmp_path / "r"), *TINY]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1])
+    assert out.returncode == 0, out.stderr[-2000:]
+    run = run_dir(tmp_path / "r")
+    cm = torch.tensor(json.loads((run / "confusion_val.json").read_text())["matrix"])
+    assert cm.sum() == 21 and cm.sum(1).tolist() == [3] * 7
+    val_acc = float(metrics(tmp_path / "r")[-1]["val/acc"])
+    assert abs(val_acc - cm.diag().sum().item() / 21) < 1e-6
+
+
+def test_real_data_short_run(shared_data, tmp_path):
+    args = ["--data", str(shared_data / "fer2013"), "--max-epochs", "1", "--limit-train-batches", "20",
+            "--default-root-dir", str(tmp_path)]
+    assert train(args) == 0
+    run = run_dir(tmp_path)
+    assert (run / "config.yaml").is_file() and list((run / "checkpoints").glob("epoch*.ckpt"))
+    cm = torch.tensor(json.loads((run / "confusion_val.json").read_text())["matrix"])
+    assert cm.sum() == 3589  # all of PublicTest
+    assert float(metrics(tmp_path)[-1]["val/acc"]) > 0.2  # above the 1/7 of chance after 20 batches
