@@ -150,8 +150,11 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
         raise FerError(f"model {path} does not exist; {hint}")
     if path.is_dir() and not (path / "model.json").is_file():
         raise FerError(f"{path} holds no exported model (model.json); run python -m fer.export --ckpt CKPT --out {path}")
+    if backend == "auto":
+        folder = path if path.is_dir() else path.parent
+        backend = "onnx" if path.suffix != ".ckpt" and (folder / "model.onnx").is_file() else "torch"
     if backend not in ("torch", "onnx"):
-        raise FerError(f"unknown backend {backend!r}; choose torch or onnx")
+        raise FerError(f"unknown backend {backend!r}; choose torch, onnx or auto")
     if path.suffix == ".ckpt":
         if backend == "onnx":
             raise FerError("--backend onnx needs an exported model; run python -m fer.export first")

@@ -1,0 +1,38 @@
+"""Synthetic test videos: faces pasted at known boxes on a textured background.
+
+Used by the tests and by experiments/benchmark.py to measure `fer.detect` without a webcam.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def background(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray:
+    """A smooth random texture (BGR), so the detector has something other than a flat wall to reject."""
+    rng = np.random.default_rng(seed)
+    noise = rng.integers(0, 255, (height // 16, width // 16, 3), dtype=np.uint8)
+    tex = cv2.resize(noise, (width, height), interpolation=cv2.INTER_CUBIC)
+    return cv2.addWeighted(tex, 0.6, np.full_like(tex, 110), 0.4, 0)
+
+
+def face_video(path: str | Path, faces: list[np.ndarray], frames: int = 60, size: int = 200,
+               width: int = 640, height: int = 480, fps: float = 30.0) -> list[tuple[int, int, int, int]]:
+    """Write a video whose frame i shows faces[i % len(faces)] (48x48 gray) upscaled to `size`
+    pixels, drifting slowly across the frame. Returns the true box (x, y, w, h) of each frame."""
+    bg = background(width, height)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    boxes = []
+    for i in range(frames):
+        frame = bg.copy()
+        x = int((width - size) / 2 + (width - size) / 4 * np.sin(i / 15))
+        y = int((height - size) / 2 + (height - size) / 6 * np.cos(i / 20))
+        face = cv2.resize(faces[i % len(faces)], (size, size), interpolation=cv2.INTER_CUBIC)
+        frame[y : y + size, x : x + size] = face[..., None]
+        writer.write(frame)
+        boxes.append((x, y, size, size))
+    writer.release()
+    return boxes
