@@ -10,9 +10,8 @@ import hashlib
 import json
 import logging
 import os
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,7 @@ USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest", "train", "te
 TRAINING, PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TRAIN, UNMARKED_TEST = range(5)
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".gif"}
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
-CACHE_VERSION = "1"
+CACHE_VERSION = "2"
 HOW_TO_GET = (
     "download FER-2013 from Kaggle (the fer2013.csv competition file, or the msambare/fer2013 "
     "folder layout) and pass --data PATH"
@@ -50,7 +49,8 @@ class FerData:
     usage: torch.Tensor
     names: list[str]
     source: str = ""
-    skipped: int = 0
+    skipped: list[str] = field(default_factory=list)  # files that are not readable images
+    nonstandard: dict[str, str] = field(default_factory=dict)  # name -> original "HxWxC" when not 48x48x1
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -149,7 +149,7 @@ def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
 
     def decode(entry):
         img = read_image(root / entry[0])
-        return None if img is None else to_face48(img)
+        return None if img is None else (to_face48(img), img.shape)
 
     from rich.progress import track
 
@@ -166,11 +166,13 @@ def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
         log.warning("skipped %d files that are not readable images (first: %s)", len(bad), bad[0])
     if not keep:
         raise FerError(f"no readable images under {root}; {HOW_TO_GET}")
-    images = torch.from_numpy(np.stack([faces[i] for i in keep]))
+    images = torch.from_numpy(np.stack([faces[i][0] for i in keep]))
     names = [entries[i][0] for i in keep]
+    odd = {entries[i][0]: "x".join(map(str, faces[i][1])) for i in keep
+           if faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE) and faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE, 1)}
     labels = torch.tensor([entries[i][1] for i in keep], dtype=torch.long)
     usage = torch.tensor([_usage_from_name(n, Path(n).parts[0]) for n in names], dtype=torch.uint8)
-    return FerData(images, labels, usage, names, str(root), skipped=len(bad))
+    return FerData(images, labels, usage, names, str(root), skipped=bad, nonstandard=odd)
 
 
 def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
@@ -252,7 +254,7 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None, strict: bool
                 header_len = int.from_bytes(fh.read(8), "little")
                 meta = json.loads(fh.read(header_len))["__metadata__"]
             return FerData(t["images"], t["labels"], t["usage"], json.loads(meta["names"]), str(path),
-                           int(meta.get("skipped", 0)))
+                           json.loads(meta["skipped"]), json.loads(meta["nonstandard"]))
         except (SafetensorError, OSError, KeyError, ValueError) as e:
             log.warning("cache %s is unreadable (%s): rebuilding it", cache_file, e)
     data = read_csv(files) if kind == "csv" else read_folder(files[0], entries, strict)
@@ -260,7 +262,8 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None, strict: bool
     try:
         with atomic_path(cache_file) as tmp:
             tensors = {"images": data.images, "labels": data.labels, "usage": data.usage}
-            save_file(tensors, str(tmp), metadata={"names": json.dumps(data.names), "skipped": str(data.skipped)})
+            meta = {k: json.dumps(getattr(data, k)) for k in ("names", "skipped", "nonstandard")}
+            save_file(tensors, str(tmp), metadata=meta)
     except FerError as e:  # a read-only cache only costs speed
         log.warning("could not cache the decoded data: %s", e)
     return data
@@ -478,8 +481,3 @@ class FerDataModule(pl.LightningDataModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
 
-
-def describe(data: FerData) -> str:
-    """One line: how many samples per Usage."""
-    counts = Counter(USAGES[int(u)] for u in data.usage.tolist())
-    return ", ".join(f"{k} {v}" for k, v in counts.items())

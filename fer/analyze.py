@@ -1,0 +1,211 @@
+"""Analyse and clean a FER-2013 copy: `python -m fer.analyze --data PATH --out DIR`.
+
+Structure (counts per split x emotion, pixel statistics, shape / channel check), visualisation
+(samples per emotion, random images) and a cleaning report: blank or near-constant faces, exact
+duplicates within and across splits, and duplicates whose labels disagree. Writes an exclusion
+list that `fer.train --exclude` reads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer.common import EMOTIONS, NUM_CLASSES, add_debug_flag, run_cli, save_figure, write_text
+
+log = logging.getLogger("fer")
+BLANK_STD = 2.0  # pixel standard deviation (0..255) under which a face is treated as blank
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m fer.analyze", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default="data/fer2013", help="FER-2013 CSV or folder")
+    p.add_argument("--out", required=True, help="folder for the report, figures and exclusion list")
+    p.add_argument("--per-class", type=int, default=8, help="faces per emotion in the sample grid")
+    p.add_argument("--random", type=int, default=48, help="faces in the random grid")
+    p.add_argument("--blank-std", type=float, default=BLANK_STD, help="pixel std (0..255) under which a face is blank")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the cleaning report as JSON")
+    p.add_argument("--cache-dir", help="dataset cache folder")
+    add_debug_flag(p)
+    return p
+
+
+def split_names(usage: np.ndarray) -> np.ndarray:
+    from fer.data import USAGES
+
+    return np.array(USAGES)[usage]
+
+
+def find_duplicates(images: np.ndarray) -> list[np.ndarray]:
+    """Groups (index arrays, size >= 2) of byte-identical faces."""
+    groups: dict[bytes, list[int]] = defaultdict(list)
+    for i, img in enumerate(images):
+        groups[hashlib.blake2b(img.tobytes(), digest_size=16).digest()].append(i)
+    return [np.array(g) for g in groups.values() if len(g) > 1]
+
+
+def cleaning_report(images: np.ndarray, labels: np.ndarray, usage: np.ndarray, names: list[str],
+                    blank_std: float = BLANK_STD) -> dict[str, Any]:
+    """Blank faces, duplicate groups (within / across splits, conflicting labels) and the exclusion list."""
+    from fer.data import PRIVATE_TEST, PUBLIC_TEST, UNMARKED_TEST
+
+    splits = split_names(usage)
+    std = images.reshape(len(images), -1).std(1)
+    blank = np.flatnonzero(std < blank_std)
+    groups = find_duplicates(images)
+    held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
+    records, exclude = [], {names[i] for i in blank}
+    for g in groups:
+        rec = {"names": [names[i] for i in g], "labels": [EMOTIONS[labels[i]] for i in g],
+               "splits": [str(splits[i]) for i in g]}
+        rec["cross_split"] = len(set(held_out[g])) > 1
+        rec["conflicting_labels"] = len(set(labels[g].tolist())) > 1
+        records.append(rec)
+        if held_out[g].any():  # train-side copies of a val/test face leak it into training
+            exclude |= {names[i] for i in g if not held_out[i]}
+    return {
+        "samples": int(len(images)),
+        "blank_std_threshold": blank_std,
+        "blank": [{"name": names[i], "label": EMOTIONS[labels[i]], "split": str(splits[i]), "std": round(float(std[i]), 3)} for i in blank],
+        "duplicate_groups": len(groups),
+        "duplicate_images": int(sum(len(g) for g in groups)),
+        "cross_split_groups": sum(r["cross_split"] for r in records),
+        "conflicting_label_groups": sum(r["conflicting_labels"] for r in records),
+        "groups": records,
+        "exclude": sorted(exclude),
+    }
+
+
+def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
+    lines = [f"# Cleaning report — {source}", "",
+             f"- samples: {rep['samples']}",
+             f"- blank or near-constant faces (pixel std < {rep['blank_std_threshold']}): {len(rep['blank'])}",
+             f"- exact-duplicate groups: {rep['duplicate_groups']} ({rep['duplicate_images']} images)",
+             f"- groups crossing splits (train copies of val/test faces): {rep['cross_split_groups']}",
+             f"- groups whose labels disagree: {rep['conflicting_label_groups']}",
+             f"- exclusion list for `fer.train --exclude`: {len(rep['exclude'])} training samples", ""]
+    if rep["blank"]:
+        lines += ["## Blank faces", "", "| name | label | split | std |", "| --- | --- | --- | --- |"]
+        lines += [f"| {b['name']} | {b['label']} | {b['split']} | {b['std']} |" for b in rep["blank"]]
+        lines.append("")
+    conflicts = [g for g in rep["groups"] if g["conflicting_labels"]]
+    if conflicts:
+        lines += ["## Duplicates with conflicting labels", "", "| images | labels | splits |", "| --- | --- | --- |"]
+        lines += [f"| {', '.join(g['names'])} | {', '.join(g['labels'])} | {', '.join(g['splits'])} |" for g in conflicts[:200]]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def structure(data) -> dict[str, Any]:
+    images = data.images.numpy()
+    splits = split_names(data.usage.numpy())
+    counts = {str(s): {e: int(((splits == s) & (data.labels.numpy() == k)).sum()) for k, e in enumerate(EMOTIONS)}
+              for s in dict.fromkeys(splits)}
+    flat = images.reshape(len(images), -1).astype(np.float32)
+    stats = {str(s): {"mean": round(float(flat[splits == s].mean()), 2), "std": round(float(flat[splits == s].std()), 2)}
+             for s in dict.fromkeys(splits)}
+    return {"counts": counts, "pixel_stats": stats, "total": int(len(images)),
+            "nonstandard_shapes": data.nonstandard, "unreadable_files": data.skipped}
+
+
+def figures(out: Path, data, rep: dict[str, Any], per_class: int, n_random: int, seed: int) -> list[Path]:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    from fer.plots import face_grid
+
+    images, labels = data.images.numpy(), data.labels.numpy()
+    splits = split_names(data.usage.numpy())
+    rng = np.random.default_rng(seed)
+    paths = []
+
+    df = pd.DataFrame({"emotion": np.array(EMOTIONS)[labels], "split": splits})
+    fig, ax = plt.subplots(figsize=(9, 4.2))
+    sns.countplot(df, x="emotion", hue="split", order=EMOTIONS, ax=ax)
+    for c in ax.containers:
+        ax.bar_label(c, fontsize=7)
+    ax.set_title(f"Samples per emotion and split ({len(df)} faces)")
+    paths.append(out / "class_counts.png")
+    save_figure(fig, paths[-1])
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    means = images.reshape(len(images), -1).mean(1)
+    for s in dict.fromkeys(splits):
+        axes[0].hist(means[splits == s], bins=50, alpha=0.6, density=True, label=s)
+    axes[0].set(title="Mean brightness per face", xlabel="mean pixel (0-255)")
+    axes[0].legend()
+    axes[1].bar(EMOTIONS, [images[labels == k].mean() if (labels == k).any() else 0 for k in range(NUM_CLASSES)], color="gray")
+    axes[1].set(title="Mean pixel per emotion")
+    paths.append(out / "pixel_stats.png")
+    save_figure(fig, paths[-1])
+
+    pick = np.concatenate([rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in range(NUM_CLASSES)])
+    fig = face_grid(images[pick], [EMOTIONS[labels[i]] for i in pick], cols=per_class, title=f"{per_class} random faces per emotion")
+    paths.append(out / "samples_per_emotion.png")
+    save_figure(fig, paths[-1])
+
+    pick = rng.permutation(len(images))[:n_random]
+    fig = face_grid(images[pick], [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in pick], cols=12, title="Random faces")
+    paths.append(out / "random_samples.png")
+    save_figure(fig, paths[-1])
+
+    index = {n: i for i, n in enumerate(data.names)}
+    blank = [index[b["name"]] for b in rep["blank"]][:24]
+    if blank:
+        fig = face_grid(images[blank], [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in blank], cols=12, title="Blank / near-constant faces")
+        paths.append(out / "blank_faces.png")
+        save_figure(fig, paths[-1])
+    shown = [g for g in rep["groups"] if g["conflicting_labels"] or g["cross_split"]][:12]
+    if shown:
+        idx = [index[n] for g in shown for n in g["names"][:2]]
+        caps = [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in idx]
+        fig = face_grid(images[idx], caps, cols=8, title="Duplicates across splits or with conflicting labels (pairs)")
+        paths.append(out / "duplicates.png")
+        save_figure(fig, paths[-1])
+    return paths
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from fer.data import load_fer
+
+    data = load_fer(args.data, args.cache_dir)
+    out = Path(args.out)
+    info = structure(data)
+    rep = cleaning_report(data.images.numpy(), data.labels.numpy(), data.usage.numpy(), data.names, args.blank_std)
+    files = figures(out, data, rep, args.per_class, args.random, args.seed)
+    write_text(out / "structure.json", json.dumps(info, indent=2) + "\n")
+    write_text(out / "cleaning.json", json.dumps(rep, indent=2) + "\n")
+    write_text(out / "cleaning.md", cleaning_markdown(rep, args.data) + "\n")
+    write_text(out / "exclude.txt", "# training samples to drop: blank faces and train copies of val/test faces\n"
+               + "".join(n + "\n" for n in rep["exclude"]))
+    if args.json:
+        print(json.dumps({k: v for k, v in rep.items() if k != "groups"}, indent=2))
+        return 0
+    table = "\n".join(f"  {s:<12}" + " ".join(f"{c[e]:>8}" for e in EMOTIONS) + f"{sum(c.values()):>9}"
+                      for s, c in info["counts"].items())
+    print(f"{args.data}: {info['total']} faces\n  {'split':<12}" + " ".join(f"{e:>8}" for e in EMOTIONS) + f"{'total':>9}\n" + table)
+    print(f"shape check: {len(info['nonstandard_shapes'])} images were not 48x48 single-channel; "
+          f"{len(info['unreadable_files'])} unreadable files")
+    print(f"cleaning: {len(rep['blank'])} blank, {rep['duplicate_groups']} duplicate groups "
+          f"({rep['cross_split_groups']} across splits, {rep['conflicting_label_groups']} with conflicting labels); "
+          f"{len(rep['exclude'])} training samples in {out / 'exclude.txt'}")
+    print("wrote " + ", ".join(str(p) for p in files) + f", {out}/structure.json, cleaning.json, cleaning.md", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

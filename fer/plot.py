@@ -1,0 +1,63 @@
+"""Training curves from a run's TensorBoard events: `python -m fer.plot --logdir lightning_logs/version_N`.
+
+Writes curves.png (loss and accuracy, train and val, per epoch) into --out (default: the run folder).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from fer.common import FerError, add_debug_flag, run_cli, save_figure
+
+CURVES = {"loss": ("train/loss_epoch", "val/loss"), "accuracy": ("train/acc", "val/acc")}
+
+
+def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
+    """{tag: [(step, value), ...]} from every event file in the run folder."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not logdir.is_dir():
+        raise FerError(f"run folder {logdir} does not exist; pass lightning_logs/version_N")
+    acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
+    acc.Reload()
+    tags = acc.Tags().get("scalars", [])
+    if not tags:
+        raise FerError(f"no TensorBoard scalars in {logdir}; pass a run folder written by fer.train")
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m fer.plot", description=__doc__.split("\n\n")[0])
+    p.add_argument("--logdir", required=True, help="a run folder, lightning_logs/version_N")
+    p.add_argument("--out", help="output folder (default: the run folder)")
+    add_debug_flag(p)
+    args = p.parse_args(argv)
+    import matplotlib.pyplot as plt
+
+    import fer.plots  # noqa: F401  (selects the Agg backend)
+
+    logdir = Path(args.logdir)
+    scalars = read_scalars(logdir)
+    epochs = dict(scalars.get("epoch", []))  # Lightning logs the epoch number at every logged step
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, (name, tags) in zip(axes, CURVES.items()):
+        for tag in tags:
+            points = scalars.get(tag, [])
+            if points:
+                xs = [epochs.get(step, i) + 1 for i, (step, _) in enumerate(points)]
+                ax.plot(xs, [v for _, v in points], marker="o", ms=3, label=tag.split("/")[0])
+        ax.set(title=name, xlabel="epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    best = max(scalars.get("val/acc", [(0, 0.0)]), key=lambda sv: sv[1])[1]
+    fig.suptitle(f"{logdir}: best val/acc {best:.4f}")
+    out = Path(args.out) if args.out else logdir
+    save_figure(fig, out / "curves.png")
+    print(f"wrote {out / 'curves.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

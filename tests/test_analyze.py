@@ -1,0 +1,69 @@
+import json
+
+import cv2
+import numpy as np
+
+from fer.analyze import cleaning_report
+from fer.analyze import main as analyze
+from fer.plot import main as plot
+from fer.train import main as train
+from tests.conftest import face, make_csv, make_folder
+
+
+def test_cleaning_report_finds_blank_faces_duplicates_and_leaks():
+    images = np.stack([face(i % 7, i) for i in range(10)])
+    images[3] = 0  # blank
+    images[5] = images[1]  # a train duplicate with a different label
+    images[8] = images[2]  # a val face also in train
+    labels = np.array([i % 7 for i in range(10)])
+    usage = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], dtype=np.uint8)
+    names = [f"n{i}" for i in range(10)]
+    rep = cleaning_report(images, labels, usage, names)
+    assert [b["name"] for b in rep["blank"]] == ["n3"]
+    assert rep["duplicate_groups"] == 2 and rep["cross_split_groups"] == 1 and rep["conflicting_label_groups"] == 2
+    assert rep["exclude"] == ["n2", "n3"]  # blank + the train-side copy of val face n8
+
+
+def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, capsys):
+    root = make_folder(tmp_path / "d", per_class=(4, 2, 1))
+    cv2.imwrite(str(root / "train" / "happy" / "Training_blank.png"), np.full((48, 48), 7, np.uint8))
+    cv2.imwrite(str(root / "train" / "sad" / "Training_big.jpg"), np.full((96, 96, 3), 200, np.uint8))
+    leak = cv2.imread(str(next((root / "test" / "fear").glob("PublicTest_*"))), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(str(root / "train" / "fear" / "Training_leak.png"), leak)
+    out = tmp_path / "report"
+    assert analyze(["--data", str(root), "--out", str(out), "--per-class", "2", "--random", "8"]) == 0
+    rep = json.loads((out / "cleaning.json").read_text())
+    assert {b["name"].split("/")[-1] for b in rep["blank"]} == {"Training_blank.png", "Training_big.jpg"}
+    assert rep["cross_split_groups"] == 1
+    excluded = (out / "exclude.txt").read_text().splitlines()
+    assert any(n.endswith("Training_leak.png") for n in excluded)
+    info = json.loads((out / "structure.json").read_text())
+    assert list(info["nonstandard_shapes"].values()) == ["96x96x3"]
+    assert info["counts"]["Training"]["fear"] == 5
+    for name in ("class_counts.png", "pixel_stats.png", "samples_per_emotion.png", "random_samples.png",
+                 "blank_faces.png", "duplicates.png"):
+        assert (out / name).read_bytes().startswith(b"\x89PNG"), name
+    assert "Blank faces" in (out / "cleaning.md").read_text()
+    # training drops what the exclusion list names, and nothing else
+    from fer.data import FerDataModule
+
+    full, cleaned = FerDataModule(str(root)), FerDataModule(str(root), exclude=str(out / "exclude.txt"))
+    full.setup("fit")
+    cleaned.setup("fit")
+    kept = set(cleaned.splits["train"].names)
+    assert kept == set(full.splits["train"].names) - set(excluded) and not kept & set(excluded)
+
+
+def test_analyze_on_a_csv(tmp_path):
+    path = make_csv(tmp_path / "fer2013.csv", per_class=(3, 1, 1))
+    out = tmp_path / "r"
+    assert analyze(["--data", str(path), "--out", str(out), "--json"]) == 0
+    assert json.loads((out / "structure.json").read_text())["counts"]["PrivateTest"]["happy"] == 1
+
+
+def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
+    assert train(["--data", str(csv_data), "--max-epochs", "2", "--default-root-dir", str(tmp_path), "--widths", "8",
+                  "--depth", "1", "--precision", "32-true", "--no-test"]) == 0
+    run = tmp_path / "lightning_logs" / "version_0"
+    assert plot(["--logdir", str(run)]) == 0
+    assert (run / "curves.png").stat().st_size > 10_000
