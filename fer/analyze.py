@@ -20,15 +20,22 @@ from typing import Any
 
 import numpy as np
 
-from fer.common import EMOTIONS, NUM_CLASSES, add_debug_flag, run_cli, save_figure, write_text
+from fer.common import (
+    EMOTIONS,
+    NUM_CLASSES,
+    Parser,
+    add_debug_flag,
+    run_cli,
+    save_figure,
+    write_text,
+)
 
 log = logging.getLogger("fer")
 BLANK_STD = 2.0  # pixel standard deviation (0..255) under which a face is treated as blank
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer.analyze", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="python -m fer.analyze", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/fer2013", help="FER-2013 CSV or folder")
     p.add_argument("--out", required=True, help="folder for the report, figures and exclusion list")
     p.add_argument("--per-class", type=int, default=8, help="faces per emotion in the sample grid")

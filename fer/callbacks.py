@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 import yaml
 from pytorch_lightning.callbacks import BaseFinetuning
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from fer.common import EMOTIONS, atomic_path, write_text
 from fer.plots import confusion_figure
@@ -111,6 +112,25 @@ class RunRecord(pl.Callback):
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             w.writerows(rows)
+
+
+class EpochSeed(pl.Callback):
+    """Reseeds every RNG at each epoch start from (seed, epoch), so a run resumed from an epoch-end
+    checkpoint draws the same augmentations and dropout masks as one that never stopped."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        pl.seed_everything(self.seed * 1000 + trainer.current_epoch + 997 * trainer.global_rank, verbose=False)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints are written to a temporary name and renamed: a crash never leaves a truncated .ckpt."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
 
 
 class CheckpointOnInterrupt(pl.Callback):

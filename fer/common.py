@@ -129,6 +129,18 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
     plt.close(fig)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `error: <problem> (see --help)`, exit code 2."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str):
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,16 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader, Sampler
 
 from fer.augment import PRESETS, augment_batch
-from fer.common import EMOTIONS, IMAGE_SIZE, NUM_CLASSES, FerError, atomic_path, normalize, read_image, to_face48
+from fer.common import (
+    EMOTIONS,
+    IMAGE_SIZE,
+    NUM_CLASSES,
+    FerError,
+    atomic_path,
+    normalize,
+    read_image,
+    to_face48,
+)
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +189,10 @@ def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
     """Space-separated pixel strings -> (N, 48, 48) uint8, without a Python loop per pixel."""
     n, size = len(pixels), IMAGE_SIZE * IMAGE_SIZE
     text = pixels.astype(str)
-    try:
-        flat = np.array(" ".join(text.tolist()).split(), dtype=np.int32) if n else np.zeros(0, np.int32)
+    try:  # numpy's C text parser: about 2 s for the full 35,887-row CSV
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            flat = np.fromstring(" ".join(text.tolist()), dtype=np.int32, sep=" ") if n else np.zeros(0, np.int32)
     except ValueError:
         flat = None
     if flat is None or flat.size != n * size or (flat.size and (flat.min() < 0 or flat.max() > 255)):

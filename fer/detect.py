@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer.common import EMOTIONS, FerError, add_debug_flag, run_cli
+from fer.common import EMOTIONS, FerError, Parser, add_debug_flag, run_cli
 
 COLORS = {  # BGR
     "angry": (40, 40, 220), "disgust": (40, 140, 40), "fear": (160, 60, 160), "happy": (40, 200, 240),
@@ -29,8 +29,7 @@ COLORS = {  # BGR
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer.detect", description="Detect faces and their emotions in video.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="python -m fer.detect", description="Detect faces and their emotions in video.")
     p.add_argument("--source", default="0", help="webcam index, video file or stream URL")
     p.add_argument("--model", help="exported model folder/file or .ckpt (default: the shipped model)")
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],

@@ -15,14 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from fer.common import EMOTIONS, NUM_CLASSES, add_debug_flag, run_cli, save_figure, write_text
+from fer.common import (
+    EMOTIONS,
+    NUM_CLASSES,
+    Parser,
+    add_debug_flag,
+    run_cli,
+    save_figure,
+    write_text,
+)
 
 log = logging.getLogger("fer")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer.evaluate", description="Evaluate a trained FER model on a data split.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="python -m fer.evaluate", description="Evaluate a trained FER model on a data split.")
     p.add_argument("--ckpt", help="exported model folder/file or Lightning .ckpt (default: the model shipped in checkpoints/)")
     p.add_argument("--data", default="data/fer2013", help="FER-2013 CSV or folder")
     p.add_argument("--split", default="test", choices=["test", "val", "train"],

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fer.common import add_debug_flag, atomic_path, run_cli, write_text
+from fer.common import Parser, add_debug_flag, atomic_path, run_cli, write_text
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer.export", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m fer.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="Lightning checkpoint from fer.train")
     p.add_argument("--out", required=True, help="folder to write model.safetensors, model.json, model.onnx into")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")

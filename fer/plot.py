@@ -5,11 +5,10 @@ Writes curves.png (loss and accuracy, train and val, per epoch) into --out (defa
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from fer.common import FerError, add_debug_flag, run_cli, save_figure
+from fer.common import FerError, Parser, add_debug_flag, run_cli, save_figure
 
 CURVES = {"loss": ("train/loss_epoch", "val/loss"), "accuracy": ("train/acc", "val/acc")}
 
@@ -29,7 +28,7 @@ def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m fer.plot", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python -m fer.plot", description=__doc__.split("\n\n")[0])
     p.add_argument("--logdir", required=True, help="a run folder, lightning_logs/version_N")
     p.add_argument("--out", help="output folder (default: the run folder)")
     add_debug_flag(p)

@@ -17,13 +17,21 @@ from pathlib import Path
 
 import numpy as np
 
-from fer.common import EMOTIONS, FerError, add_debug_flag, read_image, run_cli, to_face48, write_text
+from fer.common import (
+    EMOTIONS,
+    FerError,
+    Parser,
+    add_debug_flag,
+    read_image,
+    run_cli,
+    to_face48,
+    write_text,
+)
 from fer.data import IMAGE_EXTENSIONS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m fer.predict", description="Predict facial emotions in images.",
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p = Parser(prog="python -m fer.predict", description="Predict facial emotions in images.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--model", help="exported model folder/file or .ckpt (default: the shipped model in checkpoints/)")
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"])

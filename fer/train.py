@@ -19,7 +19,7 @@ from typing import Any
 import yaml
 
 from fer.augment import PRESETS
-from fer.common import FerError, add_debug_flag, default_precision, run_cli, write_text
+from fer.common import FerError, Parser, add_debug_flag, default_precision, run_cli, write_text
 from fer.models import MODELS
 from fer.module import OPTIMIZERS, SCHEDULERS
 
@@ -49,11 +49,10 @@ def limit(text: str) -> int | float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m fer.train",
         description="Train a FER-2013 emotion classifier with PyTorch Lightning. Runs land in "
-        "DEFAULT_ROOT_DIR/lightning_logs/version_N/ (TensorBoard events, config.yaml, metrics.csv, checkpoints/).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "DEFAULT_ROOT_DIR/lightning_logs/version_N/ (TensorBoard events, config.yaml, metrics.csv, checkpoints/)."
     )
     p.add_argument("--config", help="YAML file of options (a run's config.yaml reproduces it); flags override it")
     g = p.add_argument_group("data")
@@ -109,7 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    pre, _ = argparse.ArgumentParser(add_help=False).parse_known_args(argv)
     first, _ = parser.parse_known_args(argv)
     if first.config:
         path = Path(first.config)
@@ -126,7 +124,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             raise FerError(f"{path}: unknown options {', '.join(unknown)}")
         cfg.pop("config", None)
         parser.set_defaults(**cfg)
-    del pre
     return parser.parse_args(argv)
 
 
@@ -150,10 +147,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports after argument checks, so --help and bad flags answer at once.
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, TQDMProgressBar
+    from pytorch_lightning.callbacks import (
+        EarlyStopping,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        TQDMProgressBar,
+    )
     from pytorch_lightning.loggers import TensorBoardLogger
 
-    from fer.callbacks import BackboneFreeze, CheckpointOnInterrupt, ConfusionMatrixLogger, RunRecord
+    from fer.callbacks import (
+        AtomicCheckpointIO,
+        BackboneFreeze,
+        CheckpointOnInterrupt,
+        ConfusionMatrixLogger,
+        EpochSeed,
+        RunRecord,
+    )
     from fer.data import FerDataModule
     from fer.models.vgg import load_backbone_weights
     from fer.module import FerModule
@@ -178,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed, balance=args.balance, exclude=args.exclude, cache_dir=args.cache_dir,
         strict=args.strict, channels_last=channels_last,
     )
+    dm.prepare_data()
+    dm.setup("fit")  # read and check the data before anything is written
     if args.model == "cnn":
         options = {"widths": list(args.widths), "depth": args.depth, "dropout": args.dropout}
     else:
@@ -203,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ConfusionMatrixLogger(),
         RunRecord(config),
         CheckpointOnInterrupt(),
+        EpochSeed(args.seed),
         TQDMProgressBar(refresh_rate=10),
     ]
     if args.patience > 0:
@@ -216,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
         fast_dev_run=args.fast_dev_run, default_root_dir=root, logger=logger, callbacks=callbacks,
         deterministic=args.deterministic, use_distributed_sampler=False,  # our BatchSampler shards by rank
-        log_every_n_steps=10, enable_model_summary=True,
+        log_every_n_steps=10, enable_model_summary=True, plugins=[AtomicCheckpointIO()],
     )
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)

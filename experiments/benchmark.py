@@ -1,0 +1,190 @@
+"""Speed benchmark: the usual FER training pipeline against fer's, plus inference, detection and loading.
+
+    python experiments/benchmark.py [--data data/fer2013] [--json docs/benchmark.json]
+
+All figures come from this one run, on this machine:
+  (a) reference training: torchvision ImageFolder + per-image PIL transforms (flip, rotation, crop)
+      + DataLoader with 2 workers + fp32;
+  (b) fer training: in-memory uint8 batches + batched tensor augmentation + bf16 autocast (where the
+      CPU has it) + channels_last; same `cnn` model, batch size and optimizer;
+  inference images/s at batch 256 and single-face latency; `fer.detect` frames/s on a 640x480
+  video with one face; first load and cached reload of the folder dataset; full-size CSV parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fer.augment import augment_batch  # noqa: E402
+from fer.common import EMOTIONS, cpu_has_bf16, normalize, write_text  # noqa: E402
+from fer.models import build_model  # noqa: E402
+
+
+def train_throughput(batches, model, steps: int, warmup: int, autocast_dtype=None, channels_last=False) -> float:
+    """Images per second of forward + backward + SGD step over `steps` batches after `warmup`."""
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    it = iter(batches)
+    seen, start = 0, None
+    for i in range(warmup + steps):
+        if i == warmup:
+            start, seen = time.perf_counter(), 0
+        x, y = next(it)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            loss = F.cross_entropy(model(x).float(), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(y)
+    return seen / (time.perf_counter() - start)
+
+
+def reference_batches(root: Path, batch_size: int):
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    tf = transforms.Compose([
+        transforms.Grayscale(), transforms.RandomHorizontalFlip(), transforms.RandomRotation(10),
+        transforms.RandomResizedCrop(48, scale=(0.8, 1.0)), transforms.ToTensor(), transforms.Normalize([0.5], [0.25]),
+    ])
+    ds = datasets.ImageFolder(str(root / "train"), transform=tf)
+    while True:
+        yield from DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True,
+                              persistent_workers=False)
+
+
+def fer_batches(data: str, batch_size: int):
+    from fer.data import FerDataModule
+
+    dm = FerDataModule(data, batch_size=batch_size, augment="light")
+    dm.setup("fit")
+    while True:
+        for x, y in dm.train_dataloader():
+            yield normalize(augment_batch(x.float().div_(255), "light")), y
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", default="data/fer2013", help="FER-2013 folder layout (train/<emotion>/)")
+    p.add_argument("--model", help="exported model for inference/detect (default: the shipped one)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=40, help="timed training steps per pipeline")
+    p.add_argument("--json", default="docs/benchmark.json")
+    args = p.parse_args()
+    root = Path(args.data)
+    results: dict[str, float | str] = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+                   f"{torch.get_num_threads()} threads, bf16 {'yes' if cpu_has_bf16() else 'no'}",
+    }
+
+    # Loading: first decode into a fresh cache, then the cached reload; the CSV parse.
+    from fer.data import load_fer
+
+    with tempfile.TemporaryDirectory() as cache:
+        t = time.perf_counter()
+        data = load_fer(root, cache)
+        results["load_first_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        load_fer(root, cache)
+        results["load_cached_s"] = time.perf_counter() - t
+        n = 35887  # full Kaggle CSV size, written from the folder faces (repeated to reach it)
+        idx = np.arange(n) % len(data)
+        csv = Path(cache) / "fer2013.csv"
+        flat = data.images.numpy().reshape(len(data), -1)
+        usage = np.array(["Training", "PublicTest", "PrivateTest"])[np.minimum(data.usage.numpy(), 2)]
+        with open(csv, "w") as f:
+            f.write("emotion,pixels,Usage\n")
+            for i in idx:
+                f.write(f"{int(data.labels[i])},{' '.join(map(str, flat[i]))},{usage[i]}\n")
+        t = time.perf_counter()
+        parsed = load_fer(csv, Path(cache) / "csv-cache")
+        results["csv_parse_s"] = time.perf_counter() - t
+        assert len(parsed) == n
+    print(f"loading: first {results['load_first_s']:.1f} s, cached {results['load_cached_s']:.2f} s, "
+          f"CSV ({n} rows) {results['csv_parse_s']:.2f} s", flush=True)
+
+    # Training throughput, same model and optimizer.
+    torch.manual_seed(0)
+    ref = train_throughput(reference_batches(root, args.batch_size), build_model("cnn"), args.steps, 5)
+    print(f"training (a) reference: {ref:.0f} img/s", flush=True)
+    dtype = torch.bfloat16 if cpu_has_bf16() else None
+    torch.manual_seed(0)
+    ours = train_throughput(fer_batches(str(root), args.batch_size), build_model("cnn").to(memory_format=torch.channels_last),
+                            args.steps, 5, autocast_dtype=dtype, channels_last=True)
+    results.update(train_reference_img_s=ref, train_fer_img_s=ours, train_speedup=ours / ref)
+    print(f"training (b) fer: {ours:.0f} img/s ({ours / ref:.1f}x)", flush=True)
+
+    # Inference.
+    from fer.inference import load_classifier
+
+    faces = data.images[:2048].numpy()
+    for backend in ("torch", "onnx"):
+        clf = load_classifier(args.model, backend=backend)
+        clf.predict_proba(faces[:256])
+        t = time.perf_counter()
+        clf.predict_proba(faces, batch_size=256)
+        results[f"infer_{backend}_img_s"] = len(faces) / (time.perf_counter() - t)
+        one = faces[:1]
+        for _ in range(5):
+            clf.predict_proba(one)
+        t = time.perf_counter()
+        for _ in range(200):
+            clf.predict_proba(one)
+        results[f"infer_{backend}_single_ms"] = (time.perf_counter() - t) / 200 * 1000
+        print(f"inference {backend}: {results[f'infer_{backend}_img_s']:.0f} img/s at batch 256, "
+              f"{results[f'infer_{backend}_single_ms']:.2f} ms for one face", flush=True)
+
+    # Detection on a 640x480 video with one face.
+    import cv2
+
+    from fer.demo import face_video
+    from fer.detect import main as detect
+
+    happy = sorted((root / "test" / "happy").glob("*"))[:10] or sorted((root / "train" / "happy").glob("*"))[:10]
+    with tempfile.TemporaryDirectory() as tmp:
+        video = Path(tmp) / "one_face.mp4"
+        face_video(video, [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in happy], frames=300)
+        out = Path(tmp) / "frames.jsonl"
+        t = time.perf_counter()
+        detect(["--source", str(video), "--json", str(out)] + (["--model", args.model] if args.model else []))
+        frames = len(out.read_text().splitlines())
+        results["detect_fps"] = frames / (time.perf_counter() - t)
+        results["detect_frames_with_face"] = sum(bool(json.loads(line)["boxes"]) for line in out.read_text().splitlines()) / frames
+    print(f"detect: {results['detect_fps']:.1f} FPS end to end at 640x480 (decode + detect + classify)", flush=True)
+
+    rows = [
+        ("training, reference pipeline (a)", f"{results['train_reference_img_s']:.0f} img/s"),
+        ("training, fer pipeline (b)", f"{results['train_fer_img_s']:.0f} img/s"),
+        ("speed-up (b)/(a)", f"{results['train_speedup']:.1f}x"),
+        ("inference, batch 256 (torch / onnx)", f"{results['infer_torch_img_s']:.0f} / {results['infer_onnx_img_s']:.0f} img/s"),
+        ("single-face latency (torch / onnx)", f"{results['infer_torch_single_ms']:.2f} / {results['infer_onnx_single_ms']:.2f} ms"),
+        ("detect, 640x480, one face", f"{results['detect_fps']:.1f} FPS"),
+        ("folder dataset, first load", f"{results['load_first_s']:.1f} s"),
+        ("folder dataset, cached reload", f"{results['load_cached_s']:.2f} s"),
+        ("full-size CSV parse (35,887 rows)", f"{results['csv_parse_s']:.2f} s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{results['machine']}\n" + "\n".join(f"| {a:<{width}} | {b:>16} |" for a, b in rows))
+    results["classes"] = ",".join(EMOTIONS)
+    write_text(args.json, json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

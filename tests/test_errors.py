@@ -1,0 +1,163 @@
+"""Bad input: every case ends with one line naming the problem, a non-zero exit, no traceback and no output left behind."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.common import run_cli
+from tests.conftest import make_csv, make_folder, pixels
+
+TINY = ["--widths", "8", "--depth", "1", "--precision", "32-true", "--fast-dev-run"]
+
+
+def cli(module: str, argv: list[str], capsys) -> tuple[int, str, str]:
+    main = __import__(f"fer.{module}", fromlist=["main"]).main
+    with pytest.raises(SystemExit) as e:
+        run_cli(main, argv)
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def csv_with(tmp_path, text: str):
+    p = tmp_path / "in" / "fer2013.csv"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+    return p
+
+
+GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
+
+
+@pytest.mark.parametrize("case,make,needles", [
+    ("missing path", lambda t: t / "nope", ["does not exist", "Kaggle"]),
+    ("no images", lambda t: (t / "d" / "train" / "happy").mkdir(parents=True) or t / "d", ["no image files"]),
+    ("unknown class folders", lambda t: (make_folder(t / "d", (1, 1, 0)), (t / "d" / "train" / "joy").mkdir())[0], ["unknown class folders", "train/joy"]),
+    ("csv missing columns", lambda t: csv_with(t, "label,image\n1,2\n"), ["needs the columns emotion and pixels"]),
+    ("csv pixel count", lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n1,1 2 3,Training\n"), ["row 3", "3 pixel values, expected 2304"]),
+    ("csv non-numbers", lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD.replace('9', 'x', 1)},Training\n"), ["row 2", "integers 0..255"]),
+    ("csv unknown usage", lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Holdout\n"), ["unknown Usage values ['Holdout']"]),
+    ("csv label out of range", lambda t: csv_with(t, f"emotion,pixels,Usage\n9,{GOOD},Training\n"), ["row 2", "'9' is not a label 0..6"]),
+    ("csv empty", lambda t: csv_with(t, ""), ["is empty"]),
+])
+def test_bad_data(tmp_path, capsys, case, make, needles):
+    data = make(tmp_path)
+    runs = tmp_path / "runs"
+    code, _, err = cli("train", ["--data", str(data), "--default-root-dir", str(runs), *TINY], capsys)
+    assert_one_line_error(code, err, *needles)
+    assert not runs.exists()  # nothing written
+
+
+def test_corrupt_and_non_image_files_are_skipped_and_counted_or_fail_under_strict(tmp_path, capsys, caplog):
+    root = make_folder(tmp_path / "d", per_class=(3, 2, 0))
+    (root / "train" / "happy" / "Training_notes.txt").write_text("hello")
+    good = next((root / "train" / "sad").glob("*.png")).read_bytes()
+    (root / "train" / "sad" / "Training_cut.png").write_bytes(good[: len(good) // 3])
+    cv2.imwrite(str(root / "train" / "fear" / "Training_colour.jpg"), np.full((120, 90, 3), 90, np.uint8))
+    code, _, err = cli("train", ["--data", str(root), "--default-root-dir", str(tmp_path / "r"), *TINY], capsys)
+    assert code == 0
+    assert "skipped 2 files that are not readable images" in caplog.text
+    shutil.rmtree(tmp_path / "cache")
+    code, _, err = cli("train", ["--data", str(root), "--strict", "--default-root-dir", str(tmp_path / "s"), *TINY], capsys)
+    assert_one_line_error(code, err, "2 files are not readable images", "--strict")
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("flag,value,needle", [
+    ("--max-epochs", "0", "--max-epochs: must be greater than 0"),
+    ("--batch-size", "-4", "--batch-size: must be greater than 0"),
+    ("--lr", "0", "--lr: must be greater than 0"),
+    ("--model", "resnet", "invalid choice: 'resnet'"),
+])
+def test_out_of_range_options(tmp_path, capsys, flag, value, needle):
+    code, _, err = cli("train", ["--data", str(tmp_path), flag, value], capsys)
+    assert_one_line_error(code, err, needle)
+    if flag == "--model":
+        assert "cnn" in err and "vgg" in err  # the known models are listed
+
+
+@pytest.fixture
+def exported(tmp_path):
+    from fer.export import export_onnx  # noqa: F401  (export module importable)
+    from fer.models import build_model
+
+    out = tmp_path / "model"
+    out.mkdir()
+    from safetensors.torch import save_file
+
+    save_file(build_model("cnn", widths=[8, 16], depth=1).state_dict(), out / "model.safetensors")
+    (out / "model.json").write_text(json.dumps({"arch": "cnn", "options": {"widths": [8, 16], "depth": 1}}))
+    return out
+
+
+@pytest.mark.parametrize("case", ["other architecture", "truncated checkpoint", "not a checkpoint", "truncated safetensors"])
+def test_bad_model_files(tmp_path, capsys, exported, case):
+    faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
+    if case == "other architecture":
+        meta = json.loads((exported / "model.json").read_text())
+        meta["arch"] = "vgg"
+        meta["options"] = {}
+        (exported / "model.json").write_text(json.dumps(meta))
+        model, needle = exported, "does not fit a vgg model"
+    elif case == "truncated checkpoint":
+        import torch
+
+        torch.save({"state_dict": {}, "hyper_parameters": {}}, tmp_path / "x.ckpt")
+        data = (tmp_path / "x.ckpt").read_bytes()
+        (tmp_path / "x.ckpt").write_bytes(data[: len(data) // 2])
+        model, needle = tmp_path / "x.ckpt", "not a readable checkpoint"
+    elif case == "not a checkpoint":
+        (tmp_path / "x.ckpt").write_text("just text")
+        model, needle = tmp_path / "x.ckpt", "not a readable checkpoint"
+    else:
+        data = (exported / "model.safetensors").read_bytes()
+        (exported / "model.safetensors").write_bytes(data[:200])
+        model, needle = exported, "not a readable safetensors file"
+    out = tmp_path / "pred.json"
+    code, _, err = cli("predict", [str(faces), "--model", str(model), "--no-detect", "--json", str(out)], capsys)
+    assert_one_line_error(code, err, needle)
+    assert not out.exists()
+
+
+def test_predict_on_a_folder_without_images(tmp_path, capsys, exported):
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli("predict", [str(tmp_path / "empty"), "--model", str(exported)], capsys)
+    assert code == 1 and "no images in this folder" in err and "Traceback" not in err
+
+
+def test_unwritable_output_folder(tmp_path, capsys, exported):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
+    code, _, err = cli("predict", [str(faces), "--model", str(exported), "--no-detect", "--json", str(blocker / "out.json")], capsys)
+    assert_one_line_error(code, err, "cannot write to")
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    from fer.common import FerError
+
+    with pytest.raises(FerError):
+        run_cli(__import__("fer.train", fromlist=["main"]).main, ["--data", str(tmp_path / "nope"), "--debug"])
+
+
+def test_entry_point_as_a_user_runs_it(tmp_path):
+    import subprocess
+    import sys
+
+    bad = make_csv(tmp_path / "x" / "fer2013.csv", (1, 1, 1))
+    bad.write_text(bad.read_text().replace("PublicTest", "Validation"))
+    r = subprocess.run([sys.executable, "-m", "fer.train", "--data", str(bad)], capture_output=True, text=True,
+                       env={**__import__("os").environ, "FER_CACHE": str(tmp_path / "c")})
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in r.stderr and "Validation" in r.stderr
