@@ -13,8 +13,8 @@ import yaml
 from pytorch_lightning.callbacks import BaseFinetuning
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-from fer.common import EMOTIONS, atomic_path, write_text
-from fer.plots import confusion_figure
+from fer.common import EMOTIONS, atomic_path, preprocess, write_text
+from fer.plots import confusion_figure, face_grid
 
 
 def run_dir(trainer: pl.Trainer) -> Path | None:
@@ -47,6 +47,34 @@ class ConfusionMatrixLogger(pl.Callback):
 
     def on_test_end(self, trainer, pl_module) -> None:
         self._log(trainer, pl_module, "test")
+
+
+class PredictionGridLogger(pl.Callback):
+    """Logs a grid of validation faces with their true and predicted emotions (green right, red wrong)
+    to TensorBoard after every validation epoch; the same faces every time."""
+
+    def __init__(self, n: int = 32):
+        self.n = n
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        dm = getattr(trainer, "datamodule", None)
+        if trainer.sanity_checking or not trainer.is_global_zero or dm is None or "val" not in getattr(dm, "splits", {}):
+            return
+        val = dm.splits["val"]
+        pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[: self.n]
+        faces, labels = val.images[pick], val.labels[pick]
+        was_training = pl_module.training
+        pl_module.eval()
+        with torch.no_grad():
+            probs = pl_module(preprocess(faces).to(pl_module.device)).float().softmax(1).cpu()
+        pl_module.train(was_training)
+        pred = probs.argmax(1)
+        captions = [f"{EMOTIONS[t]} -> {EMOTIONS[p]}\n{probs[i, p]:.2f}" for i, (t, p) in enumerate(zip(labels, pred))]
+        colors = ["green" if t == p else "red" for t, p in zip(labels, pred)]
+        fig = face_grid(faces.numpy(), captions, cols=8, title=f"val epoch {trainer.current_epoch}: true -> predicted", colors=colors)
+        for logger in trainer.loggers:
+            if hasattr(logger.experiment, "add_figure"):
+                logger.experiment.add_figure("val/predictions", fig, global_step=trainer.current_epoch)
 
 
 class BackboneFreeze(BaseFinetuning):

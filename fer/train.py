@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         CheckpointOnInterrupt,
         ConfusionMatrixLogger,
         EpochSeed,
+        PredictionGridLogger,
         RunRecord,
     )
     from fer.data import FerDataModule
@@ -212,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         ConfusionMatrixLogger(),
+        PredictionGridLogger(),
         RunRecord(config),
         CheckpointOnInterrupt(),
         EpochSeed(args.seed),

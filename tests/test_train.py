@@ -45,7 +45,9 @@ def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_
     events.Reload()
     tags = events.Tags()
     assert {"val/acc", "val/f1", "val/loss", "train/acc", "test/acc"} <= set(tags["scalars"])
-    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(tags["images"])
+    assert {"val/confusion_matrix", "test/confusion_matrix", "val/predictions"} <= set(tags["images"])
+    assert events.PluginTagToContent("hparams")  # the hparams tab, with the final metrics
+    assert "hp/best_val_acc" in set(tags["scalars"])
     assert len(events.Scalars("val/acc")) == 2
     png = events.Images("val/confusion_matrix")[-1].encoded_image_string
     assert png.startswith(b"\x89PNG")
