@@ -33,7 +33,9 @@ from fer.common import EMOTIONS, cpu_has_bf16, normalize, write_text  # noqa: E4
 from fer.models import build_model  # noqa: E402
 
 
-def train_throughput(batches, model, steps: int, warmup: int, autocast_dtype=None, channels_last=False) -> float:
+def train_throughput(
+    batches, model, steps: int, warmup: int, autocast_dtype=None, channels_last=False
+) -> float:
     """Images per second of forward + backward + SGD step over `steps` batches after `warmup`."""
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -58,14 +60,26 @@ def reference_batches(root: Path, batch_size: int):
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    tf = transforms.Compose([
-        transforms.Grayscale(), transforms.RandomHorizontalFlip(), transforms.RandomRotation(10),
-        transforms.RandomResizedCrop(48, scale=(0.8, 1.0)), transforms.ToTensor(), transforms.Normalize([0.5], [0.25]),
-    ])
+    tf = transforms.Compose(
+        [
+            transforms.Grayscale(),
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomRotation(10),
+            transforms.RandomResizedCrop(48, scale=(0.8, 1.0)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5], [0.25]),
+        ]
+    )
     ds = datasets.ImageFolder(str(root / "train"), transform=tf)
     while True:
-        yield from DataLoader(ds, batch_size=batch_size, shuffle=True, num_workers=2, drop_last=True,
-                              persistent_workers=False)
+        yield from DataLoader(
+            ds,
+            batch_size=batch_size,
+            shuffle=True,
+            num_workers=2,
+            drop_last=True,
+            persistent_workers=False,
+        )
 
 
 def fer_batches(data: str, batch_size: int):
@@ -80,7 +94,9 @@ def fer_batches(data: str, batch_size: int):
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="data/fer2013", help="FER-2013 folder layout (train/<emotion>/)")
+    p.add_argument(
+        "--data", default="data/fer2013", help="FER-2013 folder layout (train/<emotion>/)"
+    )
     p.add_argument("--model", help="exported model for inference/detect (default: the shipped one)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=40, help="timed training steps per pipeline")
@@ -89,7 +105,7 @@ def main() -> int:
     root = Path(args.data)
     results: dict[str, float | str] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-                   f"{torch.get_num_threads()} threads, bf16 {'yes' if cpu_has_bf16() else 'no'}",
+        f"{torch.get_num_threads()} threads, bf16 {'yes' if cpu_has_bf16() else 'no'}",
     }
 
     # Loading: first decode into a fresh cache, then the cached reload; the CSV parse.
@@ -106,7 +122,9 @@ def main() -> int:
         idx = np.arange(n) % len(data)
         csv = Path(cache) / "fer2013.csv"
         flat = data.images.numpy().reshape(len(data), -1)
-        usage = np.array(["Training", "PublicTest", "PrivateTest"])[np.minimum(data.usage.numpy(), 2)]
+        usage = np.array(["Training", "PublicTest", "PrivateTest"])[
+            np.minimum(data.usage.numpy(), 2)
+        ]
         with open(csv, "w") as f:
             f.write("emotion,pixels,Usage\n")
             for i in idx:
@@ -115,17 +133,28 @@ def main() -> int:
         parsed = load_fer(csv, Path(cache) / "csv-cache")
         results["csv_parse_s"] = time.perf_counter() - t
         assert len(parsed) == n
-    print(f"loading: first {results['load_first_s']:.1f} s, cached {results['load_cached_s']:.2f} s, "
-          f"CSV ({n} rows) {results['csv_parse_s']:.2f} s", flush=True)
+    print(
+        f"loading: first {results['load_first_s']:.1f} s, cached {results['load_cached_s']:.2f} s, "
+        f"CSV ({n} rows) {results['csv_parse_s']:.2f} s",
+        flush=True,
+    )
 
     # Training throughput, same model and optimizer.
     torch.manual_seed(0)
-    ref = train_throughput(reference_batches(root, args.batch_size), build_model("cnn"), args.steps, 5)
+    ref = train_throughput(
+        reference_batches(root, args.batch_size), build_model("cnn"), args.steps, 5
+    )
     print(f"training (a) reference: {ref:.0f} img/s", flush=True)
     dtype = torch.bfloat16 if cpu_has_bf16() else None
     torch.manual_seed(0)
-    ours = train_throughput(fer_batches(str(root), args.batch_size), build_model("cnn").to(memory_format=torch.channels_last),
-                            args.steps, 5, autocast_dtype=dtype, channels_last=True)
+    ours = train_throughput(
+        fer_batches(str(root), args.batch_size),
+        build_model("cnn").to(memory_format=torch.channels_last),
+        args.steps,
+        5,
+        autocast_dtype=dtype,
+        channels_last=True,
+    )
     results.update(train_reference_img_s=ref, train_fer_img_s=ours, train_speedup=ours / ref)
     print(f"training (b) fer: {ours:.0f} img/s ({ours / ref:.1f}x)", flush=True)
 
@@ -146,8 +175,11 @@ def main() -> int:
         for _ in range(200):
             clf.predict_proba(one)
         results[f"infer_{backend}_single_ms"] = (time.perf_counter() - t) / 200 * 1000
-        print(f"inference {backend}: {results[f'infer_{backend}_img_s']:.0f} img/s at batch 256, "
-              f"{results[f'infer_{backend}_single_ms']:.2f} ms for one face", flush=True)
+        print(
+            f"inference {backend}: {results[f'infer_{backend}_img_s']:.0f} img/s at batch 256, "
+            f"{results[f'infer_{backend}_single_ms']:.2f} ms for one face",
+            flush=True,
+        )
 
     # Detection on a 640x480 video with one face.
     import cv2
@@ -155,24 +187,41 @@ def main() -> int:
     from fer.demo import face_video
     from fer.detect import main as detect
 
-    happy = sorted((root / "test" / "happy").glob("*"))[:10] or sorted((root / "train" / "happy").glob("*"))[:10]
+    happy = (
+        sorted((root / "test" / "happy").glob("*"))[:10]
+        or sorted((root / "train" / "happy").glob("*"))[:10]
+    )
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "one_face.mp4"
         face_video(video, [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in happy], frames=300)
         out = Path(tmp) / "frames.jsonl"
         t = time.perf_counter()
-        detect(["--source", str(video), "--json", str(out)] + (["--model", args.model] if args.model else []))
+        detect(
+            ["--source", str(video), "--json", str(out)]
+            + (["--model", args.model] if args.model else [])
+        )
         frames = len(out.read_text().splitlines())
         results["detect_fps"] = frames / (time.perf_counter() - t)
-        results["detect_frames_with_face"] = sum(bool(json.loads(line)["boxes"]) for line in out.read_text().splitlines()) / frames
-    print(f"detect: {results['detect_fps']:.1f} FPS end to end at 640x480 (decode + detect + classify)", flush=True)
+        results["detect_frames_with_face"] = (
+            sum(bool(json.loads(line)["boxes"]) for line in out.read_text().splitlines()) / frames
+        )
+    print(
+        f"detect: {results['detect_fps']:.1f} FPS end to end at 640x480 (decode + detect + classify)",
+        flush=True,
+    )
 
     rows = [
         ("training, reference pipeline (a)", f"{results['train_reference_img_s']:.0f} img/s"),
         ("training, fer pipeline (b)", f"{results['train_fer_img_s']:.0f} img/s"),
         ("speed-up (b)/(a)", f"{results['train_speedup']:.1f}x"),
-        ("inference, batch 256 (torch / onnx)", f"{results['infer_torch_img_s']:.0f} / {results['infer_onnx_img_s']:.0f} img/s"),
-        ("single-face latency (torch / onnx)", f"{results['infer_torch_single_ms']:.2f} / {results['infer_onnx_single_ms']:.2f} ms"),
+        (
+            "inference, batch 256 (torch / onnx)",
+            f"{results['infer_torch_img_s']:.0f} / {results['infer_onnx_img_s']:.0f} img/s",
+        ),
+        (
+            "single-face latency (torch / onnx)",
+            f"{results['infer_torch_single_ms']:.2f} / {results['infer_onnx_single_ms']:.2f} ms",
+        ),
         ("detect, 640x480, one face", f"{results['detect_fps']:.1f} FPS"),
         ("folder dataset, first load", f"{results['load_first_s']:.1f} s"),
         ("folder dataset, cached reload", f"{results['load_cached_s']:.2f} s"),
@@ -181,7 +230,13 @@ def main() -> int:
     width = max(len(r[0]) for r in rows)
     print(f"\n{results['machine']}\n" + "\n".join(f"| {a:<{width}} | {b:>16} |" for a, b in rows))
     results["classes"] = ",".join(EMOTIONS)
-    write_text(args.json, json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2) + "\n")
+    write_text(
+        args.json,
+        json.dumps(
+            {k: round(v, 4) if isinstance(v, float) else v for k, v in results.items()}, indent=2
+        )
+        + "\n",
+    )
     print(f"wrote {args.json}")
     return 0
 

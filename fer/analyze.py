@@ -40,7 +40,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the report, figures and exclusion list")
     p.add_argument("--per-class", type=int, default=8, help="faces per emotion in the sample grid")
     p.add_argument("--random", type=int, default=48, help="faces in the random grid")
-    p.add_argument("--blank-std", type=float, default=BLANK_STD, help="pixel std (0..255) under which a face is blank")
+    p.add_argument(
+        "--blank-std",
+        type=float,
+        default=BLANK_STD,
+        help="pixel std (0..255) under which a face is blank",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the cleaning report as JSON")
     p.add_argument("--cache-dir", help="dataset cache folder")
@@ -62,8 +67,13 @@ def find_duplicates(images: np.ndarray) -> list[np.ndarray]:
     return [np.array(g) for g in groups.values() if len(g) > 1]
 
 
-def cleaning_report(images: np.ndarray, labels: np.ndarray, usage: np.ndarray, names: list[str],
-                    blank_std: float = BLANK_STD) -> dict[str, Any]:
+def cleaning_report(
+    images: np.ndarray,
+    labels: np.ndarray,
+    usage: np.ndarray,
+    names: list[str],
+    blank_std: float = BLANK_STD,
+) -> dict[str, Any]:
     """Blank faces, duplicate groups (within / across splits, conflicting labels) and the exclusion list."""
     from fer.data import PRIVATE_TEST, PUBLIC_TEST, UNMARKED_TEST
 
@@ -74,8 +84,11 @@ def cleaning_report(images: np.ndarray, labels: np.ndarray, usage: np.ndarray, n
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
     records, exclude = [], {names[i] for i in blank}
     for g in groups:
-        rec = {"names": [names[i] for i in g], "labels": [EMOTIONS[labels[i]] for i in g],
-               "splits": [str(splits[i]) for i in g]}
+        rec = {
+            "names": [names[i] for i in g],
+            "labels": [EMOTIONS[labels[i]] for i in g],
+            "splits": [str(splits[i]) for i in g],
+        }
         rec["cross_split"] = len(set(held_out[g])) > 1
         rec["conflicting_labels"] = len(set(labels[g].tolist())) > 1
         records.append(rec)
@@ -84,7 +97,15 @@ def cleaning_report(images: np.ndarray, labels: np.ndarray, usage: np.ndarray, n
     return {
         "samples": int(len(images)),
         "blank_std_threshold": blank_std,
-        "blank": [{"name": names[i], "label": EMOTIONS[labels[i]], "split": str(splits[i]), "std": round(float(std[i]), 3)} for i in blank],
+        "blank": [
+            {
+                "name": names[i],
+                "label": EMOTIONS[labels[i]],
+                "split": str(splits[i]),
+                "std": round(float(std[i]), 3),
+            }
+            for i in blank
+        ],
         "duplicate_groups": len(groups),
         "duplicate_images": int(sum(len(g) for g in groups)),
         "cross_split_groups": sum(r["cross_split"] for r in records),
@@ -95,21 +116,40 @@ def cleaning_report(images: np.ndarray, labels: np.ndarray, usage: np.ndarray, n
 
 
 def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
-    lines = [f"# Cleaning report — {source}", "",
-             f"- samples: {rep['samples']}",
-             f"- blank or near-constant faces (pixel std < {rep['blank_std_threshold']}): {len(rep['blank'])}",
-             f"- exact-duplicate groups: {rep['duplicate_groups']} ({rep['duplicate_images']} images)",
-             f"- groups crossing splits (train copies of val/test faces): {rep['cross_split_groups']}",
-             f"- groups whose labels disagree: {rep['conflicting_label_groups']}",
-             f"- exclusion list for `fer.train --exclude`: {len(rep['exclude'])} training samples", ""]
+    lines = [
+        f"# Cleaning report — {source}",
+        "",
+        f"- samples: {rep['samples']}",
+        f"- blank or near-constant faces (pixel std < {rep['blank_std_threshold']}): {len(rep['blank'])}",
+        f"- exact-duplicate groups: {rep['duplicate_groups']} ({rep['duplicate_images']} images)",
+        f"- groups crossing splits (train copies of val/test faces): {rep['cross_split_groups']}",
+        f"- groups whose labels disagree: {rep['conflicting_label_groups']}",
+        f"- exclusion list for `fer.train --exclude`: {len(rep['exclude'])} training samples",
+        "",
+    ]
     if rep["blank"]:
-        lines += ["## Blank faces", "", "| name | label | split | std |", "| --- | --- | --- | --- |"]
-        lines += [f"| {b['name']} | {b['label']} | {b['split']} | {b['std']} |" for b in rep["blank"]]
+        lines += [
+            "## Blank faces",
+            "",
+            "| name | label | split | std |",
+            "| --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| {b['name']} | {b['label']} | {b['split']} | {b['std']} |" for b in rep["blank"]
+        ]
         lines.append("")
     conflicts = [g for g in rep["groups"] if g["conflicting_labels"]]
     if conflicts:
-        lines += ["## Duplicates with conflicting labels", "", "| images | labels | splits |", "| --- | --- | --- |"]
-        lines += [f"| {', '.join(g['names'])} | {', '.join(g['labels'])} | {', '.join(g['splits'])} |" for g in conflicts[:200]]
+        lines += [
+            "## Duplicates with conflicting labels",
+            "",
+            "| images | labels | splits |",
+            "| --- | --- | --- |",
+        ]
+        lines += [
+            f"| {', '.join(g['names'])} | {', '.join(g['labels'])} | {', '.join(g['splits'])} |"
+            for g in conflicts[:200]
+        ]
         lines.append("")
     return "\n".join(lines)
 
@@ -117,16 +157,33 @@ def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
 def structure(data) -> dict[str, Any]:
     images = data.images.numpy()
     splits = split_names(data.usage.numpy())
-    counts = {str(s): {e: int(((splits == s) & (data.labels.numpy() == k)).sum()) for k, e in enumerate(EMOTIONS)}
-              for s in dict.fromkeys(splits)}
+    counts = {
+        str(s): {
+            e: int(((splits == s) & (data.labels.numpy() == k)).sum())
+            for k, e in enumerate(EMOTIONS)
+        }
+        for s in dict.fromkeys(splits)
+    }
     flat = images.reshape(len(images), -1).astype(np.float32)
-    stats = {str(s): {"mean": round(float(flat[splits == s].mean()), 2), "std": round(float(flat[splits == s].std()), 2)}
-             for s in dict.fromkeys(splits)}
-    return {"counts": counts, "pixel_stats": stats, "total": int(len(images)),
-            "nonstandard_shapes": data.nonstandard, "unreadable_files": data.skipped}
+    stats = {
+        str(s): {
+            "mean": round(float(flat[splits == s].mean()), 2),
+            "std": round(float(flat[splits == s].std()), 2),
+        }
+        for s in dict.fromkeys(splits)
+    }
+    return {
+        "counts": counts,
+        "pixel_stats": stats,
+        "total": int(len(images)),
+        "nonstandard_shapes": data.nonstandard,
+        "unreadable_files": data.skipped,
+    }
 
 
-def figures(out: Path, data, rep: dict[str, Any], per_class: int, n_random: int, seed: int) -> list[Path]:
+def figures(
+    out: Path, data, rep: dict[str, Any], per_class: int, n_random: int, seed: int
+) -> list[Path]:
     import matplotlib.pyplot as plt
     import pandas as pd
     import seaborn as sns
@@ -153,32 +210,58 @@ def figures(out: Path, data, rep: dict[str, Any], per_class: int, n_random: int,
         axes[0].hist(means[splits == s], bins=50, alpha=0.6, density=True, label=s)
     axes[0].set(title="Mean brightness per face", xlabel="mean pixel (0-255)")
     axes[0].legend()
-    axes[1].bar(EMOTIONS, [images[labels == k].mean() if (labels == k).any() else 0 for k in range(NUM_CLASSES)], color="gray")
+    axes[1].bar(
+        EMOTIONS,
+        [images[labels == k].mean() if (labels == k).any() else 0 for k in range(NUM_CLASSES)],
+        color="gray",
+    )
     axes[1].set(title="Mean pixel per emotion")
     paths.append(out / "pixel_stats.png")
     save_figure(fig, paths[-1])
 
-    pick = np.concatenate([rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in range(NUM_CLASSES)])
-    fig = face_grid(images[pick], [EMOTIONS[labels[i]] for i in pick], cols=per_class, title=f"{per_class} random faces per emotion")
+    pick = np.concatenate(
+        [rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in range(NUM_CLASSES)]
+    )
+    fig = face_grid(
+        images[pick],
+        [EMOTIONS[labels[i]] for i in pick],
+        cols=per_class,
+        title=f"{per_class} random faces per emotion",
+    )
     paths.append(out / "samples_per_emotion.png")
     save_figure(fig, paths[-1])
 
     pick = rng.permutation(len(images))[:n_random]
-    fig = face_grid(images[pick], [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in pick], cols=12, title="Random faces")
+    fig = face_grid(
+        images[pick],
+        [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in pick],
+        cols=12,
+        title="Random faces",
+    )
     paths.append(out / "random_samples.png")
     save_figure(fig, paths[-1])
 
     index = {n: i for i, n in enumerate(data.names)}
     blank = [index[b["name"]] for b in rep["blank"]][:24]
     if blank:
-        fig = face_grid(images[blank], [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in blank], cols=12, title="Blank / near-constant faces")
+        fig = face_grid(
+            images[blank],
+            [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in blank],
+            cols=12,
+            title="Blank / near-constant faces",
+        )
         paths.append(out / "blank_faces.png")
         save_figure(fig, paths[-1])
     shown = [g for g in rep["groups"] if g["conflicting_labels"] or g["cross_split"]][:12]
     if shown:
         idx = [index[n] for g in shown for n in g["names"][:2]]
         caps = [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in idx]
-        fig = face_grid(images[idx], caps, cols=8, title="Duplicates across splits or with conflicting labels (pairs)")
+        fig = face_grid(
+            images[idx],
+            caps,
+            cols=8,
+            title="Duplicates across splits or with conflicting labels (pairs)",
+        )
         paths.append(out / "duplicates.png")
         save_figure(fig, paths[-1])
     return paths
@@ -192,25 +275,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     data = load_fer(args.data, args.cache_dir)
     out = Path(args.out)
     info = structure(data)
-    rep = cleaning_report(data.images.numpy(), data.labels.numpy(), data.usage.numpy(), data.names, args.blank_std)
+    rep = cleaning_report(
+        data.images.numpy(), data.labels.numpy(), data.usage.numpy(), data.names, args.blank_std
+    )
     files = figures(out, data, rep, args.per_class, args.random, args.seed)
     write_text(out / "structure.json", json.dumps(info, indent=2) + "\n")
     write_text(out / "cleaning.json", json.dumps(rep, indent=2) + "\n")
     write_text(out / "cleaning.md", cleaning_markdown(rep, args.data) + "\n")
-    write_text(out / "exclude.txt", "# training samples to drop: blank faces and train copies of val/test faces\n"
-               + "".join(n + "\n" for n in rep["exclude"]))
+    write_text(
+        out / "exclude.txt",
+        "# training samples to drop: blank faces and train copies of val/test faces\n"
+        + "".join(n + "\n" for n in rep["exclude"]),
+    )
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "groups"}, indent=2))
         return 0
-    table = "\n".join(f"  {s:<12}" + " ".join(f"{c[e]:>8}" for e in EMOTIONS) + f"{sum(c.values()):>9}"
-                      for s, c in info["counts"].items())
-    print(f"{args.data}: {info['total']} faces\n  {'split':<12}" + " ".join(f"{e:>8}" for e in EMOTIONS) + f"{'total':>9}\n" + table)
-    print(f"shape check: {len(info['nonstandard_shapes'])} images were not 48x48 single-channel; "
-          f"{len(info['unreadable_files'])} unreadable files")
-    print(f"cleaning: {len(rep['blank'])} blank, {rep['duplicate_groups']} duplicate groups "
-          f"({rep['cross_split_groups']} across splits, {rep['conflicting_label_groups']} with conflicting labels); "
-          f"{len(rep['exclude'])} training samples in {out / 'exclude.txt'}")
-    print("wrote " + ", ".join(str(p) for p in files) + f", {out}/structure.json, cleaning.json, cleaning.md", file=sys.stderr)
+    table = "\n".join(
+        f"  {s:<12}" + " ".join(f"{c[e]:>8}" for e in EMOTIONS) + f"{sum(c.values()):>9}"
+        for s, c in info["counts"].items()
+    )
+    print(
+        f"{args.data}: {info['total']} faces\n  {'split':<12}"
+        + " ".join(f"{e:>8}" for e in EMOTIONS)
+        + f"{'total':>9}\n"
+        + table
+    )
+    print(
+        f"shape check: {len(info['nonstandard_shapes'])} images were not 48x48 single-channel; "
+        f"{len(info['unreadable_files'])} unreadable files"
+    )
+    print(
+        f"cleaning: {len(rep['blank'])} blank, {rep['duplicate_groups']} duplicate groups "
+        f"({rep['cross_split_groups']} across splits, {rep['conflicting_label_groups']} with conflicting labels); "
+        f"{len(rep['exclude'])} training samples in {out / 'exclude.txt'}"
+    )
+    print(
+        "wrote "
+        + ", ".join(str(p) for p in files)
+        + f", {out}/structure.json, cleaning.json, cleaning.md",
+        file=sys.stderr,
+    )
     return 0
 
 

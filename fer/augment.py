@@ -18,8 +18,13 @@ PRESETS: dict[str, dict[str, float]] = {
     "flip": {"flip": 0.5},
     "light": {"flip": 0.5, "rotate": 10, "scale": 0.10, "translate": 0.10},
     "strong": {
-        "flip": 0.5, "rotate": 15, "scale": 0.15, "translate": 0.12,
-        "brightness": 0.25, "contrast": 0.25, "erase": 0.5,
+        "flip": 0.5,
+        "rotate": 15,
+        "scale": 0.15,
+        "translate": 0.12,
+        "brightness": 0.25,
+        "contrast": 0.25,
+        "erase": 0.5,
     },
 }
 
@@ -28,8 +33,13 @@ def _uniform(n: int, low: float, high: float, device) -> torch.Tensor:
     return torch.rand(n, device=device) * (high - low) + low
 
 
-def affine_warp(x: torch.Tensor, flip: float = 0.0, rotate: float = 0.0, scale: float = 0.0,
-                translate: float = 0.0) -> torch.Tensor:
+def affine_warp(
+    x: torch.Tensor,
+    flip: float = 0.0,
+    rotate: float = 0.0,
+    scale: float = 0.0,
+    translate: float = 0.0,
+) -> torch.Tensor:
     """Random mirror + rotation + zoom + shift of every face in x (B, C, H, W), in one grid_sample."""
     b, dev = x.shape[0], x.device
     mirror = torch.where(torch.rand(b, device=dev) < flip, -1.0, 1.0)
@@ -39,10 +49,13 @@ def affine_warp(x: torch.Tensor, flip: float = 0.0, rotate: float = 0.0, scale: 
     zoom = _uniform(b, 1 - scale, 1 + scale, dev)
     # affine_grid maps output to input coordinates, so this is the inverse of the face's motion.
     cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([
-        torch.stack([cos * mirror, -sin, _uniform(b, -2 * translate, 2 * translate, dev)], 1),
-        torch.stack([sin * mirror, cos, _uniform(b, -2 * translate, 2 * translate, dev)], 1),
-    ], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * mirror, -sin, _uniform(b, -2 * translate, 2 * translate, dev)], 1),
+            torch.stack([sin * mirror, cos, _uniform(b, -2 * translate, 2 * translate, dev)], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
@@ -71,8 +84,12 @@ def random_erase(x: torch.Tensor, p: float, area=(0.02, 0.2), ratio=(0.3, 3.3)) 
     x0 = torch.rand(b, device=dev) * (w - ew)
     ys = torch.arange(h, device=dev).view(1, h, 1)
     xs = torch.arange(w, device=dev).view(1, 1, w)
-    box = ((ys >= y0.view(b, 1, 1)) & (ys < (y0 + eh).view(b, 1, 1))
-           & (xs >= x0.view(b, 1, 1)) & (xs < (x0 + ew).view(b, 1, 1)))
+    box = (
+        (ys >= y0.view(b, 1, 1))
+        & (ys < (y0 + eh).view(b, 1, 1))
+        & (xs >= x0.view(b, 1, 1))
+        & (xs < (x0 + ew).view(b, 1, 1))
+    )
     box &= (torch.rand(b, device=dev) < p).view(b, 1, 1)
     return torch.where(box.unsqueeze(1), torch.rand_like(x), x)
 
@@ -82,7 +99,9 @@ def augment_batch(x: torch.Tensor, preset: str | dict[str, float]) -> torch.Tens
     cfg = PRESETS[preset] if isinstance(preset, str) else preset
     if not cfg:
         return x
-    x = affine_warp(x, cfg.get("flip", 0), cfg.get("rotate", 0), cfg.get("scale", 0), cfg.get("translate", 0))
+    x = affine_warp(
+        x, cfg.get("flip", 0), cfg.get("rotate", 0), cfg.get("scale", 0), cfg.get("translate", 0)
+    )
     if cfg.get("brightness") or cfg.get("contrast"):
         x = jitter(x, cfg.get("brightness", 0), cfg.get("contrast", 0))
     if cfg.get("erase"):

@@ -35,11 +35,21 @@ class ConfusionMatrixLogger(pl.Callback):
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_figure"):
                 acc = cm.diag().sum().item() / max(cm.sum().item(), 1)
-                title = f"{stage} epoch {trainer.current_epoch}: acc {acc:.3f} on {int(cm.sum())} faces"
-                logger.experiment.add_figure(f"{stage}/confusion_matrix", confusion_figure(cm, title),
-                                             global_step=trainer.current_epoch)
+                title = (
+                    f"{stage} epoch {trainer.current_epoch}: acc {acc:.3f} on {int(cm.sum())} faces"
+                )
+                logger.experiment.add_figure(
+                    f"{stage}/confusion_matrix",
+                    confusion_figure(cm, title),
+                    global_step=trainer.current_epoch,
+                )
         if run_dir(trainer):
-            record = {"stage": stage, "epoch": trainer.current_epoch, "classes": list(EMOTIONS), "matrix": cm.tolist()}
+            record = {
+                "stage": stage,
+                "epoch": trainer.current_epoch,
+                "classes": list(EMOTIONS),
+                "matrix": cm.tolist(),
+            }
             write_text(run_dir(trainer) / f"confusion_{stage}.json", json.dumps(record))
 
     def on_validation_end(self, trainer, pl_module) -> None:
@@ -58,7 +68,12 @@ class PredictionGridLogger(pl.Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         dm = getattr(trainer, "datamodule", None)
-        if trainer.sanity_checking or not trainer.is_global_zero or dm is None or "val" not in getattr(dm, "splits", {}):
+        if (
+            trainer.sanity_checking
+            or not trainer.is_global_zero
+            or dm is None
+            or "val" not in getattr(dm, "splits", {})
+        ):
             return
         val = dm.splits["val"]
         pick = torch.randperm(len(val), generator=torch.Generator().manual_seed(0))[: self.n]
@@ -69,12 +84,23 @@ class PredictionGridLogger(pl.Callback):
             probs = pl_module(preprocess(faces).to(pl_module.device)).float().softmax(1).cpu()
         pl_module.train(was_training)
         pred = probs.argmax(1)
-        captions = [f"{EMOTIONS[t]} -> {EMOTIONS[p]}\n{probs[i, p]:.2f}" for i, (t, p) in enumerate(zip(labels, pred))]
+        captions = [
+            f"{EMOTIONS[t]} -> {EMOTIONS[p]}\n{probs[i, p]:.2f}"
+            for i, (t, p) in enumerate(zip(labels, pred))
+        ]
         colors = ["green" if t == p else "red" for t, p in zip(labels, pred)]
-        fig = face_grid(faces.numpy(), captions, cols=8, title=f"val epoch {trainer.current_epoch}: true -> predicted", colors=colors)
+        fig = face_grid(
+            faces.numpy(),
+            captions,
+            cols=8,
+            title=f"val epoch {trainer.current_epoch}: true -> predicted",
+            colors=colors,
+        )
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_figure"):
-                logger.experiment.add_figure("val/predictions", fig, global_step=trainer.current_epoch)
+                logger.experiment.add_figure(
+                    "val/predictions", fig, global_step=trainer.current_epoch
+                )
 
 
 class BackboneFreeze(BaseFinetuning):
@@ -94,7 +120,9 @@ class BackboneFreeze(BaseFinetuning):
         if epoch != self.unfreeze_at_epoch or self.unfreeze_at_epoch == 0:
             return
         head = optimizer.param_groups[0]
-        self.unfreeze_and_add_param_group(pl_module.backbone, optimizer, lr=head["lr"] * self.lr_ratio)
+        self.unfreeze_and_add_param_group(
+            pl_module.backbone, optimizer, lr=head["lr"] * self.lr_ratio
+        )
         group = optimizer.param_groups[-1]
         for key in ("initial_lr", "max_lr", "min_lr"):
             if key in head:
@@ -120,7 +148,9 @@ class RunRecord(pl.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.is_global_zero and stage == "fit" and run_dir(trainer):
-            write_text(run_dir(trainer) / "config.yaml", yaml.safe_dump(self.config, sort_keys=False))
+            write_text(
+                run_dir(trainer) / "config.yaml", yaml.safe_dump(self.config, sort_keys=False)
+            )
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not run_dir(trainer):
@@ -150,7 +180,9 @@ class EpochSeed(pl.Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        pl.seed_everything(self.seed * 1000 + trainer.current_epoch + 997 * trainer.global_rank, verbose=False)
+        pl.seed_everything(
+            self.seed * 1000 + trainer.current_epoch + 997 * trainer.global_rank, verbose=False
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -177,4 +209,6 @@ class CheckpointOnInterrupt(pl.Callback):
 
 def json_ready(d: dict[str, Any]) -> dict[str, Any]:
     """Tensors to numbers, for summaries."""
-    return json.loads(json.dumps(d, default=lambda v: v.tolist() if isinstance(v, torch.Tensor) else str(v)))
+    return json.loads(
+        json.dumps(d, default=lambda v: v.tolist() if isinstance(v, torch.Tensor) else str(v))
+    )

@@ -35,7 +35,11 @@ class FerError(Exception):
 def to_face48(image: np.ndarray) -> np.ndarray:
     """Any decoded image (gray, BGR or BGRA, any size, 8 or 16 bit) -> 48x48 uint8 grayscale."""
     if image.dtype != np.uint8:
-        scale = 255.0 / max(float(np.iinfo(image.dtype).max), 1.0) if image.dtype.kind in "ui" else 255.0
+        scale = (
+            255.0 / max(float(np.iinfo(image.dtype).max), 1.0)
+            if image.dtype.kind in "ui"
+            else 255.0
+        )
         image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
     if image.ndim == 3:
         code = {1: None, 3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}[image.shape[2]]
@@ -44,7 +48,9 @@ def to_face48(image: np.ndarray) -> np.ndarray:
         # INTER_AREA is the right filter for shrinking faces; upscaling uses bilinear.
         shrink = image.shape[0] > IMAGE_SIZE or image.shape[1] > IMAGE_SIZE
         image = cv2.resize(
-            image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+            image,
+            (IMAGE_SIZE, IMAGE_SIZE),
+            interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR,
         )
     return np.ascontiguousarray(image)
 
@@ -101,7 +107,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise FerError(f"cannot write to {path.parent}: {e.strerror}; choose a writable folder") from e
+        raise FerError(
+            f"cannot write to {path.parent}: {e.strerror}; choose a writable folder"
+        ) from e
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -109,7 +117,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, path)
     except OSError as e:
-        raise FerError(f"could not write {path}: {e.strerror}; check free space and permissions") from e
+        raise FerError(
+            f"could not write {path}: {e.strerror}; check free space and permissions"
+        ) from e
     finally:
         tmp_path.unlink(missing_ok=True)
 
@@ -125,7 +135,9 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+        fig.savefig(
+            tmp, dpi=dpi, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png"
+        )
     plt.close(fig)
 
 
@@ -145,7 +157,9 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
 
-def run_cli(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None) -> None:
+def run_cli(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
+) -> None:
     """Run a CLI entry point: FerError and bad files become one line on stderr and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args

@@ -41,7 +41,18 @@ log = logging.getLogger(__name__)
 #: samples from a train/ or test/ folder (or train.csv / test.csv) that carry no Usage marker.
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest", "train", "test")
 TRAINING, PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TRAIN, UNMARKED_TEST = range(5)
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".gif"}
+IMAGE_EXTENSIONS = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pgm",
+    ".ppm",
+    ".gif",
+}
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
 CACHE_VERSION = "2"
 HOW_TO_GET = (
@@ -60,7 +71,9 @@ class FerData:
     names: list[str]
     source: str = ""
     skipped: list[str] = field(default_factory=list)  # files that are not readable images
-    nonstandard: dict[str, str] = field(default_factory=dict)  # name -> original "HxWxC" when not 48x48x1
+    nonstandard: dict[str, str] = field(
+        default_factory=dict
+    )  # name -> original "HxWxC" when not 48x48x1
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -68,7 +81,9 @@ class FerData:
     def subset(self, index: torch.Tensor) -> FerData:
         index = torch.as_tensor(index, dtype=torch.long)
         names = [self.names[i] for i in index.tolist()]
-        return FerData(self.images[index], self.labels[index], self.usage[index], names, self.source)
+        return FerData(
+            self.images[index], self.labels[index], self.usage[index], names, self.source
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,21 +180,31 @@ def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
 
     with ThreadPoolExecutor(max(os.cpu_count() or 1, 2)) as pool:
         faces = list(
-            track(pool.map(decode, entries, chunksize=256), total=len(entries),
-                  description=f"decoding {len(entries)} files", transient=True, disable=len(entries) < 2000)
+            track(
+                pool.map(decode, entries, chunksize=256),
+                total=len(entries),
+                description=f"decoding {len(entries)} files",
+                transient=True,
+                disable=len(entries) < 2000,
+            )
         )
     keep = [i for i, f in enumerate(faces) if f is not None]
     bad = [entries[i][0] for i, f in enumerate(faces) if f is None]
     if bad:
         if strict:
-            raise FerError(f"{len(bad)} files are not readable images, first {bad[0]}; remove them or drop --strict")
+            raise FerError(
+                f"{len(bad)} files are not readable images, first {bad[0]}; remove them or drop --strict"
+            )
         log.warning("skipped %d files that are not readable images (first: %s)", len(bad), bad[0])
     if not keep:
         raise FerError(f"no readable images under {root}; {HOW_TO_GET}")
     images = torch.from_numpy(np.stack([faces[i][0] for i in keep]))
     names = [entries[i][0] for i in keep]
-    odd = {entries[i][0]: "x".join(map(str, faces[i][1])) for i in keep
-           if faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE) and faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE, 1)}
+    odd = {
+        entries[i][0]: "x".join(map(str, faces[i][1]))
+        for i in keep
+        if faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE) and faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE, 1)
+    }
     labels = torch.tensor([entries[i][1] for i in keep], dtype=torch.long)
     usage = torch.tensor([_usage_from_name(n, Path(n).parts[0]) for n in names], dtype=torch.uint8)
     return FerData(images, labels, usage, names, str(root), skipped=bad, nonstandard=odd)
@@ -192,14 +217,24 @@ def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
     try:  # numpy's C text parser: about 2 s for the full 35,887-row CSV
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            flat = np.fromstring(" ".join(text.tolist()), dtype=np.int32, sep=" ") if n else np.zeros(0, np.int32)
+            flat = (
+                np.fromstring(" ".join(text.tolist()), dtype=np.int32, sep=" ")
+                if n
+                else np.zeros(0, np.int32)
+            )
     except ValueError:
         flat = None
-    if flat is None or flat.size != n * size or (flat.size and (flat.min() < 0 or flat.max() > 255)):
+    if (
+        flat is None
+        or flat.size != n * size
+        or (flat.size and (flat.min() < 0 or flat.max() > 255))
+    ):
         for row, s in zip(rows, text):  # slow path, only to name the bad row
             parts = s.split()
             if len(parts) != size:
-                raise FerError(f"{source} row {row + 2}: {len(parts)} pixel values, expected {size}")
+                raise FerError(
+                    f"{source} row {row + 2}: {len(parts)} pixel values, expected {size}"
+                )
             if not all(p.isdigit() and int(p) <= 255 for p in parts):
                 raise FerError(f"{source} row {row + 2}: pixels must be integers 0..255")
     return flat.astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
@@ -216,8 +251,12 @@ def read_csv(files: list[Path]) -> FerData:
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise FerError(f"{f} is not a readable CSV ({str(e).splitlines()[0]})") from e
         df.columns = [c.strip() for c in df.columns]
-        if "pixels" not in df.columns or ("emotion" not in df.columns and f.name.lower() != "test.csv"):
-            raise FerError(f"{f} needs the columns emotion and pixels (and optionally Usage); it has {', '.join(df.columns)}")
+        if "pixels" not in df.columns or (
+            "emotion" not in df.columns and f.name.lower() != "test.csv"
+        ):
+            raise FerError(
+                f"{f} needs the columns emotion and pixels (and optionally Usage); it has {', '.join(df.columns)}"
+            )
         if "emotion" not in df.columns:
             log.warning("%s has no emotion column (Kaggle's unlabelled test file): not used", f)
             continue
@@ -227,13 +266,17 @@ def read_csv(files: list[Path]) -> FerData:
         bad = emotion.isna() | (emotion < 0) | (emotion >= NUM_CLASSES) | (emotion % 1 != 0)
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
-            raise FerError(f"{f} row {row + 2}: emotion {df['emotion'].iloc[row]!r} is not a label 0..{NUM_CLASSES - 1}")
+            raise FerError(
+                f"{f} row {row + 2}: emotion {df['emotion'].iloc[row]!r} is not a label 0..{NUM_CLASSES - 1}"
+            )
         if "Usage" in df.columns:
             usage_text = df["Usage"].str.strip()
             codes = usage_text.map({u: i for i, u in enumerate(USAGES[:3])})
             if codes.isna().any():
                 unknown = sorted(set(usage_text[codes.isna()]))
-                raise FerError(f"{f}: unknown Usage values {unknown}; expected Training, PublicTest or PrivateTest")
+                raise FerError(
+                    f"{f}: unknown Usage values {unknown}; expected Training, PublicTest or PrivateTest"
+                )
             usage = codes.to_numpy(np.uint8)
         else:
             code = UNMARKED_TEST if f.name.lower() == "test.csv" else UNMARKED_TRAIN
@@ -252,7 +295,9 @@ def read_csv(files: list[Path]) -> FerData:
     )
 
 
-def load_fer(path: str | Path, cache_dir: str | Path | None = None, strict: bool = False) -> FerData:
+def load_fer(
+    path: str | Path, cache_dir: str | Path | None = None, strict: bool = False
+) -> FerData:
     """Load FER-2013 from a CSV or folder, through an on-disk cache keyed by the source files."""
     kind, files = resolve_source(path)
     entries = _folder_files(files[0]) if kind == "folder" else None
@@ -265,8 +310,15 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None, strict: bool
             with open(cache_file, "rb") as fh:  # names live in the safetensors header
                 header_len = int.from_bytes(fh.read(8), "little")
                 meta = json.loads(fh.read(header_len))["__metadata__"]
-            return FerData(t["images"], t["labels"], t["usage"], json.loads(meta["names"]), str(path),
-                           json.loads(meta["skipped"]), json.loads(meta["nonstandard"]))
+            return FerData(
+                t["images"],
+                t["labels"],
+                t["usage"],
+                json.loads(meta["names"]),
+                str(path),
+                json.loads(meta["skipped"]),
+                json.loads(meta["nonstandard"]),
+            )
         except (SafetensorError, OSError, KeyError, ValueError) as e:
             log.warning("cache %s is unreadable (%s): rebuilding it", cache_file, e)
     data = read_csv(files) if kind == "csv" else read_folder(files[0], entries, strict)
@@ -285,7 +337,9 @@ def load_fer(path: str | Path, cache_dir: str | Path | None = None, strict: bool
 # Split rules
 
 
-def stratified_holdout(labels: torch.Tensor, among: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+def stratified_holdout(
+    labels: torch.Tensor, among: torch.Tensor, fraction: float, seed: int
+) -> torch.Tensor:
     """Boolean mask picking round(fraction * n_c) of the `among` samples of every class c, reproducibly."""
     g = torch.Generator().manual_seed(seed)
     mask = torch.zeros(len(labels), dtype=torch.bool)
@@ -311,22 +365,33 @@ def split_indices(
     else:
         val = stratified_holdout(data.labels, train, val_fraction, seed)
         train &= ~val
-        notes.append(f"no PublicTest samples: validating on a stratified {val_fraction:.0%} of train (seed {seed})")
+        notes.append(
+            f"no PublicTest samples: validating on a stratified {val_fraction:.0%} of train (seed {seed})"
+        )
     if (u == PRIVATE_TEST).any():
         test = u == PRIVATE_TEST
     else:
         test = u == UNMARKED_TEST
         if not test.any():
-            notes.append("no PrivateTest samples: there is no test split (validation is PublicTest)")
-    splits = {name: torch.nonzero(m).flatten() for name, m in (("train", train), ("val", val), ("test", test))}
+            notes.append(
+                "no PrivateTest samples: there is no test split (validation is PublicTest)"
+            )
+    splits = {
+        name: torch.nonzero(m).flatten()
+        for name, m in (("train", train), ("val", val), ("test", test))
+    }
     return splits, notes
 
 
-def evaluation_split(data: FerData, split: str, val_fraction: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, str]:
+def evaluation_split(
+    data: FerData, split: str, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[torch.Tensor, str]:
     """Indices for `split` ('test' or 'val') as evaluation reads it, and a note on what was taken."""
     splits, _ = split_indices(data, val_fraction, seed)
     if split == "test" and len(splits["test"]) == 0:
-        return splits["val"], "no PrivateTest or test-folder samples: evaluating PublicTest (the validation split)"
+        return splits[
+            "val"
+        ], "no PrivateTest or test-folder samples: evaluating PublicTest (the validation split)"
     if split == "test":
         which = "PrivateTest" if (data.usage == PRIVATE_TEST).any() else "the unmarked test samples"
         return splits["test"], f"evaluating {which}"
@@ -342,7 +407,11 @@ def read_exclusions(path: str | Path | None) -> set[str]:
     p = Path(path)
     if not p.is_file():
         raise FerError(f"exclusion list {p} does not exist; create it with python -m fer.analyze")
-    return {line.strip() for line in p.read_text().splitlines() if line.strip() and not line.startswith("#")}
+    return {
+        line.strip()
+        for line in p.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,8 +426,21 @@ class BatchSampler(Sampler[torch.Tensor]):
     metrics synced across ranks count the whole split.
     """
 
-    def __init__(self, n: int, batch_size: int, train: bool, seed: int = 0, weights: torch.Tensor | None = None):
-        self.n, self.batch_size, self.train, self.seed, self.weights = n, batch_size, train, seed, weights
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        weights: torch.Tensor | None = None,
+    ):
+        self.n, self.batch_size, self.train, self.seed, self.weights = (
+            n,
+            batch_size,
+            train,
+            seed,
+            weights,
+        )
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -384,7 +466,11 @@ class BatchSampler(Sampler[torch.Tensor]):
 
     def __iter__(self):
         order = self._order()
-        stop = len(order) - len(order) % self.batch_size if self.train and len(order) >= self.batch_size else len(order)
+        stop = (
+            len(order) - len(order) % self.batch_size
+            if self.train and len(order) >= self.batch_size
+            else len(order)
+        )
         for i in range(0, stop, self.batch_size):
             yield order[i : i + self.batch_size]
 
@@ -428,14 +514,18 @@ class FerDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         if augment not in PRESETS:
-            raise FerError(f"unknown augmentation preset {augment!r}; choose from {', '.join(PRESETS)}")
+            raise FerError(
+                f"unknown augmentation preset {augment!r}; choose from {', '.join(PRESETS)}"
+            )
         if balance not in ("none", "loss", "sampler"):
             raise FerError(f"unknown --balance {balance!r}; choose none, loss or sampler")
         self.save_hyperparameters()
         self.splits: dict[str, FerData] = {}
 
     def prepare_data(self) -> None:
-        load_fer(self.hparams.data, self.hparams.cache_dir, self.hparams.strict)  # decode + cache once
+        load_fer(
+            self.hparams.data, self.hparams.cache_dir, self.hparams.strict
+        )  # decode + cache once
 
     def setup(self, stage: str | None = None) -> None:
         if self.splits:
@@ -445,7 +535,9 @@ class FerDataModule(pl.LightningDataModule):
         index, notes = split_indices(data, hp.val_fraction, hp.seed)
         excluded = read_exclusions(hp.exclude)
         if excluded:
-            keep = torch.tensor([data.names[i] not in excluded for i in index["train"].tolist()], dtype=torch.bool)
+            keep = torch.tensor(
+                [data.names[i] not in excluded for i in index["train"].tolist()], dtype=torch.bool
+            )
             log.info("excluding %d training samples listed in %s", int((~keep).sum()), hp.exclude)
             index["train"] = index["train"][keep]
         for note in notes:
@@ -467,7 +559,9 @@ class FerDataModule(pl.LightningDataModule):
         bs = self.hparams.batch_size if train else self.hparams.eval_batch_size
         sampler = BatchSampler(len(d), bs, train, self.hparams.seed, weights)
         pin = torch.cuda.is_available()
-        return DataLoader(TensorFaces(d.images, d.labels), sampler=sampler, batch_size=None, pin_memory=pin)
+        return DataLoader(
+            TensorFaces(d.images, d.labels), sampler=sampler, batch_size=None, pin_memory=pin
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)
@@ -477,7 +571,9 @@ class FerDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         if "test" not in self.splits:
-            raise FerError("this data has no test split (no PrivateTest samples); evaluate on val instead")
+            raise FerError(
+                "this data has no test split (no PrivateTest samples); evaluate on val instead"
+            )
         return self._loader("test", False)
 
     def has_test(self) -> bool:
@@ -492,4 +588,3 @@ class FerDataModule(pl.LightningDataModule):
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
-

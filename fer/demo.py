@@ -19,8 +19,15 @@ def background(width: int = 640, height: int = 480, seed: int = 0) -> np.ndarray
     return cv2.addWeighted(tex, 0.6, np.full_like(tex, 110), 0.4, 0)
 
 
-def face_video(path: str | Path, faces: list[np.ndarray], frames: int = 60, size: int = 200,
-               width: int = 640, height: int = 480, fps: float = 30.0) -> list[tuple[int, int, int, int]]:
+def face_video(
+    path: str | Path,
+    faces: list[np.ndarray],
+    frames: int = 60,
+    size: int = 200,
+    width: int = 640,
+    height: int = 480,
+    fps: float = 30.0,
+) -> list[tuple[int, int, int, int]]:
     """Write a video whose frame i shows faces[i % len(faces)] (48x48 gray) upscaled to `size`
     pixels, drifting slowly across the frame. Returns the true box (x, y, w, h) of each frame."""
     bg = background(width, height)

@@ -23,25 +23,58 @@ import numpy as np
 from fer.common import EMOTIONS, FerError, Parser, add_debug_flag, run_cli
 
 COLORS = {  # BGR
-    "angry": (40, 40, 220), "disgust": (40, 140, 40), "fear": (160, 60, 160), "happy": (40, 200, 240),
-    "sad": (200, 120, 40), "surprise": (40, 160, 255), "neutral": (180, 180, 180),
+    "angry": (40, 40, 220),
+    "disgust": (40, 140, 40),
+    "fear": (160, 60, 160),
+    "happy": (40, 200, 240),
+    "sad": (200, 120, 40),
+    "surprise": (40, 160, 255),
+    "neutral": (180, 180, 180),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.detect", description="Detect faces and their emotions in video.")
     p.add_argument("--source", default="0", help="webcam index, video file or stream URL")
-    p.add_argument("--model", help="exported model folder/file or .ckpt (default: the shipped model)")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"],
-                   help="auto: onnxruntime when the model folder has model.onnx (fastest for one face), else torch")
+    p.add_argument(
+        "--model", help="exported model folder/file or .ckpt (default: the shipped model)"
+    )
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: onnxruntime when the model folder has model.onnx (fastest for one face), else torch",
+    )
     p.add_argument("--output", help="write the annotated video here (.mp4 or .avi)")
-    p.add_argument("--json", metavar="FILE", help="write one JSON line per frame: frame, boxes, labels, probabilities")
-    p.add_argument("--show", action="store_true", help="show the annotated frames in a window (needs a display)")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write one JSON line per frame: frame, boxes, labels, probabilities",
+    )
+    p.add_argument(
+        "--show",
+        action="store_true",
+        help="show the annotated frames in a window (needs a display)",
+    )
     p.add_argument("--every", type=int, default=1, help="run the face detector every N frames")
-    p.add_argument("--min-face", type=int, default=80, help="smallest face to find, in pixels of the frame")
-    p.add_argument("--smooth", type=int, default=5, help="average each face's probabilities over this many frames (1: off)")
-    p.add_argument("--max-frames", type=int, default=0, help="stop after this many frames (0: until the source ends)")
-    p.add_argument("--no-bars", action="store_true", help="draw only the label, not the probability bars")
+    p.add_argument(
+        "--min-face", type=int, default=80, help="smallest face to find, in pixels of the frame"
+    )
+    p.add_argument(
+        "--smooth",
+        type=int,
+        default=5,
+        help="average each face's probabilities over this many frames (1: off)",
+    )
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=0,
+        help="stop after this many frames (0: until the source ends)",
+    )
+    p.add_argument(
+        "--no-bars", action="store_true", help="draw only the label, not the probability bars"
+    )
     add_debug_flag(p)
     return p
 
@@ -76,20 +109,44 @@ def draw(frame: np.ndarray, boxes, probs: np.ndarray, fps: float, bars: bool = T
         label = f"{EMOTIONS[k]} {p[k]:.0%}"
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
         cv2.rectangle(frame, (x, y - th - 8), (x + tw + 6, y), color, -1)
-        cv2.putText(frame, label, (x + 3, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2, cv2.LINE_AA)
+        cv2.putText(
+            frame, label, (x + 3, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2, cv2.LINE_AA
+        )
         if bars:
             bx = x + w + 6 if x + w + 130 < frame.shape[1] else max(x - 130, 0)
             for i, (name, v) in enumerate(zip(EMOTIONS, p)):
                 by = y + i * 14
-                cv2.rectangle(frame, (bx + 58, by + 2), (bx + 58 + int(60 * v), by + 11), COLORS[name], -1)
-                cv2.putText(frame, name[:7], (bx, by + 11), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (255, 255, 255), 1, cv2.LINE_AA)
-    cv2.putText(frame, f"{fps:5.1f} FPS", (10, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 255, 0), 2, cv2.LINE_AA)
+                cv2.rectangle(
+                    frame, (bx + 58, by + 2), (bx + 58 + int(60 * v), by + 11), COLORS[name], -1
+                )
+                cv2.putText(
+                    frame,
+                    name[:7],
+                    (bx, by + 11),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.38,
+                    (255, 255, 255),
+                    1,
+                    cv2.LINE_AA,
+                )
+    cv2.putText(
+        frame,
+        f"{fps:5.1f} FPS",
+        (10, 24),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.7,
+        (0, 255, 0),
+        2,
+        cv2.LINE_AA,
+    )
 
 
 def open_source(source: str) -> cv2.VideoCapture:
     is_camera = source.isdigit()
     if not is_camera and "://" not in source and not Path(source).is_file():
-        raise FerError(f"video {source} does not exist; pass a webcam index (0), a video file or a stream URL")
+        raise FerError(
+            f"video {source} does not exist; pass a webcam index (0), a video file or a stream URL"
+        )
     cap = cv2.VideoCapture(int(source) if is_camera else source)
     if not cap.isOpened():
         what = f"webcam {source}" if is_camera else f"video {source}"
@@ -102,11 +159,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.every < 1 or args.smooth < 1 or args.max_frames < 0:
         raise FerError("--every and --smooth must be at least 1, --max-frames at least 0")
     if args.show and not _has_gui():
-        raise FerError("--show needs a display and an OpenCV build with GUI support (opencv-python, not -headless)")
+        raise FerError(
+            "--show needs a display and an OpenCV build with GUI support (opencv-python, not -headless)"
+        )
     from fer.faces import HaarFaceDetector, crop_faces, to_gray
     from fer.inference import load_classifier
 
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # our own one-line errors instead
+    cv2.utils.logging.setLogLevel(
+        cv2.utils.logging.LOG_LEVEL_ERROR
+    )  # our own one-line errors instead
     cap = open_source(args.source)
     try:
         classifier = load_classifier(args.model, backend=args.backend)
@@ -132,7 +193,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             gray = to_gray(frame)
             if frames % args.every == 0:
                 boxes = detector.detect(gray)
-            probs = classifier.predict_proba(crop_faces(gray, boxes)) if boxes else np.zeros((0, len(EMOTIONS)))
+            probs = (
+                classifier.predict_proba(crop_faces(gray, boxes))
+                if boxes
+                else np.zeros((0, len(EMOTIONS)))
+            )
             probs = tracks.update(boxes, probs)
             recent = (recent + [time.perf_counter() - t0])[-30:]
             fps = len(recent) / max(sum(recent), 1e-9)
@@ -143,15 +208,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                     out = Path(args.output)
                     out.parent.mkdir(parents=True, exist_ok=True)
                     tmp_video = out.with_name(f".{out.stem}.part{out.suffix or '.mp4'}")
-                    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
-                    writer = cv2.VideoWriter(str(tmp_video), fourcc, fps_in, (frame.shape[1], frame.shape[0]))
+                    fourcc = cv2.VideoWriter_fourcc(
+                        *("MJPG" if out.suffix.lower() == ".avi" else "mp4v")
+                    )
+                    writer = cv2.VideoWriter(
+                        str(tmp_video), fourcc, fps_in, (frame.shape[1], frame.shape[0])
+                    )
                     if not writer.isOpened():
-                        raise FerError(f"cannot write video {out}; use a .mp4 or .avi name in a writable folder")
+                        raise FerError(
+                            f"cannot write video {out}; use a .mp4 or .avi name in a writable folder"
+                        )
                 writer.write(frame)
             if json_file:
-                record = {"frame": frames, "boxes": [list(map(int, b)) for b in boxes],
-                          "labels": [EMOTIONS[int(p.argmax())] for p in probs],
-                          "probabilities": [[round(float(v), 4) for v in p] for p in probs]}
+                record = {
+                    "frame": frames,
+                    "boxes": [list(map(int, b)) for b in boxes],
+                    "labels": [EMOTIONS[int(p.argmax())] for p in probs],
+                    "probabilities": [[round(float(v), 4) for v in p] for p in probs],
+                }
                 json_file.write(json.dumps(record) + "\n")
             if args.show:
                 cv2.imshow("fer", frame)
@@ -178,16 +252,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tmp_json is not None:
         os.replace(tmp_json, args.json)
     total = time.perf_counter() - start
-    print(f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
-          + (f"; wrote {args.output}" if args.output else "") + (f"; wrote {args.json}" if args.json else ""),
-          file=sys.stderr)
+    print(
+        f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
+        + (f"; wrote {args.output}" if args.output else "")
+        + (f"; wrote {args.json}" if args.json else ""),
+        file=sys.stderr,
+    )
     return 0
 
 
 def _has_gui() -> bool:
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY") or sys.platform in ("win32", "darwin")):
+    if not (
+        os.environ.get("DISPLAY")
+        or os.environ.get("WAYLAND_DISPLAY")
+        or sys.platform in ("win32", "darwin")
+    ):
         return False
-    return "GUI: NONE" not in cv2.getBuildInformation().replace(" ", "").upper().replace("GUI:NONE", "GUI: NONE")
+    return "GUI: NONE" not in cv2.getBuildInformation().replace(" ", "").upper().replace(
+        "GUI:NONE", "GUI: NONE"
+    )
 
 
 if __name__ == "__main__":

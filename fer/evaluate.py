@@ -18,6 +18,7 @@ import numpy as np
 from fer.common import (
     EMOTIONS,
     NUM_CLASSES,
+    FerError,
     Parser,
     add_debug_flag,
     run_cli,
@@ -29,16 +30,37 @@ log = logging.getLogger("fer")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="python -m fer.evaluate", description="Evaluate a trained FER model on a data split.")
-    p.add_argument("--ckpt", help="exported model folder/file or Lightning .ckpt (default: the model shipped in checkpoints/)")
+    p = Parser(
+        prog="python -m fer.evaluate", description="Evaluate a trained FER model on a data split."
+    )
+    p.add_argument(
+        "--ckpt",
+        help="exported model folder/file or Lightning .ckpt (default: the model shipped in checkpoints/)",
+    )
     p.add_argument("--data", default="data/fer2013", help="FER-2013 CSV or folder")
-    p.add_argument("--split", default="test", choices=["test", "val", "train"],
-                   help="test = PrivateTest (or the test folder / PublicTest when there is none); val = PublicTest")
-    p.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation")
+    p.add_argument(
+        "--split",
+        default="test",
+        choices=["test", "val", "train"],
+        help="test = PrivateTest (or the test folder / PublicTest when there is none); val = PublicTest",
+    )
+    p.add_argument(
+        "--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation"
+    )
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-    p.add_argument("--out", help="folder for metrics.json and figures (nothing is written without it)")
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON instead of a table")
-    p.add_argument("--gradcam", type=int, default=0, metavar="N", help="also draw Grad-CAM heatmaps for N faces per emotion")
+    p.add_argument(
+        "--out", help="folder for metrics.json and figures (nothing is written without it)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print the metrics as JSON instead of a table"
+    )
+    p.add_argument(
+        "--gradcam",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also draw Grad-CAM heatmaps for N faces per emotion",
+    )
     p.add_argument("--cache-dir", help="dataset cache folder")
     add_debug_flag(p)
     return p
@@ -56,14 +78,24 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
     support, predicted = cm.sum(1), cm.sum(0)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
     recall = np.divide(tp, support, out=np.zeros_like(tp), where=support > 0)
-    f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros_like(tp), where=(precision + recall) > 0)
+    f1 = np.divide(
+        2 * precision * recall,
+        precision + recall,
+        out=np.zeros_like(tp),
+        where=(precision + recall) > 0,
+    )
     present = support > 0
     return {
         "accuracy": float(tp.sum() / max(cm.sum(), 1)),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "samples": int(cm.sum()),
         "per_class": {
-            name: {"precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i])}
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
             for i, name in enumerate(EMOTIONS)
         },
         "confusion_matrix": cm.tolist(),
@@ -73,12 +105,18 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
 def format_table(m: dict[str, Any]) -> str:
     lines = [f"{'emotion':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, r in m["per_class"].items():
-        lines.append(f"{name:<10}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1']:>10.3f}{r['support']:>10d}")
-    lines.append(f"\naccuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   on {m['samples']} faces")
+        lines.append(
+            f"{name:<10}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1']:>10.3f}{r['support']:>10d}"
+        )
+    lines.append(
+        f"\naccuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   on {m['samples']} faces"
+    )
     return "\n".join(lines)
 
 
-def write_figures(out: Path, m: dict[str, Any], faces: np.ndarray, y: np.ndarray, probs: np.ndarray, label: str) -> list[Path]:
+def write_figures(
+    out: Path, m: dict[str, Any], faces: np.ndarray, y: np.ndarray, probs: np.ndarray, label: str
+) -> list[Path]:
     """confusion_matrix.png, per_class_accuracy.png and confident_errors.png into `out`."""
     import matplotlib.pyplot as plt
 
@@ -87,7 +125,9 @@ def write_figures(out: Path, m: dict[str, Any], faces: np.ndarray, y: np.ndarray
     cm = np.array(m["confusion_matrix"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
     for ax, normalized in zip(axes, (False, True)):
-        confusion_figure(cm, "row-normalised" if normalized else "counts", normalized=normalized, ax=ax)
+        confusion_figure(
+            cm, "row-normalised" if normalized else "counts", normalized=normalized, ax=ax
+        )
     fig.suptitle(f"{label}: accuracy {m['accuracy']:.4f}, macro-F1 {m['macro_f1']:.4f}", y=1.03)
     paths = [out / "confusion_matrix.png"]
     save_figure(fig, paths[-1])
@@ -105,7 +145,9 @@ def write_figures(out: Path, m: dict[str, Any], faces: np.ndarray, y: np.ndarray
     pred = probs.argmax(1)
     wrong = np.flatnonzero(pred != y)
     order = wrong[np.argsort(-probs[wrong, pred[wrong]])][:32]
-    captions = [f"true {EMOTIONS[y[i]]}\npred {EMOTIONS[pred[i]]} {probs[i, pred[i]]:.2f}" for i in order]
+    captions = [
+        f"true {EMOTIONS[y[i]]}\npred {EMOTIONS[pred[i]]} {probs[i, pred[i]]:.2f}" for i in order
+    ]
     fig = face_grid(faces[order], captions, cols=8, title=f"Most confidently wrong — {label}")
     paths.append(out / "confident_errors.png")
     save_figure(fig, paths[-1])
@@ -123,33 +165,43 @@ def gradcam_figure(classifier, faces: np.ndarray, y: np.ndarray, per_class: int)
     from fer.plots import face_grid
 
     if classifier.model is None:
-        from fer.common import FerError
-
         raise FerError("--gradcam needs the PyTorch backend")
     model = classifier.model.float()
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     rng = np.random.default_rng(0)
-    pick = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(NUM_CLASSES)])
+    pick = np.concatenate(
+        [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(NUM_CLASSES)]
+    )
     x = preprocess(faces[pick]).contiguous()
     with GradCAM(model=model, target_layers=[convs[-1]]) as cam:
         heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in y[pick]])
-    overlays = np.stack([
-        show_cam_on_image(np.repeat(faces[i][..., None] / 255.0, 3, axis=2).astype(np.float32), h, use_rgb=True)
-        for i, h in zip(pick, heat)
-    ])
-    return face_grid(overlays, [EMOTIONS[c] for c in y[pick]], cols=per_class * 2 if per_class <= 4 else per_class,
-                     title="Grad-CAM: regions that drive the true emotion")
+    overlays = np.stack(
+        [
+            show_cam_on_image(
+                np.repeat(faces[i][..., None] / 255.0, 3, axis=2).astype(np.float32),
+                h,
+                use_rgb=True,
+            )
+            for i, h in zip(pick, heat)
+        ]
+    )
+    return face_grid(
+        overlays,
+        [EMOTIONS[c] for c in y[pick]],
+        cols=per_class * 2 if per_class <= 4 else per_class,
+        title="Grad-CAM: regions that drive the true emotion",
+    )
 
 
-def evaluate(classifier, data_path: str, split: str = "test", tta: str = "none", cache_dir: str | None = None):
+def evaluate(
+    classifier, data_path: str, split: str = "test", tta: str = "none", cache_dir: str | None = None
+):
     """(metrics, faces, labels, probabilities, note) for one split of a dataset."""
     from fer.data import evaluation_split, load_fer
 
     data = load_fer(data_path, cache_dir)
     index, note = evaluation_split(data, split)
     if len(index) == 0:
-        from fer.common import FerError
-
         raise FerError(f"{data_path} has no samples in the {split} split")
     faces = data.images[index].numpy()
     y = data.labels[index].numpy()
@@ -165,18 +217,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     classifier = load_classifier(args.ckpt, backend=args.backend)
     m, faces, y, probs, note = evaluate(classifier, args.data, args.split, args.tta, args.cache_dir)
-    m.update({"model": classifier.source, "data": args.data, "split": args.split, "evaluated": note, "tta": args.tta,
-              "backend": classifier.backend})
+    m.update(
+        {
+            "model": classifier.source,
+            "data": args.data,
+            "split": args.split,
+            "evaluated": note,
+            "tta": args.tta,
+            "backend": classifier.backend,
+        }
+    )
     print(note, file=sys.stderr)
     if args.out:
         out = Path(args.out)
         label = f"{Path(args.data).name} {args.split}, TTA {args.tta}"
         files = write_figures(out, m, faces, y, probs, label)
         if args.gradcam > 0:
-            from fer.common import save_figure as save
-
             files.append(out / "gradcam.png")
-            save(gradcam_figure(classifier, faces, y, args.gradcam), files[-1])
+            save_figure(gradcam_figure(classifier, faces, y, args.gradcam), files[-1])
         write_text(out / "metrics.json", json.dumps(m, indent=2) + "\n")
         files.append(out / "metrics.json")
     if args.json:

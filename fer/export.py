@@ -13,15 +13,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fer.common import Parser, add_debug_flag, atomic_path, run_cli, write_text
+from fer.common import FerError, Parser, add_debug_flag, atomic_path, run_cli, write_text
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.export", description=__doc__.split("\n\n")[0])
     p.add_argument("--ckpt", required=True, help="Lightning checkpoint from fer.train")
-    p.add_argument("--out", required=True, help="folder to write model.safetensors, model.json, model.onnx into")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder to write model.safetensors, model.json, model.onnx into",
+    )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
-    p.add_argument("--metrics", help="JSON file of metrics to record in model.json (e.g. from fer.evaluate)")
+    p.add_argument(
+        "--metrics", help="JSON file of metrics to record in model.json (e.g. from fer.evaluate)"
+    )
     add_debug_flag(p)
     return p
 
@@ -32,8 +38,16 @@ def export_onnx(model, path: Path) -> None:
 
     dummy = torch.zeros(2, 1, 48, 48)
     with atomic_path(path) as tmp:
-        torch.onnx.export(model.float().eval(), (dummy,), str(tmp), input_names=["faces"], output_names=["logits"],
-                          dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            model.float().eval(),
+            (dummy,),
+            str(tmp),
+            input_names=["faces"],
+            output_names=["logits"],
+            dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -45,26 +59,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ckpt = Path(args.ckpt)
     if not ckpt.is_file():
-        from fer.common import FerError
-
         raise FerError(f"checkpoint {ckpt} does not exist")
     spec, state = read_checkpoint(ckpt)
     model = _torch_model(spec, state, ckpt)  # proves the weights fit the architecture
     out = Path(args.out)
     spec.extra["source_checkpoint"] = ckpt.name
-    spec.extra["export_command"] = "python -m fer.export " + " ".join(map(shlex.quote, argv if argv is not None else sys.argv[1:]))
+    spec.extra["export_command"] = "python -m fer.export " + " ".join(
+        map(shlex.quote, argv if argv is not None else sys.argv[1:])
+    )
     if args.metrics:
         spec.extra["metrics"] = json.loads(Path(args.metrics).read_text())
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
     spec.extra["trained_epochs"] = raw.get("epoch")
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
     with atomic_path(out / "model.safetensors") as tmp:
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata={"arch": spec.arch})
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            str(tmp),
+            metadata={"arch": spec.arch},
+        )
     if not args.no_onnx:
         export_onnx(model, out / "model.onnx")
     write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
-    print(f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {ckpt} to {out}/: model.safetensors, "
-          f"model.json{'' if args.no_onnx else ', model.onnx'}")
+    print(
+        f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {ckpt} to {out}/: model.safetensors, "
+        f"model.json{'' if args.no_onnx else ', model.onnx'}"
+    )
     return 0
 
 

@@ -29,14 +29,29 @@ class HaarFaceDetector:
     suit video (640x480 at 30+ FPS on a 2-core CPU); photos use a wider work size and finer steps.
     """
 
-    def __init__(self, work_width: int = 240, min_face: int = 80, scale_factor: float = 1.2, min_neighbors: int = 4):
+    def __init__(
+        self,
+        work_width: int = 240,
+        min_face: int = 80,
+        scale_factor: float = 1.2,
+        min_neighbors: int = 4,
+    ):
         if not hasattr(cv2, "CascadeClassifier"):
-            raise FerError("this OpenCV build has no CascadeClassifier; install opencv-python-headless>=4.8,<5")
+            raise FerError(
+                "this OpenCV build has no CascadeClassifier; install opencv-python-headless>=4.8,<5"
+            )
         path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(path)
         if self.cascade.empty():
-            raise FerError(f"could not load the Haar cascade {path}; reinstall opencv-python-headless>=4.8,<5")
-        self.work_width, self.scale_factor, self.min_neighbors, self.min_face = work_width, scale_factor, min_neighbors, min_face
+            raise FerError(
+                f"could not load the Haar cascade {path}; reinstall opencv-python-headless>=4.8,<5"
+            )
+        self.work_width, self.scale_factor, self.min_neighbors, self.min_face = (
+            work_width,
+            scale_factor,
+            min_neighbors,
+            min_face,
+        )
 
     @classmethod
     def for_photos(cls) -> HaarFaceDetector:
@@ -45,11 +60,19 @@ class HaarFaceDetector:
     def detect(self, gray: np.ndarray) -> list[Box]:
         h, w = gray.shape[:2]
         scale = min(1.0, self.work_width / w) if self.work_width else 1.0
-        small = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        small = (
+            cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            if scale < 1
+            else gray
+        )
         small = cv2.equalizeHist(small)
         min_px = max(int(self.min_face * scale), 20)
-        found = self.cascade.detectMultiScale(small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                                              minSize=(min_px, min_px))
+        found = self.cascade.detectMultiScale(
+            small,
+            scaleFactor=self.scale_factor,
+            minNeighbors=self.min_neighbors,
+            minSize=(min_px, min_px),
+        )
         return [tuple(int(round(v / scale)) for v in box) for box in (found if len(found) else [])]
 
 
@@ -58,7 +81,9 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     if image.dtype != np.uint8:
         image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
     if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY)
+        image = cv2.cvtColor(
+            image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        )
     return image
 
 

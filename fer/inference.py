@@ -31,25 +31,42 @@ class ModelSpec:
     arch: str
     options: dict[str, Any]
     classes: list[str] = field(default_factory=lambda: list(EMOTIONS))
-    preprocessing: dict[str, Any] = field(default_factory=lambda: {
-        "size": IMAGE_SIZE, "grayscale": True, "mean": PIXEL_MEAN, "std": PIXEL_STD, "scale": 1 / 255,
-        "layout": "NCHW (B, 1, 48, 48)",
-    })
+    preprocessing: dict[str, Any] = field(
+        default_factory=lambda: {
+            "size": IMAGE_SIZE,
+            "grayscale": True,
+            "mean": PIXEL_MEAN,
+            "std": PIXEL_STD,
+            "scale": 1 / 255,
+            "layout": "NCHW (B, 1, 48, 48)",
+        }
+    )
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"arch": self.arch, "options": self.options, "classes": self.classes,
-                "preprocessing": self.preprocessing, **self.extra}
+        return {
+            "arch": self.arch,
+            "options": self.options,
+            "classes": self.classes,
+            "preprocessing": self.preprocessing,
+            **self.extra,
+        }
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ModelSpec:
         known = ("arch", "options", "classes", "preprocessing")
         missing = [k for k in ("arch", "options") if k not in d]
         if missing:
-            raise FerError(f"model metadata lacks {', '.join(missing)}; re-export it with python -m fer.export")
-        return cls(d["arch"], d["options"], d.get("classes", list(EMOTIONS)),
-                   d.get("preprocessing", cls.__dataclass_fields__["preprocessing"].default_factory()),
-                   {k: v for k, v in d.items() if k not in known})
+            raise FerError(
+                f"model metadata lacks {', '.join(missing)}; re-export it with python -m fer.export"
+            )
+        return cls(
+            d["arch"],
+            d["options"],
+            d.get("classes", list(EMOTIONS)),
+            d.get("preprocessing", cls.__dataclass_fields__["preprocessing"].default_factory()),
+            {k: v for k, v in d.items() if k not in known},
+        )
 
 
 def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
@@ -58,15 +75,24 @@ def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the unpickler raises many types on garbage; all mean "not loadable"
         if "Weights only load failed" in str(e):
-            raise FerError(f"{path} holds pickled objects that are not plain tensors; refusing to load it "
-                           "(only weights-only checkpoints and safetensors are accepted)") from e
-        raise FerError(f"{path} is not a readable checkpoint (truncated, or not a checkpoint)") from e
+            raise FerError(
+                f"{path} holds pickled objects that are not plain tensors; refusing to load it "
+                "(only weights-only checkpoints and safetensors are accepted)"
+            ) from e
+        raise FerError(
+            f"{path} is not a readable checkpoint (truncated, or not a checkpoint)"
+        ) from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
-        raise FerError(f"{path} is not a fer Lightning checkpoint (no state_dict / hyper_parameters)")
+        raise FerError(
+            f"{path} is not a fer Lightning checkpoint (no state_dict / hyper_parameters)"
+        )
     hp = ckpt["hyper_parameters"]
     spec = ModelSpec(hp.get("model", "cnn"), dict(hp.get("model_options") or {}))
-    state = {k.removeprefix("model.").removeprefix("_orig_mod."): v for k, v in ckpt["state_dict"].items()
-             if k.startswith("model.")}
+    state = {
+        k.removeprefix("model.").removeprefix("_orig_mod."): v
+        for k, v in ckpt["state_dict"].items()
+        if k.startswith("model.")
+    }
     return spec, state
 
 
@@ -77,7 +103,9 @@ def read_exported(path: Path) -> tuple[ModelSpec, Path]:
     if path.suffix in (".safetensors", ".onnx"):
         meta = path.with_suffix(".json")
     if not meta.is_file():
-        raise FerError(f"no model.json beside {path}; pass an exported folder (python -m fer.export) or a .ckpt")
+        raise FerError(
+            f"no model.json beside {path}; pass an exported folder (python -m fer.export) or a .ckpt"
+        )
     try:
         return ModelSpec.from_json(json.loads(meta.read_text())), folder
     except json.JSONDecodeError as e:
@@ -91,7 +119,9 @@ class Classifier:
     exported ONNX graph with onnxruntime.
     """
 
-    def __init__(self, spec: ModelSpec, model: torch.nn.Module | None = None, session=None, source: str = ""):
+    def __init__(
+        self, spec: ModelSpec, model: torch.nn.Module | None = None, session=None, source: str = ""
+    ):
         self.spec, self.model, self.session, self.source = spec, model, session, source
         self.classes = spec.classes
         if list(self.classes) != list(EMOTIONS):
@@ -103,12 +133,16 @@ class Classifier:
 
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if self.session is not None:
-            out = self.session.run(None, {self.session.get_inputs()[0].name: x.contiguous().numpy().astype(np.float32)})[0]
+            out = self.session.run(
+                None, {self.session.get_inputs()[0].name: x.contiguous().numpy().astype(np.float32)}
+            )[0]
             return torch.from_numpy(out)
         with torch.inference_mode():
             return self.model(x).float()
 
-    def predict_proba(self, faces: np.ndarray | torch.Tensor, tta: str = "none", batch_size: int = 256) -> np.ndarray:
+    def predict_proba(
+        self, faces: np.ndarray | torch.Tensor, tta: str = "none", batch_size: int = 256
+    ) -> np.ndarray:
         """Probabilities (N, 7) for uint8 faces (N, 48, 48); TTA averages over flips or ten crops."""
         if tta not in TTA_MODES:
             raise FerError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
@@ -143,13 +177,21 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
     """Load a classifier from an export folder, its files, or a Lightning checkpoint (default: the shipped model)."""
     path = Path(path) if path else SHIPPED
     if not path.exists():
-        hint = "train one with python -m fer.train, or pass --model" if path == SHIPPED else "check the path"
+        hint = (
+            "train one with python -m fer.train, or pass --model"
+            if path == SHIPPED
+            else "check the path"
+        )
         raise FerError(f"model {path} does not exist; {hint}")
     if path.is_dir() and not (path / "model.json").is_file():
-        raise FerError(f"{path} holds no exported model (model.json); run python -m fer.export --ckpt CKPT --out {path}")
+        raise FerError(
+            f"{path} holds no exported model (model.json); run python -m fer.export --ckpt CKPT --out {path}"
+        )
     if backend == "auto":
         folder = path if path.is_dir() else path.parent
-        backend = "onnx" if path.suffix != ".ckpt" and (folder / "model.onnx").is_file() else "torch"
+        backend = (
+            "onnx" if path.suffix != ".ckpt" and (folder / "model.onnx").is_file() else "torch"
+        )
     if backend not in ("torch", "onnx"):
         raise FerError(f"unknown backend {backend!r}; choose torch, onnx or auto")
     if path.suffix == ".ckpt":
@@ -167,7 +209,9 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
         try:
             session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
-            raise FerError(f"{onnx_file} is not a valid ONNX model: {str(e).splitlines()[0][:100]}") from e
+            raise FerError(
+                f"{onnx_file} is not a valid ONNX model: {str(e).splitlines()[0][:100]}"
+            ) from e
         return Classifier(spec, session=session, source=str(onnx_file))
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -185,6 +229,8 @@ def _torch_model(spec: ModelSpec, state: dict[str, torch.Tensor], source: Path) 
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise FerError(f"{source} does not fit a {spec.arch} model with options {spec.options}: "
-                       f"{str(e).splitlines()[0][:120]}") from e
+        raise FerError(
+            f"{source} does not fit a {spec.arch} model with options {spec.options}: "
+            f"{str(e).splitlines()[0][:120]}"
+        ) from e
     return model.eval().to(memory_format=torch.channels_last)

@@ -83,7 +83,8 @@ class FerModule(pl.LightningModule):
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, train: bool) -> torch.Tensor:
         return F.cross_entropy(
-            logits.float(), y,
+            logits.float(),
+            y,
             weight=self.class_weight if train else None,
             label_smoothing=self.hparams.label_smoothing if train else 0.0,
         )
@@ -94,21 +95,36 @@ class FerModule(pl.LightningModule):
         loss = self._loss(logits, y, train=True)
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
-        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y))
+        self.log(
+            "train/acc",
+            self.train_acc,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(y),
+        )
         return loss
 
     def _eval_step(self, batch, stage: str) -> None:
         x, y = batch
         logits = self(x)
         preds = logits.argmax(1)
-        self.log(f"{stage}/loss", self._loss(logits, y, train=False), on_epoch=True, sync_dist=True, batch_size=len(y))
+        self.log(
+            f"{stage}/loss",
+            self._loss(logits, y, train=False),
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=len(y),
+        )
         for name in ("acc", "f1", "recall", "cm"):
             getattr(self, f"{stage}_{name}").update(preds, y)
 
     def _eval_epoch_end(self, stage: str) -> None:
         # compute() gathers every rank's counts, so these cover the whole split under DDP.
         # (sync_dist on equal values is a no-op average; it only tells Lightning they are global)
-        self.log(f"{stage}/acc", getattr(self, f"{stage}_acc").compute(), prog_bar=True, sync_dist=True)
+        self.log(
+            f"{stage}/acc", getattr(self, f"{stage}_acc").compute(), prog_bar=True, sync_dist=True
+        )
         self.log(f"{stage}/f1", getattr(self, f"{stage}_f1").compute(), sync_dist=True)
         for name, r in zip(EMOTIONS, getattr(self, f"{stage}_recall").compute()):
             self.log(f"{stage}/recall_{name}", r, sync_dist=True)
@@ -137,31 +153,47 @@ class FerModule(pl.LightningModule):
         # Frozen parameters (a backbone before fine-tuning) join later, through the callback.
         params = [p for p in self.parameters() if p.requires_grad]
         if hp.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=hp.lr, momentum=hp.momentum, nesterov=True, weight_decay=hp.weight_decay)
+            opt = torch.optim.SGD(
+                params, lr=hp.lr, momentum=hp.momentum, nesterov=True, weight_decay=hp.weight_decay
+            )
         else:
             opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         if hp.scheduler == "none":
             return opt
         if hp.scheduler == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=3)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/acc", "interval": "epoch"}}
+            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                opt, mode="max", factor=0.5, patience=3
+            )
+            return {
+                "optimizer": opt,
+                "lr_scheduler": {"scheduler": sched, "monitor": "val/acc", "interval": "epoch"},
+            }
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         steps_per_epoch = max(total // max(self.trainer.max_epochs or 1, 1), 1)
         warmup = min(int(hp.warmup_epochs * steps_per_epoch), total // 2)
         if total < 3:  # too short a run for any schedule (fast_dev_run, smoke tests)
             return opt
         if hp.scheduler == "onecycle":
-            pct_start = min(max(warmup / total, 1.5 / total), 1 - 1.5 / total)  # both phases >= 1 step
+            pct_start = min(
+                max(warmup / total, 1.5 / total), 1 - 1.5 / total
+            )  # both phases >= 1 step
             sched = torch.optim.lr_scheduler.OneCycleLR(
-                opt, max_lr=hp.lr, total_steps=total, pct_start=pct_start,
-                cycle_momentum=hp.optimizer == "sgd", div_factor=25, final_div_factor=1e3,
+                opt,
+                max_lr=hp.lr,
+                total_steps=total,
+                pct_start=pct_start,
+                cycle_momentum=hp.optimizer == "sgd",
+                div_factor=25,
+                final_div_factor=1e3,
             )
         else:
 
             def cosine(step: int) -> float:
                 if step < warmup:
                     return (step + 1) / warmup
-                return 0.5 * (1 + math.cos(math.pi * min((step - warmup) / max(total - warmup, 1), 1.0)))
+                return 0.5 * (
+                    1 + math.cos(math.pi * min((step - warmup) / max(total - warmup, 1), 1.0))
+                )
 
             sched = torch.optim.lr_scheduler.LambdaLR(opt, cosine)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -23,7 +23,9 @@ def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
     acc.Reload()
     tags = acc.Tags().get("scalars", [])
     if not tags:
-        raise FerError(f"no TensorBoard scalars in {logdir}; pass a run folder written by fer.train")
+        raise FerError(
+            f"no TensorBoard scalars in {logdir}; pass a run folder written by fer.train"
+        )
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags}
 
 

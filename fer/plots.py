@@ -21,8 +21,19 @@ def confusion_figure(cm, title: str = "Confusion matrix", normalized: bool = Tru
     values = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalized else cm
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 5.4))
-    sns.heatmap(values, annot=True, fmt=".2f" if normalized else ".0f", cmap="Blues", cbar=True, square=True,
-                xticklabels=EMOTIONS, yticklabels=EMOTIONS, vmin=0, vmax=1 if normalized else None, ax=ax)
+    sns.heatmap(
+        values,
+        annot=True,
+        fmt=".2f" if normalized else ".0f",
+        cmap="Blues",
+        cbar=True,
+        square=True,
+        xticklabels=EMOTIONS,
+        yticklabels=EMOTIONS,
+        vmin=0,
+        vmax=1 if normalized else None,
+        ax=ax,
+    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
@@ -30,7 +41,9 @@ def confusion_figure(cm, title: str = "Confusion matrix", normalized: bool = Tru
     return ax.figure
 
 
-def face_grid(faces: np.ndarray, captions: Sequence[str], cols: int = 8, title: str = "", colors=None):
+def face_grid(
+    faces: np.ndarray, captions: Sequence[str], cols: int = 8, title: str = "", colors=None
+):
     """A grid of 48x48 faces (N, 48, 48) uint8 with a caption under each."""
     n = len(faces)
     cols = max(1, min(cols, n))

@@ -32,12 +32,23 @@ from fer.data import IMAGE_EXTENSIONS
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.predict", description="Predict facial emotions in images.")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
-    p.add_argument("--model", help="exported model folder/file or .ckpt (default: the shipped model in checkpoints/)")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)"
+    )
+    p.add_argument(
+        "--model",
+        help="exported model folder/file or .ckpt (default: the shipped model in checkpoints/)",
+    )
     p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-    p.add_argument("--no-detect", action="store_true", help="treat every image as one cropped face (like FER-2013)")
+    p.add_argument(
+        "--no-detect",
+        action="store_true",
+        help="treat every image as one cropped face (like FER-2013)",
+    )
     p.add_argument("--top-k", type=int, default=3, help="how many emotions to print per face")
-    p.add_argument("--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation")
+    p.add_argument(
+        "--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation"
+    )
     p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
     p.add_argument("--csv", metavar="FILE", help="write results as CSV ('-' for stdout)")
     add_debug_flag(p)
@@ -50,7 +61,9 @@ def gather(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
     for text in paths:
         p = Path(text)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            )
             if not found:
                 errors.append(f"{p}: no images in this folder")
             files += found
@@ -88,7 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         records += [{"file": str(f), "box": list(b)} for b in boxes]
         faces.append(crop_faces(gray, boxes))
-    probs = classifier.predict_proba(np.concatenate(faces), tta=args.tta) if faces else np.zeros((0, 7))
+    probs = (
+        classifier.predict_proba(np.concatenate(faces), tta=args.tta) if faces else np.zeros((0, 7))
+    )
     it = iter(probs)
     for r in records:
         if "note" in r:
@@ -108,7 +123,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{r['file']}: {r['note']}", file=out)
             continue
         top = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[: args.top_k]
-        print(f"{r['file']}{where}: {r['emotion']} {r['confidence']:.2f}  (" + ", ".join(f"{k} {v:.2f}" for k, v in top) + ")", file=out)
+        print(
+            f"{r['file']}{where}: {r['emotion']} {r['confidence']:.2f}  ("
+            + ", ".join(f"{k} {v:.2f}" for k, v in top)
+            + ")",
+            file=out,
+        )
     if args.json:
         text = json.dumps(records, indent=2) + "\n"
         sys.stdout.write(text) if args.json == "-" else write_text(args.json, text)
@@ -118,12 +138,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         w.writerow(["file", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS])
         for r in records:
             box = r["box"] or ["", "", "", ""]
-            probs_row = [r["probabilities"][e] for e in EMOTIONS] if "probabilities" in r else [""] * 7
-            w.writerow([r["file"], *box, r.get("emotion", r.get("note", "")), r.get("confidence", ""), *probs_row])
-        sys.stdout.write(buf.getvalue()) if args.csv == "-" else write_text(args.csv, buf.getvalue())
+            probs_row = (
+                [r["probabilities"][e] for e in EMOTIONS] if "probabilities" in r else [""] * 7
+            )
+            w.writerow(
+                [
+                    r["file"],
+                    *box,
+                    r.get("emotion", r.get("note", "")),
+                    r.get("confidence", ""),
+                    *probs_row,
+                ]
+            )
+        sys.stdout.write(buf.getvalue()) if args.csv == "-" else write_text(
+            args.csv, buf.getvalue()
+        )
     n_faces = sum("emotion" in r for r in records)
-    print(f"{n_faces} faces in {len(files) - sum('not a readable' in e for e in errors)} images"
-          + (f", {len(errors)} errors" if errors else ""), file=sys.stderr)
+    print(
+        f"{n_faces} faces in {len(files) - sum('not a readable' in e for e in errors)} images"
+        + (f", {len(errors)} errors" if errors else ""),
+        file=sys.stderr,
+    )
     if not files and not errors:
         raise FerError("no images given")
     return 1 if errors else 0

@@ -52,29 +52,72 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m fer.train",
         description="Train a FER-2013 emotion classifier with PyTorch Lightning. Runs land in "
-        "DEFAULT_ROOT_DIR/lightning_logs/version_N/ (TensorBoard events, config.yaml, metrics.csv, checkpoints/)."
+        "DEFAULT_ROOT_DIR/lightning_logs/version_N/ (TensorBoard events, config.yaml, metrics.csv, checkpoints/).",
     )
-    p.add_argument("--config", help="YAML file of options (a run's config.yaml reproduces it); flags override it")
+    p.add_argument(
+        "--config",
+        help="YAML file of options (a run's config.yaml reproduces it); flags override it",
+    )
     g = p.add_argument_group("data")
-    g.add_argument("--data", default="data/fer2013", help="Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or folder with train/ test/")
+    g.add_argument(
+        "--data",
+        default="data/fer2013",
+        help="Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or folder with train/ test/",
+    )
     g.add_argument("--batch-size", type=positive(int), default=128)
-    g.add_argument("--augment", default="light", choices=list(PRESETS), help="batched augmentation preset")
-    g.add_argument("--balance", default="none", choices=["none", "loss", "sampler"],
-                   help="class imbalance: class-weighted loss or class-balanced sampling")
-    g.add_argument("--val-fraction", type=float, default=0.1, help="val share of train when the data has no PublicTest")
-    g.add_argument("--exclude", help="file of sample names to drop from training (from python -m fer.analyze)")
-    g.add_argument("--cache-dir", help="where decoded datasets are cached (default ~/.cache/fer or $FER_CACHE)")
-    g.add_argument("--strict", action="store_true", help="fail on unreadable image files instead of skipping them")
+    g.add_argument(
+        "--augment", default="light", choices=list(PRESETS), help="batched augmentation preset"
+    )
+    g.add_argument(
+        "--balance",
+        default="none",
+        choices=["none", "loss", "sampler"],
+        help="class imbalance: class-weighted loss or class-balanced sampling",
+    )
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.1,
+        help="val share of train when the data has no PublicTest",
+    )
+    g.add_argument(
+        "--exclude", help="file of sample names to drop from training (from python -m fer.analyze)"
+    )
+    g.add_argument(
+        "--cache-dir", help="where decoded datasets are cached (default ~/.cache/fer or $FER_CACHE)"
+    )
+    g.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on unreadable image files instead of skipping them",
+    )
     g = p.add_argument_group("model")
     g.add_argument("--model", default="cnn", choices=list(MODELS))
-    g.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128, 256], help="cnn: channels per stage")
+    g.add_argument(
+        "--widths", type=int, nargs="+", default=[32, 64, 128, 256], help="cnn: channels per stage"
+    )
     g.add_argument("--depth", type=positive(int), default=2, help="cnn: conv layers per stage")
     g.add_argument("--dropout", type=float, default=0.3)
-    g.add_argument("--image-size", type=positive(int), default=96, help="vgg: input size faces are upscaled to")
-    g.add_argument("--no-pretrained", action="store_true", help="vgg: random initialisation instead of ImageNet weights")
-    g.add_argument("--weights", help="vgg: local VGG16 state dict (.pth or .safetensors) for the backbone")
-    g.add_argument("--freeze-epochs", type=int, default=3, help="vgg: epochs with the backbone frozen")
-    g.add_argument("--backbone-lr-ratio", type=float, default=0.1, help="vgg: backbone LR as a fraction of the head's")
+    g.add_argument(
+        "--image-size", type=positive(int), default=96, help="vgg: input size faces are upscaled to"
+    )
+    g.add_argument(
+        "--no-pretrained",
+        action="store_true",
+        help="vgg: random initialisation instead of ImageNet weights",
+    )
+    g.add_argument(
+        "--weights", help="vgg: local VGG16 state dict (.pth or .safetensors) for the backbone"
+    )
+    g.add_argument(
+        "--freeze-epochs", type=int, default=3, help="vgg: epochs with the backbone frozen"
+    )
+    g.add_argument(
+        "--backbone-lr-ratio",
+        type=float,
+        default=0.1,
+        help="vgg: backbone LR as a fraction of the head's",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--max-epochs", type=positive(int), default=30)
     g.add_argument("--lr", type=positive(float), default=0.05, help="peak learning rate")
@@ -83,11 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--warmup-epochs", type=float, default=1.0)
     g.add_argument("--weight-decay", type=float, default=5e-4)
     g.add_argument("--label-smoothing", type=float, default=0.1)
-    g.add_argument("--patience", type=int, default=0, help="early stopping patience in epochs on val/acc (0: off)")
+    g.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="early stopping patience in epochs on val/acc (0: off)",
+    )
     g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--deterministic", action="store_true", help="deterministic algorithms (reproducible, slower)")
+    g.add_argument(
+        "--deterministic",
+        action="store_true",
+        help="deterministic algorithms (reproducible, slower)",
+    )
     g = p.add_argument_group("hardware")
-    g.add_argument("--precision", default="auto", help="auto = bf16-mixed on CPUs with bf16, 16-mixed on GPUs, else 32-true")
+    g.add_argument(
+        "--precision",
+        default="auto",
+        help="auto = bf16-mixed on CPUs with bf16, 16-mixed on GPUs, else 32-true",
+    )
     g.add_argument("--accelerator", default="auto")
     g.add_argument("--devices", default="auto")
     g.add_argument("--strategy", default="auto", help="e.g. ddp for multi-GPU / multi-node")
@@ -97,10 +153,21 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--limit-train-batches", type=limit, default=None)
     g.add_argument("--limit-val-batches", type=limit, default=None)
-    g.add_argument("--fast-dev-run", action="store_true", help="one batch of train/val/test to check the pipeline")
-    g.add_argument("--ckpt-path", help="resume from a checkpoint; 'last' finds the newest last.ckpt under the root dir")
-    g.add_argument("--default-root-dir", default=".", help="runs go to DIR/lightning_logs/version_N")
-    g.add_argument("--no-test", action="store_true", help="skip testing the best checkpoint after fitting")
+    g.add_argument(
+        "--fast-dev-run",
+        action="store_true",
+        help="one batch of train/val/test to check the pipeline",
+    )
+    g.add_argument(
+        "--ckpt-path",
+        help="resume from a checkpoint; 'last' finds the newest last.ckpt under the root dir",
+    )
+    g.add_argument(
+        "--default-root-dir", default=".", help="runs go to DIR/lightning_logs/version_N"
+    )
+    g.add_argument(
+        "--no-test", action="store_true", help="skip testing the best checkpoint after fitting"
+    )
     g.add_argument("--json", help="also write the final summary as JSON to this file")
     add_debug_flag(p)
     return p
@@ -128,9 +195,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def find_last_checkpoint(root: Path) -> Path:
-    found = sorted((root / "lightning_logs").glob("version_*/checkpoints/last*.ckpt"), key=lambda p: p.stat().st_mtime)
+    found = sorted(
+        (root / "lightning_logs").glob("version_*/checkpoints/last*.ckpt"),
+        key=lambda p: p.stat().st_mtime,
+    )
     if not found:
-        raise FerError(f"--ckpt-path last: no last.ckpt under {root / 'lightning_logs'}; pass a checkpoint path")
+        raise FerError(
+            f"--ckpt-path last: no last.ckpt under {root / 'lightning_logs'}; pass a checkpoint path"
+        )
     return found[-1]
 
 
@@ -184,9 +256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_float32_matmul_precision("high")
     channels_last = not args.no_channels_last
     dm = FerDataModule(
-        data=args.data, batch_size=args.batch_size, augment=args.augment, val_fraction=args.val_fraction,
-        seed=args.seed, balance=args.balance, exclude=args.exclude, cache_dir=args.cache_dir,
-        strict=args.strict, channels_last=channels_last,
+        data=args.data,
+        batch_size=args.batch_size,
+        augment=args.augment,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        balance=args.balance,
+        exclude=args.exclude,
+        cache_dir=args.cache_dir,
+        strict=args.strict,
+        channels_last=channels_last,
     )
     dm.prepare_data()
     dm.setup("fit")  # read and check the data before anything is written
@@ -195,9 +274,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         options = {"image_size": args.image_size, "dropout": args.dropout}
     module = FerModule(
-        model=args.model, model_options=options, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, scheduler=args.scheduler, warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing, class_weighted_loss=args.balance == "loss",
+        model=args.model,
+        model_options=options,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        scheduler=args.scheduler,
+        warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing,
+        class_weighted_loss=args.balance == "loss",
         channels_last=channels_last,
     )
     if args.model == "vgg" and not args.no_pretrained and not ckpt_path:
@@ -207,8 +292,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = {k: v for k, v in vars(args).items() if k not in ("config", "debug", "json")}
     callbacks: list[pl.Callback] = [
-        ModelCheckpoint(monitor="val/acc", mode="max", save_top_k=1,
-                        filename="epoch{epoch:03d}-acc{val/acc:.4f}", auto_insert_metric_name=False),
+        ModelCheckpoint(
+            monitor="val/acc",
+            mode="max",
+            save_top_k=1,
+            filename="epoch{epoch:03d}-acc{val/acc:.4f}",
+            auto_insert_metric_name=False,
+        ),
         # last.ckpt after every epoch, improved or not: what --ckpt-path last resumes from
         ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
@@ -223,14 +313,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
     if args.model == "vgg" and args.freeze_epochs > 0:
         callbacks.append(BackboneFreeze(args.freeze_epochs, args.backbone_lr_ratio))
-    logger = TensorBoardLogger(root, name="lightning_logs", version=version, default_hp_metric=False)
+    logger = TensorBoardLogger(
+        root, name="lightning_logs", version=version, default_hp_metric=False
+    )
     trainer = pl.Trainer(
-        max_epochs=args.max_epochs, accelerator=args.accelerator, devices=_devices(args.devices),
-        strategy=args.strategy, num_nodes=args.num_nodes, precision=precision,
-        limit_train_batches=args.limit_train_batches, limit_val_batches=args.limit_val_batches,
-        fast_dev_run=args.fast_dev_run, default_root_dir=root, logger=logger, callbacks=callbacks,
-        deterministic=args.deterministic, use_distributed_sampler=False,  # our BatchSampler shards by rank
-        log_every_n_steps=10, enable_model_summary=True, plugins=[AtomicCheckpointIO()],
+        max_epochs=args.max_epochs,
+        accelerator=args.accelerator,
+        devices=_devices(args.devices),
+        strategy=args.strategy,
+        num_nodes=args.num_nodes,
+        precision=precision,
+        limit_train_batches=args.limit_train_batches,
+        limit_val_batches=args.limit_val_batches,
+        fast_dev_run=args.fast_dev_run,
+        default_root_dir=root,
+        logger=logger,
+        callbacks=callbacks,
+        deterministic=args.deterministic,
+        use_distributed_sampler=False,  # our BatchSampler shards by rank
+        log_every_n_steps=10,
+        enable_model_summary=True,
+        plugins=[AtomicCheckpointIO()],
     )
     start = time.time()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
@@ -244,7 +347,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "model": args.model,
         "log_dir": trainer.log_dir,  # every rank asks: it is a collective under DDP
         "best_checkpoint": best or None,
-        "best_val_acc": round(float(ckpt_cb.best_model_score), 4) if ckpt_cb and ckpt_cb.best_model_score is not None else None,
+        "best_val_acc": round(float(ckpt_cb.best_model_score), 4)
+        if ckpt_cb and ckpt_cb.best_model_score is not None
+        else None,
         "epochs": trainer.current_epoch,
         "precision": precision,
         "fit_seconds": round(fit_seconds, 1),
@@ -258,8 +363,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if trainer.is_global_zero:
         if not args.fast_dev_run:
             trainer.logger.log_hyperparams(
-                {k: (str(v) if isinstance(v, (list, dict)) or v is None else v) for k, v in config.items()},
-                {"hp/best_val_acc": summary["best_val_acc"] or 0.0, **({"hp/test_acc": summary["test_acc"]} if "test_acc" in summary else {})},
+                {
+                    k: (str(v) if isinstance(v, (list, dict)) or v is None else v)
+                    for k, v in config.items()
+                },
+                {
+                    "hp/best_val_acc": summary["best_val_acc"] or 0.0,
+                    **({"hp/test_acc": summary["test_acc"]} if "test_acc" in summary else {}),
+                },
             )
         if summary["log_dir"]:
             write_text(Path(summary["log_dir"]) / "summary.json", json.dumps(summary, indent=2))
@@ -286,7 +397,9 @@ def _summary_text(s: dict[str, Any]) -> str:
     if "test_acc" in s:
         lines.append(f"  test/acc      {s['test_acc']:.4f}  (macro-F1 {s['test_f1']:.4f})")
     lines.append(f"  checkpoint    {s['best_checkpoint']}")
-    lines.append(f"  run folder    {s['log_dir']}  (tensorboard --logdir {Path(s['log_dir'] or '.').parent})")
+    lines.append(
+        f"  run folder    {s['log_dir']}  (tensorboard --logdir {Path(s['log_dir'] or '.').parent})"
+    )
     return "\n".join(lines)
 
 

@@ -32,8 +32,12 @@ def pixels(img: np.ndarray) -> str:
     return " ".join(map(str, img.flatten().tolist()))
 
 
-def make_folder(root: Path, per_class=(4, 2, 0), prefixes=("Training", "PublicTest", "PrivateTest"),
-                upper: bool = False) -> Path:
+def make_folder(
+    root: Path,
+    per_class=(4, 2, 0),
+    prefixes=("Training", "PublicTest", "PrivateTest"),
+    upper: bool = False,
+) -> Path:
     """root/train/<emotion>/Training_i.png and root/test/<emotion>/{PublicTest,PrivateTest}_i.png."""
     n_train, n_pub, n_priv = per_class
     for label, name in enumerate(EMOTIONS):
@@ -60,8 +64,12 @@ def make_csv(path: Path, per_class=(4, 2, 2), variant: str = "fer2013") -> Path:
     elif variant == "icml":
         path.write_text("emotion, Usage, pixels\n" + "".join(f"{e},{u},{p}\n" for e, u, p in rows))
     elif variant == "train_test":
-        path.write_text("emotion,pixels\n" + "".join(f"{e},{p}\n" for e, u, p in rows if u == "Training"))
-        (path.parent / "test.csv").write_text("emotion,pixels\n" + "".join(f"{e},{p}\n" for e, u, p in rows if u != "Training"))
+        path.write_text(
+            "emotion,pixels\n" + "".join(f"{e},{p}\n" for e, u, p in rows if u == "Training")
+        )
+        (path.parent / "test.csv").write_text(
+            "emotion,pixels\n" + "".join(f"{e},{p}\n" for e, u, p in rows if u != "Training")
+        )
     return path
 
 

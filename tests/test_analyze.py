@@ -20,34 +20,58 @@ def test_cleaning_report_finds_blank_faces_duplicates_and_leaks():
     names = [f"n{i}" for i in range(10)]
     rep = cleaning_report(images, labels, usage, names)
     assert [b["name"] for b in rep["blank"]] == ["n3"]
-    assert rep["duplicate_groups"] == 2 and rep["cross_split_groups"] == 1 and rep["conflicting_label_groups"] == 2
+    assert (
+        rep["duplicate_groups"] == 2
+        and rep["cross_split_groups"] == 1
+        and rep["conflicting_label_groups"] == 2
+    )
     assert rep["exclude"] == ["n2", "n3"]  # blank + the train-side copy of val face n8
 
 
 def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, capsys):
     root = make_folder(tmp_path / "d", per_class=(4, 2, 1))
-    cv2.imwrite(str(root / "train" / "happy" / "Training_blank.png"), np.full((48, 48), 7, np.uint8))
-    cv2.imwrite(str(root / "train" / "sad" / "Training_big.jpg"), np.full((96, 96, 3), 200, np.uint8))
-    leak = cv2.imread(str(next((root / "test" / "fear").glob("PublicTest_*"))), cv2.IMREAD_GRAYSCALE)
+    cv2.imwrite(
+        str(root / "train" / "happy" / "Training_blank.png"), np.full((48, 48), 7, np.uint8)
+    )
+    cv2.imwrite(
+        str(root / "train" / "sad" / "Training_big.jpg"), np.full((96, 96, 3), 200, np.uint8)
+    )
+    leak = cv2.imread(
+        str(next((root / "test" / "fear").glob("PublicTest_*"))), cv2.IMREAD_GRAYSCALE
+    )
     cv2.imwrite(str(root / "train" / "fear" / "Training_leak.png"), leak)
     out = tmp_path / "report"
-    assert analyze(["--data", str(root), "--out", str(out), "--per-class", "2", "--random", "8"]) == 0
+    assert (
+        analyze(["--data", str(root), "--out", str(out), "--per-class", "2", "--random", "8"]) == 0
+    )
     rep = json.loads((out / "cleaning.json").read_text())
-    assert {b["name"].split("/")[-1] for b in rep["blank"]} == {"Training_blank.png", "Training_big.jpg"}
+    assert {b["name"].split("/")[-1] for b in rep["blank"]} == {
+        "Training_blank.png",
+        "Training_big.jpg",
+    }
     assert rep["cross_split_groups"] == 1
     excluded = (out / "exclude.txt").read_text().splitlines()
     assert any(n.endswith("Training_leak.png") for n in excluded)
     info = json.loads((out / "structure.json").read_text())
     assert list(info["nonstandard_shapes"].values()) == ["96x96x3"]
     assert info["counts"]["Training"]["fear"] == 5
-    for name in ("class_counts.png", "pixel_stats.png", "samples_per_emotion.png", "random_samples.png",
-                 "blank_faces.png", "duplicates.png"):
+    for name in (
+        "class_counts.png",
+        "pixel_stats.png",
+        "samples_per_emotion.png",
+        "random_samples.png",
+        "blank_faces.png",
+        "duplicates.png",
+    ):
         assert (out / name).read_bytes().startswith(b"\x89PNG"), name
     assert "Blank faces" in (out / "cleaning.md").read_text()
     # training drops what the exclusion list names, and nothing else
     from fer.data import FerDataModule
 
-    full, cleaned = FerDataModule(str(root)), FerDataModule(str(root), exclude=str(out / "exclude.txt"))
+    full, cleaned = (
+        FerDataModule(str(root)),
+        FerDataModule(str(root), exclude=str(out / "exclude.txt")),
+    )
     full.setup("fit")
     cleaned.setup("fit")
     kept = set(cleaned.splits["train"].names)
@@ -62,8 +86,26 @@ def test_analyze_on_a_csv(tmp_path):
 
 
 def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
-    assert train(["--data", str(csv_data), "--max-epochs", "2", "--default-root-dir", str(tmp_path), "--widths", "8",
-                  "--depth", "1", "--precision", "32-true", "--no-test"]) == 0
+    assert (
+        train(
+            [
+                "--data",
+                str(csv_data),
+                "--max-epochs",
+                "2",
+                "--default-root-dir",
+                str(tmp_path),
+                "--widths",
+                "8",
+                "--depth",
+                "1",
+                "--precision",
+                "32-true",
+                "--no-test",
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "lightning_logs" / "version_0"
     assert plot(["--logdir", str(run)]) == 0
     assert (run / "curves.png").stat().st_size > 10_000

@@ -31,7 +31,9 @@ def test_folder_labels_follow_kaggle_order_whatever_the_folder_order(tmp_path):
 
 @pytest.mark.parametrize("variant", ["fer2013", "icml", "train_test"])
 def test_csv_variants_give_the_same_faces(tmp_path, variant):
-    name = {"fer2013": "fer2013.csv", "icml": "icml_face_data.csv", "train_test": "train.csv"}[variant]
+    name = {"fer2013": "fer2013.csv", "icml": "icml_face_data.csv", "train_test": "train.csv"}[
+        variant
+    ]
     path = make_csv(tmp_path / variant / name, per_class=(3, 2, 1), variant=variant)
     for arg in (path, path.parent):  # --data takes the file or its folder
         data = load_fer(arg)
@@ -49,7 +51,11 @@ def test_canonical_split_from_file_prefixes(tmp_path):
     data = load_fer(make_folder(tmp_path / "d", per_class=(3, 2, 1)))
     splits, notes = split_indices(data)
     names = lambda k: {os.path.basename(data.names[i]).split("_")[0] for i in splits[k].tolist()}  # noqa: E731
-    assert names("train") == {"Training"} and names("val") == {"PublicTest"} and names("test") == {"PrivateTest"}
+    assert (
+        names("train") == {"Training"}
+        and names("val") == {"PublicTest"}
+        and names("test") == {"PrivateTest"}
+    )
     assert notes == []
 
 
@@ -63,7 +69,9 @@ def test_public_test_without_private_test_gives_no_test_split(tmp_path):
 
 
 def test_unmarked_folders_split_stratified_and_seeded(tmp_path):
-    data = load_fer(make_folder(tmp_path / "d", per_class=(10, 3, 0), prefixes=("img", "img", "img")))
+    data = load_fer(
+        make_folder(tmp_path / "d", per_class=(10, 3, 0), prefixes=("img", "img", "img"))
+    )
     a, notes = split_indices(data, val_fraction=0.2, seed=1)
     b, _ = split_indices(data, val_fraction=0.2, seed=1)
     c, _ = split_indices(data, val_fraction=0.2, seed=2)
@@ -99,8 +107,11 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
 
 def test_colour_and_odd_size_images_become_48x48_gray():
     rng = np.random.default_rng(0)
-    for img in (rng.integers(0, 255, (100, 80, 3), np.uint8), rng.integers(0, 255, (30, 30, 4), np.uint8),
-                rng.integers(0, 65535, (48, 48), np.uint16)):
+    for img in (
+        rng.integers(0, 255, (100, 80, 3), np.uint8),
+        rng.integers(0, 255, (30, 30, 4), np.uint8),
+        rng.integers(0, 65535, (48, 48), np.uint16),
+    ):
         out = to_face48(img)
         assert out.shape == (48, 48) and out.dtype == np.uint8
 
@@ -135,7 +146,12 @@ def test_train_batches_are_equal_per_rank_and_reshuffled_each_epoch(monkeypatch)
 def test_batched_augmentation_keeps_range_shape_and_label_alignment(preset):
     torch.manual_seed(0)
     labels = torch.arange(7).repeat(20)
-    x = torch.stack([torch.from_numpy(face(int(y), i)) for i, y in enumerate(labels)]).unsqueeze(1).float() / 255
+    x = (
+        torch.stack([torch.from_numpy(face(int(y), i)) for i, y in enumerate(labels)])
+        .unsqueeze(1)
+        .float()
+        / 255
+    )
     out = augment_batch(x.clone(), preset)
     assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
     if preset != "none":
@@ -152,7 +168,9 @@ def test_datamodule_batches_are_standardised_uint8_made_float(folder_data):
     assert x.dtype == torch.uint8 and x.shape == (8, 1, 48, 48)
     x2, _ = dm.on_after_batch_transfer((x, y), 0)
     assert x2.dtype == torch.float32 and x2.is_contiguous(memory_format=torch.channels_last)
-    assert (dm.splits["train"].usage == TRAINING).all() and (dm.splits["val"].usage == PUBLIC_TEST).all()
+    assert (dm.splits["train"].usage == TRAINING).all() and (
+        dm.splits["val"].usage == PUBLIC_TEST
+    ).all()
 
 
 def test_real_folder_layout(shared_data):

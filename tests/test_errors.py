@@ -40,46 +40,94 @@ def csv_with(tmp_path, text: str):
 GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
 
 
-@pytest.mark.parametrize("case,make,needles", [
-    ("missing path", lambda t: t / "nope", ["does not exist", "Kaggle"]),
-    ("no images", lambda t: (t / "d" / "train" / "happy").mkdir(parents=True) or t / "d", ["no image files"]),
-    ("unknown class folders", lambda t: (make_folder(t / "d", (1, 1, 0)), (t / "d" / "train" / "joy").mkdir())[0], ["unknown class folders", "train/joy"]),
-    ("csv missing columns", lambda t: csv_with(t, "label,image\n1,2\n"), ["needs the columns emotion and pixels"]),
-    ("csv pixel count", lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n1,1 2 3,Training\n"), ["row 3", "3 pixel values, expected 2304"]),
-    ("csv non-numbers", lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD.replace('9', 'x', 1)},Training\n"), ["row 2", "integers 0..255"]),
-    ("csv unknown usage", lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Holdout\n"), ["unknown Usage values ['Holdout']"]),
-    ("csv label out of range", lambda t: csv_with(t, f"emotion,pixels,Usage\n9,{GOOD},Training\n"), ["row 2", "'9' is not a label 0..6"]),
-    ("csv empty", lambda t: csv_with(t, ""), ["is empty"]),
-])
+@pytest.mark.parametrize(
+    "case,make,needles",
+    [
+        ("missing path", lambda t: t / "nope", ["does not exist", "Kaggle"]),
+        (
+            "no images",
+            lambda t: (t / "d" / "train" / "happy").mkdir(parents=True) or t / "d",
+            ["no image files"],
+        ),
+        (
+            "unknown class folders",
+            lambda t: (make_folder(t / "d", (1, 1, 0)), (t / "d" / "train" / "joy").mkdir())[0],
+            ["unknown class folders", "train/joy"],
+        ),
+        (
+            "csv missing columns",
+            lambda t: csv_with(t, "label,image\n1,2\n"),
+            ["needs the columns emotion and pixels"],
+        ),
+        (
+            "csv pixel count",
+            lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n1,1 2 3,Training\n"),
+            ["row 3", "3 pixel values, expected 2304"],
+        ),
+        (
+            "csv non-numbers",
+            lambda t: csv_with(
+                t, f"emotion,pixels,Usage\n0,{GOOD.replace('9', 'x', 1)},Training\n"
+            ),
+            ["row 2", "integers 0..255"],
+        ),
+        (
+            "csv unknown usage",
+            lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Holdout\n"),
+            ["unknown Usage values ['Holdout']"],
+        ),
+        (
+            "csv label out of range",
+            lambda t: csv_with(t, f"emotion,pixels,Usage\n9,{GOOD},Training\n"),
+            ["row 2", "'9' is not a label 0..6"],
+        ),
+        ("csv empty", lambda t: csv_with(t, ""), ["is empty"]),
+    ],
+)
 def test_bad_data(tmp_path, capsys, case, make, needles):
     data = make(tmp_path)
     runs = tmp_path / "runs"
-    code, _, err = cli("train", ["--data", str(data), "--default-root-dir", str(runs), *TINY], capsys)
+    code, _, err = cli(
+        "train", ["--data", str(data), "--default-root-dir", str(runs), *TINY], capsys
+    )
     assert_one_line_error(code, err, *needles)
     assert not runs.exists()  # nothing written
 
 
-def test_corrupt_and_non_image_files_are_skipped_and_counted_or_fail_under_strict(tmp_path, capsys, caplog):
+def test_corrupt_and_non_image_files_are_skipped_and_counted_or_fail_under_strict(
+    tmp_path, capsys, caplog
+):
     root = make_folder(tmp_path / "d", per_class=(3, 2, 0))
     (root / "train" / "happy" / "Training_notes.txt").write_text("hello")
     good = next((root / "train" / "sad").glob("*.png")).read_bytes()
     (root / "train" / "sad" / "Training_cut.png").write_bytes(good[: len(good) // 3])
-    cv2.imwrite(str(root / "train" / "fear" / "Training_colour.jpg"), np.full((120, 90, 3), 90, np.uint8))
-    code, _, err = cli("train", ["--data", str(root), "--default-root-dir", str(tmp_path / "r"), *TINY], capsys)
+    cv2.imwrite(
+        str(root / "train" / "fear" / "Training_colour.jpg"), np.full((120, 90, 3), 90, np.uint8)
+    )
+    code, _, err = cli(
+        "train", ["--data", str(root), "--default-root-dir", str(tmp_path / "r"), *TINY], capsys
+    )
     assert code == 0
     assert "skipped 2 files that are not readable images" in caplog.text
     shutil.rmtree(tmp_path / "cache")
-    code, _, err = cli("train", ["--data", str(root), "--strict", "--default-root-dir", str(tmp_path / "s"), *TINY], capsys)
+    code, _, err = cli(
+        "train",
+        ["--data", str(root), "--strict", "--default-root-dir", str(tmp_path / "s"), *TINY],
+        capsys,
+    )
     assert_one_line_error(code, err, "2 files are not readable images", "--strict")
     assert not (tmp_path / "s").exists()
 
 
-@pytest.mark.parametrize("flag,value,needle", [
-    ("--max-epochs", "0", "--max-epochs: must be greater than 0"),
-    ("--batch-size", "-4", "--batch-size: must be greater than 0"),
-    ("--lr", "0", "--lr: must be greater than 0"),
-    ("--model", "resnet", "invalid choice: 'resnet'"),
-])
+@pytest.mark.parametrize(
+    "flag,value,needle",
+    [
+        ("--max-epochs", "0", "--max-epochs: must be greater than 0"),
+        ("--batch-size", "-4", "--batch-size: must be greater than 0"),
+        ("--lr", "0", "--lr: must be greater than 0"),
+        ("--model", "resnet", "invalid choice: 'resnet'"),
+    ],
+)
 def test_out_of_range_options(tmp_path, capsys, flag, value, needle):
     code, _, err = cli("train", ["--data", str(tmp_path), flag, value], capsys)
     assert_one_line_error(code, err, needle)
@@ -97,11 +145,16 @@ def exported(tmp_path):
     from safetensors.torch import save_file
 
     save_file(build_model("cnn", widths=[8, 16], depth=1).state_dict(), out / "model.safetensors")
-    (out / "model.json").write_text(json.dumps({"arch": "cnn", "options": {"widths": [8, 16], "depth": 1}}))
+    (out / "model.json").write_text(
+        json.dumps({"arch": "cnn", "options": {"widths": [8, 16], "depth": 1}})
+    )
     return out
 
 
-@pytest.mark.parametrize("case", ["other architecture", "truncated checkpoint", "not a checkpoint", "truncated safetensors"])
+@pytest.mark.parametrize(
+    "case",
+    ["other architecture", "truncated checkpoint", "not a checkpoint", "truncated safetensors"],
+)
 def test_bad_model_files(tmp_path, capsys, exported, case):
     faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
     if case == "other architecture":
@@ -125,7 +178,9 @@ def test_bad_model_files(tmp_path, capsys, exported, case):
         (exported / "model.safetensors").write_bytes(data[:200])
         model, needle = exported, "not a readable safetensors file"
     out = tmp_path / "pred.json"
-    code, _, err = cli("predict", [str(faces), "--model", str(model), "--no-detect", "--json", str(out)], capsys)
+    code, _, err = cli(
+        "predict", [str(faces), "--model", str(model), "--no-detect", "--json", str(out)], capsys
+    )
     assert_one_line_error(code, err, needle)
     assert not out.exists()
 
@@ -140,7 +195,11 @@ def test_unwritable_output_folder(tmp_path, capsys, exported):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
     faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
-    code, _, err = cli("predict", [str(faces), "--model", str(exported), "--no-detect", "--json", str(blocker / "out.json")], capsys)
+    code, _, err = cli(
+        "predict",
+        [str(faces), "--model", str(exported), "--no-detect", "--json", str(blocker / "out.json")],
+        capsys,
+    )
     assert_one_line_error(code, err, "cannot write to")
 
 
@@ -148,7 +207,10 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     from fer.common import FerError
 
     with pytest.raises(FerError):
-        run_cli(__import__("fer.train", fromlist=["main"]).main, ["--data", str(tmp_path / "nope"), "--debug"])
+        run_cli(
+            __import__("fer.train", fromlist=["main"]).main,
+            ["--data", str(tmp_path / "nope"), "--debug"],
+        )
 
 
 def test_entry_point_as_a_user_runs_it(tmp_path):
@@ -157,7 +219,11 @@ def test_entry_point_as_a_user_runs_it(tmp_path):
 
     bad = make_csv(tmp_path / "x" / "fer2013.csv", (1, 1, 1))
     bad.write_text(bad.read_text().replace("PublicTest", "Validation"))
-    r = subprocess.run([sys.executable, "-m", "fer.train", "--data", str(bad)], capture_output=True, text=True,
-                       env={**__import__("os").environ, "FER_CACHE": str(tmp_path / "c")})
+    r = subprocess.run(
+        [sys.executable, "-m", "fer.train", "--data", str(bad)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "FER_CACHE": str(tmp_path / "c")},
+    )
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in r.stderr and "Validation" in r.stderr

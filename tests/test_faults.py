@@ -12,14 +12,39 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-NET = ["--widths", "32", "64", "--depth", "2", "--batch-size", "32", "--precision", "32-true",
-       "--seed", "3", "--deterministic", "--no-test"]
+NET = [
+    "--widths",
+    "32",
+    "64",
+    "--depth",
+    "2",
+    "--batch-size",
+    "32",
+    "--precision",
+    "32-true",
+    "--seed",
+    "3",
+    "--deterministic",
+    "--no-test",
+]
 
 
 def launch(data: Path, root: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "fer.train", "--data", str(data), "--default-root-dir", str(root), *NET, *extra]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    cmd = [
+        sys.executable,
+        "-m",
+        "fer.train",
+        "--data",
+        str(data),
+        "--default-root-dir",
+        str(root),
+        *NET,
+        *extra,
+    ]
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:

@@ -27,19 +27,49 @@ def trained(tmp_path_factory):
     data = make_folder(tmp / "d", per_class=(8, 4, 3))
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("FER_CACHE", str(tmp / "cache"))
-        args = ["--data", str(data), "--max-epochs", "6", "--default-root-dir", str(tmp), "--widths", "8", "16",
-                "--depth", "1", "--batch-size", "16", "--precision", "32-true", "--lr", "0.02", "--augment", "none",
-                "--json", str(tmp / "summary.json")]
+        args = [
+            "--data",
+            str(data),
+            "--max-epochs",
+            "6",
+            "--default-root-dir",
+            str(tmp),
+            "--widths",
+            "8",
+            "16",
+            "--depth",
+            "1",
+            "--batch-size",
+            "16",
+            "--precision",
+            "32-true",
+            "--lr",
+            "0.02",
+            "--augment",
+            "none",
+            "--json",
+            str(tmp / "summary.json"),
+        ]
         assert train(args) == 0
         summary = json.loads((tmp / "summary.json").read_text())
         assert export(["--ckpt", summary["best_checkpoint"], "--out", str(tmp / "export")]) == 0
-    return {"data": data, "ckpt": Path(summary["best_checkpoint"]), "export": tmp / "export", "summary": summary, "tmp": tmp}
+    return {
+        "data": data,
+        "ckpt": Path(summary["best_checkpoint"]),
+        "export": tmp / "export",
+        "summary": summary,
+        "tmp": tmp,
+    }
 
 
 def test_export_writes_safetensors_json_and_onnx_that_agree(trained):
     out = trained["export"]
     meta = json.loads((out / "model.json").read_text())
-    assert meta["arch"] == "cnn" and meta["classes"] == list(EMOTIONS) and meta["preprocessing"]["size"] == 48
+    assert (
+        meta["arch"] == "cnn"
+        and meta["classes"] == list(EMOTIONS)
+        and meta["preprocessing"]["size"] == 48
+    )
     faces = np.stack([face(i % 7, i) for i in range(20)])
     p_ckpt = load_classifier(trained["ckpt"]).predict_proba(faces)
     p_st = load_classifier(out).predict_proba(faces)
@@ -57,12 +87,18 @@ def test_metrics_from_a_known_confusion_matrix():
     m = metrics_from_confusion(cm)
     assert m["accuracy"] == pytest.approx(0.7)
     angry = m["per_class"]["angry"]
-    assert angry["precision"] == pytest.approx(2 / 3) and angry["recall"] == pytest.approx(2 / 3) and angry["support"] == 3
+    assert (
+        angry["precision"] == pytest.approx(2 / 3)
+        and angry["recall"] == pytest.approx(2 / 3)
+        and angry["support"] == 3
+    )
     happy = m["per_class"]["happy"]
     assert happy["precision"] == pytest.approx(3 / 4) and happy["recall"] == pytest.approx(3 / 4)
     neutral_f1 = 2 * 0.5 * 1.0 / 1.5
     disgust_f1 = 2 * 1.0 * 0.5 / 1.5
-    assert m["macro_f1"] == pytest.approx((2 / 3 + disgust_f1 + 3 / 4 + neutral_f1) / 4)  # absent classes excluded
+    assert m["macro_f1"] == pytest.approx(
+        (2 / 3 + disgust_f1 + 3 / 4 + neutral_f1) / 4
+    )  # absent classes excluded
 
 
 @pytest.mark.parametrize("tta,views", [("none", 1), ("flip", 2), ("tencrop", 10)])
@@ -76,17 +112,51 @@ def test_tta_views(tta, views):
 
 def test_evaluate_writes_every_file_and_matches_lightning(trained, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert evaluate(["--ckpt", str(trained["ckpt"]), "--data", str(trained["data"]), "--split", "val",
-                     "--out", str(out), "--json", "--gradcam", "1"]) == 0
+    assert (
+        evaluate(
+            [
+                "--ckpt",
+                str(trained["ckpt"]),
+                "--data",
+                str(trained["data"]),
+                "--split",
+                "val",
+                "--out",
+                str(out),
+                "--json",
+                "--gradcam",
+                "1",
+            ]
+        )
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     # the checkpoint's own val/acc, as Lightning logged it for the same faces
     assert m["accuracy"] == pytest.approx(trained["summary"]["best_val_acc"], abs=1e-4)
     assert m["samples"] == 28 and np.array(m["confusion_matrix"]).sum() == 28
-    for name in ("confusion_matrix.png", "per_class_accuracy.png", "confident_errors.png", "gradcam.png"):
+    for name in (
+        "confusion_matrix.png",
+        "per_class_accuracy.png",
+        "confident_errors.png",
+        "gradcam.png",
+    ):
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, name
     assert json.loads(capsys.readouterr().out)["accuracy"] == m["accuracy"]
-    assert evaluate(["--ckpt", str(trained["export"]), "--data", str(trained["data"]), "--split", "test", "--json"]) == 0
+    assert (
+        evaluate(
+            [
+                "--ckpt",
+                str(trained["export"]),
+                "--data",
+                str(trained["data"]),
+                "--split",
+                "test",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["samples"] == 21  # PrivateTest_ files only
 
 
@@ -100,7 +170,10 @@ def test_evaluate_split_rule_for_a_private_test_only_folder(tmp_path):
 def test_predict_no_detect_agrees_with_evaluation(trained, tmp_path, capsys):
     out = tmp_path / "p.json"
     folder = trained["data"] / "test"
-    assert predict([str(folder), "--model", str(trained["export"]), "--no-detect", "--json", str(out)]) == 0
+    assert (
+        predict([str(folder), "--model", str(trained["export"]), "--no-detect", "--json", str(out)])
+        == 0
+    )
     records = json.loads(out.read_text())
     assert len(records) == 7 * 7
     data = load_fer(trained["data"])
@@ -113,10 +186,15 @@ def test_predict_no_detect_agrees_with_evaluation(trained, tmp_path, capsys):
 def test_predict_reports_unreadable_files_and_faceless_photos(trained, tmp_path, capsys):
     (tmp_path / "notes.png").write_text("not an image")
     cv2.imwrite(str(tmp_path / "wall.png"), np.full((200, 300), 128, np.uint8))
-    code = predict([str(tmp_path / "notes.png"), str(tmp_path / "wall.png"), "--model", str(trained["export"])])
+    code = predict(
+        [str(tmp_path / "notes.png"), str(tmp_path / "wall.png"), "--model", str(trained["export"])]
+    )
     captured = capsys.readouterr()
     assert code == 1
-    assert "notes.png: not a readable image" in captured.err and "wall.png: no face found" in captured.out
+    assert (
+        "notes.png: not a readable image" in captured.err
+        and "wall.png: no face found" in captured.out
+    )
 
 
 def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path):
@@ -129,8 +207,12 @@ def test_malicious_checkpoint_is_refused_and_never_runs(tmp_path):
     path = tmp_path / "evil.ckpt"
     with open(path, "wb") as f:
         pickle.dump({"state_dict": Payload(), "hyper_parameters": {}}, f)
-    torch.save({"state_dict": {"model.x": Payload()}, "hyper_parameters": {}}, tmp_path / "evil2.ckpt")
-    with pytest.raises(FerError, match="refusing|not a readable"):  # a bare pickle is not even a checkpoint
+    torch.save(
+        {"state_dict": {"model.x": Payload()}, "hyper_parameters": {}}, tmp_path / "evil2.ckpt"
+    )
+    with pytest.raises(
+        FerError, match="refusing|not a readable"
+    ):  # a bare pickle is not even a checkpoint
         load_classifier(path)
     with pytest.raises(FerError, match="refusing to load it"):
         load_classifier(tmp_path / "evil2.ckpt")
@@ -142,7 +224,9 @@ def face_video(tmp_path_factory, trained):
     from fer.demo import face_video as make
 
     if (Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013").is_dir():
-        root = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "test" / "happy"
+        root = (
+            Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013" / "test" / "happy"
+        )
         faces = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) for p in sorted(root.glob("*.png"))[:10]]
     else:
         pytest.skip("needs real faces from ../shared/data for the face detector")
@@ -157,14 +241,29 @@ def test_detect_finds_the_face_in_most_frames_and_writes_json_lines(trained, fac
 
     video, truth = face_video
     out_json, out_video = tmp_path / "frames.jsonl", tmp_path / "annotated.mp4"
-    assert detect(["--source", str(video), "--model", str(trained["export"]), "--json", str(out_json),
-                   "--output", str(out_video)]) == 0
+    assert (
+        detect(
+            [
+                "--source",
+                str(video),
+                "--model",
+                str(trained["export"]),
+                "--json",
+                str(out_json),
+                "--output",
+                str(out_video),
+            ]
+        )
+        == 0
+    )
     lines = [json.loads(line) for line in out_json.read_text().splitlines()]
     assert [r["frame"] for r in lines] == list(range(40))
     hits = 0
     for r, box in zip(lines, truth):
         assert len(r["boxes"]) == len(r["labels"]) == len(r["probabilities"])
-        assert all(lbl in EMOTIONS for lbl in r["labels"]) and all(abs(sum(p) - 1) < 1e-3 for p in r["probabilities"])
+        assert all(lbl in EMOTIONS for lbl in r["labels"]) and all(
+            abs(sum(p) - 1) < 1e-3 for p in r["probabilities"]
+        )
         hits += any(iou(tuple(b), box) > 0.3 for b in r["boxes"])
     assert hits >= 0.75 * len(lines)  # "most frames"; the cascade misses a few tilted faces
     cap = cv2.VideoCapture(str(out_video))
@@ -172,10 +271,19 @@ def test_detect_finds_the_face_in_most_frames_and_writes_json_lines(trained, fac
     assert not list(tmp_path.glob(".*part*"))
 
 
-@pytest.mark.parametrize("source,message", [("missing.mp4", "does not exist"), ("7", "could not open webcam 7")])
+@pytest.mark.parametrize(
+    "source,message", [("missing.mp4", "does not exist"), ("7", "could not open webcam 7")]
+)
 def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
     from fer.detect import main as detect
 
     with pytest.raises(FerError, match=message):
-        detect(["--source", source if source.isdigit() else str(tmp_path / source), "--json", str(tmp_path / "x.jsonl")])
+        detect(
+            [
+                "--source",
+                source if source.isdigit() else str(tmp_path / source),
+                "--json",
+                str(tmp_path / "x.jsonl"),
+            ]
+        )
     assert not list(tmp_path.iterdir())

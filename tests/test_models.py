@@ -9,7 +9,10 @@ from fer.models import MODELS, build_model
 from fer.models.vgg import load_backbone_weights
 
 
-@pytest.mark.parametrize("name,options", [("cnn", {}), ("cnn", {"widths": [8, 16], "depth": 1}), ("vgg", {"image_size": 64})])
+@pytest.mark.parametrize(
+    "name,options",
+    [("cnn", {}), ("cnn", {"widths": [8, 16], "depth": 1}), ("vgg", {"image_size": 64})],
+)
 def test_models_map_gray_faces_to_seven_logits(name, options):
     model = build_model(name, **options).eval()
     with torch.no_grad():
@@ -23,12 +26,16 @@ def test_unknown_model_lists_the_known_ones():
 
 
 def test_vgg_backbone_loads_a_state_dict_file(tmp_path):
-    reference = vgg16(weights=None)  # stands in for the ImageNet weights, which cannot be fetched here
+    reference = vgg16(
+        weights=None
+    )  # stands in for the ImageNet weights, which cannot be fetched here
     path = tmp_path / "vgg16.pth"
     torch.save(reference.state_dict(), path)
     model = build_model("vgg")
     assert load_backbone_weights(model, path) == str(path)
-    for (k, a), b in zip(model.backbone.state_dict().items(), reference.features.state_dict().values()):
+    for (k, a), b in zip(
+        model.backbone.state_dict().items(), reference.features.state_dict().values()
+    ):
         assert torch.equal(a, b), k
 
 

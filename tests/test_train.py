@@ -29,12 +29,37 @@ def metrics(root: Path, version: int = 0) -> list[dict]:
 @pytest.mark.parametrize("model", ["cnn", "vgg"])
 def test_fast_dev_run_for_every_model(folder_data, tmp_path, model):
     extra = ["--no-pretrained", "--image-size", "48"] if model == "vgg" else []
-    assert train(["--model", model, "--data", str(folder_data), "--fast-dev-run", "--default-root-dir", str(tmp_path / "r"), *TINY, *extra]) == 0
+    assert (
+        train(
+            [
+                "--model",
+                model,
+                "--data",
+                str(folder_data),
+                "--fast-dev-run",
+                "--default-root-dir",
+                str(tmp_path / "r"),
+                *TINY,
+                *extra,
+            ]
+        )
+        == 0
+    )
 
 
 def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_path):
     root = tmp_path / "runs"
-    args = ["--data", str(csv_data), "--max-epochs", "2", "--default-root-dir", str(root), "--json", str(tmp_path / "s.json"), *TINY]
+    args = [
+        "--data",
+        str(csv_data),
+        "--max-epochs",
+        "2",
+        "--default-root-dir",
+        str(root),
+        "--json",
+        str(tmp_path / "s.json"),
+        *TINY,
+    ]
     assert train(args) == 0
     run = run_dir(root)
     ckpts = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
@@ -45,7 +70,9 @@ def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_
     events.Reload()
     tags = events.Tags()
     assert {"val/acc", "val/f1", "val/loss", "train/acc", "test/acc"} <= set(tags["scalars"])
-    assert {"val/confusion_matrix", "test/confusion_matrix", "val/predictions"} <= set(tags["images"])
+    assert {"val/confusion_matrix", "test/confusion_matrix", "val/predictions"} <= set(
+        tags["images"]
+    )
     assert events.PluginTagToContent("hparams")  # the hparams tab, with the final metrics
     assert "hp/best_val_acc" in set(tags["scalars"])
     assert len(events.Scalars("val/acc")) == 2
@@ -53,7 +80,10 @@ def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_
     assert png.startswith(b"\x89PNG")
     # the last val/acc scalar agrees with the confusion matrix kept beside it
     cm = torch.tensor(json.loads((run / "confusion_val.json").read_text())["matrix"])
-    assert cm.sum() == 14 and abs(events.Scalars("val/acc")[-1].value - cm.diag().sum() / cm.sum()) < 1e-6
+    assert (
+        cm.sum() == 14
+        and abs(events.Scalars("val/acc")[-1].value - cm.diag().sum() / cm.sum()) < 1e-6
+    )
     # config.yaml reproduces the run: same options, same numbers
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["max_epochs"] == 2 and config["widths"] == [8, 16]
@@ -63,8 +93,24 @@ def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_
 
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(yaml.safe_dump({"data": str(csv_data), "max_epochs": 5, "widths": [8, 16], "depth": 1}))
-    assert train(["--config", str(cfg), "--max-epochs", "1", "--default-root-dir", str(tmp_path), "--precision", "32-true"]) == 0
+    cfg.write_text(
+        yaml.safe_dump({"data": str(csv_data), "max_epochs": 5, "widths": [8, 16], "depth": 1})
+    )
+    assert (
+        train(
+            [
+                "--config",
+                str(cfg),
+                "--max-epochs",
+                "1",
+                "--default-root-dir",
+                str(tmp_path),
+                "--precision",
+                "32-true",
+            ]
+        )
+        == 0
+    )
     assert yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())["max_epochs"] == 1
     cfg.write_text("max_epochs: 1\nlearning_rate: 3\n")
     with pytest.raises(FerError, match="unknown options learning_rate"):
@@ -72,9 +118,28 @@ def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data
 
 
 def test_overfits_a_few_batches(folder_data, tmp_path):
-    args = ["--data", str(folder_data), "--max-epochs", "30", "--augment", "none", "--optimizer", "adamw",
-            "--lr", "0.01", "--scheduler", "none", "--label-smoothing", "0", "--dropout", "0",
-            "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    args = [
+        "--data",
+        str(folder_data),
+        "--max-epochs",
+        "30",
+        "--augment",
+        "none",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.01",
+        "--scheduler",
+        "none",
+        "--label-smoothing",
+        "0",
+        "--dropout",
+        "0",
+        "--default-root-dir",
+        str(tmp_path),
+        "--no-test",
+        *TINY,
+    ]
     assert train(args) == 0
     rows = metrics(tmp_path)
     first, last = rows[0], rows[-1]
@@ -83,29 +148,76 @@ def test_overfits_a_few_batches(folder_data, tmp_path):
 
 
 def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
-    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", "--scheduler", "cosine", *TINY]
+    base = [
+        "--data",
+        str(csv_data),
+        "--default-root-dir",
+        str(tmp_path),
+        "--no-test",
+        "--scheduler",
+        "cosine",
+        *TINY,
+    ]
     assert train([*base, "--max-epochs", "2"]) == 0
     assert train([*base, "--max-epochs", "4", "--ckpt-path", "last"]) == 0
     rows = metrics(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # same folder, epochs 2-3 appended
-    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    ckpt = torch.load(
+        run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
+    )
     assert ckpt["epoch"] == 3
     assert not (tmp_path / "lightning_logs" / "version_1").exists()
 
 
 def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
-    assert train(["--data", str(csv_data), "--max-epochs", "1", "--default-root-dir", str(tmp_path), "--no-test", *TINY]) == 0
-    module = FerModule.load_from_checkpoint(run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu")
+    assert (
+        train(
+            [
+                "--data",
+                str(csv_data),
+                "--max-epochs",
+                "1",
+                "--default-root-dir",
+                str(tmp_path),
+                "--no-test",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    module = FerModule.load_from_checkpoint(
+        run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu"
+    )
     assert module.hparams.model_options["widths"] == [8, 16]
     assert module(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
 def test_vgg_freezes_then_finetunes_the_backbone(folder_data, tmp_path):
-    args = ["--model", "vgg", "--no-pretrained", "--image-size", "32", "--data", str(folder_data),
-            "--max-epochs", "2", "--freeze-epochs", "1", "--default-root-dir", str(tmp_path), "--no-test",
-            "--limit-train-batches", "1", "--limit-val-batches", "1", *TINY]
+    args = [
+        "--model",
+        "vgg",
+        "--no-pretrained",
+        "--image-size",
+        "32",
+        "--data",
+        str(folder_data),
+        "--max-epochs",
+        "2",
+        "--freeze-epochs",
+        "1",
+        "--default-root-dir",
+        str(tmp_path),
+        "--no-test",
+        "--limit-train-batches",
+        "1",
+        "--limit-val-batches",
+        "1",
+        *TINY,
+    ]
     assert train(args) == 0
-    ckpt = torch.load(run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu")
+    ckpt = torch.load(
+        run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
+    )
     groups = ckpt["optimizer_states"][0]["param_groups"]
     assert len(groups) == 2  # head, then the unfrozen backbone
     assert groups[1]["lr"] < groups[0]["lr"]
@@ -114,11 +226,31 @@ def test_vgg_freezes_then_finetunes_the_backbone(folder_data, tmp_path):
 def test_ddp_on_two_cpu_processes_covers_the_whole_validation_set(tmp_path):
     from tests.conftest import make_folder
 
-    data = make_folder(tmp_path / "d", per_class=(4, 3, 0))  # 21 val faces: an odd count across 2 ranks
+    data = make_folder(
+        tmp_path / "d", per_class=(4, 3, 0)
+    )  # 21 val faces: an odd count across 2 ranks
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "fer.train", "--data", str(data), "--accelerator", "cpu", "--devices", "2",
-           "--strategy", "ddp", "--max-epochs", "1", "--default-root-dir", str(tmp_path / "r"), *TINY]
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1])
+    cmd = [
+        sys.executable,
+        "-m",
+        "fer.train",
+        "--data",
+        str(data),
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--max-epochs",
+        "1",
+        "--default-root-dir",
+        str(tmp_path / "r"),
+        *TINY,
+    ]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1]
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     run = run_dir(tmp_path / "r")
     cm = torch.tensor(json.loads((run / "confusion_val.json").read_text())["matrix"])
@@ -128,8 +260,16 @@ def test_ddp_on_two_cpu_processes_covers_the_whole_validation_set(tmp_path):
 
 
 def test_real_data_short_run(shared_data, tmp_path):
-    args = ["--data", str(shared_data / "fer2013"), "--max-epochs", "1", "--limit-train-batches", "20",
-            "--default-root-dir", str(tmp_path)]
+    args = [
+        "--data",
+        str(shared_data / "fer2013"),
+        "--max-epochs",
+        "1",
+        "--limit-train-batches",
+        "20",
+        "--default-root-dir",
+        str(tmp_path),
+    ]
     assert train(args) == 0
     run = run_dir(tmp_path)
     assert (run / "config.yaml").is_file() and list((run / "checkpoints").glob("epoch*.ckpt"))

@@ -22,22 +22,34 @@ class VGG16Transfer(nn.Module):
     replicates gray into three channels and re-standardises them the way ImageNet models expect.
     """
 
-    def __init__(self, num_classes: int = 7, image_size: int = 96, dropout: float = 0.5, hidden: int = 256):
+    def __init__(
+        self, num_classes: int = 7, image_size: int = 96, dropout: float = 0.5, hidden: int = 256
+    ):
         super().__init__()
         self.image_size = image_size
         self.backbone = vgg16(weights=None).features
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
-            nn.Linear(512, hidden), nn.ReLU(inplace=True), nn.Dropout(dropout), nn.Linear(hidden, num_classes),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(dropout),
+            nn.Linear(512, hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
         )
-        mean, std = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        mean, std = (
+            torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+            torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+        )
         # x_imagenet = (x * PIXEL_STD + PIXEL_MEAN - mean) / std, folded into one scale and shift.
         self.register_buffer("scale", PIXEL_STD / std, persistent=False)
         self.register_buffer("shift", (PIXEL_MEAN - mean) / std, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] != self.image_size:
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False
+            )
         x = x * self.scale + self.shift  # (B, 1, H, W) broadcasts to (B, 3, H, W)
         return self.head(self.backbone(x))
 
@@ -51,7 +63,9 @@ def load_backbone_weights(model: VGG16Transfer, weights: str | Path | None = Non
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise FerError(f"weights file {path} does not exist; pass a VGG16 state dict or use --no-pretrained")
+            raise FerError(
+                f"weights file {path} does not exist; pass a VGG16 state dict or use --no-pretrained"
+            )
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file
@@ -60,7 +74,9 @@ def load_backbone_weights(model: VGG16Transfer, weights: str | Path | None = Non
             else:
                 state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
-            raise FerError(f"{path} is not a readable state dict ({type(e).__name__}); pass a VGG16 state dict") from e
+            raise FerError(
+                f"{path} is not a readable state dict ({type(e).__name__}); pass a VGG16 state dict"
+            ) from e
         source = str(path)
     else:
         try:
@@ -74,9 +90,13 @@ def load_backbone_weights(model: VGG16Transfer, weights: str | Path | None = Non
         source = "torchvision VGG16_Weights.IMAGENET1K_V1"
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
-    features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")} or state
+    features = {
+        k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
+    } or state
     try:
         model.backbone.load_state_dict(features, strict=True)
     except RuntimeError as e:
-        raise FerError(f"{source} does not hold VGG16 features ({str(e).splitlines()[0][:100]})") from e
+        raise FerError(
+            f"{source} does not hold VGG16 features ({str(e).splitlines()[0][:100]})"
+        ) from e
     return source
