@@ -42,8 +42,16 @@ def launch(data: Path, root: Path, *extra: str) -> subprocess.Popen:
         *NET,
         *extra,
     ]
+    # A shell running CI in the background ignores SIGINT, and children inherit that: restore the
+    # default so Python turns Ctrl-C into KeyboardInterrupt, as in a terminal.
     return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd,
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
 
 
