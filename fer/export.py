@@ -26,7 +26,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
     p.add_argument(
-        "--metrics", help="JSON file of metrics to record in model.json (e.g. from fer.evaluate)"
+        "--metrics",
+        nargs="+",
+        default=[],
+        metavar="JSON",
+        help="metrics.json files from fer.evaluate to record in model.json (e.g. plain and flip TTA)",
     )
     add_debug_flag(p)
     return p
@@ -67,11 +71,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec.extra["export_command"] = "python -m fer.export " + " ".join(
         map(shlex.quote, argv if argv is not None else sys.argv[1:])
     )
-    if args.metrics:
-        spec.extra["metrics"] = json.loads(Path(args.metrics).read_text())
+    metrics = {}
+    for f in args.metrics:
+        try:
+            m = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as e:
+            raise FerError(f"cannot read metrics file {f}: {e}") from e
+        summary = {k: m[k] for k in ("accuracy", "macro_f1", "samples", "split", "data") if k in m}
+        metrics[f"{m.get('split', 'eval')}_tta_{m.get('tta', 'none')}"] = summary
+    if metrics:
+        spec.extra["metrics"] = metrics
     raw = torch.load(ckpt, map_location="cpu", weights_only=True)
-    spec.extra["trained_epochs"] = raw.get("epoch")
+    if raw.get("epoch") is not None:  # Lightning counts epochs from 0
+        spec.extra["trained_epochs"] = raw["epoch"] + 1
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
+    spec.extra["training_hparams"] = raw.get("hyper_parameters", {})
+    config = ckpt.parent.parent / "config.yaml"  # fer.train's record of every option of the run
+    if config.is_file():
+        import yaml
+
+        spec.extra["training_config"] = yaml.safe_load(config.read_text())
+        spec.extra["training_command"] = f"python -m fer.train --config {config}"
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(
             {k: v.contiguous() for k, v in model.state_dict().items()},

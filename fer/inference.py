@@ -115,8 +115,8 @@ def read_exported(path: Path) -> tuple[ModelSpec, Path]:
 class Classifier:
     """A trained emotion classifier: uint8 48x48 faces in, class probabilities out.
 
-    backend 'torch' runs the PyTorch model (bf16 autocast on CPUs that have it); 'onnx' runs the
-    exported ONNX graph with onnxruntime.
+    backend 'torch' runs the PyTorch model in fp32 (channels_last); 'onnx' runs the exported ONNX
+    graph with onnxruntime, usually the faster of the two on a CPU.
     """
 
     def __init__(

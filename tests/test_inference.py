@@ -143,6 +143,27 @@ def test_evaluate_writes_every_file_and_matches_lightning(trained, tmp_path, cap
         data = (out / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 5000, name
     assert json.loads(capsys.readouterr().out)["accuracy"] == m["accuracy"]
+    # the evaluation is recorded in the exported model's metadata
+    ckpt, again = str(trained["ckpt"]), tmp_path / "with-metrics"
+    assert (
+        export(
+            [
+                "--ckpt",
+                ckpt,
+                "--out",
+                str(again),
+                "--no-onnx",
+                "--metrics",
+                str(out / "metrics.json"),
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    meta = json.loads((again / "model.json").read_text())
+    assert meta["metrics"]["val_tta_none"]["accuracy"] == m["accuracy"]
+    assert meta["trained_epochs"] == torch.load(ckpt, weights_only=True)["epoch"] + 1
+    assert meta["training_config"]["max_epochs"] == 6 and "--config" in meta["training_command"]
     assert (
         evaluate(
             [

@@ -10,7 +10,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fer.common import FerError
+from fer.common import FerError, cpu_has_bf16
 from fer.module import FerModule
 from fer.train import main as train
 
@@ -276,3 +276,42 @@ def test_real_data_short_run(shared_data, tmp_path):
     cm = torch.tensor(json.loads((run / "confusion_val.json").read_text())["matrix"])
     assert cm.sum() == 3589  # all of PublicTest
     assert float(metrics(tmp_path)[-1]["val/acc"]) > 0.2  # above the 1/7 of chance after 20 batches
+
+
+@pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
+def test_bf16_and_fp32_reach_similar_accuracy_on_real_faces(shared_data, tmp_path):
+    """Same seed, data order and network: bf16 autocast must learn as well as fp32."""
+    acc = {}
+    for precision in ("bf16-mixed", "32-true"):
+        root = tmp_path / precision
+        args = [
+            "--data",
+            str(shared_data / "fer2013"),
+            "--widths",
+            *("16", "32", "64", "128"),
+            "--batch-size",
+            "64",
+            "--max-epochs",
+            "2",
+            "--limit-train-batches",
+            "100",
+            "--optimizer",
+            "adamw",
+            "--lr",
+            "3e-3",
+            "--augment",
+            "none",
+            "--precision",
+            precision,
+            "--seed",
+            "0",
+            "--no-test",
+            "--default-root-dir",
+            str(root),
+        ]
+        assert train(args) == 0
+        acc[precision] = max(float(row["val/acc"]) for row in metrics(root) if row["val/acc"])
+    # 6,400 training faces per epoch, scored on all 3,589 PublicTest faces, where always answering
+    # "happy" scores 0.25; both reached 0.44 when this test was written
+    assert min(acc.values()) > 0.38, acc
+    assert abs(acc["bf16-mixed"] - acc["32-true"]) < 0.04, acc

@@ -1,0 +1,45 @@
+"""The experiment scripts run from a fresh install (at toy scale here; the README has full figures)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [
+        sys.executable,
+        "experiments/benchmark.py",
+        "--data",
+        str(folder_data),
+        "--batch-size",
+        "8",
+        "--steps",
+        "2",
+        "--csv-rows",
+        "60",
+        "--frames",
+        "20",
+        "--json",
+        str(out),
+    ]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "speed-up (b)/(a)" in run.stdout and "detect, 640x480" in run.stdout
+    figures = json.loads(out.read_text())
+    for key in (
+        "train_reference_img_s",
+        "train_fer_img_s",
+        "train_speedup",
+        "train_model_only_fp32_img_s",
+        "infer_torch_img_s",
+        "infer_onnx_single_ms",
+        "detect_fps",
+        "load_cached_s",
+        "csv_parse_s",
+    ):
+        assert figures[key] > 0, key
+    assert figures["csv_rows"] == 60
