@@ -1,7 +1,10 @@
 """Bad input: every case ends with one line naming the problem, a non-zero exit, no traceback and no output left behind."""
 
+import errno
 import json
+import os
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -227,3 +230,20 @@ def test_entry_point_as_a_user_runs_it(tmp_path):
     )
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in r.stderr and "Validation" in r.stderr
+
+
+def test_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, exported, monkeypatch):
+    faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
+
+    def disk_fills_up(self, data, *args, **kwargs):
+        with open(self, "w") as f:
+            f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(Path, "write_text", disk_fills_up)
+    out = tmp_path / "pred.json"
+    code, _, err = cli(
+        "predict", [str(faces), "--model", str(exported), "--no-detect", "--json", str(out)], capsys
+    )
+    assert_one_line_error(code, err, "No space left on device", "check free space")
+    assert not out.exists() and not list(tmp_path.glob(".pred.json*"))
