@@ -11,8 +11,7 @@ ROOT=runs/cnn_baseline
 python -m fer.train --model cnn --data "$DATA" --default-root-dir "$ROOT" \
     --max-epochs 60 --batch-size 128 --lr 0.1 --augment light --label-smoothing 0.1 \
     --seed 42 --json "$ROOT/summary.json"
+bash experiments/evaluate_best.sh "$ROOT" "$DATA"
 CKPT=$(python -c "import json; print(json.load(open('$ROOT/summary.json'))['best_checkpoint'])")
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --out "$ROOT/eval"
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --tta flip --out "$ROOT/eval-flip"
 python -m fer.export --ckpt "$CKPT" --out checkpoints \
     --metrics "$ROOT/eval/metrics.json" "$ROOT/eval-flip/metrics.json"

@@ -12,6 +12,4 @@ ROOT=runs/cnn_strong90
 python -m fer.train --model cnn --data "$DATA" --default-root-dir "$ROOT" \
     --max-epochs 90 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 \
     --seed 42 --json "$ROOT/summary.json"
-CKPT=$(python -c "import json; print(json.load(open('$ROOT/summary.json'))['best_checkpoint'])")
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --out "$ROOT/eval"
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --tta flip --out "$ROOT/eval-flip"
+bash experiments/evaluate_best.sh "$ROOT" "$DATA"

@@ -10,5 +10,4 @@ python -m fer.train --model cnn --data "$DATA" --default-root-dir "$ROOT" \
     --widths 64 128 256 512 --depth 3 --dropout 0.4 --max-epochs 250 --batch-size 128 \
     --optimizer sgd --lr 0.05 --scheduler cosine --warmup-epochs 5 --augment strong --label-smoothing 0.1 \
     --accelerator gpu --devices 1 --seed 42 --json "$ROOT/summary.json"
-CKPT=$(python -c "import json; print(json.load(open('$ROOT/summary.json'))['best_checkpoint'])")
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --tta tencrop --out "$ROOT/eval-tencrop"
+bash experiments/evaluate_best.sh "$ROOT" "$DATA" tencrop

@@ -11,6 +11,4 @@ python -m fer.train --model vgg --no-pretrained --data "$DATA" --default-root-di
     --image-size 48 --freeze-epochs 0 --max-epochs 6 --limit-train-batches 300 --batch-size 64 \
     --optimizer adamw --lr 1e-4 --weight-decay 1e-4 --scheduler cosine --warmup-epochs 0 \
     --augment light --seed 42 --json "$ROOT/summary.json"
-CKPT=$(python -c "import json; print(json.load(open('$ROOT/summary.json'))['best_checkpoint'])")
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --out "$ROOT/eval"
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --tta flip --out "$ROOT/eval-flip"
+bash experiments/evaluate_best.sh "$ROOT" "$DATA"

@@ -85,13 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if raw.get("epoch") is not None:  # Lightning counts epochs from 0
         spec.extra["trained_epochs"] = raw["epoch"] + 1
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
-    spec.extra["training_hparams"] = raw.get("hyper_parameters", {})
     config = ckpt.parent.parent / "config.yaml"  # fer.train's record of every option of the run
     if config.is_file():
         import yaml
 
         spec.extra["training_config"] = yaml.safe_load(config.read_text())
         spec.extra["training_command"] = f"python -m fer.train --config {config}"
+    else:  # a checkpoint moved away from its run: the module's own hyper-parameters at least
+        spec.extra["training_hparams"] = raw.get("hyper_parameters", {})
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(
             {k: v.contiguous() for k, v in model.state_dict().items()},

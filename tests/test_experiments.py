@@ -43,3 +43,19 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
     ):
         assert figures[key] > 0, key
     assert figures["csv_rows"] == 60
+
+
+def test_evaluate_best_scores_the_runs_best_checkpoint_once_per_tta(folder_data, tmp_path):
+    from fer.train import main as train
+
+    root = tmp_path / "run"
+    args = ["--data", str(folder_data), "--default-root-dir", str(root), "--max-epochs", "1"]
+    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]
+    assert train([*args, "--json", str(root / "summary.json")]) == 0
+    cmd = ["bash", "experiments/evaluate_best.sh", str(root), str(folder_data)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    plain = json.loads((root / "eval" / "metrics.json").read_text())
+    flip = json.loads((root / "eval-flip" / "metrics.json").read_text())
+    assert (plain["tta"], flip["tta"]) == ("none", "flip")
+    assert plain["split"] == "val" and plain["samples"] == flip["samples"] == 7 * 3

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import cv2
@@ -308,3 +309,11 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
             ]
         )
     assert not list(tmp_path.iterdir())
+
+
+def test_export_of_a_checkpoint_away_from_its_run_records_its_hyper_parameters(trained, tmp_path):
+    ckpt = tmp_path / "moved.ckpt"
+    shutil.copy(trained["ckpt"], ckpt)
+    assert export(["--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--no-onnx"]) == 0
+    meta = json.loads((tmp_path / "out" / "model.json").read_text())
+    assert "training_config" not in meta and meta["training_hparams"]["lr"] == 0.02
