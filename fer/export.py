@@ -2,6 +2,8 @@
 
 Writes DIR/model.safetensors (weights), DIR/model.json (architecture, class names,
 preprocessing, metrics, provenance) and DIR/model.onnx; none of them needs unpickling to load.
+With --half both files store the weights in float16 (half the size) and the network still
+computes in float32: loading casts them back.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
     p.add_argument(
+        "--half",
+        action="store_true",
+        help="store the weights as float16 (half the size; the model still computes in float32)",
+    )
+    p.add_argument(
         "--metrics",
         nargs="+",
         default=[],
@@ -36,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_onnx(model, path: Path) -> None:
+def export_onnx(model, path: Path, half: bool = False) -> None:
     """The model as ONNX with a dynamic batch axis: input 'faces' (B, 1, 48, 48), output 'logits'."""
     import torch
 
@@ -51,7 +58,38 @@ def export_onnx(model, path: Path) -> None:
             dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}},
             opset_version=17,
             dynamo=False,
+            # Folding would fuse each BatchNorm into its conv and round the fused weights to
+            # float16 afresh; unfused, the file holds exactly the weights PyTorch loads.
+            do_constant_folding=not half,
         )
+        if half:
+            _store_onnx_weights_as_half(tmp)
+
+
+def _store_onnx_weights_as_half(path: Path) -> None:
+    """Rewrite every float32 weight of an ONNX file as float16 followed by a Cast back to float32.
+
+    The graph still computes in float32; onnxruntime folds the casts away when it loads the file.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != TensorProto.FLOAT:
+            continue
+        half = numpy_helper.from_array(
+            numpy_helper.to_array(init).astype("float16"), init.name + "_fp16"
+        )
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+    for i, node in enumerate(casts):  # before every node that reads them: topological order
+        graph.node.insert(i, node)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -65,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not ckpt.is_file():
         raise FerError(f"checkpoint {ckpt} does not exist")
     spec, state = read_checkpoint(ckpt)
+    if args.half:  # round once: the safetensors and ONNX files then hold the same weights
+        state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
     model = _torch_model(spec, state, ckpt)  # proves the weights fit the architecture
     out = Path(args.out)
     spec.extra["source_checkpoint"] = ckpt.name
@@ -93,14 +133,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec.extra["training_command"] = f"python -m fer.train --config {config}"
     else:  # a checkpoint moved away from its run: the module's own hyper-parameters at least
         spec.extra["training_hparams"] = raw.get("hyper_parameters", {})
+    if args.half:
+        spec.extra["stored_dtype"] = "float16"
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(
-            {k: v.contiguous() for k, v in model.state_dict().items()},
+            {
+                k: (v.half() if args.half and v.is_floating_point() else v).contiguous()
+                for k, v in model.state_dict().items()
+            },
             str(tmp),
             metadata={"arch": spec.arch},
         )
     if not args.no_onnx:
-        export_onnx(model, out / "model.onnx")
+        export_onnx(model, out / "model.onnx", half=args.half)
     write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
     print(
         f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {ckpt} to {out}/: model.safetensors, "

@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="early stopping patience in epochs on val/acc (0: off)",
     )
+    g.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="validate, checkpoint and export an exponential moving average of the weights "
+        "(e.g. 0.999; 0: off)",
+    )
     g.add_argument("--seed", type=int, default=42)
     g.add_argument(
         "--deterministic",
@@ -215,12 +223,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if any(w <= 0 for w in args.widths):
         raise FerError("--widths must all be positive")
+    if not 0 <= args.ema < 1:
+        raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
 
     # Heavy imports after argument checks, so --help and bad flags answer at once.
     import pytorch_lightning as pl
     import torch
     from pytorch_lightning.callbacks import (
         EarlyStopping,
+        EMAWeightAveraging,
         LearningRateMonitor,
         ModelCheckpoint,
         TQDMProgressBar,
@@ -309,6 +320,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         EpochSeed(args.seed),
         TQDMProgressBar(refresh_rate=10),
     ]
+    if args.ema:
+        # Validation, the checkpoints' state_dict and so every export see the averaged weights.
+        callbacks.append(EMAWeightAveraging(decay=args.ema))
     if args.patience > 0:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
     if args.model == "vgg" and args.freeze_epochs > 0:

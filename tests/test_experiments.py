@@ -1,11 +1,14 @@
 """The experiment scripts run from a fresh install (at toy scale here; the README has full figures)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# the shell scripts call `python`: make it this interpreter, activated environment or not
+ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
 def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_path):
@@ -53,9 +56,29 @@ def test_evaluate_best_scores_the_runs_best_checkpoint_once_per_tta(folder_data,
     args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]
     assert train([*args, "--json", str(root / "summary.json")]) == 0
     cmd = ["bash", "experiments/evaluate_best.sh", str(root), str(folder_data)]
-    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     plain = json.loads((root / "eval" / "metrics.json").read_text())
     flip = json.loads((root / "eval-flip" / "metrics.json").read_text())
     assert (plain["tta"], flip["tta"]) == ("none", "flip")
     assert plain["split"] == "val" and plain["samples"] == flip["samples"] == 7 * 3
+
+
+def test_ship_records_the_figures_of_the_exported_files(folder_data, tmp_path):
+    from fer.evaluate import evaluate
+    from fer.inference import load_classifier
+    from fer.train import main as train
+
+    root, out = tmp_path / "run", tmp_path / "shipped"
+    args = ["--data", str(folder_data), "--default-root-dir", str(root), "--max-epochs", "1"]
+    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]
+    assert train([*args, "--json", str(root / "summary.json")]) == 0
+    cmd = ["bash", "experiments/ship.sh", str(root), str(folder_data), str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["stored_dtype"] == "float16"
+    assert set(meta["metrics"]) == {"val_tta_none", "val_tta_flip"}
+    for tta in ("none", "flip"):
+        m, *_ = evaluate(load_classifier(out), str(folder_data), split="val", tta=tta)
+        assert meta["metrics"][f"val_tta_{tta}"]["accuracy"] == m["accuracy"]

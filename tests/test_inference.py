@@ -80,6 +80,31 @@ def test_export_writes_safetensors_json_and_onnx_that_agree(trained):
     assert np.allclose(p_st.sum(1), 1, atol=1e-5)
 
 
+def test_half_export_is_half_the_size_and_predicts_like_the_checkpoint(trained, tmp_path):
+    import onnx
+
+    out = tmp_path / "half"
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out), "--half"]) == 0
+    full = trained["export"]
+    size = (out / "model.safetensors").stat().st_size
+    assert size < 0.6 * (full / "model.safetensors").stat().st_size
+    graphs = [onnx.load(str(d / "model.onnx")).graph for d in (out, full)]
+    assert {i.data_type for i in graphs[0].initializer} <= {
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.INT64,
+    }
+    weight_bytes = [sum(len(i.raw_data) for i in g.initializer) for g in graphs]
+    assert weight_bytes[0] < 0.6 * weight_bytes[1]
+    assert json.loads((out / "model.json").read_text())["stored_dtype"] == "float16"
+    faces = np.stack([face(i % 7, i) for i in range(20)])
+    p_ckpt = load_classifier(trained["ckpt"]).predict_proba(faces)
+    p_st = load_classifier(out).predict_proba(faces)
+    p_onnx = load_classifier(out, backend="onnx").predict_proba(faces)
+    assert load_classifier(out).model.features[0][0].weight.dtype == torch.float32
+    assert np.abs(p_st - p_ckpt).max() < 1e-2  # float16-rounded weights, same predictions
+    assert np.abs(p_onnx - p_st).max() < 1e-4
+
+
 def test_metrics_from_a_known_confusion_matrix():
     y_true = np.array([0, 0, 0, 1, 1, 3, 3, 3, 3, 6])
     y_pred = np.array([0, 0, 3, 1, 0, 3, 3, 3, 6, 6])

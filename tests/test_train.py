@@ -192,6 +192,26 @@ def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
     assert module(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
+def test_ema_checkpoints_hold_the_averaged_weights(csv_data, tmp_path):
+    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    base += ["--scheduler", "cosine"]
+    with pytest.raises(FerError, match="--ema"):
+        train([*base, "--ema", "1"])
+    assert train([*base, "--max-epochs", "2", "--ema", "0.9"]) == 0
+    path = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    assert averaged.keys() == current.keys()
+    floats = [k for k, v in averaged.items() if v.is_floating_point()]
+    assert any(not torch.equal(averaged[k], current[k]) for k in floats)
+    module = FerModule.load_from_checkpoint(path, map_location="cpu")
+    loaded = module.state_dict()
+    assert all(torch.equal(loaded[k], averaged[k]) for k in floats)
+    # resuming restores both the running weights and their average
+    assert train([*base, "--max-epochs", "3", "--ema", "0.9", "--ckpt-path", "last"]) == 0
+    assert torch.load(path, weights_only=True, map_location="cpu")["epoch"] == 2
+
+
 def test_vgg_freezes_then_finetunes_the_backbone(folder_data, tmp_path):
     args = [
         "--model",
