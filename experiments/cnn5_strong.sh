@@ -4,8 +4,8 @@
 # slower than the default, ~370 img/s on a 2-core CPU in bf16). The `strong` batched augmentation
 # (flip, rotation, scale, shift, brightness/contrast, random erasing), 70 epochs, SGD one-cycle
 # peaking at 0.1, label smoothing 0.1, seed 42. Selected on PublicTest (the validation split) only.
-# About 105 minutes on a 2-core CPU. Evaluates the best checkpoint plain and with flip TTA, then
-# ships it: float16 weights in checkpoints/, with the exported files' own PublicTest figures.
+# About 105 minutes on a 2-core CPU. Evaluates the best checkpoint plain and with flip TTA. It was
+# shipped until cnn5_strong_ema.sh replaced it (`bash experiments/ship.sh runs/cnn5_strong DATA`).
 # Usage: bash experiments/cnn5_strong.sh [DATA]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -14,4 +14,3 @@ python -m fer.train --model cnn --widths 32 64 128 256 512 --data "$DATA" --defa
     --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 \
     --seed 42 --json "$ROOT/summary.json"
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"
-bash experiments/ship.sh "$ROOT" "$DATA"
