@@ -559,8 +559,15 @@ class FerDataModule(pl.LightningDataModule):
         bs = self.hparams.batch_size if train else self.hparams.eval_batch_size
         sampler = BatchSampler(len(d), bs, train, self.hparams.seed, weights)
         pin = torch.cuda.is_available()
+        # A DataLoader draws its workers' base seed when iterated, from the global RNG unless given a
+        # generator; its own keeps that draw from shifting the augmentation and dropout streams,
+        # whose position would then depend on when Lightning creates the iterator (it differs on resume).
         return DataLoader(
-            TensorFaces(d.images, d.labels), sampler=sampler, batch_size=None, pin_memory=pin
+            TensorFaces(d.images, d.labels),
+            sampler=sampler,
+            batch_size=None,
+            pin_memory=pin,
+            generator=torch.Generator(),
         )
 
     def train_dataloader(self) -> DataLoader:
