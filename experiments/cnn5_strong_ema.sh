@@ -3,9 +3,10 @@
 # batched augmentation, 70 epochs, SGD one-cycle peaking at 0.1, label smoothing 0.1, seed 42),
 # plus an exponential moving average of the weights (decay 0.999, about 4.5 epochs of steps):
 # validation, checkpoint selection and the exported weights all use the average. Selected on
-# PublicTest (the validation split) only. About 110 minutes on a 2-core CPU. Evaluates the best
-# checkpoint plain and with flip TTA, then ships it: float16 weights in checkpoints/, with the
-# exported files' own PublicTest figures in model.json.
+# PublicTest (the validation split) only. About 110 minutes on a 2-core CPU with bf16 (about 7
+# hours in fp32 on one without). Evaluates the best checkpoint plain and with flip TTA, then ships
+# it: float16 weights in checkpoints/, with the exported files' own PublicTest figures in
+# model.json.
 # Usage: bash experiments/cnn5_strong_ema.sh [DATA]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}

@@ -214,6 +214,21 @@ def find_last_checkpoint(root: Path) -> Path:
     return found[-1]
 
 
+def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
+    """A one-cycle schedule is laid out for the run's length when it starts and is resumed with it:
+    resuming for a different number of epochs would fail mid-run, so refuse at once."""
+    config = ckpt.resolve().parents[1] / "config.yaml"
+    if args.scheduler != "onecycle" or not config.is_file():
+        return
+    planned = (yaml.safe_load(config.read_text()) or {}).get("max_epochs")
+    if planned is not None and planned != args.max_epochs:
+        raise FerError(
+            f"{ckpt} belongs to a run planned for {planned} epochs, and its one-cycle schedule "
+            f"cannot stretch to {args.max_epochs}: resume with --max-epochs {planned}, or train "
+            "with --scheduler cosine to extend runs"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -261,6 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         m = re.search(r"version_(\d+)[/\\]checkpoints[/\\][^/\\]+$", str(Path(ckpt_path).resolve()))
         if m and Path(ckpt_path).resolve().parents[2] == (root / "lightning_logs").resolve():
             version = int(m.group(1))  # keep writing into the interrupted run's folder
+        check_resumable(Path(ckpt_path), args)
     precision = default_precision(args.accelerator) if args.precision == "auto" else args.precision
 
     pl.seed_everything(args.seed, workers=True, verbose=False)

@@ -169,6 +169,16 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
     assert not (tmp_path / "lightning_logs" / "version_1").exists()
 
 
+def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
+    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    assert train([*base, "--max-epochs", "2"]) == 0
+    last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    before = last.stat().st_mtime_ns
+    with pytest.raises(FerError, match="planned for 2 epochs.*--max-epochs 2"):
+        train([*base, "--max-epochs", "4", "--ckpt-path", "last"])
+    assert last.stat().st_mtime_ns == before and len(metrics(tmp_path)) == 2
+
+
 def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
     assert (
         train(
