@@ -278,6 +278,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             version = int(m.group(1))  # keep writing into the interrupted run's folder
         check_resumable(Path(ckpt_path), args)
     precision = default_precision(args.accelerator) if args.precision == "auto" else args.precision
+    if args.precision == "auto":
+        why = (
+            " (this CPU has no native bf16, which would only be emulated)"
+            if precision == "32-true"
+            else ""
+        )
+        log.info("precision: %s%s", precision, why)
 
     pl.seed_everything(args.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")

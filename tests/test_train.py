@@ -1,5 +1,6 @@
 import csv
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fer.common import FerError, cpu_has_bf16
+from fer.common import FerError, cpu_has_bf16, default_precision
 from fer.module import FerModule
 from fer.train import main as train
 
@@ -177,6 +178,15 @@ def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv
     with pytest.raises(FerError, match="planned for 2 epochs.*--max-epochs 2"):
         train([*base, "--max-epochs", "4", "--ckpt-path", "last"])
     assert last.stat().st_mtime_ns == before and len(metrics(tmp_path)) == 2
+
+
+def test_the_precision_auto_picks_is_logged(csv_data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--fast-dev-run"]
+    assert train([*args, "--widths", "8", "--depth", "1", "--batch-size", "16"]) == 0
+    chosen = default_precision()
+    assert f"precision: {chosen}" in caplog.text
+    assert ("no native bf16" in caplog.text) == (chosen == "32-true")
 
 
 def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
