@@ -2,8 +2,8 @@
 # The first shipped model, until cnn5_strong.sh replaced it: fer.train's default custom CNN (1.2M
 # parameters, widths 32-64-128-256), bf16 on CPU, 60 epochs of the "light" batched augmentation
 # (flip, rotation, scale, shift), SGD one-cycle peaking at 0.1, label smoothing 0.1, seed 42.
-# Selected on PublicTest (the validation split) only. About 70 minutes alone on a 2-core CPU with bf16.
-# Evaluates the best checkpoint plain and with flip TTA; `bash experiments/ship.sh
+# Selected on PublicTest (the validation split) only. About 70 minutes alone on a 2-core CPU with
+# bf16. Evaluates the best checkpoint plain and with flip TTA; `bash experiments/ship.sh
 # runs/cnn_baseline DATA` would make it the shipped model again.
 # Usage: bash experiments/cnn_baseline.sh [DATA]   (default data/fer2013)
 set -euo pipefail

@@ -13,7 +13,7 @@ import yaml
 from pytorch_lightning.callbacks import BaseFinetuning
 from pytorch_lightning.plugins import TorchCheckpointIO
 
-from fer.common import EMOTIONS, atomic_path, preprocess, write_text
+from fer.common import EMOTIONS, RUN_CONFIG, atomic_path, preprocess, write_text
 from fer.plots import confusion_figure, face_grid
 
 
@@ -148,9 +148,7 @@ class RunRecord(pl.Callback):
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.is_global_zero and stage == "fit" and run_dir(trainer):
-            write_text(
-                run_dir(trainer) / "config.yaml", yaml.safe_dump(self.config, sort_keys=False)
-            )
+            write_text(run_dir(trainer) / RUN_CONFIG, yaml.safe_dump(self.config, sort_keys=False))
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not run_dir(trainer):

@@ -27,6 +27,15 @@ IMAGE_SIZE = 48
 PIXEL_MEAN = 0.5077
 PIXEL_STD = 0.2550
 
+#: fer.train's record of every option of a run, in the run's version folder.
+RUN_CONFIG = "config.yaml"
+
+
+def run_config_path(ckpt: str | Path) -> Path:
+    """Where fer.train recorded the options of the run a checkpoint belongs to
+    (version_N/checkpoints/x.ckpt -> version_N/config.yaml); absent for a checkpoint moved away."""
+    return Path(ckpt).parent.parent / RUN_CONFIG
+
 
 class FerError(Exception):
     """A problem the user can fix; CLIs print it as one line instead of a traceback."""

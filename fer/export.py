@@ -15,7 +15,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fer.common import FerError, Parser, add_debug_flag, atomic_path, run_cli, write_text
+from fer.common import (
+    FerError,
+    Parser,
+    add_debug_flag,
+    atomic_path,
+    run_cli,
+    run_config_path,
+    write_text,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -125,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if raw.get("epoch") is not None:  # Lightning counts epochs from 0
         spec.extra["trained_epochs"] = raw["epoch"] + 1
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
-    config = ckpt.parent.parent / "config.yaml"  # fer.train's record of every option of the run
+    config = run_config_path(ckpt)
     if config.is_file():
         import yaml
 

@@ -19,7 +19,15 @@ from typing import Any
 import yaml
 
 from fer.augment import PRESETS
-from fer.common import FerError, Parser, add_debug_flag, default_precision, run_cli, write_text
+from fer.common import (
+    FerError,
+    Parser,
+    add_debug_flag,
+    default_precision,
+    run_cli,
+    run_config_path,
+    write_text,
+)
 from fer.models import MODELS
 from fer.module import OPTIMIZERS, SCHEDULERS
 
@@ -217,7 +225,7 @@ def find_last_checkpoint(root: Path) -> Path:
 def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
     """A one-cycle schedule is laid out for the run's length when it starts and is resumed with it:
     resuming for a different number of epochs would fail mid-run, so refuse at once."""
-    config = ckpt.resolve().parents[1] / "config.yaml"
+    config = run_config_path(ckpt)
     if args.scheduler != "onecycle" or not config.is_file():
         return
     planned = (yaml.safe_load(config.read_text()) or {}).get("max_epochs")
