@@ -82,7 +82,7 @@ def cleaning_report(
     blank = np.flatnonzero(std < blank_std)
     groups = find_duplicates(images)
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
-    records, exclude = [], {names[i] for i in blank}
+    records, exclude, leaked = [], {names[i] for i in blank}, set()
     for g in groups:
         rec = {
             "names": [names[i] for i in g],
@@ -94,6 +94,8 @@ def cleaning_report(
         records.append(rec)
         if held_out[g].any():  # train-side copies of a val/test face leak it into training
             exclude |= {names[i] for i in g if not held_out[i]}
+            if not held_out[g].all():
+                leaked |= {names[i] for i in g if held_out[i]}
     return {
         "samples": int(len(images)),
         "blank_std_threshold": blank_std,
@@ -112,6 +114,7 @@ def cleaning_report(
         "conflicting_label_groups": sum(r["conflicting_labels"] for r in records),
         "groups": records,
         "exclude": sorted(exclude),
+        "leaked": sorted(leaked),
     }
 
 
@@ -125,6 +128,7 @@ def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
         f"- groups crossing splits (train copies of val/test faces): {rep['cross_split_groups']}",
         f"- groups whose labels disagree: {rep['conflicting_label_groups']}",
         f"- exclusion list for `fer.train --exclude`: {len(rep['exclude'])} training samples",
+        f"- val/test faces with an exact training copy (`fer.evaluate --skip leaked.txt`): {len(rep['leaked'])}",
         "",
     ]
     if rep["blank"]:
@@ -287,6 +291,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "# training samples to drop: blank faces and train copies of val/test faces\n"
         + "".join(n + "\n" for n in rep["exclude"]),
     )
+    write_text(
+        out / "leaked.txt",
+        "# val/test faces with an exact copy in training: python -m fer.evaluate --skip this file\n"
+        + "".join(n + "\n" for n in rep["leaked"]),
+    )
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "groups"}, indent=2))
         return 0
@@ -307,7 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"cleaning: {len(rep['blank'])} blank, {rep['duplicate_groups']} duplicate groups "
         f"({rep['cross_split_groups']} across splits, {rep['conflicting_label_groups']} with conflicting labels); "
-        f"{len(rep['exclude'])} training samples in {out / 'exclude.txt'}"
+        f"{len(rep['exclude'])} training samples in {out / 'exclude.txt'}, "
+        f"{len(rep['leaked'])} val/test faces with a training copy in {out / 'leaked.txt'}"
     )
     print(
         "wrote "

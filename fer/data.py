@@ -401,7 +401,7 @@ def evaluation_split(
 
 
 def read_exclusions(path: str | Path | None) -> set[str]:
-    """Names to leave out of training, one per line (the list `fer.analyze` writes)."""
+    """Sample names, one per line: the lists `fer.analyze` writes (exclude.txt, leaked.txt)."""
     if not path:
         return set()
     p = Path(path)

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="also draw Grad-CAM heatmaps for N faces per emotion",
     )
+    p.add_argument(
+        "--skip",
+        metavar="FILE",
+        help="leave out the faces named in this file (leaked.txt from python -m fer.analyze: "
+        "val/test faces with an exact copy in training)",
+    )
     p.add_argument("--cache-dir", help="dataset cache folder")
     add_debug_flag(p)
     return p
@@ -194,13 +200,24 @@ def gradcam_figure(classifier, faces: np.ndarray, y: np.ndarray, per_class: int)
 
 
 def evaluate(
-    classifier, data_path: str, split: str = "test", tta: str = "none", cache_dir: str | None = None
+    classifier,
+    data_path: str,
+    split: str = "test",
+    tta: str = "none",
+    cache_dir: str | None = None,
+    skip: str | None = None,
 ):
-    """(metrics, faces, labels, probabilities, note) for one split of a dataset."""
-    from fer.data import evaluation_split, load_fer
+    """(metrics, faces, labels, probabilities, note) for one split of a dataset, without the
+    faces named in the file `skip`."""
+    from fer.data import evaluation_split, load_fer, read_exclusions
 
     data = load_fer(data_path, cache_dir)
     index, note = evaluation_split(data, split)
+    if skip:
+        names = read_exclusions(skip)
+        keep = [i for i in index.tolist() if data.names[i] not in names]
+        note += f", without {len(index) - len(keep)} faces listed in {skip}"
+        index = index[:0].new_tensor(keep)
     if len(index) == 0:
         raise FerError(f"{data_path} has no samples in the {split} split")
     faces = data.images[index].numpy()
@@ -216,7 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.inference import load_classifier
 
     classifier = load_classifier(args.ckpt, backend=args.backend)
-    m, faces, y, probs, note = evaluate(classifier, args.data, args.split, args.tta, args.cache_dir)
+    m, faces, y, probs, note = evaluate(
+        classifier, args.data, args.split, args.tta, args.cache_dir, args.skip
+    )
     m.update(
         {
             "model": classifier.source,
@@ -224,6 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "split": args.split,
             "evaluated": note,
             "tta": args.tta,
+            "skipped_list": args.skip,
             "backend": classifier.backend,
         }
     )

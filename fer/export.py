@@ -28,7 +28,18 @@ from fer.common import (
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.export", description=__doc__.split("\n\n")[0])
-    p.add_argument("--ckpt", required=True, help="Lightning checkpoint from fer.train")
+    p.add_argument(
+        "--ckpt",
+        required=True,
+        nargs="+",
+        help="Lightning checkpoint from fer.train, or an exported model; several make one "
+        "ensemble that averages their probabilities",
+    )
+    p.add_argument(
+        "--flip",
+        action="store_true",
+        help="average every face with its mirror image inside the exported model",
+    )
     p.add_argument(
         "--out",
         required=True,
@@ -100,22 +111,59 @@ def _store_onnx_weights_as_half(path: Path) -> None:
     onnx.save(model, str(path))
 
 
+def provenance(path: Path, spec) -> dict:
+    """Where a model came from: its checkpoint, epochs and training options (from the run's
+    config.yaml, or the checkpoint's own hyper-parameters once it has left its run), or what the
+    model.json of an export already recorded."""
+    if path.suffix != ".ckpt":
+        return {k: v for k, v in spec.extra.items() if k not in ("export_command", "stored_dtype")}
+    import torch
+
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    record = {"source_checkpoint": path.name}
+    if raw.get("epoch") is not None:  # Lightning counts epochs from 0
+        record["trained_epochs"] = raw["epoch"] + 1
+    config = run_config_path(path)
+    if config.is_file():
+        import yaml
+
+        record["training_config"] = yaml.safe_load(config.read_text())
+        record["training_command"] = f"python -m fer.train --config {config}"
+    else:
+        record["training_hparams"] = raw.get("hyper_parameters", {})
+    return record
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import torch
     from safetensors.torch import save_file
 
-    from fer.inference import _torch_model, read_checkpoint
+    from fer.inference import ModelSpec, read_weights, torch_model
 
-    ckpt = Path(args.ckpt)
-    if not ckpt.is_file():
-        raise FerError(f"checkpoint {ckpt} does not exist")
-    spec, state = read_checkpoint(ckpt)
+    paths = [Path(c) for c in args.ckpt]
+    for path in paths:
+        if not path.exists():
+            raise FerError(f"checkpoint {path} does not exist")
+    read = [read_weights(p) for p in paths]
+    if len(read) == 1 and not args.flip:
+        spec, state, _ = read[0]
+        spec.extra = provenance(paths[0], spec)
+    else:  # one network that averages its members' probabilities
+        spec = ModelSpec(
+            "ensemble",
+            {
+                "members": [{"arch": s.arch, "options": s.options} for s, _, _ in read],
+                "flip": args.flip,
+            },
+        )
+        spec.extra = {
+            "members": [{"source": str(p), **provenance(p, s)} for p, (s, _, _) in zip(paths, read)]
+        }
+        state = {f"members.{i}.{k}": v for i, (_, st, _) in enumerate(read) for k, v in st.items()}
     if args.half:  # round once: the safetensors and ONNX files then hold the same weights
         state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
-    model = _torch_model(spec, state, ckpt)  # proves the weights fit the architecture
+    model = torch_model(spec, state, paths[0])  # proves the weights fit the architecture
     out = Path(args.out)
-    spec.extra["source_checkpoint"] = ckpt.name
     spec.extra["export_command"] = "python -m fer.export " + " ".join(
         map(shlex.quote, argv if argv is not None else sys.argv[1:])
     )
@@ -125,22 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             m = json.loads(Path(f).read_text())
         except (OSError, ValueError) as e:
             raise FerError(f"cannot read metrics file {f}: {e}") from e
-        summary = {k: m[k] for k in ("accuracy", "macro_f1", "samples", "split", "data") if k in m}
-        metrics[f"{m.get('split', 'eval')}_tta_{m.get('tta', 'none')}"] = summary
+        keys = ("accuracy", "macro_f1", "samples", "split", "data", "skipped_list")
+        summary = {k: m[k] for k in keys if m.get(k) is not None}
+        name = f"{m.get('split', 'eval')}_tta_{m.get('tta', 'none')}"
+        metrics[name + ("_skip" if m.get("skipped_list") else "")] = summary
     if metrics:
         spec.extra["metrics"] = metrics
-    raw = torch.load(ckpt, map_location="cpu", weights_only=True)
-    if raw.get("epoch") is not None:  # Lightning counts epochs from 0
-        spec.extra["trained_epochs"] = raw["epoch"] + 1
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
-    config = run_config_path(ckpt)
-    if config.is_file():
-        import yaml
-
-        spec.extra["training_config"] = yaml.safe_load(config.read_text())
-        spec.extra["training_command"] = f"python -m fer.train --config {config}"
-    else:  # a checkpoint moved away from its run: the module's own hyper-parameters at least
-        spec.extra["training_hparams"] = raw.get("hyper_parameters", {})
     if args.half:
         spec.extra["stored_dtype"] = "float16"
     with atomic_path(out / "model.safetensors") as tmp:
@@ -156,7 +195,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_onnx(model, out / "model.onnx", half=args.half)
     write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
     print(
-        f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {ckpt} to {out}/: model.safetensors, "
+        f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "
         f"model.json{'' if args.no_onnx else ', model.onnx'}"
     )
     return 0

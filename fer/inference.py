@@ -143,10 +143,20 @@ class Classifier:
     def predict_proba(
         self, faces: np.ndarray | torch.Tensor, tta: str = "none", batch_size: int = 256
     ) -> np.ndarray:
-        """Probabilities (N, 7) for uint8 faces (N, 48, 48); TTA averages over flips or ten crops."""
+        """Probabilities (N, 7) for faces (N, 48, 48), uint8 or float scaled to 0..1; TTA averages
+        over flips or ten crops."""
         if tta not in TTA_MODES:
             raise FerError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
-        faces = torch.as_tensor(np.asarray(faces))
+        faces = torch.as_tensor(np.ascontiguousarray(faces))
+        if faces.is_floating_point():
+            if len(faces) and (faces.min() < 0 or faces.max() > 1):
+                raise FerError(
+                    f"float faces must be scaled to 0..1 (these span {float(faces.min()):g}.."
+                    f"{float(faces.max()):g}); pass uint8 0..255 faces or divide by 255"
+                )
+            faces = faces.float()
+        elif faces.dtype != torch.uint8:
+            raise FerError(f"faces must be uint8 (0..255) or float in 0..1, not {faces.dtype}")
         if faces.ndim == 2:
             faces = faces[None]
         if len(faces) == 0:
@@ -194,13 +204,10 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
         )
     if backend not in ("torch", "onnx"):
         raise FerError(f"unknown backend {backend!r}; choose torch, onnx or auto")
-    if path.suffix == ".ckpt":
-        if backend == "onnx":
-            raise FerError("--backend onnx needs an exported model; run python -m fer.export first")
-        spec, state = read_checkpoint(path)
-        return Classifier(spec, _torch_model(spec, state, path), source=str(path))
-    spec, folder = read_exported(path)
+    if path.suffix == ".ckpt" and backend == "onnx":
+        raise FerError("--backend onnx needs an exported model; run python -m fer.export first")
     if backend == "onnx":
+        spec, folder = read_exported(path)
         onnx_file = folder / "model.onnx"
         if not onnx_file.is_file():
             raise FerError(f"no model.onnx in {folder}; re-export with python -m fer.export")
@@ -213,6 +220,15 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
                 f"{onnx_file} is not a valid ONNX model: {str(e).splitlines()[0][:100]}"
             ) from e
         return Classifier(spec, session=session, source=str(onnx_file))
+    spec, state, source = read_weights(path)
+    return Classifier(spec, torch_model(spec, state, source), source=str(source))
+
+
+def read_weights(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], Path]:
+    """(spec, state dict, file read) of a Lightning checkpoint or an export (folder or its files)."""
+    if path.suffix == ".ckpt":
+        return (*read_checkpoint(path), path)
+    spec, folder = read_exported(path)
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -221,10 +237,11 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
         state = load_file(weights)
     except (SafetensorError, OSError) as e:
         raise FerError(f"{weights} is not a readable safetensors file: {e}") from e
-    return Classifier(spec, _torch_model(spec, state, weights), source=str(weights))
+    return spec, state, weights
 
 
-def _torch_model(spec: ModelSpec, state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+def torch_model(spec: ModelSpec, state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
+    """The spec's network with `state` loaded (float32, eval mode, channels-last)."""
     model = build_model(spec.arch, num_classes=len(spec.classes), **spec.options)
     try:
         model.load_state_dict(state, strict=True)

@@ -39,7 +39,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="exported model folder/file or .ckpt (default: the shipped model in checkpoints/)",
     )
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: onnxruntime when the model folder has model.onnx (faster on a CPU), else torch",
+    )
     p.add_argument(
         "--no-detect",
         action="store_true",

@@ -28,7 +28,7 @@ from fer.common import (
     run_config_path,
     write_text,
 )
-from fer.models import MODELS
+from fer.models import TRAINABLE
 from fer.module import OPTIMIZERS, SCHEDULERS
 
 log = logging.getLogger("fer")
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="fail on unreadable image files instead of skipping them",
     )
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="cnn", choices=list(MODELS))
+    g.add_argument("--model", default="cnn", choices=TRAINABLE)
     g.add_argument(
         "--widths", type=int, nargs="+", default=[32, 64, 128, 256], help="cnn: channels per stage"
     )

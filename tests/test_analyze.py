@@ -26,6 +26,7 @@ def test_cleaning_report_finds_blank_faces_duplicates_and_leaks():
         and rep["conflicting_label_groups"] == 2
     )
     assert rep["exclude"] == ["n2", "n3"]  # blank + the train-side copy of val face n8
+    assert rep["leaked"] == ["n8"]  # the val face itself, for fer.evaluate --skip
 
 
 def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, capsys):
@@ -52,6 +53,16 @@ def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, caps
     assert rep["cross_split_groups"] == 1
     excluded = (out / "exclude.txt").read_text().splitlines()
     assert any(n.endswith("Training_leak.png") for n in excluded)
+    leaked = [n for n in (out / "leaked.txt").read_text().splitlines() if not n.startswith("#")]
+    assert len(leaked) == 1 and "/PublicTest_" in leaked[0]
+    # evaluation without the leaked face scores one face fewer of the same split
+    from fer.evaluate import evaluate
+    from fer.inference import load_classifier
+
+    classifier = load_classifier()
+    full_m, *_ = evaluate(classifier, str(root), "val")
+    m, faces, y, probs, note = evaluate(classifier, str(root), "val", skip=str(out / "leaked.txt"))
+    assert m["samples"] == full_m["samples"] - 1 and "without 1 faces" in note
     info = json.loads((out / "structure.json").read_text())
     assert list(info["nonstandard_shapes"].values()) == ["96x96x3"]
     assert info["counts"]["Training"]["fear"] == 5

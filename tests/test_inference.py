@@ -342,3 +342,53 @@ def test_export_of_a_checkpoint_away_from_its_run_records_its_hyper_parameters(t
     assert export(["--ckpt", str(ckpt), "--out", str(tmp_path / "out"), "--no-onnx"]) == 0
     meta = json.loads((tmp_path / "out" / "model.json").read_text())
     assert "training_config" not in meta and meta["training_hparams"]["lr"] == 0.02
+
+
+def test_export_of_several_models_is_one_ensemble_that_averages_them(trained, tmp_path):
+    """Members from a checkpoint and from an export; the ensemble's probabilities are the mean over
+    members and mirrored faces, in PyTorch and ONNX, and model.json says where each member came from."""
+    raw = torch.load(trained["ckpt"], weights_only=True)
+    raw["state_dict"] = {
+        k: v + 0.05 * torch.randn_like(v) if k.endswith("weight") and v.ndim > 1 else v
+        for k, v in raw["state_dict"].items()
+    }
+    other = tmp_path / "other.ckpt"
+    torch.save(raw, other)
+    out = tmp_path / "ensemble"
+    args = ["--ckpt", str(trained["export"]), str(other), "--out", str(out), "--flip"]
+    assert export(args) == 0
+    faces = np.stack([face(i % 7, i) for i in range(20)])
+    members = [load_classifier(trained["export"]), load_classifier(other)]
+    expected = np.mean([m.predict_proba(f) for m in members for f in (faces, faces[..., ::-1])], 0)
+    assert np.abs(members[0].predict_proba(faces) - members[1].predict_proba(faces)).max() > 1e-3
+    for backend in ("torch", "onnx"):
+        got = load_classifier(out, backend=backend).predict_proba(faces)
+        assert np.abs(got - expected).max() < 1e-4, backend
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["arch"] == "ensemble" and meta["options"]["flip"] is True
+    assert [m["arch"] for m in meta["options"]["members"]] == ["cnn", "cnn"]
+    first, second = meta["members"]
+    assert first["source_checkpoint"] == trained["ckpt"].name  # carried over from the export
+    assert second["training_hparams"]["model"] == "cnn"  # a checkpoint away from its run
+    assert (
+        meta["parameters"]
+        == 2 * json.loads((trained["export"] / "model.json").read_text())["parameters"]
+    )
+    # an ensemble can itself be trained on no further: fer.train does not offer it
+    with pytest.raises(SystemExit):
+        train(["--model", "ensemble"])
+
+
+def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
+    classifier = load_classifier(trained["export"])
+    faces = np.stack([face(i % 7, i) for i in range(4)])
+    p = classifier.predict_proba(faces)
+    assert np.allclose(classifier.predict_proba(faces / 255.0), p, atol=1e-5)
+    assert np.allclose(
+        classifier.predict_proba(faces[..., ::-1].copy()),
+        classifier.predict_proba(faces[..., ::-1]),
+    )
+    with pytest.raises(FerError, match="scaled to 0..1"):
+        classifier.predict_proba(faces.astype(np.float32))  # 0..255 floats: garbage before
+    with pytest.raises(FerError, match="uint8"):
+        classifier.predict_proba(faces.astype(np.int32))

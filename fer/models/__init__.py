@@ -6,9 +6,12 @@ from torch import nn
 
 from fer.common import NUM_CLASSES, FerError
 from fer.models.cnn import FerCNN
+from fer.models.ensemble import Ensemble
 from fer.models.vgg import VGG16Transfer
 
-MODELS: dict[str, type[nn.Module]] = {"cnn": FerCNN, "vgg": VGG16Transfer}
+MODELS: dict[str, type[nn.Module]] = {"cnn": FerCNN, "vgg": VGG16Transfer, "ensemble": Ensemble}
+#: What fer.train trains; an ensemble is assembled from trained members by fer.export.
+TRAINABLE = ("cnn", "vgg")
 
 
 def build_model(name: str, num_classes: int = NUM_CLASSES, **options) -> nn.Module:
