@@ -36,7 +36,10 @@ BLANK_STD = 2.0  # pixel standard deviation (0..255) under which a face is treat
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.analyze", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", default="data/fer2013", help="FER-2013 CSV or folder")
+    p.add_argument(
+        "--data",
+        help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
+    )
     p.add_argument("--out", required=True, help="folder for the report, figures and exclusion list")
     p.add_argument("--per-class", type=int, default=8, help="faces per emotion in the sample grid")
     p.add_argument("--random", type=int, default=48, help="faces in the random grid")
@@ -275,7 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from fer.data import load_fer
+    from fer.download import resolve_data
 
+    args.data = resolve_data(args.data)
     data = load_fer(args.data, args.cache_dir)
     out = Path(args.out)
     info = structure(data)

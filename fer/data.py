@@ -56,8 +56,8 @@ IMAGE_EXTENSIONS = {
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
 CACHE_VERSION = "2"
 HOW_TO_GET = (
-    "download FER-2013 from Kaggle (the fer2013.csv competition file, or the msambare/fer2013 "
-    "folder layout) and pass --data PATH"
+    "leave out --data to download FER-2013 into data/fer2013 (or run python -m fer.data download), "
+    "or pass --data PATH to a fer2013.csv or a msambare/fer2013 folder"
 )
 
 
@@ -595,3 +595,30 @@ class FerDataModule(pl.LightningDataModule):
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, y
+
+
+def main(argv=None) -> int:
+    """`python -m fer.data download [--to DIR]`: fetch FER-2013 before training."""
+    from fer.common import Parser, add_debug_flag
+    from fer.download import DATASET, DEFAULT_DATA, download
+
+    p = Parser(prog="python -m fer.data", description="FER-2013 data tools.")
+    sub = p.add_subparsers(dest="command", required=True)
+    d = sub.add_parser(
+        "download",
+        help=f"download {DATASET} with kagglehub into its cache and link DIR to it",
+        description=f"Download {DATASET} with kagglehub (no Kaggle account needed) into kagglehub's "
+        "cache, check that every face arrived, and link DIR to it.",
+    )
+    d.add_argument("--to", default=str(DEFAULT_DATA), help="where to link the data")
+    add_debug_flag(d)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(f"FER-2013 is ready at {download(Path(args.to))}; train with python -m fer.train")
+    return 0
+
+
+if __name__ == "__main__":
+    from fer.common import run_cli
+
+    run_cli(main)

@@ -37,7 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt",
         help="exported model folder/file or Lightning .ckpt (default: the model shipped in checkpoints/)",
     )
-    p.add_argument("--data", default="data/fer2013", help="FER-2013 CSV or folder")
+    p.add_argument(
+        "--data",
+        help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
+    )
     p.add_argument(
         "--split",
         default="test",
@@ -230,9 +233,11 @@ def evaluate(
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from fer.download import resolve_data
     from fer.inference import load_classifier
 
     classifier = load_classifier(args.ckpt, backend=args.backend)
+    args.data = resolve_data(args.data)
     m, faces, y, probs, note = evaluate(
         classifier, args.data, args.split, args.tta, args.cache_dir, args.skip
     )

@@ -69,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
-        default="data/fer2013",
-        help="Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or folder with train/ test/",
+        help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
     )
     g.add_argument("--batch-size", type=positive(int), default=128)
     g.add_argument(
@@ -248,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError("--widths must all be positive")
     if not 0 <= args.ema < 1:
         raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
+    from fer.download import resolve_data
+
+    args.data = resolve_data(args.data)
 
     # Heavy imports after argument checks, so --help and bad flags answer at once.
     import pytorch_lightning as pl

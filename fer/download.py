@@ -1,0 +1,95 @@
+"""Getting FER-2013: Kaggle's `msambare/fer2013` through kagglehub, checked, linked at data/fer2013.
+
+The files stay in kagglehub's cache (~/.cache/kagglehub, or $KAGGLEHUB_CACHE); the default data
+location becomes a symbolic link to them, so there is one copy. Only the default location is ever
+filled this way: a path given with --data is used as it is, or refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from fer.common import EMOTIONS, FerError
+
+log = logging.getLogger(__name__)
+
+DATASET = "msambare/fer2013"
+#: Where fer.train, fer.evaluate and fer.analyze look when --data is not given.
+DEFAULT_DATA = Path("data/fer2013")
+#: Faces in a complete download: 28,709 Training; PublicTest + PrivateTest in test/.
+EXPECTED_FACES = {"train": 28_709, "test": 7_178}
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+MANUAL = (
+    f"get it by hand with `kaggle datasets download {DATASET} -p {DEFAULT_DATA} --unzip` "
+    "(or the competition's fer2013.csv) and pass --data PATH"
+)
+
+
+def count_faces(root: Path) -> dict[str, int]:
+    """Image files per split folder of a Kaggle folder layout, checking the seven class folders."""
+    counts = {}
+    for split in EXPECTED_FACES:
+        folders = (
+            {d.name.lower(): d for d in (root / split).iterdir()} if (root / split).is_dir() else {}
+        )
+        missing = [e for e in EMOTIONS if e not in folders]
+        if missing:
+            raise FerError(
+                f"the {DATASET} download in {root} is incomplete: {split}/ lacks "
+                f"{', '.join(missing)}; delete that folder and run again, or {MANUAL}"
+            )
+        counts[split] = sum(
+            1 for e in EMOTIONS for f in folders[e].iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
+        )
+    return counts
+
+
+def download(to: Path = DEFAULT_DATA) -> Path:
+    """Download FER-2013 with kagglehub (a progress bar; public, no account needed), check that
+    every face arrived, and link `to` to the downloaded folder. Returns `to`."""
+    try:
+        import kagglehub
+
+        folder = Path(kagglehub.dataset_download(DATASET))
+    except ImportError as e:
+        raise FerError(
+            f"downloading {DATASET} needs kagglehub (pip install kagglehub); or {MANUAL}"
+        ) from e
+    except Exception as e:  # no network, HTTP errors, a full disk: kagglehub raises many types
+        reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
+        raise FerError(f"could not download {DATASET} from Kaggle ({reason}); {MANUAL}") from e
+    counts = count_faces(folder)
+    if counts != EXPECTED_FACES:
+        got = ", ".join(f"{counts[s]:,} {s}" for s in EXPECTED_FACES)
+        want = ", ".join(f"{n:,} {s}" for s, n in EXPECTED_FACES.items())
+        raise FerError(
+            f"the {DATASET} download in {folder} is incomplete ({got} faces, expected {want}); "
+            f"delete that folder and run again, or {MANUAL}"
+        )
+    to = Path(to)
+    if to.is_symlink():
+        to.unlink()
+    if to.exists():
+        raise FerError(f"{to} exists and is not FER-2013; move it away or pass --data PATH")
+    to.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.symlink(folder.resolve(), to, target_is_directory=True)
+    except OSError as e:
+        raise FerError(
+            f"could not link {to} to the download in {folder} ({e.strerror}); pass --data {folder}"
+        ) from e
+    log.info("FER-2013 (%s) is in %s, linked at %s", DATASET, folder, to)
+    return to
+
+
+def resolve_data(path: str | Path | None) -> str:
+    """The data path to read: `path` itself when given (never downloaded); else the default
+    location, downloaded there first when it is missing (or a broken link)."""
+    if path is not None:
+        return str(path)
+    if DEFAULT_DATA.exists():
+        return str(DEFAULT_DATA)
+    log.info("no data at %s: downloading FER-2013 (%s) from Kaggle", DEFAULT_DATA, DATASET)
+    return str(download(DEFAULT_DATA))

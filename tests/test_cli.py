@@ -1,0 +1,39 @@
+"""The console scripts setup.cfg installs beside `python -m fer.*`."""
+
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+COMMANDS = ("train", "evaluate", "predict", "detect", "analyze", "export", "plot", "data")
+
+
+def declared() -> dict[str, str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    lines = cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=")) for line in lines)
+
+
+def test_every_cli_has_a_console_script():
+    assert declared() == {f"fer-{c}": f"fer.cli:{c}" for c in COMMANDS}
+
+
+@pytest.mark.parametrize("command", ["predict", "data"])
+def test_a_console_script_runs_its_module(command):
+    script = Path(sys.executable).parent / f"fer-{command}"
+    if not script.is_file():
+        pytest.skip(f"{script.name} is not installed (pip install -e . installs it)")
+    out = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and f"python -m fer.{command}" in out.stdout
+
+
+def test_a_console_script_gives_one_line_errors(capsys, monkeypatch):
+    from fer.cli import predict
+
+    monkeypatch.setattr(sys, "argv", ["fer-predict", "no/such/photo.jpg", "--no-detect"])
+    with pytest.raises(SystemExit) as e:
+        predict()
+    assert e.value.code in (1, 2) and "no/such/photo.jpg" in capsys.readouterr().err

@@ -1,0 +1,83 @@
+"""Getting FER-2013 with kagglehub, with the downloader replaced by a function that returns a folder."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import fer.download
+from fer.common import FerError, run_cli
+from fer.data import main as data_main
+from fer.train import main as train
+from tests.conftest import make_folder
+
+TINY = {"train": 7 * 4, "test": 7 * (2 + 2)}
+
+
+@pytest.fixture
+def kaggle(tmp_path, monkeypatch):
+    """A fake kagglehub: dataset_download returns a tiny complete Kaggle folder, and counts calls."""
+    import kagglehub
+
+    folder = make_folder(tmp_path / "kagglehub" / "msambare" / "fer2013", per_class=(4, 2, 2))
+    calls = []
+
+    def dataset_download(handle, *args, **kwargs):
+        calls.append(handle)
+        return str(folder)
+
+    monkeypatch.setattr(kagglehub, "dataset_download", dataset_download)
+    monkeypatch.setattr(fer.download, "EXPECTED_FACES", TINY)
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return {"folder": folder, "calls": calls, "work": work}
+
+
+def test_training_without_data_downloads_links_and_reuses_it(kaggle):
+    args = ["--max-epochs", "1", "--widths", "8", "--depth", "1", "--precision", "32-true"]
+    assert train([*args, "--no-test"]) == 0
+    link = kaggle["work"] / "data" / "fer2013"
+    assert link.is_symlink() and link.resolve() == kaggle["folder"].resolve()  # no second copy
+    assert kaggle["calls"] == ["msambare/fer2013"]
+    config = (kaggle["work"] / "lightning_logs" / "version_0" / "config.yaml").read_text()
+    assert "data: data/fer2013" in config
+    assert train([*args, "--no-test"]) == 0
+    assert len(kaggle["calls"]) == 1  # the second run found it
+
+
+def test_a_given_data_path_is_never_downloaded(kaggle):
+    with pytest.raises(FerError, match="does not exist"):
+        train(["--data", "data/fer2013", "--max-epochs", "1"])
+    assert kaggle["calls"] == [] and not (kaggle["work"] / "data").exists()
+
+
+def test_download_command_links_the_folder_it_was_asked_for(kaggle, capsys):
+    assert data_main(["download", "--to", "mine/fer"]) == 0
+    assert Path("mine/fer").resolve() == kaggle["folder"].resolve()
+    assert "ready at mine/fer" in capsys.readouterr().out
+
+
+def test_a_partial_download_is_refused_and_links_nothing(kaggle):
+    next((kaggle["folder"] / "train" / "sad").iterdir()).unlink()
+    with pytest.raises(FerError, match=r"incomplete \(27 train, 28 test faces, expected 28 train"):
+        fer.download.download()
+    (kaggle["folder"] / "test" / "fear").rename(kaggle["folder"] / "test" / "scared")
+    with pytest.raises(FerError, match="test/ lacks fear"):
+        fer.download.download()
+    assert not os.path.lexists("data/fer2013")
+
+
+def test_offline_is_one_line_naming_the_dataset_and_the_ways_around(kaggle, monkeypatch, capsys):
+    import kagglehub
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Failed to resolve 'www.kaggle.com'\nmore detail")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    with pytest.raises(SystemExit) as e:
+        run_cli(data_main, ["download"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "msambare/fer2013" in err and "kaggle datasets download" in err and "--data PATH" in err
+    assert "Failed to resolve" in err and not os.path.lexists("data/fer2013")
