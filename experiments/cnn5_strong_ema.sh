@@ -5,8 +5,8 @@
 # validation, checkpoint selection and the exported weights all use the average. Selected on
 # PublicTest (the validation split) only. About 110 minutes on a 2-core CPU with bf16 (about 7
 # hours in fp32 on one without). Evaluates the best checkpoint plain and with flip TTA, then ships
-# it: float16 weights in checkpoints/, with the exported files' own PublicTest figures in
-# model.json.
+# it (to $OUT, default checkpoints/): float16 weights, with the exported files' own PublicTest
+# figures in model.json. It is the first member of the shipped ensemble (experiments/ensemble.sh).
 # Usage: bash experiments/cnn5_strong_ema.sh [DATA]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -15,4 +15,5 @@ python -m fer.train --model cnn --widths 32 64 128 256 512 --data "$DATA" --defa
     --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --ema 0.999 \
     --seed 42 --json "$ROOT/summary.json"
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"
-bash experiments/ship.sh "$ROOT" "$DATA"
+CKPT=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$ROOT/summary.json")
+bash experiments/ship.sh "${OUT:-checkpoints}" "$ROOT" "$DATA" --ckpt "$CKPT" --half

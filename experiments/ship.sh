@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Ship a run's best checkpoint (the one fer.train --json wrote to ROOT/summary.json): export it to
-# OUT (default checkpoints/) with float16 weights, score the exported files themselves on
-# PublicTest, the validation split, plain and with flip TTA (ROOT/shipped-none, ROOT/shipped-flip),
-# and export again with those figures recorded in OUT/model.json.
-# Usage: bash experiments/ship.sh ROOT DATA [OUT]
+# Ship a model: export it to OUT (fer.export with the given arguments, e.g. --ckpt A.ckpt --half,
+# or several --ckpt for an ensemble), score the exported files themselves on PublicTest, the
+# validation split (plain, with flip TTA, and plain without the PublicTest faces that have an exact
+# copy in training, from fer.analyze's leaked.txt), into WORK/shipped-*, and export again with those
+# figures recorded in OUT/model.json.
+# Usage: bash experiments/ship.sh OUT WORK DATA EXPORT_ARGS...
 set -euo pipefail
-ROOT=$1
-DATA=$2
-OUT=${3:-checkpoints}
-CKPT=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$ROOT/summary.json")
-python -m fer.export --ckpt "$CKPT" --out "$OUT" --half
-for TTA in none flip; do
-    python -m fer.evaluate --ckpt "$OUT" --data "$DATA" --split val --tta "$TTA" --out "$ROOT/shipped-$TTA"
-done
-python -m fer.export --ckpt "$CKPT" --out "$OUT" --half \
-    --metrics "$ROOT/shipped-none/metrics.json" "$ROOT/shipped-flip/metrics.json"
+OUT=$1
+WORK=$2
+DATA=$3
+shift 3
+python -m fer.export "$@" --out "$OUT"
+python -m fer.analyze --data "$DATA" --out "$WORK/analysis" > /dev/null
+python -m fer.evaluate --ckpt "$OUT" --data "$DATA" --split val --out "$WORK/shipped-none"
+python -m fer.evaluate --ckpt "$OUT" --data "$DATA" --split val --tta flip --out "$WORK/shipped-flip"
+python -m fer.evaluate --ckpt "$OUT" --data "$DATA" --split val --skip "$WORK/analysis/leaked.txt" \
+    --out "$WORK/shipped-unleaked"
+python -m fer.export "$@" --out "$OUT" --metrics "$WORK/shipped-none/metrics.json" \
+    "$WORK/shipped-flip/metrics.json" "$WORK/shipped-unleaked/metrics.json"

@@ -73,12 +73,60 @@ def test_ship_records_the_figures_of_the_exported_files(folder_data, tmp_path):
     args = ["--data", str(folder_data), "--default-root-dir", str(root), "--max-epochs", "1"]
     args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]
     assert train([*args, "--json", str(root / "summary.json")]) == 0
-    cmd = ["bash", "experiments/ship.sh", str(root), str(folder_data), str(out)]
+    best = json.loads((root / "summary.json").read_text())["best_checkpoint"]
+    cmd = ["bash", "experiments/ship.sh", str(out), str(root), str(folder_data)]
+    cmd += ["--ckpt", best, best, "--flip", "--half"]  # a (two-member) ensemble
     run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     meta = json.loads((out / "model.json").read_text())
-    assert meta["stored_dtype"] == "float16"
-    assert set(meta["metrics"]) == {"val_tta_none", "val_tta_flip"}
+    assert meta["stored_dtype"] == "float16" and meta["arch"] == "ensemble"
+    assert set(meta["metrics"]) == {"val_tta_none", "val_tta_flip", "val_tta_none_skip"}
     for tta in ("none", "flip"):
         m, *_ = evaluate(load_classifier(out), str(folder_data), split="val", tta=tta)
         assert meta["metrics"][f"val_tta_{tta}"]["accuracy"] == m["accuracy"]
+    assert meta["metrics"]["val_tta_none_skip"]["skipped_list"].endswith("leaked.txt")
+
+
+def test_ship_logs_keeps_curves_and_confusion_matrices_but_no_faces(folder_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from fer.train import main as train
+
+    args = ["--data", str(folder_data), "--default-root-dir", str(tmp_path), "--max-epochs", "3"]
+    assert train([*args, "--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]) == 0
+    run = tmp_path / "lightning_logs" / "version_0"
+    cmd = [sys.executable, "experiments/ship_logs.py", str(run), "shipped_x"]
+    cmd += ["--every", "2", "--logs", str(tmp_path / "logs")]
+    out = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after = (
+        EventAccumulator(str(d), {"images": 0, "scalars": 0})
+        for d in (run, tmp_path / "logs" / "shipped_x")
+    )
+    before.Reload(), after.Reload()
+    assert "val/predictions" in before.Tags()["images"]
+    assert after.Tags()["images"] == ["val/confusion_matrix"]  # no grids of faces
+    assert [e.step for e in after.Images("val/confusion_matrix")] == [
+        0,
+        2,
+    ]  # every 2nd, and the last
+    assert [e.value for e in after.Scalars("val/acc")] == [
+        e.value for e in before.Scalars("val/acc")
+    ]
+    shipped = {f.name for f in (tmp_path / "logs" / "shipped_x").iterdir()}
+    assert {"config.yaml", "metrics.csv"} <= shipped and not any(
+        n.endswith(".ckpt") for n in shipped
+    )
+
+
+def test_shipped_training_record_shows_in_tensorboard():
+    """lightning_logs/shipped_* is the record of the shipped model's own training runs."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs = sorted((ROOT / "lightning_logs").glob("shipped_*"))
+    assert runs, "no shipped training record in lightning_logs/"
+    for run in runs:
+        acc = EventAccumulator(str(run), {"images": 0, "scalars": 0})
+        acc.Reload()
+        assert len(acc.Scalars("val/acc")) >= 10 and "val/confusion_matrix" in acc.Tags()["images"]
+        assert "val/predictions" not in acc.Tags()["images"]
