@@ -27,6 +27,20 @@ IMAGE_SIZE = 48
 PIXEL_MEAN = 0.5077
 PIXEL_STD = 0.2550
 
+#: File name endings read as images, by the folder dataset reader and by fer.predict.
+IMAGE_EXTENSIONS = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".pgm",
+    ".ppm",
+    ".gif",
+}
+
 #: fer.train's record of every option of a run, in the run's version folder.
 RUN_CONFIG = "config.yaml"
 

@@ -41,18 +41,6 @@ log = logging.getLogger(__name__)
 #: samples from a train/ or test/ folder (or train.csv / test.csv) that carry no Usage marker.
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest", "train", "test")
 TRAINING, PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TRAIN, UNMARKED_TEST = range(5)
-IMAGE_EXTENSIONS = {
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".bmp",
-    ".tif",
-    ".tiff",
-    ".webp",
-    ".pgm",
-    ".ppm",
-    ".gif",
-}
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
 CACHE_VERSION = "2"
 HOW_TO_GET = (

@@ -2,7 +2,8 @@
 
 `python -m fer.detect --source 0|FILE|URL [--output out.mp4] [--json FILE] [--show] [--every N]`
 
-Per frame: detect faces (every N-th frame; boxes are reused in between), classify all faces of
+Per frame: detect faces (YuNet by default, or the Haar cascade; every N-th frame, reused in
+between), level each face by its eyes and crop it like the training faces, classify all faces of
 the frame in one batch, smooth each face's probabilities over the last frames, draw boxes,
 labels, probability bars and the frames per second.
 """
@@ -21,6 +22,7 @@ import cv2
 import numpy as np
 
 from fer.common import EMOTIONS, FerError, Parser, add_debug_flag, run_cli
+from fer.faces import add_face_options
 
 COLORS = {  # BGR
     "angry": (40, 40, 220),
@@ -49,13 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         metavar="FILE",
-        help="write one JSON line per frame: frame, boxes, labels, probabilities",
+        help="write one JSON line per frame: frame, detector, boxes, landmarks, labels, probabilities",
     )
     p.add_argument(
         "--show",
         action="store_true",
         help="show the annotated frames in a window (needs a display)",
     )
+    add_face_options(p)
     p.add_argument("--every", type=int, default=1, help="run the face detector every N frames")
     p.add_argument(
         "--min-face", type=int, default=80, help="smallest face to find, in pixels of the frame"
@@ -101,44 +104,56 @@ class Tracks:
         return np.array(smoothed).reshape(len(boxes), len(EMOTIONS))
 
 
+def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) -> None:
+    """Text with its top-left corner at (x, y) on a filled box, legible on any background."""
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    cv2.rectangle(frame, (x, y), (x + tw + 8, y + th + base + 6), bg, -1)
+    cv2.putText(frame, text, (x + 4, y + th + 3), font, scale, fg, thick, cv2.LINE_AA)
+
+
 def draw(frame: np.ndarray, boxes, probs: np.ndarray, fps: float, bars: bool = True) -> None:
+    """Boxes, each face's emotion on a filled label, its probability bars on a dark panel, and the
+    frames per second; sizes follow the frame's width (tuned for 640x480)."""
+    unit = max(frame.shape[1] / 640, 0.5)
+    row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
+    panel_w = name_w + bar_w + round(8 * unit)
     for (x, y, w, h), p in zip(boxes, probs):
         k = int(p.argmax())
         color = COLORS[EMOTIONS[k]]
-        cv2.rectangle(frame, (x, y), (x + w, y + h), color, 2)
-        label = f"{EMOTIONS[k]} {p[k]:.0%}"
-        (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, 0.6, 2)
-        cv2.rectangle(frame, (x, y - th - 8), (x + tw + 6, y), color, -1)
-        cv2.putText(
-            frame, label, (x + 3, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.6, (0, 0, 0), 2, cv2.LINE_AA
+        cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
+        _text(
+            frame,
+            f"{EMOTIONS[k]} {p[k]:.0%}",
+            x,
+            max(y - round(26 * unit), 0),
+            0.65 * unit,
+            (0, 0, 0),
+            color,
         )
         if bars:
-            bx = x + w + 6 if x + w + 130 < frame.shape[1] else max(x - 130, 0)
+            bx = x + w + 6 if x + w + 6 + panel_w < frame.shape[1] else max(x - panel_w - 6, 0)
+            by = min(max(y, 0), max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
+            roi = frame[by : by + row * len(EMOTIONS) + 4, bx : bx + panel_w]
+            roi[:] = (roi * 0.35).astype(np.uint8)  # darken the background under the panel
             for i, (name, v) in enumerate(zip(EMOTIONS, p)):
-                by = y + i * 14
-                cv2.rectangle(
-                    frame, (bx + 58, by + 2), (bx + 58 + int(60 * v), by + 11), COLORS[name], -1
-                )
+                top = by + 2 + i * row
                 cv2.putText(
                     frame,
-                    name[:7],
-                    (bx, by + 11),
+                    name,
+                    (bx + 4, top + row - 5),
                     cv2.FONT_HERSHEY_SIMPLEX,
-                    0.38,
+                    0.45 * unit,
                     (255, 255, 255),
                     1,
                     cv2.LINE_AA,
                 )
-    cv2.putText(
-        frame,
-        f"{fps:5.1f} FPS",
-        (10, 24),
-        cv2.FONT_HERSHEY_SIMPLEX,
-        0.7,
-        (0, 255, 0),
-        2,
-        cv2.LINE_AA,
-    )
+                x0 = bx + name_w
+                cv2.rectangle(frame, (x0, top + 3), (x0 + bar_w, top + row - 3), (90, 90, 90), 1)
+                cv2.rectangle(
+                    frame, (x0, top + 3), (x0 + int(bar_w * v), top + row - 3), COLORS[name], -1
+                )
+    _text(frame, f"{fps:5.1f} FPS", 8, 8, 0.65 * unit, (255, 255, 255), (0, 0, 0))
 
 
 def open_source(source: str) -> cv2.VideoCapture:
@@ -162,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError(
             "--show needs a display and an OpenCV build with GUI support (opencv-python, not -headless)"
         )
-    from fer.faces import HaarFaceDetector, crop_faces, to_gray
+    from fer.faces import CROP_SCALE, crop_faces, make_detector, to_gray
     from fer.inference import load_classifier
 
     cv2.utils.logging.setLogLevel(
@@ -174,11 +189,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FerError:
         cap.release()
         raise
-    detector = HaarFaceDetector(min_face=args.min_face)
+    detector = make_detector(args.detector, min_face=args.min_face)
     writer = tmp_video = json_file = tmp_json = None
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
     tracks = Tracks(args.smooth)
     boxes: list = []
+    found: list = []
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
     try:
@@ -192,12 +208,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             t0 = time.perf_counter()
             gray = to_gray(frame)
             if frames % args.every == 0:
-                boxes = detector.detect(gray)
-            probs = (
-                classifier.predict_proba(crop_faces(gray, boxes))
-                if boxes
-                else np.zeros((0, len(EMOTIONS)))
-            )
+                found = [f for f in detector.detect(gray) if f.box[2] >= args.min_face]
+                boxes = [f.box for f in found]
+            crops = crop_faces(gray, found, not args.no_align, CROP_SCALE[detector.name])
+            probs = classifier.predict_proba(crops) if found else np.zeros((0, len(EMOTIONS)))
             probs = tracks.update(boxes, probs)
             recent = (recent + [time.perf_counter() - t0])[-30:]
             fps = len(recent) / max(sum(recent), 1e-9)
@@ -222,7 +236,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if json_file:
                 record = {
                     "frame": frames,
+                    "detector": detector.name,
                     "boxes": [list(map(int, b)) for b in boxes],
+                    "landmarks": [
+                        None if f.landmarks is None else np.round(f.landmarks, 1).tolist()
+                        for f in found
+                    ],
                     "labels": [EMOTIONS[int(p.argmax())] for p in probs],
                     "probabilities": [[round(float(v), 4) for v in p] for p in probs],
                 }

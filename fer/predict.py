@@ -1,6 +1,7 @@
 """Predict emotions on photos or folders: `python -m fer.predict PATH... [--model M] [--no-detect]`.
 
-Finds every face (OpenCV Haar cascade), crops it like the training images and prints the top
+Finds every face (YuNet by default, or OpenCV's Haar cascade), turns it upright by its eyes, crops
+it like the training images and prints the top
 emotion and probabilities per face; `--json` / `--csv` write them for machines. Exit code 1 when
 any input could not be read.
 """
@@ -19,6 +20,7 @@ import numpy as np
 
 from fer.common import (
     EMOTIONS,
+    IMAGE_EXTENSIONS,
     FerError,
     Parser,
     add_debug_flag,
@@ -27,7 +29,7 @@ from fer.common import (
     to_face48,
     write_text,
 )
-from fer.data import IMAGE_EXTENSIONS
+from fer.faces import add_face_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="treat every image as one cropped face (like FER-2013)",
     )
+    add_face_options(p)
     p.add_argument("--top-k", type=int, default=3, help="how many emotions to print per face")
     p.add_argument(
         "--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation"
@@ -83,11 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise FerError("--top-k must be at least 1")
-    from fer.faces import HaarFaceDetector, crop_faces, to_gray
+    from fer.faces import CROP_SCALE, crop_faces, make_detector, to_gray
     from fer.inference import load_classifier
 
     classifier = load_classifier(args.model, backend=args.backend)
-    detector = None if args.no_detect else HaarFaceDetector.for_photos()
+    detector = None if args.no_detect else make_detector(args.detector, photos=True)
     files, errors = gather(args.paths)
     records, faces = [], []
     for f in files:
@@ -100,12 +103,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             faces.append(to_face48(image)[None])
             continue
         gray = to_gray(image)
-        boxes = detector.detect(gray)
-        if not boxes:
+        found = detector.detect(gray)
+        if not found:
             records.append({"file": str(f), "box": None, "note": "no face found"})
             continue
-        records += [{"file": str(f), "box": list(b)} for b in boxes]
-        faces.append(crop_faces(gray, boxes))
+        records += [
+            {"file": str(f), "detector": detector.name, "box": list(face.box)} for face in found
+        ]
+        faces.append(crop_faces(gray, found, not args.no_align, CROP_SCALE[detector.name]))
     probs = (
         classifier.predict_proba(np.concatenate(faces), tta=args.tta) if faces else np.zeros((0, 7))
     )

@@ -1,0 +1,96 @@
+"""Face detectors (YuNet, Haar), the model file's checksum, eye alignment and multi-face photos."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.common import FerError
+from fer.demo import background
+from fer.faces import YUNET, YuNetFaceDetector, crop_faces, eye_angle, iou, make_detector
+
+
+@pytest.fixture(scope="module")
+def real_faces():
+    from tests.conftest import SHARED
+
+    root = SHARED / "fer2013" / "test"
+    if not root.is_dir():
+        pytest.skip("needs real faces from ../shared/data for the face detector")
+    names = ("happy", "surprise", "neutral")
+    return [
+        cv2.imread(str(sorted((root / n).glob("*.png"))[3]), cv2.IMREAD_GRAYSCALE) for n in names
+    ]
+
+
+def paste(frame: np.ndarray, face48: np.ndarray, x: int, y: int, size: int, angle: float = 0.0):
+    """Paste a face, `size` px wide and turned `angle` degrees counter-clockwise, at (x, y)."""
+    big = cv2.resize(face48, (size, size), interpolation=cv2.INTER_CUBIC)
+    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+    m[:, 2] += (x, y)
+    h, w = frame.shape[:2]
+    mask = cv2.warpAffine(np.full_like(big, 255), m, (w, h)) > 0
+    frame[mask] = cv2.warpAffine(big, m, (w, h))[mask]
+    return (x, y, size, size)
+
+
+def gray_background(width=640, height=480):
+    return cv2.cvtColor(background(width, height), cv2.COLOR_BGR2GRAY)
+
+
+def test_detectors_are_chosen_by_name():
+    assert make_detector("yunet").name == "yunet" and make_detector("haar").name == "haar"
+    assert make_detector("yunet", photos=True).work_width > make_detector("yunet").work_width
+    with pytest.raises(FerError, match="unknown detector 'mtcnn'"):
+        make_detector("mtcnn")
+
+
+def test_a_damaged_yunet_file_is_refused_with_one_line(tmp_path):
+    bad = tmp_path / YUNET.name
+    shutil.copy(YUNET, bad)
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FerError, match="is damaged .*--detector haar") as e:
+        YuNetFaceDetector(model=bad)
+    assert "\n" not in str(e.value)
+    with pytest.raises(FerError, match="is missing"):
+        YuNetFaceDetector(model=tmp_path / "gone.onnx")
+
+
+def test_alignment_turns_a_tilted_face_upright(real_faces):
+    frame = gray_background()
+    paste(frame, real_faces[0], 200, 120, 220, angle=30)
+    (face,) = YuNetFaceDetector().detect(frame)
+    assert abs(eye_angle(face.landmarks)) > 15  # the detector sees the tilt
+
+    def tilt_after(align: bool) -> float:
+        crop = crop_faces(frame, [face], align=align, scale=1.3)[0]
+        again = gray_background()
+        paste(again, crop, 200, 120, 240)
+        (seen,) = YuNetFaceDetector().detect(again)
+        return abs(eye_angle(seen.landmarks))
+
+    assert tilt_after(align=True) < 5  # eyes level in the aligned crop
+    assert tilt_after(align=False) > 12
+
+
+@pytest.mark.parametrize("detector,expected", [("yunet", 3), ("haar", 2)])
+def test_predict_finds_the_faces_of_a_group_photo(real_faces, tmp_path, detector, expected):
+    """YuNet (the default) finds all three faces; the Haar cascade misses the surprised one."""
+    from fer.predict import main as predict
+
+    photo = gray_background(1000, 500)
+    truth = [
+        paste(photo, f, 40 + 330 * i, 100 + 40 * i, 200 + 20 * i) for i, f in enumerate(real_faces)
+    ]
+    cv2.imwrite(str(tmp_path / "group.jpg"), cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR))
+    args = [str(tmp_path / "group.jpg"), "--detector", detector, "--json", str(tmp_path / "p.json")]
+    assert predict(args) == 0
+    records = json.loads((tmp_path / "p.json").read_text())
+    assert {r["detector"] for r in records} == {detector} and len(records) == expected
+    found = [r["box"] for r in records]
+    hits = sum(max(iou(tuple(b), t) for b in found) > 0.3 for t in truth)
+    assert hits == expected
