@@ -84,7 +84,9 @@ def measure(data, classifier, detector_name: str, n: int, max_angle: float, seed
         "found": found,
         "detect_ms": 1000 * seconds / n,
         "max_angle": max_angle,
-        "original_accuracy": float((classifier.predict_proba(np.stack(originals)).argmax(1) == y).mean()),
+        "original_accuracy": float(
+            (classifier.predict_proba(np.stack(originals)).argmax(1) == y).mean()
+        ),
         "accuracy": {f"scale={s} shift={dy} align={a}": v for (s, dy, a), v in acc.items()},
     }
 

@@ -23,23 +23,32 @@ def face_video(
     path: str | Path,
     faces: list[np.ndarray],
     frames: int = 60,
-    size: int = 200,
+    size: int | tuple[int, int] = 200,
     width: int = 640,
     height: int = 480,
     fps: float = 30.0,
+    hold: int = 1,
+    seed: int = 0,
 ) -> list[tuple[int, int, int, int]]:
-    """Write a video whose frame i shows faces[i % len(faces)] (48x48 gray) upscaled to `size`
-    pixels, drifting slowly across the frame. Returns the true box (x, y, w, h) of each frame."""
+    """Write a video whose frame i shows faces[(i // hold) % len(faces)] (48x48 gray) upscaled to
+    `size` pixels (or, for a (low, high) pair, a random size per face), drifting slowly across the
+    frame. Returns the true box (x, y, w, h) of each frame."""
     bg = background(width, height)
+    rng = np.random.default_rng(seed)
+    sizes = [
+        size if isinstance(size, int) else int(rng.integers(size[0], size[1] + 1)) for _ in faces
+    ]
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     boxes = []
     for i in range(frames):
+        k = (i // hold) % len(faces)
+        side = sizes[k]
         frame = bg.copy()
-        x = int((width - size) / 2 + (width - size) / 4 * np.sin(i / 15))
-        y = int((height - size) / 2 + (height - size) / 6 * np.cos(i / 20))
-        face = cv2.resize(faces[i % len(faces)], (size, size), interpolation=cv2.INTER_CUBIC)
-        frame[y : y + size, x : x + size] = face[..., None]
+        x = int((width - side) / 2 + (width - side) / 4 * np.sin(i / 15))
+        y = int((height - side) / 2 + (height - side) / 6 * np.cos(i / 20))
+        face = cv2.resize(faces[k], (side, side), interpolation=cv2.INTER_CUBIC)
+        frame[y : y + side, x : x + side] = face[..., None]
         writer.write(frame)
-        boxes.append((x, y, size, size))
+        boxes.append((x, y, side, side))
     writer.release()
     return boxes

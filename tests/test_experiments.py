@@ -31,7 +31,7 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
     ]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "speed-up (b)/(a)" in run.stdout and "detect, 640x480" in run.stdout
+    assert "speed-up (b)/(a)" in run.stdout and "detect yunet: faces found" in run.stdout
     figures = json.loads(out.read_text())
     for key in (
         "train_reference_img_s",
@@ -40,12 +40,15 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
         "train_model_only_fp32_img_s",
         "infer_torch_img_s",
         "infer_onnx_single_ms",
-        "detect_fps",
+        "detect_yunet_fps",
+        "detect_haar_fps",
+        "detect_yunet_detect_fps",
         "load_cached_s",
         "csv_parse_s",
     ):
         assert figures[key] > 0, key
     assert figures["csv_rows"] == 60
+    assert 0 <= figures["detect_yunet_found"] <= 1 and 0 <= figures["detect_haar_label_acc"] <= 1
 
 
 def test_evaluate_best_scores_the_runs_best_checkpoint_once_per_tta(folder_data, tmp_path):
