@@ -1,5 +1,6 @@
-"""The README's detection picture: a 640x480 video of FER-2013 test faces on a textured
-background, run through `fer.detect` with the shipped model; one annotated frame per face, tiled 2x2, saved as PNG.
+"""The README's detection picture: a 640x480 video of FER-2013 test faces (the first PublicTest
+face, in file order, of four emotions) on a textured background, run through `fer.detect` with its
+defaults (YuNet, alignment, the shipped model); one annotated frame per face, tiled 2x2, as PNG.
 
     python experiments/detect_demo.py [--data data/fer2013] [--out docs/detect_frame.png]
 """
@@ -17,9 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.demo import background, face_video  # noqa: E402
+from fer.demo import face_video  # noqa: E402
 from fer.detect import main as detect  # noqa: E402
-from fer.faces import HaarFaceDetector  # noqa: E402
 
 
 def main() -> int:
@@ -27,25 +27,15 @@ def main() -> int:
     p.add_argument("--data", default="data/fer2013")
     p.add_argument("--out", default="docs/detect_frame.png")
     args = p.parse_args()
-    # Haar needs some forehead and chin, which many tight FER-2013 crops lack: take, per emotion,
-    # the first test face (in file order) the detector finds on its own.
-    detector = HaarFaceDetector()
-    faces = []
-    for emotion in ("happy", "surprise", "angry", "sad"):
-        for f in sorted((Path(args.data) / "test" / emotion).glob("*")):
-            face = cv2.imread(str(f), cv2.IMREAD_GRAYSCALE)
-            if face is None:
-                continue
-            frame = cv2.cvtColor(background(640, 480), cv2.COLOR_BGR2GRAY)
-            frame[130:350, 210:430] = cv2.resize(face, (220, 220))
-            if detector.detect(frame):
-                faces.append(face)
-                break
+    faces = [
+        cv2.imread(str(sorted((Path(args.data) / "test" / emotion).glob("PublicTest_*"))[0]), 0)
+        for emotion in ("happy", "surprise", "angry", "sad")
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         video, annotated = Path(tmp) / "in.mp4", Path(tmp) / "out.mp4"
         lines = Path(tmp) / "frames.jsonl"
         per_face = 15
-        face_video(video, [f for f in faces for _ in range(per_face)], frames=60, size=220)
+        face_video(video, faces, frames=per_face * len(faces), size=220, hold=per_face)
         detect(
             ["--source", str(video), "--output", str(annotated), "--json", str(lines)]
             + ["--smooth", "1"]
@@ -66,7 +56,7 @@ def main() -> int:
             cap.set(cv2.CAP_PROP_POS_FRAMES, i)
             ok, frame = cap.read()
             if ok:
-                tiles.append(cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA))
+                tiles.append(frame)
         while len(tiles) < 4:
             tiles.append(np.zeros_like(tiles[0]))
         grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import BaseFinetuning
 from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from fer.common import EMOTIONS, RUN_CONFIG, atomic_path, preprocess, write_text
 from fer.plots import confusion_figure, face_grid
@@ -143,12 +145,18 @@ class RunRecord(pl.Callback):
     """Writes the run's configuration (config.yaml) and one row per epoch (metrics.csv) into its
     version folder, so every run says what it was and how it went."""
 
-    def __init__(self, config: dict[str, Any]):
-        self.config = config
+    def __init__(self, config: dict[str, Any], resumed_from: str | None = None):
+        self.config, self.resumed_from = config, resumed_from
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if trainer.is_global_zero and stage == "fit" and run_dir(trainer):
-            write_text(run_dir(trainer) / RUN_CONFIG, yaml.safe_dump(self.config, sort_keys=False))
+        if not (trainer.is_global_zero and stage == "fit" and run_dir(trainer)):
+            return
+        write_text(run_dir(trainer) / RUN_CONFIG, yaml.safe_dump(self.config, sort_keys=False))
+        if self.resumed_from:  # how the run was continued, apart from what reproduces it
+            log = run_dir(trainer) / "resumed.log"
+            before = log.read_text() if log.is_file() else ""
+            when = time.strftime("%Y-%m-%d %H:%M:%S")
+            write_text(log, before + f"{when} resumed from {self.resumed_from}\n")
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if not trainer.is_global_zero or not run_dir(trainer):
@@ -192,21 +200,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class CheckpointOnInterrupt(pl.Callback):
-    """Ctrl-C (or SIGTERM via Lightning) saves `last.ckpt`, so `--ckpt-path last` resumes the run."""
+    """Ctrl-C, or SIGTERM (kill, timeout, docker stop, cluster schedulers; Lightning turns it into
+    SIGTERMException), saves `last.ckpt`, so `--ckpt-path last` resumes the run."""
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        if not isinstance(exception, KeyboardInterrupt) or trainer.checkpoint_callback is None:
+        stops = (KeyboardInterrupt, SIGTERMException)
+        if not isinstance(exception, stops) or trainer.checkpoint_callback is None:
             return
         dirpath = trainer.checkpoint_callback.dirpath
         if dirpath:
             path = Path(dirpath) / "last.ckpt"
             trainer.save_checkpoint(path)
             if trainer.is_global_zero:
-                print(f"\ninterrupted: saved {path}; resume with --ckpt-path last")
-
-
-def json_ready(d: dict[str, Any]) -> dict[str, Any]:
-    """Tensors to numbers, for summaries."""
-    return json.loads(
-        json.dumps(d, default=lambda v: v.tolist() if isinstance(v, torch.Tensor) else str(v))
-    )
+                why = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+                print(f"\ninterrupted ({why}): saved {path}; resume with --ckpt-path last")

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Sampler
 
 from fer.augment import PRESETS, augment_batch
@@ -155,6 +155,17 @@ def _usage_from_name(name: str, split_folder: str) -> int:
     return UNMARKED_TRAIN if split_folder == "train" else UNMARKED_TEST
 
 
+def check_unreadable(bad: list[str], strict: bool) -> None:
+    """Files of a folder dataset that did not decode: an error with --strict, else a warning."""
+    if not bad:
+        return
+    if strict:
+        raise FerError(
+            f"{len(bad)} files are not readable images, first {bad[0]}; remove them or drop --strict"
+        )
+    log.warning("skipped %d files that are not readable images (first: %s)", len(bad), bad[0])
+
+
 def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
     """Decode root/{train,test}/<emotion>/* into a FerData; undecodable files are skipped."""
     if not entries:
@@ -178,12 +189,7 @@ def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
         )
     keep = [i for i, f in enumerate(faces) if f is not None]
     bad = [entries[i][0] for i, f in enumerate(faces) if f is None]
-    if bad:
-        if strict:
-            raise FerError(
-                f"{len(bad)} files are not readable images, first {bad[0]}; remove them or drop --strict"
-            )
-        log.warning("skipped %d files that are not readable images (first: %s)", len(bad), bad[0])
+    check_unreadable(bad, strict)
     if not keep:
         raise FerError(f"no readable images under {root}; {HOW_TO_GET}")
     images = torch.from_numpy(np.stack([faces[i][0] for i in keep]))
@@ -294,11 +300,10 @@ def load_fer(
     cache_file = cache / f"{files[0].stem}-{key}.safetensors"
     if cache_file.is_file():
         try:
-            t = load_file(cache_file)
-            with open(cache_file, "rb") as fh:  # names live in the safetensors header
-                header_len = int.from_bytes(fh.read(8), "little")
-                meta = json.loads(fh.read(header_len))["__metadata__"]
-            return FerData(
+            with safe_open(cache_file, "pt") as f:
+                t = {k: f.get_tensor(k) for k in ("images", "labels", "usage")}
+                meta = f.metadata()
+            data = FerData(
                 t["images"],
                 t["labels"],
                 t["usage"],
@@ -307,8 +312,11 @@ def load_fer(
                 json.loads(meta["skipped"]),
                 json.loads(meta["nonstandard"]),
             )
-        except (SafetensorError, OSError, KeyError, ValueError) as e:
+        except (SafetensorError, OSError, KeyError, ValueError, TypeError) as e:
             log.warning("cache %s is unreadable (%s): rebuilding it", cache_file, e)
+        else:
+            check_unreadable(data.skipped, strict)  # the same answer as reading the files
+            return data
     data = read_csv(files) if kind == "csv" else read_folder(files[0], entries, strict)
     data.source = str(path)
     try:

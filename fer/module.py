@@ -55,7 +55,9 @@ class FerModule(pl.LightningModule):
         self.model = build_model(model, num_classes=NUM_CLASSES, **(model_options or {}))
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.register_buffer("class_weight", None, persistent=False)
+        # A real tensor from the start (filled in setup): a buffer that appears later would be
+        # missing from copies made before it, such as the weight average of --ema.
+        self.register_buffer("class_weight", torch.ones(NUM_CLASSES), persistent=False)
         kw = {"num_classes": NUM_CLASSES}
         self.train_acc = MulticlassAccuracy(average="micro", **kw)
         for stage in ("val", "test"):
@@ -79,13 +81,13 @@ class FerModule(pl.LightningModule):
         dm = getattr(self.trainer, "datamodule", None)
         if stage == "fit" and self.hparams.class_weighted_loss and dm is not None:
             counts = dm.class_counts.float().clamp(min=1)
-            self.class_weight = (counts.sum() / (NUM_CLASSES * counts)).to(self.device)
+            self.class_weight.copy_(counts.sum() / (NUM_CLASSES * counts))
 
     def _loss(self, logits: torch.Tensor, y: torch.Tensor, train: bool) -> torch.Tensor:
         return F.cross_entropy(
             logits.float(),
             y,
-            weight=self.class_weight if train else None,
+            weight=self.class_weight if train and self.hparams.class_weighted_loss else None,
             label_smoothing=self.hparams.label_smoothing if train else 0.0,
         )
 

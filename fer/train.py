@@ -49,10 +49,10 @@ def positive(kind):
 
 
 def limit(text: str) -> int | float:
-    """Lightning's convention: an int counts batches, a float in (0, 1] is a fraction."""
+    """Lightning's convention: an int counts batches, a float in (0, 1] is a fraction; 0 is none."""
     value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return int(value) if value.is_integer() and "." not in text else value
 
 
@@ -189,8 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Options from the command line over those of a --config file. The file's values become
+    command-line words put before the user's, so both go through the same checks."""
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     first, _ = parser.parse_known_args(argv)
+    words: list[str] = []
     if first.config:
         path = Path(first.config)
         if not path.is_file():
@@ -199,14 +203,44 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             cfg = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
-        known = {a.dest for a in parser._actions}
+        if not isinstance(cfg, dict):
+            raise FerError(f"{path} is not a mapping of options")
+        actions = {a.dest: a for a in parser._actions if a.option_strings}
         cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
-        unknown = sorted(set(cfg) - known)
+        unknown = sorted(set(cfg) - set(actions))
         if unknown:
             raise FerError(f"{path}: unknown options {', '.join(unknown)}")
-        cfg.pop("config", None)
-        parser.set_defaults(**cfg)
-    return parser.parse_args(argv)
+        for key, value in cfg.items():
+            action = actions[key]
+            if key in ("config", "debug") or value is None:
+                continue
+            flag = action.option_strings[-1]
+            if action.nargs == 0:  # a switch
+                if not isinstance(value, bool):
+                    raise FerError(f"{path}: {key} must be true or false, got {value!r}")
+                words += [flag] if value else []
+            else:
+                values = value if isinstance(value, list) else [value]
+                words += [flag, *map(str, values)]
+    args = parser.parse_args(words + argv)
+    validate(args)
+    return args
+
+
+def validate(args: argparse.Namespace) -> None:
+    """Checks that argparse's types cannot express, for command-line and config values alike."""
+    if args.val_fraction <= 0 or args.val_fraction >= 1:
+        raise FerError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
+    if any(w <= 0 for w in args.widths):
+        raise FerError("--widths must all be positive")
+    if not 0 <= args.ema < 1:
+        raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
+    if not 0 <= args.dropout < 1:
+        raise FerError(f"--dropout must be in [0, 1), got {args.dropout}")
+    if args.limit_train_batches == 0:
+        raise FerError("--limit-train-batches 0 would train nothing; leave it out to train on all")
+    if args.limit_val_batches == 0 and args.patience > 0:
+        raise FerError("--patience stops on val/acc, which --limit-val-batches 0 never computes")
 
 
 def find_last_checkpoint(root: Path) -> Path:
@@ -241,12 +275,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.model != "vgg" and (args.weights or args.no_pretrained):
         log.info("--weights / --no-pretrained only apply to --model vgg")
-    if args.val_fraction <= 0 or args.val_fraction >= 1:
-        raise FerError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
-    if any(w <= 0 for w in args.widths):
-        raise FerError("--widths must all be positive")
-    if not 0 <= args.ema < 1:
-        raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
     from fer.download import resolve_data
 
     args.data = resolve_data(args.data)
@@ -334,25 +362,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.compile:
         module.model = torch.compile(module.model)
 
-    config = {k: v for k, v in vars(args).items() if k not in ("config", "debug", "json")}
+    # What reproduces the run; how it was resumed is recorded apart (RunRecord's resumed.log).
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("config", "debug", "json", "ckpt_path")
+    }
+    validating = args.limit_val_batches != 0
     callbacks: list[pl.Callback] = [
-        ModelCheckpoint(
-            monitor="val/acc",
-            mode="max",
-            save_top_k=1,
-            filename="epoch{epoch:03d}-acc{val/acc:.4f}",
-            auto_insert_metric_name=False,
-        ),
         # last.ckpt after every epoch, improved or not: what --ckpt-path last resumes from
         ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
         ConfusionMatrixLogger(),
         PredictionGridLogger(),
-        RunRecord(config),
+        RunRecord(config, resumed_from=ckpt_path),
         CheckpointOnInterrupt(),
         EpochSeed(args.seed),
         TQDMProgressBar(refresh_rate=10),
     ]
+    if (
+        validating
+    ):  # the best epoch on val/acc; first, so that it is the trainer's checkpoint_callback
+        callbacks.insert(
+            0,
+            ModelCheckpoint(
+                monitor="val/acc",
+                mode="max",
+                save_top_k=1,
+                filename="epoch{epoch:03d}-acc{val/acc:.4f}",
+                auto_insert_metric_name=False,
+            ),
+        )
     if args.ema:
         # Validation, the checkpoints' state_dict and so every export see the averaged weights.
         callbacks.append(EMAWeightAveraging(decay=args.ema))
@@ -382,8 +420,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         enable_model_summary=True,
         plugins=[AtomicCheckpointIO()],
     )
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
     start = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
     fit_seconds = time.time() - start
     if trainer.interrupted:
         return 130

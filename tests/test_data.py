@@ -186,3 +186,15 @@ def test_real_csv_sample(shared_data):
     splits, _ = split_indices(data)
     assert len(splits["train"]) == 700 and len(splits["val"]) == 350
     assert torch.bincount(data.labels, minlength=7).tolist() == [150] * 7
+
+
+def test_strict_fails_on_unreadable_files_after_a_lenient_load_cached_them(tmp_path):
+    """Was: --strict was ignored once the data was cached."""
+    from fer.common import FerError
+    from fer.data import load_fer
+
+    root = make_folder(tmp_path / "d", per_class=(3, 1, 0))
+    (root / "train" / "happy" / "Training_bad.png").write_bytes(b"not a png")
+    assert len(load_fer(root).skipped) == 1  # lenient: skipped, and cached
+    with pytest.raises(FerError, match="1 files are not readable images"):
+        load_fer(root, strict=True)

@@ -168,6 +168,18 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
     )
     assert ckpt["epoch"] == 3
     assert not (tmp_path / "lightning_logs" / "version_1").exists()
+    # the resumed run's config.yaml still reproduces it from scratch; the resume is logged apart
+    config = yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())
+    assert "ckpt_path" not in config
+    assert "resumed from" in (run_dir(tmp_path) / "resumed.log").read_text()
+    fresh = tmp_path / "again"
+    assert (
+        train(
+            ["--config", str(run_dir(tmp_path) / "config.yaml"), "--default-root-dir", str(fresh)]
+        )
+        == 0
+    )
+    assert [int(r["epoch"]) for r in metrics(fresh)] == [0, 1, 2, 3]  # a new run, not a resume
 
 
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
@@ -355,3 +367,66 @@ def test_bf16_and_fp32_reach_similar_accuracy_on_real_faces(shared_data, tmp_pat
     # "happy" scores 0.25; both reached 0.44 when this test was written
     assert min(acc.values()) > 0.38, acc
     assert abs(acc["bf16-mixed"] - acc["32-true"]) < 0.04, acc
+
+
+def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
+    """Was: RuntimeError inside Lightning's weight averaging (the class-weight buffer appeared
+    after the averaged copy was made)."""
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    assert train([*args, "--max-epochs", "1", "--ema", "0.999", "--balance", "loss"]) == 0
+
+
+@pytest.mark.parametrize(
+    "entry,needle",
+    [
+        ("batch_size: -4", "--batch-size: must be greater than 0"),
+        ("widths: [8, 0]", "--widths must all be positive"),
+        ("ema: 1.5", "--ema must be a decay"),
+        ("strict: maybe", "strict must be true or false"),
+        ("model: resnet", "invalid choice: 'resnet'"),
+    ],
+)
+def test_config_values_get_the_checks_of_the_command_line(tmp_path, capsys, entry, needle):
+    """Was: values from --config skipped validation and ended in tracebacks or odd runs."""
+    from fer.common import run_cli
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(entry + "\n")
+    with pytest.raises(SystemExit) as e:
+        run_cli(train, ["--config", str(cfg), "--data", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and needle in err and err.count("\n") == 1
+
+
+def test_a_single_width_in_a_config_is_a_list_of_one(tmp_path, csv_data):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {csv_data}\nwidths: 8\ndepth: 1\nmax_epochs: 1\nprecision: 32-true\n")
+    assert train(["--config", str(cfg), "--default-root-dir", str(tmp_path), "--no-test"]) == 0
+    assert yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())["widths"] == [8]
+
+
+def test_no_validation_with_limit_val_batches_0(csv_data, tmp_path):
+    """Lightning's 0 means no validation: training runs, keeps last.ckpt and says no val/acc."""
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), *TINY]
+    out = tmp_path / "s.json"
+    assert (
+        train(
+            [
+                *args,
+                "--max-epochs",
+                "1",
+                "--limit-val-batches",
+                "0",
+                "--no-test",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(out.read_text())
+    assert summary["best_val_acc"] is None and summary["best_checkpoint"].endswith("last.ckpt")
+    with pytest.raises(FerError, match="--patience"):
+        train([*args, "--limit-val-batches", "0", "--patience", "3"])
+    with pytest.raises(FerError, match="would train nothing"):
+        train([*args, "--limit-train-batches", "0"])
