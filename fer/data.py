@@ -43,6 +43,9 @@ USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest", "train", "te
 TRAINING, PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TRAIN, UNMARKED_TEST = range(5)
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
 CACHE_VERSION = "2"
+#: fer.train's defaults for drawing a validation split from data without PublicTest markers.
+DEFAULT_VAL_FRACTION = 0.1
+DEFAULT_SEED = 42
 HOW_TO_GET = (
     "leave out --data to download FER-2013 into data/fer2013 (or run python -m fer.data download), "
     "or pass --data PATH to a fer2013.csv or a msambare/fer2013 folder"
@@ -380,20 +383,31 @@ def split_indices(
 
 
 def evaluation_split(
-    data: FerData, split: str, val_fraction: float = 0.1, seed: int = 0
-) -> tuple[torch.Tensor, str]:
-    """Indices for `split` ('test' or 'val') as evaluation reads it, and a note on what was taken."""
-    splits, _ = split_indices(data, val_fraction, seed)
+    data: FerData,
+    split: str,
+    val_fraction: float = DEFAULT_VAL_FRACTION,
+    seed: int = DEFAULT_SEED,
+) -> tuple[torch.Tensor, str, str]:
+    """(indices, the split they are, a note on what was taken) for `split` as evaluation reads it.
+
+    `val_fraction` and `seed` must be the ones the model was trained with: without PublicTest
+    markers they decide which training faces were held out for validation.
+    """
+    if split not in ("train", "val", "test"):
+        raise FerError(f"unknown split {split!r}; choose train, val or test")
+    splits, notes = split_indices(data, val_fraction, seed)
     if split == "test" and len(splits["test"]) == 0:
-        return splits[
-            "val"
-        ], "no PrivateTest or test-folder samples: evaluating PublicTest (the validation split)"
+        return (
+            splits["val"],
+            "val",
+            "no PrivateTest or test-folder samples: evaluating the validation split (PublicTest) instead",
+        )
     if split == "test":
         which = "PrivateTest" if (data.usage == PRIVATE_TEST).any() else "the unmarked test samples"
-        return splits["test"], f"evaluating {which}"
-    if split not in splits:
-        raise FerError(f"unknown split {split!r}; choose train, val or test")
-    return splits[split], f"evaluating the {split} split"
+        return splits["test"], "test", f"evaluating {which}"
+    drawn = not (data.usage == PUBLIC_TEST).any()
+    how = f" ({notes[0].split(': ', 1)[1]})" if drawn and notes else ""
+    return splits[split], split, f"evaluating the {split} split{how}"
 
 
 def read_exclusions(path: str | Path | None) -> set[str]:

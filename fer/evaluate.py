@@ -211,11 +211,22 @@ def evaluate(
     skip: str | None = None,
 ):
     """(metrics, faces, labels, probabilities, note) for one split of a dataset, without the
-    faces named in the file `skip`."""
-    from fer.data import evaluation_split, load_fer, read_exclusions
+    faces named in the file `skip`. metrics["split"] names the split actually scored; on data
+    without PublicTest markers, val is the share of training faces the model itself held out."""
+    from fer.data import (
+        DEFAULT_SEED,
+        DEFAULT_VAL_FRACTION,
+        evaluation_split,
+        load_fer,
+        read_exclusions,
+    )
 
     data = load_fer(data_path, cache_dir)
-    index, note = evaluation_split(data, split)
+    known = classifier.training_split()
+    fraction, seed = known or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
+    index, scored, note = evaluation_split(data, split, fraction, seed)
+    if known is None and scored != "test" and "stratified" in note:
+        note += "; the model does not record its split, so fer.train's defaults were assumed"
     if skip:
         names = read_exclusions(skip)
         keep = [i for i in index.tolist() if data.names[i] not in names]
@@ -227,6 +238,7 @@ def evaluate(
     y = data.labels[index].numpy()
     probs = classifier.predict_proba(faces, tta=tta)
     m = metrics_from_confusion(confusion_matrix(y, probs.argmax(1)))
+    m["split"] = scored
     return m, faces, y, probs, note
 
 
@@ -245,7 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         {
             "model": classifier.source,
             "data": args.data,
-            "split": args.split,
+            "requested_split": args.split,
             "evaluated": note,
             "tta": args.tta,
             "skipped_list": args.skip,
@@ -255,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(note, file=sys.stderr)
     if args.out:
         out = Path(args.out)
-        label = f"{Path(args.data).name} {args.split}, TTA {args.tta}"
+        label = f"{Path(args.data).name} {m['split']}, TTA {args.tta}"
         files = write_figures(out, m, faces, y, probs, label)
         if args.gradcam > 0:
             files.append(out / "gradcam.png")

@@ -15,7 +15,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fer.common import EMOTIONS, IMAGE_SIZE, PIXEL_MEAN, PIXEL_STD, FerError, preprocess
+from fer.common import (
+    EMOTIONS,
+    IMAGE_SIZE,
+    PIXEL_MEAN,
+    PIXEL_STD,
+    FerError,
+    preprocess,
+    run_config_path,
+)
 from fer.models import build_model
 
 #: The model shipped with the code, used when no --model / --ckpt is given.
@@ -88,6 +96,11 @@ def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
         )
     hp = ckpt["hyper_parameters"]
     spec = ModelSpec(hp.get("model", "cnn"), dict(hp.get("model_options") or {}))
+    config = run_config_path(path)
+    if config.is_file():  # the run's options: its data split among them
+        import yaml
+
+        spec.extra["training_config"] = yaml.safe_load(config.read_text()) or {}
     state = {
         k.removeprefix("model.").removeprefix("_orig_mod."): v
         for k, v in ckpt["state_dict"].items()
@@ -126,6 +139,21 @@ class Classifier:
         self.classes = spec.classes
         if list(self.classes) != list(EMOTIONS):
             raise FerError(f"{source} was trained on classes {self.classes}, not {list(EMOTIONS)}")
+
+    def training_split(self) -> tuple[float, int] | None:
+        """(val_fraction, seed) the model was trained with, which decide the validation faces of
+        data without PublicTest markers; None when unknown or when ensemble members differ."""
+        configs = [m.get("training_config") for m in self.spec.extra.get("members", [])] or [
+            self.spec.extra.get("training_config")
+        ]
+        found = {(c.get("val_fraction"), c.get("seed")) for c in configs if c}
+        if (
+            len(found) != 1
+            or len(configs) != sum(1 for c in configs if c)
+            or None in next(iter(found))
+        ):
+            return None
+        return next(iter(found))
 
     @property
     def backend(self) -> str:

@@ -28,6 +28,7 @@ from fer.common import (
     run_config_path,
     write_text,
 )
+from fer.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 from fer.models import TRAINABLE
 from fer.module import OPTIMIZERS, SCHEDULERS
 
@@ -84,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--val-fraction",
         type=float,
-        default=0.1,
+        default=DEFAULT_VAL_FRACTION,
         help="val share of train when the data has no PublicTest",
     )
     g.add_argument(
@@ -147,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate, checkpoint and export an exponential moving average of the weights "
         "(e.g. 0.999; 0: off)",
     )
-    g.add_argument("--seed", type=int, default=42)
+    g.add_argument("--seed", type=int, default=DEFAULT_SEED)
     g.add_argument(
         "--deterministic",
         action="store_true",

@@ -64,8 +64,8 @@ def test_public_test_without_private_test_gives_no_test_split(tmp_path):
     splits, notes = split_indices(data)
     assert len(splits["val"]) == 14 and len(splits["test"]) == 0
     assert any("no test split" in n for n in notes)
-    index, note = evaluation_split(data, "test")  # evaluation falls back to PublicTest, and says so
-    assert torch.equal(index, splits["val"]) and "PublicTest" in note
+    index, scored, note = evaluation_split(data, "test")  # falls back to PublicTest, and says so
+    assert torch.equal(index, splits["val"]) and scored == "val" and "PublicTest" in note
 
 
 def test_unmarked_folders_split_stratified_and_seeded(tmp_path):

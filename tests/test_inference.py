@@ -210,8 +210,12 @@ def test_evaluate_writes_every_file_and_matches_lightning(trained, tmp_path, cap
 def test_evaluate_split_rule_for_a_private_test_only_folder(tmp_path):
     root = make_folder(tmp_path / "d", per_class=(2, 0, 3))
     data = load_fer(root)
-    index, note = evaluation_split(data, "test")
-    assert len(index) == 21 and all("PrivateTest_" in data.names[i] for i in index.tolist())
+    index, scored, note = evaluation_split(data, "test")
+    assert (
+        scored == "test"
+        and len(index) == 21
+        and all("PrivateTest_" in data.names[i] for i in index.tolist())
+    )
 
 
 def test_predict_no_detect_agrees_with_evaluation(trained, tmp_path, capsys):
@@ -387,3 +391,54 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
         classifier.predict_proba(faces.astype(np.float32))  # 0..255 floats: garbage before
     with pytest.raises(FerError, match="uint8"):
         classifier.predict_proba(faces.astype(np.int32))
+
+
+def test_evaluation_on_unmarked_data_scores_the_faces_the_model_held_out(tmp_path, capsys):
+    """Was: fer.evaluate drew 'val' with seed 0 and 10%, whatever the run used: most of the faces
+    it scored had been trained on."""
+    from tests.conftest import make_csv
+
+    data = make_csv(tmp_path / "csv" / "train.csv", per_class=(10, 0, 2), variant="train_test")
+    root = tmp_path / "run"
+    args = ["--data", str(data), "--default-root-dir", str(root), "--max-epochs", "1"]
+    args += ["--widths", "8", "--depth", "1", "--seed", "5", "--val-fraction", "0.3", "--no-test"]
+    assert train([*args, "--json", str(tmp_path / "s.json")]) == 0
+    ckpt = json.loads((tmp_path / "s.json").read_text())["best_checkpoint"]
+    from fer.data import split_indices
+    from fer.evaluate import evaluate as score
+
+    held_out, _ = split_indices(load_fer(data), 0.3, 5)
+    for model in (ckpt, tmp_path / "export"):
+        if model != ckpt:
+            assert export(["--ckpt", ckpt, "--out", str(model), "--no-onnx"]) == 0
+        m, faces, y, probs, note = score(load_classifier(model), str(data), "val")
+        assert m["samples"] == len(held_out["val"]) == 21 and "seed 5" in note
+        expected = load_fer(data).images[held_out["val"]].numpy()
+        assert np.array_equal(faces, expected)
+
+
+def test_a_validation_score_is_never_recorded_as_a_test_score(trained, tmp_path, capsys):
+    """Was: --split test on data without a test split scored PublicTest and labelled it test."""
+    data = make_folder(tmp_path / "d", per_class=(2, 2, 0))  # no PrivateTest
+    out = tmp_path / "e"
+    args = ["--ckpt", str(trained["export"]), "--data", str(data), "--split", "test"]
+    assert evaluate([*args, "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["split"] == "val" and m["requested_split"] == "test"
+    assert (
+        export(
+            [
+                "--ckpt",
+                str(trained["ckpt"]),
+                "--out",
+                str(tmp_path / "x"),
+                "--no-onnx",
+                "--metrics",
+                str(out / "metrics.json"),
+            ]
+        )
+        == 0
+    )
+    assert set(json.loads((tmp_path / "x" / "model.json").read_text())["metrics"]) == {
+        "val_tta_none"
+    }
