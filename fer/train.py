@@ -442,7 +442,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ckpt_cb and ckpt_cb.best_model_score is not None
         else None,
         "epochs": trainer.current_epoch,
-        "precision": precision,
+        "precision": str(trainer.precision),  # what the Trainer ran with
         "fit_seconds": round(fit_seconds, 1),
     }
     m = re.search(r"epoch(\d+)", Path(best).name) if best else None

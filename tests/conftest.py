@@ -80,12 +80,13 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 @pytest.fixture
 def folder_data(tmp_path) -> Path:
-    return make_folder(tmp_path / "fer2013", per_class=(6, 3, 2))
+    # 56 training faces: 3 batches of 16 an epoch, enough for fer.train's LR schedules to run
+    return make_folder(tmp_path / "fer2013", per_class=(8, 3, 2))
 
 
 @pytest.fixture
 def csv_data(tmp_path) -> Path:
-    return make_csv(tmp_path / "csv" / "fer2013.csv")
+    return make_csv(tmp_path / "csv" / "fer2013.csv", per_class=(8, 2, 2))  # as folder_data
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from fer.common import FerError, cpu_has_bf16, default_precision
+from fer.common import FerError, cpu_has_bf16
 from fer.module import FerModule
 from fer.train import main as train
 
@@ -166,7 +166,7 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
     ckpt = torch.load(
         run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
     )
-    assert ckpt["epoch"] == 3
+    assert ckpt["epoch"] == 3 and ckpt["lr_schedulers"]  # the cosine schedule ran and resumed
     assert not (tmp_path / "lightning_logs" / "version_1").exists()
     # the resumed run's config.yaml still reproduces it from scratch; the resume is logged apart
     config = yaml.safe_load((run_dir(tmp_path) / "config.yaml").read_text())
@@ -192,13 +192,23 @@ def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv
     assert last.stat().st_mtime_ns == before and len(metrics(tmp_path)) == 2
 
 
-def test_the_precision_auto_picks_is_logged(csv_data, tmp_path, caplog):
+def test_the_precision_auto_picks_is_the_one_the_trainer_uses_and_is_logged(
+    csv_data, tmp_path, caplog
+):
     caplog.set_level(logging.INFO)
-    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--fast-dev-run"]
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--max-epochs", "1"]
     assert train([*args, "--widths", "8", "--depth", "1", "--batch-size", "16"]) == 0
-    chosen = default_precision()
-    assert f"precision: {chosen}" in caplog.text
-    assert ("no native bf16" in caplog.text) == (chosen == "32-true")
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    native = " avx512_bf16" in flags or " amx_bf16" in flags  # read apart from fer's own check
+    expected = "bf16-mixed" if native and not torch.cuda.is_available() else None
+    summary = json.loads((run_dir(tmp_path) / "summary.json").read_text())
+    used = summary["precision"]  # what the Trainer ran with
+    if expected:
+        assert used == expected
+    elif not torch.cuda.is_available():
+        assert used == "32-true"
+    assert f"precision: {used}" in caplog.text
+    assert ("no native bf16" in caplog.text) == (used == "32-true")
 
 
 def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
@@ -232,6 +242,7 @@ def test_ema_checkpoints_hold_the_averaged_weights(csv_data, tmp_path):
     assert train([*base, "--max-epochs", "2", "--ema", "0.9"]) == 0
     path = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
     ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    assert ckpt["lr_schedulers"]
     averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
     assert averaged.keys() == current.keys()
     floats = [k for k, v in averaged.items() if v.is_floating_point()]
@@ -261,7 +272,7 @@ def test_vgg_freezes_then_finetunes_the_backbone(folder_data, tmp_path):
         str(tmp_path),
         "--no-test",
         "--limit-train-batches",
-        "1",
+        "2",
         "--limit-val-batches",
         "1",
         *TINY,
@@ -270,6 +281,7 @@ def test_vgg_freezes_then_finetunes_the_backbone(folder_data, tmp_path):
     ckpt = torch.load(
         run_dir(tmp_path) / "checkpoints" / "last.ckpt", weights_only=True, map_location="cpu"
     )
+    assert ckpt["lr_schedulers"]  # the real one-cycle schedule ran
     groups = ckpt["optimizer_states"][0]["param_groups"]
     assert len(groups) == 2  # head, then the unfrozen backbone
     assert groups[1]["lr"] < groups[0]["lr"]
@@ -318,7 +330,11 @@ def test_real_data_short_run(shared_data, tmp_path):
         "--max-epochs",
         "1",
         "--limit-train-batches",
-        "20",
+        "40",
+        "--optimizer",
+        "adamw",
+        "--lr",
+        "0.003",
         "--default-root-dir",
         str(tmp_path),
     ]
@@ -327,7 +343,11 @@ def test_real_data_short_run(shared_data, tmp_path):
     assert (run / "config.yaml").is_file() and list((run / "checkpoints").glob("epoch*.ckpt"))
     cm = torch.tensor(json.loads((run / "confusion_val.json").read_text())["matrix"])
     assert cm.sum() == 3589  # all of PublicTest
-    assert float(metrics(tmp_path)[-1]["val/acc"]) > 0.2  # above the 1/7 of chance after 20 batches
+    # a collapsed model answering the commonest emotion scores the class prior (happy, 24.9%)
+    prior = (cm.sum(1).max() / cm.sum()).item()
+    val_acc = float(metrics(tmp_path)[-1]["val/acc"])
+    print(f"val/acc {val_acc:.4f} against a class prior of {prior:.4f}")
+    assert val_acc > prior + 0.01 and len(cm.sum(0).nonzero()) >= 3  # it predicts several emotions
 
 
 @pytest.mark.skipif(not cpu_has_bf16(), reason="this CPU has no native bf16")
