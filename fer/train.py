@@ -272,6 +272,7 @@ def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse, resolve the run, build data, model, callbacks and trainer, fit, report."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.model != "vgg" and (args.weights or args.no_pretrained):
@@ -279,32 +280,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.download import resolve_data
 
     args.data = resolve_data(args.data)
-
-    # Heavy imports after argument checks, so --help and bad flags answer at once.
+    # Heavy imports come after the argument checks, so --help and bad flags answer at once.
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.callbacks import (
-        EarlyStopping,
-        EMAWeightAveraging,
-        LearningRateMonitor,
-        ModelCheckpoint,
-        TQDMProgressBar,
-    )
-    from pytorch_lightning.loggers import TensorBoardLogger
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    from fer.callbacks import (
-        AtomicCheckpointIO,
-        BackboneFreeze,
-        CheckpointOnInterrupt,
-        ConfusionMatrixLogger,
-        EpochSeed,
-        PredictionGridLogger,
-        RunRecord,
+    root, ckpt_path, version = resolve_run(args)
+    precision = choose_precision(args)
+    pl.seed_everything(args.seed, workers=True, verbose=False)
+    torch.set_float32_matmul_precision("high")
+    dm = build_data(args)
+    module = build_module(args, resuming=bool(ckpt_path))
+    # What reproduces the run; how it was resumed is recorded apart (RunRecord's resumed.log).
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("config", "debug", "json", "ckpt_path")
+    }
+    trainer = build_trainer(
+        args, root, version, precision, build_callbacks(args, config, ckpt_path)
     )
-    from fer.data import FerDataModule
-    from fer.models.vgg import load_backbone_weights
-    from fer.module import FerModule
+    start = time.time()
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
+    if trainer.interrupted:
+        return 130
+    report(trainer, dm, module, args, config, time.time() - start)
+    return 0
 
+
+def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]:
+    """(root folder, checkpoint to resume or None, version folder to keep writing into or None)."""
     root = Path(args.default_root_dir)
     ckpt_path, version = args.ckpt_path, None
     if ckpt_path == "last":
@@ -316,18 +322,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if m and Path(ckpt_path).resolve().parents[2] == (root / "lightning_logs").resolve():
             version = int(m.group(1))  # keep writing into the interrupted run's folder
         check_resumable(Path(ckpt_path), args)
+    return root, ckpt_path, version
+
+
+def choose_precision(args: argparse.Namespace) -> str:
     precision = default_precision(args.accelerator) if args.precision == "auto" else args.precision
     if args.precision == "auto":
-        why = (
-            " (this CPU has no native bf16, which would only be emulated)"
-            if precision == "32-true"
-            else ""
-        )
-        log.info("precision: %s%s", precision, why)
+        why = " (this CPU has no native bf16, which would only be emulated)"
+        log.info("precision: %s%s", precision, why if precision == "32-true" else "")
+    return precision
 
-    pl.seed_everything(args.seed, workers=True, verbose=False)
-    torch.set_float32_matmul_precision("high")
-    channels_last = not args.no_channels_last
+
+def build_data(args: argparse.Namespace):
+    """The DataModule, with the data read and checked before anything is written."""
+    from fer.data import FerDataModule
+
     dm = FerDataModule(
         data=args.data,
         batch_size=args.batch_size,
@@ -338,10 +347,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         exclude=args.exclude,
         cache_dir=args.cache_dir,
         strict=args.strict,
-        channels_last=channels_last,
+        channels_last=not args.no_channels_last,
     )
     dm.prepare_data()
-    dm.setup("fit")  # read and check the data before anything is written
+    dm.setup("fit")
+    return dm
+
+
+def build_module(args: argparse.Namespace, resuming: bool):
+    import torch
+
+    from fer.models.vgg import load_backbone_weights
+    from fer.module import FerModule
+
     if args.model == "cnn":
         options = {"widths": list(args.widths), "depth": args.depth, "dropout": args.dropout}
     else:
@@ -356,19 +374,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing,
         class_weighted_loss=args.balance == "loss",
-        channels_last=channels_last,
+        channels_last=not args.no_channels_last,
     )
-    if args.model == "vgg" and not args.no_pretrained and not ckpt_path:
+    if args.model == "vgg" and not args.no_pretrained and not resuming:
         log.info("backbone weights: %s", load_backbone_weights(module.model, args.weights))
     if args.compile:
         module.model = torch.compile(module.model)
+    return module
 
-    # What reproduces the run; how it was resumed is recorded apart (RunRecord's resumed.log).
-    config = {
-        k: v for k, v in vars(args).items() if k not in ("config", "debug", "json", "ckpt_path")
-    }
-    validating = args.limit_val_batches != 0
-    callbacks: list[pl.Callback] = [
+
+def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path: str | None):
+    from pytorch_lightning.callbacks import (
+        EarlyStopping,
+        EMAWeightAveraging,
+        LearningRateMonitor,
+        ModelCheckpoint,
+        TQDMProgressBar,
+    )
+
+    from fer.callbacks import (
+        BackboneFreeze,
+        CheckpointOnInterrupt,
+        ConfusionMatrixLogger,
+        EpochSeed,
+        PredictionGridLogger,
+        RunRecord,
+    )
+
+    validating = args.limit_val_batches != 0  # 0: no validation, so no best checkpoint
+    callbacks: list = [
         # last.ckpt after every epoch, improved or not: what --ckpt-path last resumes from
         ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),
@@ -379,9 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         EpochSeed(args.seed),
         TQDMProgressBar(refresh_rate=10),
     ]
-    if (
-        validating
-    ):  # the best epoch on val/acc; first, so that it is the trainer's checkpoint_callback
+    if validating:  # the best epoch on val/acc, first: it is the trainer's checkpoint_callback
         callbacks.insert(
             0,
             ModelCheckpoint(
@@ -399,10 +431,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
     if args.model == "vgg" and args.freeze_epochs > 0:
         callbacks.append(BackboneFreeze(args.freeze_epochs, args.backbone_lr_ratio))
+    return callbacks
+
+
+def build_trainer(
+    args: argparse.Namespace, root: Path, version: int | None, precision: str, callbacks
+):
+    import pytorch_lightning as pl
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    from fer.callbacks import AtomicCheckpointIO
+
     logger = TensorBoardLogger(
         root, name="lightning_logs", version=version, default_hp_metric=False
     )
-    trainer = pl.Trainer(
+    return pl.Trainer(
         max_epochs=args.max_epochs,
         accelerator=args.accelerator,
         devices=_devices(args.devices),
@@ -421,17 +464,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         enable_model_summary=True,
         plugins=[AtomicCheckpointIO()],
     )
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-    start = time.time()
-    try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    except SIGTERMException:
-        return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
-    fit_seconds = time.time() - start
-    if trainer.interrupted:
-        return 130
 
+def report(
+    trainer, dm, module, args: argparse.Namespace, config: dict[str, Any], fit_seconds: float
+) -> None:
+    """Test the best checkpoint (when there is a test split), log hyper-parameters, write and print
+    the summary."""
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     summary: dict[str, Any] = {
@@ -468,7 +507,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.json:
             write_text(args.json, json.dumps(summary, indent=2))
         print(_summary_text(summary), file=sys.stderr if args.json == "-" else sys.stdout)
-    return 0
 
 
 def _devices(text: str):

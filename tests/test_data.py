@@ -117,7 +117,7 @@ def test_colour_and_odd_size_images_become_48x48_gray():
 
 
 def test_missing_data_names_the_path_and_how_to_get_it(tmp_path):
-    with pytest.raises(FerError, match="does not exist.*Kaggle"):
+    with pytest.raises(FerError, match="does not exist.*download FER-2013"):
         load_fer(tmp_path / "nowhere")
 
 

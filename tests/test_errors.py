@@ -46,7 +46,7 @@ GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
 @pytest.mark.parametrize(
     "case,make,needles",
     [
-        ("missing path", lambda t: t / "nope", ["does not exist", "Kaggle"]),
+        ("missing path", lambda t: t / "nope", ["does not exist", "download FER-2013"]),
         (
             "no images",
             lambda t: (t / "d" / "train" / "happy").mkdir(parents=True) or t / "d",
