@@ -164,26 +164,20 @@ def write_figures(
 
 
 def gradcam_figure(classifier, faces: np.ndarray, y: np.ndarray, per_class: int):
-    """Grad-CAM (pytorch-grad-cam) on the last conv block, for the true class of a few faces per emotion."""
-    import torch
-    from pytorch_grad_cam import GradCAM
+    """Grad-CAM maps for the true class of a few faces per emotion (fer.gradcam chooses the layer)."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from fer.common import preprocess
+    from fer.gradcam import cam_maps, target_layers
     from fer.plots import face_grid
 
     if classifier.model is None:
         raise FerError("--gradcam needs the PyTorch backend")
-    model = classifier.model.float()
-    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     rng = np.random.default_rng(0)
     pick = np.concatenate(
         [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(NUM_CLASSES)]
     )
-    x = preprocess(faces[pick]).contiguous()
-    with GradCAM(model=model, target_layers=[convs[-1]]) as cam:
-        heat = cam(input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in y[pick]])
+    model = classifier.model
+    heat = cam_maps(model, faces[pick], y[pick], target_layers(model))
     overlays = np.stack(
         [
             show_cam_on_image(

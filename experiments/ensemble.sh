@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The shipped model: an ensemble of three custom CNNs, exported as one network that averages their
+# probabilities over each face and its mirror image (fer.export --flip), with float16 weights.
+#   1. the five-stage network of experiments/cnn5_strong_ema.sh (4.72 M parameters, 70 epochs,
+#      109 minutes on a 2-core CPU with bf16): its run's best checkpoint when runs/cnn5_strong_ema
+#      holds it, else the export of it that checkpoints/ held until this ensemble replaced it
+#      (commit ae35b41; float16 weights, the same the ensemble stores);
+#   2-3. the two small networks of experiments/ensemble_members.sh (trained here if missing).
+# Members are scored alone (ROOT/eval*), the exported ensemble by experiments/ship.sh (plain, flip
+# TTA and without leaked PublicTest faces, recorded in checkpoints/model.json), and the members'
+# TensorBoard records are copied, without face images, to lightning_logs/shipped_member_*.
+# Everything is selected and reported on PublicTest, the validation split.
+# Usage: bash experiments/ensemble.sh [DATA]   (default data/fer2013)
+set -euo pipefail
+DATA=${1:-data/fer2013}
+OUT=${OUT:-checkpoints}
+best() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$1/summary.json"; }
+
+if [ -f runs/cnn5_strong_ema/summary.json ]; then
+    CNN5=$(best runs/cnn5_strong_ema)
+else
+    CNN5=runs/cnn5_strong_ema/export
+    mkdir -p "$CNN5"
+    for f in model.json model.safetensors model.onnx; do
+        git show "ae35b41:checkpoints/$f" > "$CNN5/$f"
+    done
+fi
+bash experiments/ensemble_members.sh "$DATA"
+for member in runs/member_w160 runs/member_w192; do
+    bash experiments/evaluate_best.sh "$member" "$DATA"
+done
+bash experiments/ship.sh "$OUT" runs/ensemble "$DATA" \
+    --ckpt "$CNN5" "$(best runs/member_w160)" "$(best runs/member_w192)" --flip --half
+for member in w160 w192; do
+    python experiments/ship_logs.py runs/member_$member/lightning_logs/version_0 "shipped_member_$member"
+done

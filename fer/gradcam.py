@@ -1,0 +1,104 @@
+"""Grad-CAM maps (pytorch-grad-cam) of the emotion classifiers, and a check that they point at
+what drives the prediction: masking a face's hottest region must cost the class more probability
+than masking a region of the same shape elsewhere.
+
+The target layer is the last convolution working at CAM_SIZE x CAM_SIZE pixels (for 48 px faces),
+in every network of an ensemble; `python experiments/gradcam_layers.py` measured the choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from fer.common import IMAGE_SIZE, preprocess
+
+#: Side of the feature map Grad-CAM reads, chosen by experiments/gradcam_layers.py (see the README).
+CAM_SIZE = 6
+
+
+def conv_sizes(model: nn.Module) -> dict[nn.Conv2d, int]:
+    """Every convolution of the model and the side of its output map on one 48x48 face."""
+    sizes: dict[nn.Conv2d, int] = {}
+    hooks = [
+        m.register_forward_hook(lambda mod, _, out: sizes.__setitem__(mod, out.shape[-1]))
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+    finally:
+        for h in hooks:
+            h.remove()
+    return sizes
+
+
+def target_layers(model: nn.Module, size: int = CAM_SIZE) -> list[nn.Conv2d]:
+    """The last convolution at `size` pixels (or the nearest larger size) of each network."""
+    networks = list(model.members) if hasattr(model, "members") else [model]
+    layers = []
+    for net in networks:
+        sizes = conv_sizes(net)
+        fitting = [m for m, s in sizes.items() if s >= size] or list(sizes)
+        smallest = min(sizes[m] for m in fitting)
+        layers.append([m for m in fitting if sizes[m] == smallest][-1])
+    return layers
+
+
+def cam_maps(
+    model: nn.Module, faces: np.ndarray, labels: Sequence[int], layers: list[nn.Module]
+) -> np.ndarray:
+    """(N, 48, 48) Grad-CAM maps in [0, 1] for the given class of each face."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model = model.float().eval()
+    flip = getattr(model, "flip", False)
+    model.flip = False  # the mirrored copy would double the batch the hooks see
+    try:
+        with GradCAM(model=model, target_layers=layers) as cam:
+            return cam(
+                input_tensor=preprocess(faces).contiguous(),
+                targets=[ClassifierOutputTarget(int(c)) for c in labels],
+            )
+    finally:
+        if hasattr(model, "flip"):
+            model.flip = flip
+
+
+def masking_drop(
+    model: nn.Module,
+    faces: np.ndarray,
+    labels: np.ndarray,
+    layers: list[nn.Module],
+    share: float = 0.15,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Mean drop of the labelled class's probability when the hottest `share` of each face's map
+    is set to the mean face value, and when the same mask is moved to a random place instead."""
+    model = model.float().eval()
+    maps = cam_maps(model, faces, labels, layers)
+    hot = maps >= np.quantile(maps.reshape(len(maps), -1), 1 - share, axis=1)[:, None, None]
+    rng = np.random.default_rng(seed)
+    moved = np.stack(
+        [np.roll(m, tuple(rng.integers(8, IMAGE_SIZE - 8, size=2)), axis=(0, 1)) for m in hot]
+    )
+    x = preprocess(faces).contiguous()
+    idx = torch.arange(len(faces))
+    y = torch.as_tensor(labels)
+
+    def prob(inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return model(inputs).float().softmax(1)[idx, y]
+
+    base = prob(x)
+    drops = []
+    for mask in (hot, moved):
+        masked = x.clone()
+        masked[torch.from_numpy(mask)[:, None]] = 0.0  # 0 is the mean face after standardising
+        drops.append(float((base - prob(masked)).mean()))
+    return drops[0], drops[1]
