@@ -119,26 +119,41 @@ class BackboneFreeze(BaseFinetuning):
             self.freeze(pl_module.backbone, train_bn=False)
 
     def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
-        if epoch != self.unfreeze_at_epoch or self.unfreeze_at_epoch == 0:
+        if self.unfreeze_at_epoch == 0 or epoch < self.unfreeze_at_epoch:
             return
-        head = optimizer.param_groups[0]
-        self.unfreeze_and_add_param_group(
-            pl_module.backbone, optimizer, lr=head["lr"] * self.lr_ratio
-        )
-        group = optimizer.param_groups[-1]
-        for key in ("initial_lr", "max_lr", "min_lr"):
-            if key in head:
-                group[key] = head[key] * self.lr_ratio
-        for key, value in head.items():
-            group.setdefault(key, value)
-        for config in pl_module.trainer.lr_scheduler_configs:
-            sched = config.scheduler
-            if hasattr(sched, "base_lrs") and len(sched.base_lrs) < len(optimizer.param_groups):
-                sched.base_lrs.append(sched.base_lrs[0] * self.lr_ratio)
-            if hasattr(sched, "lr_lambdas") and len(sched.lr_lambdas) < len(optimizer.param_groups):
-                sched.lr_lambdas.append(sched.lr_lambdas[0])
-            if hasattr(sched, "min_lrs") and len(sched.min_lrs) < len(optimizer.param_groups):
-                sched.min_lrs.append(sched.min_lrs[0])
+        if len(optimizer.param_groups) == 1:  # the unfreeze epoch: the backbone joins
+            head = optimizer.param_groups[0]
+            self.unfreeze_and_add_param_group(
+                pl_module.backbone, optimizer, lr=head["lr"] * self.lr_ratio
+            )
+            group = optimizer.param_groups[-1]
+            for key in ("initial_lr", "max_lr", "min_lr"):
+                if key in head:
+                    group[key] = head[key] * self.lr_ratio
+            for key, value in head.items():
+                group.setdefault(key, value)
+            for config in pl_module.trainer.lr_scheduler_configs:
+                self._cover_every_group(config.scheduler, len(optimizer.param_groups))
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        super().on_fit_start(trainer, pl_module)  # gives a resumed run its param groups back
+        for optimizer in trainer.optimizers:
+            if len(optimizer.param_groups) > 1:
+                # resumed after the unfreeze epoch: setup froze the backbone again, and the
+                # checkpoint restores the schedule's base_lrs but not its lambdas
+                self.make_trainable(pl_module.backbone)
+                for config in trainer.lr_scheduler_configs:
+                    self._cover_every_group(config.scheduler, len(optimizer.param_groups))
+
+    def _cover_every_group(self, sched, groups: int) -> None:
+        """Give the schedule an entry for the backbone's group: a fresh one on the unfreeze epoch,
+        and again on resume, where the checkpoint restores base_lrs but not the lambdas."""
+        if hasattr(sched, "base_lrs") and len(sched.base_lrs) < groups:
+            sched.base_lrs.append(sched.base_lrs[0] * self.lr_ratio)
+        if hasattr(sched, "lr_lambdas") and len(sched.lr_lambdas) < groups:
+            sched.lr_lambdas.append(sched.lr_lambdas[0])
+        if hasattr(sched, "min_lrs") and len(sched.min_lrs) < groups:
+            sched.min_lrs.append(sched.min_lrs[0])
 
 
 class RunRecord(pl.Callback):

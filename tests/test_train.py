@@ -450,3 +450,42 @@ def test_no_validation_with_limit_val_batches_0(csv_data, tmp_path):
         train([*args, "--limit-val-batches", "0", "--patience", "3"])
     with pytest.raises(FerError, match="would train nothing"):
         train([*args, "--limit-train-batches", "0"])
+
+
+def test_vgg_resumed_after_the_unfreeze_epoch_keeps_fine_tuning_the_backbone(
+    folder_data, tmp_path, monkeypatch
+):
+    """Was: a run resumed after the unfreeze epoch crashed in its LR schedule (the checkpoint
+    restores base_lrs for two groups, the lambdas for one) and its backbone was frozen again."""
+    import signal
+
+    args = ["--model", "vgg", "--no-pretrained", "--image-size", "32", "--data", str(folder_data)]
+    args += ["--freeze-epochs", "1", "--scheduler", "cosine", "--no-test", "--max-epochs", "3"]
+    args += ["--limit-train-batches", "2", "--limit-val-batches", "1", *TINY]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert train([*args, "--default-root-dir", str(whole)]) == 0
+    step = FerModule.training_step
+
+    def interrupt_in_the_last_epoch(self, batch, batch_idx):
+        if self.trainer.current_epoch == 2 and batch_idx == 1:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores Ctrl-C while it shuts down
+    with monkeypatch.context() as m, pytest.raises(SystemExit):
+        # Ctrl-C in the last epoch, after the unfreeze; last.ckpt is saved on the way out
+        m.setattr(FerModule, "training_step", interrupt_in_the_last_epoch)
+        train([*args, "--default-root-dir", str(cut)])
+    signal.signal(signal.SIGINT, sigint)
+    last = run_dir(cut) / "checkpoints" / "last.ckpt"
+    before = torch.load(last, weights_only=True)
+    assert train([*args, "--default-root-dir", str(cut), "--ckpt-path", "last"]) == 0
+    a = torch.load(run_dir(whole) / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert b["global_step"] == a["global_step"] > before["global_step"]
+    ga, gb = (c["optimizer_states"][0]["param_groups"] for c in (a, b))
+    assert len(ga) == len(gb) == 2 and [g["lr"] for g in gb] == pytest.approx([g["lr"] for g in ga])
+    assert b["lr_schedulers"][0]["base_lrs"] == pytest.approx(a["lr_schedulers"][0]["base_lrs"])
+    # the backbone went on learning after the resume
+    backbone = [k for k in b["state_dict"] if k.startswith("model.backbone.")]
+    assert any(not torch.equal(before["state_dict"][k], b["state_dict"][k]) for k in backbone)
