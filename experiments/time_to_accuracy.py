@@ -71,7 +71,7 @@ def main() -> None:
     args = p.parse_args()
     import matplotlib.pyplot as plt
 
-    import fer.plots  # noqa: F401  (selects the Agg backend)
+    import fer.figures  # noqa: F401  (selects the Agg backend)
     from fer.common import save_figure
 
     finals = {k: float(v) for k, v in (f.split("=", 1) for f in args.final)}

@@ -195,7 +195,7 @@ def figures(
     import pandas as pd
     import seaborn as sns
 
-    from fer.plots import face_grid
+    from fer.figures import face_grid
 
     images, labels = data.images.numpy(), data.labels.numpy()
     splits = split_names(data.usage.numpy())

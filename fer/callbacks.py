@@ -16,7 +16,7 @@ from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from fer.common import EMOTIONS, RUN_CONFIG, atomic_path, preprocess, write_text
-from fer.plots import confusion_figure, face_grid
+from fer.figures import confusion_figure, face_grid
 
 
 def run_dir(trainer: pl.Trainer) -> Path | None:

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -301,6 +302,9 @@ def load_fer(
     key = _cache_key(kind, files, entries)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache_file = cache / f"{files[0].stem}-{key}.safetensors"
+    marker = cache_file.with_name(cache_file.name + ".decoding")
+    if _local_rank() > 0:  # other processes of a multi-process run on this machine
+        _wait_for(cache_file, marker)
     if cache_file.is_file():
         try:
             with safe_open(cache_file, "pt") as f:
@@ -320,16 +324,44 @@ def load_fer(
         else:
             check_unreadable(data.skipped, strict)  # the same answer as reading the files
             return data
-    data = read_csv(files) if kind == "csv" else read_folder(files[0], entries, strict)
-    data.source = str(path)
+    try:  # tells the other local processes that this one is decoding (see _wait_for)
+        cache.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:
+        pass
     try:
-        with atomic_path(cache_file) as tmp:
-            tensors = {"images": data.images, "labels": data.labels, "usage": data.usage}
-            meta = {k: json.dumps(getattr(data, k)) for k in ("names", "skipped", "nonstandard")}
-            save_file(tensors, str(tmp), metadata=meta)
-    except FerError as e:  # a read-only cache only costs speed
-        log.warning("could not cache the decoded data: %s", e)
+        data = read_csv(files) if kind == "csv" else read_folder(files[0], entries, strict)
+        log.info("decoded %d faces from %s", len(data), path)
+        data.source = str(path)
+        try:
+            with atomic_path(cache_file) as tmp:
+                tensors = {"images": data.images, "labels": data.labels, "usage": data.usage}
+                meta = {
+                    k: json.dumps(getattr(data, k)) for k in ("names", "skipped", "nonstandard")
+                }
+                save_file(tensors, str(tmp), metadata=meta)
+        except FerError as e:  # a read-only cache only costs speed
+            log.warning("could not cache the decoded data: %s", e)
+    finally:
+        marker.unlink(missing_ok=True)
     return data
+
+
+def _local_rank() -> int:
+    """This process's rank on its machine in a multi-process run (torchrun, Lightning, SLURM)."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")) or 0)
+
+
+def _wait_for(cache_file: Path, marker: Path, start_grace: float = 10.0, limit: float = 1800.0):
+    """Let local rank 0 decode the data and write the cache once: wait while it is decoding (its
+    marker file exists), or briefly for it to begin; then the cache is read, or, if rank 0 could
+    not write one, decoded here after all."""
+    start = time.monotonic()
+    while not cache_file.is_file():
+        waited = time.monotonic() - start
+        if waited > limit or (not marker.exists() and waited > start_grace):
+            return
+        time.sleep(0.2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def write_figures(
     """confusion_matrix.png, per_class_accuracy.png and confident_errors.png into `out`."""
     import matplotlib.pyplot as plt
 
-    from fer.plots import confusion_figure, face_grid
+    from fer.figures import confusion_figure, face_grid
 
     cm = np.array(m["confusion_matrix"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 5.4))
@@ -167,8 +167,8 @@ def gradcam_figure(classifier, faces: np.ndarray, y: np.ndarray, per_class: int)
     """Grad-CAM maps for the true class of a few faces per emotion (fer.gradcam chooses the layer)."""
     from pytorch_grad_cam.utils.image import show_cam_on_image
 
+    from fer.figures import face_grid
     from fer.gradcam import cam_maps, target_layers
-    from fer.plots import face_grid
 
     if classifier.model is None:
         raise FerError("--gradcam needs the PyTorch backend")

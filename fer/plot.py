@@ -37,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = p.parse_args(argv)
     import matplotlib.pyplot as plt
 
-    import fer.plots  # noqa: F401  (selects the Agg backend)
+    import fer.figures  # noqa: F401  (selects the Agg backend)
 
     logdir = Path(args.logdir)
     scalars = read_scalars(logdir)

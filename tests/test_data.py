@@ -198,3 +198,32 @@ def test_strict_fails_on_unreadable_files_after_a_lenient_load_cached_them(tmp_p
     assert len(load_fer(root).skipped) == 1  # lenient: skipped, and cached
     with pytest.raises(FerError, match="1 files are not readable images"):
         load_fer(root, strict=True)
+
+
+def test_other_local_ranks_wait_for_rank_0_to_decode_and_cache(tmp_path, monkeypatch):
+    """Ranks started together (torchrun, SLURM): local rank 0 decodes and writes the cache once;
+    the others wait for it instead of decoding the same files again."""
+    import threading
+    import time
+
+    import fer.data
+
+    root = make_folder(tmp_path / "d", per_class=(3, 1, 0))
+    decoded = []
+    read = fer.data.read_folder
+    monkeypatch.setattr(fer.data, "read_folder", lambda *a, **k: decoded.append(1) or read(*a, **k))
+    first = load_fer(root, tmp_path / "c")  # rank 0: decodes and caches
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    again = load_fer(root, tmp_path / "c")  # rank 1: reads the cache
+    assert len(decoded) == 1 and torch.equal(again.images, first.images)
+
+    cache, marker = tmp_path / "x.safetensors", tmp_path / "x.safetensors.decoding"
+    marker.touch()  # rank 0 is decoding: rank 1 waits until the cache appears
+    threading.Timer(0.6, cache.touch).start()
+    start = time.monotonic()
+    fer.data._wait_for(cache, marker, start_grace=0.1)
+    assert cache.is_file() and time.monotonic() - start >= 0.5
+    cache.unlink(), marker.unlink()  # nobody is decoding: rank 1 waits only the grace period
+    start = time.monotonic()
+    fer.data._wait_for(cache, marker, start_grace=0.2)
+    assert time.monotonic() - start < 5 and not cache.exists()

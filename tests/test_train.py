@@ -489,3 +489,44 @@ def test_vgg_resumed_after_the_unfreeze_epoch_keeps_fine_tuning_the_backbone(
     # the backbone went on learning after the resume
     backbone = [k for k in b["state_dict"] if k.startswith("model.backbone.")]
     assert any(not torch.equal(before["state_dict"][k], b["state_dict"][k]) for k in backbone)
+
+
+def test_ddp_on_real_faces_shards_batches_writes_once_and_resumes(shared_data, tmp_path):
+    """Two gloo processes on this CPU: each trains on half the batches, the data is decoded and
+    cached once, rank 0 alone writes one run folder and its checkpoints, and the run resumes."""
+    data = shared_data / "fer2013-sample.csv"  # 700 Training and 350 PublicTest faces
+    cache, root = tmp_path / "cache", tmp_path / "r"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FER_CACHE": str(cache)}
+    base = [sys.executable, "-m", "fer.train", "--data", str(data), "--accelerator", "cpu"]
+    base += ["--devices", "2", "--strategy", "ddp", "--default-root-dir", str(root)]
+    base += ["--scheduler", "cosine", "--no-test", *TINY, "--batch-size", "32"]
+
+    def run(*extra):
+        out = subprocess.run(
+            [*base, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            cwd=Path(__file__).parents[1],
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return out.stdout + out.stderr
+
+    log = run("--max-epochs", "1")
+    assert log.count("decoded 1050 faces") == 1  # one process decoded; the other read the cache
+    assert len(list(cache.glob("*.safetensors"))) == 1
+    assert [p.name for p in (root / "lightning_logs").iterdir()] == ["version_0"]
+    ckpts = sorted(p.name for p in (run_dir(root) / "checkpoints").iterdir())
+    assert len(ckpts) == 2 and "last.ckpt" in ckpts
+    events = list(run_dir(root).glob("events.out.tfevents.*"))  # name: ...<host>.<pid>.<n>
+    assert events and len({p.name.split(".")[-2] for p in events}) == 1  # one process logged
+    # each rank took half of the 700 training faces: 350 // 32 = 10 steps, not 700 // 32 = 21
+    assert int(metrics(root)[-1]["step"]) == 10
+    cm = torch.tensor(json.loads((run_dir(root) / "confusion_val.json").read_text())["matrix"])
+    assert cm.sum() == 350  # and validation covered every face once, across both
+    run("--max-epochs", "2", "--ckpt-path", "last")
+    assert [int(r["epoch"]) for r in metrics(root)] == [0, 1] and int(
+        metrics(root)[-1]["step"]
+    ) == 20
+    assert [p.name for p in (root / "lightning_logs").iterdir()] == ["version_0"]
