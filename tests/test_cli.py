@@ -37,3 +37,14 @@ def test_a_console_script_gives_one_line_errors(capsys, monkeypatch):
     with pytest.raises(SystemExit) as e:
         predict()
     assert e.value.code in (1, 2) and "no/such/photo.jpg" in capsys.readouterr().err
+
+
+def test_using_a_model_loads_neither_the_dataset_reader_nor_lightning():
+    """fer.predict and fer.detect start about as fast as importing torch and OpenCV."""
+    code = (
+        "import sys, fer.predict, fer.detect, fer.inference, fer.faces; "
+        "print(sorted(m for m in ('pytorch_lightning', 'torchvision', 'fer.data', 'pandas') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-500:]

@@ -22,7 +22,7 @@ class Ensemble(nn.Module):
         self, num_classes: int = 7, members: Sequence[Mapping[str, Any]] = (), flip: bool = False
     ):
         super().__init__()
-        from fer.models import build_model  # the registry imports this module
+        from fer.models import build_model
 
         if not members:
             raise TypeError("an ensemble needs at least one member")
