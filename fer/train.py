@@ -67,7 +67,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--config",
         help="YAML file of options (a run's config.yaml reproduces it); flags override it",
     )
-    g = p.add_argument_group("data")
+    _data_options(p.add_argument_group("data"))
+    _model_options(p.add_argument_group("model"))
+    _optimisation_options(p.add_argument_group("optimisation"))
+    _hardware_options(p.add_argument_group("hardware"))
+    _run_options(p.add_argument_group("run"))
+    add_debug_flag(p)
+    return p
+
+
+def _data_options(g) -> None:
     g.add_argument(
         "--data",
         help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
@@ -99,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail on unreadable image files instead of skipping them",
     )
-    g = p.add_argument_group("model")
+
+
+def _model_options(g) -> None:
     g.add_argument("--model", default="cnn", choices=TRAINABLE)
     g.add_argument(
         "--widths", type=int, nargs="+", default=[32, 64, 128, 256], help="cnn: channels per stage"
@@ -126,7 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.1,
         help="vgg: backbone LR as a fraction of the head's",
     )
-    g = p.add_argument_group("optimisation")
+
+
+def _optimisation_options(g) -> None:
     g.add_argument("--max-epochs", type=positive(int), default=30)
     g.add_argument("--lr", type=positive(float), default=0.05, help="peak learning rate")
     g.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS))
@@ -154,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="deterministic algorithms (reproducible, slower)",
     )
-    g = p.add_argument_group("hardware")
+
+
+def _hardware_options(g) -> None:
     g.add_argument(
         "--precision",
         default="auto",
@@ -166,7 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-nodes", type=positive(int), default=1)
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
-    g = p.add_argument_group("run")
+
+
+def _run_options(g) -> None:
     g.add_argument("--limit-train-batches", type=limit, default=None)
     g.add_argument("--limit-val-batches", type=limit, default=None)
     g.add_argument(
@@ -185,8 +202,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-test", action="store_true", help="skip testing the best checkpoint after fitting"
     )
     g.add_argument("--json", help="also write the final summary as JSON to this file")
-    add_debug_flag(p)
-    return p
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
