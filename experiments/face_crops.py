@@ -28,8 +28,8 @@ from fer.demo import background  # noqa: E402
 from fer.faces import Face, crop_faces, iou, make_detector  # noqa: E402
 from fer.inference import load_classifier  # noqa: E402
 
-SCALES = (0.9, 1.0, 1.1, 1.2, 1.3, 1.4)
-SHIFTS = (-0.1, 0.0, 0.1)
+SCALES = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
+SHIFTS = (0.0, 0.05, 0.1, 0.15)
 
 
 def paste(face48: np.ndarray, rng: np.random.Generator, max_angle: float):
@@ -53,11 +53,15 @@ def shifted(face: Face, dy: float) -> Face:
     return Face((x, int(round(y + dy * w)), w, h), moved, face.score)
 
 
-def measure(data, classifier, detector_name: str, n: int, max_angle: float, seed: int = 0):
+def measure(
+    data, classifier, detector_name: str, n: int, max_angle: float, seed: int = 0, width: int = 0
+):
     rng = np.random.default_rng(seed)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
     pick = index[torch_perm(len(index), seed)[:n]].numpy()
     detector = make_detector(detector_name)
+    if width:  # the size the detector looks at (YuNet's work width)
+        detector.work_width = width
     crops = {(s, dy, a): [] for s in SCALES for dy in SHIFTS for a in (True, False)}
     labels, originals, found, seconds = [], [], 0, 0.0
     for i in pick:
@@ -103,6 +107,7 @@ def main() -> None:
     p.add_argument("--faces", type=int, default=600)
     p.add_argument("--angle", type=float, default=25.0, help="largest turn of the rotated set")
     p.add_argument("--detectors", nargs="+", default=["yunet", "haar"])
+    p.add_argument("--work-width", type=int, default=0, help="detectors' work width (0: default)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
     data = load_fer(args.data)
@@ -110,7 +115,7 @@ def main() -> None:
     results = []
     for name in args.detectors:
         for angle in (0.0, args.angle):
-            r = measure(data, classifier, name, args.faces, angle)
+            r = measure(data, classifier, name, args.faces, angle, width=args.work_width)
             results.append(r)
             best = max(r["accuracy"], key=r["accuracy"].get)
             print(

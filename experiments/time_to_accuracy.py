@@ -4,7 +4,8 @@ Each recipe is a list of training runs done one after another (the members of an
 A run's curve comes from its TensorBoard events: every val/acc point at the time it was logged,
 counted from the start of its event file, so the data loading before training is left out and a
 run resumed later adds only its own time. A recipe's runs are laid end to end; where its product
-is scored apart (an ensemble), `--final` puts that score at the end of its line.
+is scored apart (an ensemble), `--final` puts that score at the end of its line, and the line
+of a recipe of several runs shows the best model it has made so far.
 
     python experiments/time_to_accuracy.py --out docs/time_to_accuracy.png \\
         --recipe "small CNN A=runs/member_w160" --recipe "small CNN B=runs/member_w192" \\
@@ -49,6 +50,7 @@ def run_curve(folder: Path) -> list[tuple[float, float]]:
 
 
 def recipe_curve(parts: list[str]) -> list[tuple[float, float]]:
+    """One run's curve; for several runs in a row, the best model the recipe has made so far."""
     line: list[tuple[float, float]] = []
     for part in parts:
         start = line[-1][0] if line else 0.0
@@ -57,6 +59,9 @@ def recipe_curve(parts: list[str]) -> list[tuple[float, float]]:
             line.append((start + minutes, acc))
         else:
             line += [(start + t, a) for t, a in run_curve(Path(part))]
+    if len(parts) > 1:
+        best = 0.0
+        line = [(t, best := max(best, a)) for t, a in line]
     return line
 
 
@@ -86,9 +91,10 @@ def main() -> None:
     for name, line in curves.items():
         xs, ys = zip(*line)
         ax.plot(xs, [100 * y for y in ys], marker="o", ms=2.5, lw=1.4, label=name)
+        top = max(range(len(ys)), key=ys.__getitem__)  # the best epoch, as a run keeps it
         ax.annotate(
-            f"{100 * ys[-1]:.2f}%",
-            (xs[-1], 100 * ys[-1]),
+            f"{100 * ys[top]:.2f}%",
+            (xs[top], 100 * ys[top]),
             textcoords="offset points",
             xytext=(4, 4),
             fontsize=8,
