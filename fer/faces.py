@@ -60,8 +60,9 @@ class YuNetFaceDetector:
     """YuNet via cv2.FaceDetectorYN, run on a copy shrunk to at most `work_width` pixels wide.
 
     YuNet finds faces of about 10-300 px at the size it sees, and its cost grows with that size.
-    Video runs at up to 640 px wide: on PublicTest faces pasted 150-230 px wide into 640x480
-    frames it found 96% of them at 640 px against 88% at 320 px (experiments/face_crops.py);
+    Video runs at up to 640 px wide: on 300 PublicTest faces pasted 150-230 px wide into 640x480
+    frames it found 96% of them at 640 px against 88% at 320 px (experiments/face_crops.py
+    --faces 300 --detectors yunet --work-width 640 / 320);
     larger frames are shrunk to 640 px, where webcam faces are still large. Photos run at up to
     1280 px.
     The model file is checked against its SHA-256 before it is loaded.
