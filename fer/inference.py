@@ -146,14 +146,11 @@ class Classifier:
         configs = [m.get("training_config") for m in self.spec.extra.get("members", [])] or [
             self.spec.extra.get("training_config")
         ]
-        found = {(c.get("val_fraction"), c.get("seed")) for c in configs if c}
-        if (
-            len(found) != 1
-            or len(configs) != sum(1 for c in configs if c)
-            or None in next(iter(found))
-        ):
+        if not all(configs):
             return None
-        return next(iter(found))
+        found = {(c.get("val_fraction"), c.get("seed")) for c in configs}
+        split = found.pop()
+        return None if found or None in split else split
 
     @property
     def backend(self) -> str:
