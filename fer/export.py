@@ -21,7 +21,6 @@ from fer.common import (
     add_debug_flag,
     atomic_path,
     run_cli,
-    run_config_path,
     write_text,
 )
 
@@ -111,27 +110,10 @@ def _store_onnx_weights_as_half(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def provenance(path: Path, spec) -> dict:
-    """Where a model came from: its checkpoint, epochs and training options (from the run's
-    config.yaml, or the checkpoint's own hyper-parameters once it has left its run), or what the
-    model.json of an export already recorded."""
-    if path.suffix != ".ckpt":
-        return {k: v for k, v in spec.extra.items() if k not in ("export_command", "stored_dtype")}
-    import torch
-
-    raw = torch.load(path, map_location="cpu", weights_only=True)
-    record = {"source_checkpoint": path.name}
-    if raw.get("epoch") is not None:  # Lightning counts epochs from 0
-        record["trained_epochs"] = raw["epoch"] + 1
-    config = run_config_path(path)
-    if config.is_file():
-        import yaml
-
-        record["training_config"] = yaml.safe_load(config.read_text())
-        record["training_command"] = f"python -m fer.train --config {config}"
-    else:
-        record["training_hparams"] = raw.get("hyper_parameters", {})
-    return record
+def provenance(spec) -> dict:
+    """Where a model came from, as reading it recorded: its checkpoint, epochs and training options
+    (fer.inference.read_checkpoint), or what the model.json of an export already said."""
+    return {k: v for k, v in spec.extra.items() if k not in ("export_command", "stored_dtype")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -147,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     read = [read_weights(p) for p in paths]
     if len(read) == 1 and not args.flip:
         spec, state, _ = read[0]
-        spec.extra = provenance(paths[0], spec)
+        spec.extra = provenance(spec)
     else:  # one network that averages its members' probabilities
         spec = ModelSpec(
             "ensemble",
@@ -157,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             },
         )
         spec.extra = {
-            "members": [{"source": str(p), **provenance(p, s)} for p, (s, _, _) in zip(paths, read)]
+            "members": [{"source": str(p), **provenance(s)} for p, (s, _, _) in zip(paths, read)]
         }
         state = {f"members.{i}.{k}": v for i, (_, st, _) in enumerate(read) for k, v in st.items()}
     if args.half:  # round once: the safetensors and ONNX files then hold the same weights

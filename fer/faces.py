@@ -96,11 +96,12 @@ class YuNetFaceDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
         scale = min(1.0, self.work_width / w)
-        small = _bgr(image)
-        if scale < 1:
+        small = image
+        if scale < 1:  # shrink first: a gray frame is a third of the pixels to resize
             small = cv2.resize(
                 small, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
             )
+        small = _bgr(small)
         size = (small.shape[1], small.shape[0])
         if size != self.size:
             self.net.setInputSize(size)

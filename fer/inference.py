@@ -96,11 +96,18 @@ def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
         )
     hp = ckpt["hyper_parameters"]
     spec = ModelSpec(hp.get("model", "cnn"), dict(hp.get("model_options") or {}))
+    # Where it came from, recorded by fer.export; the run's options also give its data split.
+    spec.extra["source_checkpoint"] = path.name
+    if ckpt.get("epoch") is not None:  # Lightning counts epochs from 0
+        spec.extra["trained_epochs"] = ckpt["epoch"] + 1
     config = run_config_path(path)
-    if config.is_file():  # the run's options: its data split among them
+    if config.is_file():
         import yaml
 
         spec.extra["training_config"] = yaml.safe_load(config.read_text()) or {}
+        spec.extra["training_command"] = f"python -m fer.train --config {config}"
+    else:  # a checkpoint moved away from its run: its module's own hyper-parameters at least
+        spec.extra["training_hparams"] = hp
     state = {
         k.removeprefix("model.").removeprefix("_orig_mod."): v
         for k, v in ckpt["state_dict"].items()
