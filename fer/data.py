@@ -525,16 +525,55 @@ class BatchSampler(Sampler[torch.Tensor]):
 
 
 class TensorFaces(torch.utils.data.Dataset):
-    """In-memory faces indexed by whole batches: dataset[index_tensor] -> (uint8 x, y)."""
+    """In-memory faces indexed by whole batches: dataset[index_tensor] -> (uint8 x, y), or
+    (uint8 x, y, teacher log-probabilities) when those are given."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, teacher: torch.Tensor | None = None
+    ):
+        self.images, self.labels, self.teacher = images, labels, teacher
 
     def __len__(self) -> int:
         return len(self.labels)
 
-    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index].unsqueeze(1), self.labels[index]
+    def __getitem__(self, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        batch = (self.images[index].unsqueeze(1), self.labels[index])
+        return batch if self.teacher is None else (*batch, self.teacher[index])
+
+
+def teacher_log_probs(
+    model: str | Path, images: torch.Tensor, cache_dir: str | Path | None = None
+) -> torch.Tensor:
+    """log p(class | face) of a trained model (an export or a checkpoint) for every face of
+    `images` (N, 48, 48) uint8, as seen plainly: the targets of knowledge distillation. Computed
+    once and cached, keyed by the model's weights and the faces."""
+    from fer.inference import load_classifier
+
+    classifier = load_classifier(model, backend="auto")
+    weights = Path(classifier.source)
+    digest = hashlib.sha256()
+    for f in (weights, weights.with_name("model.safetensors")):
+        if f.is_file():
+            digest.update(f.read_bytes())
+    digest.update(images.numpy().tobytes())
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_file = cache / f"teacher-{digest.hexdigest()[:20]}.pt"
+    if cache_file.is_file():
+        return torch.load(cache_file)
+    from rich.progress import track
+
+    chunks = torch.split(images, 2048)
+    probs = [
+        torch.from_numpy(classifier.predict_proba(chunk))
+        for chunk in track(
+            chunks, description=f"teacher scoring {len(images)} faces", transient=True
+        )
+    ]
+    out = torch.cat(probs).clamp_min(1e-8).log()
+    cache.mkdir(parents=True, exist_ok=True)
+    with atomic_path(cache_file) as tmp:
+        torch.save(out, tmp)
+    return out
 
 
 class FerDataModule(pl.LightningDataModule):
@@ -553,6 +592,7 @@ class FerDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         strict: bool = False,
         channels_last: bool = True,
+        teacher: str | None = None,
     ):
         super().__init__()
         if augment not in PRESETS:
@@ -563,6 +603,7 @@ class FerDataModule(pl.LightningDataModule):
             raise FerError(f"unknown --balance {balance!r}; choose none, loss or sampler")
         self.save_hyperparameters()
         self.splits: dict[str, FerData] = {}
+        self.teacher: torch.Tensor | None = None  # log-probabilities of the training faces
 
     def prepare_data(self) -> None:
         load_fer(
@@ -588,6 +629,8 @@ class FerDataModule(pl.LightningDataModule):
         self.splits = {k: data.subset(v) for k, v in index.items() if len(v)}
         if "train" not in self.splits:
             raise FerError(f"{hp.data} has no training samples; {HOW_TO_GET}")
+        if hp.teacher:
+            self.teacher = teacher_log_probs(hp.teacher, self.splits["train"].images, hp.cache_dir)
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -605,7 +648,7 @@ class FerDataModule(pl.LightningDataModule):
         # generator; its own keeps that draw from shifting the augmentation and dropout streams,
         # whose position would then depend on when Lightning creates the iterator (it differs on resume).
         return DataLoader(
-            TensorFaces(d.images, d.labels),
+            TensorFaces(d.images, d.labels, self.teacher if train else None),
             sampler=sampler,
             batch_size=None,
             pin_memory=pin,
@@ -629,14 +672,14 @@ class FerDataModule(pl.LightningDataModule):
         return "test" in self.splits
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        x, y = batch
+        x, *targets = batch
         x = x.float().div_(255.0)
         if self.trainer is not None and self.trainer.training:
             x = augment_batch(x, self.hparams.augment)
         x = normalize(x)
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return (x, *targets)
 
 
 def main(argv=None) -> int:

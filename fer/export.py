@@ -1,9 +1,9 @@
 """Export a checkpoint for inference: `python -m fer.export --ckpt PATH --out DIR`.
 
 Writes DIR/model.safetensors (weights), DIR/model.json (architecture, class names,
-preprocessing, metrics, provenance) and DIR/model.onnx; none of them needs unpickling to load.
-With --half both files store the weights in float16 (half the size) and the network still
-computes in float32: loading casts them back.
+preprocessing, metrics, provenance) and DIR/model.onnx (the graph, whose weights are read from
+model.safetensors); none of them needs unpickling to load. With --half the weights are stored in
+float16 (half the size) and the network still computes in float32: loading casts them back.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from fer.common import (
     Parser,
     add_debug_flag,
     atomic_path,
+    file_sha256,
     run_cli,
     write_text,
 )
@@ -61,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_onnx(model, path: Path, half: bool = False) -> None:
-    """The model as ONNX with a dynamic batch axis: input 'faces' (B, 1, 48, 48), output 'logits'."""
+def export_onnx(model, path: Path, weights: Path) -> None:
+    """The model as ONNX with a dynamic batch axis: input 'faces' (B, 1, 48, 48), output 'logits'.
+
+    The graph holds no copy of the weights: its tensors point into `weights`, the safetensors
+    file beside it (ONNX external data), so the model's files store every weight once."""
     import torch
 
     dummy = torch.zeros(2, 1, 48, 48)
@@ -76,44 +80,76 @@ def export_onnx(model, path: Path, half: bool = False) -> None:
             dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}},
             opset_version=17,
             dynamo=False,
-            # Folding would fuse each BatchNorm into its conv and round the fused weights to
-            # float16 afresh; unfused, the file holds exactly the weights PyTorch loads.
-            do_constant_folding=not half,
+            # Unfolded, each weight is a tensor of the state dict, which the safetensors file holds;
+            # onnxruntime fuses BatchNorm into the convolutions when it loads the graph.
+            do_constant_folding=False,
         )
-        if half:
-            _store_onnx_weights_as_half(tmp)
+        _point_weights_at(tmp, weights)
 
 
-def _store_onnx_weights_as_half(path: Path) -> None:
-    """Rewrite every float32 weight of an ONNX file as float16 followed by a Cast back to float32.
+#: safetensors dtype names -> ONNX tensor types, for the weights ONNX can read in place
+_ONNX_TYPES = {"F32": 1, "F16": 10}  # TensorProto.FLOAT, TensorProto.FLOAT16
 
-    The graph still computes in float32; onnxruntime folds the casts away when it loads the file.
-    """
+
+def safetensors_layout(path: Path) -> dict[str, tuple[str, list[int], int, int]]:
+    """name -> (dtype, shape, first byte, byte after the last) of each tensor in a safetensors file,
+    from its header (8 bytes of little-endian length, then JSON with offsets after the header)."""
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(n))
+    start = 8 + n
+    return {
+        k: (v["dtype"], v["shape"], start + v["data_offsets"][0], start + v["data_offsets"][1])
+        for k, v in header.items()
+        if k != "__metadata__"
+    }
+
+
+def _point_weights_at(path: Path, weights: Path) -> None:
+    """Replace each float32 initializer of the ONNX file at `path` that `weights` holds (same name
+    and shape) by a reference to its bytes there; float16 weights are read as such and followed by
+    a Cast to float32, so the graph still computes in float32 (onnxruntime folds the casts when it
+    loads the file)."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)
+    layout = safetensors_layout(weights)
     graph = model.graph
     casts = []
     for init in list(graph.initializer):
-        if init.data_type != TensorProto.FLOAT:
+        dtype, shape, first, end = layout.get(init.name, ("", [], 0, 0))
+        if init.data_type != TensorProto.FLOAT or dtype not in _ONNX_TYPES:
             continue
-        half = numpy_helper.from_array(
-            numpy_helper.to_array(init).astype("float16"), init.name + "_fp16"
+        if list(init.dims) != shape:
+            raise FerError(f"{weights} holds {init.name} with shape {shape}, not {list(init.dims)}")
+        half = dtype == "F16"
+        stored = TensorProto(
+            name=init.name + "_fp16" if half else init.name,
+            data_type=_ONNX_TYPES[dtype],
+            dims=shape,
+            data_location=TensorProto.EXTERNAL,
         )
+        for key, value in (("location", weights.name), ("offset", first), ("length", end - first)):
+            stored.external_data.add(key=key, value=str(value))
         graph.initializer.remove(init)
-        graph.initializer.append(half)
-        casts.append(helper.make_node("Cast", [half.name], [init.name], to=TensorProto.FLOAT))
+        graph.initializer.append(stored)
+        if half:
+            casts.append(helper.make_node("Cast", [stored.name], [init.name], to=TensorProto.FLOAT))
     for i, node in enumerate(casts):  # before every node that reads them: topological order
         graph.node.insert(i, node)
-    onnx.checker.check_model(model)
     onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
 
 
 def provenance(spec) -> dict:
     """Where a model came from, as reading it recorded: its checkpoint, epochs and training options
     (fer.inference.read_checkpoint), or what the model.json of an export already said."""
-    return {k: v for k, v in spec.extra.items() if k not in ("export_command", "stored_dtype")}
+    return {
+        k: v
+        for k, v in spec.extra.items()
+        if k not in ("export_command", "stored_dtype", "weights_sha256")
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -174,7 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             metadata={"arch": spec.arch},
         )
     if not args.no_onnx:
-        export_onnx(model, out / "model.onnx", half=args.half)
+        export_onnx(model, out / "model.onnx", out / "model.safetensors")
+        # model.onnx reads its weights at fixed places in this very file: loading checks it is
+        spec.extra["weights_sha256"] = file_sha256(out / "model.safetensors")
     write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
     print(
         f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "

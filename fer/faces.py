@@ -9,7 +9,6 @@ rotated so that the eyes are level when landmarks are known, then shrunk like th
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from fer.common import FerError, to_face48
+from fer.common import FerError, file_sha256, to_face48
 
 Box = tuple[int, int, int, int]
 
@@ -79,7 +78,7 @@ class YuNetFaceDetector:
             )
         if not model.is_file():
             raise FerError(f"the YuNet face detector {model} is missing; reinstall fer")
-        digest = hashlib.sha256(model.read_bytes()).hexdigest()
+        digest = file_sha256(model)
         if digest != YUNET_SHA256:
             raise FerError(
                 f"the YuNet face detector {model} is damaged (SHA-256 {digest[:12]}..., expected "

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
+from pytorch_grad_cam import GradCAM
 from torch import nn
 
 from fer.common import IMAGE_SIZE, preprocess
@@ -37,13 +39,20 @@ def conv_sizes(model: nn.Module) -> dict[nn.Conv2d, int]:
     return sizes
 
 
+def networks(model: nn.Module) -> list[nn.Module]:
+    """The networks of a model: its members if it is an ensemble, else itself."""
+    return list(model.members) if hasattr(model, "members") else [model]
+
+
 def target_layers(model: nn.Module, size: int = CAM_SIZE) -> list[nn.Conv2d]:
-    """The last convolution at `size` pixels (or the nearest larger size) of each network."""
-    networks = list(model.members) if hasattr(model, "members") else [model]
+    """The last convolution at `size` pixels (or the nearest larger size) of each network; for a
+    network that looks at a centre crop, the map whose cells are as wide (5 for 40 of 48 pixels)."""
     layers = []
-    for net in networks:
+    for net in networks(model):
         sizes = conv_sizes(net)
-        fitting = [m for m, s in sizes.items() if s >= size] or list(sizes)
+        crop = getattr(net, "crop", 0)
+        side = round(size * crop / IMAGE_SIZE) if 0 < crop < IMAGE_SIZE else size
+        fitting = [m for m, s in sizes.items() if s >= side] or list(sizes)
         smallest = min(sizes[m] for m in fitting)
         layers.append([m for m in fitting if sizes[m] == smallest][-1])
     return layers
@@ -53,14 +62,17 @@ def cam_maps(
     model: nn.Module, faces: np.ndarray, labels: Sequence[int], layers: list[nn.Module]
 ) -> np.ndarray:
     """(N, 48, 48) Grad-CAM maps in [0, 1] for the given class of each face."""
-    from pytorch_grad_cam import GradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = model.float().eval()
     flip = getattr(model, "flip", False)
     model.flip = False  # the mirrored copy would double the batch the hooks see
+    crops = {}  # layer -> the side of the centre crop its network looks at
+    for net in networks(model):
+        for m in net.modules():
+            crops[m] = getattr(net, "crop", 0)
     try:
-        with GradCAM(model=model, target_layers=layers) as cam:
+        with PlacedGradCAM(model=model, target_layers=layers, crops=crops) as cam:
             return cam(
                 input_tensor=preprocess(faces).contiguous(),
                 targets=[ClassifierOutputTarget(int(c)) for c in labels],
@@ -68,6 +80,26 @@ def cam_maps(
     finally:
         if hasattr(model, "flip"):
             model.flip = flip
+
+
+class PlacedGradCAM(GradCAM):
+    """Grad-CAM whose maps from a network that looks at a centre crop of the face (FerCNN's
+    `crop`) cover that crop's pixels, and nothing outside it, instead of the whole face."""
+
+    def __init__(self, model: nn.Module, target_layers: list[nn.Module], crops: dict):
+        super().__init__(model=model, target_layers=target_layers)
+        self.crops = crops
+
+    def get_cam_image(self, input_tensor, target_layer, *args, **kwargs):
+        cam = super().get_cam_image(input_tensor, target_layer, *args, **kwargs)
+        crop, side = self.crops.get(target_layer, 0), input_tensor.shape[-1]
+        if not crop or crop >= side:
+            return cam
+        placed = np.zeros((len(cam), side, side), np.float32)
+        at = (side - crop) // 2  # where FerCNN takes its centre crop
+        for i, m in enumerate(np.maximum(cam, 0).astype(np.float32)):
+            placed[i, at : at + crop, at : at + crop] = cv2.resize(m, (crop, crop))
+        return placed
 
 
 def masking_drop(

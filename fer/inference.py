@@ -21,6 +21,7 @@ from fer.common import (
     PIXEL_MEAN,
     PIXEL_STD,
     FerError,
+    file_sha256,
     preprocess,
     run_config_path,
 )
@@ -243,17 +244,30 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
         onnx_file = folder / "model.onnx"
         if not onnx_file.is_file():
             raise FerError(f"no model.onnx in {folder}; re-export with python -m fer.export")
-        import onnxruntime as ort
-
-        try:
-            session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise FerError(
-                f"{onnx_file} is not a valid ONNX model: {str(e).splitlines()[0][:100]}"
-            ) from e
-        return Classifier(spec, session=session, source=str(onnx_file))
+        return Classifier(spec, session=onnx_session(spec, onnx_file), source=str(onnx_file))
     spec, state, source = read_weights(path)
     return Classifier(spec, torch_model(spec, state, source), source=str(source))
+
+
+def onnx_session(spec: ModelSpec, onnx_file: Path):
+    """An onnxruntime session of an exported graph, whose weights lie in model.safetensors beside
+    it; that file's SHA-256 must be the one model.json recorded, or the weights would be misread."""
+    import onnxruntime as ort
+
+    weights = onnx_file.with_name("model.safetensors")
+    expected = spec.extra.get("weights_sha256")
+    if expected and weights.is_file() and file_sha256(weights) != expected:
+        raise FerError(
+            f"{weights} is not the weight file {onnx_file} was exported with; export both again "
+            "with python -m fer.export"
+        )
+    try:
+        return ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        missing = "" if weights.is_file() else f" (it reads its weights from {weights}, missing)"
+        raise FerError(
+            f"{onnx_file} is not a valid ONNX model{missing}: {str(e).splitlines()[0][:100]}"
+        ) from e
 
 
 def read_weights(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], Path]:

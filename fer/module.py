@@ -45,6 +45,8 @@ class FerModule(pl.LightningModule):
         label_smoothing: float = 0.0,
         class_weighted_loss: bool = False,
         channels_last: bool = True,
+        distill_alpha: float = 0.0,
+        distill_temperature: float = 2.0,
     ):
         super().__init__()
         if optimizer not in OPTIMIZERS:
@@ -91,10 +93,24 @@ class FerModule(pl.LightningModule):
             label_smoothing=self.hparams.label_smoothing if train else 0.0,
         )
 
+    def _distill_loss(self, logits: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        """Hinton et al.'s knowledge distillation: T^2 KL(teacher_T || student_T), where _T is the
+        distribution softened by the temperature T; `teacher` holds log-probabilities."""
+        t = self.hparams.distill_temperature
+        return F.kl_div(
+            F.log_softmax(logits.float() / t, 1),
+            F.log_softmax(teacher.float() / t, 1),
+            log_target=True,
+            reduction="batchmean",
+        ) * (t * t)
+
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y = batch
+        x, y, *teacher = batch
         logits = self(x)
         loss = self._loss(logits, y, train=True)
+        if teacher:  # the data module passes a teacher's targets along with the labels
+            alpha = self.hparams.distill_alpha
+            loss = (1 - alpha) * loss + alpha * self._distill_loss(logits, teacher[0])
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log(

@@ -116,6 +116,14 @@ def _model_options(g) -> None:
         "--widths", type=int, nargs="+", default=[32, 64, 128, 256], help="cnn: channels per stage"
     )
     g.add_argument("--depth", type=positive(int), default=2, help="cnn: conv layers per stage")
+    g.add_argument(
+        "--crop",
+        type=int,
+        default=0,
+        metavar="PIXELS",
+        help="cnn: train on random PIXELS x PIXELS crops of the 48x48 faces and look at the centre "
+        "crop at test (e.g. 40; 0: whole faces)",
+    )
     g.add_argument("--dropout", type=float, default=0.3)
     g.add_argument(
         "--image-size", type=positive(int), default=96, help="vgg: input size faces are upscaled to"
@@ -160,6 +168,24 @@ def _optimisation_options(g) -> None:
         metavar="DECAY",
         help="validate, checkpoint and export an exponential moving average of the weights "
         "(e.g. 0.999; 0: off)",
+    )
+    g.add_argument(
+        "--teacher",
+        metavar="MODEL",
+        help="knowledge distillation: learn also the class probabilities that this trained model "
+        "(an export folder such as checkpoints/, or a .ckpt) gives each training face",
+    )
+    g.add_argument(
+        "--distill-alpha",
+        type=float,
+        default=0.7,
+        help="with --teacher: weight of the distillation loss (the labels' loss gets 1 - alpha)",
+    )
+    g.add_argument(
+        "--distill-temperature",
+        type=positive(float),
+        default=2.0,
+        help="with --teacher: temperature softening both distributions",
     )
     g.add_argument("--seed", type=int, default=DEFAULT_SEED)
     g.add_argument(
@@ -251,6 +277,14 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError("--widths must all be positive")
     if not 0 <= args.ema < 1:
         raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
+    if not 0 <= args.distill_alpha <= 1:
+        raise FerError(f"--distill-alpha must be in [0, 1], got {args.distill_alpha}")
+    if args.teacher and not Path(args.teacher).exists():
+        raise FerError(f"--teacher {args.teacher} does not exist")
+    if not 0 <= args.crop < 48 or 0 < args.crop < 8:
+        raise FerError(f"--crop must be between 8 and 47 pixels (0: no crop), got {args.crop}")
+    if args.crop and args.model != "cnn":
+        raise FerError("--crop is an option of --model cnn")
     if not 0 <= args.dropout < 1:
         raise FerError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.limit_train_batches == 0:
@@ -363,6 +397,7 @@ def build_data(args: argparse.Namespace):
         cache_dir=args.cache_dir,
         strict=args.strict,
         channels_last=not args.no_channels_last,
+        teacher=args.teacher,
     )
     dm.prepare_data()
     dm.setup("fit")
@@ -377,6 +412,8 @@ def build_module(args: argparse.Namespace, resuming: bool):
 
     if args.model == "cnn":
         options = {"widths": list(args.widths), "depth": args.depth, "dropout": args.dropout}
+        if args.crop:
+            options["crop"] = args.crop
     else:
         options = {"image_size": args.image_size, "dropout": args.dropout}
     module = FerModule(
@@ -390,6 +427,8 @@ def build_module(args: argparse.Namespace, resuming: bool):
         label_smoothing=args.label_smoothing,
         class_weighted_loss=args.balance == "loss",
         channels_last=not args.no_channels_last,
+        distill_alpha=args.distill_alpha if args.teacher else 0.0,
+        distill_temperature=args.distill_temperature,
     )
     if args.model == "vgg" and not args.no_pretrained and not resuming:
         log.info("backbone weights: %s", load_backbone_weights(module.model, args.weights))

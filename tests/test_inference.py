@@ -81,20 +81,11 @@ def test_export_writes_safetensors_json_and_onnx_that_agree(trained):
 
 
 def test_half_export_is_half_the_size_and_predicts_like_the_checkpoint(trained, tmp_path):
-    import onnx
-
     out = tmp_path / "half"
     assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out), "--half"]) == 0
     full = trained["export"]
     size = (out / "model.safetensors").stat().st_size
     assert size < 0.6 * (full / "model.safetensors").stat().st_size
-    graphs = [onnx.load(str(d / "model.onnx")).graph for d in (out, full)]
-    assert {i.data_type for i in graphs[0].initializer} <= {
-        onnx.TensorProto.FLOAT16,
-        onnx.TensorProto.INT64,
-    }
-    weight_bytes = [sum(len(i.raw_data) for i in g.initializer) for g in graphs]
-    assert weight_bytes[0] < 0.6 * weight_bytes[1]
     assert json.loads((out / "model.json").read_text())["stored_dtype"] == "float16"
     faces = np.stack([face(i % 7, i) for i in range(20)])
     p_ckpt = load_classifier(trained["ckpt"]).predict_proba(faces)
@@ -103,6 +94,41 @@ def test_half_export_is_half_the_size_and_predicts_like_the_checkpoint(trained, 
     assert load_classifier(out).model.features[0][0].weight.dtype == torch.float32
     assert np.abs(p_st - p_ckpt).max() < 1e-2  # float16-rounded weights, same predictions
     assert np.abs(p_onnx - p_st).max() < 1e-4
+
+
+@pytest.mark.parametrize("half", [False, True])
+def test_onnx_graph_reads_its_weights_from_the_safetensors_file(trained, tmp_path, half):
+    """Every weight is stored once: the ONNX graph's tensors point into model.safetensors, at the
+    bytes that file holds under the same name (was: a second copy inside model.onnx)."""
+    import onnx
+    from safetensors.numpy import load_file
+
+    out = tmp_path / "out"
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out)] + ["--half"] * half) == 0
+    graph = onnx.load(str(out / "model.onnx"), load_external_data=False).graph
+    stored = load_file(out / "model.safetensors")
+    weights = [i for i in graph.initializer if i.data_type != onnx.TensorProto.INT64]
+    assert len(weights) >= len([k for k in stored if "num_batches" not in k])
+    raw = (out / "model.safetensors").read_bytes()
+    for init in weights:
+        assert init.data_location == onnx.TensorProto.EXTERNAL and not init.raw_data
+        ext = {e.key: e.value for e in init.external_data}
+        assert ext["location"] == "model.safetensors"
+        name = init.name.removesuffix("_fp16")
+        start, length = int(ext["offset"]), int(ext["length"])
+        assert raw[start : start + length] == stored[name].tobytes()
+
+
+def test_onnx_refuses_a_weight_file_it_was_not_exported_with(trained, tmp_path):
+    out, other = tmp_path / "out", tmp_path / "other"
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out)]) == 0
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(other), "--half"]) == 0
+    shutil.copy(other / "model.safetensors", out / "model.safetensors")
+    with pytest.raises(FerError, match="not the weight file"):
+        load_classifier(out, backend="onnx")
+    (out / "model.safetensors").unlink()
+    with pytest.raises(FerError, match="reads its weights from .*missing"):
+        load_classifier(out, backend="onnx")
 
 
 def test_metrics_from_a_known_confusion_matrix():

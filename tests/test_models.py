@@ -70,3 +70,59 @@ def test_unreachable_imagenet_weights_name_both_fixes(monkeypatch):
         load_backbone_weights(build_model("vgg"))
     msg = str(e.value)
     assert "--weights FILE" in msg and "--no-pretrained" in msg and "\n" not in msg
+
+
+def test_a_cropping_cnn_trains_on_random_crops_and_judges_the_centre():
+    from fer.models.cnn import crop_faces
+
+    faces = torch.randn(64, 1, 48, 48)
+    centre = faces[..., 4:44, 4:44]
+    torch.manual_seed(0)
+    crops = crop_faces(faces, 40, random=True)
+    assert crops.shape == (64, 1, 40, 40)
+    # every random crop is a window of its own face, and the windows are not all the centre one
+    places = []
+    for face, crop in zip(faces, crops):
+        hits = [
+            (i, j)
+            for i in range(9)
+            for j in range(9)
+            if torch.equal(face[:, i : i + 40, j : j + 40], crop)
+        ]
+        assert len(hits) == 1
+        places.append(hits[0])
+    assert len(set(places)) > 10
+    model = build_model("cnn", widths=[8, 16], crop=40).eval()
+    plain = build_model("cnn", widths=[8, 16]).eval()
+    plain.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(model(faces), plain(centre), atol=1e-6)
+        assert torch.equal(model(centre), plain(centre))  # a face already cropped stays as it is
+
+
+def test_gradcam_of_a_cropping_network_lies_on_its_crop():
+    """A network that sees only the centre 40x40 pixels gets maps there, aligned, and nothing on
+    the border it never sees (was: its map stretched over the whole 48x48 face)."""
+    import numpy as np
+
+    from fer.gradcam import cam_maps, conv_sizes, target_layers
+
+    torch.manual_seed(0)
+    model = build_model(
+        "ensemble",
+        members=[
+            {"arch": "cnn", "options": {"widths": [8, 8, 8, 8], "crop": 40}},
+            {"arch": "cnn", "options": {"widths": [8, 8, 8, 8]}},
+        ],
+    )
+    faces = np.random.default_rng(0).integers(0, 255, (6, 48, 48), dtype=np.uint8)
+    # 40, 20, 10, 5: the crop's 5x5 map has the 8 px cells of the whole face's 6x6 map
+    layers = target_layers(model)
+    assert [conv_sizes(net)[m] for net, m in zip(model.members, layers)] == [5, 6]
+    crop_only = cam_maps(model.members[0], faces, [0] * 6, target_layers(model.members[0]))
+    assert crop_only.shape == (6, 48, 48)
+    border = np.ones((48, 48), bool)
+    border[4:44, 4:44] = False
+    assert np.abs(crop_only[:, border]).max() == 0 and crop_only[:, ~border].max() > 0
+    both = cam_maps(model, faces, [0] * 6, target_layers(model))
+    assert both.shape == (6, 48, 48) and both[:, border].max() > 0  # the whole-face member

@@ -404,6 +404,8 @@ def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
         ("ema: 1.5", "--ema must be a decay"),
         ("strict: maybe", "strict must be true or false"),
         ("model: resnet", "invalid choice: 'resnet'"),
+        ("crop: 60", "--crop must be between 8 and 47"),
+        ("distill_alpha: 2", "--distill-alpha must be in [0, 1]"),
     ],
 )
 def test_config_values_get_the_checks_of_the_command_line(tmp_path, capsys, entry, needle):
@@ -530,3 +532,71 @@ def test_ddp_on_real_faces_shards_batches_writes_once_and_resumes(shared_data, t
         metrics(root)[-1]["step"]
     ) == 20
     assert [p.name for p in (root / "lightning_logs").iterdir()] == ["version_0"]
+
+
+def test_distillation_learns_what_the_teacher_says(tmp_path):
+    """With --distill-alpha 1 the student learns the teacher's answers, not the labels: taught by a
+    teacher trained with every class under the next one's name, it predicts that next class."""
+    import shutil
+
+    import numpy as np
+
+    from fer.common import EMOTIONS
+    from fer.export import main as export
+    from fer.inference import load_classifier
+    from tests.conftest import face, make_folder
+
+    true = make_folder(tmp_path / "true", per_class=(8, 3, 0))
+    shifted = tmp_path / "shifted"
+    for split in ("train", "test"):
+        for i, name in enumerate(EMOTIONS):
+            shutil.copytree(true / split / name, shifted / split / EMOTIONS[(i + 1) % 7])
+    fit = ["--max-epochs", "30", "--augment", "none", "--optimizer", "adamw", "--lr", "0.01"]
+    fit += ["--scheduler", "none", "--label-smoothing", "0", "--dropout", "0", "--no-test", *TINY]
+
+    def run(data: Path, root: Path, *extra: str) -> Path:
+        summary = root / "summary.json"
+        args = ["--data", str(data), "--default-root-dir", str(root), "--json", str(summary)]
+        assert train(args + fit + list(extra)) == 0
+        return (
+            run_dir(root) / "checkpoints" / "last.ckpt"
+        )  # the best on val would favour the labels
+
+    assert (
+        export(["--ckpt", str(run(shifted, tmp_path / "t")), "--out", str(tmp_path / "teacher")])
+        == 0
+    )
+    student = run(
+        true, tmp_path / "s", "--teacher", str(tmp_path / "teacher"), "--distill-alpha", "1"
+    )
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1  # scored once, kept
+    labels = np.arange(7).repeat(8)
+    faces = np.stack([face(c, c * 1000 + i) for c in range(7) for i in range(8)])
+    taught = load_classifier(tmp_path / "teacher").predict_proba(faces).argmax(1)
+    said = load_classifier(student).predict_proba(faces).argmax(1)
+    assert (taught == (labels + 1) % 7).mean() >= 0.8
+    assert (said == taught).mean() >= 0.8 and (said == labels).mean() <= 0.2
+
+
+def test_distillation_loss_is_zero_only_when_the_student_agrees():
+    module = FerModule(model_options={"widths": [8]}, distill_temperature=2.0)
+    teacher = torch.randn(5, 7).log_softmax(1)
+    assert module._distill_loss(teacher + 3.0, teacher).abs() < 1e-6  # logits up to a constant
+    assert module._distill_loss(torch.randn(5, 7), teacher) > 0.01
+
+
+def test_a_missing_teacher_is_refused_before_training(csv_data, tmp_path):
+    with pytest.raises(FerError, match="--teacher .*gone does not exist"):
+        root = tmp_path / "r"
+        train(
+            [
+                "--data",
+                str(csv_data),
+                "--teacher",
+                str(tmp_path / "gone"),
+                "--default-root-dir",
+                str(root),
+                *TINY,
+            ]
+        )
+    assert not (tmp_path / "r").exists()
