@@ -546,20 +546,18 @@ def teacher_log_probs(
 ) -> torch.Tensor:
     """log p(class | face) of a trained model (an export or a checkpoint) for every face of
     `images` (N, 48, 48) uint8, as seen plainly: the targets of knowledge distillation. Computed
-    once and cached, keyed by the model's weights and the faces."""
-    from fer.inference import load_classifier
+    once and cached, keyed by the model's weights and the faces; a cached answer loads no model."""
+    from fer.inference import load_classifier, read_exported
 
-    classifier = load_classifier(model, backend="auto")
-    weights = Path(classifier.source)
-    digest = hashlib.sha256()
-    for f in (weights, weights.with_name("model.safetensors")):
-        if f.is_file():
-            digest.update(f.read_bytes())
+    model = Path(model)
+    weights = model if model.suffix == ".ckpt" else read_exported(model)[1] / "model.safetensors"
+    digest = hashlib.sha256(weights.read_bytes())
     digest.update(images.numpy().tobytes())
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_file = cache / f"teacher-{digest.hexdigest()[:20]}.pt"
     if cache_file.is_file():
         return torch.load(cache_file)
+    classifier = load_classifier(model, backend="auto")
     from rich.progress import track
 
     chunks = torch.split(images, 2048)

@@ -17,6 +17,7 @@ from pytorch_grad_cam import GradCAM
 from torch import nn
 
 from fer.common import IMAGE_SIZE, preprocess
+from fer.models.cnn import centre_offset
 
 #: Side of the feature map Grad-CAM reads, chosen by experiments/gradcam_layers.py (see the README).
 CAM_SIZE = 6
@@ -67,10 +68,10 @@ def cam_maps(
     model = model.float().eval()
     flip = getattr(model, "flip", False)
     model.flip = False  # the mirrored copy would double the batch the hooks see
-    crops = {}  # layer -> the side of the centre crop its network looks at
-    for net in networks(model):
-        for m in net.modules():
-            crops[m] = getattr(net, "crop", 0)
+    # each target layer -> the side of the centre crop its network looks at (0: the whole face)
+    crops = {
+        m: getattr(net, "crop", 0) for net in networks(model) for m in net.modules() if m in layers
+    }
     try:
         with PlacedGradCAM(model=model, target_layers=layers, crops=crops) as cam:
             return cam(
@@ -96,7 +97,7 @@ class PlacedGradCAM(GradCAM):
         if not crop or crop >= side:
             return cam
         placed = np.zeros((len(cam), side, side), np.float32)
-        at = (side - crop) // 2  # where FerCNN takes its centre crop
+        at = centre_offset(side, crop)
         for i, m in enumerate(np.maximum(cam, 0).astype(np.float32)):
             placed[i, at : at + crop, at : at + crop] = cv2.resize(m, (crop, crop))
         return placed

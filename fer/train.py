@@ -20,6 +20,7 @@ import yaml
 
 from fer.augment import PRESETS
 from fer.common import (
+    IMAGE_SIZE,
     FerError,
     Parser,
     add_debug_flag,
@@ -281,8 +282,10 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError(f"--distill-alpha must be in [0, 1], got {args.distill_alpha}")
     if args.teacher and not Path(args.teacher).exists():
         raise FerError(f"--teacher {args.teacher} does not exist")
-    if not 0 <= args.crop < 48 or 0 < args.crop < 8:
-        raise FerError(f"--crop must be between 8 and 47 pixels (0: no crop), got {args.crop}")
+    if not 0 <= args.crop < IMAGE_SIZE or 0 < args.crop < 8:
+        raise FerError(
+            f"--crop must be between 8 and {IMAGE_SIZE - 1} pixels (0: no crop), got {args.crop}"
+        )
     if args.crop and args.model != "cnn":
         raise FerError("--crop is an option of --model cnn")
     if not 0 <= args.dropout < 1:

@@ -555,24 +555,18 @@ def test_distillation_learns_what_the_teacher_says(tmp_path):
     fit += ["--scheduler", "none", "--label-smoothing", "0", "--dropout", "0", "--no-test", *TINY]
 
     def run(data: Path, root: Path, *extra: str) -> Path:
-        summary = root / "summary.json"
-        args = ["--data", str(data), "--default-root-dir", str(root), "--json", str(summary)]
+        """Train; its last checkpoint (the best on val would favour the labels)."""
+        args = ["--data", str(data), "--default-root-dir", str(root)]
         assert train(args + fit + list(extra)) == 0
-        return (
-            run_dir(root) / "checkpoints" / "last.ckpt"
-        )  # the best on val would favour the labels
+        return run_dir(root) / "checkpoints" / "last.ckpt"
 
-    assert (
-        export(["--ckpt", str(run(shifted, tmp_path / "t")), "--out", str(tmp_path / "teacher")])
-        == 0
-    )
-    student = run(
-        true, tmp_path / "s", "--teacher", str(tmp_path / "teacher"), "--distill-alpha", "1"
-    )
+    teacher = tmp_path / "teacher"
+    assert export(["--ckpt", str(run(shifted, tmp_path / "t")), "--out", str(teacher)]) == 0
+    student = run(true, tmp_path / "s", "--teacher", str(teacher), "--distill-alpha", "1")
     assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1  # scored once, kept
     labels = np.arange(7).repeat(8)
     faces = np.stack([face(c, c * 1000 + i) for c in range(7) for i in range(8)])
-    taught = load_classifier(tmp_path / "teacher").predict_proba(faces).argmax(1)
+    taught = load_classifier(teacher).predict_proba(faces).argmax(1)
     said = load_classifier(student).predict_proba(faces).argmax(1)
     assert (taught == (labels + 1) % 7).mean() >= 0.8
     assert (said == taught).mean() >= 0.8 and (said == labels).mean() <= 0.2
@@ -586,17 +580,8 @@ def test_distillation_loss_is_zero_only_when_the_student_agrees():
 
 
 def test_a_missing_teacher_is_refused_before_training(csv_data, tmp_path):
+    root = tmp_path / "r"
+    args = ["--data", str(csv_data), "--default-root-dir", str(root), *TINY]
     with pytest.raises(FerError, match="--teacher .*gone does not exist"):
-        root = tmp_path / "r"
-        train(
-            [
-                "--data",
-                str(csv_data),
-                "--teacher",
-                str(tmp_path / "gone"),
-                "--default-root-dir",
-                str(root),
-                *TINY,
-            ]
-        )
-    assert not (tmp_path / "r").exists()
+        train(args + ["--teacher", str(tmp_path / "gone")])
+    assert not root.exists()

@@ -14,6 +14,11 @@ def conv_bn(cin: int, cout: int) -> nn.Sequential:
     )
 
 
+def centre_offset(side: int, size: int) -> int:
+    """Where a centred size x size crop of a side x side face starts, in rows and columns."""
+    return (side - size) // 2
+
+
 def crop_faces(x: torch.Tensor, size: int, random: bool) -> torch.Tensor:
     """size x size crops of the faces x (B, C, H, W): each at its own random place, or centred."""
     b, _, h, w = x.shape
@@ -23,7 +28,7 @@ def crop_faces(x: torch.Tensor, size: int, random: bool) -> torch.Tensor:
         steps = torch.arange(size, device=x.device)
         rows, cols = (top + steps)[:, :, None], (left + steps)[:, None, :]  # (B, S, 1), (B, 1, S)
         return x[torch.arange(b, device=x.device)[:, None, None], :, rows, cols].permute(0, 3, 1, 2)
-    top, left = (h - size) // 2, (w - size) // 2
+    top, left = centre_offset(h, size), centre_offset(w, size)
     return x[..., top : top + size, left : left + size]
 
 
