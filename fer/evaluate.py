@@ -50,7 +50,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation"
     )
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: what fer.predict and fer.detect run, onnxruntime when the model folder has "
+        "model.onnx, else torch (always torch with --gradcam)",
+    )
     p.add_argument(
         "--out", help="folder for metrics.json and figures (nothing is written without it)"
     )
@@ -242,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.download import resolve_data
     from fer.inference import load_classifier
 
-    classifier = load_classifier(args.ckpt, backend=args.backend)
+    backend = "torch" if args.gradcam and args.backend == "auto" else args.backend
+    classifier = load_classifier(args.ckpt, backend=backend)
     args.data = resolve_data(args.data)
     m, faces, y, probs, note = evaluate(
         classifier, args.data, args.split, args.tta, args.cache_dir, args.skip

@@ -4,16 +4,23 @@ Writes DIR/model.safetensors (weights), DIR/model.json (architecture, class name
 preprocessing, metrics, provenance) and DIR/model.onnx (the graph, whose weights are read from
 model.safetensors); none of them needs unpickling to load. With --half the weights are stored in
 float16 (half the size) and the network still computes in float32: loading casts them back.
+With --int8 DATA, model.onnx is instead a graph with 8-bit weights and activations of its own
+(onnxruntime static quantization, calibrated on training faces of DATA), about three times faster
+on a CPU; the PyTorch backend still runs the float weights of model.safetensors.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shlex
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from fer.common import (
     FerError,
@@ -52,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="store the weights as float16 (half the size; the model still computes in float32)",
     )
     p.add_argument(
+        "--int8",
+        metavar="DATA",
+        help="make model.onnx an int8 graph calibrated on training faces of DATA (FER-2013 CSV or "
+        "folder): about 3x faster on a CPU, within a few faces of the float model's accuracy",
+    )
+    p.add_argument(
         "--metrics",
         nargs="+",
         default=[],
@@ -62,29 +75,91 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_onnx(model, path: Path, weights: Path) -> None:
-    """The model as ONNX with a dynamic batch axis: input 'faces' (B, 1, 48, 48), output 'logits'.
+#: Training faces the int8 graph's activation ranges are calibrated on (a seeded random sample).
+CALIBRATION_FACES = 512
 
-    The graph holds no copy of the weights: its tensors point into `weights`, the safetensors
-    file beside it (ONNX external data), so the model's files store every weight once."""
+
+def _torch_to_onnx(model, path: Path, fold: bool) -> None:
+    """The model as ONNX with a dynamic batch axis: input 'faces' (B, 1, 48, 48), output 'logits'."""
     import torch
 
-    dummy = torch.zeros(2, 1, 48, 48)
+    torch.onnx.export(
+        model.float().eval(),
+        (torch.zeros(2, 1, 48, 48),),
+        str(path),
+        input_names=["faces"],
+        output_names=["logits"],
+        dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+        do_constant_folding=fold,
+    )
+
+
+def export_onnx(model, path: Path, weights: Path) -> None:
+    """The model as ONNX whose graph holds no copy of the weights: its tensors point into
+    `weights`, the safetensors file beside it (ONNX external data), so the model's files store
+    every weight once."""
     with atomic_path(path) as tmp:
-        torch.onnx.export(
-            model.float().eval(),
-            (dummy,),
-            str(tmp),
-            input_names=["faces"],
-            output_names=["logits"],
-            dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}},
-            opset_version=17,
-            dynamo=False,
-            # Unfolded, each weight is a tensor of the state dict, which the safetensors file holds;
-            # onnxruntime fuses BatchNorm into the convolutions when it loads the graph.
-            do_constant_folding=False,
-        )
+        # Unfolded, each weight is a tensor of the state dict, which the safetensors file holds;
+        # onnxruntime fuses BatchNorm into the convolutions when it loads the graph.
+        _torch_to_onnx(model, tmp, fold=False)
         _point_weights_at(tmp, weights)
+
+
+def calibration_faces(data: str) -> np.ndarray:
+    """CALIBRATION_FACES training faces of `data`, preprocessed as the model sees them (seeded)."""
+    import torch
+
+    from fer.common import preprocess
+    from fer.data import load_fer, split_indices
+
+    fer_data = load_fer(data)
+    train = split_indices(fer_data)[0]["train"]
+    if len(train) == 0:
+        raise FerError(f"{data} has no training faces to calibrate the int8 model on")
+    pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))]
+    return preprocess(fer_data.images[pick[:CALIBRATION_FACES]]).numpy()
+
+
+def export_int8_onnx(model, path: Path, faces: np.ndarray) -> None:
+    """The model as an int8 ONNX graph with its own weights: onnxruntime's static quantization
+    (QDQ format, int8 weights per output channel, uint8 activations whose ranges are the min-max
+    of `faces`, preprocessed calibration faces) after its pre-processing (BatchNorm folded into
+    the convolutions)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{"faces": faces[i : i + 64]} for i in range(0, len(faces), 64)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    quiet = logging.getLogger().level  # the quantizer logs advice for other models' graphs
+    logging.getLogger().setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory() as tmpdir, atomic_path(path) as tmp:
+            float_graph, prepared = Path(tmpdir) / "float.onnx", Path(tmpdir) / "prepared.onnx"
+            _torch_to_onnx(model, float_graph, fold=True)
+            quant_pre_process(str(float_graph), str(prepared), skip_symbolic_shape=True)
+            quantize_static(
+                str(prepared),
+                str(tmp),
+                Batches(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+    finally:
+        logging.getLogger().setLevel(quiet)
 
 
 #: safetensors dtype names -> ONNX tensor types, for the weights ONNX can read in place
@@ -158,6 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from fer.inference import ModelSpec, read_weights, torch_model
 
+    if args.int8 and args.no_onnx:
+        raise FerError("--int8 quantizes the ONNX graph; drop --no-onnx")
     paths = [Path(c) for c in args.ckpt]
     for path in paths:
         if not path.exists():
@@ -185,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec.extra["export_command"] = "python -m fer.export " + " ".join(
         map(shlex.quote, argv if argv is not None else sys.argv[1:])
     )
-    metrics = {}
+    metrics, default_backend = {}, "torch" if args.no_onnx else "onnx"
     for f in args.metrics:
         try:
             m = json.loads(Path(f).read_text())
@@ -194,12 +271,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         keys = ("accuracy", "macro_f1", "samples", "split", "data", "skipped_list")
         summary = {k: m[k] for k in keys if m.get(k) is not None}
         name = f"{m.get('split', 'eval')}_tta_{m.get('tta', 'none')}"
-        metrics[name + ("_skip" if m.get("skipped_list") else "")] = summary
+        name += "_skip" if m.get("skipped_list") else ""
+        # a figure of the backend users do not get by default (predict's auto) says which it is
+        other = m.get("backend", default_backend)
+        metrics[name + ("" if other == default_backend else f"_{other}")] = summary
     if metrics:
         spec.extra["metrics"] = metrics
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
     if args.half:
         spec.extra["stored_dtype"] = "float16"
+    if args.int8:
+        faces = calibration_faces(args.int8)  # before anything is written: bad data fails first
+        spec.extra["onnx_int8"] = {
+            "calibration": f"{len(faces)} training faces of {args.int8} (seed 0)",
+            "format": "QDQ, int8 weights per output channel, uint8 activations (min-max ranges)",
+        }
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(
             {
@@ -209,7 +295,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(tmp),
             metadata={"arch": spec.arch},
         )
-    if not args.no_onnx:
+    if args.int8:
+        export_int8_onnx(model, out / "model.onnx", faces)
+    elif not args.no_onnx:
         export_onnx(model, out / "model.onnx", out / "model.safetensors")
         # model.onnx reads its weights at fixed places in this very file: loading checks it is
         spec.extra["weights_sha256"] = file_sha256(out / "model.safetensors")

@@ -78,15 +78,22 @@ def test_ship_records_the_figures_of_the_exported_files(folder_data, tmp_path):
     assert train([*args, "--json", str(root / "summary.json")]) == 0
     best = json.loads((root / "summary.json").read_text())["best_checkpoint"]
     cmd = ["bash", "experiments/ship.sh", str(out), str(root), str(folder_data)]
-    cmd += ["--ckpt", best, best, "--flip", "--half"]  # a (two-member) ensemble
+    cmd += ["--ckpt", best, best, "--flip", "--half", "--int8", str(folder_data)]  # two members
     run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     meta = json.loads((out / "model.json").read_text())
     assert meta["stored_dtype"] == "float16" and meta["arch"] == "ensemble"
-    assert set(meta["metrics"]) == {"val_tta_none", "val_tta_flip", "val_tta_none_skip"}
+    assert set(meta["metrics"]) == {
+        "val_tta_none",
+        "val_tta_flip",
+        "val_tta_none_skip",
+        "val_tta_none_torch",  # the float weights, beside the int8 graph that predict runs
+    }
     for tta in ("none", "flip"):
-        m, *_ = evaluate(load_classifier(out), str(folder_data), split="val", tta=tta)
+        m, *_ = evaluate(load_classifier(out, "auto"), str(folder_data), split="val", tta=tta)
         assert meta["metrics"][f"val_tta_{tta}"]["accuracy"] == m["accuracy"]
+    m, *_ = evaluate(load_classifier(out, "torch"), str(folder_data), split="val")
+    assert meta["metrics"]["val_tta_none_torch"]["accuracy"] == m["accuracy"]
     assert meta["metrics"]["val_tta_none_skip"]["skipped_list"].endswith("leaked.txt")
 
 

@@ -131,6 +131,58 @@ def test_onnx_refuses_a_weight_file_it_was_not_exported_with(trained, tmp_path):
         load_classifier(out, backend="onnx")
 
 
+def test_int8_export_is_a_quantized_graph_that_predicts_like_the_float_model(trained, tmp_path):
+    """--int8 DATA: model.onnx holds int8 weights of its own (no longer the safetensors file's),
+    calibrated on training faces, and labels faces as the float model does."""
+    import onnx
+
+    out = tmp_path / "int8"
+    args = ["--ckpt", str(trained["ckpt"]), "--out", str(out), "--half"]
+    assert export(args + ["--int8", str(trained["data"])]) == 0
+    graph = onnx.load(str(out / "model.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    int8 = [i for i in graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert len(int8) >= 3 and all(i.data_location != onnx.TensorProto.EXTERNAL for i in int8)
+    meta = json.loads((out / "model.json").read_text())
+    assert "weights_sha256" not in meta and "training faces" in meta["onnx_int8"]["calibration"]
+    faces = np.stack([face(i % 7, 500 + i) for i in range(70)])
+    p_torch = load_classifier(out).predict_proba(faces)
+    p_int8 = load_classifier(out, backend="onnx").predict_proba(faces)
+    assert load_classifier(out, backend="auto").backend == "onnx"
+    assert (p_int8.argmax(1) == p_torch.argmax(1)).mean() >= 0.9
+    assert np.abs(p_int8 - p_torch).max() < 0.1
+    # evaluation runs by default what predict and detect run: the int8 graph
+    assert (
+        evaluate(
+            [
+                "--ckpt",
+                str(out),
+                "--data",
+                str(trained["data"]),
+                "--split",
+                "val",
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["backend"] == "onnx"
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["--no-onnx"], "drop --no-onnx"), ([], "does not exist")],
+)
+def test_int8_export_refuses_bad_requests_before_writing(trained, tmp_path, extra, message):
+    out = tmp_path / "out"
+    data = trained["data"] if extra else tmp_path / "missing"
+    with pytest.raises(FerError, match=message):
+        export(["--ckpt", str(trained["ckpt"]), "--out", str(out), "--int8", str(data)] + extra)
+    assert not out.exists()
+
+
 def test_metrics_from_a_known_confusion_matrix():
     y_true = np.array([0, 0, 0, 1, 1, 3, 3, 3, 3, 6])
     y_pred = np.array([0, 0, 3, 1, 0, 3, 3, 3, 6, 6])
@@ -448,7 +500,7 @@ def test_a_validation_score_is_never_recorded_as_a_test_score(trained, tmp_path,
     data = make_folder(tmp_path / "d", per_class=(2, 2, 0))  # no PrivateTest
     out = tmp_path / "e"
     args = ["--ckpt", str(trained["export"]), "--data", str(data), "--split", "test"]
-    assert evaluate([*args, "--out", str(out)]) == 0
+    assert evaluate([*args, "--backend", "torch", "--out", str(out)]) == 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["split"] == "val" and m["requested_split"] == "test"
     assert (

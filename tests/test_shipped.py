@@ -21,7 +21,8 @@ def test_shipped_model_is_small_and_self_describing():
 def test_shipped_model_scores_at_least_65_percent_on_public_test(shared_data):
     from fer.evaluate import evaluate
 
-    m, *_ = evaluate(load_classifier(), str(shared_data / "fer2013"), split="val")
+    # what fer.predict, fer.detect and fer.evaluate run by default (onnxruntime when it is there)
+    m, *_ = evaluate(load_classifier(backend="auto"), str(shared_data / "fer2013"), split="val")
     assert m["samples"] == 3589
     assert m["accuracy"] >= 0.65, m["accuracy"]
     # the figure model.json (and so the model card) reports is the one these files score
@@ -30,12 +31,17 @@ def test_shipped_model_scores_at_least_65_percent_on_public_test(shared_data):
 
 
 def test_shipped_onnx_matches_pytorch(shared_data):
+    """The same probabilities from both backends; an int8 graph labels faces as the float weights."""
     from fer.data import load_fer
 
-    faces = load_fer(shared_data / "fer2013").images[:64].numpy()
+    faces = load_fer(shared_data / "fer2013").images[:512].numpy()
     a = load_classifier(backend="torch").predict_proba(faces)
     b = load_classifier(backend="onnx").predict_proba(faces)
-    assert np.abs(a - b).max() < 1e-4
+    if "onnx_int8" in json.loads((SHIPPED / "model.json").read_text()):
+        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
+        assert np.abs(a - b).max() < 0.05
+    else:
+        assert np.abs(a - b).max() < 1e-4
 
 
 def test_gradcam_of_the_shipped_model_points_at_what_drives_it(shared_data):
