@@ -31,6 +31,7 @@ from fer.common import (
     NUM_CLASSES,
     FerError,
     atomic_path,
+    file_sha256,
     normalize,
     read_image,
     to_face48,
@@ -551,7 +552,7 @@ def teacher_log_probs(
 
     model = Path(model)
     weights = model if model.suffix == ".ckpt" else read_exported(model)[1] / "model.safetensors"
-    digest = hashlib.sha256(weights.read_bytes())
+    digest = hashlib.sha256(file_sha256(weights).encode())
     digest.update(images.numpy().tobytes())
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_file = cache / f"teacher-{digest.hexdigest()[:20]}.pt"

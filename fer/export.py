@@ -223,7 +223,7 @@ def provenance(spec) -> dict:
     return {
         k: v
         for k, v in spec.extra.items()
-        if k not in ("export_command", "stored_dtype", "weights_sha256")
+        if k not in ("export_command", "stored_dtype", "weights_sha256", "onnx_int8")
     }
 
 

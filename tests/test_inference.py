@@ -171,6 +171,17 @@ def test_int8_export_is_a_quantized_graph_that_predicts_like_the_float_model(tra
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["backend"] == "onnx"
 
 
+def test_a_float_export_of_an_int8_export_is_not_labelled_int8(trained, tmp_path):
+    """Was: re-exporting an --int8 export without --int8 copied its onnx_int8 record into a
+    model.json whose graph is float again."""
+    first, again = tmp_path / "int8", tmp_path / "float"
+    args = ["--ckpt", str(trained["ckpt"]), "--out", str(first), "--int8", str(trained["data"])]
+    assert export(args) == 0
+    assert export(["--ckpt", str(first), "--out", str(again)]) == 0
+    meta = json.loads((again / "model.json").read_text())
+    assert "onnx_int8" not in meta and "weights_sha256" in meta
+
+
 @pytest.mark.parametrize(
     "extra, message",
     [(["--no-onnx"], "drop --no-onnx"), ([], "does not exist")],
