@@ -27,6 +27,12 @@ def main() -> None:
     p.add_argument("members", nargs="+", metavar="NAME=MODEL")
     p.add_argument("--data", default="data/fer2013")
     p.add_argument("--skip", help="leaked.txt from python -m fer.analyze")
+    p.add_argument(
+        "--tta",
+        choices=["none", "flip"],
+        default="flip",
+        help="how each member sees a face (flip: as fer.export --flip does inside)",
+    )
     args = p.parse_args()
     from fer.data import evaluation_split, load_fer, read_exclusions
     from fer.inference import load_classifier
@@ -39,7 +45,7 @@ def main() -> None:
     probs = {}
     for spec in args.members:
         name, model = spec.split("=", 1)
-        probs[name] = load_classifier(model).predict_proba(faces, tta="flip")
+        probs[name] = load_classifier(model).predict_proba(faces, tta=args.tta)
 
     def report(names: tuple[str, ...]) -> None:
         right = np.mean([probs[n] for n in names], 0).argmax(1) == labels

@@ -7,7 +7,10 @@
 #     centre crop (--crop 40; 0.70 M, about 17 minutes: a crop costs 0.7 of a whole face).
 # Times on a 2-core CPU with bf16 (about 4x that in fp32). A member whose run was cut short
 # continues where it stopped with --ckpt-path last; a finished one is skipped.
-# Usage: bash experiments/ensemble_members.sh [DATA]   (default data/fer2013)
+# With `candidates`, it trains instead the candidates that were measured and not shipped (README,
+# Results): two more 40x40 members and two trained on mixup blends (--mixup 0.2), each scored with
+# experiments/evaluate_best.sh.
+# Usage: bash experiments/ensemble_members.sh [DATA] [candidates]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
 train_member() {  # ROOT, then the member's own options
@@ -20,6 +23,18 @@ train_member() {  # ROOT, then the member's own options
         --batch-size 128 --lr 0.1 --augment light --label-smoothing 0.1 --no-test \
         --json "$root/summary.json" "$@" "${resume[@]}"
 }
+if [ "${2:-}" = candidates ]; then
+    train_member runs/member_crop40_w192 --widths 24 48 96 192 --crop 40 --seed 17 --max-epochs 42
+    train_member runs/member_crop40_w256 --widths 32 64 128 256 --crop 40 --seed 17 --max-epochs 40
+    train_member runs/member_mixup --widths 32 64 128 160 --seed 29 --max-epochs 45 --mixup 0.2
+    train_member runs/member_mixup_crop40 --widths 32 64 128 160 --crop 40 --seed 31 \
+        --max-epochs 42 --mixup 0.2
+    for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
+        runs/member_mixup_crop40; do
+        bash experiments/evaluate_best.sh "$root" "$DATA"
+    done
+    exit 0
+fi
 train_member runs/member_w160 --widths 32 64 128 160 --seed 7 --max-epochs 45
 train_member runs/member_w192 --widths 24 48 96 192 --seed 11 --max-epochs 45
 train_member runs/member_crop40 --widths 32 64 128 160 --crop 40 --seed 13 --max-epochs 42

@@ -47,12 +47,15 @@ class FerModule(pl.LightningModule):
         channels_last: bool = True,
         distill_alpha: float = 0.0,
         distill_temperature: float = 2.0,
+        mixup: float = 0.0,
     ):
         super().__init__()
         if optimizer not in OPTIMIZERS:
             raise FerError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if scheduler not in SCHEDULERS:
             raise FerError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
+        if mixup < 0:
+            raise FerError(f"mixup must be >= 0 (0: off), got {mixup}")
         self.save_hyperparameters()
         self.model = build_model(model, num_classes=NUM_CLASSES, **(model_options or {}))
         if channels_last:
@@ -104,13 +107,28 @@ class FerModule(pl.LightningModule):
             reduction="batchmean",
         ) * (t * t)
 
-    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
-        x, y, *teacher = batch
-        logits = self(x)
+    def _train_loss(self, logits: torch.Tensor, y: torch.Tensor, teacher: list) -> torch.Tensor:
         loss = self._loss(logits, y, train=True)
         if teacher:  # the data module passes a teacher's targets along with the labels
             alpha = self.hparams.distill_alpha
             loss = (1 - alpha) * loss + alpha * self._distill_loss(logits, teacher[0])
+        return loss
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        x, y, *teacher = batch
+        if self.hparams.mixup > 0:
+            # mixup (Zhang et al., 2018): each face blended with another of the batch, in a share
+            # lam ~ Beta(a, a) for the whole batch; the loss blends both faces' targets alike.
+            lam = float(torch.distributions.Beta(self.hparams.mixup, self.hparams.mixup).sample())
+            perm = torch.randperm(len(y), device=y.device)
+            logits = self(lam * x + (1 - lam) * x[perm])
+            loss = lam * self._train_loss(logits, y, teacher) + (1 - lam) * self._train_loss(
+                logits, y[perm], [t[perm] for t in teacher]
+            )
+            y = y if lam >= 0.5 else y[perm]  # train/acc counts the larger share's label
+        else:
+            logits = self(x)
+            loss = self._train_loss(logits, y, teacher)
         self.train_acc(logits, y)
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
         self.log(

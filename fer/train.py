@@ -171,6 +171,14 @@ def _optimisation_options(g) -> None:
         "(e.g. 0.999; 0: off)",
     )
     g.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        metavar="ALPHA",
+        help="train on mixup blends of two faces, the share drawn from Beta(ALPHA, ALPHA) "
+        "(e.g. 0.2; 0: off)",
+    )
+    g.add_argument(
         "--teacher",
         metavar="MODEL",
         help="knowledge distillation: learn also the class probabilities that this trained model "
@@ -278,6 +286,8 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError("--widths must all be positive")
     if not 0 <= args.ema < 1:
         raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
+    if args.mixup < 0:
+        raise FerError(f"--mixup must be >= 0 (0: off), got {args.mixup}")
     if not 0 <= args.distill_alpha <= 1:
         raise FerError(f"--distill-alpha must be in [0, 1], got {args.distill_alpha}")
     if args.teacher and not Path(args.teacher).exists():
@@ -432,6 +442,7 @@ def build_module(args: argparse.Namespace, resuming: bool):
         channels_last=not args.no_channels_last,
         distill_alpha=args.distill_alpha if args.teacher else 0.0,
         distill_temperature=args.distill_temperature,
+        mixup=args.mixup,
     )
     if args.model == "vgg" and not args.no_pretrained and not resuming:
         log.info("backbone weights: %s", load_backbone_weights(module.model, args.weights))

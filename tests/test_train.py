@@ -406,6 +406,7 @@ def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
         ("model: resnet", "invalid choice: 'resnet'"),
         ("crop: 60", "--crop must be between 8 and 47"),
         ("distill_alpha: 2", "--distill-alpha must be in [0, 1]"),
+        ("mixup: -0.2", "--mixup must be >= 0"),
     ],
 )
 def test_config_values_get_the_checks_of_the_command_line(tmp_path, capsys, entry, needle):
@@ -585,3 +586,47 @@ def test_a_missing_teacher_is_refused_before_training(csv_data, tmp_path):
     with pytest.raises(FerError, match="--teacher .*gone does not exist"):
         train(args + ["--teacher", str(tmp_path / "gone")])
     assert not root.exists()
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1.0])
+def test_mixup_trains_on_blends_of_two_faces_and_blends_their_targets(alpha):
+    """Face i is a single bright pixel at i, so the network's input shows each blend's share and
+    partner; the loss must be the same blend of the two faces' losses (none with mixup off)."""
+    n = 6
+    module = FerModule(
+        model_options={"widths": [8], "depth": 1, "dropout": 0.0}, channels_last=False, mixup=alpha
+    )
+    module.log = lambda *a, **k: None  # no trainer here
+    seen = []
+    module.model.register_forward_pre_hook(lambda _, inputs: seen.append(inputs[0].clone()))
+    x = torch.zeros(n, 1, 48, 48)
+    x.view(n, -1)[torch.arange(n), torch.arange(n)] = 1.0
+    y = torch.tensor([0, 1, 2, 3, 4, 5])
+    torch.manual_seed(3)
+    loss = module.training_step((x, y), 0)
+    shown = seen[0].view(n, -1)[:, :n]
+    if alpha == 0:
+        assert torch.equal(seen[0], x)
+        share, partner = torch.ones(n), torch.arange(n)
+    else:
+        off = shown.clone().fill_diagonal_(0)
+        partner = torch.where(off.sum(1) > 0, off.argmax(1), torch.arange(n))
+        moved = partner != torch.arange(n)  # a face blended with itself shows no share
+        share = shown.diagonal()[moved]
+        assert sorted(partner.tolist()) == list(range(n))  # a permutation of the batch
+        assert moved.any() and torch.allclose(share, share[0].expand_as(share))  # one share
+        assert 0 < share[0] < 1
+    with torch.no_grad():
+        logits = module.model(seen[0])
+    ce = torch.nn.functional.cross_entropy
+    expected = share[0] * ce(logits, y) + (1 - share[0]) * ce(logits, y[partner])
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_mixup_is_a_training_option_recorded_in_the_checkpoint(csv_data, tmp_path):
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    assert train([*args, "--max-epochs", "1", "--mixup", "0.2"]) == 0
+    module = FerModule.load_from_checkpoint(
+        run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu"
+    )
+    assert module.hparams.mixup == 0.2
