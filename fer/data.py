@@ -558,6 +558,7 @@ def teacher_log_probs(
     cache_file = cache / f"teacher-{digest.hexdigest()[:20]}.pt"
     if cache_file.is_file():
         return torch.load(cache_file)
+    log.info("teacher %s scores the %d training faces", model, len(images))
     classifier = load_classifier(model, backend="auto")
     from rich.progress import track
 
@@ -605,13 +606,16 @@ class FerDataModule(pl.LightningDataModule):
         self.teacher: torch.Tensor | None = None  # log-probabilities of the training faces
 
     def prepare_data(self) -> None:
-        load_fer(
-            self.hparams.data, self.hparams.cache_dir, self.hparams.strict
-        )  # decode + cache once
+        """Once per node (Lightning calls it on local rank 0 before the others set up): decode and
+        cache the data, and have a teacher score the training faces into its cache, which the
+        other processes then read instead of scoring them again."""
+        load_fer(self.hparams.data, self.hparams.cache_dir, self.hparams.strict)
+        if self.hparams.teacher:
+            train = self._select()[0]["train"]
+            teacher_log_probs(self.hparams.teacher, train.images, self.hparams.cache_dir)
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.splits:
-            return
+    def _select(self) -> tuple[dict[str, FerData], list[str]]:
+        """The splits (training faces without the excluded ones) and notes on how they were made."""
         hp = self.hparams
         data = load_fer(hp.data, hp.cache_dir, hp.strict)
         index, notes = split_indices(data, hp.val_fraction, hp.seed)
@@ -620,16 +624,31 @@ class FerDataModule(pl.LightningDataModule):
             keep = torch.tensor(
                 [data.names[i] not in excluded for i in index["train"].tolist()], dtype=torch.bool
             )
-            log.info("excluding %d training samples listed in %s", int((~keep).sum()), hp.exclude)
+            notes = [
+                *notes,
+                f"excluding {int((~keep).sum())} training samples listed in {hp.exclude}",
+            ]
             index["train"] = index["train"][keep]
-        for note in notes:
-            log.info(note)
-        self.notes = notes
-        self.splits = {k: data.subset(v) for k, v in index.items() if len(v)}
-        if "train" not in self.splits:
+        splits = {k: data.subset(v) for k, v in index.items() if len(v)}
+        if "train" not in splits:
             raise FerError(f"{hp.data} has no training samples; {HOW_TO_GET}")
-        if hp.teacher:
-            self.teacher = teacher_log_probs(hp.teacher, self.splits["train"].images, hp.cache_dir)
+        return splits, notes
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        self.splits, self.notes = self._select()
+        for note in self.notes:
+            log.info(note)
+
+    def _teacher(self) -> torch.Tensor | None:
+        """The teacher's log-probabilities of the training faces, read when the training loader
+        is made: by then prepare_data has scored them into the cache on this node."""
+        if self.hparams.teacher and self.teacher is None:
+            self.teacher = teacher_log_probs(
+                self.hparams.teacher, self.splits["train"].images, self.hparams.cache_dir
+            )
+        return self.teacher
 
     @property
     def class_counts(self) -> torch.Tensor:
@@ -647,7 +666,7 @@ class FerDataModule(pl.LightningDataModule):
         # generator; its own keeps that draw from shifting the augmentation and dropout streams,
         # whose position would then depend on when Lightning creates the iterator (it differs on resume).
         return DataLoader(
-            TensorFaces(d.images, d.labels, self.teacher if train else None),
+            TensorFaces(d.images, d.labels, self._teacher() if train else None),
             sampler=sampler,
             batch_size=None,
             pin_memory=pin,

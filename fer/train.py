@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -412,7 +413,8 @@ def build_data(args: argparse.Namespace):
         channels_last=not args.no_channels_last,
         teacher=args.teacher,
     )
-    dm.prepare_data()
+    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP's other processes wait for its caches
+        dm.prepare_data()
     dm.setup("fit")
     return dm
 

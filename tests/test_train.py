@@ -630,3 +630,27 @@ def test_mixup_is_a_training_option_recorded_in_the_checkpoint(csv_data, tmp_pat
         run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu"
     )
     assert module.hparams.mixup == 0.2
+
+
+def test_ddp_processes_started_together_score_the_teacher_once(tmp_path):
+    """Was: every DDP process scored the training faces with the teacher itself (with torchrun,
+    SLURM or several nodes all processes start at once). Now local rank 0 scores them in
+    prepare_data and the other process reads its cache."""
+    from tests.conftest import make_folder
+
+    data = make_folder(tmp_path / "d", per_class=(4, 3, 0))
+    common = ["--data", str(data), "--max-epochs", "1", "--cache-dir", str(tmp_path / "cache")]
+    assert train([*common, "--default-root-dir", str(tmp_path / "t"), "--no-test", *TINY]) == 0
+    teacher = run_dir(tmp_path / "t") / "checkpoints" / "last.ckpt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2"]
+    cmd += ["--master-port", "29531", "-m", "fer.train", *common, "--teacher", str(teacher)]
+    cmd += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-test", *TINY]
+    cmd += ["--default-root-dir", str(tmp_path / "s")]
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, env=env, timeout=300, cwd=Path(__file__).parents[1]
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (out.stdout + out.stderr).count("scores the 28 training faces") == 1
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1
+    assert (run_dir(tmp_path / "s") / "checkpoints" / "last.ckpt").is_file()
