@@ -8,8 +8,8 @@
 # Times on a 2-core CPU with bf16 (about 4x that in fp32). A member whose run was cut short
 # continues where it stopped with --ckpt-path last; a finished one is skipped.
 # With `candidates`, it trains instead the candidates that were measured and not shipped (README,
-# Results): two more 40x40 members and two trained on mixup blends (--mixup 0.2), each scored with
-# experiments/evaluate_best.sh.
+# Results): two more 40x40 members, two small ones trained on mixup blends (--mixup 0.2) and a
+# five-stage one on 40x40 crops and mixup blends, each scored with experiments/evaluate_best.sh.
 # Usage: bash experiments/ensemble_members.sh [DATA] [candidates]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -29,8 +29,10 @@ if [ "${2:-}" = candidates ]; then
     train_member runs/member_mixup --widths 32 64 128 160 --seed 29 --max-epochs 45 --mixup 0.2
     train_member runs/member_mixup_crop40 --widths 32 64 128 160 --crop 40 --seed 31 \
         --max-epochs 42 --mixup 0.2
+    train_member runs/member_cnn5_crop40_mixup --widths 32 64 128 256 512 --crop 40 --seed 37 \
+        --max-epochs 45 --mixup 0.2
     for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
-        runs/member_mixup_crop40; do
+        runs/member_mixup_crop40 runs/member_cnn5_crop40_mixup; do
         bash experiments/evaluate_best.sh "$root" "$DATA"
     done
     exit 0

@@ -396,6 +396,12 @@ def choose_precision(args: argparse.Namespace) -> str:
     return precision
 
 
+def local_rank() -> int:
+    """This process's rank on its node, as the launcher set it (torchrun and Lightning's own DDP
+    launcher: LOCAL_RANK; SLURM: SLURM_LOCALID); 0 for a process started alone."""
+    return int(os.environ.get("LOCAL_RANK", os.environ.get("SLURM_LOCALID", "0")))
+
+
 def build_data(args: argparse.Namespace):
     """The DataModule, with the data read and checked before anything is written."""
     from fer.data import FerDataModule
@@ -413,7 +419,7 @@ def build_data(args: argparse.Namespace):
         channels_last=not args.no_channels_last,
         teacher=args.teacher,
     )
-    if os.environ.get("LOCAL_RANK", "0") == "0":  # DDP's other processes wait for its caches
+    if local_rank() == 0:  # DDP's other processes on this node read the caches it writes
         dm.prepare_data()
     dm.setup("fit")
     return dm

@@ -654,3 +654,22 @@ def test_ddp_processes_started_together_score_the_teacher_once(tmp_path):
     assert (out.stdout + out.stderr).count("scores the 28 training faces") == 1
     assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 1
     assert (run_dir(tmp_path / "s") / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize(
+    "env,rank",
+    [
+        ({}, 0),
+        ({"LOCAL_RANK": "1"}, 1),
+        ({"SLURM_LOCALID": "3"}, 3),
+        ({"LOCAL_RANK": "0", "SLURM_LOCALID": "2"}, 0),
+    ],
+)
+def test_local_rank_comes_from_the_launcher(monkeypatch, env, rank):
+    from fer.train import local_rank
+
+    for name in ("LOCAL_RANK", "SLURM_LOCALID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert local_rank() == rank
