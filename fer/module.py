@@ -54,8 +54,6 @@ class FerModule(pl.LightningModule):
             raise FerError(f"unknown optimizer {optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
         if scheduler not in SCHEDULERS:
             raise FerError(f"unknown scheduler {scheduler!r}; choose from {', '.join(SCHEDULERS)}")
-        if mixup < 0:
-            raise FerError(f"mixup must be >= 0 (0: off), got {mixup}")
         self.save_hyperparameters()
         self.model = build_model(model, num_classes=NUM_CLASSES, **(model_options or {}))
         if channels_last:
