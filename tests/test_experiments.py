@@ -140,3 +140,22 @@ def test_shipped_training_record_shows_in_tensorboard():
         acc.Reload()
         assert len(acc.Scalars("val/acc")) >= 10 and "val/confusion_matrix" in acc.Tags()["images"]
         assert "val/predictions" not in acc.Tags()["images"]
+
+
+def test_backend_agreement_finds_a_float_graph_agrees_with_its_weights(folder_data, tmp_path):
+    from fer.export import main as export
+    from fer.train import main as train
+
+    root = tmp_path / "run"
+    args = ["--data", str(folder_data), "--default-root-dir", str(root), "--max-epochs", "1"]
+    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]
+    assert train([*args, "--json", str(root / "summary.json")]) == 0
+    best = json.loads((root / "summary.json").read_text())["best_checkpoint"]
+    assert export(["--ckpt", best, "--out", str(tmp_path / "export")]) == 0
+    cmd = [sys.executable, "experiments/backend_agreement.py", str(tmp_path / "export")]
+    run = subprocess.run(
+        cmd + ["--data", str(folder_data)], cwd=ROOT, env=ENV, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "0 of 21 faces labelled differently" in run.stdout
+    assert float(run.stdout.rsplit(" ", 1)[1]) < 1e-3
