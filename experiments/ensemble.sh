@@ -35,13 +35,16 @@ for member in w160 w192 crop40; do
     python experiments/ship_logs.py runs/member_$member/lightning_logs/version_0 "shipped_member_$member"
 done
 # PublicTest accuracy against fitting time (member 1's curve was not kept: its end point only),
-# beside the distilled student of experiments/distill_student.sh and a re-run of member 1 when there.
+# beside the distilled student of experiments/distill_student.sh and member 1's recipe re-run (70
+# and 110 epochs, from ensemble_members.sh candidates) when there.
 ENSEMBLE="shipped ensemble: five-stage CNN (curve not kept), then the three small CNNs"
 EXTRA=()
 [ -f runs/student_w160/summary.json ] && EXTRA=(--recipe \
     "small CNN 32-64-128-160 distilled from the earlier 3-network ensemble, 28 epochs=runs/student_w160")
 [ -f runs/cnn5_strong_ema/summary.json ] && EXTRA+=(--recipe \
     "member 1's recipe (five-stage CNN, 70 epochs) re-run alone=runs/cnn5_strong_ema")
+[ -f runs/cnn5_strong_ema110/summary.json ] && EXTRA+=(--recipe \
+    "member 1's recipe with 110 epochs (not shipped)=runs/cnn5_strong_ema110")
 python experiments/time_to_accuracy.py --out docs/time_to_accuracy.png \
     --recipe "small CNN 32-64-128-160, 45 epochs=runs/member_w160" \
     --recipe "small CNN 24-48-96-192, 45 epochs=runs/member_w192" \
