@@ -35,8 +35,8 @@ for member in w160 w192 crop40; do
     python experiments/ship_logs.py runs/member_$member/lightning_logs/version_0 "shipped_member_$member"
 done
 # PublicTest accuracy against fitting time (member 1's curve was not kept: its end point only),
-# beside the distilled student of experiments/distill_student.sh and member 1's recipe re-run (70
-# and 110 epochs, from ensemble_members.sh candidates) when there.
+# beside the distilled student of experiments/distill_student.sh and member 1's recipe re-run, with
+# 70 epochs (cnn5_strong_ema.sh) and 110 (ensemble_members.sh candidates), when there.
 ENSEMBLE="shipped ensemble: five-stage CNN (curve not kept), then the three small CNNs"
 EXTRA=()
 [ -f runs/student_w160/summary.json ] && EXTRA=(--recipe \
