@@ -7,12 +7,13 @@
 #     centre crop (--crop 40; 0.70 M, about 17 minutes: a crop costs 0.7 of a whole face).
 # Times on a 2-core CPU with bf16 (about 4x that in fp32). A member whose run was cut short
 # continues where it stopped with --ckpt-path last; a finished one is skipped.
-# With `candidates`, it trains instead the candidates that were measured and not shipped (README,
+# With `candidates`, it then trains the candidates that were measured and not shipped (README,
 # Results): two more 40x40 members, two small ones trained on mixup blends (--mixup 0.2), a
 # five-stage one on 40x40 crops and mixup blends, and member 1's five-stage recipe
 # (experiments/cnn5_strong_ema.sh: `strong` augmentation, weight EMA 0.999, seed 42) trained 110
 # epochs instead of 70 (about 97 minutes), and member 2's shape with a class-weighted loss
-# (--balance loss, seed 41), each scored with experiments/evaluate_best.sh.
+# (--balance loss, seed 41), each scored with experiments/evaluate_best.sh, and exports and scores
+# the last two with members 3 and 4 (runs/ens_b).
 # Usage: bash experiments/ensemble_members.sh [DATA] [candidates]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -27,24 +28,32 @@ train_member() {  # ROOT, then the member's own options
         --json "$root/summary.json" "$@" "${resume[@]}"
 }
 light_member() { train_member "$@" --augment light; }
-if [ "${2:-}" = candidates ]; then
-    light_member runs/member_crop40_w192 --widths 24 48 96 192 --crop 40 --seed 17 --max-epochs 42
-    light_member runs/member_crop40_w256 --widths 32 64 128 256 --crop 40 --seed 17 --max-epochs 40
-    light_member runs/member_mixup --widths 32 64 128 160 --seed 29 --max-epochs 45 --mixup 0.2
-    light_member runs/member_mixup_crop40 --widths 32 64 128 160 --crop 40 --seed 31 \
-        --max-epochs 42 --mixup 0.2
-    light_member runs/member_cnn5_crop40_mixup --widths 32 64 128 256 512 --crop 40 --seed 37 \
-        --max-epochs 45 --mixup 0.2
-    train_member runs/cnn5_strong_ema110 --widths 32 64 128 256 512 --augment strong --ema 0.999 \
-        --seed 42 --max-epochs 110
-    light_member runs/member_balanced --widths 32 64 128 160 --seed 41 --max-epochs 45 --balance loss
-    for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
-        runs/member_mixup_crop40 runs/member_cnn5_crop40_mixup runs/cnn5_strong_ema110 \
-        runs/member_balanced; do
-        bash experiments/evaluate_best.sh "$root" "$DATA"
-    done
-    exit 0
-fi
+best() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$1/summary.json"; }
 light_member runs/member_w160 --widths 32 64 128 160 --seed 7 --max-epochs 45
 light_member runs/member_w192 --widths 24 48 96 192 --seed 11 --max-epochs 45
 light_member runs/member_crop40 --widths 32 64 128 160 --crop 40 --seed 13 --max-epochs 42
+[ "${2:-}" = candidates ] || exit 0
+light_member runs/member_crop40_w192 --widths 24 48 96 192 --crop 40 --seed 17 --max-epochs 42
+light_member runs/member_crop40_w256 --widths 32 64 128 256 --crop 40 --seed 17 --max-epochs 40
+light_member runs/member_mixup --widths 32 64 128 160 --seed 29 --max-epochs 45 --mixup 0.2
+light_member runs/member_mixup_crop40 --widths 32 64 128 160 --crop 40 --seed 31 \
+    --max-epochs 42 --mixup 0.2
+light_member runs/member_cnn5_crop40_mixup --widths 32 64 128 256 512 --crop 40 --seed 37 \
+    --max-epochs 45 --mixup 0.2
+train_member runs/cnn5_strong_ema110 --widths 32 64 128 256 512 --augment strong --ema 0.999 \
+    --seed 42 --max-epochs 110
+light_member runs/member_balanced --widths 32 64 128 160 --seed 41 --max-epochs 45 --balance loss
+for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
+    runs/member_mixup_crop40 runs/member_cnn5_crop40_mixup runs/cnn5_strong_ema110 \
+    runs/member_balanced; do
+    bash experiments/evaluate_best.sh "$root" "$DATA"
+done
+# the 110-epoch network with members 3-4 and the class-weighted one, exported as the shipped
+# model is, and scored on all PublicTest faces and without the leaked ones (README)
+python -m fer.export --ckpt "$(best runs/cnn5_strong_ema110)" "$(best runs/member_w192)" \
+    "$(best runs/member_crop40)" "$(best runs/member_balanced)" --flip --half --out runs/ens_b
+[ -f runs/ensemble/analysis/leaked.txt ] ||
+    python -m fer.analyze --data "$DATA" --out runs/ensemble/analysis > /dev/null
+python -m fer.evaluate --ckpt runs/ens_b --data "$DATA" --split val --out runs/ens_b_eval
+python -m fer.evaluate --ckpt runs/ens_b --data "$DATA" --split val \
+    --skip runs/ensemble/analysis/leaked.txt --out runs/ens_b_eval_unleaked
