@@ -11,9 +11,10 @@
 # Results): two more 40x40 members, two small ones trained on mixup blends (--mixup 0.2), a
 # five-stage one on 40x40 crops and mixup blends, and member 1's five-stage recipe
 # (experiments/cnn5_strong_ema.sh: `strong` augmentation, weight EMA 0.999, seed 42) trained 110
-# epochs instead of 70 (about 97 minutes), and member 2's shape with a class-weighted loss
-# (--balance loss, seed 41), each scored with experiments/evaluate_best.sh, and exports and scores
-# the last two with members 3 and 4 (runs/ens_b).
+# epochs instead of 70 (about 97 minutes), member 2's shape with a class-weighted loss
+# (--balance loss, seed 41) and a ResNet-style network (--residual, widths 32-64-128-256, seed 43,
+# 30 epochs, about 26 minutes), each scored with experiments/evaluate_best.sh, and exports and
+# scores the 110-epoch and the class-weighted networks with members 3 and 4 (runs/ens_b).
 # Usage: bash experiments/ensemble_members.sh [DATA] [candidates]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -43,9 +44,10 @@ light_member runs/member_cnn5_crop40_mixup --widths 32 64 128 256 512 --crop 40 
 train_member runs/cnn5_strong_ema110 --widths 32 64 128 256 512 --augment strong --ema 0.999 \
     --seed 42 --max-epochs 110
 light_member runs/member_balanced --widths 32 64 128 160 --seed 41 --max-epochs 45 --balance loss
+light_member runs/member_resnet --widths 32 64 128 256 --residual --seed 43 --max-epochs 30
 for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
     runs/member_mixup_crop40 runs/member_cnn5_crop40_mixup runs/cnn5_strong_ema110 \
-    runs/member_balanced; do
+    runs/member_balanced runs/member_resnet; do
     bash experiments/evaluate_best.sh "$root" "$DATA"
 done
 # the 110-epoch network with members 3-4 and the class-weighted one, exported as the shipped

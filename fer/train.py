@@ -126,6 +126,11 @@ def _model_options(g) -> None:
         help="cnn: train on random PIXELS x PIXELS crops of the 48x48 faces and look at the centre "
         "crop at test (e.g. 40; 0: whole faces)",
     )
+    g.add_argument(
+        "--residual",
+        action="store_true",
+        help="cnn: ResNet-style stages (one residual block each, strided convolutions, no pooling)",
+    )
     g.add_argument("--dropout", type=float, default=0.3)
     g.add_argument(
         "--image-size", type=positive(int), default=96, help="vgg: input size faces are upscaled to"
@@ -299,6 +304,8 @@ def validate(args: argparse.Namespace) -> None:
         )
     if args.crop and args.model != "cnn":
         raise FerError("--crop is an option of --model cnn")
+    if args.residual and args.model != "cnn":
+        raise FerError("--residual is an option of --model cnn")
     if not 0 <= args.dropout < 1:
         raise FerError(f"--dropout must be in [0, 1), got {args.dropout}")
     if args.limit_train_batches == 0:
@@ -435,6 +442,8 @@ def build_module(args: argparse.Namespace, resuming: bool):
         options = {"widths": list(args.widths), "depth": args.depth, "dropout": args.dropout}
         if args.crop:
             options["crop"] = args.crop
+        if args.residual:
+            options["residual"] = True
     else:
         options = {"image_size": args.image_size, "dropout": args.dropout}
     module = FerModule(

@@ -234,6 +234,27 @@ def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
     assert module(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
+def test_a_residual_network_trains_and_exports_to_onnx_that_agrees(csv_data, tmp_path):
+    import numpy as np
+
+    from fer.export import main as export
+    from fer.inference import load_classifier
+    from fer.models.cnn import Residual
+
+    args = ["--data", str(csv_data), "--max-epochs", "1", "--default-root-dir", str(tmp_path)]
+    assert train([*args, "--no-test", "--residual", *TINY]) == 0
+    ckpt = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    module = FerModule.load_from_checkpoint(ckpt, map_location="cpu")
+    assert module.hparams.model_options["residual"] is True
+    assert sum(isinstance(m, Residual) for m in module.model.modules()) == 2
+    assert export(["--ckpt", str(ckpt), "--out", str(tmp_path / "export")]) == 0
+    faces = np.random.default_rng(0).integers(0, 255, (8, 48, 48), dtype=np.uint8)
+    p_torch = load_classifier(tmp_path / "export").predict_proba(faces)
+    p_onnx = load_classifier(tmp_path / "export", backend="onnx").predict_proba(faces)
+    assert np.allclose(p_torch, load_classifier(ckpt).predict_proba(faces), atol=1e-6)
+    assert np.abs(p_onnx - p_torch).max() < 1e-4
+
+
 def test_ema_checkpoints_hold_the_averaged_weights(csv_data, tmp_path):
     base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
     base += ["--scheduler", "cosine"]
@@ -407,6 +428,7 @@ def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
         ("crop: 60", "--crop must be between 8 and 47"),
         ("distill_alpha: 2", "--distill-alpha must be in [0, 1]"),
         ("mixup: -0.2", "--mixup must be >= 0"),
+        ("model: vgg\nresidual: true", "--residual is an option of --model cnn"),
     ],
 )
 def test_config_values_get_the_checks_of_the_command_line(tmp_path, capsys, entry, needle):

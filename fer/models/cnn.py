@@ -1,4 +1,4 @@
-"""A VGG-style CNN for 48x48 faces, trained from scratch."""
+"""A VGG-style CNN for 48x48 faces, trained from scratch, and its residual variant."""
 
 from __future__ import annotations
 
@@ -32,9 +32,40 @@ def crop_faces(x: torch.Tensor, size: int, random: bool) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
+class Residual(nn.Module):
+    """`depth` 3x3 convolutions (the first with `stride`) added to a shortcut of the input, then
+    ReLU. The shortcut is the input itself, or a strided 1x1 projection where the shape changes."""
+
+    def __init__(self, cin: int, cout: int, depth: int, stride: int):
+        super().__init__()
+        self.shortcut: nn.Module = nn.Identity()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
+            )
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers.append(
+                nn.Conv2d(cin if i == 0 else cout, cout, 3, stride if i == 0 else 1, 1, bias=False)
+            )
+            layers.append(nn.BatchNorm2d(cout))
+            if i < depth - 1:
+                layers.append(nn.ReLU(inplace=True))
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the shortcut runs first, so that the last convolution to run is the body's (Grad-CAM's)
+        shortcut = self.shortcut(x)
+        return torch.relu(self.body(x) + shortcut)
+
+
 class FerCNN(nn.Module):
     """Stages of `depth` 3x3 conv-BN-ReLU blocks, each stage followed by 2x2 max pooling, then
     global average pooling, dropout and a linear classifier. Input (B, 1, 48, 48), output logits.
+
+    With `residual`, a 3x3 conv-BN-ReLU stem is followed by one `Residual` block per stage instead,
+    and every stage but the first halves the map with its first (strided) convolution instead of
+    pooling: a ResNet-style network, for ensembles that want members of another kind.
 
     With `crop`, the network looks at crop x crop pixels of each face: a random place while it
     trains, the centre otherwise (cheaper steps and more translation than the augmentation alone).
@@ -48,12 +79,20 @@ class FerCNN(nn.Module):
         dropout: float = 0.3,
         in_channels: int = 1,
         crop: int = 0,
+        residual: bool = False,
     ):
         super().__init__()
         self.crop = crop
         layers: list[nn.Module] = []
         cin = in_channels
-        for width in widths:
+        if residual:
+            layers.append(conv_bn(cin, widths[0]))
+            cin = widths[0]
+        for stage, width in enumerate(widths):
+            if residual:
+                layers.append(Residual(cin, width, depth, stride=1 if stage == 0 else 2))
+                cin = width
+                continue
             for _ in range(depth):
                 layers.append(conv_bn(cin, width))
                 cin = width
