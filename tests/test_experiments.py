@@ -52,8 +52,13 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
 
 
 def test_evaluate_best_scores_the_runs_best_checkpoint_once_per_tta(folder_data, tmp_path):
+    import shutil
+
     from fer.train import main as train
 
+    # one PublicTest face is an exact copy of a training face: the unleaked score leaves it out
+    happy = folder_data / "train" / "happy"
+    shutil.copy(sorted(happy.iterdir())[0], folder_data / "test" / "happy" / "PublicTest_copy.png")
     root = tmp_path / "run"
     args = ["--data", str(folder_data), "--default-root-dir", str(root), "--max-epochs", "1"]
     args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]
@@ -64,7 +69,9 @@ def test_evaluate_best_scores_the_runs_best_checkpoint_once_per_tta(folder_data,
     plain = json.loads((root / "eval" / "metrics.json").read_text())
     flip = json.loads((root / "eval-flip" / "metrics.json").read_text())
     assert (plain["tta"], flip["tta"]) == ("none", "flip")
-    assert plain["split"] == "val" and plain["samples"] == flip["samples"] == 7 * 3
+    assert plain["split"] == "val" and plain["samples"] == flip["samples"] == 7 * 3 + 1
+    unleaked = json.loads((root / "eval-unleaked" / "metrics.json").read_text())
+    assert (unleaked["tta"], unleaked["samples"]) == ("none", 7 * 3)
 
 
 def test_ship_records_the_figures_of_the_exported_files(folder_data, tmp_path):
