@@ -13,8 +13,9 @@
 # (experiments/cnn5_strong_ema.sh: `strong` augmentation, weight EMA 0.999, seed 42) trained 110
 # epochs instead of 70 (about 97 minutes), member 2's shape with a class-weighted loss
 # (--balance loss, seed 41) and a ResNet-style network (--residual, widths 32-64-128-256, seed 43,
-# 30 epochs, about 26 minutes), each scored with experiments/evaluate_best.sh, and exports and
-# scores the 110-epoch and the class-weighted networks with members 3 and 4 (runs/ens_b).
+# 30 epochs, about 26 minutes) and member 4's recipe with the class-weighted loss (seed 47), each
+# scored with experiments/evaluate_best.sh, and exports and scores two ensembles of them (runs/ens_b,
+# runs/ens_e).
 # Usage: bash experiments/ensemble_members.sh [DATA] [candidates]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -45,17 +46,27 @@ train_member runs/cnn5_strong_ema110 --widths 32 64 128 256 512 --augment strong
     --seed 42 --max-epochs 110
 light_member runs/member_balanced --widths 32 64 128 160 --seed 41 --max-epochs 45 --balance loss
 light_member runs/member_resnet --widths 32 64 128 256 --residual --seed 43 --max-epochs 30
+light_member runs/member_balanced_crop40 --widths 32 64 128 160 --crop 40 --seed 47 \
+    --max-epochs 42 --balance loss
 for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
     runs/member_mixup_crop40 runs/member_cnn5_crop40_mixup runs/cnn5_strong_ema110 \
-    runs/member_balanced runs/member_resnet; do
+    runs/member_balanced runs/member_resnet runs/member_balanced_crop40; do
     bash experiments/evaluate_best.sh "$root" "$DATA"
 done
-# the 110-epoch network with members 3-4 and the class-weighted one, exported as the shipped
-# model is, and scored on all PublicTest faces and without the leaked ones (README)
-python -m fer.export --ckpt "$(best runs/cnn5_strong_ema110)" "$(best runs/member_w192)" \
-    "$(best runs/member_crop40)" "$(best runs/member_balanced)" --flip --half --out runs/ens_b
+# ensembles exported as the shipped model is, and scored on all PublicTest faces and without the
+# leaked ones (README): the 110-epoch network with members 3-4 and the class-weighted one (ens_b),
+# and the same with the class-weighted 40x40 network in place of member 4 (ens_e)
+ensemble() {  # NAME, then the members' run folders
+    local out=runs/$1 ckpts=()
+    shift
+    for root in "$@"; do ckpts+=("$(best "$root")"); done
+    python -m fer.export --ckpt "${ckpts[@]}" --flip --half --out "$out"
+    python -m fer.evaluate --ckpt "$out" --data "$DATA" --split val --out "${out}_eval"
+    python -m fer.evaluate --ckpt "$out" --data "$DATA" --split val \
+        --skip runs/ensemble/analysis/leaked.txt --out "${out}_eval_unleaked"
+}
 [ -f runs/ensemble/analysis/leaked.txt ] ||
     python -m fer.analyze --data "$DATA" --out runs/ensemble/analysis > /dev/null
-python -m fer.evaluate --ckpt runs/ens_b --data "$DATA" --split val --out runs/ens_b_eval
-python -m fer.evaluate --ckpt runs/ens_b --data "$DATA" --split val \
-    --skip runs/ensemble/analysis/leaked.txt --out runs/ens_b_eval_unleaked
+ensemble ens_b runs/cnn5_strong_ema110 runs/member_w192 runs/member_crop40 runs/member_balanced
+ensemble ens_e runs/cnn5_strong_ema110 runs/member_w192 runs/member_balanced_crop40 \
+    runs/member_balanced
