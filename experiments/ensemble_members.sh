@@ -13,9 +13,9 @@
 # (experiments/cnn5_strong_ema.sh: `strong` augmentation, weight EMA 0.999, seed 42) trained 110
 # epochs instead of 70 (about 97 minutes), member 2's shape with a class-weighted loss
 # (--balance loss, seed 41) and a ResNet-style network (--residual, widths 32-64-128-256, seed 43,
-# 30 epochs, about 26 minutes) and member 4's recipe with the class-weighted loss (seed 47), each
-# scored with experiments/evaluate_best.sh, and exports and scores two ensembles of them (runs/ens_b,
-# runs/ens_e).
+# 30 epochs, about 26 minutes), member 4's recipe with the class-weighted loss (seed 47) and the
+# class-weighted network again with seed 53, each scored with experiments/evaluate_best.sh, and
+# exports and scores three ensembles of them (runs/ens_b, runs/ens_e, runs/ens_b53).
 # Usage: bash experiments/ensemble_members.sh [DATA] [candidates]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -48,14 +48,17 @@ light_member runs/member_balanced --widths 32 64 128 160 --seed 41 --max-epochs 
 light_member runs/member_resnet --widths 32 64 128 256 --residual --seed 43 --max-epochs 30
 light_member runs/member_balanced_crop40 --widths 32 64 128 160 --crop 40 --seed 47 \
     --max-epochs 42 --balance loss
+light_member runs/member_balanced_s53 --widths 32 64 128 160 --seed 53 --max-epochs 45 \
+    --balance loss
 for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
     runs/member_mixup_crop40 runs/member_cnn5_crop40_mixup runs/cnn5_strong_ema110 \
-    runs/member_balanced runs/member_resnet runs/member_balanced_crop40; do
+    runs/member_balanced runs/member_resnet runs/member_balanced_crop40 runs/member_balanced_s53; do
     bash experiments/evaluate_best.sh "$root" "$DATA"
 done
 # ensembles exported as the shipped model is, and scored on all PublicTest faces and without the
 # leaked ones (README): the 110-epoch network with members 3-4 and the class-weighted one (ens_b),
-# and the same with the class-weighted 40x40 network in place of member 4 (ens_e)
+# the same with the class-weighted 40x40 network in place of member 4 (ens_e), and with the
+# class-weighted network's recipe re-run with another seed in its place (ens_b53)
 ensemble() {  # NAME, then the members' run folders
     local out=runs/$1 ckpts=()
     shift
@@ -70,3 +73,5 @@ ensemble() {  # NAME, then the members' run folders
 ensemble ens_b runs/cnn5_strong_ema110 runs/member_w192 runs/member_crop40 runs/member_balanced
 ensemble ens_e runs/cnn5_strong_ema110 runs/member_w192 runs/member_balanced_crop40 \
     runs/member_balanced
+ensemble ens_b53 runs/cnn5_strong_ema110 runs/member_w192 runs/member_crop40 \
+    runs/member_balanced_s53
