@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Evaluate the best checkpoint of a run (the one fer.train --json wrote to ROOT/summary.json) on
 # PublicTest, the validation split, once per TTA mode: ROOT/eval for none, ROOT/eval-<tta> otherwise;
-# and plain without the PublicTest faces that have an exact copy in Training (the leaked.txt of
-# fer.analyze, run once into ROOT/analysis): ROOT/eval-unleaked.
+# and plain without the PublicTest faces that have an exact copy in Training: ROOT/eval-unleaked.
+# The list of those faces is $LEAKED when set (fer.analyze's leaked.txt for DATA, made once for
+# many runs), else fer.analyze makes it in ROOT/analysis.
 # Usage: bash experiments/evaluate_best.sh ROOT DATA [TTA ...]   (default TTA: none flip)
 set -euo pipefail
 ROOT=$1
@@ -16,6 +17,7 @@ for TTA in "${TTAS[@]}"; do
     [ "$TTA" = none ] || OUT="$ROOT/eval-$TTA"
     python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --tta "$TTA" --out "$OUT"
 done
-[ -f "$ROOT/analysis/leaked.txt" ] || python -m fer.analyze --data "$DATA" --out "$ROOT/analysis" > /dev/null
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --skip "$ROOT/analysis/leaked.txt" \
+LEAKED=${LEAKED:-$ROOT/analysis/leaked.txt}
+[ -f "$LEAKED" ] || python -m fer.analyze --data "$DATA" --out "$(dirname "$LEAKED")" > /dev/null
+python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --skip "$LEAKED" \
     --out "$ROOT/eval-unleaked"
