@@ -15,5 +15,4 @@ python -m fer.train --model cnn --widths 32 64 128 256 512 --data "$DATA" --defa
     --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --ema 0.999 \
     --seed 42 --json "$ROOT/summary.json"
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"
-CKPT=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$ROOT/summary.json")
-bash experiments/ship.sh "${OUT:-checkpoints}" "$ROOT" "$DATA" --ckpt "$CKPT" --half
+bash experiments/ship.sh "${OUT:-checkpoints}" "$ROOT" "$DATA" --ckpt "$ROOT" --half

@@ -11,13 +11,12 @@
 # Usage: bash experiments/distill_student.sh [DATA] [shipped]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
-best() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$1/summary.json"; }
 if [ "${2:-}" = shipped ]; then
     ROOT=runs/student_ens4 TEACHER=checkpoints OPTIONS=(--seed 23 --max-epochs 30)
 else
     ROOT=runs/student_w160 TEACHER=runs/teacher3 OPTIONS=(--seed 21 --max-epochs 28)
     [ -f runs/teacher3/model.json ] || python -m fer.export --ckpt runs/cnn5_strong_ema/export \
-        "$(best runs/member_w160)" "$(best runs/member_w192)" --flip --half --out runs/teacher3
+        runs/member_w160 runs/member_w192 --flip --half --out runs/teacher3
 fi
 if [ ! -f "$ROOT/summary.json" ]; then
     resume=()

@@ -16,7 +16,6 @@
 set -euo pipefail
 DATA=${1:-data/fer2013}
 OUT=${OUT:-checkpoints}
-best() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$1/summary.json"; }
 
 CNN5=runs/cnn5_strong_ema/export
 if [ ! -f "$CNN5/model.json" ]; then
@@ -29,8 +28,8 @@ bash experiments/ensemble_members.sh "$DATA"
 for member in runs/member_w160 runs/member_w192 runs/member_crop40; do
     bash experiments/evaluate_best.sh "$member" "$DATA"
 done
-bash experiments/ship.sh "$OUT" runs/ensemble "$DATA" --ckpt "$CNN5" "$(best runs/member_w160)" \
-    "$(best runs/member_w192)" "$(best runs/member_crop40)" --flip --half
+bash experiments/ship.sh "$OUT" runs/ensemble "$DATA" --ckpt "$CNN5" runs/member_w160 \
+    runs/member_w192 runs/member_crop40 --flip --half
 for member in w160 w192 crop40; do
     python experiments/ship_logs.py runs/member_$member/lightning_logs/version_0 "shipped_member_$member"
 done

@@ -30,7 +30,6 @@ train_member() {  # ROOT, then the member's own options
         --json "$root/summary.json" "$@" "${resume[@]}"
 }
 light_member() { train_member "$@" --augment light; }
-best() { python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$1/summary.json"; }
 light_member runs/member_w160 --widths 32 64 128 160 --seed 7 --max-epochs 45
 light_member runs/member_w192 --widths 24 48 96 192 --seed 11 --max-epochs 45
 light_member runs/member_crop40 --widths 32 64 128 160 --crop 40 --seed 13 --max-epochs 42
@@ -63,10 +62,9 @@ done
 # the same with the class-weighted 40x40 network in place of member 4 (ens_e), and with the
 # class-weighted network's recipe re-run with another seed in its place (ens_b53)
 ensemble() {  # NAME, then the members' run folders
-    local out=runs/$1 ckpts=()
+    local out=runs/$1
     shift
-    for root in "$@"; do ckpts+=("$(best "$root")"); done
-    python -m fer.export --ckpt "${ckpts[@]}" --flip --half --out "$out"
+    python -m fer.export --ckpt "$@" --flip --half --out "$out"
     python -m fer.evaluate --ckpt "$out" --data "$DATA" --split val --out "${out}_eval"
     python -m fer.evaluate --ckpt "$out" --data "$DATA" --split val \
         --skip "$LEAKED" --out "${out}_eval_unleaked"

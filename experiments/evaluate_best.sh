@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Evaluate the best checkpoint of a run (the one fer.train --json wrote to ROOT/summary.json) on
+# Evaluate the best checkpoint of a run (the one fer.train --json named in ROOT/summary.json) on
 # PublicTest, the validation split, once per TTA mode: ROOT/eval for none, ROOT/eval-<tta> otherwise;
 # and plain without the PublicTest faces that have an exact copy in Training: ROOT/eval-unleaked.
 # The list of those faces is $LEAKED when set (fer.analyze's leaked.txt for DATA, made once for
@@ -11,13 +11,12 @@ DATA=$2
 shift 2
 TTAS=("$@")
 [ ${#TTAS[@]} -gt 0 ] || TTAS=(none flip)
-CKPT=$(python -c "import json, sys; print(json.load(open(sys.argv[1]))['best_checkpoint'])" "$ROOT/summary.json")
 for TTA in "${TTAS[@]}"; do
     OUT="$ROOT/eval"
     [ "$TTA" = none ] || OUT="$ROOT/eval-$TTA"
-    python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --tta "$TTA" --out "$OUT"
+    python -m fer.evaluate --ckpt "$ROOT" --data "$DATA" --split val --tta "$TTA" --out "$OUT"
 done
 LEAKED=${LEAKED:-$ROOT/analysis/leaked.txt}
 [ -f "$LEAKED" ] || python -m fer.analyze --data "$DATA" --out "$(dirname "$LEAKED")" > /dev/null
-python -m fer.evaluate --ckpt "$CKPT" --data "$DATA" --split val --skip "$LEAKED" \
+python -m fer.evaluate --ckpt "$ROOT" --data "$DATA" --split val --skip "$LEAKED" \
     --out "$ROOT/eval-unleaked"

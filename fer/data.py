@@ -548,9 +548,9 @@ def teacher_log_probs(
     """log p(class | face) of a trained model (an export or a checkpoint) for every face of
     `images` (N, 48, 48) uint8, as seen plainly: the targets of knowledge distillation. Computed
     once and cached, keyed by the model's weights and the faces; a cached answer loads no model."""
-    from fer.inference import load_classifier, read_exported
+    from fer.inference import load_classifier, read_exported, resolve_model_path
 
-    model = Path(model)
+    model = resolve_model_path(Path(model))
     weights = model if model.suffix == ".ckpt" else read_exported(model)[1] / "model.safetensors"
     digest = hashlib.sha256(file_sha256(weights).encode())
     digest.update(images.numpy().tobytes())

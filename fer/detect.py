@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.detect", description="Detect faces and their emotions in video.")
     p.add_argument("--source", default="0", help="webcam index, video file or stream URL")
     p.add_argument(
-        "--model", help="exported model folder/file or .ckpt (default: the shipped model)"
+        "--model",
+        help="exported model folder/file, .ckpt or training run folder (default: the shipped model)",
     )
     p.add_argument(
         "--backend",

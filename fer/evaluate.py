@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ckpt",
-        help="exported model folder/file or Lightning .ckpt (default: the model shipped in checkpoints/)",
+        help="exported model folder/file, Lightning .ckpt or training run folder (its best "
+        "checkpoint) (default: the model shipped in checkpoints/)",
     )
     p.add_argument(
         "--data",

@@ -39,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--ckpt",
         required=True,
         nargs="+",
-        help="Lightning checkpoint from fer.train, or an exported model; several make one "
-        "ensemble that averages their probabilities",
+        help="Lightning checkpoint from fer.train, a training run's folder (its best checkpoint), "
+        "or an exported model; several make one ensemble that averages their probabilities",
     )
     p.add_argument(
         "--flip",
@@ -231,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from safetensors.torch import save_file
 
-    from fer.inference import ModelSpec, read_weights, torch_model
+    from fer.inference import ModelSpec, read_weights, resolve_model_path, torch_model
 
     if args.int8 and args.no_onnx:
         raise FerError("--int8 quantizes the ONNX graph; drop --no-onnx")
@@ -239,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in paths:
         if not path.exists():
             raise FerError(f"checkpoint {path} does not exist")
+    paths = [resolve_model_path(p) for p in paths]
     read = [read_weights(p) for p in paths]
     if len(read) == 1 and not args.flip:
         spec, state, _ = read[0]

@@ -1,7 +1,8 @@
 """Load a trained classifier for inference, without unpickling anything, and run it on faces.
 
 Accepted model paths: an exported folder (`model.json` + `model.safetensors` [+ `model.onnx`]),
-either of those files, or a Lightning checkpoint (read with `torch.load(weights_only=True)`).
+either of those files, a Lightning checkpoint (read with `torch.load(weights_only=True)`), or a
+training run's folder, which stands for the best checkpoint its `summary.json` names.
 """
 
 from __future__ import annotations
@@ -133,6 +134,31 @@ def read_exported(path: Path) -> tuple[ModelSpec, Path]:
         raise FerError(f"{meta} is not valid JSON: {e}") from e
 
 
+def resolve_model_path(path: Path) -> Path:
+    """A training run's folder (one holding the summary.json fer.train writes into
+    lightning_logs/version_N/ and wherever --json puts it) becomes the best checkpoint it names;
+    any other path is returned as it is."""
+    summary = path / "summary.json"
+    if not path.is_dir() or (path / "model.json").is_file() or not summary.is_file():
+        return path
+    try:
+        best = json.loads(summary.read_text()).get("best_checkpoint")
+    except (OSError, json.JSONDecodeError, AttributeError) as e:
+        raise FerError(f"{summary} is not a fer.train summary: {e}") from e
+    if not best:
+        raise FerError(f"{summary} names no best checkpoint; pass one of the run's .ckpt files")
+    best = Path(best)
+    # The recorded path is relative to where training ran; the folder may have moved since, so
+    # look first for the same version_N/checkpoints/NAME tail under the folder itself.
+    tails = [Path(*best.parts[-k:]) for k in range(2, min(len(best.parts), 4) + 1)]
+    for candidate in [path / tail for tail in tails] + [best]:
+        if candidate.is_file():
+            return candidate
+    raise FerError(
+        f"{summary} names the best checkpoint {best}, which is not there; pass a .ckpt of the run"
+    )
+
+
 class Classifier:
     """A trained emotion classifier: uint8 48x48 faces in, class probabilities out.
 
@@ -217,7 +243,8 @@ def tta_views(x: torch.Tensor, tta: str) -> torch.Tensor:
 
 
 def load_classifier(path: str | Path | None = None, backend: str = "torch") -> Classifier:
-    """Load a classifier from an export folder, its files, or a Lightning checkpoint (default: the shipped model)."""
+    """Load a classifier from an export folder, its files, a Lightning checkpoint or a training
+    run's folder (default: the shipped model)."""
     path = Path(path) if path else SHIPPED
     if not path.exists():
         hint = (
@@ -226,9 +253,12 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
             else "check the path"
         )
         raise FerError(f"model {path} does not exist; {hint}")
+    path = resolve_model_path(path)
     if path.is_dir() and not (path / "model.json").is_file():
         raise FerError(
-            f"{path} holds no exported model (model.json); run python -m fer.export --ckpt CKPT --out {path}"
+            f"{path} holds no exported model (model.json) and no training summary (summary.json); "
+            "pass a run's lightning_logs/version_N folder or a .ckpt, or export one with "
+            f"python -m fer.export --ckpt CKPT --out {path}"
         )
     if backend == "auto":
         folder = path if path.is_dir() else path.parent

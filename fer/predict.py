@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--model",
-        help="exported model folder/file or .ckpt (default: the shipped model in checkpoints/)",
+        help="exported model folder/file, .ckpt or training run folder (default: the shipped "
+        "model in checkpoints/)",
     )
     p.add_argument(
         "--backend",

@@ -188,7 +188,7 @@ def _optimisation_options(g) -> None:
         "--teacher",
         metavar="MODEL",
         help="knowledge distillation: learn also the class probabilities that this trained model "
-        "(an export folder such as checkpoints/, or a .ckpt) gives each training face",
+        "(an export folder such as checkpoints/, a .ckpt, or a run folder) gives each training face",
     )
     g.add_argument(
         "--distill-alpha",

@@ -432,6 +432,48 @@ def test_export_of_a_checkpoint_away_from_its_run_records_its_hyper_parameters(t
     assert "training_config" not in meta and meta["training_hparams"]["lr"] == 0.02
 
 
+def test_a_training_run_folder_stands_for_its_best_checkpoint(trained, tmp_path, monkeypatch):
+    """The folder fer.train --json wrote its summary into, or the version_N folder it logged to,
+    loads and exports as the best checkpoint it names, also after the folder moved (was: 'holds
+    no exported model')."""
+    root, ckpt = trained["tmp"], trained["ckpt"]
+    version = ckpt.parents[1]
+    for run in (root, version):
+        assert load_classifier(run).source == str(ckpt)
+    out = tmp_path / "export"
+    assert export(["--ckpt", str(version), "--out", str(out), "--no-onnx"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["source_checkpoint"] == ckpt.name
+    faces = np.stack([face(i % 7, i) for i in range(20)])
+    assert np.allclose(
+        load_classifier(out).predict_proba(faces), load_classifier(ckpt).predict_proba(faces)
+    )
+    # moved, with the path recorded relative to a folder that is not the current one
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved, ignore=shutil.ignore_patterns("cache", "d", "export"))
+    summary = json.loads((moved / "summary.json").read_text())
+    summary["best_checkpoint"] = str(Path("elsewhere") / ckpt.relative_to(root))
+    (moved / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.chdir(tmp_path)
+    assert load_classifier(moved).source == str(moved / ckpt.relative_to(root))
+    (moved / ckpt.relative_to(root)).unlink()
+    with pytest.raises(FerError, match="not there; pass a .ckpt"):
+        load_classifier(moved)
+    with pytest.raises(FerError, match="no training summary"):
+        load_classifier(moved / "lightning_logs")  # neither an export nor a run
+
+
+def test_a_run_folder_teaches_as_its_best_checkpoint(trained, tmp_path):
+    from fer.data import teacher_log_probs
+
+    images = torch.from_numpy(np.stack([face(i % 7, i) for i in range(10)]))
+    by_run = teacher_log_probs(trained["tmp"], images, cache_dir=tmp_path)
+    expected = np.log(load_classifier(trained["ckpt"]).predict_proba(images.numpy()))
+    assert np.allclose(by_run.numpy(), expected, atol=1e-5)
+    assert torch.equal(teacher_log_probs(trained["ckpt"], images, cache_dir=tmp_path), by_run)
+    assert len(list(tmp_path.glob("teacher-*.pt"))) == 1  # the same weights, scored once
+
+
 def test_export_of_several_models_is_one_ensemble_that_averages_them(trained, tmp_path):
     """Members from a checkpoint and from an export; the ensemble's probabilities are the mean over
     members and mirrored faces, in PyTorch and ONNX, and model.json says where each member came from."""
