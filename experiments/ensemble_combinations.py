@@ -7,7 +7,7 @@ leaked.txt. Weights stay in float32 here, so the exported (float16) ensemble may
 
     python experiments/ensemble_combinations.py --data data/fer2013 \\
         --skip runs/ensemble/analysis/leaked.txt \\
-        m1=runs/cnn5_strong_ema/export m2=runs/member_w160/.../epoch040-acc0.6835.ckpt ...
+        m1=runs/cnn5_strong_ema/export m2=runs/member_w160 ...   (an export, .ckpt or run folder)
 """
 
 from __future__ import annotations

@@ -166,3 +166,26 @@ def test_backend_agreement_finds_a_float_graph_agrees_with_its_weights(folder_da
     assert run.returncode == 0, run.stderr[-2000:]
     assert "0 of 21 faces labelled differently" in run.stdout
     assert float(run.stdout.rsplit(" ", 1)[1]) < 1e-3
+
+
+def test_shift_tta_moves_faces_by_whole_pixels_and_scores_every_view(folder_data, tmp_path):
+    import torch
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from shift_tta import shift
+
+    faces = torch.arange(2 * 48 * 48).remainder(251).to(torch.uint8).view(2, 48, 48)
+    right, up = shift(faces, 2, 0), shift(faces, 0, -3)
+    assert torch.equal(right[:, :, 2:], faces[:, :, :-2]) and torch.equal(up[:, :-3], faces[:, 3:])
+    assert torch.equal(right[:, :, 0], faces[:, :, 0]) and torch.equal(up[:, -1], faces[:, -1])
+    skip = tmp_path / "leaked.txt"
+    first = sorted((folder_data / "test" / "happy").iterdir())[0]
+    skip.write_text(f"test/happy/{first.name}\n")
+    cmd = [sys.executable, "experiments/shift_tta.py", "--data", str(folder_data)]
+    cmd += ["--shifts", "1", "--skip", str(skip)]
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = run.stdout.splitlines()
+    names = [r.split("  ")[0].strip() for r in rows]
+    assert names[0] == "as they are" and names[-1] == "mean of the 5 views (1 px)"
+    assert len(rows) == 6 and all("without skipped" in r for r in rows)
