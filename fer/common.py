@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import hashlib
 import os
 import sys
@@ -170,11 +171,31 @@ def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
     plt.close(fig)
 
 
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Says '(default: X)' after an option's help, or as its help when it has none, where it tells
+    something: not for switches, options left unset (None) or required ones, nor where the help
+    already says what the default is."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            action.option_strings
+            and not action.required
+            and action.default is not None
+            and action.default is not False
+            and action.default is not argparse.SUPPRESS
+            and "default" not in text.lower()
+        ):
+            action = copy.copy(action)
+            action.help = f"{text} (default: %(default)s)".strip()
+        return super()._format_action(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `error: <problem> (see --help)`, exit code 2."""
 
     def __init__(self, *args, **kwargs):
-        kwargs.setdefault("formatter_class", argparse.ArgumentDefaultsHelpFormatter)
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):

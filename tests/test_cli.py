@@ -48,3 +48,21 @@ def test_using_a_model_loads_neither_the_dataset_reader_nor_lightning():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr[-500:]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_states_each_default_once_and_only_where_it_says_something(command, capsys):
+    """Was: '(default: the model shipped in checkpoints/) (default: None)', '(default: False)'."""
+    import importlib
+    import re
+
+    with pytest.raises(SystemExit):
+        importlib.import_module(f"fer.{command}").main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: None)" not in text and "(default: False)" not in text
+    for option in re.split(r" (?=--?[a-z][\w-]* )", text.split(" options: ", 1)[1]):
+        assert option.count("(default") <= 1, option
+    if command == "evaluate":
+        assert "(default: none)" in text and "(default: 0)" in text  # --tta, --gradcam
+    if command == "train":  # an option without help text still says its default
+        assert "--batch-size BATCH_SIZE (default: 128)" in text
