@@ -83,7 +83,12 @@ def _data_options(g) -> None:
         "--data",
         help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
     )
-    g.add_argument("--batch-size", type=positive(int), default=128)
+    g.add_argument(
+        "--batch-size",
+        type=positive(int),
+        default=128,
+        help="faces per batch (per device with DDP)",
+    )
     g.add_argument(
         "--augment", default="light", choices=list(PRESETS), help="batched augmentation preset"
     )
@@ -113,7 +118,12 @@ def _data_options(g) -> None:
 
 
 def _model_options(g) -> None:
-    g.add_argument("--model", default="cnn", choices=TRAINABLE)
+    g.add_argument(
+        "--model",
+        default="cnn",
+        choices=TRAINABLE,
+        help="cnn: the custom CNN, trained from scratch; vgg: VGG16 transfer learning",
+    )
     g.add_argument(
         "--widths", type=int, nargs="+", default=[32, 64, 128, 256], help="cnn: channels per stage"
     )
@@ -131,7 +141,7 @@ def _model_options(g) -> None:
         action="store_true",
         help="cnn: ResNet-style stages (one residual block each, strided convolutions, no pooling)",
     )
-    g.add_argument("--dropout", type=float, default=0.3)
+    g.add_argument("--dropout", type=float, default=0.3, help="dropout in the classifier head")
     g.add_argument(
         "--image-size", type=positive(int), default=96, help="vgg: input size faces are upscaled to"
     )
@@ -155,13 +165,30 @@ def _model_options(g) -> None:
 
 
 def _optimisation_options(g) -> None:
-    g.add_argument("--max-epochs", type=positive(int), default=30)
+    g.add_argument(
+        "--max-epochs",
+        type=positive(int),
+        default=30,
+        help="the schedule spans them all: a run resumed with --ckpt-path keeps its number",
+    )
     g.add_argument("--lr", type=positive(float), default=0.05, help="peak learning rate")
     g.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS))
     g.add_argument("--scheduler", default="onecycle", choices=list(SCHEDULERS))
-    g.add_argument("--warmup-epochs", type=float, default=1.0)
-    g.add_argument("--weight-decay", type=float, default=5e-4)
-    g.add_argument("--label-smoothing", type=float, default=0.1)
+    g.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=1.0,
+        help="onecycle: epochs up to the peak learning rate; cosine: epochs of linear warm-up",
+    )
+    g.add_argument(
+        "--weight-decay", type=float, default=5e-4, help="L2 penalty (decoupled with AdamW)"
+    )
+    g.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.1,
+        help="share of each target spread evenly over the seven classes",
+    )
     g.add_argument(
         "--patience",
         type=int,
@@ -202,7 +229,13 @@ def _optimisation_options(g) -> None:
         default=2.0,
         help="with --teacher: temperature softening both distributions",
     )
-    g.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    g.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help="seeds weights, batches and augmentation (and the validation share of data without "
+        "PublicTest)",
+    )
     g.add_argument(
         "--deterministic",
         action="store_true",
@@ -216,8 +249,10 @@ def _hardware_options(g) -> None:
         default="auto",
         help="auto = bf16-mixed on CPUs with bf16, 16-mixed on GPUs, else 32-true",
     )
-    g.add_argument("--accelerator", default="auto")
-    g.add_argument("--devices", default="auto")
+    g.add_argument("--accelerator", default="auto", help="Lightning's: cpu, gpu, mps or auto")
+    g.add_argument(
+        "--devices", default="auto", help="Lightning's: a count, a list such as 0,1, or auto"
+    )
     g.add_argument("--strategy", default="auto", help="e.g. ddp for multi-GPU / multi-node")
     g.add_argument("--num-nodes", type=positive(int), default=1)
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
@@ -225,8 +260,16 @@ def _hardware_options(g) -> None:
 
 
 def _run_options(g) -> None:
-    g.add_argument("--limit-train-batches", type=limit, default=None)
-    g.add_argument("--limit-val-batches", type=limit, default=None)
+    g.add_argument(
+        "--limit-train-batches",
+        type=limit,
+        help="train on this many batches per epoch (50) or this share of them (0.25)",
+    )
+    g.add_argument(
+        "--limit-val-batches",
+        type=limit,
+        help="validate on this many batches (50) or this share (0.25); 0: no validation",
+    )
     g.add_argument(
         "--fast-dev-run",
         action="store_true",

@@ -65,4 +65,4 @@ def test_help_states_each_default_once_and_only_where_it_says_something(command,
     if command == "evaluate":
         assert "(default: none)" in text and "(default: 0)" in text  # --tta, --gradcam
     if command == "train":  # an option without help text still says its default
-        assert "--batch-size BATCH_SIZE (default: 128)" in text
+        assert "--optimizer {sgd,adamw} (default: sgd)" in text
