@@ -657,6 +657,8 @@ def _summary_text(s: dict[str, Any]) -> str:
     lines.append(
         f"  run folder    {s['log_dir']}  (tensorboard --logdir {Path(s['log_dir'] or '.').parent})"
     )
+    if s["log_dir"]:  # the run folder stands for its best checkpoint
+        lines.append(f"  evaluate      python -m fer.evaluate --ckpt {s['log_dir']} --split val")
     return "\n".join(lines)
 
 

@@ -695,3 +695,19 @@ def test_local_rank_comes_from_the_launcher(monkeypatch, env, rank):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert local_rank() == rank
+
+
+def test_the_summary_ends_with_a_command_that_evaluates_the_best_checkpoint(
+    folder_data, tmp_path, capsys
+):
+    from fer.evaluate import main as evaluate
+
+    args = ["--data", str(folder_data), "--default-root-dir", str(tmp_path), "--max-epochs", "1"]
+    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--no-test"]
+    assert train([*args, "--json", str(tmp_path / "s.json")]) == 0
+    line = capsys.readouterr().out.splitlines()[-1].split()
+    assert line[:4] == ["evaluate", "python", "-m", "fer.evaluate"]
+    assert evaluate([*line[4:], "--data", str(folder_data), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    best = json.loads((tmp_path / "s.json").read_text())["best_checkpoint"]
+    assert scored["model"] == best and scored["split"] == "val"
