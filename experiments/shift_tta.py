@@ -2,8 +2,8 @@
 
 The model (default: the shipped one, through the backend `fer.predict` uses) scores the PublicTest
 faces as they are, then shifted by 1, 2 and 3 pixels left, right, up and down (the edge pixels
-repeated into the gap; training augmentation shifts faces by up to 4.8 pixels, so these are faces
-of the kind it learned on). It prints the accuracy of each shifted copy alone, and of the mean
+repeated into the gap; training augmentation shifts faces by up to 4.8 pixels, or 5.8 with
+`strong`, so these are faces of the kind it learned on). It prints the accuracy of each shifted copy alone, and of the mean
 probabilities over the faces as they are and their four shifts of one size (shift TTA):
 
     python experiments/shift_tta.py --data data/fer2013 [--model checkpoints] [--skip leaked.txt]

@@ -169,7 +169,8 @@ def _optimisation_options(g) -> None:
         "--max-epochs",
         type=positive(int),
         default=30,
-        help="the schedule spans them all: a run resumed with --ckpt-path keeps its number",
+        help="epochs to train; the learning-rate schedule spans them all, so resume a run with the "
+        "number it started with",
     )
     g.add_argument("--lr", type=positive(float), default=0.05, help="peak learning rate")
     g.add_argument("--optimizer", default="sgd", choices=list(OPTIMIZERS))
