@@ -139,7 +139,15 @@ def resolve_model_path(path: Path) -> Path:
     lightning_logs/version_N/ and wherever --json puts it) becomes the best checkpoint it names;
     any other path is returned as it is."""
     summary = path / "summary.json"
-    if not path.is_dir() or (path / "model.json").is_file() or not summary.is_file():
+    if not path.is_dir() or (path / "model.json").is_file():
+        return path
+    if not summary.is_file():
+        saved = sorted(path.glob("checkpoints/*.ckpt"))
+        if saved:  # a version_N folder whose run has not finished, or was stopped
+            raise FerError(
+                f"{path} is a training run with no summary.json yet (unfinished or stopped); "
+                f"pass one of its checkpoints: {', '.join(str(c) for c in saved)}"
+            )
         return path
     try:
         best = json.loads(summary.read_text()).get("best_checkpoint")

@@ -461,6 +461,14 @@ def test_a_training_run_folder_stands_for_its_best_checkpoint(trained, tmp_path,
         load_classifier(moved)
     with pytest.raises(FerError, match="no training summary"):
         load_classifier(moved / "lightning_logs")  # neither an export nor a run
+    unfinished = moved / "lightning_logs" / "version_0"
+    (unfinished / "summary.json").unlink()
+    for use in (
+        load_classifier,
+        lambda p: export(["--ckpt", str(p), "--out", str(tmp_path / "x")]),
+    ):
+        with pytest.raises(FerError, match="no summary.json yet .*last.ckpt"):
+            use(unfinished)
 
 
 def test_a_run_folder_teaches_as_its_best_checkpoint(trained, tmp_path):
