@@ -87,6 +87,17 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSE
     return np.bincount(np.asarray(y_true) * n + np.asarray(y_pred), minlength=n * n).reshape(n, n)
 
 
+def wilson_interval(right: int, total: int, z: float = 1.959964) -> list[float]:
+    """Wilson's score interval (95% by default) for an accuracy of right / total: the range that
+    sampling `total` faces alone leaves it in."""
+    if total == 0:
+        return [0.0, 1.0]
+    p, z2 = right / total, z * z
+    centre = (p + z2 / (2 * total)) / (1 + z2 / total)
+    half = z * np.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / (1 + z2 / total)
+    return [float(max(centre - half, 0.0)), float(min(centre + half, 1.0))]
+
+
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
     """Accuracy, macro-F1 and per-class precision / recall / F1 / support from a confusion matrix."""
     cm = np.asarray(cm, dtype=np.int64)
@@ -103,6 +114,7 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
     present = support > 0
     return {
         "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "accuracy_ci95": wilson_interval(int(tp.sum()), int(cm.sum())),
         "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
         "samples": int(cm.sum()),
         "per_class": {
@@ -119,13 +131,15 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
 
 
 def format_table(m: dict[str, Any]) -> str:
+    lo, hi = m["accuracy_ci95"]
     lines = [f"{'emotion':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, r in m["per_class"].items():
         lines.append(
             f"{name:<10}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1']:>10.3f}{r['support']:>10d}"
         )
     lines.append(
-        f"\naccuracy {m['accuracy']:.4f}   macro-F1 {m['macro_f1']:.4f}   on {m['samples']} faces"
+        f"\naccuracy {m['accuracy']:.4f} (95% CI {lo:.3f}-{hi:.3f})   macro-F1 {m['macro_f1']:.4f}   "
+        f"on {m['samples']} faces"
     )
     return "\n".join(lines)
 

@@ -12,7 +12,7 @@ import torch
 
 from fer.common import EMOTIONS, FerError
 from fer.data import evaluation_split, load_fer
-from fer.evaluate import confusion_matrix, metrics_from_confusion
+from fer.evaluate import confusion_matrix, format_table, metrics_from_confusion
 from fer.evaluate import main as evaluate
 from fer.export import main as export
 from fer.inference import load_classifier, tta_views
@@ -201,6 +201,10 @@ def test_metrics_from_a_known_confusion_matrix():
     assert cm[0].tolist() == [2, 0, 0, 1, 0, 0, 0] and cm.sum() == 10
     m = metrics_from_confusion(cm)
     assert m["accuracy"] == pytest.approx(0.7)
+    # Wilson's 95% interval for 7 of 10 (the textbook example): what sampling alone allows
+    assert m["accuracy_ci95"] == pytest.approx([0.3968, 0.8922], abs=1e-4)
+    assert "95% CI 0.397-0.892" in format_table(m)
+    assert metrics_from_confusion(np.zeros((7, 7), int))["accuracy_ci95"] == [0.0, 1.0]
     angry = m["per_class"]["angry"]
     assert (
         angry["precision"] == pytest.approx(2 / 3)
