@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -77,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="leave out the faces named in this file (leaked.txt from python -m fer.analyze: "
         "val/test faces with an exact copy in training)",
     )
+    p.add_argument(
+        "--compare",
+        metavar="MODEL",
+        help="also score this model on the same faces, and test with McNemar's exact test whether "
+        "the two differ by more than chance",
+    )
     p.add_argument("--cache-dir", help="dataset cache folder")
     add_debug_flag(p)
     return p
@@ -96,6 +103,15 @@ def wilson_interval(right: int, total: int, z: float = 1.959964) -> list[float]:
     centre = (p + z2 / (2 * total)) / (1 + z2 / total)
     half = z * np.sqrt(p * (1 - p) / total + z2 / (4 * total * total)) / (1 + z2 / total)
     return [float(max(centre - half, 0.0)), float(min(centre + half, 1.0))]
+
+
+def mcnemar_p(only_a: int, only_b: int) -> float:
+    """McNemar's exact two-sided p-value for two models scored on the same faces, from the faces
+    only the first gets right and those only the second does: the chance of a split at least this
+    uneven if either model were as likely as the other to be the one right."""
+    n, k = only_a + only_b, min(only_a, only_b)
+    tail = sum(math.comb(n, i) for i in range(k + 1))
+    return min(1.0, 2 * tail / 2**n)
 
 
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
@@ -257,6 +273,29 @@ def evaluate(
     return m, faces, y, probs, note
 
 
+def compare(other, args: argparse.Namespace, faces: np.ndarray, probs: np.ndarray, y: np.ndarray):
+    """Another model scored on the faces the first was: its accuracy, the faces only one of the two
+    gets right, and McNemar's exact p-value for that split."""
+    m, other_faces, _, other_probs, _ = evaluate(
+        other, args.data, args.split, args.tta, args.cache_dir, args.skip
+    )
+    if other_faces.shape != faces.shape or not np.array_equal(other_faces, faces):
+        raise FerError(
+            f"--compare: {other.source} is scored on other faces of this split (on data without "
+            "PublicTest each model's validation faces are the share its own run held out); "
+            "compare them on data with a PublicTest split"
+        )
+    right, other_right = probs.argmax(1) == y, other_probs.argmax(1) == y
+    only_this, only_other = int((right & ~other_right).sum()), int((other_right & ~right).sum())
+    return {
+        "model": other.source,
+        "accuracy": m["accuracy"],
+        "only_this_right": only_this,
+        "only_other_right": only_other,
+        "mcnemar_p": mcnemar_p(only_this, only_other),
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -280,6 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "backend": classifier.backend,
         }
     )
+    if args.compare:
+        other = load_classifier(args.compare, backend=args.backend)
+        m["comparison"] = compare(other, args, faces, probs, y)
     print(note, file=sys.stderr)
     if args.out:
         out = Path(args.out)
@@ -294,6 +336,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(m, indent=2))
     else:
         print(format_table(m) + f"   (TTA {args.tta})")
+        if args.compare:
+            c = m["comparison"]
+            print(
+                f"against {c['model']}: accuracy {c['accuracy']:.4f}; only this model right on "
+                f"{c['only_this_right']} faces, only the other on {c['only_other_right']}: exact "
+                f"McNemar p = {c['mcnemar_p']:.3g}"
+            )
         if args.out:
             print("wrote " + ", ".join(str(f) for f in files))
     return 0

@@ -220,6 +220,44 @@ def test_metrics_from_a_known_confusion_matrix():
     )  # absent classes excluded
 
 
+@pytest.mark.parametrize(
+    "only_a,only_b,p", [(0, 6, 2 / 64), (6, 0, 2 / 64), (1, 9, 22 / 1024), (3, 3, 1.0), (0, 0, 1.0)]
+)
+def test_exact_mcnemar_p_values(only_a, only_b, p):
+    from fer.evaluate import mcnemar_p
+
+    assert mcnemar_p(only_a, only_b) == pytest.approx(p)
+
+
+def test_evaluate_compare_counts_the_faces_only_one_model_gets_right(trained, tmp_path, capsys):
+    """--compare scores a second model on the very same faces and says, with McNemar's exact test,
+    whether their difference is more than chance."""
+    raw = torch.load(trained["ckpt"], weights_only=True)
+    raw["state_dict"] = {
+        k: v + 0.3 * torch.randn_like(v) if k.endswith("weight") and v.ndim > 1 else v
+        for k, v in raw["state_dict"].items()
+    }
+    other = tmp_path / "other.ckpt"
+    torch.save(raw, other)
+    args = ["--ckpt", str(trained["ckpt"]), "--data", str(trained["data"]), "--split", "val"]
+    assert evaluate([*args, "--compare", str(other), "--json"]) == 0
+    c = json.loads(capsys.readouterr().out)["comparison"]
+    d = load_fer(trained["data"])
+    index, _, _ = evaluation_split(d, "val")
+    faces, y = d.images[index].numpy(), d.labels[index].numpy()
+    right = [
+        load_classifier(m).predict_proba(faces).argmax(1) == y for m in (trained["ckpt"], other)
+    ]
+    assert c["only_this_right"] == int((right[0] & ~right[1]).sum())
+    assert c["only_other_right"] == int((right[1] & ~right[0]).sum())
+    assert c["only_this_right"] + c["only_other_right"] > 0  # the noise made them differ
+    assert c["accuracy"] == pytest.approx(right[1].mean()) and c["model"] == str(other)
+    assert evaluate([*args, "--compare", str(trained["ckpt"])]) == 0
+    assert "only this model right on 0 faces, only the other on 0: exact McNemar p = 1" in (
+        capsys.readouterr().out
+    )
+
+
 @pytest.mark.parametrize("tta,views", [("none", 1), ("flip", 2), ("tencrop", 10)])
 def test_tta_views(tta, views):
     x = torch.randn(3, 1, 48, 48)
@@ -536,7 +574,7 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
         classifier.predict_proba(faces.astype(np.int32))
 
 
-def test_evaluation_on_unmarked_data_scores_the_faces_the_model_held_out(tmp_path, capsys):
+def test_evaluation_on_unmarked_data_scores_the_faces_the_model_held_out(trained, tmp_path, capsys):
     """Was: fer.evaluate drew 'val' with seed 0 and 10%, whatever the run used: most of the faces
     it scored had been trained on."""
     from tests.conftest import make_csv
@@ -558,6 +596,12 @@ def test_evaluation_on_unmarked_data_scores_the_faces_the_model_held_out(tmp_pat
         assert m["samples"] == len(held_out["val"]) == 21 and "seed 5" in note
         expected = load_fer(data).images[held_out["val"]].numpy()
         assert np.array_equal(faces, expected)
+    # a model whose run held out other faces of this data is not compared on them
+    with pytest.raises(FerError, match="--compare: .* scored on other faces"):
+        evaluate(
+            ["--ckpt", ckpt, "--data", str(data), "--split", "val"]
+            + ["--compare", str(trained["ckpt"])]
+        )
 
 
 def test_a_validation_score_is_never_recorded_as_a_test_score(trained, tmp_path, capsys):
