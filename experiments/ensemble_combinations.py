@@ -34,14 +34,13 @@ def main() -> None:
         help="how each member sees a face (flip: as fer.export --flip does inside)",
     )
     args = p.parse_args()
-    from fer.data import evaluation_split, load_fer, read_exclusions
+    from fer.data import evaluation_split, load_fer, not_listed
     from fer.inference import load_classifier
 
     data = load_fer(args.data)
     index, _, _ = evaluation_split(data, "val")
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
-    skipped = read_exclusions(args.skip)
-    kept = np.array([data.names[i] not in skipped for i in index.tolist()])
+    kept = not_listed(data, index, args.skip)
     probs = {}
     for spec in args.members:
         name, model = spec.split("=", 1)

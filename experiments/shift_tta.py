@@ -37,14 +37,13 @@ def main() -> None:
     p.add_argument("--skip", help="leaked.txt from python -m fer.analyze: also score without them")
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 3], help="pixels")
     args = p.parse_args()
-    from fer.data import evaluation_split, load_fer, read_exclusions
+    from fer.data import evaluation_split, load_fer, not_listed
     from fer.inference import load_classifier
 
     data = load_fer(args.data)
     index, _, _ = evaluation_split(data, "val")
     faces, labels = data.images[index], data.labels[index].numpy()
-    skipped = read_exclusions(args.skip)
-    kept = np.array([data.names[i] not in skipped for i in index.tolist()])
+    kept = not_listed(data, index, args.skip)
     classifier = load_classifier(args.model, backend="auto")
 
     def score(name: str, probs: np.ndarray) -> None:

@@ -457,6 +457,13 @@ def read_exclusions(path: str | Path | None) -> set[str]:
     }
 
 
+def not_listed(data: FerData, index: torch.Tensor, path: str | Path | None) -> np.ndarray:
+    """For each face of `index`, whether its name is absent from the list at `path` (all True
+    without one): the faces an evaluation with --skip keeps."""
+    listed = read_exclusions(path)
+    return np.array([data.names[i] not in listed for i in index.tolist()], dtype=bool)
+
+
 # ---------------------------------------------------------------------------------------------
 # Batches
 

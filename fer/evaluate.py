@@ -249,7 +249,7 @@ def evaluate(
         DEFAULT_VAL_FRACTION,
         evaluation_split,
         load_fer,
-        read_exclusions,
+        not_listed,
     )
 
     data = load_fer(data_path, cache_dir)
@@ -259,10 +259,9 @@ def evaluate(
     if known is None and scored != "test" and "stratified" in note:
         note += "; the model does not record its split, so fer.train's defaults were assumed"
     if skip:
-        names = read_exclusions(skip)
-        keep = [i for i in index.tolist() if data.names[i] not in names]
-        note += f", without {len(index) - len(keep)} faces listed in {skip}"
-        index = index[:0].new_tensor(keep)
+        keep = not_listed(data, index, skip)
+        note += f", without {int((~keep).sum())} faces listed in {skip}"
+        index = index[np.flatnonzero(keep)]
     if len(index) == 0:
         raise FerError(f"{data_path} has no samples in the {split} split")
     faces = data.images[index].numpy()
