@@ -28,8 +28,17 @@ from fer.common import (
 )
 from fer.models import build_model
 
+
+def _shipped() -> Path:
+    """Where the model shipped with fer lies: the package fer.checkpoints of an install (setup.cfg
+    maps the repository's checkpoints/ to it), else checkpoints/ beside the package, in a clone."""
+    package = Path(__file__).resolve().parent
+    installed = package / "checkpoints"
+    return installed if (installed / "model.json").is_file() else package.parent / "checkpoints"
+
+
 #: The model shipped with the code, used when no --model / --ckpt is given.
-SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
+SHIPPED = _shipped()
 TTA_MODES = ("none", "flip", "tencrop")
 TENCROP_SIZE = 42
 

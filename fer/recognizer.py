@@ -1,0 +1,261 @@
+"""The Python API: one object from a picture to the emotion of every face in it.
+
+    from fer import EmotionRecognizer
+
+    rec = EmotionRecognizer()                  # the shipped model, YuNet, eyes levelled
+    for face in rec.predict("photo.jpg"):      # a path, a PIL image or a numpy array
+        print(face.emotion, face.confidence, face.box)
+
+`fer.predict` and `fer.detect` are command-line shells over this module: a photo goes through
+`EmotionRecognizer.locate` (find and crop the faces), `classify` (the model) and `describe` (the
+records), and a video through an `EmotionTracker`, which also smooths each face over frames.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer.common import EMOTIONS, FerError, read_image, to_face48
+from fer.faces import CROP_SCALE, Box, Face, crop_faces, iou, make_detector, to_gray
+from fer.inference import TTA_MODES, load_classifier
+
+
+class ImageError(FerError, ValueError):
+    """A picture that cannot be used: undecodable, empty, or too small to hold a face."""
+
+
+@dataclass(frozen=True)
+class FaceEmotion:
+    """One face and its emotion: `box` (x, y, w, h) in the picture's pixels (None for a face given
+    already cropped), five `landmarks` (the person's right eye, left eye, nose tip, right and
+    left mouth corners; None where the detector gives none), the most likely `emotion` with its
+    `confidence`, and every emotion's probability in Kaggle's order."""
+
+    box: Box | None
+    landmarks: tuple[tuple[float, float], ...] | None
+    emotion: str
+    confidence: float
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record `fer.predict --json` writes for a face (without its file name)."""
+        return {
+            "box": None if self.box is None else list(self.box),
+            "landmarks": None
+            if self.landmarks is None
+            else [[round(x, 1), round(y, 1)] for x, y in self.landmarks],
+            "emotion": self.emotion,
+            "confidence": round(self.confidence, 4),
+            "probabilities": {e: round(p, 4) for e, p in self.probabilities.items()},
+        }
+
+    def __repr__(self) -> str:
+        where = "" if self.box is None else f", box={self.box}"
+        return f"FaceEmotion({self.emotion!r}, confidence={self.confidence:.3f}{where})"
+
+
+def as_image(image: Any) -> np.ndarray:
+    """A path, a PIL image or a numpy array (H x W gray, H x W x 3 BGR as OpenCV gives it, or
+    H x W x 4 BGRA; 8 or 16 bit, or float in 0..1) as a decoded image array."""
+    if isinstance(image, (str, Path)):
+        if not Path(image).is_file():
+            raise FileNotFoundError(f"{image}: no such file")
+        pixels = read_image(image)
+        if pixels is None:
+            raise ImageError(f"{image}: not a readable image")
+        return check_image(pixels, str(image))
+    if type(image).__module__.startswith("PIL."):
+        return check_image(_from_pil(image), "PIL image")
+    if isinstance(image, np.ndarray):
+        if image.dtype.kind == "f":
+            if image.size and (np.nanmin(image) < 0 or np.nanmax(image) > 1):
+                raise ImageError(
+                    "a float image must be scaled to 0..1; pass uint8 or divide by 255"
+                )
+            image = (np.nan_to_num(image) * 255).round().astype(np.uint8)
+        elif image.dtype not in (np.uint8, np.uint16):
+            raise TypeError(
+                f"image arrays must be uint8, uint16 or float in 0..1, not {image.dtype}"
+            )
+        return check_image(image, "image array")
+    raise TypeError(f"expected a path, a PIL image or a numpy array, not {type(image).__name__}")
+
+
+def check_image(image: np.ndarray, name: str) -> np.ndarray:
+    """`image` itself, once its shape is one a face can be found in."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (3, 4))):
+        raise ImageError(
+            f"{name}: shape {image.shape} is not H x W (gray), H x W x 3 (BGR) or H x W x 4 (BGRA)"
+        )
+    if min(image.shape[:2]) < 8:
+        raise ImageError(
+            f"{name}: {image.shape[1]}x{image.shape[0]} pixels is too small to hold a face"
+        )
+    return image
+
+
+def _from_pil(image) -> np.ndarray:
+    """A PIL image's pixels in OpenCV's order (BGR / BGRA), gray and 16-bit kept as they are."""
+    if image.mode in ("L", "I;16", "I;16B", "I;16L"):
+        return np.asarray(image).astype(np.uint16 if image.mode != "L" else np.uint8)
+    if image.mode == "I":  # 32-bit integer gray, as PIL opens 16-bit PNGs
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+    keep_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
+    rgb = np.asarray(image.convert("RGBA" if keep_alpha else "RGB"))
+    return np.ascontiguousarray(rgb[..., [2, 1, 0, 3] if keep_alpha else [2, 1, 0]])
+
+
+class EmotionRecognizer:
+    """A model, a face detector and the way faces are cropped, ready to read emotions.
+
+    model: an exported model folder or file, a Lightning checkpoint or a training run's folder
+        (default: the model shipped with fer).
+    detector: "yunet" (default; also gives five landmarks), "haar", or None to take every picture
+        as one face already cropped, like FER-2013's.
+    align: level each face by its eyes before cropping (where the detector gives landmarks).
+    backend: "auto" (onnxruntime where the model has an ONNX graph), "onnx" or "torch".
+    tta: test-time augmentation, "none", "flip" or "tencrop".
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        *,
+        detector: str | None = "yunet",
+        align: bool = True,
+        backend: str = "auto",
+        tta: str = "none",
+    ):
+        if tta not in TTA_MODES:
+            raise FerError(f"unknown tta {tta!r}; choose from {', '.join(TTA_MODES)}")
+        self.classifier = load_classifier(model, backend=backend)
+        self.detector = None if detector is None else make_detector(detector, photos=True)
+        self.align, self.tta = align, tta
+
+    def __repr__(self) -> str:
+        return (
+            f"EmotionRecognizer(model={self.classifier.source!r}, backend="
+            f"{self.classifier.backend!r}, detector={self.detector_name!r}, align={self.align})"
+        )
+
+    @property
+    def detector_name(self) -> str | None:
+        return None if self.detector is None else self.detector.name
+
+    def predict(self, image: Any) -> list[FaceEmotion]:
+        """Every face of a picture (a path, a PIL image or a numpy array) with its emotion; an
+        empty list when no face is found."""
+        faces, crops = self.locate(image)
+        return self.describe(faces, self.classify(crops))
+
+    def predict_faces(self, faces: Any) -> list[FaceEmotion]:
+        """Emotions of faces already cropped, like FER-2013's 48x48 faces: one picture, a list of
+        pictures of any size, or an array of N faces ((N, H, W) gray or (N, H, W, C))."""
+        batch = isinstance(faces, np.ndarray) and (
+            faces.ndim == 4 or (faces.ndim == 3 and faces.shape[2] not in (3, 4))
+        )
+        items = list(faces) if batch or isinstance(faces, (list, tuple)) else [faces]
+        crops = np.stack([to_face48(as_image(f)) for f in items]) if len(items) else _no_crops()
+        return self.describe([None] * len(crops), self.classify(crops))
+
+    def locate(self, image: Any) -> tuple[list[Face | None], np.ndarray]:
+        """(faces found, their 48x48 crops): the detector's faces of a picture, or, without a
+        detector, the whole picture as one face (None)."""
+        pixels = as_image(image)
+        if self.detector is None:
+            return [None], to_face48(pixels)[None]
+        gray = to_gray(pixels)
+        found = self.detector.detect(gray)
+        return found, self.crop(gray, found)
+
+    def crop(self, gray: np.ndarray, faces: list[Face]) -> np.ndarray:
+        """The faces of an 8-bit gray picture cropped as the model was trained, (N, 48, 48)."""
+        return crop_faces(gray, faces, self.align, CROP_SCALE[self.detector_name or "yunet"])
+
+    def classify(self, crops: np.ndarray) -> np.ndarray:
+        """Probabilities (N, 7) of 48x48 uint8 crops."""
+        if len(crops) == 0:
+            return np.zeros((0, len(EMOTIONS)), np.float32)
+        return self.classifier.predict_proba(crops, tta=self.tta)
+
+    def describe(self, faces: Sequence[Face | None], probs: np.ndarray) -> list[FaceEmotion]:
+        """FaceEmotion records of faces (None: a face given as a crop) and their probabilities."""
+        out = []
+        for face, p in zip(faces, probs):
+            k = int(p.argmax())
+            marks = None if face is None or face.landmarks is None else face.landmarks
+            out.append(
+                FaceEmotion(
+                    box=None if face is None else tuple(int(v) for v in face.box),
+                    landmarks=None
+                    if marks is None
+                    else tuple((float(x), float(y)) for x, y in marks),
+                    emotion=EMOTIONS[k],
+                    confidence=float(p[k]),
+                    probabilities={e: float(v) for e, v in zip(EMOTIONS, p)},
+                )
+            )
+        return out
+
+    def tracker(self, smooth: int = 5, every: int = 1, min_face: int = 80) -> EmotionTracker:
+        """An EmotionTracker for the frames of one video (see there)."""
+        return EmotionTracker(self, smooth=smooth, every=every, min_face=min_face)
+
+
+def _no_crops() -> np.ndarray:
+    return np.zeros((0, 48, 48), np.uint8)
+
+
+class EmotionTracker:
+    """The faces of a video, frame after frame: the detector, set up for video, runs on every
+    `every`-th frame (its faces are reused in between), faces narrower than `min_face` pixels are
+    left out, and each face's probabilities are averaged over its last `smooth` frames, a face
+    being the one of the previous frame whose box it overlaps most (IoU > 0.3)."""
+
+    def __init__(
+        self, recognizer: EmotionRecognizer, smooth: int = 5, every: int = 1, min_face: int = 80
+    ):
+        if smooth < 1 or every < 1 or min_face < 0:
+            raise FerError("smooth and every must be at least 1, min_face at least 0")
+        if recognizer.detector is None:
+            raise FerError("tracking faces in video needs a face detector (yunet or haar)")
+        self.recognizer = recognizer
+        self.detector = make_detector(recognizer.detector_name, min_face=min_face)
+        self.smooth, self.every, self.min_face = smooth, every, min_face
+        self.frames = 0
+        self._found: list[Face] = []
+        self._tracks: list[tuple[Box, list[np.ndarray]]] = []
+
+    @property
+    def detector_name(self) -> str:
+        return self.detector.name
+
+    def update(self, frame: np.ndarray) -> list[FaceEmotion]:
+        """The faces of the next frame (BGR or gray array), probabilities smoothed over frames."""
+        gray = to_gray(check_image(frame, "frame"))
+        if self.frames % self.every == 0:
+            self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
+        self.frames += 1
+        probs = self.recognizer.classify(self.recognizer.crop(gray, self._found))
+        return self.recognizer.describe(self._found, self._average(probs))
+
+    def _average(self, probs: np.ndarray) -> np.ndarray:
+        new, smoothed = [], []
+        for face, p in zip(self._found, probs):
+            box = face.box
+            best = max(self._tracks, key=lambda t: iou(t[0], box), default=None)
+            history = best[1] if best is not None and iou(best[0], box) > 0.3 else []
+            if history:
+                self._tracks.remove(best)
+            history = (history + [p])[-self.smooth :]
+            new.append((box, history))
+            smoothed.append(np.mean(history, axis=0))
+        self._tracks = new
+        return np.array(smoothed).reshape(len(self._found), len(EMOTIONS))

@@ -1,0 +1,208 @@
+"""The Python API (fer.EmotionRecognizer), and the model that travels with an installed package."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fer import EmotionRecognizer, FaceEmotion
+from fer.common import EMOTIONS, FerError
+from fer.demo import background
+from fer.inference import load_classifier
+from fer.predict import main as predict
+from tests.conftest import SHARED, face
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def real_faces():
+    root = SHARED / "fer2013" / "test"
+    if not root.is_dir():
+        pytest.skip("needs real faces from ../shared/data for the face detector")
+    return [
+        cv2.imread(str(sorted((root / n).glob("*.png"))[5]), cv2.IMREAD_GRAYSCALE)
+        for n in ("happy", "surprise")
+    ]
+
+
+def photo_with(faces, width=900, height=600, size=180) -> np.ndarray:
+    """A BGR photo with the 48x48 faces upscaled side by side on a textured background."""
+    img = background(width, height)
+    for i, f in enumerate(faces):
+        x, y = 60 + i * (size + 120), 150
+        img[y : y + size, x : x + size] = cv2.resize(f, (size, size), cv2.INTER_CUBIC)[..., None]
+    return img
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return EmotionRecognizer()  # the shipped model, YuNet, aligned, the fastest backend
+
+
+def test_every_kind_of_picture_gives_the_same_faces_as_fer_predict(
+    rec, real_faces, tmp_path, capsys
+):
+    from PIL import Image
+
+    bgr = photo_with(real_faces)
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), bgr)
+    rgb = Image.fromarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    faces = rec.predict(path)
+    assert len(faces) == 2 and all(isinstance(f, FaceEmotion) for f in faces)
+    for same in (str(path), bgr, rgb, gray):
+        assert [f.to_dict() for f in rec.predict(same)] == [f.to_dict() for f in faces]
+    # PIL rounds its own conversion to gray a little differently from OpenCV's
+    near = rec.predict(rgb.convert("L"))
+    assert [f.box for f in near] == [f.box for f in faces]
+    for a, b in zip(near, faces):
+        assert np.allclose(
+            list(a.probabilities.values()), list(b.probabilities.values()), atol=0.01
+        )
+    for f in faces:
+        assert f.emotion == max(f.probabilities, key=f.probabilities.get)
+        assert list(f.probabilities) == list(EMOTIONS)
+        assert abs(sum(f.probabilities.values()) - 1) < 1e-4
+        assert len(f.landmarks) == 5 and len(f.box) == 4
+    assert sorted(f.box[0] for f in faces)[0] < 200 < sorted(f.box[0] for f in faces)[1]
+    # fer.predict --json writes the same records, with the file and the detector
+    out = tmp_path / "p.json"
+    assert predict([str(path), "--json", str(out)]) == 0
+    records = json.loads(out.read_text())
+    assert [{k: v for k, v in r.items() if k not in ("file", "detector")} for r in records] == [
+        f.to_dict() for f in faces
+    ]
+    assert "happy" in repr(faces[0]) or "surprise" in repr(faces[0])
+
+
+def test_cropped_faces_are_classified_as_the_classifier_does(folder_data):
+    rec = EmotionRecognizer(detector=None)
+    faces = np.stack([face(k, 99 + k) for k in range(7)])
+    expected = load_classifier(backend="auto").predict_proba(faces)
+    for given in (faces, list(faces), faces[..., None]):
+        got = rec.predict_faces(given)
+        assert [f.box for f in got] == [None] * 7
+        assert np.allclose([list(f.probabilities.values()) for f in got], expected, atol=1e-5)
+    assert rec.predict_faces(faces[0])[0].emotion == EMOTIONS[int(expected[0].argmax())]
+    # without a detector, predict takes the whole picture as one face, at any size
+    big = cv2.resize(faces[3], (96, 96), interpolation=cv2.INTER_CUBIC)
+    assert len(rec.predict(big)) == 1 and rec.predict(big)[0].box is None
+    assert rec.predict_faces([]) == []
+
+
+@pytest.mark.parametrize(
+    "image,error,message",
+    [
+        (3, TypeError, "expected a path, a PIL image or a numpy array, not int"),
+        (np.zeros((40, 40), np.int32), TypeError, "uint8, uint16 or float in 0..1"),
+        (np.full((40, 40), 7.0), ValueError, "scaled to 0..1"),
+        (np.zeros((40, 40, 2), np.uint8), ValueError, "is not H x W"),
+        (np.zeros((1, 3000), np.uint8), ValueError, "3000x1 pixels is too small"),
+        ("missing.jpg", FileNotFoundError, "no such file"),
+    ],
+)
+def test_a_wrong_picture_is_a_clear_error(rec, image, error, message, tmp_path):
+    with pytest.raises(error, match=re.escape(message)):
+        rec.predict(str(tmp_path / image) if isinstance(image, str) else image)
+
+
+def test_an_undecodable_file_is_a_fer_error(rec, tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    with pytest.raises(FerError, match="notes.jpg: not a readable image"):
+        rec.predict(tmp_path / "notes.jpg")
+
+
+def test_bad_options_are_refused(tmp_path):
+    with pytest.raises(FerError, match="unknown tta"):
+        EmotionRecognizer(tta="rotate")
+    with pytest.raises(FerError, match="unknown detector"):
+        EmotionRecognizer(detector="mtcnn")
+    with pytest.raises(FerError, match="does not exist"):
+        EmotionRecognizer(tmp_path / "nothing")
+    with pytest.raises(FerError, match="needs a face detector"):
+        EmotionRecognizer(detector=None).tracker()
+
+
+def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
+    frames = [photo_with([f], size=200 + 4 * i) for i, f in enumerate(real_faces * 3)]
+    raw = [rec.tracker(smooth=1).update(f) for f in frames]
+    assert all(len(r) == 1 for r in raw)
+    tracker = rec.tracker(smooth=3)
+    for i, frame in enumerate(frames):
+        (smoothed,) = tracker.update(frame)
+        window = [list(r[0].probabilities.values()) for r in raw[max(0, i - 2) : i + 1]]
+        assert np.allclose(list(smoothed.probabilities.values()), np.mean(window, 0), atol=1e-5)
+        assert smoothed.box == raw[i][0].box
+    # the detector runs every `every` frames; its faces are reused in between
+    slow = rec.tracker(every=2)
+    moved = [slow.update(photo_with(real_faces[:1], size=s))[0].box for s in (200, 260)]
+    assert moved[0] == moved[1]
+
+
+def test_the_readme_python_example_runs_as_written(real_faces, tmp_path, monkeypatch, capsys):
+    readme = (REPO / "README.md").read_text()
+    block = re.search(r"```python\n(.*?)```", readme, re.S)
+    assert block, "the README has no ```python example"
+    code = block.group(1)
+    assert len(code.strip().splitlines()) <= 5 and "photo.jpg" in code
+    monkeypatch.chdir(tmp_path)
+    cv2.imwrite("photo.jpg", photo_with(real_faces))
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert len(printed.strip().splitlines()) == 2
+    assert any(e in printed for e in EMOTIONS)
+
+
+def test_an_installed_wheel_carries_the_model(real_faces, tmp_path):
+    """Built as a wheel and installed without dependencies into a folder of its own, fer finds its
+    model from any directory: through the API and through fer-predict. (Was: 'model
+    .../site-packages/checkpoints does not exist'.)"""
+    pytest.importorskip("setuptools")
+    src = tmp_path / "src"  # a copy: building writes build/ and *.egg-info beside the sources
+    src.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for folder in ("fer", "checkpoints"):
+        shutil.copytree(REPO / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", str(src), "-w", str(tmp_path)]
+    subprocess.run(build, check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("*.whl")
+    assert wheel.name.startswith("fer_lightning-")  # `pip install fer` is another project
+    assert "fer/checkpoints/model.safetensors" in zipfile.ZipFile(wheel).namelist()
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    cv2.imwrite(str(elsewhere / "photo.jpg"), photo_with(real_faces))
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    code = (
+        "import fer; from fer import EmotionRecognizer; r = EmotionRecognizer(); "
+        "print(fer.__file__); print(r.classifier.source); print(len(r.predict('photo.jpg')))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=elsewhere, env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    module, model, n = run.stdout.split()
+    assert module.startswith(str(site)) and model.startswith(str(site / "fer" / "checkpoints"))
+    assert n == "2"
+    cli = subprocess.run(
+        [str(site / "bin" / "fer-predict"), "photo.jpg", "--json", "-"],
+        cwd=elsewhere,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert len(json.loads(cli.stdout)) == 2
