@@ -13,6 +13,7 @@ import torch
 import yaml
 from pytorch_lightning.callbacks import BaseFinetuning
 from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from fer.common import EMOTIONS, RUN_CONFIG, atomic_path, preprocess, write_text
@@ -158,7 +159,8 @@ class BackboneFreeze(BaseFinetuning):
 
 class RunRecord(pl.Callback):
     """Writes the run's configuration (config.yaml) and one row per epoch (metrics.csv) into its
-    version folder, so every run says what it was and how it went."""
+    version folder, so every run says what it was and how it went; removes the summary.json of an
+    earlier part of a resumed run."""
 
     def __init__(self, config: dict[str, Any], resumed_from: str | None = None):
         self.config, self.resumed_from = config, resumed_from
@@ -166,6 +168,9 @@ class RunRecord(pl.Callback):
     def setup(self, trainer, pl_module, stage: str) -> None:
         if not (trainer.is_global_zero and stage == "fit" and run_dir(trainer)):
             return
+        # A finished run resumed for more epochs is unfinished again: its folder stands for no
+        # best checkpoint until fer.train writes the new summary.json at the end.
+        (run_dir(trainer) / "summary.json").unlink(missing_ok=True)
         write_text(run_dir(trainer) / RUN_CONFIG, yaml.safe_dump(self.config, sort_keys=False))
         if self.resumed_from:  # how the run was continued, apart from what reproduces it
             log = run_dir(trainer) / "resumed.log"
@@ -206,6 +211,24 @@ class EpochSeed(pl.Callback):
         )
 
 
+class AtLeastOneBatch(pl.Callback):
+    """A share of the training or validation batches (--limit-*-batches 0.1) is at least one batch.
+    Lightning rounds the share of each process's batches down and refuses one that comes to none
+    (FER-2013's 3,589 validation faces are 8 batches of 512), so such a share becomes one batch.
+    Set up once DDP has started: the batches counted are this process's."""
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        dm = trainer.datamodule
+        if stage != "fit" or dm is None:
+            return
+        for kind in ("train", "val"):
+            share = getattr(trainer, f"limit_{kind}_batches")
+            if isinstance(share, float) and 0 < share < 1:
+                batches = len(getattr(dm, f"{kind}_dataloader")())
+                if int(batches * share) == 0:
+                    setattr(trainer, f"limit_{kind}_batches", 1)
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints are written to a temporary name and renamed: a crash never leaves a truncated .ckpt."""
 
@@ -216,11 +239,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class CheckpointOnInterrupt(pl.Callback):
     """Ctrl-C, or SIGTERM (kill, timeout, docker stop, cluster schedulers; Lightning turns it into
-    SIGTERMException), saves `last.ckpt`, so `--ckpt-path last` resumes the run."""
+    SIGTERMException), during training saves `last.ckpt`, so `--ckpt-path last` resumes the run.
+    After training (the test of the best checkpoint) there is nothing to resume: the last.ckpt of
+    the last epoch stays as it is."""
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         stops = (KeyboardInterrupt, SIGTERMException)
-        if not isinstance(exception, stops) or trainer.checkpoint_callback is None:
+        if (
+            not isinstance(exception, stops)
+            or trainer.checkpoint_callback is None
+            or trainer.state.fn != TrainerFn.FITTING
+        ):
             return
         dirpath = trainer.checkpoint_callback.dirpath
         if dirpath:

@@ -549,17 +549,39 @@ class TensorFaces(torch.utils.data.Dataset):
         return batch if self.teacher is None else (*batch, self.teacher[index])
 
 
+def teacher_key(model: Path) -> str:
+    """What decides a trained model's answers, as fer.inference.load_classifier(model, "auto")
+    runs it: a checkpoint's bytes; or an export's network (model.json's architecture, options,
+    classes and preprocessing), its weights, and the model.onnx that the auto backend runs
+    instead when there is one."""
+    from fer.inference import read_exported
+
+    if model.suffix == ".ckpt":
+        return file_sha256(model)
+    spec, folder = read_exported(model)
+    network = {
+        "arch": spec.arch,
+        "options": spec.options,
+        "classes": spec.classes,
+        "preprocessing": spec.preprocessing,
+    }
+    parts = [json.dumps(network, sort_keys=True), file_sha256(folder / "model.safetensors")]
+    if (folder / "model.onnx").is_file():
+        parts.append(file_sha256(folder / "model.onnx"))
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def teacher_log_probs(
     model: str | Path, images: torch.Tensor, cache_dir: str | Path | None = None
 ) -> torch.Tensor:
     """log p(class | face) of a trained model (an export or a checkpoint) for every face of
     `images` (N, 48, 48) uint8, as seen plainly: the targets of knowledge distillation. Computed
-    once and cached, keyed by the model's weights and the faces; a cached answer loads no model."""
-    from fer.inference import load_classifier, read_exported, resolve_model_path
+    once and cached, keyed by the model (teacher_key) and the faces; a cached answer loads no
+    model."""
+    from fer.inference import load_classifier, resolve_model_path
 
     model = resolve_model_path(Path(model))
-    weights = model if model.suffix == ".ckpt" else read_exported(model)[1] / "model.safetensors"
-    digest = hashlib.sha256(file_sha256(weights).encode())
+    digest = hashlib.sha256(teacher_key(model).encode())
     digest.update(images.numpy().tobytes())
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     cache_file = cache / f"teacher-{digest.hexdigest()[:20]}.pt"

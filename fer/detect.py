@@ -13,7 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         metavar="FILE",
-        help="write one JSON line per frame: frame, detector, boxes, landmarks, labels, probabilities",
+        help="write one JSON line per frame: frame, detector, boxes, landmarks, labels, "
+        "probabilities ('-': to stdout)",
     )
     p.add_argument(
         "--show",
@@ -170,6 +173,22 @@ def open_source(source: str) -> cv2.VideoCapture:
     return cap
 
 
+class _Terminated(BaseException):
+    """SIGTERM (kill, timeout, docker stop) arrived: stop reading frames, as Ctrl-C does."""
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM raise _Terminated; returns the handler to put back afterwards, or None off the
+    main thread, where Python cannot catch signals."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise _Terminated
+
+    return signal.signal(signal.SIGTERM, stop) or signal.SIG_DFL
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.every < 1 or args.smooth < 1 or args.max_frames < 0:
@@ -198,10 +217,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     found: list = []
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
+    finished, code, previous = False, 0, _stop_on_sigterm()
     try:
-        if args.json:
+        if args.json == "-":
+            json_file = sys.stdout
+        elif args.json:
             tmp_json = Path(args.json).with_name(f".{Path(args.json).name}.part")
-            json_file = open(tmp_json, "w")
+            try:
+                tmp_json.parent.mkdir(parents=True, exist_ok=True)
+                json_file = open(tmp_json, "w")
+            except OSError as e:
+                raise FerError(f"cannot write {args.json}: {e.strerror}") from e
         while True:
             ok, frame = cap.read()
             if not ok:
@@ -221,7 +247,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.output:
                 if writer is None:
                     out = Path(args.output)
-                    out.parent.mkdir(parents=True, exist_ok=True)
+                    try:
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                    except OSError as e:
+                        raise FerError(f"cannot write video {out}: {e.strerror}") from e
                     tmp_video = out.with_name(f".{out.stem}.part{out.suffix or '.mp4'}")
                     fourcc = cv2.VideoWriter_fourcc(
                         *("MJPG" if out.suffix.lower() == ".avi" else "mp4v")
@@ -254,14 +283,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             frames += 1
             if args.max_frames and frames >= args.max_frames:
                 break
+        finished = True
     except KeyboardInterrupt:
-        pass
+        finished = True
+    except _Terminated:
+        finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
     finally:
+        if previous is not None:  # the files are completed whatever arrives now
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cap.release()
         if writer is not None:
             writer.release()
-        if json_file:
+        if json_file is sys.stdout:
+            json_file.flush()
+        elif json_file:
             json_file.close()
+        if not finished:  # an error: no half-written files are left behind
+            for tmp in (tmp_video, tmp_json):
+                if tmp is not None:
+                    Path(tmp).unlink(missing_ok=True)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if frames == 0:
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:
@@ -273,12 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.replace(tmp_json, args.json)
     total = time.perf_counter() - start
     print(
-        f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
+        ("stopped by SIGTERM: " if code else "")
+        + f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
         + (f"; wrote {args.output}" if args.output else "")
-        + (f"; wrote {args.json}" if args.json else ""),
+        + (f"; wrote {args.json}" if args.json and args.json != "-" else ""),
         file=sys.stderr,
     )
-    return 0
+    return code
 
 
 def _has_gui() -> bool:

@@ -48,7 +48,20 @@ def count_faces(root: Path) -> dict[str, int]:
 
 def download(to: Path = DEFAULT_DATA) -> Path:
     """Download FER-2013 with kagglehub (a progress bar; public, no account needed), check that
-    every face arrived, and link `to` to the downloaded folder. Returns `to`."""
+    every face arrived, and link `to` to the downloaded folder. Returns `to`. A `to` that could not
+    be linked is refused before anything is downloaded."""
+    to = Path(to)
+    if os.path.lexists(to) and not to.is_symlink():  # a link, even a broken one, is replaced
+        raise FerError(
+            f"{to} exists and is not a link to a download; move it away or link another folder "
+            "(a FER-2013 folder of your own needs no download: train on it with --data PATH)"
+        )
+    try:
+        to.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise FerError(
+            f"cannot create the folder {to.parent} ({e.strerror}); choose another place"
+        ) from e
     try:
         import kagglehub
 
@@ -68,12 +81,8 @@ def download(to: Path = DEFAULT_DATA) -> Path:
             f"the {DATASET} download in {folder} is incomplete ({got} faces, expected {want}); "
             f"delete that folder and run again, or {MANUAL}"
         )
-    to = Path(to)
     if to.is_symlink():
         to.unlink()
-    if to.exists():
-        raise FerError(f"{to} exists and is not FER-2013; move it away or pass --data PATH")
-    to.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.symlink(folder.resolve(), to, target_is_directory=True)
     except OSError as e:

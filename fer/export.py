@@ -2,8 +2,10 @@
 
 Writes DIR/model.safetensors (weights), DIR/model.json (architecture, class names,
 preprocessing, metrics, provenance) and DIR/model.onnx (the graph, whose weights are read from
-model.safetensors); none of them needs unpickling to load. With --half the weights are stored in
-float16 (half the size) and the network still computes in float32: loading casts them back.
+model.safetensors); none of them needs unpickling to load. model.json is written last and records
+the SHA-256 of model.onnx, which loading checks; with --no-onnx, a model.onnx an earlier export
+left in DIR is removed. With --half the weights are stored in float16 (half the size) and the
+network still computes in float32: loading casts them back.
 With --int8 DATA, model.onnx is instead a graph with 8-bit weights and activations of its own
 (onnxruntime static quantization, calibrated on training faces of DATA), about three times faster
 on a CPU; the PyTorch backend still runs the float weights of model.safetensors.
@@ -217,14 +219,17 @@ def _point_weights_at(path: Path, weights: Path) -> None:
     onnx.checker.check_model(str(path))
 
 
-def provenance(spec) -> dict:
+#: What a model.json says of its own files, never of a model exported from it.
+_OF_THE_FILES = ("export_command", "stored_dtype", "weights_sha256", "onnx_sha256", "onnx_int8")
+
+
+def provenance(spec, measured: bool = True) -> dict:
     """Where a model came from, as reading it recorded: its checkpoint, epochs and training options
-    (fer.inference.read_checkpoint), or what the model.json of an export already said."""
-    return {
-        k: v
-        for k, v in spec.extra.items()
-        if k not in ("export_command", "stored_dtype", "weights_sha256", "onnx_int8")
-    }
+    (fer.inference.read_checkpoint), or what the model.json of an export already said; with
+    measured=False, without that export's metrics, which were measured on its own files (a
+    re-export with --int8, --half or --no-onnx computes otherwise, or on another backend)."""
+    drop = _OF_THE_FILES + (() if measured else ("metrics",))
+    return {k: v for k, v in spec.extra.items() if k not in drop}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -243,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     read = [read_weights(p) for p in paths]
     if len(read) == 1 and not args.flip:
         spec, state, _ = read[0]
-        spec.extra = provenance(spec)
+        spec.extra = provenance(spec, measured=False)  # its metrics: only those of --metrics
     else:  # one network that averages its members' probabilities
         spec = ModelSpec(
             "ensemble",
@@ -287,6 +292,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             "calibration": f"{len(faces)} training faces of {args.int8} (seed 0)",
             "format": "QDQ, int8 weights per output channel, uint8 activations (min-max ranges)",
         }
+    # model.json, written last, says the other files are complete and belong together: an export
+    # stopped half-way leaves no model.json, and none describes a model.onnx of another export.
+    stale = (out / "model.onnx").is_file() and args.no_onnx
+    for old in ("model.json", "model.onnx"):
+        try:
+            (out / old).unlink(missing_ok=True)
+        except OSError as e:
+            raise FerError(f"cannot replace {out / old}: {e.strerror}") from e
     with atomic_path(out / "model.safetensors") as tmp:
         save_file(
             {
@@ -302,10 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_onnx(model, out / "model.onnx", out / "model.safetensors")
         # model.onnx reads its weights at fixed places in this very file: loading checks it is
         spec.extra["weights_sha256"] = file_sha256(out / "model.safetensors")
+    if not args.no_onnx:  # loading checks that model.onnx is the graph written with this file
+        spec.extra["onnx_sha256"] = file_sha256(out / "model.onnx")
     write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
     print(
         f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "
         f"model.json{'' if args.no_onnx else ', model.onnx'}"
+        + ("; removed the model.onnx of an earlier export" if stale else "")
     )
     return 0
 

@@ -297,10 +297,27 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
 
 
 def onnx_session(spec: ModelSpec, onnx_file: Path):
-    """An onnxruntime session of an exported graph, whose weights lie in model.safetensors beside
-    it; that file's SHA-256 must be the one model.json recorded, or the weights would be misread."""
+    """An onnxruntime session of an exported graph. It must be the graph model.json describes: the
+    SHA-256 of model.onnx it records (`onnx_sha256`) is checked, and a model.json that records
+    no graph (an export made with --no-onnx) refuses a model.onnx beside it. A float graph reads
+    its weights from model.safetensors, whose recorded SHA-256 (`weights_sha256`) is checked too,
+    or the weights would be misread. (Exports made before onnx_sha256 was recorded are checked
+    by weights_sha256 alone; their int8 graphs, named by `onnx_int8`, are not checked.)"""
     import onnxruntime as ort
 
+    meta = onnx_file.with_name("model.json")
+    recorded = spec.extra.get("onnx_sha256")
+    if not (recorded or spec.extra.get("weights_sha256") or spec.extra.get("onnx_int8")):
+        raise FerError(
+            f"{meta} records no ONNX graph (an export made with --no-onnx), so {onnx_file} beside "
+            "it is left from another export: export again with python -m fer.export, or delete "
+            "it and use --backend torch"
+        )
+    if recorded and file_sha256(onnx_file) != recorded:
+        raise FerError(
+            f"{onnx_file} is not the graph {meta} was exported with (it is left from, or copied "
+            "from, another export); export again with python -m fer.export"
+        )
     weights = onnx_file.with_name("model.safetensors")
     expected = spec.extra.get("weights_sha256")
     if expected and weights.is_file() and file_sha256(weights) != expected:

@@ -7,6 +7,7 @@ Builds the DataModule, the LightningModule and the Trainer from the command line
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -264,12 +265,13 @@ def _run_options(g) -> None:
     g.add_argument(
         "--limit-train-batches",
         type=limit,
-        help="train on this many batches per epoch (50) or this share of them (0.25)",
+        help="train on this many batches per epoch (50) or this share of them (0.25, at least one)",
     )
     g.add_argument(
         "--limit-val-batches",
         type=limit,
-        help="validate on this many batches (50) or this share (0.25); 0: no validation",
+        help="validate on this many batches (50) or this share (0.25, at least one); 0: no "
+        "validation",
     )
     g.add_argument(
         "--fast-dev-run",
@@ -286,7 +288,9 @@ def _run_options(g) -> None:
     g.add_argument(
         "--no-test", action="store_true", help="skip testing the best checkpoint after fitting"
     )
-    g.add_argument("--json", help="also write the final summary as JSON to this file")
+    g.add_argument(
+        "--json", help="also write the final summary as JSON to this file ('-': to stdout)"
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -388,6 +392,15 @@ def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, resolve the run, build data, model, callbacks and trainer, fit, report."""
     args = parse_args(argv)
+    if args.json == "-":  # stdout carries the JSON summary alone: progress bars, tables to stderr
+        stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            return run(args, stdout)
+    return run(args, sys.stdout)
+
+
+def run(args: argparse.Namespace, stdout) -> int:
+    """Train as `args` say; --json - prints the summary to `stdout`. Returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.model != "vgg" and (args.weights or args.no_pretrained):
         log.info("--weights / --no-pretrained only apply to --model vgg")
@@ -397,7 +410,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports come after the argument checks, so --help and bad flags answer at once.
     import pytorch_lightning as pl
     import torch
-    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
     root, ckpt_path, version = resolve_run(args)
     precision = choose_precision(args)
@@ -415,12 +427,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     try:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    except SIGTERMException:
-        return 143  # 128 + SIGTERM, as a shell reports a process that SIGTERM ended
+    except SystemExit as e:  # how Lightning ends a run stopped by SIGTERM or Ctrl-C
+        return stopped_code(trainer, e)
+    return report(trainer, dm, module, args, config, time.time() - start, stdout)
+
+
+def stopped_code(trainer, stop: SystemExit) -> int:
+    """The exit status of a run that SIGTERM (143: 128 + SIGTERM, as a shell reports a process
+    that SIGTERM ended) or Ctrl-C (130) stopped: Lightning raises SIGTERMException for the one and
+    SystemExit(1) for the other, once the callbacks (CheckpointOnInterrupt) have run. Any other
+    SystemExit goes on."""
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+    if isinstance(stop, SIGTERMException):
+        return 143
     if trainer.interrupted:
         return 130
-    report(trainer, dm, module, args, config, time.time() - start)
-    return 0
+    raise stop
 
 
 def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]:
@@ -522,6 +545,7 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
     )
 
     from fer.callbacks import (
+        AtLeastOneBatch,
         BackboneFreeze,
         CheckpointOnInterrupt,
         ConfusionMatrixLogger,
@@ -540,6 +564,7 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
         RunRecord(config, resumed_from=ckpt_path),
         CheckpointOnInterrupt(),
         EpochSeed(args.seed),
+        AtLeastOneBatch(),
         TQDMProgressBar(refresh_rate=10),
     ]
     if validating:  # the best epoch on val/acc, first: it is the trainer's checkpoint_callback
@@ -596,10 +621,17 @@ def build_trainer(
 
 
 def report(
-    trainer, dm, module, args: argparse.Namespace, config: dict[str, Any], fit_seconds: float
-) -> None:
+    trainer,
+    dm,
+    module,
+    args: argparse.Namespace,
+    config: dict[str, Any],
+    fit_seconds: float,
+    stdout=None,
+) -> int:
     """Test the best checkpoint (when there is a test split), log hyper-parameters, write and print
-    the summary."""
+    the summary; returns the exit status. A test stopped by SIGTERM or Ctrl-C leaves the finished
+    run its summary, without test figures (and the status says how it was stopped)."""
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     summary: dict[str, Any] = {
@@ -615,10 +647,16 @@ def report(
     }
     m = re.search(r"epoch(\d+)", Path(best).name) if best else None
     summary["best_epoch"] = int(m.group(1)) if m else None
+    code = 0
     if dm.has_test() and not args.no_test and not args.fast_dev_run:
-        results = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
-        summary["test_acc"] = round(float(results[0]["test/acc"]), 4)
-        summary["test_f1"] = round(float(results[0]["test/f1"]), 4)
+        try:
+            results = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+        except SystemExit as e:
+            code = stopped_code(trainer, e)
+            summary["test_interrupted"] = True
+        else:
+            summary["test_acc"] = round(float(results[0]["test/acc"]), 4)
+            summary["test_f1"] = round(float(results[0]["test/f1"]), 4)
     if trainer.is_global_zero:
         if not args.fast_dev_run:
             trainer.logger.log_hyperparams(
@@ -633,9 +671,19 @@ def report(
             )
         if summary["log_dir"]:
             write_text(Path(summary["log_dir"]) / "summary.json", json.dumps(summary, indent=2))
-        if args.json:
+        if args.json == "-":
+            print(json.dumps(summary, indent=2), file=stdout or sys.stdout)
+        elif args.json:
             write_text(args.json, json.dumps(summary, indent=2))
         print(_summary_text(summary), file=sys.stderr if args.json == "-" else sys.stdout)
+        if code:
+            why = "SIGTERM" if code == 143 else "Ctrl-C"
+            print(
+                f"interrupted ({why}) while testing the best checkpoint, after training finished; "
+                f"test it with python -m fer.evaluate --ckpt {summary['log_dir']} --split test",
+                file=sys.stderr,
+            )
+    return code
 
 
 def _devices(text: str):
@@ -654,6 +702,8 @@ def _summary_text(s: dict[str, Any]) -> str:
         lines.append(f"  best val/acc  {s['best_val_acc']:.4f} at epoch {s['best_epoch']}")
     if "test_acc" in s:
         lines.append(f"  test/acc      {s['test_acc']:.4f}  (macro-F1 {s['test_f1']:.4f})")
+    elif s.get("test_interrupted"):
+        lines.append("  test/acc      none: the test was interrupted")
     lines.append(f"  checkpoint    {s['best_checkpoint']}")
     lines.append(
         f"  run folder    {s['log_dir']}  (tensorboard --logdir {Path(s['log_dir'] or '.').parent})"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
@@ -94,3 +95,27 @@ def shared_data() -> Path:
     if not (SHARED / "fer2013" / "train").is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED
+
+
+@pytest.fixture
+def exported(tmp_path) -> Path:
+    """An untrained small CNN exported by hand (model.json + model.safetensors, no ONNX)."""
+    from safetensors.torch import save_file
+
+    from fer.models import build_model
+
+    out = tmp_path / "model"
+    out.mkdir()
+    save_file(build_model("cnn", widths=[8, 16], depth=1).state_dict(), out / "model.safetensors")
+    (out / "model.json").write_text(
+        json.dumps({"arch": "cnn", "options": {"widths": [8, 16], "depth": 1}})
+    )
+    return out
+
+
+def make_video(path: Path, frames: int = 12) -> Path:
+    """A short 320x240 mp4 of one synthetic face drifting over a textured background."""
+    from fer.demo import face_video
+
+    face_video(path, [face(3, 0)], frames=frames, size=100, width=320, height=240)
+    return path

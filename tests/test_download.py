@@ -81,3 +81,20 @@ def test_offline_is_one_line_naming_the_dataset_and_the_ways_around(kaggle, monk
     assert e.value.code == 2 and err.count("\n") == 1
     assert "msambare/fer2013" in err and "kaggle datasets download" in err and "--data PATH" in err
     assert "Failed to resolve" in err and not os.path.lexists("data/fer2013")
+
+
+@pytest.mark.parametrize("blocker", ["folder", "file in the way"])
+def test_a_destination_that_cannot_be_linked_is_refused_before_downloading(
+    kaggle, tmp_path, blocker
+):
+    """Was: `fer.data download --to DIR` downloaded first, then refused DIR (or, with a file where
+    its parent folder should be, failed with a traceback)."""
+    if blocker == "folder":
+        Path("mine/fer").mkdir(parents=True)
+        to, needle = "mine/fer", "mine/fer exists"
+    else:
+        Path("mine").write_text("a file where a folder should be")
+        to, needle = "mine/fer", "cannot create"
+    with pytest.raises(FerError, match=needle):
+        data_main(["download", "--to", to])
+    assert kaggle["calls"] == []

@@ -138,22 +138,6 @@ def test_out_of_range_options(tmp_path, capsys, flag, value, needle):
         assert "cnn" in err and "vgg" in err  # the known models are listed
 
 
-@pytest.fixture
-def exported(tmp_path):
-    from fer.export import export_onnx  # noqa: F401  (export module importable)
-    from fer.models import build_model
-
-    out = tmp_path / "model"
-    out.mkdir()
-    from safetensors.torch import save_file
-
-    save_file(build_model("cnn", widths=[8, 16], depth=1).state_dict(), out / "model.safetensors")
-    (out / "model.json").write_text(
-        json.dumps({"arch": "cnn", "options": {"widths": [8, 16], "depth": 1}})
-    )
-    return out
-
-
 @pytest.mark.parametrize(
     "case",
     ["other architecture", "truncated checkpoint", "not a checkpoint", "truncated safetensors"],

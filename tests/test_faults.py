@@ -1,6 +1,9 @@
-"""Faults: a run killed mid-epoch resumes to the same result; Ctrl-C saves a checkpoint first."""
+"""Faults: a run killed mid-epoch resumes to the same result; Ctrl-C saves a checkpoint first;
+SIGTERM after training, or on fer.detect, keeps what was done."""
 
+import contextlib
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -8,8 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
+
+from tests.conftest import make_csv, make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 NET = [
@@ -109,3 +115,119 @@ def test_an_interrupt_saves_a_checkpoint_then_resumes(real_subset, tmp_path, sig
     resumed = launch(real_subset, tmp_path, "--max-epochs", "3", "--ckpt-path", "last")
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()[-2000:]
     assert last_row(tmp_path)["epoch"] == "2"
+
+
+@contextlib.contextmanager
+def sigterm_fails_the_test():
+    """SIGTERM sent by a test to its own process: where the code under test does not handle it, the
+    test fails (instead of pytest being killed)."""
+
+    def unhandled(signum, frame):
+        pytest.fail("SIGTERM was not handled")
+
+    before = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
+    tmp_path, monkeypatch, capsys
+):
+    """Was: SIGTERM during the final test exited 0, wrote no summary.json (so the run folder no
+    longer stood for its best checkpoint), overwrote last.ckpt with the best weights labelled as
+    the last epoch, and advised resuming a run that had finished."""
+    from fer.inference import load_classifier
+    from fer.module import FerModule
+    from fer.train import main as train
+
+    data = make_csv(tmp_path / "csv" / "fer2013.csv", per_class=(8, 2, 75))  # 2 test batches
+    run = tmp_path / "lightning_logs" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    seen: list[bytes] = []
+    test_step = FerModule.test_step
+
+    def test_step_then_sigterm(self, batch, batch_idx):
+        if not seen:  # the first test batch: training is over, last.ckpt is its last epoch
+            seen.append(last.read_bytes())
+            os.kill(os.getpid(), signal.SIGTERM)
+        return test_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(FerModule, "test_step", test_step_then_sigterm)
+    args = ["--data", str(data), "--default-root-dir", str(tmp_path), "--max-epochs", "2"]
+    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+    assert train(args) == 143  # 128 + SIGTERM, as for a SIGTERM during training
+    out = capsys.readouterr()
+    assert seen and last.read_bytes() == seen[0]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["best_checkpoint"] and "test_acc" not in summary
+    assert summary["test_interrupted"] is True
+    assert load_classifier(run).source == summary["best_checkpoint"]
+    assert "resume with" not in out.out + out.err
+    assert "SIGTERM" in out.err
+
+
+def test_sigterm_keeps_what_detect_wrote_playable(tmp_path, exported, monkeypatch):
+    """Was: SIGTERM (timeout, kill, docker stop) left only hidden .part files, the mp4 without the
+    index that makes it play; now it stops as Ctrl-C does, keeping every frame processed."""
+    import fer.detect
+
+    video = make_video(tmp_path / "in.mp4", frames=30)
+    opened = fer.detect.open_source
+
+    class KilledAtFrame5:
+        def __init__(self, source):
+            self.cap, self.reads = opened(source), 0
+
+        def read(self):
+            self.reads += 1
+            if self.reads == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return self.cap.read()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(fer.detect, "open_source", KilledAtFrame5)
+    out = tmp_path
+    args = ["--source", str(video), "--model", str(exported), "--detector", "haar"]
+    args += ["--output", str(out / "a.mp4"), "--json", str(out / "frames.jsonl")]
+    with sigterm_fails_the_test():
+        assert fer.detect.main(args) == 143
+    lines = (out / "frames.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == list(range(5))
+    cap = cv2.VideoCapture(str(out / "a.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
+    assert cap.read()[0]
+    assert not list(out.glob(".*part*"))
+
+
+def test_a_resumed_run_stands_for_no_checkpoint_until_it_finishes_again(
+    tmp_path, monkeypatch, csv_data
+):
+    """Was: a finished run resumed for more epochs kept its summary.json while training on, so
+    when it was stopped again its folder still stood for the best checkpoint of the first part
+    (by then perhaps replaced by a better one, or deleted)."""
+    from fer.common import FerError
+    from fer.inference import load_classifier
+    from fer.module import FerModule
+    from fer.train import main as train
+
+    run = tmp_path / "lightning_logs" / "version_0"
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test"]
+    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+    args += ["--scheduler", "cosine"]  # a run that can be extended
+    assert train([*args, "--max-epochs", "1"]) == 0
+    assert (run / "summary.json").is_file()
+    training_step = FerModule.training_step
+
+    def training_step_then_sigterm(self, batch, batch_idx):
+        os.kill(os.getpid(), signal.SIGTERM)
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(FerModule, "training_step", training_step_then_sigterm)
+    assert train([*args, "--max-epochs", "3", "--ckpt-path", "last"]) == 143
+    assert not (run / "summary.json").exists()
+    with pytest.raises(FerError, match="no summary.json yet"):
+        load_classifier(run)

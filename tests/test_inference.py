@@ -18,7 +18,7 @@ from fer.export import main as export
 from fer.inference import load_classifier, tta_views
 from fer.predict import main as predict
 from fer.train import main as train
-from tests.conftest import face, make_folder
+from tests.conftest import face, make_folder, make_video
 
 
 @pytest.fixture(scope="module")
@@ -129,6 +129,56 @@ def test_onnx_refuses_a_weight_file_it_was_not_exported_with(trained, tmp_path):
     (out / "model.safetensors").unlink()
     with pytest.raises(FerError, match="reads its weights from .*missing"):
         load_classifier(out, backend="onnx")
+
+
+@pytest.mark.parametrize("first", [["--half"], ["--int8", "DATA"]], ids=["half", "int8"])
+def test_an_export_without_onnx_leaves_no_stale_graph_behind(trained, tmp_path, first):
+    """Was: --no-onnx into a folder holding an earlier export kept its model.onnx, which
+    --backend auto then ran (after --half: a float16 graph reading float32 weights, every face
+    'angry nan'; after --int8: the int8 graph of whatever model was there before)."""
+    out, faces = tmp_path / "out", np.stack([face(i % 7, i) for i in range(20)])
+    first = [str(trained["data"]) if a == "DATA" else a for a in first]
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out), *first]) == 0
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out), "--no-onnx"]) == 0
+    assert not (out / "model.onnx").exists()
+    model = load_classifier(out, backend="auto")
+    assert model.backend == "torch"
+    expected = load_classifier(trained["ckpt"]).predict_proba(faces)
+    assert np.allclose(model.predict_proba(faces), expected, atol=1e-6)
+
+
+def test_a_graph_model_json_does_not_record_is_refused(trained, tmp_path):
+    """model.json records the SHA-256 of the model.onnx exported with it: a graph from another
+    export is refused (was: run, when its own weights left model.safetensors' hash unchanged), and
+    so is one beside a model.json that records no graph at all (an older --no-onnx export)."""
+    plain, int8 = tmp_path / "plain", tmp_path / "int8"
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(plain)]) == 0
+    args = ["--ckpt", str(trained["ckpt"]), "--out", str(int8), "--int8", str(trained["data"])]
+    assert export(args) == 0
+    shutil.copy(int8 / "model.onnx", plain / "model.onnx")
+    for backend in ("onnx", "auto"):
+        with pytest.raises(FerError, match="not the graph .*exported with"):
+            load_classifier(plain, backend=backend)
+    meta = json.loads((int8 / "model.json").read_text())
+    for key in ("onnx_sha256", "onnx_int8", "weights_sha256"):
+        meta.pop(key, None)
+    (int8 / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(FerError, match="records no ONNX graph"):
+        load_classifier(int8, backend="onnx")
+
+
+def test_an_int8_export_of_an_export_does_not_inherit_its_metrics(trained, tmp_path):
+    """Was: re-exporting with --int8 carried the float model's metrics into model.json, as if the
+    int8 graph had scored them."""
+    scored = tmp_path / "metrics.json"
+    scored.write_text(json.dumps({"accuracy": 0.7119, "samples": 9, "split": "val", "tta": "none"}))
+    first, again = tmp_path / "float", tmp_path / "int8"
+    assert (
+        export(["--ckpt", str(trained["ckpt"]), "--out", str(first), "--metrics", str(scored)]) == 0
+    )
+    assert json.loads((first / "model.json").read_text())["metrics"]["val_tta_none"]
+    assert export(["--ckpt", str(first), "--out", str(again), "--int8", str(trained["data"])]) == 0
+    assert "metrics" not in json.loads((again / "model.json").read_text())
 
 
 def test_int8_export_is_a_quantized_graph_that_predicts_like_the_float_model(trained, tmp_path):
@@ -468,6 +518,45 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_detect_writes_into_folders_it_creates_and_json_dash_is_stdout(
+    exported, tmp_path, capsys, monkeypatch
+):
+    """Was: --json into a folder that did not exist raised FileNotFoundError (--output made its
+    folder), and --json - wrote a file named '-'."""
+    from fer.detect import main as detect
+
+    video = make_video(tmp_path / "in.mp4")
+    args = ["--source", str(video), "--model", str(exported), "--detector", "haar"]
+    lines = tmp_path / "new" / "deeper" / "frames.jsonl"
+    assert detect([*args, "--json", str(lines), "--output", str(tmp_path / "v" / "a.mp4")]) == 0
+    assert len(lines.read_text().splitlines()) == 12 and (tmp_path / "v" / "a.mp4").is_file()
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert detect([*args, "--json", "-"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["frame"] for r in records] == list(range(12)) and not (tmp_path / "-").exists()
+
+
+@pytest.mark.parametrize(
+    "output, message",
+    [("a.unknown", "cannot write video"), ("file/a.mp4", "cannot write video .*file/a.mp4")],
+    ids=["unknown format", "file in the way"],
+)
+def test_detect_that_fails_leaves_no_partial_files(exported, tmp_path, output, message):
+    """Was: an error after the first frame (a video name OpenCV cannot write) left the hidden
+    .part file of --json behind; a file where --output's folder should be was a traceback."""
+    from fer.detect import main as detect
+
+    video = make_video(tmp_path / "in.mp4")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "file").write_text("a file where a folder should be")
+    args = ["--source", str(video), "--model", str(exported), "--json", str(out / "f.jsonl")]
+    with pytest.raises(FerError, match=message):
+        detect([*args, "--output", str(out / output)])
+    assert [p.name for p in out.iterdir()] == ["file"]
+
+
 def test_export_of_a_checkpoint_away_from_its_run_records_its_hyper_parameters(trained, tmp_path):
     ckpt = tmp_path / "moved.ckpt"
     shutil.copy(trained["ckpt"], ckpt)
@@ -524,6 +613,29 @@ def test_a_run_folder_teaches_as_its_best_checkpoint(trained, tmp_path):
     assert np.allclose(by_run.numpy(), expected, atol=1e-5)
     assert torch.equal(teacher_log_probs(trained["ckpt"], images, cache_dir=tmp_path), by_run)
     assert len(list(tmp_path.glob("teacher-*.pt"))) == 1  # the same weights, scored once
+
+
+def test_teacher_targets_are_cached_per_model_not_per_weight_file(trained, tmp_path):
+    """Was: the cache key hashed model.safetensors alone, so exports with the same weights but
+    another model.json (--flip) or another graph (--int8) were served each other's targets."""
+    from fer.common import file_sha256
+    from fer.data import teacher_log_probs
+
+    images = torch.from_numpy(np.stack([face(i % 7, i) for i in range(40)]))
+    ckpt = str(trained["ckpt"])
+    variants = {
+        "plain": ["--no-onnx"],
+        "flip": ["--no-onnx", "--flip"],
+        "int8": ["--int8", str(trained["data"])],
+    }
+    for name, extra in variants.items():
+        assert export(["--ckpt", ckpt, ckpt, "--out", str(tmp_path / name), *extra]) == 0
+    assert len({file_sha256(tmp_path / name / "model.safetensors") for name in variants}) == 1
+    for name in variants:
+        got = teacher_log_probs(tmp_path / name, images, cache_dir=tmp_path / "cache")
+        said = load_classifier(tmp_path / name, backend="auto").predict_proba(images.numpy())
+        assert np.allclose(got.numpy(), np.log(said), atol=1e-5), name
+    assert len(list((tmp_path / "cache").glob("teacher-*.pt"))) == 3
 
 
 def test_export_of_several_models_is_one_ensemble_that_averages_them(trained, tmp_path):

@@ -497,10 +497,10 @@ def test_vgg_resumed_after_the_unfreeze_epoch_keeps_fine_tuning_the_backbone(
         return step(self, batch, batch_idx)
 
     sigint = signal.getsignal(signal.SIGINT)  # Lightning ignores Ctrl-C while it shuts down
-    with monkeypatch.context() as m, pytest.raises(SystemExit):
+    with monkeypatch.context() as m:
         # Ctrl-C in the last epoch, after the unfreeze; last.ckpt is saved on the way out
         m.setattr(FerModule, "training_step", interrupt_in_the_last_epoch)
-        train([*args, "--default-root-dir", str(cut)])
+        assert train([*args, "--default-root-dir", str(cut)]) == 130  # as run_cli's Ctrl-C
     signal.signal(signal.SIGINT, sigint)
     last = run_dir(cut) / "checkpoints" / "last.ckpt"
     before = torch.load(last, weights_only=True)
@@ -711,3 +711,22 @@ def test_the_summary_ends_with_a_command_that_evaluates_the_best_checkpoint(
     scored = json.loads(capsys.readouterr().out)
     best = json.loads((tmp_path / "s.json").read_text())["best_checkpoint"]
     assert scored["model"] == best and scored["split"] == "val"
+
+
+def test_a_share_of_less_than_one_batch_is_one_batch(csv_data, tmp_path):
+    """Was: Lightning's MisconfigurationException traceback when --limit-val-batches 0.1 (or
+    --limit-train-batches) came to less than one batch (FER-2013's 8 validation batches of 512)."""
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), *TINY, "--no-test"]
+    args += ["--max-epochs", "1", "--limit-train-batches", "0.1", "--limit-val-batches", "0.1"]
+    assert train(args) == 0
+    row = metrics(tmp_path)[-1]
+    assert row["step"] == "1" and row["val/acc"]  # one training batch, and validation ran
+
+
+def test_json_dash_writes_the_summary_to_stdout(csv_data, tmp_path, capsys, monkeypatch):
+    """Was: --json - wrote a file named '-'."""
+    monkeypatch.chdir(tmp_path)
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), *TINY, "--no-test"]
+    assert train([*args, "--max-epochs", "1", "--json", "-"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["best_checkpoint"] and not (tmp_path / "-").exists()
