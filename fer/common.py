@@ -80,15 +80,41 @@ def to_face48(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def read_image(path: str | Path) -> np.ndarray | None:
-    """Decode an image file as stored (None when the file is not a decodable image)."""
+def read_image(path: str | Path, upright: bool = False) -> np.ndarray | None:
+    """Decode an image file (None when it is not a decodable image): as stored, with every channel
+    and its bit depth; or `upright`, turned the way its EXIF Orientation tag says a viewer shows
+    it, as phones store portraits (bit depth kept, alpha dropped)."""
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
         return None
     if buf.size == 0:
         return None
-    return cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    # OpenCV applies the EXIF orientation for any flags but IMREAD_UNCHANGED
+    flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if upright else cv2.IMREAD_UNCHANGED
+    return cv2.imdecode(buf, flags)
+
+
+def why_unreadable(path: str | Path) -> str:
+    """Why read_image gave nothing for a file, from its first bytes, for a one-line error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(32)
+    except OSError as e:
+        return f"cannot be read ({e.strerror})"
+    if not head:
+        return "is empty"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
+        return "is HEIC/HEIF or AVIF, which OpenCV cannot decode; convert it to JPEG or PNG"
+    for magic, kind in (
+        (b"\xff\xd8", "JPEG"),
+        (b"\x89PNG", "PNG"),
+        (b"RIFF", "WebP"),
+        (b"GIF8", "GIF"),
+    ):
+        if head.startswith(magic):
+            return f"is a truncated or damaged {kind} file"
+    return "is not an image file OpenCV can decode"
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

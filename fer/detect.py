@@ -21,20 +21,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
-import numpy as np
 
-from fer.common import EMOTIONS, FerError, Parser, add_debug_flag, run_cli
+from fer.common import FerError, Parser, add_debug_flag, run_cli
 from fer.faces import add_face_options
-
-COLORS = {  # BGR
-    "angry": (40, 40, 220),
-    "disgust": (40, 140, 40),
-    "fear": (160, 60, 160),
-    "happy": (40, 200, 240),
-    "sad": (200, 120, 40),
-    "surprise": (40, 160, 255),
-    "neutral": (180, 180, 180),
-}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,80 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Tracks:
-    """Matches each frame's boxes to the previous frame's by overlap and averages their probabilities."""
-
-    def __init__(self, window: int):
-        self.window, self.tracks = max(window, 1), []  # [(box, [probs...])]
-
-    def update(self, boxes, probs: np.ndarray) -> np.ndarray:
-        from fer.faces import iou
-
-        new, smoothed = [], []
-        for box, p in zip(boxes, probs):
-            best = max(self.tracks, key=lambda t: iou(t[0], box), default=None)
-            history = best[1] if best is not None and iou(best[0], box) > 0.3 else []
-            if best is not None and history:
-                self.tracks.remove(best)
-            history = (history + [p])[-self.window :]
-            new.append((box, history))
-            smoothed.append(np.mean(history, axis=0))
-        self.tracks = new
-        return np.array(smoothed).reshape(len(boxes), len(EMOTIONS))
-
-
-def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) -> None:
-    """Text with its top-left corner at (x, y) on a filled box, legible on any background."""
-    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(scale * 2))
-    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
-    cv2.rectangle(frame, (x, y), (x + tw + 8, y + th + base + 6), bg, -1)
-    cv2.putText(frame, text, (x + 4, y + th + 3), font, scale, fg, thick, cv2.LINE_AA)
-
-
-def draw(frame: np.ndarray, boxes, probs: np.ndarray, fps: float, bars: bool = True) -> None:
-    """Boxes, each face's emotion on a filled label, its probability bars on a dark panel, and the
-    frames per second; sizes follow the frame's width (tuned for 640x480)."""
-    unit = max(frame.shape[1] / 640, 0.5)
-    row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
-    panel_w = name_w + bar_w + round(8 * unit)
-    for (x, y, w, h), p in zip(boxes, probs):
-        k = int(p.argmax())
-        color = COLORS[EMOTIONS[k]]
-        cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
-        _text(
-            frame,
-            f"{EMOTIONS[k]} {p[k]:.0%}",
-            x,
-            max(y - round(26 * unit), 0),
-            0.65 * unit,
-            (0, 0, 0),
-            color,
-        )
-        if bars:
-            bx = x + w + 6 if x + w + 6 + panel_w < frame.shape[1] else max(x - panel_w - 6, 0)
-            by = min(max(y, 0), max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
-            roi = frame[by : by + row * len(EMOTIONS) + 4, bx : bx + panel_w]
-            roi[:] = (roi * 0.35).astype(np.uint8)  # darken the background under the panel
-            for i, (name, v) in enumerate(zip(EMOTIONS, p)):
-                top = by + 2 + i * row
-                cv2.putText(
-                    frame,
-                    name,
-                    (bx + 4, top + row - 5),
-                    cv2.FONT_HERSHEY_SIMPLEX,
-                    0.45 * unit,
-                    (255, 255, 255),
-                    1,
-                    cv2.LINE_AA,
-                )
-                x0 = bx + name_w
-                cv2.rectangle(frame, (x0, top + 3), (x0 + bar_w, top + row - 3), (90, 90, 90), 1)
-                cv2.rectangle(
-                    frame, (x0, top + 3), (x0 + int(bar_w * v), top + row - 3), COLORS[name], -1
-                )
-    _text(frame, f"{fps:5.1f} FPS", 8, 8, 0.65 * unit, (255, 255, 255), (0, 0, 0))
-
-
 def open_source(source: str) -> cv2.VideoCapture:
     is_camera = source.isdigit()
     if not is_camera and "://" not in source and not Path(source).is_file():
@@ -191,30 +106,31 @@ def _stop_on_sigterm():
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.every < 1 or args.smooth < 1 or args.max_frames < 0:
-        raise FerError("--every and --smooth must be at least 1, --max-frames at least 0")
+    if args.every < 1 or args.smooth < 1 or args.max_frames < 0 or args.min_face < 0:
+        raise FerError(
+            "--every and --smooth must be at least 1, --max-frames and --min-face at least 0"
+        )
     if args.show and not _has_gui():
         raise FerError(
             "--show needs a display and an OpenCV build with GUI support (opencv-python, not -headless)"
         )
-    from fer.faces import CROP_SCALE, crop_faces, make_detector, to_gray
-    from fer.inference import load_classifier
+    from fer.annotate import draw
+    from fer.recognizer import EmotionRecognizer
 
     cv2.utils.logging.setLogLevel(
         cv2.utils.logging.LOG_LEVEL_ERROR
     )  # our own one-line errors instead
     cap = open_source(args.source)
     try:
-        classifier = load_classifier(args.model, backend=args.backend)
+        rec = EmotionRecognizer(
+            args.model, detector=args.detector, align=not args.no_align, backend=args.backend
+        )
+        tracker = rec.tracker(smooth=args.smooth, every=args.every, min_face=args.min_face)
     except FerError:
         cap.release()
         raise
-    detector = make_detector(args.detector, min_face=args.min_face)
     writer = tmp_video = json_file = tmp_json = None
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    tracks = Tracks(args.smooth)
-    boxes: list = []
-    found: list = []
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
     finished, code, previous = False, 0, _stop_on_sigterm()
@@ -233,17 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not ok:
                 break
             t0 = time.perf_counter()
-            gray = to_gray(frame)
-            if frames % args.every == 0:
-                found = [f for f in detector.detect(gray) if f.box[2] >= args.min_face]
-                boxes = [f.box for f in found]
-            crops = crop_faces(gray, found, not args.no_align, CROP_SCALE[detector.name])
-            probs = classifier.predict_proba(crops) if found else np.zeros((0, len(EMOTIONS)))
-            probs = tracks.update(boxes, probs)
+            faces = tracker.update(frame)
             recent = (recent + [time.perf_counter() - t0])[-30:]
             fps = len(recent) / max(sum(recent), 1e-9)
             if args.output or args.show:
-                draw(frame, boxes, probs, fps, bars=not args.no_bars)
+                draw(frame, faces, fps, bars=not args.no_bars)
             if args.output:
                 if writer is None:
                     out = Path(args.output)
@@ -264,16 +174,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                 writer.write(frame)
             if json_file:
+                faces_d = [f.to_dict() for f in faces]
                 record = {
                     "frame": frames,
-                    "detector": detector.name,
-                    "boxes": [list(map(int, b)) for b in boxes],
-                    "landmarks": [
-                        None if f.landmarks is None else np.round(f.landmarks, 1).tolist()
-                        for f in found
-                    ],
-                    "labels": [EMOTIONS[int(p.argmax())] for p in probs],
-                    "probabilities": [[round(float(v), 4) for v in p] for p in probs],
+                    "detector": tracker.detector_name,
+                    "boxes": [f["box"] for f in faces_d],
+                    "landmarks": [f["landmarks"] for f in faces_d],
+                    "labels": [f["emotion"] for f in faces_d],
+                    "probabilities": [list(f["probabilities"].values()) for f in faces_d],
                 }
                 json_file.write(json.dumps(record) + "\n")
             if args.show:

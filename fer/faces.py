@@ -29,6 +29,19 @@ DETECTORS = ("yunet", "haar")
 #: experiments/face_crops.py on PublicTest faces pasted into frames (see the README). The boxes
 #: differ: YuNet's spans forehead to chin, taller than wide; Haar's is a square around the features.
 CROP_SCALE = {"yunet": 1.3, "haar": 1.1}
+#: YuNet, on FER-2013 faces pasted into frames, finds nearly every face of SMALLEST to LARGEST px
+#: at the size it sees (from 55% at 40 px and 88% at 60 px, to 98% at 120 px): each picture goes
+#: through it at the size that makes the smallest face asked for SMALLEST px (at most, for video,
+#: `work_size` px on its longer side), then on copies PYRAMID_STEP times smaller each, until a face
+#: filling the picture's shorter side fits in LARGEST px. (Measured by experiments/photo_benchmark.py.)
+SMALLEST, LARGEST, PYRAMID_STEP = 80, 280, 2.5
+#: The largest copy YuNet sees at once (px a side); larger ones go through it in tiles.
+TILE = 2048
+#: Photos: the smallest face looked for by default, the most pixels the largest copy may have, and
+#: the lowest score kept (video keeps 0.6): on 60 photos of experiments/photo_benchmark.py (seed 0),
+#: 0.6 / 0.7 / 0.75 / 0.8 found 98.8 / 98.8 / 97.5 / 96.3% of the faces of 40 px and more, with
+#: 0.78 / 0.12 / 0.05 / 0.02 false faces a photo, most of them on the copy twice the photo's size.
+PHOTO_MIN_FACE, PHOTO_MAX_PIXELS, PHOTO_SCORE = 40, 50_000_000, 0.75
 
 
 @dataclass
@@ -56,21 +69,34 @@ def _bgr(image: np.ndarray) -> np.ndarray:
 
 
 class YuNetFaceDetector:
-    """YuNet via cv2.FaceDetectorYN, run on a copy shrunk to at most `work_width` pixels wide.
+    """YuNet via cv2.FaceDetectorYN, run on copies of the picture sized for the faces sought.
 
-    YuNet finds faces of about 10-300 px at the size it sees, and its cost grows with that size.
-    Video runs at up to 640 px wide: on 300 PublicTest faces pasted 150-230 px wide into 640x480
-    frames it found 96% of them at 640 px against 88% at 320 px (experiments/face_crops.py
-    --faces 300 --detectors yunet --work-width 640 / 320);
-    larger frames are shrunk to 640 px, where webcam faces are still large. Photos run at up to
-    1280 px.
+    `min_face` is the smallest face to find, in pixels of the picture: it sets the size of the
+    first copy (SMALLEST / min_face times the picture), which is capped at `work_size` px on its
+    longer side and at `max_pixels`. Faces too large for YuNet at that size are found on smaller
+    copies, and a face found on two copies is kept once (non-maximum suppression).
+    With `every_copy` (photos) every copy is looked at; without (video), the smaller copies only
+    when the larger found no face: a face close to the camera is most often alone in the frame,
+    and a frame with faces costs no more than one pass.
+    Video: frames at up to 640 px on their longer side (a 640x480 webcam frame as it is, and a
+    copy 2.5 times smaller for a face close to the camera). On 300 PublicTest faces pasted
+    150-230 px wide into 640x480 frames, 640 px found 96% of them against 88% at 320 px
+    (experiments/face_crops.py --faces 300 --detectors yunet --work-width 640 / 320).
+    Photos: faces from 40 px, the first copy up to twice the photo's size.
     The model file is checked against its SHA-256 before it is loaded.
     """
 
     name = "yunet"
 
     def __init__(
-        self, work_width: int = 640, score: float = 0.6, nms: float = 0.3, model: Path = YUNET
+        self,
+        work_size: int = 640,
+        min_face: int = 80,
+        max_pixels: int = PHOTO_MAX_PIXELS,
+        every_copy: bool = False,
+        score: float = 0.6,
+        nms: float = 0.3,
+        model: Path = YUNET,
     ):
         if not hasattr(cv2, "FaceDetectorYN"):
             raise FerError(
@@ -84,34 +110,90 @@ class YuNetFaceDetector:
                 f"the YuNet face detector {model} is damaged (SHA-256 {digest[:12]}..., expected "
                 f"{YUNET_SHA256[:12]}...); reinstall fer, or use --detector haar"
             )
-        self.work_width = work_width
-        self.net = cv2.FaceDetectorYN.create(str(model), "", (320, 320), score, nms, 5000)
-        self.size: tuple[int, int] | None = None
+        if min_face < 0:
+            raise FerError("the smallest face to find must be at least 0 px")
+        self.work_size, self.min_face, self.max_pixels = work_size, min_face, max_pixels
+        self.model, self.score, self.nms, self.every_copy = model, score, nms, every_copy
+        # one network per input size: changing a network's size costs as much as running it
+        self.nets: dict[tuple[int, int], cv2.FaceDetectorYN] = {}
 
     @classmethod
-    def for_photos(cls) -> YuNetFaceDetector:
-        return cls(work_width=1280)
+    def for_photos(cls, min_face: int = PHOTO_MIN_FACE) -> YuNetFaceDetector:
+        return cls(work_size=1_000_000, min_face=min_face, every_copy=True, score=PHOTO_SCORE)
+
+    def first_scale(self, h: int, w: int) -> float:
+        """The size of the first copy the picture is seen at, as a share of its own."""
+        return min(
+            SMALLEST / self.min_face if self.min_face else math.inf,
+            self.work_size / max(h, w),
+            math.sqrt(self.max_pixels / (h * w)),
+        )
 
     def detect(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
-        scale = min(1.0, self.work_width / w)
-        small = image
-        if scale < 1:  # shrink first: a gray frame is a third of the pixels to resize
-            small = cv2.resize(
-                small, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+        scale = self.first_scale(h, w)
+        faces: list[Face] = []
+        while True:
+            last = min(h, w) * scale <= LARGEST  # a face filling the shorter side fits here
+            found = self._detect_at(image, scale)
+            # a face too large for YuNet at this size is found, better, on the next copy; one
+            # found on two copies is kept from the larger, where YuNet sees it in more detail
+            fits = [f for f in found if last or f.box[2] * scale <= LARGEST]
+            faces += sorted(fits, key=lambda f: -f.score)
+            if last or (faces and len(fits) == len(found) and not self.every_copy):
+                return non_max_suppression(faces)
+            scale /= PYRAMID_STEP
+
+    def _detect_at(self, image: np.ndarray, scale: float) -> list[Face]:
+        """Faces of the picture seen `scale` times its size: whole, or, where that copy would have
+        more than TILE x TILE pixels, in tiles that overlap by more than the largest face YuNet
+        finds at that size, so that memory stays bounded on a 48-megapixel photo."""
+        h, w = image.shape[:2]
+        if w * h * scale * scale <= TILE * TILE:
+            return self._detect(image, scale)
+        # every face YuNet keeps at this size (at most LARGEST px) lies wholly inside some tile
+        side, step = round(TILE / scale), round((TILE - LARGEST - 32) / scale)
+        faces = []
+        for y in range(0, max(h - side, 0) + step, step):
+            for x in range(0, max(w - side, 0) + step, step):
+                faces += self._detect(image[y : y + side, x : x + side], scale, x, y)
+        return faces
+
+    def _net(self, size: tuple[int, int]) -> cv2.FaceDetectorYN:
+        if size not in self.nets:
+            if len(self.nets) >= 8:  # photos of many sizes: forget the oldest
+                del self.nets[next(iter(self.nets))]
+            self.nets[size] = cv2.FaceDetectorYN.create(
+                str(self.model), "", size, self.score, self.nms, 5000
             )
-        small = _bgr(small)
-        size = (small.shape[1], small.shape[0])
-        if size != self.size:
-            self.net.setInputSize(size)
-            self.size = size
-        _, found = self.net.detect(small)
+        return self.nets[size]
+
+    def _detect(self, image: np.ndarray, scale: float, x0: int = 0, y0: int = 0) -> list[Face]:
+        """YuNet on the picture (or a tile of it at x0, y0) resized by `scale`."""
+        h, w = image.shape[:2]
+        size = (max(round(w * scale), 1), max(round(h * scale), 1))
+        if size != (w, h):
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            image = cv2.resize(image, size, interpolation=interpolation)
+        _, found = self._net(size).detect(_bgr(image))
+        sx, sy = w / size[0], h / size[1]
         faces = []
         for row in found if found is not None else []:
-            x, y, bw, bh = (row[:4] / scale).tolist()
-            box = (round(x), round(y), round(bw), round(bh))
-            faces.append(Face(box, (row[4:14] / scale).reshape(5, 2), float(row[14])))
+            x, y, bw, bh = (row[:4] * (sx, sy, sx, sy)).tolist()
+            box = (round(x + x0), round(y + y0), round(bw), round(bh))
+            marks = row[4:14].reshape(5, 2) * (sx, sy) + (x0, y0)
+            faces.append(Face(box, marks, float(row[14])))
         return faces
+
+
+def non_max_suppression(faces: list[Face], overlap: float = 0.3) -> list[Face]:
+    """The faces left when, of any two whose boxes overlap by more than `overlap` (IoU), only the
+    earlier in the list is kept: list them in the order of preference."""
+    kept: list[Face] = []
+    for face in faces:
+        if all(iou(face.box, k.box) <= overlap for k in kept):
+            kept.append(face)
+    return kept
 
 
 class HaarFaceDetector:
@@ -148,8 +230,8 @@ class HaarFaceDetector:
     name = "haar"
 
     @classmethod
-    def for_photos(cls) -> HaarFaceDetector:
-        return cls(work_width=800, min_face=24, scale_factor=1.1, min_neighbors=5)
+    def for_photos(cls, min_face: int = 24) -> HaarFaceDetector:
+        return cls(work_width=800, min_face=min_face, scale_factor=1.1, min_neighbors=5)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         gray = to_gray(image)
@@ -173,12 +255,17 @@ class HaarFaceDetector:
         ]
 
 
-def make_detector(name: str, photos: bool = False, min_face: int = 80) -> FaceDetector:
-    """The detector called `name` (yunet or haar), set up for photos or for video."""
+def make_detector(name: str, photos: bool = False, min_face: int | None = None) -> FaceDetector:
+    """The detector called `name` (yunet or haar), set up for photos or for video, looking for
+    faces of at least `min_face` px (default: 40 in photos, 80 in video; Haar: 24 in photos)."""
     if name == "yunet":
-        return YuNetFaceDetector.for_photos() if photos else YuNetFaceDetector()
+        if photos:
+            return YuNetFaceDetector.for_photos(PHOTO_MIN_FACE if min_face is None else min_face)
+        return YuNetFaceDetector(min_face=80 if min_face is None else min_face)
     if name == "haar":
-        return HaarFaceDetector.for_photos() if photos else HaarFaceDetector(min_face=min_face)
+        if photos:
+            return HaarFaceDetector.for_photos(24 if min_face is None else min_face)
+        return HaarFaceDetector(min_face=80 if min_face is None else min_face)
     raise FerError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
 
 

@@ -1,9 +1,11 @@
 """Predict emotions on photos or folders: `python -m fer.predict PATH... [--model M] [--no-detect]`.
 
-Finds every face (YuNet by default, or OpenCV's Haar cascade), turns it upright by its eyes, crops
-it like the training images and prints the top
-emotion and probabilities per face; `--json` / `--csv` write them for machines. Exit code 1 when
-any input could not be read.
+Reads each photo upright (as its EXIF orientation says, the way phones store portraits), finds
+every face from 40 px to one filling the photo (YuNet by default, or OpenCV's Haar cascade), levels
+it by its eyes, crops it like the training images and prints the top emotions per face; `--json`
+/ `--csv` write them for machines, `--save DIR` the photos with their faces drawn. A file that
+cannot be read is one line on stderr and the others are still read; the exit code is then 1.
+Everything goes through the Python API, fer.recognizer.EmotionRecognizer.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from fer.common import (
     FerError,
     Parser,
     add_debug_flag,
+    atomic_path,
     run_cli,
     write_text,
 )
@@ -52,9 +55,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="treat every image as one cropped face (like FER-2013)",
     )
     add_face_options(p)
+    p.add_argument(
+        "--min-face",
+        type=int,
+        help="smallest face to look for, in pixels of the photo; smaller finds smaller faces and "
+        "takes longer (default: 40 for YuNet, 24 for Haar)",
+    )
     p.add_argument("--top-k", type=int, default=3, help="how many emotions to print per face")
     p.add_argument(
         "--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation"
+    )
+    p.add_argument(
+        "--save",
+        metavar="DIR",
+        help="write a copy of each photo, upright, with its faces drawn (box, emotion, "
+        "probability bars) into DIR, under the same names",
     )
     p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
     p.add_argument("--csv", metavar="FILE", help="write results as CSV ('-' for stdout)")
@@ -62,58 +77,154 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def gather(paths: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Image files named directly or found under folders; and errors for paths that give none."""
+def gather(paths: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """(image file, its name under --save: the path below a folder given, or the file's name) for
+    the files named or found under folders; and errors for paths that give none."""
     files, errors = [], []
     for text in paths:
         p = Path(text)
         if p.is_dir():
             found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PHOTO_EXTENSIONS
             )
             if not found:
                 errors.append(f"{p}: no images in this folder")
-            files += found
+            files += [(f, f.relative_to(p)) for f in found]
         elif p.is_file():
-            files.append(p)
+            files.append((p, Path(p.name)))
         else:
             errors.append(f"{p}: no such file or folder")
+    seen: set[Path] = set()  # a photo named twice (a folder and a file in it) is read once
+    files = [(f, n) for f, n in files if not (f.resolve() in seen or seen.add(f.resolve()))]
     return files, errors
+
+
+def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
+    """Where --save writes each photo; refused before anything is read when that would overwrite
+    a photo being read or give two photos one name."""
+    out, taken = {}, {}
+    inputs = {f.resolve() for f, _ in files}
+    for f, name in files:
+        path = Path(folder) / name
+        if path.suffix.lower() not in SAVE_AS:
+            path = path.with_suffix(".png")
+        key = path.resolve()
+        if key in inputs:
+            raise FerError(
+                f"--save {folder} would overwrite the photo {path}; choose another folder"
+            )
+        if key in taken:
+            raise FerError(
+                f"--save {folder}: {taken[key]} and {f} would both be saved as {path}; give "
+                "their common folder, or save them one folder at a time"
+            )
+        out[f], taken[key] = path, f
+    return out
+
+
+def _progress(total: int):
+    """A progress bar on stderr over many photos (none for a few, nor when stderr is no terminal)."""
+    from rich.console import Console
+    from rich.progress import track
+
+    console = Console(stderr=True)
+    return lambda items: track(
+        items,
+        total=total,
+        description="reading photos",
+        transient=True,
+        console=console,
+        disable=total < 20 or not console.is_terminal,
+    )
+
+
+#: Files looked at in folders: those OpenCV reads, and phones' HEIC/AVIF, which it does not (each
+#: of them is then said to be unreadable rather than passed over in silence).
+PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif"}
+
+#: What --save writes for each input type: the same kind of file, where OpenCV writes it.
+SAVE_AS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def save_annotated(pixels: np.ndarray, faces, path: Path) -> None:
+    """The photo, upright, as 8-bit BGR with its faces drawn as fer.detect draws a frame, written
+    atomically."""
+    import cv2
+
+    from fer.annotate import draw
+
+    image = (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[:, :, :3].copy()
+    draw(image, faces)
+    ok, data = cv2.imencode(path.suffix, image)
+    if not ok:
+        raise FerError(f"could not encode {path}")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.tobytes())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.top_k < 1:
-        raise FerError("--top-k must be at least 1")
-    from fer.recognizer import EmotionRecognizer
+    if args.top_k < 1 or (args.min_face is not None and args.min_face < 1):
+        raise FerError("--top-k and --min-face must be at least 1")
+    from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(
         args.model,
         detector=None if args.no_detect else args.detector,
+        min_face=args.min_face,
         align=not args.no_align,
         backend=args.backend,
         tta=args.tta,
     )
     files, errors = gather(args.paths)
     source = {"detector": rec.detector_name} if rec.detector_name else {}
-    records, faces, crops, read = [], [], [], 0
-    for f in files:
+    records: list[dict] = []
+    pending: list[tuple[list[dict], list, np.ndarray, np.ndarray, Path]] = []
+    read = 0
+
+    def flush() -> None:
+        """Classify the faces of the pending images in one batch (the model is fastest on many
+        faces at once), fill in their records and, with --save, draw them."""
+        if not pending:
+            return
+        probs = rec.classify(np.concatenate([crops for _, _, crops, _, _ in pending]))
+        done = 0
+        for image_records, faces, crops, pixels, photo in pending:
+            results = rec.describe(faces, probs[done : done + len(crops)])
+            done += len(crops)
+            for record, face in zip(image_records, results):
+                record.update(face.to_dict())
+            save(pixels, results, photo)
+        pending.clear()
+
+    def save(pixels: np.ndarray, faces: list, photo: Path) -> None:
+        if args.save:
+            try:
+                save_annotated(pixels, faces, saves[photo])
+            except (FerError, OSError) as e:  # the photo's results still count; its copy does not
+                errors.append(f"{photo}: annotated copy not saved: {e}")
+
+    saves = save_paths(files, args.save) if args.save else {}
+    progress = _progress(len(files))
+    for f, _ in progress(files):
         try:
-            found, face_crops = rec.locate(f)
+            pixels = as_image(f)
+            faces, crops = rec.locate(pixels)
         except (FerError, OSError) as e:
             errors.append(f"{e}, skipped")
             continue
         read += 1
-        if not found:
+        if not faces:
             records.append({"file": str(f), "box": None, "note": "no face found"})
+            save(pixels, [], f)
             continue
-        records += [{"file": str(f), **source} for _ in found]
-        faces += found
-        crops.append(face_crops)
-    # one batch for the faces of every image: the model is fastest on many faces at once
-    results = rec.describe(faces, rec.classify(np.concatenate(crops))) if crops else []
-    for record, face in zip((r for r in records if "note" not in r), results):
-        record.update(face.to_dict())
+        image_records = [{"file": str(f), **source} for _ in faces]
+        records += image_records
+        pending.append((image_records, faces, crops, pixels if args.save else None, f))
+        if args.save or sum(len(c) for _, _, c, _, _ in pending) >= 256:
+            flush()  # a decoded photo is not kept waiting for others
+    flush()
 
     for e in errors:
         print(f"error: {e}", file=sys.stderr)

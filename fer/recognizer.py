@@ -20,8 +20,18 @@ from typing import Any
 
 import numpy as np
 
-from fer.common import EMOTIONS, FerError, read_image, to_face48
-from fer.faces import CROP_SCALE, Box, Face, crop_faces, iou, make_detector, to_gray
+from fer.common import EMOTIONS, FerError, read_image, to_face48, why_unreadable
+from fer.faces import (
+    CROP_SCALE,
+    DETECTORS,
+    Box,
+    Face,
+    FaceDetector,
+    crop_faces,
+    iou,
+    make_detector,
+    to_gray,
+)
 from fer.inference import TTA_MODES, load_classifier
 
 
@@ -61,13 +71,15 @@ class FaceEmotion:
 
 def as_image(image: Any) -> np.ndarray:
     """A path, a PIL image or a numpy array (H x W gray, H x W x 3 BGR as OpenCV gives it, or
-    H x W x 4 BGRA; 8 or 16 bit, or float in 0..1) as a decoded image array."""
+    H x W x 4 BGRA; 8 or 16 bit, or float in 0..1) as a decoded image array. A file or a PIL
+    image is turned upright by its EXIF orientation, as a photo viewer shows it; an array is
+    taken as it is."""
     if isinstance(image, (str, Path)):
         if not Path(image).is_file():
             raise FileNotFoundError(f"{image}: no such file")
-        pixels = read_image(image)
+        pixels = read_image(image, upright=True)
         if pixels is None:
-            raise ImageError(f"{image}: not a readable image")
+            raise ImageError(f"{image}: not a readable image: it {why_unreadable(image)}")
         return check_image(pixels, str(image))
     if type(image).__module__.startswith("PIL."):
         return check_image(_from_pil(image), "PIL image")
@@ -102,13 +114,27 @@ def check_image(image: np.ndarray, name: str) -> np.ndarray:
 
 
 def _from_pil(image) -> np.ndarray:
-    """A PIL image's pixels in OpenCV's order (BGR / BGRA), gray and 16-bit kept as they are."""
-    if image.mode in ("L", "I;16", "I;16B", "I;16L"):
-        return np.asarray(image).astype(np.uint16 if image.mode != "L" else np.uint8)
-    if image.mode == "I":  # 32-bit integer gray, as PIL opens 16-bit PNGs
-        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
-    keep_alpha = image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info
-    rgb = np.asarray(image.convert("RGBA" if keep_alpha else "RGB"))
+    """A PIL image's pixels in OpenCV's order (BGR / BGRA), gray and 16-bit kept as they are,
+    turned upright as its EXIF Orientation tag says (as a path is)."""
+    from PIL import ImageOps
+
+    image = ImageOps.exif_transpose(image)
+    if image.mode == "L":
+        return np.asarray(image)
+    if image.mode == "F":  # float gray: the array checks apply (0..1)
+        return as_image(np.asarray(image))
+    if image.mode.startswith("I"):  # 16- or 32-bit integer gray (PIL opens 16-bit PNGs as I)
+        gray = np.asarray(image)
+        return (
+            gray.astype(np.uint8)
+            if gray.max(initial=0) <= 255 and gray.min(initial=0) >= 0
+            else np.clip(gray, 0, 65535).astype(np.uint16)
+        )
+    keep_alpha = "A" in image.mode or "a" in image.mode or "transparency" in image.info
+    try:
+        rgb = np.asarray(image.convert("RGBA" if keep_alpha else "RGB"))
+    except ValueError as e:
+        raise ImageError(f"PIL image mode {image.mode} is not supported: {e}") from e
     return np.ascontiguousarray(rgb[..., [2, 1, 0, 3] if keep_alpha else [2, 1, 0]])
 
 
@@ -119,6 +145,8 @@ class EmotionRecognizer:
         (default: the model shipped with fer).
     detector: "yunet" (default; also gives five landmarks), "haar", or None to take every picture
         as one face already cropped, like FER-2013's.
+    min_face: the smallest face to look for, in pixels of the picture (default 40; smaller
+        finds smaller faces and takes longer).
     align: level each face by its eyes before cropping (where the detector gives landmarks).
     backend: "auto" (onnxruntime where the model has an ONNX graph), "onnx" or "torch".
     tta: test-time augmentation, "none", "flip" or "tencrop".
@@ -129,6 +157,7 @@ class EmotionRecognizer:
         model: str | Path | None = None,
         *,
         detector: str | None = "yunet",
+        min_face: int | None = None,
         align: bool = True,
         backend: str = "auto",
         tta: str = "none",
@@ -136,18 +165,24 @@ class EmotionRecognizer:
         if tta not in TTA_MODES:
             raise FerError(f"unknown tta {tta!r}; choose from {', '.join(TTA_MODES)}")
         self.classifier = load_classifier(model, backend=backend)
-        self.detector = None if detector is None else make_detector(detector, photos=True)
+        if detector is not None and detector not in DETECTORS:
+            raise FerError(f"unknown detector {detector!r}; choose from {', '.join(DETECTORS)}")
+        self.detector_name, self.min_face = detector, min_face
         self.align, self.tta = align, tta
+        self._detector: FaceDetector | None = None
+
+    @property
+    def detector(self) -> FaceDetector | None:
+        """The face detector set up for photos (made when first needed: video has its own)."""
+        if self._detector is None and self.detector_name is not None:
+            self._detector = make_detector(self.detector_name, photos=True, min_face=self.min_face)
+        return self._detector
 
     def __repr__(self) -> str:
         return (
             f"EmotionRecognizer(model={self.classifier.source!r}, backend="
             f"{self.classifier.backend!r}, detector={self.detector_name!r}, align={self.align})"
         )
-
-    @property
-    def detector_name(self) -> str | None:
-        return None if self.detector is None else self.detector.name
 
     def predict(self, image: Any) -> list[FaceEmotion]:
         """Every face of a picture (a path, a PIL image or a numpy array) with its emotion; an
@@ -159,7 +194,7 @@ class EmotionRecognizer:
         """Emotions of faces already cropped, like FER-2013's 48x48 faces: one picture, a list of
         pictures of any size, or an array of N faces ((N, H, W) gray or (N, H, W, C))."""
         batch = isinstance(faces, np.ndarray) and (
-            faces.ndim == 4 or (faces.ndim == 3 and faces.shape[2] not in (3, 4))
+            faces.ndim == 4 or (faces.ndim == 3 and faces.shape[2] not in (1, 3, 4))
         )
         items = list(faces) if batch or isinstance(faces, (list, tuple)) else [faces]
         crops = np.stack([to_face48(as_image(f)) for f in items]) if len(items) else _no_crops()
@@ -224,7 +259,7 @@ class EmotionTracker:
     ):
         if smooth < 1 or every < 1 or min_face < 0:
             raise FerError("smooth and every must be at least 1, min_face at least 0")
-        if recognizer.detector is None:
+        if recognizer.detector_name is None:
             raise FerError("tracking faces in video needs a face detector (yunet or haar)")
         self.recognizer = recognizer
         self.detector = make_detector(recognizer.detector_name, min_face=min_face)

@@ -119,3 +119,27 @@ def make_video(path: Path, frames: int = 12) -> Path:
 
     face_video(path, [face(3, 0)], frames=frames, size=100, width=320, height=240)
     return path
+
+
+@pytest.fixture(scope="session")
+def real_faces():
+    """Two real PublicTest faces (happy, surprise), 48x48 gray: what a face detector can find."""
+    root = SHARED / "fer2013" / "test"
+    if not root.is_dir():
+        pytest.skip("needs real faces from ../shared/data for the face detector")
+    return [
+        cv2.imread(str(sorted((root / n).glob("*.png"))[5]), cv2.IMREAD_GRAYSCALE)
+        for n in ("happy", "surprise")
+    ]
+
+
+def photo_with(faces, width=900, height=600, size=180, x=60, y=150, gap=120) -> np.ndarray:
+    """A BGR photo with 48x48 faces upscaled to `size` px side by side on a textured background."""
+    from fer.demo import background
+
+    img = cv2.resize(background(width, height), (width, height))
+    for i, f in enumerate(faces):
+        left = x + i * (size + gap)
+        big = cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC)
+        img[y : y + size, left : left + size] = big[..., None]
+    return img

@@ -42,7 +42,7 @@ def gray_background(width=640, height=480):
 
 def test_detectors_are_chosen_by_name():
     assert make_detector("yunet").name == "yunet" and make_detector("haar").name == "haar"
-    assert make_detector("yunet", photos=True).work_width > make_detector("yunet").work_width
+    assert make_detector("yunet", photos=True).work_size > make_detector("yunet").work_size
     with pytest.raises(FerError, match="unknown detector 'mtcnn'"):
         make_detector("mtcnn")
 

@@ -15,32 +15,11 @@ import pytest
 
 from fer import EmotionRecognizer, FaceEmotion
 from fer.common import EMOTIONS, FerError
-from fer.demo import background
 from fer.inference import load_classifier
 from fer.predict import main as predict
-from tests.conftest import SHARED, face
+from tests.conftest import face, photo_with
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def real_faces():
-    root = SHARED / "fer2013" / "test"
-    if not root.is_dir():
-        pytest.skip("needs real faces from ../shared/data for the face detector")
-    return [
-        cv2.imread(str(sorted((root / n).glob("*.png"))[5]), cv2.IMREAD_GRAYSCALE)
-        for n in ("happy", "surprise")
-    ]
-
-
-def photo_with(faces, width=900, height=600, size=180) -> np.ndarray:
-    """A BGR photo with the 48x48 faces upscaled side by side on a textured background."""
-    img = background(width, height)
-    for i, f in enumerate(faces):
-        x, y = 60 + i * (size + 120), 150
-        img[y : y + size, x : x + size] = cv2.resize(f, (size, size), cv2.INTER_CUBIC)[..., None]
-    return img
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +79,24 @@ def test_cropped_faces_are_classified_as_the_classifier_does(folder_data):
     assert rec.predict_faces([]) == []
 
 
+def test_pil_images_of_every_mode_and_single_channel_arrays_are_read(rec):
+    from PIL import Image
+
+    face48 = face(3, 5)
+    expected = rec.predict_faces(face48)[0].to_dict()
+    as_float = Image.fromarray(face48.astype(np.float32) / 255)  # mode F, 0..1
+    as_int = Image.fromarray(face48.astype(np.int32))  # mode I, 0..255
+    for given in (face48[..., None], Image.fromarray(face48), as_float, as_int):
+        got = rec.predict_faces(given)
+        assert len(got) == 1
+        assert np.allclose(
+            list(got[0].probabilities.values()), list(expected["probabilities"].values()), atol=2e-3
+        )
+    assert len(rec.predict_faces(Image.fromarray(face48).convert("LA"))) == 1
+    with pytest.raises(ValueError, match="scaled to 0..1"):
+        rec.predict_faces(Image.fromarray(face48.astype(np.float32)))  # mode F, 0..255
+
+
 @pytest.mark.parametrize(
     "image,error,message",
     [
@@ -143,6 +140,12 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
         window = [list(r[0].probabilities.values()) for r in raw[max(0, i - 2) : i + 1]]
         assert np.allclose(list(smoothed.probabilities.values()), np.mean(window, 0), atol=1e-5)
         assert smoothed.box == raw[i][0].box
+    # a face close to the camera beside a smaller one: both found (the close one on the smaller
+    # copy, which the video detector looks at when the frame size leaves a face too large)
+    frame = photo_with(real_faces[:1], 640, 480, 300, x=20, y=90)
+    frame[100:210, 470:580] = cv2.resize(real_faces[1], (110, 110))[..., None]
+    boxes = [f.box for f in rec.tracker(min_face=40).update(frame)]
+    assert len(boxes) == 2, boxes
     # the detector runs every `every` frames; its faces are reused in between
     slow = rec.tracker(every=2)
     moved = [slow.update(photo_with(real_faces[:1], size=s))[0].box for s in (200, 260)]

@@ -1,0 +1,82 @@
+"""Faces drawn on a picture the way fer shows them: a box in the emotion's colour, the emotion and
+its probability on a filled label, every emotion's probability as bars on a dark panel beside the
+face, and, for video, the frames per second. `fer.detect` draws its frames and `fer.predict --save`
+its photos with it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from fer.common import EMOTIONS
+from fer.recognizer import FaceEmotion
+
+COLORS = {  # BGR
+    "angry": (40, 40, 220),
+    "disgust": (40, 140, 40),
+    "fear": (160, 60, 160),
+    "happy": (40, 200, 240),
+    "sad": (200, 120, 40),
+    "surprise": (40, 160, 255),
+    "neutral": (180, 180, 180),
+}
+
+
+def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) -> None:
+    """Text with its top-left corner at (x, y) on a filled box, legible on any background."""
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(scale * 2))
+    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
+    cv2.rectangle(frame, (x, y), (x + tw + 8, y + th + base + 6), bg, -1)
+    cv2.putText(frame, text, (x + 4, y + th + 3), font, scale, fg, thick, cv2.LINE_AA)
+
+
+def draw(
+    frame: np.ndarray, faces: Sequence[FaceEmotion], fps: float | None = None, bars: bool = True
+) -> None:
+    """Draw the faces (and the frames per second, when given) on a BGR picture, in place; sizes
+    follow the picture's width (tuned for 640x480)."""
+    unit = max(frame.shape[1] / 640, 0.5)
+    row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
+    panel_w = name_w + bar_w + round(8 * unit)
+    for face in faces:
+        if face.box is None:
+            continue
+        (x, y, w, h), p = face.box, np.array(list(face.probabilities.values()))
+        k = int(p.argmax())
+        color = COLORS[EMOTIONS[k]]
+        cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
+        _text(
+            frame,
+            f"{EMOTIONS[k]} {p[k]:.0%}",
+            x,
+            max(y - round(26 * unit), 0),
+            0.65 * unit,
+            (0, 0, 0),
+            color,
+        )
+        if bars:
+            bx = x + w + 6 if x + w + 6 + panel_w < frame.shape[1] else max(x - panel_w - 6, 0)
+            by = min(max(y, 0), max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
+            roi = frame[by : by + row * len(EMOTIONS) + 4, bx : bx + panel_w]
+            roi[:] = (roi * 0.35).astype(np.uint8)  # darken the background under the panel
+            for i, (name, v) in enumerate(zip(EMOTIONS, p)):
+                top = by + 2 + i * row
+                cv2.putText(
+                    frame,
+                    name,
+                    (bx + 4, top + row - 5),
+                    cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45 * unit,
+                    (255, 255, 255),
+                    1,
+                    cv2.LINE_AA,
+                )
+                x0 = bx + name_w
+                cv2.rectangle(frame, (x0, top + 3), (x0 + bar_w, top + row - 3), (90, 90, 90), 1)
+                cv2.rectangle(
+                    frame, (x0, top + 3), (x0 + int(bar_w * v), top + row - 3), COLORS[name], -1
+                )
+    if fps is not None:
+        _text(frame, f"{fps:5.1f} FPS", 8, 8, 0.65 * unit, (255, 255, 255), (0, 0, 0))

@@ -1,0 +1,184 @@
+"""Real photos: EXIF-turned portraits, faces from small to frame-filling, every common format,
+unreadable files reported one by one, and annotated copies (fer.predict --save)."""
+
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from fer.common import EMOTIONS, FerError
+from fer.faces import TILE, Face, YuNetFaceDetector, iou, make_detector, non_max_suppression
+from fer.predict import main as predict
+from tests.conftest import photo_with
+
+TURN = {6: cv2.ROTATE_90_COUNTERCLOCKWISE, 8: cv2.ROTATE_90_CLOCKWISE, 3: cv2.ROTATE_180}
+
+
+def save_as_phone(path, photo: np.ndarray, orientation: int) -> None:
+    """A JPEG as a phone stores a portrait: its pixels turned, and the EXIF tag that turns them
+    back for display."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = cv2.rotate(photo, TURN[orientation]) if orientation in TURN else photo
+    buf = io.BytesIO()
+    Image.fromarray(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB)).save(buf, "JPEG", exif=exif.tobytes())
+    path.write_bytes(buf.getvalue())
+
+
+def run_predict(args, capsys):
+    code = predict(args)
+    captured = capsys.readouterr()
+    return code, captured
+
+
+def test_a_phone_portrait_is_read_upright(real_faces, tmp_path, capsys):
+    """Stored turned with EXIF orientation 6, 8 or 3, a photo gives the faces of the upright photo,
+    in the upright photo's coordinates. (Was: 'no face found', exit 0.)"""
+    photo = photo_with(real_faces, width=600, height=900, size=170, x=40, y=300, gap=100)
+    cv2.imwrite(str(tmp_path / "upright.png"), photo)
+    for k in TURN:
+        save_as_phone(tmp_path / f"turned{k}.jpg", photo, k)
+    out = tmp_path / "p.json"
+    code, _ = run_predict([str(tmp_path), "--json", str(out)], capsys)
+    assert code == 0
+    records = json.loads(out.read_text())
+    boxes = {}
+    for r in records:
+        boxes.setdefault(r["file"].rsplit("/", 1)[1], []).append(r["box"])
+    upright = sorted(boxes.pop("upright.png"))
+    assert len(upright) == 2 and len(boxes) == 3
+    for name, found in boxes.items():
+        assert len(found) == 2, name
+        for a, b in zip(sorted(found), upright):
+            assert iou(tuple(a), tuple(b)) > 0.8, (name, a, b)
+
+
+@pytest.mark.parametrize(
+    "width,height,size",
+    [(640, 480, 60), (1080, 1440, 700), (1080, 1440, 1000), (3024, 4032, 1800)],
+)
+def test_faces_of_every_size_are_found(real_faces, width, height, size):
+    """From a small face to one filling the photo. (Was: YuNet at 1280 px found no face of 700 px
+    and more.)"""
+    photo = photo_with(real_faces[:1], width, height, size, x=(width - size) // 2, y=height // 8)
+    faces = make_detector("yunet", photos=True).detect(cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY))
+    truth = ((width - size) // 2, height // 8, size, size)
+    assert len(faces) == 1, faces
+    assert iou(faces[0].box, truth) > 0.5, (faces[0].box, truth)
+
+
+def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
+    """A webcam face filling most of a 640x480 frame: found on the video detector's smaller copy,
+    which it only looks at when the frame size finds no face."""
+    frame = photo_with(real_faces[:1], 640, 480, 440, x=100, y=20)
+    detector = make_detector("yunet")
+    (found,) = detector.detect(frame)
+    assert iou(found.box, (100, 20, 440, 440)) > 0.5
+
+
+def test_a_face_found_on_two_copies_is_kept_once_from_the_larger():
+    first, second, elsewhere = (
+        Face((10, 10, 100, 120), score=0.7),
+        Face((12, 8, 96, 126), score=0.9),
+        Face((300, 10, 90, 90)),
+    )
+    assert non_max_suppression([first, second, elsewhere]) == [first, elsewhere]
+    assert non_max_suppression([]) == []
+
+
+def test_huge_photos_go_through_yunet_in_tiles(real_faces):
+    """A photo whose first copy would be over TILE x TILE px is looked at in overlapping tiles:
+    a face on a tile border is still found once."""
+    detector = YuNetFaceDetector(work_size=10**6, min_face=40, every_copy=True)
+    photo = photo_with(real_faces[:1], 2600, 1400, 120, x=1240, y=600)  # 2x: 5200 px wide
+    faces = detector.detect(photo)
+    assert len(faces) == 1 and iou(faces[0].box, (1240, 600, 120, 120)) > 0.4
+    # 2x is 5200x2800 px: YuNet saw tiles of at most TILE x TILE px, never the whole copy
+    assert (TILE, TILE) in detector.nets and all(w * h <= TILE * TILE for w, h in detector.nets)
+
+
+def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, tmp_path, capsys):
+    """JPEG, PNG (8- and 16-bit gray, RGBA), WebP, BMP and TIFF are read; HEIC, a truncated JPEG, a
+    text file named .jpg and a 1x3000 strip are one line each on stderr, and every other file is
+    still scored and written, with exit 1. (Was: the strip stopped the run with a traceback.)"""
+    photo = photo_with(real_faces[:1], 700, 500, 200)
+    gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
+    good = {
+        "a.jpg": photo,
+        "b.png": gray,
+        "c16.png": gray.astype(np.uint16) * 257,
+        "d_rgba.png": cv2.cvtColor(photo, cv2.COLOR_BGR2BGRA),
+        "e.webp": photo,
+        "f.bmp": photo,
+        "g.tiff": photo,
+    }
+    for name, image in good.items():
+        assert cv2.imwrite(str(tmp_path / name), image)
+    (tmp_path / "h.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
+    jpeg = (tmp_path / "a.jpg").read_bytes()
+    (tmp_path / "i_cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (tmp_path / "j_text.jpg").write_text("not a photo")
+    cv2.imwrite(str(tmp_path / "k_strip.png"), np.zeros((1, 3000), np.uint8))
+    out = tmp_path / "out" / "p.json"
+    code, captured = run_predict([str(tmp_path), "--json", str(out)], capsys)
+    assert code == 1
+    lines = captured.err.strip().splitlines()
+    for name, why in [
+        ("h.heic", "HEIC"),
+        ("i_cut.jpg", "truncated"),
+        ("j_text.jpg", "not an image file"),
+        ("k_strip.png", "3000x1 pixels is too small"),
+    ]:
+        (line,) = [x for x in lines if name in x]
+        assert line.startswith("error: ") and why in line
+    assert "Traceback" not in captured.err
+    records = json.loads(out.read_text())
+    assert sorted(r["file"].rsplit("/", 1)[1] for r in records) == sorted(good)
+    assert all(r["emotion"] in EMOTIONS for r in records)
+
+
+def test_save_writes_each_photo_upright_with_its_faces_drawn(real_faces, tmp_path, capsys):
+    photo = photo_with(real_faces, width=600, height=900, size=170, x=40, y=300, gap=100)
+    src = tmp_path / "in"
+    (src / "trip").mkdir(parents=True)
+    save_as_phone(src / "trip" / "portrait.jpg", photo, 6)
+    cv2.imwrite(str(src / "wall.png"), np.full((300, 400, 3), 128, np.uint8))
+    out = tmp_path / "annotated"
+    code, captured = run_predict([str(src), "--save", str(out), "--json", "-"], capsys)
+    assert code == 0
+    records = json.loads(captured.out)
+    drawn = cv2.imread(str(out / "trip" / "portrait.jpg"))
+    assert drawn.shape == photo.shape  # upright: 900 tall, as displayed
+    for r in records[:2]:
+        x, y, w, h = r["box"]
+        edge = drawn[y + h // 2, max(x - 1, 0) : x + 3].astype(int)  # the box's left side
+        assert np.abs(edge - photo[y + h // 2, max(x - 1, 0) : x + 3]).max() > 60
+    wall = cv2.imread(str(out / "wall.png"))
+    assert (wall == 128).all()  # no face: copied as it is
+    assert sorted(p.name for p in out.rglob("*")) == ["portrait.jpg", "trip", "wall.png"]
+
+
+def test_save_never_overwrites_a_photo_nor_gives_two_photos_one_name(tmp_path, capsys):
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), np.full((60, 60), 100, np.uint8))
+    before = (tmp_path / "a" / "x.png").read_bytes()
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    with pytest.raises(FerError, match="would overwrite the photo"):
+        predict([a, "--no-detect", "--save", a])
+    with pytest.raises(FerError, match="would both be saved as"):
+        predict([a, b, "--no-detect", "--save", str(tmp_path / "out")])
+    assert (tmp_path / "a" / "x.png").read_bytes() == before and not (tmp_path / "out").exists()
+    # a photo named twice (its folder, and itself) is read once
+    out = tmp_path / "p.json"
+    assert predict([a, str(tmp_path / "a" / "x.png"), "--no-detect", "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())) == 1
+
+
+def test_min_face_zero_means_no_smallest_face():
+    assert make_detector("haar", min_face=0).min_face == 0
+    assert make_detector("yunet", min_face=0).first_scale(480, 640) == 1.0
