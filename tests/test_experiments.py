@@ -6,11 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 # the shell scripts call `python`: make it this interpreter, activated environment or not
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run
 def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_path):
     out = tmp_path / "bench.json"
     cmd = [
@@ -51,6 +54,7 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
     assert 0 <= figures["detect_yunet_found"] <= 1 and 0 <= figures["detect_haar_label_acc"] <= 1
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run
 def test_evaluate_best_scores_the_runs_best_checkpoint_once_per_tta(folder_data, tmp_path):
     import shutil
 
@@ -74,6 +78,7 @@ def test_evaluate_best_scores_the_runs_best_checkpoint_once_per_tta(folder_data,
     assert (unleaked["tta"], unleaked["samples"]) == ("none", 7 * 3)
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run
 def test_ship_records_the_figures_of_the_exported_files(folder_data, tmp_path):
     from fer.evaluate import evaluate
     from fer.inference import load_classifier

@@ -79,6 +79,7 @@ def real_subset(shared_data):
     return shared_data / "fer2013-sample.csv"  # 700 training and 350 PublicTest faces
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(real_subset, tmp_path):
     epochs = ["--max-epochs", "3"]
     whole = launch(real_subset, tmp_path / "whole", *epochs)
@@ -101,6 +102,7 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(real_subset,
     assert abs(float(a["val/loss"]) - float(b["val/loss"])) < 0.01 * float(a["val/loss"])
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_saves_a_checkpoint_then_resumes(real_subset, tmp_path, sig):
     run = launch(real_subset, tmp_path, "--max-epochs", "3")

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from fer.inference import SHIPPED, load_classifier
 
@@ -44,6 +45,7 @@ def test_shipped_onnx_matches_pytorch(shared_data):
         assert np.abs(a - b).max() < 1e-4
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run
 def test_gradcam_of_the_shipped_model_points_at_what_drives_it(shared_data):
     """Masking the hottest 15% of each map costs the true class more probability than the same mask
     elsewhere, on average over PublicTest faces; and the maps are not flat. (Was: the 3x3 map of
