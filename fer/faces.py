@@ -38,9 +38,9 @@ SMALLEST, LARGEST, PYRAMID_STEP = 80, 280, 2.5
 #: The largest copy YuNet sees at once (px a side); larger ones go through it in tiles.
 TILE = 2048
 #: Photos: the smallest face looked for by default, the most pixels the largest copy may have, and
-#: the lowest score kept (video keeps 0.6): on 60 photos of experiments/photo_benchmark.py (seed 0),
-#: 0.6 / 0.7 / 0.75 / 0.8 found 98.8 / 98.8 / 97.5 / 96.3% of the faces of 40 px and more, with
-#: 0.78 / 0.12 / 0.05 / 0.02 false faces a photo, most of them on the copy twice the photo's size.
+#: the lowest score kept (video keeps 0.6). At 0.6 most false faces in photos came from the copy
+#: twice the photo's size; 0.75 was chosen on photos of experiments/photo_benchmark.py --seed 0 and
+#: measured on --seed 1 (docs/photo_benchmark.md); --score S there shows another threshold.
 PHOTO_MIN_FACE, PHOTO_MAX_PIXELS, PHOTO_SCORE = 40, 50_000_000, 0.75
 
 
