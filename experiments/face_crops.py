@@ -53,6 +53,11 @@ def shifted(face: Face, dy: float) -> Face:
     return Face((x, int(round(y + dy * w)), w, h), moved, face.score)
 
 
+def set_work_size(detector, size: int) -> None:
+    """The size the detector looks at a frame: YuNet's longest side, Haar's width."""
+    setattr(detector, "work_size" if detector.name == "yunet" else "work_width", size)
+
+
 def measure(
     data, classifier, detector_name: str, n: int, max_angle: float, seed: int = 0, width: int = 0
 ):
@@ -60,8 +65,8 @@ def measure(
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
     pick = index[torch_perm(len(index), seed)[:n]].numpy()
     detector = make_detector(detector_name)
-    if width:  # the size the detector looks at (YuNet's work width)
-        detector.work_width = width
+    if width:
+        set_work_size(detector, width)
     crops = {(s, dy, a): [] for s in SCALES for dy in SHIFTS for a in (True, False)}
     labels, originals, found, seconds = [], [], 0, 0.0
     for i in pick:

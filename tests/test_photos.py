@@ -182,3 +182,18 @@ def test_save_never_overwrites_a_photo_nor_gives_two_photos_one_name(tmp_path, c
 def test_min_face_zero_means_no_smallest_face():
     assert make_detector("haar", min_face=0).min_face == 0
     assert make_detector("yunet", min_face=0).first_scale(480, 640) == 1.0
+
+
+def test_face_crops_work_width_reaches_either_detector():
+    """experiments/face_crops.py --work-width sets the size each detector looks at (YuNet's
+    attribute is work_size since it sizes copies by their longer side; was: silently ignored)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from face_crops import set_work_size
+
+    yunet, haar = make_detector("yunet"), make_detector("haar")
+    set_work_size(yunet, 320)
+    set_work_size(haar, 320)
+    assert yunet.first_scale(480, 640) == 0.5 and haar.work_width == 320
