@@ -73,7 +73,7 @@ def test_faces_of_every_size_are_found(real_faces, width, height, size):
 
 def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
     """A webcam face filling most of a 640x480 frame: found on the video detector's smaller copy,
-    which it only looks at when the frame size finds no face."""
+    which it looks at when the frame size finds no face or one too large for it."""
     frame = photo_with(real_faces[:1], 640, 480, 440, x=100, y=20)
     detector = make_detector("yunet")
     (found,) = detector.detect(frame)
