@@ -88,6 +88,14 @@ def read_image(path: str | Path, upright: bool = False) -> np.ndarray | None:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
         return None
+    return decode_image(buf, upright)
+
+
+def decode_image(data: bytes | np.ndarray, upright: bool = False) -> np.ndarray | None:
+    """read_image for an encoded image held in memory (bytes or a uint8 array)."""
+    buf = (
+        np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    )
     if buf.size == 0:
         return None
     # OpenCV applies the EXIF orientation for any flags but IMREAD_UNCHANGED
@@ -102,18 +110,26 @@ def why_unreadable(path: str | Path) -> str:
             head = f.read(32)
     except OSError as e:
         return f"cannot be read ({e.strerror})"
+    return why_undecodable(head)
+
+
+#: The first bytes of the formats a truncated file is recognised by, for one-line errors.
+IMAGE_MAGIC = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"RIFF", "WebP"), (b"GIF8", "GIF"))
+
+
+def image_kind(head: bytes) -> str | None:
+    """The image format an encoded image's first bytes announce (of IMAGE_MAGIC's), or None."""
+    return next((kind for magic, kind in IMAGE_MAGIC if head.startswith(magic)), None)
+
+
+def why_undecodable(head: bytes) -> str:
+    """Why an encoded image whose first bytes are `head` could not be decoded."""
     if not head:
         return "is empty"
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
         return "is HEIC/HEIF or AVIF, which OpenCV cannot decode; convert it to JPEG or PNG"
-    for magic, kind in (
-        (b"\xff\xd8", "JPEG"),
-        (b"\x89PNG", "PNG"),
-        (b"RIFF", "WebP"),
-        (b"GIF8", "GIF"),
-    ):
-        if head.startswith(magic):
-            return f"is a truncated or damaged {kind} file"
+    if kind := image_kind(head):
+        return f"is a truncated or damaged {kind} file"
     return "is not an image file OpenCV can decode"
 
 

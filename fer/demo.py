@@ -32,23 +32,36 @@ def face_video(
 ) -> list[tuple[int, int, int, int]]:
     """Write a video whose frame i shows faces[(i // hold) % len(faces)] (48x48 gray) upscaled to
     `size` pixels (or, for a (low, high) pair, a random size per face), drifting slowly across the
-    frame. Returns the true box (x, y, w, h) of each frame."""
+    frame: an mp4, or for a .y4m path the raw YUV 4:2:0 stream that Chromium's fake camera plays
+    (--use-file-for-fake-video-capture). Returns the true box (x, y, w, h) of each frame."""
     bg = background(width, height)
     rng = np.random.default_rng(seed)
     sizes = [
         size if isinstance(size, int) else int(rng.integers(size[0], size[1] + 1)) for _ in faces
     ]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    y4m = Path(path).suffix.lower() == ".y4m"
+    if y4m:
+        if width % 2 or height % 2:
+            raise ValueError("a 4:2:0 video needs an even width and height")
+        out = open(path, "wb")
+        out.write(f"YUV4MPEG2 W{width} H{height} F{round(fps)}:1 Ip A1:1 C420\n".encode())
+    else:
+        out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     boxes = []
-    for i in range(frames):
-        k = (i // hold) % len(faces)
-        side = sizes[k]
-        frame = bg.copy()
-        x = int((width - side) / 2 + (width - side) / 4 * np.sin(i / 15))
-        y = int((height - side) / 2 + (height - side) / 6 * np.cos(i / 20))
-        face = cv2.resize(faces[k], (side, side), interpolation=cv2.INTER_CUBIC)
-        frame[y : y + side, x : x + side] = face[..., None]
-        writer.write(frame)
-        boxes.append((x, y, side, side))
-    writer.release()
+    try:
+        for i in range(frames):
+            k = (i // hold) % len(faces)
+            side = sizes[k]
+            frame = bg.copy()
+            x = int((width - side) / 2 + (width - side) / 4 * np.sin(i / 15))
+            y = int((height - side) / 2 + (height - side) / 6 * np.cos(i / 20))
+            face = cv2.resize(faces[k], (side, side), interpolation=cv2.INTER_CUBIC)
+            frame[y : y + side, x : x + side] = face[..., None]
+            if y4m:  # I420: the Y plane, then U and V at half size, as OpenCV lays them out
+                out.write(b"FRAME\n" + cv2.cvtColor(frame, cv2.COLOR_BGR2YUV_I420).tobytes())
+            else:
+                out.write(frame)
+            boxes.append((x, y, side, side))
+    finally:
+        out.close() if y4m else out.release()
     return boxes

@@ -32,7 +32,7 @@ from fer.faces import (
     make_detector,
     to_gray,
 )
-from fer.inference import TTA_MODES, load_classifier
+from fer.inference import TTA_MODES, Classifier, load_classifier
 
 
 class ImageError(FerError, ValueError):
@@ -142,7 +142,8 @@ class EmotionRecognizer:
     """A model, a face detector and the way faces are cropped, ready to read emotions.
 
     model: an exported model folder or file, a Lightning checkpoint or a training run's folder
-        (default: the model shipped with fer).
+        (default: the model shipped with fer), or a loaded `fer.inference.Classifier`, which
+        recognizers may share (each in its own thread, say: a detector must not be shared).
     detector: "yunet" (default; also gives five landmarks), "haar", or None to take every picture
         as one face already cropped, like FER-2013's.
     min_face: the smallest face to look for, in pixels of the picture (default 40; smaller
@@ -154,7 +155,7 @@ class EmotionRecognizer:
 
     def __init__(
         self,
-        model: str | Path | None = None,
+        model: str | Path | Classifier | None = None,
         *,
         detector: str | None = "yunet",
         min_face: int | None = None,
@@ -164,7 +165,9 @@ class EmotionRecognizer:
     ):
         if tta not in TTA_MODES:
             raise FerError(f"unknown tta {tta!r}; choose from {', '.join(TTA_MODES)}")
-        self.classifier = load_classifier(model, backend=backend)
+        self.classifier = (
+            model if isinstance(model, Classifier) else load_classifier(model, backend=backend)
+        )
         if detector is not None and detector not in DETECTORS:
             raise FerError(f"unknown detector {detector!r}; choose from {', '.join(DETECTORS)}")
         self.detector_name, self.min_face = detector, min_face

@@ -1,0 +1,497 @@
+"""Emotions in the browser and over HTTP: `python -m fer.serve`, then open http://127.0.0.1:8000.
+
+The page shows the webcam with each face's box, emotion and probability bars drawn over it, reads
+a photo dropped on it, and says which model is running; everything it loads ships in the package
+(fer/web/), so it works offline. Programs use the JSON API:
+
+    POST /api/predict    an image as the body (Content-Type: image/...) or as the multipart field
+                         `image`; answers {"faces": [...], "width": W, "height": H}, the records of
+                         fer.predict --json, boxes in the photo's displayed (EXIF-upright) pixels
+    WS   /api/stream     the live loop: send encoded frames (JPEG, PNG, WebP) as binary messages,
+                         receive one JSON message a frame, faces smoothed over frames as fer.detect
+    GET  /api/health     {"status": "ok", ...}
+    GET  /api/model      the model card's headline figures, the detector and its license
+
+Inference runs off the event loop in a pool of one thread a core (--workers), each with its own
+face detector and one classifier shared by all, so a slow request delays no other beyond the
+cores' share. Bad input is answered, never fatal: a body over --max-body-mb is refused with 413
+before it is read whole, an image whose header claims more than --max-megapixels with 413 before
+it is decoded, what is not an image with 415, an image that cannot be used with 400, each with a
+JSON {"error": "..."} naming the problem. Uploads are kept in memory only, never written to disk
+or logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import os
+import queue
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from fer.annotate import COLORS
+from fer.common import (
+    FerError,
+    Parser,
+    add_debug_flag,
+    decode_image,
+    image_kind,
+    why_undecodable,
+)
+from fer.faces import DETECTORS
+from fer.recognizer import EmotionRecognizer, ImageError, check_image
+
+WEB = Path(__file__).resolve().parent / "web"
+MB = 1 << 20
+#: Streams served at once; a client beyond them is told to come back later (close code 1013).
+MAX_STREAMS = 16
+DETECTOR_LICENSES = {
+    "yunet": "YuNet (libfacedetection, OpenCV model zoo), MIT License: fer/assets/LICENSE.yunet",
+    "haar": "OpenCV's frontal-face Haar cascade, shipped with OpenCV under its license",
+}
+
+
+class RequestError(Exception):
+    """A request the server answers with `status` and {"error": message}."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
+    """The pixels of an encoded image, upright as its EXIF orientation says. Its size is read
+    from the header first and an image of more than `max_pixels` is refused undecoded."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not data:
+        raise RequestError(
+            400, "no image: send it as the body (Content-Type: image/jpeg) or as the field 'image'"
+        )
+    try:
+        with warnings.catch_warnings():  # PIL warns of large images; the limit below decides
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:  # reads the header, not the pixels
+                (width, height), kind = header.size, header.format
+    except Image.DecompressionBombError:
+        raise RequestError(
+            413, f"the image has more than {max_pixels / 1e6:g} megapixels"
+        ) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        why = why_undecodable(data[:32])
+        if image_kind(data[:32]):  # an image, damaged: a bad request, not a wrong media type
+            raise RequestError(400, f"the body {why}") from None
+        raise RequestError(415, f"not an image: the body {why}") from None
+    if width * height > max_pixels:
+        raise RequestError(
+            413,
+            f"the image is {width}x{height}, {width * height / 1e6:.1f} megapixels; this server "
+            f"reads up to {max_pixels / 1e6:g} (fer.serve --max-megapixels)",
+        )
+    pixels = decode_image(data, upright=True)
+    if pixels is None:
+        raise RequestError(
+            400, f"the {kind} image cannot be decoded: the body {why_undecodable(data[:32])}"
+        )
+    try:
+        return check_image(pixels, f"the {kind} image")
+    except ImageError as e:
+        raise RequestError(400, str(e)) from None
+
+
+def multipart_field(body: bytes, content_type: str, name: str = "image") -> bytes:
+    """The content of the multipart/form-data field `name`, parsed in memory."""
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
+    _, options = parse_options_header(content_type)
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise RequestError(400, "a multipart/form-data body needs a boundary in its Content-Type")
+    fields: dict[str, list[bytes]] = {}
+    part: dict[str, Any] = {}
+
+    def on_part_begin() -> None:
+        part.update(headers={}, field=b"", value=b"", data=[])
+
+    def on_header_field(data: bytes, start: int, end: int) -> None:
+        part["field"] += data[start:end]
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        part["value"] += data[start:end]
+
+    def on_header_end() -> None:
+        part["headers"][part["field"].lower()] = part["value"]
+        part["field"] = part["value"] = b""
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        part["data"].append(data[start:end])
+
+    def on_part_end() -> None:
+        _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
+        fields[disposition.get(b"name", b"").decode("utf-8", "replace")] = part["data"]
+
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_field": on_header_field,
+            "on_header_value": on_header_value,
+            "on_header_end": on_header_end,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
+    try:
+        parser.write(body)
+        parser.finalize()
+    except Exception as e:  # python-multipart raises its own error types
+        raise RequestError(400, f"a malformed multipart/form-data body: {e}") from None
+    if name not in fields:
+        got = ", ".join(repr(k) for k in fields) or "none"
+        raise RequestError(400, f"the multipart body has no field {name!r} (fields: {got})")
+    return b"".join(fields[name])
+
+
+class Engine:
+    """The model behind the server: `workers` recognizers sharing one classifier, each with its own
+    face detector (OpenCV's detectors are not to be shared between threads), and a thread pool of
+    the same size that runs them off the event loop."""
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        detector: str = "yunet",
+        backend: str = "auto",
+        min_face: int | None = None,
+        workers: int | None = None,
+        max_pixels: float = 50e6,
+    ):
+        self.workers = workers or os.cpu_count() or 1
+        first = EmotionRecognizer(model, detector=detector, backend=backend, min_face=min_face)
+        self.recognizer = first
+        self._idle: queue.SimpleQueue[EmotionRecognizer] = queue.SimpleQueue()
+        self._idle.put(first)
+        for _ in range(self.workers - 1):
+            self._idle.put(
+                EmotionRecognizer(first.classifier, detector=detector, min_face=min_face)
+            )
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-serve")
+        self.max_pixels = max_pixels
+        self.streams = 0
+
+    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def predict(self, data: bytes) -> dict[str, Any]:
+        """The JSON answer for one encoded photo (runs in a worker)."""
+        pixels = image_from_bytes(data, self.max_pixels)
+        recognizer = self._idle.get()
+        try:
+            faces = recognizer.predict(pixels)
+        finally:
+            self._idle.put(recognizer)
+        height, width = pixels.shape[:2]
+        return {"faces": [f.to_dict() for f in faces], "width": width, "height": height}
+
+    def track(self, tracker, data: bytes) -> dict[str, Any]:
+        """The JSON answer for the next frame of a stream (runs in a worker)."""
+        start = time.perf_counter()
+        pixels = image_from_bytes(data, self.max_pixels)
+        faces = tracker.update(pixels)
+        height, width = pixels.shape[:2]
+        return {
+            "faces": [f.to_dict() for f in faces],
+            "width": width,
+            "height": height,
+            "ms": round((time.perf_counter() - start) * 1000, 1),
+        }
+
+    def model_card(self) -> dict[str, Any]:
+        """What the page shows of the model: its source, size, headline metrics, the detector."""
+        classifier = self.recognizer.classifier
+        extra = classifier.spec.extra
+        metrics = extra.get("metrics", {})
+        headline = {
+            name: metrics[key]["accuracy"]
+            for name, key in (
+                ("publictest_accuracy", "val_tta_none"),
+                ("publictest_accuracy_without_leaked", "val_tta_none_skip"),
+            )
+            if isinstance(metrics.get(key), dict) and "accuracy" in metrics[key]
+        }
+        return {
+            "model": classifier.source,
+            "arch": classifier.spec.arch,
+            "members": len(extra.get("members", [])) or 1,
+            "parameters": extra.get("parameters"),
+            "backend": classifier.backend,
+            "classes": list(classifier.classes),
+            "colors": {e: "#{2:02x}{1:02x}{0:02x}".format(*bgr) for e, bgr in COLORS.items()},
+            **headline,
+            "detector": self.recognizer.detector_name,
+            "detector_license": DETECTOR_LICENSES.get(self.recognizer.detector_name or "", ""),
+        }
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over `limit` bytes gets 413 before it is read whole, by its
+    Content-Length when it has one, else as soon as the bytes received pass the limit."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        too_large = RequestError(
+            413, f"the body is over {self.limit / MB:g} MB (fer.serve --max-body-mb)"
+        )
+        length = dict(scope["headers"]).get(b"content-length", b"0")
+        if length.isdigit() and int(length) > self.limit:
+            return await _send_error(send, too_large)
+        received, started = 0, False
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise too_large
+            return message
+
+        async def watched_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, watched_send)
+        except RequestError as e:
+            if e is not too_large or started:
+                raise
+            await _send_error(send, e)
+
+
+async def _send_error(send, error: RequestError) -> None:
+    body = json.dumps({"error": error.message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(engine: Engine, max_body: int = 20 * MB):
+    """The ASGI application: the page, the JSON API and the live stream, over `engine`."""
+    app = FastAPI(
+        title="fer",
+        summary="Facial emotion recognition: the shipped FER-2013 model over HTTP",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.engine = engine
+
+    @app.exception_handler(RequestError)
+    async def request_error(request: Request, e: RequestError):
+        return JSONResponse({"error": e.message}, status_code=e.status)
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB), name="static")
+
+    @app.get("/api/health")
+    async def health() -> dict[str, Any]:
+        """The server is up: its model, detector, workers and live streams."""
+        return {
+            "status": "ok",
+            "model": engine.recognizer.classifier.source,
+            "backend": engine.recognizer.classifier.backend,
+            "detector": engine.recognizer.detector_name,
+            "workers": engine.workers,
+            "streams": engine.streams,
+        }
+
+    @app.get("/api/model")
+    async def model() -> dict[str, Any]:
+        """The model card's headline figures, the detector and its license."""
+        return engine.model_card()
+
+    @app.post(
+        "/api/predict",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "image/*": {"schema": {"type": "string", "format": "binary"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"image": {"type": "string", "format": "binary"}},
+                            "required": ["image"],
+                        }
+                    },
+                },
+                "required": True,
+            }
+        },
+    )
+    async def predict(request: Request) -> dict[str, Any]:
+        """Every face of a photo with its emotion: the records of `fer.predict --json`."""
+        content_type = request.headers.get("content-type", "")
+        body = await request.body()
+        if content_type.startswith("multipart/form-data"):
+            body = multipart_field(body, content_type)
+        return await engine.run(engine.predict, body)
+
+    @app.websocket("/api/stream")
+    async def stream(websocket: WebSocket):
+        """Frames in (binary messages), faces out (one JSON message a frame)."""
+        await websocket.accept()
+        if engine.streams >= MAX_STREAMS:
+            await websocket.close(code=1013, reason=f"{MAX_STREAMS} streams are live; try later")
+            return
+        engine.streams += 1
+        tracker = engine.recognizer.tracker()
+        try:
+            while True:
+                message = await websocket.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                data = message.get("bytes")
+                if data is None:
+                    await websocket.send_json({"error": "send frames as binary messages"})
+                    continue
+                if len(data) > max_body:
+                    await websocket.send_json({"error": f"a frame is over {max_body / MB:g} MB"})
+                    continue
+                try:
+                    answer = await engine.run(engine.track, tracker, data)
+                except RequestError as e:
+                    answer = {"error": e.message}
+                await websocket.send_json(answer)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            engine.streams -= 1
+
+    return BodyLimit(app, max_body)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog="python -m fer.serve",
+        description="Serve the emotion model: a page for the webcam and photos, and a JSON API.",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 makes the server reachable from other machines",
+    )
+    p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
+    p.add_argument(
+        "--model",
+        help="exported model folder/file, .ckpt or training run folder (default: the shipped model)",
+    )
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
+    p.add_argument(
+        "--detector",
+        default="yunet",
+        choices=DETECTORS,
+        help="face detector: YuNet (CNN, five landmarks) or OpenCV's Haar cascade",
+    )
+    p.add_argument(
+        "--min-face",
+        type=int,
+        help="photos: smallest face looked for, in pixels (default: 40 for YuNet, 24 for Haar)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="inference threads (requests computed at once)",
+    )
+    p.add_argument("--max-body-mb", type=float, default=20, help="largest request body, MB")
+    p.add_argument(
+        "--max-megapixels", type=float, default=50, help="largest image, by its header, megapixels"
+    )
+    add_debug_flag(p)
+    return p
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a one-line error saying why there is none."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as e:
+        hint = "; choose another with --port" if e.errno == 98 else ""
+        raise FerError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workers < 1 or args.max_body_mb <= 0 or args.max_megapixels <= 0:
+        raise FerError("--workers, --max-body-mb and --max-megapixels must be positive")
+    import uvicorn
+
+    sock = bind(args.host, args.port)
+    engine = Engine(
+        args.model,
+        detector=args.detector,
+        backend=args.backend,
+        min_face=args.min_face,
+        workers=args.workers,
+        max_pixels=args.max_megapixels * 1e6,
+    )
+    app = create_app(engine, max_body=int(args.max_body_mb * MB))
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"fer.serve: http://{shown}:{port}  ({engine.recognizer.classifier.source}, "
+        f"{engine.recognizer.classifier.backend}, detector {args.detector}, {engine.workers} "
+        "workers; Ctrl+C stops it)",
+        flush=True,
+    )
+    if host in ("0.0.0.0", "::"):
+        print(
+            "fer.serve: listening on every interface: anyone who can reach this machine can use "
+            "it, and browsers allow the camera only on https or localhost (an SSH tunnel, "
+            "ssh -L 8000:localhost:8000, gives localhost)",
+            file=sys.stderr,
+        )
+    config = uvicorn.Config(app, log_level="warning", ws_max_size=int(args.max_body_mb * MB))
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        engine.close()
+    return 0
+
+
+if __name__ == "__main__":
+    from fer.common import run_cli
+
+    run_cli(main)

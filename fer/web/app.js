@@ -1,0 +1,257 @@
+// fer's page: the webcam's frames go to the server over a WebSocket (/api/stream) and come back
+// as faces, drawn over the video; a photo goes to /api/predict and is drawn with its faces.
+// No libraries, nothing fetched from elsewhere: the page works offline.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let card = { classes: [], colors: {} };  // the model card from /api/model (class names, colours)
+const IN_FLIGHT = 2;  // frames sent and not yet answered: keeps browser and server both busy
+const FRAME_WIDTH = 640;  // frames are sent at most this wide
+
+function percent(p) { return `${Math.round(p * 100)}%`; }
+
+function setStatus(el, text, error = false) {
+  el.textContent = text;
+  el.classList.toggle("error", error);
+}
+
+async function loadModel() {
+  try {
+    const res = await fetch("/api/model");
+    card = await res.json();
+    const acc = card.publictest_accuracy;
+    const clean = card.publictest_accuracy_without_leaked;
+    const parts = [
+      card.arch === "ensemble" ? `an ensemble of ${card.members} CNNs` : card.arch,
+      card.parameters ? `${(card.parameters / 1e6).toFixed(1)} M parameters` : null,
+      acc ? `${(acc * 100).toFixed(1)}% on FER-2013 PublicTest` : null,
+      clean ? `${(clean * 100).toFixed(1)}% without the faces leaked from Training` : null,
+      `run by ${card.backend}`,
+    ].filter(Boolean);
+    $("model").textContent = `Model: ${parts.join(", ")}. Faces found by ${card.detector_license}.`;
+  } catch (e) {
+    $("model").textContent = `The model card could not be read: ${e}`;
+  }
+}
+
+// One face drawn as fer.annotate draws it: a box in the emotion's colour, the emotion on a filled
+// label, and every emotion's probability as bars on a dark panel beside the face.
+function drawFace(ctx, face, sx, sy, unit) {
+  const [x, y, w, h] = [face.box[0] * sx, face.box[1] * sy, face.box[2] * sx, face.box[3] * sy];
+  const color = card.colors[face.emotion] || "#ffffff";
+  ctx.lineWidth = Math.max(2, 2 * unit);
+  ctx.strokeStyle = color;
+  ctx.strokeRect(x, y, w, h);
+  const size = Math.round(16 * unit);
+  ctx.font = `600 ${size}px system-ui, sans-serif`;
+  const label = `${face.emotion} ${percent(face.confidence)}`;
+  const lw = ctx.measureText(label).width + 10 * unit;
+  const ly = y - size - 8 * unit >= 0 ? y - size - 8 * unit : y + h;
+  ctx.fillStyle = color;
+  ctx.fillRect(x, ly, lw, size + 8 * unit);
+  ctx.fillStyle = "#111";
+  ctx.textBaseline = "top";
+  ctx.fillText(label, x + 5 * unit, ly + 4 * unit);
+  const rows = card.classes.length ? card.classes : Object.keys(face.probabilities);
+  const row = Math.round(14 * unit), panelW = 150 * unit, panelH = rows.length * row + 8 * unit;
+  const canvasW = ctx.canvas.width;
+  const px = x + w + 6 * unit + panelW <= canvasW ? x + w + 6 * unit : Math.max(0, x - panelW - 6 * unit);
+  ctx.fillStyle = "rgba(20, 20, 20, 0.75)";
+  ctx.fillRect(px, y, panelW, panelH);
+  ctx.font = `${Math.round(11 * unit)}px system-ui, sans-serif`;
+  rows.forEach((name, i) => {
+    const p = face.probabilities[name] || 0, ry = y + 4 * unit + i * row;
+    ctx.fillStyle = "#ddd";
+    ctx.fillText(name, px + 4 * unit, ry);
+    ctx.fillStyle = card.colors[name] || "#aaa";
+    ctx.fillRect(px + 62 * unit, ry + 2 * unit, Math.max(1, p * (panelW - 68 * unit)), row - 5 * unit);
+  });
+}
+
+// The faces as a list: the top emotion, then every probability as a bar.
+function listFaces(ul, faces) {
+  ul.replaceChildren(...faces.map((face, i) => {
+    const li = document.createElement("li");
+    const top = document.createElement("div");
+    top.className = "top";
+    top.textContent = `${faces.length > 1 ? `face ${i + 1}: ` : ""}${face.emotion} ${percent(face.confidence)}`;
+    const bars = document.createElement("div");
+    bars.className = "bars";
+    for (const name of card.classes.length ? card.classes : Object.keys(face.probabilities)) {
+      const p = face.probabilities[name] || 0;
+      const label = document.createElement("span");
+      label.textContent = name;
+      const bar = document.createElement("span");
+      bar.className = "bar";
+      const fill = document.createElement("i");
+      fill.style.width = percent(p);
+      fill.style.background = card.colors[name] || "#aaa";
+      bar.append(fill);
+      const value = document.createElement("span");
+      value.className = "p";
+      value.textContent = percent(p);
+      bars.append(label, bar, value);
+    }
+    li.append(top, bars);
+    li.dataset.emotion = face.emotion;
+    return li;
+  }));
+}
+
+// ---- the camera -------------------------------------------------------------------------------
+const live = { running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null };
+
+async function startCamera() {
+  const status = $("live-status");
+  if (!window.isSecureContext || !navigator.mediaDevices) {
+    setStatus(status, "Browsers give the camera only to pages on https or localhost: open this page " +
+      "as http://localhost:PORT (from another machine, through ssh -L PORT:localhost:PORT).", true);
+    return;
+  }
+  try {
+    live.stream = await navigator.mediaDevices.getUserMedia({
+      video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false,
+    });
+  } catch (e) {
+    setStatus(status, `No camera: ${e.name === "NotAllowedError" ? "permission was refused" : e.message || e.name}`, true);
+    return;
+  }
+  const video = $("video");
+  video.srcObject = live.stream;
+  await video.play();
+  live.grab = document.createElement("canvas");
+  live.running = true;
+  live.inFlight = 0;
+  live.answered = [];
+  $("start").disabled = true;
+  $("stop").disabled = false;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  live.ws = new WebSocket(`${scheme}://${location.host}/api/stream`);
+  live.ws.binaryType = "arraybuffer";
+  live.ws.onopen = () => {
+    setStatus(status, "Live: frames go to this server only and are not stored.");
+    for (let i = 0; i < IN_FLIGHT; i++) sendFrame();
+  };
+  live.ws.onmessage = (event) => {
+    live.inFlight -= 1;
+    const answer = JSON.parse(event.data);
+    if (answer.error) setStatus(status, answer.error, true);
+    else showFrame(answer);
+    sendFrame();
+  };
+  live.ws.onclose = (event) => {
+    if (live.running) {
+      setStatus(status, `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`, true);
+      stopCamera(false);
+    }
+  };
+}
+
+function sendFrame() {
+  const video = $("video");
+  if (!live.running || live.ws.readyState !== WebSocket.OPEN || live.inFlight >= IN_FLIGHT) return;
+  if (!video.videoWidth) { setTimeout(sendFrame, 50); return; }
+  const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
+  live.grab.width = Math.round(video.videoWidth * scale);
+  live.grab.height = Math.round(video.videoHeight * scale);
+  live.grab.getContext("2d").drawImage(video, 0, 0, live.grab.width, live.grab.height);
+  live.inFlight += 1;
+  live.grab.toBlob((blob) => {
+    if (live.running && live.ws.readyState === WebSocket.OPEN) live.ws.send(blob);
+    else live.inFlight -= 1;
+  }, "image/jpeg", 0.85);
+}
+
+function showFrame(answer) {
+  const now = performance.now();
+  live.answered.push(now);
+  while (live.answered.length && now - live.answered[0] > 2000) live.answered.shift();
+  if (live.answered.length > 1) {
+    const fps = (live.answered.length - 1) / ((now - live.answered[0]) / 1000);
+    $("fps").textContent = `${fps.toFixed(1)} frames/s`;
+    $("fps").dataset.fps = fps.toFixed(2);
+  }
+  $("latency").textContent = `server ${answer.ms} ms a frame`;
+  const overlay = $("overlay"), video = $("video");
+  // the overlay covers the video element; the video is letterboxed inside it (object-fit: contain)
+  overlay.width = overlay.clientWidth;
+  overlay.height = overlay.clientHeight;
+  const fit = Math.min(overlay.width / answer.width, overlay.height / answer.height);
+  const ox = (overlay.width - answer.width * fit) / 2, oy = (overlay.height - answer.height * fit) / 2;
+  const ctx = overlay.getContext("2d");
+  ctx.clearRect(0, 0, overlay.width, overlay.height);
+  ctx.save();
+  ctx.translate(ox, oy);
+  for (const face of answer.faces) drawFace(ctx, face, fit, fit, Math.max(0.6, (answer.width * fit) / 640));
+  ctx.restore();
+  listFaces($("live-faces"), answer.faces);
+  video.dataset.frames = String(Number(video.dataset.frames || 0) + 1);
+}
+
+function stopCamera(closeSocket = true) {
+  live.running = false;
+  if (closeSocket && live.ws) live.ws.close();
+  if (live.stream) live.stream.getTracks().forEach((t) => t.stop());
+  $("start").disabled = false;
+  $("stop").disabled = true;
+}
+
+// ---- a photo ----------------------------------------------------------------------------------
+async function predictPhoto(file) {
+  const status = $("photo-status");
+  setStatus(status, `Reading ${file.name}…`);
+  $("photo-faces").replaceChildren();
+  let answer;
+  try {
+    const res = await fetch("/api/predict", {
+      method: "POST",
+      body: file,
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+    });
+    answer = await res.json();
+    if (!res.ok) { setStatus(status, `${file.name}: ${answer.error || res.statusText}`, true); return; }
+  } catch (e) {
+    setStatus(status, `${file.name}: the server did not answer (${e.message})`, true);
+    return;
+  }
+  const canvas = $("photo-canvas"), ctx = canvas.getContext("2d");
+  canvas.width = answer.width;
+  canvas.height = answer.height;
+  let shown = true;
+  try {
+    // the browser turns the photo upright by its EXIF orientation, as the server does
+    const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+    ctx.drawImage(bitmap, 0, 0, answer.width, answer.height);
+  } catch (e) {
+    shown = false;  // a format the server reads and this browser does not show (TIFF, say)
+    ctx.fillStyle = "#333";
+    ctx.fillRect(0, 0, canvas.width, canvas.height);
+  }
+  const unit = Math.max(0.6, answer.width / 640);
+  for (const face of answer.faces) drawFace(ctx, face, 1, 1, unit);
+  listFaces($("photo-faces"), answer.faces);
+  const n = answer.faces.length;
+  setStatus(status, `${file.name}: ${answer.width}x${answer.height}, ` +
+    `${n ? `${n} face${n > 1 ? "s" : ""}` : "no face found"}` +
+    `${shown ? "" : " (this browser cannot show the photo itself)"}`);
+}
+
+function setUpPhoto() {
+  const drop = $("drop"), input = $("photo-input");
+  input.addEventListener("change", () => { if (input.files.length) predictPhoto(input.files[0]); });
+  for (const name of ["dragenter", "dragover"]) {
+    drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); });
+  }
+  for (const name of ["dragleave", "drop"]) {
+    drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.remove("over"); });
+  }
+  drop.addEventListener("drop", (e) => {
+    const file = e.dataTransfer.files[0];
+    if (file) predictPhoto(file);
+  });
+}
+
+$("start").addEventListener("click", startCamera);
+$("stop").addEventListener("click", () => stopCamera());
+setUpPhoto();
+loadModel();

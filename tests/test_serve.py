@@ -1,0 +1,259 @@
+"""`python -m fer.serve`: the JSON API gives the Python API's records, bad input gets a clear answer
+and the server keeps serving, the live stream frees what a client leaves, load is answered in full,
+and the page works in a real browser (headless Debian Chromium with a fake camera)."""
+
+import io
+import json
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import zlib
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pytest
+
+from fer.faces import iou
+from tests.conftest import face, photo_with
+from tests.test_photos import save_as_phone
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from serve_benchmark import (  # noqa: E402
+    browser_missing,
+    chromium,
+    face_frame,
+    live_labels,
+    load,
+    page_fps,
+    running_server,
+    wait_for,
+)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The server as a user starts it, in an empty folder with its own empty temporary folder, so
+    that anything it wrote to disk would show."""
+    home = tmp_path_factory.mktemp("serve")
+    (home / "tmp").mkdir()
+    env = {**__import__("os").environ, "TMPDIR": str(home / "tmp")}
+    with running_server(cwd=home, env=env) as url:
+        yield url, home
+
+
+def post(url, body: bytes, content_type="image/jpeg", **kw) -> httpx.Response:
+    return httpx.post(
+        f"{url}/api/predict", content=body, headers={"content-type": content_type}, **kw
+    )
+
+
+def jpeg(image: np.ndarray) -> bytes:
+    return cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])[1].tobytes()
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels in its header and holds ten bytes of pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bytes(10))
+
+
+def test_the_page_and_its_assets_are_served_and_need_nothing_from_elsewhere(server):
+    url, _ = server
+    page = httpx.get(url)
+    assert page.status_code == 200 and "<video" in page.text
+    for asset in ("/static/app.js", "/static/style.css"):
+        r = httpx.get(url + asset)
+        assert r.status_code == 200 and len(r.text) > 100
+        # nothing loaded from another host: no quoted absolute URL (src, href, fetch, import, url())
+        assert not re.search(r"[\"'`(]\s*(https?:)?//", page.text + r.text)
+    health = httpx.get(f"{url}/api/health").json()
+    assert health["status"] == "ok" and health["detector"] == "yunet" and health["workers"] >= 1
+    card = httpx.get(f"{url}/api/model").json()
+    assert card["classes"][3] == "happy" and 0.5 < card["publictest_accuracy"] < 1
+    assert "MIT" in card["detector_license"] and set(card["colors"]) == set(card["classes"])
+
+
+def test_predict_gives_the_python_api_records_as_body_or_multipart_upright(real_faces, server):
+    """The same records as EmotionRecognizer.predict, whether the photo is the body or a multipart
+    field; a phone portrait stored turned gives its boxes in the displayed orientation."""
+    from fer import EmotionRecognizer
+
+    url, _ = server
+    photo = photo_with(real_faces, width=640, height=900, size=180, x=40, y=300, gap=100)
+    expected = [f.to_dict() for f in EmotionRecognizer().predict(photo)]
+    assert len(expected) == 2
+    body = cv2.imencode(".png", photo)[1].tobytes()
+    as_body = post(url, body, "image/png")
+    assert as_body.status_code == 200, as_body.text
+    assert as_body.json() == {"faces": expected, "width": 640, "height": 900}
+    as_form = httpx.post(f"{url}/api/predict", files={"image": ("p.png", body, "image/png")})
+    assert as_form.json() == as_body.json()
+
+    buf = io.BytesIO()
+    with tempfile.TemporaryDirectory() as tmp:
+        save_as_phone(Path(tmp) / "turned.jpg", photo, 6)
+        buf.write((Path(tmp) / "turned.jpg").read_bytes())
+    turned = post(url, buf.getvalue()).json()
+    assert (turned["width"], turned["height"]) == (640, 900)
+    found = sorted(f["box"] for f in turned["faces"])
+    assert len(found) == 2
+    for a, b in zip(found, sorted(f["box"] for f in expected)):
+        assert iou(tuple(a), tuple(b)) > 0.8
+
+
+def test_bad_input_gets_a_clear_answer_and_the_server_keeps_serving(server):
+    url, _ = server
+    cases = [
+        (post(url, b"just some text", "text/plain"), 415, "not an image"),
+        (post(url, b"\0\0\0\x18ftypheic" + bytes(64), "image/heic"), 415, "HEIC"),
+        (post(url, jpeg(np.full((64, 64, 3), 90, np.uint8))[:300]), 400, "JPEG"),
+        (post(url, cv2.imencode(".png", np.zeros((1, 3000), np.uint8))[1].tobytes()), 400, "small"),
+        (post(url, b""), 400, "no image"),
+        (post(url, png_header(10000, 6000), "image/png"), 413, "megapixels"),  # never decoded
+        (httpx.post(f"{url}/api/predict", files={"photo": ("a.jpg", b"x")}), 400, "'image'"),
+        (post(url, bytes(21 << 20)), 413, "20 MB"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, (status, response.text)
+        assert words in response.json()["error"], response.text
+
+    def chunks():  # no Content-Length: refused once the bytes received pass the limit
+        for _ in range(30):
+            yield bytes(1 << 20)
+
+    chunked = httpx.post(f"{url}/api/predict", content=chunks())
+    assert chunked.status_code == 413
+    ok = post(url, jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60)))
+    assert ok.status_code == 200 and set(ok.json()) == {"faces", "width", "height"}
+
+
+def test_uploads_are_never_written_to_disk(server):
+    """A multipart upload of several MB (which Starlette's own form parser would spool to a
+    temporary file) leaves the server's folder and temporary folder as they were."""
+    url, home = server
+    before = sorted(p.relative_to(home) for p in home.rglob("*"))
+    noise = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), np.uint8)
+    body = cv2.imencode(".png", noise)[1].tobytes()
+    assert len(body) > 3 << 20
+    r = httpx.post(f"{url}/api/predict", files={"image": ("noise.png", body, "image/png")})
+    assert r.status_code == 200 and r.json()["width"] == 1500
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == before
+
+
+def test_the_stream_answers_every_frame_and_frees_a_client_that_leaves(real_faces, server):
+    from websockets.sync.client import connect
+
+    url, _ = server
+    ws_url = url.replace("http://", "ws://") + "/api/stream"
+    frame = jpeg(photo_with(real_faces[:1], 640, 480, size=200, x=220, y=140))
+    with connect(ws_url) as ws:
+        answers = []
+        for _ in range(4):
+            ws.send(frame)
+            answers.append(json.loads(ws.recv(timeout=60)))
+        assert all(len(a["faces"]) == 1 and a["width"] == 640 for a in answers)
+        assert answers[-1]["faces"][0]["emotion"] == "happy"
+        ws.send("a text message")
+        assert "binary" in json.loads(ws.recv(timeout=60))["error"]
+        ws.send(b"not a frame")
+        assert "not an image" in json.loads(ws.recv(timeout=60))["error"]
+        assert httpx.get(f"{url}/api/health").json()["streams"] == 1
+        ws.send(frame)  # and leave without reading the answer
+    wait_for(lambda: httpx.get(f"{url}/api/health").json()["streams"] == 0, 30, "the stream freed")
+
+
+def test_eight_clients_fifty_requests_each_are_all_answered(real_faces, server):
+    url, _ = server
+    figures = load(url, face_frame(real_faces[0]), clients=8, requests=50)
+    assert figures["answered"] == figures["requests"] == 400 and figures["lost"] == 0
+    assert figures["errors"] == [] and 0 < figures["p50_ms"] <= figures["p95_ms"]
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        run = subprocess.run(
+            [sys.executable, "-m", "fer.serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert run.returncode == 2 and "--port" in run.stderr and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1
+    run = subprocess.run(
+        [sys.executable, "-m", "fer.serve", "--model", str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+
+
+@pytest.fixture(scope="module")
+def browser_camera(real_faces, tmp_path_factory):
+    """A fake camera (.y4m) showing the first real PublicTest face (happy), and its label."""
+    if why := browser_missing():
+        pytest.skip(f"no browser: {why}")
+    from fer.demo import face_video
+
+    camera = tmp_path_factory.mktemp("camera") / "happy.y4m"
+    face_video(camera, real_faces[:1], frames=60, size=200)
+    return camera, "happy"
+
+
+def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera, server, tmp_path):
+    url, _ = server
+    camera, label = browser_camera
+    driver = chromium(camera, tmp_path / "profile")
+    try:
+        driver.get(url)
+        wait_for(lambda: "PublicTest" in driver.find_element("id", "model").text, 30, "the card")
+        driver.find_element("id", "start").click()
+        wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label}")
+        wait_for(lambda: page_fps(driver) > 0, 30, "a frames-per-second figure")
+        assert driver.find_element("id", "stop").is_enabled()
+    finally:
+        driver.quit()
+
+
+def test_a_photo_picked_on_the_page_is_drawn_with_its_faces(real_faces, server, tmp_path):
+    if why := browser_missing():
+        pytest.skip(f"no browser: {why}")
+    url, _ = server
+    photo = tmp_path / "two.jpg"
+    photo.write_bytes(jpeg(photo_with(real_faces, width=900, height=600)))
+    expected = [f["emotion"] for f in post(url, photo.read_bytes()).json()["faces"]]
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    driver = chromium(None, tmp_path / "profile")
+    try:
+        driver.get(url)
+        driver.find_element("id", "photo-input").send_keys(str(photo))
+        status = driver.find_element("id", "photo-status")
+        wait_for(lambda: "2 faces" in status.text, 60, "the photo's faces")
+        shown = [
+            li.get_attribute("data-emotion")
+            for li in driver.find_elements("css selector", "#photo-faces li")
+        ]
+        assert shown == expected
+        size = driver.execute_script(
+            "const c = document.getElementById('photo-canvas'); return [c.width, c.height]"
+        )
+        assert size == [900, 600]
+        driver.find_element("id", "photo-input").send_keys(str(text))
+        wait_for(lambda: "not an image" in status.text, 60, "the error")
+        assert "error" in status.get_attribute("class")
+    finally:
+        driver.quit()
