@@ -3,7 +3,7 @@
 # brightness/contrast, random erasing) for 90 epochs; otherwise as cnn_baseline.sh (1.2M
 # parameters, bf16 on CPU, SGD one-cycle peaking at 0.1, label smoothing 0.1, seed 42).
 # Selected on PublicTest (the validation split) only. About 100 minutes on a 2-core CPU with bf16.
-# Result (README "Results"): no better than the 60-epoch light baseline; the network underfits
+# Result (docs/results.md): no better than the 60-epoch light baseline; the network underfits
 # the stronger augmentation in this budget (final train accuracy 0.76).
 # Usage: bash experiments/cnn_strong90.sh [DATA]   (default data/fer2013)
 set -euo pipefail

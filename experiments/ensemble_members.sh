@@ -7,8 +7,8 @@
 #     centre crop (--crop 40; 0.70 M, about 17 minutes: a crop costs 0.7 of a whole face).
 # Times on a 2-core CPU with bf16 (about 4x that in fp32). A member whose run was cut short
 # continues where it stopped with --ckpt-path last; a finished one is skipped.
-# With `candidates`, it then trains the candidates that were measured and not shipped (README,
-# Results): two more 40x40 members, two small ones trained on mixup blends (--mixup 0.2), a
+# With `candidates`, it then trains the candidates that were measured and not shipped
+# (docs/results.md): two more 40x40 members, two small ones trained on mixup blends (--mixup 0.2), a
 # five-stage one on 40x40 crops and mixup blends, and member 1's five-stage recipe
 # (experiments/cnn5_strong_ema.sh: `strong` augmentation, weight EMA 0.999, seed 42) trained 110
 # epochs instead of 70 (about 97 minutes), member 2's shape with a class-weighted loss
@@ -58,7 +58,7 @@ for root in runs/member_crop40_w192 runs/member_crop40_w256 runs/member_mixup \
     bash experiments/evaluate_best.sh "$root" "$DATA"
 done
 # ensembles exported as the shipped model is, and scored on all PublicTest faces and without the
-# leaked ones (README): the 110-epoch network with members 3-4 and the class-weighted one (ens_b),
+# leaked ones (docs/results.md): the 110-epoch network with members 3-4 and the class-weighted one (ens_b),
 # the same with the class-weighted 40x40 network in place of member 4 (ens_e), and with the
 # class-weighted network's recipe re-run with another seed in its place (ens_b53)
 ensemble() {  # NAME, then the members' run folders

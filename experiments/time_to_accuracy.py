@@ -38,9 +38,12 @@ def run_curve(folder: Path) -> list[tuple[float, float]]:
         for events in sorted(version.glob("events.out.tfevents.*")):  # one per start or resume
             acc = EventAccumulator(str(events), {"scalars": 0})
             acc.Reload()
-            if "val/acc" not in acc.Tags()["scalars"]:
+            tags = acc.Tags()["scalars"]
+            if "val/acc" not in tags:
                 continue
-            start = acc.FirstEventTimestamp()
+            # the first value logged, not the file's first event: a copy made by ship_logs.py
+            # starts its file with an event of the copying time
+            start = min(e.wall_time for tag in tags for e in acc.Scalars(tag))
             vals = acc.Scalars("val/acc")
             points += [(offset + (e.wall_time - start) / 60, e.value) for e in vals]
             offset = points[-1][0]
@@ -63,6 +66,68 @@ def recipe_curve(parts: list[str]) -> list[tuple[float, float]]:
         best = 0.0
         line = [(t, best := max(best, a)) for t, a in line]
     return line
+
+
+def spread(ys: list[float], gap: float) -> list[float]:
+    """Heights for labels wanted at `ys`, each two at least `gap` apart and, within that, as close
+    to their own as can be (least squares; in the order given). Sorted by height, position i minus
+    i * gap must not decrease, which pooling adjacent violators solves: a run of labels too close
+    together moves as one block, centred on the mean of what its labels want."""
+    order = sorted(range(len(ys)), key=lambda i: (ys[i], i))
+    blocks: list[list[float]] = []  # [sum of wanted heights less i * gap, labels]
+    for rank, i in enumerate(order):
+        blocks.append([ys[i] - rank * gap, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            total, n = blocks.pop()
+            blocks[-1][0] += total
+            blocks[-1][1] += n
+    out = [0.0] * len(ys)
+    rank = 0
+    for total, n in blocks:
+        for _ in range(n):
+            out[order[rank]] = total / n + rank * gap
+            rank += 1
+    return out
+
+
+def label_places(
+    anchors: list[tuple[float, float]], width: float, gap: float
+) -> list[tuple[float, float]]:
+    """Where labels `width` wide go, wanted at the anchors (all in the same units, display points,
+    say): labels whose spans would overlap sideways form a column at the rightmost of their
+    anchors, spread apart by `gap`; the others stay where they are wanted."""
+    order = sorted(range(len(anchors)), key=lambda i: (anchors[i][0], i))
+    places = list(anchors)
+    group: list[int] = []
+    for i in order + [None]:
+        right = max((anchors[j][0] for j in group), default=0.0)
+        if group and (i is None or anchors[i][0] >= right + width):
+            for j, h in zip(group, spread([anchors[j][1] for j in group], gap)):
+                places[j] = (right, h)
+            group = []
+        if i is not None:
+            group.append(i)
+    return places
+
+
+def label_best_epochs(ax, labels: list[tuple[float, float, float, str]], size: float = 8) -> None:
+    """Each line's best accuracy written just right of the line's end, at its own height unless
+    labels would overlap, then in a column spread apart, with a thin leader to the best epoch."""
+    to_points = ax.transData + ax.figure.dpi_scale_trans.inverted()  # data -> inches
+    anchors = [tuple(72 * to_points.transform((x, y))) for x, y, *_ in labels]
+    places = label_places(anchors, width=4.2 * size, gap=1.3 * size)
+    for (_, acc, best_x, colour), (px, py) in zip(labels, places):
+        ax.annotate(
+            f"{acc:.2f}%",
+            xy=(best_x, acc),
+            xytext=to_points.inverted().transform(((px + 8) / 72, py / 72)),
+            textcoords="data",
+            va="center",
+            fontsize=size,
+            color=colour,
+            bbox=dict(boxstyle="square,pad=0.1", fc="white", ec="none", alpha=0.8),
+            arrowprops=dict(arrowstyle="-", lw=0.5, color=colour, shrinkA=0, shrinkB=2),
+        )
 
 
 def main() -> None:
@@ -88,17 +153,15 @@ def main() -> None:
             line.append((line[-1][0], finals[name]))
         curves[name] = line
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    labels = []  # (x of the line's end, best accuracy, x of the best epoch, colour)
     for name, line in curves.items():
         xs, ys = zip(*line)
-        ax.plot(xs, [100 * y for y in ys], marker="o", ms=2.5, lw=1.4, label=name)
-        top = max(range(len(ys)), key=ys.__getitem__)  # the best epoch, as a run keeps it
-        ax.annotate(
-            f"{100 * ys[top]:.2f}%",
-            (xs[top], 100 * ys[top]),
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize=8,
+        lone = len(line) == 1  # a run whose events were not kept: its recorded point only
+        drawn = ax.plot(
+            xs, [100 * y for y in ys], marker="o", ms=6 if lone else 2.5, lw=1.4, label=name
         )
+        top = max(range(len(ys)), key=ys.__getitem__)  # the best epoch, as a run keeps it
+        labels.append((xs[-1], 100 * ys[top], xs[top], drawn[0].get_color()))
         reached = next((x for x, y in line if y >= args.target), None)
         print(
             f"{name}: {100 * ys[-1]:.2f}% after {xs[-1]:.1f} min; "
@@ -114,9 +177,11 @@ def main() -> None:
         ylabel="PublicTest accuracy, %",
         title=f"Time to accuracy{': ' + args.title if args.title else ''}",
     )
-    ax.set_ylim(bottom=40)
+    ax.set_ylim(40, ax.get_ylim()[1])  # fixed before the labels are placed in points
+    ax.set_xlim(ax.get_xlim()[0], 1.1 * max(x for x, *_ in labels))  # room for the last label
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
+    label_best_epochs(ax, labels)
     save_figure(fig, args.out)
     if args.json:
         Path(args.json).write_text(json.dumps(curves, indent=1) + "\n")

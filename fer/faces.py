@@ -26,7 +26,7 @@ YUNET = ASSETS / "face_detection_yunet_2026may.onnx"
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
 DETECTORS = ("yunet", "haar")
 #: Side of the square face crop as a multiple of the detector's box width, chosen by
-#: experiments/face_crops.py on PublicTest faces pasted into frames (see the README). The boxes
+#: experiments/face_crops.py on PublicTest faces pasted into frames (docs/detection.md). The boxes
 #: differ: YuNet's spans forehead to chin, taller than wide; Haar's is a square around the features.
 CROP_SCALE = {"yunet": 1.3, "haar": 1.1}
 #: YuNet, on FER-2013 faces pasted into frames, finds nearly every face of SMALLEST to LARGEST px

@@ -19,7 +19,7 @@ from torch import nn
 from fer.common import IMAGE_SIZE, preprocess
 from fer.models.cnn import centre_offset
 
-#: Side of the feature map Grad-CAM reads, chosen by experiments/gradcam_layers.py (see the README).
+#: Side of the feature map Grad-CAM reads, chosen by experiments/gradcam_layers.py (docs/evaluation.md).
 CAM_SIZE = 6
 
 

@@ -1,4 +1,5 @@
-"""The experiment scripts run from a fresh install (at toy scale here; the README has full figures)."""
+"""The experiment scripts run from a fresh install (at toy scale here; docs/results.md has the
+full figures)."""
 
 import json
 import os

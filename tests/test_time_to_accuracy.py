@@ -1,0 +1,34 @@
+"""experiments/time_to_accuracy.py: labels of lines ending close together do not overlap."""
+
+import sys
+from itertools import combinations
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+from time_to_accuracy import label_places, spread  # noqa: E402
+
+
+def test_spread_keeps_labels_apart_and_as_near_as_it_can():
+    # the four small networks' figures, which printed on top of each other
+    wanted = [68.43, 66.95, 68.21, 67.29]
+    placed = spread(wanted, gap=0.5)
+    assert all(abs(a - b) >= 0.5 - 1e-9 for a, b in combinations(placed, 2))
+    assert sorted(range(4), key=placed.__getitem__) == sorted(range(4), key=wanted.__getitem__)
+    # labels too close move as a block centred where they want to be; one far enough stays
+    assert spread([10.0, 10.0], gap=2) == pytest.approx([9.0, 11.0])
+    assert spread([0.0, 10.0, 10.2], gap=1) == pytest.approx([0.0, 9.6, 10.6])
+    assert spread([3.0, 1.0, 7.0], gap=1) == [3.0, 1.0, 7.0]
+    assert spread([], gap=1) == []
+
+
+def test_label_places_spreads_only_labels_that_meet_sideways():
+    anchors = [(100.0, 50.0), (104.0, 51.0), (90.0, 50.5), (400.0, 50.0)]
+    places = label_places(anchors, width=30, gap=10)
+    # the first three would overlap: one column at the rightmost of them, 10 apart
+    column = places[:3]
+    assert {x for x, _ in column} == {104.0}
+    assert all(abs(a[1] - b[1]) >= 10 - 1e-9 for a, b in combinations(column, 2))
+    assert sum(y for _, y in column) == pytest.approx(50 + 51 + 50.5)
+    assert places[3] == (400.0, 50.0)  # far to the right: left where it is
