@@ -38,29 +38,36 @@ CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
 @contextlib.contextmanager
-def running_server(*args: str, cwd: str | Path | None = None, env=None) -> Iterator[str]:
-    """`python -m fer.serve --port 0 ARGS` started, its URL given, stopped on leaving."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "fer.serve", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        env=env,
-    )
-    try:
-        line = proc.stdout.readline()
-        found = re.search(r"http://\S+", line)
-        if not found:
-            proc.kill()
-            raise RuntimeError(f"fer.serve did not start: {line}{proc.stderr.read()[-2000:]}")
-        yield found.group(0)
-    finally:
-        proc.terminate()
+def running_server(
+    *args: str, cwd: str | Path | None = None, env=None, log: Path | None = None
+) -> Iterator[str]:
+    """`python -m fer.serve --port 0 ARGS` started, its URL given, stopped on leaving; what it
+    prints on stderr goes to `log` (default: a temporary file, shown if it does not start)."""
+    with contextlib.ExitStack() as stack:
+        err = open(log, "w+") if log else stack.enter_context(tempfile.TemporaryFile("w+"))
+        stack.callback(err.close)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fer.serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            cwd=cwd,
+            env=env,
+        )
         try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            line = proc.stdout.readline()
+            found = re.search(r"http://\S+", line)
+            if not found:
+                proc.wait(timeout=60)
+                err.seek(0)
+                raise RuntimeError(f"fer.serve did not start: {line}{err.read()[-2000:]}")
+            yield found.group(0)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def face_frame(face: np.ndarray, width: int = 640, height: int = 480, size: int = 200) -> bytes:

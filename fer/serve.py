@@ -40,8 +40,10 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from fer.annotate import COLORS
 from fer.common import (
@@ -253,7 +255,9 @@ class Engine:
 
 class BodyLimit:
     """ASGI middleware: a request body over `limit` bytes gets 413 before it is read whole, by its
-    Content-Length when it has one, else as soon as the bytes received pass the limit."""
+    Content-Length when it has one, else as soon as the bytes received pass the limit. (FastAPI's
+    own max_body_size answers an oversized Content-Length with a plain-text 413; every error of
+    this API is JSON.)"""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
@@ -313,6 +317,10 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
     async def request_error(request: Request, e: RequestError):
         return JSONResponse({"error": e.message}, status_code=e.status)
 
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, e: HTTPException):  # 404, 405...: the same shape
+        return JSONResponse({"error": e.detail}, status_code=e.status_code, headers=e.headers)
+
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
@@ -354,10 +362,13 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
             }
         },
     )
-    async def predict(request: Request) -> dict[str, Any]:
+    async def predict(request: Request) -> Any:
         """Every face of a photo with its emotion: the records of `fer.predict --json`."""
         content_type = request.headers.get("content-type", "")
-        body = await request.body()
+        try:
+            body = await request.body()
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer
+            return Response(status_code=400)
         if content_type.startswith("multipart/form-data"):
             body = multipart_field(body, content_type)
         return await engine.run(engine.predict, body)

@@ -4,11 +4,13 @@ and the page works in a real browser (headless Debian Chromium with a fake camer
 
 import io
 import json
+import os
 import re
 import struct
 import subprocess
 import sys
 import tempfile
+import time
 import zlib
 from pathlib import Path
 
@@ -40,8 +42,8 @@ def server(tmp_path_factory):
     that anything it wrote to disk would show."""
     home = tmp_path_factory.mktemp("serve")
     (home / "tmp").mkdir()
-    env = {**__import__("os").environ, "TMPDIR": str(home / "tmp")}
-    with running_server(cwd=home, env=env) as url:
+    env = {**os.environ, "TMPDIR": str(home / "tmp")}
+    with running_server(cwd=home, env=env, log=home.parent / "serve.log") as url:
         yield url, home
 
 
@@ -59,7 +61,9 @@ def png_header(width: int, height: int) -> bytes:
     """A PNG that claims width x height pixels in its header and holds ten bytes of pixel data."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bytes(10))
@@ -74,6 +78,7 @@ def test_the_page_and_its_assets_are_served_and_need_nothing_from_elsewhere(serv
         assert r.status_code == 200 and len(r.text) > 100
         # nothing loaded from another host: no quoted absolute URL (src, href, fetch, import, url())
         assert not re.search(r"[\"'`(]\s*(https?:)?//", page.text + r.text)
+    assert httpx.get(f"{url}/api/nothing").json() == {"error": "Not Found"}
     health = httpx.get(f"{url}/api/health").json()
     assert health["status"] == "ok" and health["detector"] == "yunet" and health["workers"] >= 1
     card = httpx.get(f"{url}/api/model").json()
@@ -133,6 +138,22 @@ def test_bad_input_gets_a_clear_answer_and_the_server_keeps_serving(server):
     assert chunked.status_code == 413
     ok = post(url, jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60)))
     assert ok.status_code == 200 and set(ok.json()) == {"faces", "width", "height"}
+
+
+def test_a_client_that_leaves_mid_upload_costs_nothing(server):
+    import socket
+
+    url, home = server
+    host, port = url.removeprefix("http://").split(":")
+    for _ in range(3):
+        with socket.create_connection((host, int(port))) as sock:
+            sock.sendall(
+                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                b"Content-Length: 5000000\r\n\r\n\xff\xd8" + bytes(1 << 20)
+            )
+    assert httpx.get(f"{url}/api/health").json()["status"] == "ok"
+    time.sleep(1)
+    assert "Traceback" not in (home.parent / "serve.log").read_text()
 
 
 def test_uploads_are_never_written_to_disk(server):
