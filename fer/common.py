@@ -127,7 +127,9 @@ def why_undecodable(head: bytes) -> str:
     if not head:
         return "is empty"
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
-        return "is HEIC/HEIF or AVIF, which OpenCV cannot decode; convert it to JPEG or PNG"
+        return (
+            "is HEIC/HEIF or AVIF, which this OpenCV build cannot decode; convert it to JPEG or PNG"
+        )
     if kind := image_kind(head):
         return f"is a truncated or damaged {kind} file"
     return "is not an image file OpenCV can decode"

@@ -179,6 +179,8 @@ class YuNetFaceDetector:
         sx, sy = w / size[0], h / size[1]
         faces = []
         for row in found if found is not None else []:
+            if not np.isfinite(row[:15]).all() or row[2] <= 0 or row[3] <= 0:
+                continue  # YuNet's rows of infinities on some tiny inputs: no face
             x, y, bw, bh = (row[:4] * (sx, sy, sx, sy)).tolist()
             box = (round(x + x0), round(y + y0), round(bw), round(bh))
             marks = row[4:14].reshape(5, 2) * (sx, sy) + (x0, y0)

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from fer.common import EMOTIONS, FerError, read_image, to_face48, why_unreadable
+from fer.common import (
+    EMOTIONS,
+    FerError,
+    decode_image,
+    read_image,
+    to_face48,
+    why_undecodable,
+    why_unreadable,
+)
 from fer.faces import (
     CROP_SCALE,
     DETECTORS,
@@ -70,17 +78,23 @@ class FaceEmotion:
 
 
 def as_image(image: Any) -> np.ndarray:
-    """A path, a PIL image or a numpy array (H x W gray, H x W x 3 BGR as OpenCV gives it, or
-    H x W x 4 BGRA; 8 or 16 bit, or float in 0..1) as a decoded image array. A file or a PIL
-    image is turned upright by its EXIF orientation, as a photo viewer shows it; an array is
-    taken as it is."""
+    """A path, the bytes of an encoded image (a file's content), a PIL image or a numpy array
+    (H x W gray, H x W x 3 BGR as OpenCV gives it, or H x W x 4 BGRA; 8 or 16 bit, or float in
+    0..1) as a decoded image array. A file, its bytes or a PIL image is turned upright by its EXIF
+    orientation, as a photo viewer shows it; an array is taken as it is."""
     if isinstance(image, (str, Path)):
         if not Path(image).is_file():
             raise FileNotFoundError(f"{image}: no such file")
         pixels = read_image(image, upright=True)
         if pixels is None:
             raise ImageError(f"{image}: not a readable image: it {why_unreadable(image)}")
-        return check_image(pixels, str(image))
+        return check_image(_decoded(pixels), str(image))
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        pixels = decode_image(image, upright=True)
+        if pixels is None:
+            why = why_undecodable(bytes(image[:32]))
+            raise ImageError(f"not a readable image: the bytes {why}")
+        return check_image(_decoded(pixels), "image bytes")
     if type(image).__module__.startswith("PIL."):
         return check_image(_from_pil(image), "PIL image")
     if isinstance(image, np.ndarray):
@@ -95,7 +109,17 @@ def as_image(image: Any) -> np.ndarray:
                 f"image arrays must be uint8, uint16 or float in 0..1, not {image.dtype}"
             )
         return check_image(image, "image array")
-    raise TypeError(f"expected a path, a PIL image or a numpy array, not {type(image).__name__}")
+    raise TypeError(
+        f"expected a path, image bytes, a PIL image or a numpy array, not {type(image).__name__}"
+    )
+
+
+def _decoded(pixels: np.ndarray) -> np.ndarray:
+    """A decoded file's pixels as an array the API takes: float images (TIFF, HDR, PFM) hold
+    0..1 by convention, kept as 8-bit with brighter values clipped to white."""
+    if pixels.dtype.kind == "f":
+        return (np.clip(np.nan_to_num(pixels), 0, 1) * 255).round().astype(np.uint8)
+    return pixels
 
 
 def check_image(image: np.ndarray, name: str) -> np.ndarray:
@@ -188,8 +212,8 @@ class EmotionRecognizer:
         )
 
     def predict(self, image: Any) -> list[FaceEmotion]:
-        """Every face of a picture (a path, a PIL image or a numpy array) with its emotion; an
-        empty list when no face is found."""
+        """Every face of a picture (a path, an encoded image's bytes, a PIL image or a numpy
+        array) with its emotion; an empty list when no face is found."""
         faces, crops = self.locate(image)
         return self.describe(faces, self.classify(crops))
 

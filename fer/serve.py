@@ -12,13 +12,14 @@ a photo dropped on it, and says which model is running; everything it loads ship
     GET  /api/health     {"status": "ok", ...}
     GET  /api/model      the model card's headline figures, the detector and its license
 
-Inference runs off the event loop in a pool of one thread a core (--workers), each with its own
-face detector and one classifier shared by all, so a slow request delays no other beyond the
-cores' share. Bad input is answered, never fatal: a body over --max-body-mb is refused with 413
-before it is read whole, an image whose header claims more than --max-megapixels with 413 before
-it is decoded, what is not an image with 415, an image that cannot be used with 400, each with a
-JSON {"error": "..."} naming the problem. Uploads are kept in memory only, never written to disk
-or logged.
+Inference runs off the event loop: photos in a pool of one thread a core (--workers), each with
+its own face detector and one classifier shared by all; live streams in threads of their own, so
+a frame never queues behind a large photo (the cores are still shared). Bad input is answered
+and the server goes on: a body over --max-body-mb is refused with 413 before it is read whole, an
+image whose header claims more than --max-megapixels with 413 before it is decoded, what is not
+an image with 415, an image that cannot be used with 400, each with a JSON {"error": "..."}
+naming the problem (and a bug with a JSON 500). Uploads are kept in memory only, never written
+to disk or logged.
 """
 
 from __future__ import annotations
@@ -50,17 +51,18 @@ from fer.common import (
     FerError,
     Parser,
     add_debug_flag,
-    decode_image,
     image_kind,
     why_undecodable,
 )
 from fer.faces import DETECTORS
-from fer.recognizer import EmotionRecognizer, ImageError, check_image
+from fer.recognizer import EmotionRecognizer, ImageError, as_image
 
 WEB = Path(__file__).resolve().parent / "web"
 MB = 1 << 20
 #: Streams served at once; a client beyond them is told to come back later (close code 1013).
 MAX_STREAMS = 16
+#: Parts a multipart body may have (a form with the photo and a few fields needs far fewer).
+MAX_PARTS = 16
 DETECTOR_LICENSES = {
     "yunet": "YuNet (libfacedetection, OpenCV model zoo), MIT License: fer/assets/LICENSE.yunet",
     "haar": "OpenCV's frontal-face Haar cascade, shipped with OpenCV under its license",
@@ -76,8 +78,9 @@ class RequestError(Exception):
 
 
 def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
-    """The pixels of an encoded image, upright as its EXIF orientation says. Its size is read
-    from the header first and an image of more than `max_pixels` is refused undecoded."""
+    """The pixels of an encoded image, upright as its EXIF orientation says, decoded as the Python
+    API decodes a file. Its size is read from the header first, and an image of more than
+    `max_pixels` is refused undecoded."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -88,31 +91,33 @@ def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
         with warnings.catch_warnings():  # PIL warns of large images; the limit below decides
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as header:  # reads the header, not the pixels
-                (width, height), kind = header.size, header.format
+                width, height = header.size
     except Image.DecompressionBombError:
         raise RequestError(
             413, f"the image has more than {max_pixels / 1e6:g} megapixels"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
-        why = why_undecodable(data[:32])
-        if image_kind(data[:32]):  # an image, damaged: a bad request, not a wrong media type
-            raise RequestError(400, f"the body {why}") from None
-        raise RequestError(415, f"not an image: the body {why}") from None
+        head = data[:32]
+        if image_kind(head):  # an image, damaged: a bad request, not a wrong media type
+            raise RequestError(400, f"the body {why_undecodable(head)}") from None
+        if why_undecodable(head).startswith("is HEIC"):
+            raise RequestError(
+                415, f"not an image this server reads: the body {why_undecodable(head)}"
+            ) from None
+        raise RequestError(
+            415,
+            f"not an image: send a JPEG, PNG, WebP, BMP, TIFF or GIF ({len(data)} bytes of something else came)",
+        ) from None
     if width * height > max_pixels:
         raise RequestError(
             413,
             f"the image is {width}x{height}, {width * height / 1e6:.1f} megapixels; this server "
             f"reads up to {max_pixels / 1e6:g} (fer.serve --max-megapixels)",
         )
-    pixels = decode_image(data, upright=True)
-    if pixels is None:
-        raise RequestError(
-            400, f"the {kind} image cannot be decoded: the body {why_undecodable(data[:32])}"
-        )
     try:
-        return check_image(pixels, f"the {kind} image")
+        return as_image(data)
     except ImageError as e:
-        raise RequestError(400, str(e)) from None
+        raise RequestError(400, str(e).replace("the bytes", "the body")) from None
 
 
 def multipart_field(body: bytes, content_type: str, name: str = "image") -> bytes:
@@ -123,10 +128,15 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
     boundary = options.get(b"boundary")
     if not boundary:
         raise RequestError(400, "a multipart/form-data body needs a boundary in its Content-Type")
-    fields: dict[str, list[bytes]] = {}
+    fields: dict[str, list[list[bytes]]] = {}
     part: dict[str, Any] = {}
+    parts = 0
 
     def on_part_begin() -> None:
+        nonlocal parts
+        parts += 1
+        if parts > MAX_PARTS:
+            raise RequestError(400, f"a multipart body of more than {MAX_PARTS} parts")
         part.update(headers={}, field=b"", value=b"", data=[])
 
     def on_header_field(data: bytes, start: int, end: int) -> None:
@@ -144,7 +154,8 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
 
     def on_part_end() -> None:
         _, disposition = parse_options_header(part["headers"].get(b"content-disposition", b""))
-        fields[disposition.get(b"name", b"").decode("utf-8", "replace")] = part["data"]
+        name = disposition.get(b"name", b"").decode("utf-8", "replace")
+        fields.setdefault(name, []).append(part["data"])
 
     parser = MultipartParser(
         boundary,
@@ -160,12 +171,18 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
     try:
         parser.write(body)
         parser.finalize()
+    except RequestError:
+        raise
     except Exception as e:  # python-multipart raises its own error types
         raise RequestError(400, f"a malformed multipart/form-data body: {e}") from None
     if name not in fields:
         got = ", ".join(repr(k) for k in fields) or "none"
         raise RequestError(400, f"the multipart body has no field {name!r} (fields: {got})")
-    return b"".join(fields[name])
+    if len(fields[name]) > 1:
+        raise RequestError(
+            400, f"the multipart body has {len(fields[name])} fields {name!r}: send one"
+        )
+    return b"".join(fields[name][0])
 
 
 class Engine:
@@ -192,12 +209,28 @@ class Engine:
             self._idle.put(
                 EmotionRecognizer(first.classifier, detector=detector, min_face=min_face)
             )
-        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-serve")
+        self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-photo")
+        # live streams get threads of their own, so a frame never queues behind a large photo
+        self.stream_pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="fer-stream")
         self.max_pixels = max_pixels
         self.streams = 0
+        from PIL import Image
 
-    async def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+        # PIL refuses images over twice its own limit: make that limit this server's
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, int(max_pixels))
+
+    async def run(self, fn: Callable[..., Any], *args: Any, stream: bool = False) -> Any:
+        """fn(*args) in the photo pool (or the streams' pool), off the event loop; a FerError
+        (a picture the model cannot use) becomes a 400."""
+
+        def call() -> Any:
+            try:
+                return fn(*args)
+            except FerError as e:
+                raise RequestError(400, str(e)) from None
+
+        pool = self.stream_pool if stream else self.pool
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
 
     def predict(self, data: bytes) -> dict[str, Any]:
         """The JSON answer for one encoded photo (runs in a worker)."""
@@ -251,6 +284,7 @@ class Engine:
 
     def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
+        self.stream_pool.shutdown(wait=False, cancel_futures=True)
 
 
 class BodyLimit:
@@ -307,7 +341,7 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
     app = FastAPI(
         title="fer",
         summary="Facial emotion recognition: the shipped FER-2013 model over HTTP",
-        docs_url="/api/docs",
+        docs_url=None,  # FastAPI's docs pages load their scripts from a CDN: the page must work offline
         redoc_url=None,
         openapi_url="/api/openapi.json",
     )
@@ -321,7 +355,11 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
     async def http_error(request: Request, e: HTTPException):  # 404, 405...: the same shape
         return JSONResponse({"error": e.detail}, status_code=e.status_code, headers=e.headers)
 
-    @app.get("/", include_in_schema=False)
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, e: Exception):  # a bug: logged, answered in JSON
+        return JSONResponse({"error": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
+
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page():
         return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -369,8 +407,8 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
             body = await request.body()
         except ClientDisconnect:  # the client left mid-upload: nobody to answer
             return Response(status_code=400)
-        if content_type.startswith("multipart/form-data"):
-            body = multipart_field(body, content_type)
+        if content_type.lower().startswith("multipart/form-data"):
+            body = await engine.run(multipart_field, body, content_type)
         return await engine.run(engine.predict, body)
 
     @app.websocket("/api/stream")
@@ -391,11 +429,8 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
                 if data is None:
                     await websocket.send_json({"error": "send frames as binary messages"})
                     continue
-                if len(data) > max_body:
-                    await websocket.send_json({"error": f"a frame is over {max_body / MB:g} MB"})
-                    continue
                 try:
-                    answer = await engine.run(engine.track, tracker, data)
+                    answer = await engine.run(engine.track, tracker, data, stream=True)
                 except RequestError as e:
                     answer = {"error": e.message}
                 await websocket.send_json(answer)
@@ -494,7 +529,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ssh -L 8000:localhost:8000, gives localhost)",
             file=sys.stderr,
         )
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=int(args.max_body_mb * MB))
+    # a frame over --max-body-mb closes the stream (1009); at most 4 frames wait in its queue
+    config = uvicorn.Config(
+        app, log_level="warning", ws_max_size=int(args.max_body_mb * MB), ws_max_queue=4
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

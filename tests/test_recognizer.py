@@ -209,3 +209,11 @@ def test_an_installed_wheel_carries_the_model(real_faces, tmp_path):
     )
     assert cli.returncode == 0, cli.stderr
     assert len(json.loads(cli.stdout)) == 2
+
+
+@pytest.mark.parametrize("shape", [(10, 12), (16, 12), (9, 8), (12, 40)])
+def test_a_tiny_picture_has_no_face_rather_than_an_error(shape):
+    """YuNet gives rows of infinities on some tiny inputs: they are no face. (Was: OverflowError.)"""
+    from fer import EmotionRecognizer
+
+    assert EmotionRecognizer().predict(np.zeros(shape, np.uint8)) == []

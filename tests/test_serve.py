@@ -156,6 +156,52 @@ def test_a_client_that_leaves_mid_upload_costs_nothing(server):
     assert "Traceback" not in (home.parent / "serve.log").read_text()
 
 
+def test_pictures_the_python_api_reads_are_answered_as_it_answers_them(server, tmp_path):
+    """A float TIFF brighter than 1 and tiny pictures: what the Python API gives for the same
+    file. (Were: a plain-text 500, from the array checks and from YuNet's rows of infinities.)"""
+    from PIL import Image
+
+    from fer import EmotionRecognizer
+
+    url, _ = server
+    recognizer = EmotionRecognizer()
+    gray = np.random.default_rng(0).random((60, 80)).astype(np.float32)
+    Image.fromarray(gray * 1000, "F").save(tmp_path / "float.tif")
+    pictures = [tmp_path / "float.tif"]
+    for h, w in [(8, 9), (10, 12), (16, 12), (16, 64)]:
+        cv2.imwrite(str(tmp_path / f"{w}x{h}.png"), np.zeros((h, w), np.uint8))
+        pictures.append(tmp_path / f"{w}x{h}.png")
+    for path in pictures:
+        r = post(url, path.read_bytes(), "application/octet-stream")
+        assert r.status_code == 200, (path.name, r.text)
+        assert r.json()["faces"] == [f.to_dict() for f in recognizer.predict(path)]
+
+
+def test_multipart_bodies_hold_one_image_and_few_parts(server):
+    url, _ = server
+    small = jpeg(np.full((64, 64, 3), 90, np.uint8))
+    boundary = "b0undary"
+
+    def form(*parts: tuple[str, bytes], content_type="multipart/form-data") -> httpx.Response:
+        body = b"".join(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{n}"; filename="f"\r\n'
+            f"Content-Type: image/jpeg\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+            for n, data in parts
+        )
+        return post(
+            url, body + f"--{boundary}--\r\n".encode(), f"{content_type}; boundary={boundary}"
+        )
+
+    assert form(("image", small), content_type="Multipart/Form-Data").status_code == 200
+    two = form(("image", small), ("image", small))
+    assert two.status_code == 400 and "send one" in two.json()["error"]
+    many = form(*[("x", b"")] * 40)
+    assert many.status_code == 400 and "parts" in many.json()["error"]
+    assert httpx.head(url).status_code == 200
+
+
 def test_uploads_are_never_written_to_disk(server):
     """A multipart upload of several MB (which Starlette's own form parser would spool to a
     temporary file) leaves the server's folder and temporary folder as they were."""
@@ -244,6 +290,17 @@ def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera,
         driver.find_element("id", "start").click()
         wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label}")
         wait_for(lambda: page_fps(driver) > 0, 30, "a frames-per-second figure")
+        assert httpx.get(f"{url}/api/health").json()["streams"] == 1
+        for _ in range(3):  # stopped and started again at once: one stream, no error
+            driver.find_element("id", "stop").click()
+            assert live_labels(driver) == []
+            driver.find_element("id", "start").click()
+            time.sleep(0.3)
+        wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label} again")
+        time.sleep(2)
+        assert httpx.get(f"{url}/api/health").json()["streams"] == 1
+        status = driver.find_element("id", "live-status")
+        assert "error" not in status.get_attribute("class"), status.text
         assert driver.find_element("id", "stop").is_enabled()
     finally:
         driver.quit()

@@ -108,48 +108,59 @@ async function startCamera() {
       "as http://localhost:PORT (from another machine, through ssh -L PORT:localhost:PORT).", true);
     return;
   }
+  $("start").disabled = true;
+  let stream;
   try {
-    live.stream = await navigator.mediaDevices.getUserMedia({
+    stream = await navigator.mediaDevices.getUserMedia({
       video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false,
     });
+    const video = $("video");
+    video.srcObject = stream;
+    await video.play();
   } catch (e) {
+    if (stream) stream.getTracks().forEach((t) => t.stop());
     setStatus(status, `No camera: ${e.name === "NotAllowedError" ? "permission was refused" : e.message || e.name}`, true);
+    $("start").disabled = false;
     return;
   }
-  const video = $("video");
-  video.srcObject = live.stream;
-  await video.play();
-  live.grab = document.createElement("canvas");
+  live.stream = stream;
+  live.grab = live.grab || document.createElement("canvas");
   live.running = true;
   live.inFlight = 0;
   live.answered = [];
-  $("start").disabled = true;
   $("stop").disabled = false;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
-  live.ws = new WebSocket(`${scheme}://${location.host}/api/stream`);
-  live.ws.binaryType = "arraybuffer";
-  live.ws.onopen = () => {
+  const ws = new WebSocket(`${scheme}://${location.host}/api/stream`);
+  live.ws = ws;
+  ws.binaryType = "arraybuffer";
+  // every handler checks that its socket is still the live one: a stopped session's late events
+  // must not touch the next one
+  ws.onopen = () => {
+    if (ws !== live.ws) return;
     setStatus(status, "Live: frames go to this server only and are not stored.");
     for (let i = 0; i < IN_FLIGHT; i++) sendFrame();
   };
-  live.ws.onmessage = (event) => {
+  ws.onmessage = (event) => {
+    if (ws !== live.ws) return;
     live.inFlight -= 1;
     const answer = JSON.parse(event.data);
     if (answer.error) setStatus(status, answer.error, true);
-    else showFrame(answer);
+    else {
+      if (status.classList.contains("error")) setStatus(status, "Live: frames go to this server only and are not stored.");
+      showFrame(answer);
+    }
     sendFrame();
   };
-  live.ws.onclose = (event) => {
-    if (live.running) {
-      setStatus(status, `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`, true);
-      stopCamera(false);
-    }
+  ws.onclose = (event) => {
+    if (ws !== live.ws || !live.running) return;
+    setStatus(status, `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`, true);
+    stopCamera();
   };
 }
 
 function sendFrame() {
-  const video = $("video");
-  if (!live.running || live.ws.readyState !== WebSocket.OPEN || live.inFlight >= IN_FLIGHT) return;
+  const video = $("video"), ws = live.ws;
+  if (!live.running || ws.readyState !== WebSocket.OPEN || live.inFlight >= IN_FLIGHT) return;
   if (!video.videoWidth) { setTimeout(sendFrame, 50); return; }
   const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
   live.grab.width = Math.round(video.videoWidth * scale);
@@ -157,8 +168,8 @@ function sendFrame() {
   live.grab.getContext("2d").drawImage(video, 0, 0, live.grab.width, live.grab.height);
   live.inFlight += 1;
   live.grab.toBlob((blob) => {
-    if (live.running && live.ws.readyState === WebSocket.OPEN) live.ws.send(blob);
-    else live.inFlight -= 1;
+    if (ws === live.ws && live.running && ws.readyState === WebSocket.OPEN) ws.send(blob);
+    else if (ws === live.ws) live.inFlight -= 1;
   }, "image/jpeg", 0.85);
 }
 
@@ -188,17 +199,27 @@ function showFrame(answer) {
   video.dataset.frames = String(Number(video.dataset.frames || 0) + 1);
 }
 
-function stopCamera(closeSocket = true) {
+function stopCamera() {
   live.running = false;
-  if (closeSocket && live.ws) live.ws.close();
+  if (live.ws) live.ws.close();
+  live.ws = null;
   if (live.stream) live.stream.getTracks().forEach((t) => t.stop());
+  live.stream = null;
+  const overlay = $("overlay");
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+  $("live-faces").replaceChildren();
+  $("fps").textContent = "– frames/s";
+  delete $("fps").dataset.fps;
+  $("latency").textContent = "";
   $("start").disabled = false;
   $("stop").disabled = true;
 }
 
 // ---- a photo ----------------------------------------------------------------------------------
+let photoRequest = 0;  // the latest photo picked: an earlier one answered late is not shown
+
 async function predictPhoto(file) {
-  const status = $("photo-status");
+  const status = $("photo-status"), request = ++photoRequest;
   setStatus(status, `Reading ${file.name}…`);
   $("photo-faces").replaceChildren();
   let answer;
@@ -208,22 +229,26 @@ async function predictPhoto(file) {
       body: file,
       headers: { "Content-Type": file.type || "application/octet-stream" },
     });
-    answer = await res.json();
+    const text = await res.text();
+    if (request !== photoRequest) return;
+    try { answer = JSON.parse(text); } catch (e) { answer = { error: `${res.status} ${res.statusText}` }; }
     if (!res.ok) { setStatus(status, `${file.name}: ${answer.error || res.statusText}`, true); return; }
   } catch (e) {
-    setStatus(status, `${file.name}: the server did not answer (${e.message})`, true);
+    if (request === photoRequest) setStatus(status, `${file.name}: the server did not answer (${e.message})`, true);
     return;
   }
+  let bitmap = null;  // null: a format the server reads and this browser does not show (TIFF)
+  try {
+    // the browser turns the photo upright by its EXIF orientation, as the server does
+    bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
+  } catch (e) { /* drawn on grey below */ }
+  if (request !== photoRequest) return;
   const canvas = $("photo-canvas"), ctx = canvas.getContext("2d");
   canvas.width = answer.width;
   canvas.height = answer.height;
-  let shown = true;
-  try {
-    // the browser turns the photo upright by its EXIF orientation, as the server does
-    const bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
-    ctx.drawImage(bitmap, 0, 0, answer.width, answer.height);
-  } catch (e) {
-    shown = false;  // a format the server reads and this browser does not show (TIFF, say)
+  const shown = bitmap !== null;
+  if (shown) ctx.drawImage(bitmap, 0, 0, answer.width, answer.height);
+  else {
     ctx.fillStyle = "#333";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
   }
@@ -252,6 +277,6 @@ function setUpPhoto() {
 }
 
 $("start").addEventListener("click", startCamera);
-$("stop").addEventListener("click", () => stopCamera());
+$("stop").addEventListener("click", stopCamera);
 setUpPhoto();
 loadModel();
