@@ -2,11 +2,13 @@
 real browser with a camera that shows a PublicTest face.
 
     python experiments/serve_benchmark.py [--data data/fer2013] [--clients 8] [--requests 50] \\
-        [--seconds 30] [--json docs/serve_benchmark.json] [--screenshot docs/serve_page.png]
+        [--seconds 30] [--model DIR] [--every 2] [--json docs/serve_benchmark.json] \\
+        [--screenshot docs/serve_page.png]
 
-(1) load: `--clients` clients on loopback each POST a 640x480 JPEG (one PublicTest face) to
-/api/predict `--requests` times, one after another; every answer is checked (status 200, one
-face) and the latency of each is kept: p50 / p95 / max, requests per second, answers lost.
+(1) latency and load: one client, then `--clients` clients at once, on loopback, each POST a
+640x480 JPEG (one PublicTest face) to /api/predict (20 times, then `--requests` times), one after
+another; every answer is checked (status 200, one face) and the latency of each is kept: p50 /
+p95 / max, requests per second, answers lost.
 (2) browser: headless Chromium (Debian's chromium and chromium-driver, driven by Selenium) opens
 the page with a fake camera playing a 640x480 video of the same face, starts the camera, and
 after a warm-up reads the page's own frames-per-second figure every second for `--seconds`;
@@ -189,6 +191,15 @@ def page_fps(driver) -> float:
     return float(driver.execute_script("return document.getElementById('fps').dataset.fps || 0"))
 
 
+def machine() -> str:
+    """The CPU's model name, cores and whether it has native bf16 (from /proc/cpuinfo)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = re.search(r"model name\s*:\s*(.+)", info)
+    bf16 = "avx512_bf16" in info
+    cpu = name.group(1).strip() if name else platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, {'AVX-512 BF16' if bf16 else 'no native bf16'}"
+
+
 def first_face(data: Path, emotion: str = "happy") -> tuple[np.ndarray, str]:
     import cv2
 
@@ -205,6 +216,8 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--requests", type=int, default=50, help="requests per client")
     p.add_argument("--seconds", type=float, default=30, help="how long the live loop is read")
+    p.add_argument("--model", help="the server's --model (default: the shipped model)")
+    p.add_argument("--every", type=int, default=2, help="the server's --every")
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--screenshot", help="save a PNG of the page here")
     args = p.parse_args(argv)
@@ -213,10 +226,16 @@ def main(argv=None) -> int:
 
     face, name = first_face(Path(args.data))
     out: dict = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+        "machine": machine(),
         "face": name,
     }
-    with running_server() as url:
+    server_args = ["--every", str(args.every)] + (["--model", args.model] if args.model else [])
+    out["server_args"] = server_args
+    with running_server(*server_args) as url:
+        out["latency"] = load(url, face_frame(face), 1, 20)  # one client: the time of a request
+        print(
+            f"latency: one client, p50 {out['latency']['p50_ms']} ms, p95 {out['latency']['p95_ms']} ms"
+        )
         out["load"] = load(url, face_frame(face), args.clients, args.requests)
         print(
             f"load: {out['load']['answered']}/{out['load']['requests']} answered, "

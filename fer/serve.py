@@ -199,6 +199,7 @@ class Engine:
         min_face: int | None = None,
         workers: int | None = None,
         max_pixels: float = 50e6,
+        every: int = 2,
     ):
         self.workers = workers or os.cpu_count() or 1
         first = EmotionRecognizer(model, detector=detector, backend=backend, min_face=min_face)
@@ -212,7 +213,7 @@ class Engine:
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-photo")
         # live streams get threads of their own, so a frame never queues behind a large photo
         self.stream_pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="fer-stream")
-        self.max_pixels = max_pixels
+        self.max_pixels, self.every = max_pixels, every
         self.streams = 0
         from PIL import Image
 
@@ -419,7 +420,7 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
             await websocket.close(code=1013, reason=f"{MAX_STREAMS} streams are live; try later")
             return
         engine.streams += 1
-        tracker = engine.recognizer.tracker()
+        tracker = engine.recognizer.tracker(every=engine.every)
         try:
             while True:
                 message = await websocket.receive()
@@ -475,6 +476,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.cpu_count() or 1,
         help="inference threads (requests computed at once)",
     )
+    p.add_argument(
+        "--every",
+        type=int,
+        default=2,
+        help="live streams: find the faces on every Nth frame (the frames between reuse the boxes; "
+        "each frame's faces are still read); 1: every frame",
+    )
     p.add_argument("--max-body-mb", type=float, default=20, help="largest request body, MB")
     p.add_argument(
         "--max-megapixels", type=float, default=50, help="largest image, by its header, megapixels"
@@ -500,8 +508,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.workers < 1 or args.max_body_mb <= 0 or args.max_megapixels <= 0:
-        raise FerError("--workers, --max-body-mb and --max-megapixels must be positive")
+    if min(args.workers, args.every) < 1 or args.max_body_mb <= 0 or args.max_megapixels <= 0:
+        raise FerError("--workers, --every, --max-body-mb and --max-megapixels must be positive")
     import uvicorn
 
     sock = bind(args.host, args.port)
@@ -512,6 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         min_face=args.min_face,
         workers=args.workers,
         max_pixels=args.max_megapixels * 1e6,
+        every=args.every,
     )
     app = create_app(engine, max_body=int(args.max_body_mb * MB))
     host, port = sock.getsockname()[:2]

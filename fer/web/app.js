@@ -170,7 +170,7 @@ function sendFrame() {
   live.grab.toBlob((blob) => {
     if (ws === live.ws && live.running && ws.readyState === WebSocket.OPEN) ws.send(blob);
     else if (ws === live.ws) live.inFlight -= 1;
-  }, "image/jpeg", 0.85);
+  }, "image/jpeg", 0.8);
 }
 
 function showFrame(answer) {
@@ -185,8 +185,10 @@ function showFrame(answer) {
   $("latency").textContent = `server ${answer.ms} ms a frame`;
   const overlay = $("overlay"), video = $("video");
   // the overlay covers the video element; the video is letterboxed inside it (object-fit: contain)
-  overlay.width = overlay.clientWidth;
-  overlay.height = overlay.clientHeight;
+  if (overlay.width !== overlay.clientWidth || overlay.height !== overlay.clientHeight) {
+    overlay.width = overlay.clientWidth;  // resizing a canvas reallocates it: only when it changed
+    overlay.height = overlay.clientHeight;
+  }
   const fit = Math.min(overlay.width / answer.width, overlay.height / answer.height);
   const ox = (overlay.width - answer.width * fit) / 2, oy = (overlay.height - answer.height * fit) / 2;
   const ctx = overlay.getContext("2d");
