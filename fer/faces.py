@@ -179,13 +179,27 @@ class YuNetFaceDetector:
         sx, sy = w / size[0], h / size[1]
         faces = []
         for row in found if found is not None else []:
-            if not np.isfinite(row[:15]).all() or row[2] <= 0 or row[3] <= 0:
-                continue  # YuNet's rows of infinities on some tiny inputs: no face
+            if not _plausible(row, size):
+                continue  # YuNet's rows of garbage (infinities, boxes off the picture) on tiny inputs
             x, y, bw, bh = (row[:4] * (sx, sy, sx, sy)).tolist()
             box = (round(x + x0), round(y + y0), round(bw), round(bh))
             marks = row[4:14].reshape(5, 2) * (sx, sy) + (x0, y0)
             faces.append(Face(box, marks, float(row[14])))
         return faces
+
+
+def _plausible(row: np.ndarray, size: tuple[int, int]) -> bool:
+    """A YuNet row (box, landmarks, score) that can be a face of a picture of `size` (w, h): finite,
+    a box of positive size at most twice the picture's, overlapping it."""
+    x, y, bw, bh = row[:4]
+    w, h = size
+    return bool(
+        np.isfinite(row[:15]).all()
+        and 0 < bw <= 2 * w
+        and 0 < bh <= 2 * h
+        and -bw < x < w
+        and -bh < y < h
+    )
 
 
 def non_max_suppression(faces: list[Face], overlap: float = 0.3) -> list[Face]:

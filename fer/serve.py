@@ -54,7 +54,7 @@ from fer.common import (
     image_kind,
     why_undecodable,
 )
-from fer.faces import DETECTORS
+from fer.faces import add_face_options
 from fer.recognizer import EmotionRecognizer, ImageError, as_image
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -197,19 +197,19 @@ class Engine:
         detector: str = "yunet",
         backend: str = "auto",
         min_face: int | None = None,
+        align: bool = True,
         workers: int | None = None,
         max_pixels: float = 50e6,
         every: int = 2,
     ):
         self.workers = workers or os.cpu_count() or 1
-        first = EmotionRecognizer(model, detector=detector, backend=backend, min_face=min_face)
+        options = dict(detector=detector, min_face=min_face, align=align)
+        first = EmotionRecognizer(model, backend=backend, **options)
         self.recognizer = first
         self._idle: queue.SimpleQueue[EmotionRecognizer] = queue.SimpleQueue()
         self._idle.put(first)
         for _ in range(self.workers - 1):
-            self._idle.put(
-                EmotionRecognizer(first.classifier, detector=detector, min_face=min_face)
-            )
+            self._idle.put(EmotionRecognizer(first.classifier, **options))
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-photo")
         # live streams get threads of their own, so a frame never queues behind a large photo
         self.stream_pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="fer-stream")
@@ -458,13 +458,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="exported model folder/file, .ckpt or training run folder (default: the shipped model)",
     )
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     p.add_argument(
-        "--detector",
-        default="yunet",
-        choices=DETECTORS,
-        help="face detector: YuNet (CNN, five landmarks) or OpenCV's Haar cascade",
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: onnxruntime when the model folder has model.onnx (faster on a CPU), else torch",
     )
+    add_face_options(p)
     p.add_argument(
         "--min-face",
         type=int,
@@ -518,6 +518,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         detector=args.detector,
         backend=args.backend,
         min_face=args.min_face,
+        align=not args.no_align,
         workers=args.workers,
         max_pixels=args.max_megapixels * 1e6,
         every=args.every,

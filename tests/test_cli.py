@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-COMMANDS = ("train", "evaluate", "predict", "detect", "analyze", "export", "plot", "data")
+COMMANDS = ("train", "evaluate", "predict", "detect", "serve", "analyze", "export", "plot", "data")
 
 
 def declared() -> dict[str, str]:
@@ -21,7 +21,7 @@ def test_every_cli_has_a_console_script():
     assert declared() == {f"fer-{c}": f"fer.cli:{c}" for c in COMMANDS}
 
 
-@pytest.mark.parametrize("command", ["predict", "data"])
+@pytest.mark.parametrize("command", ["predict", "data", "serve"])
 def test_a_console_script_runs_its_module(command):
     script = Path(sys.executable).parent / f"fer-{command}"
     if not script.is_file():

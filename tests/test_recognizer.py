@@ -17,6 +17,7 @@ from fer import EmotionRecognizer, FaceEmotion
 from fer.common import EMOTIONS, FerError
 from fer.inference import load_classifier
 from fer.predict import main as predict
+from fer.recognizer import ImageError
 from tests.conftest import face, photo_with
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +40,10 @@ def test_every_kind_of_picture_gives_the_same_faces_as_fer_predict(
     gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
     faces = rec.predict(path)
     assert len(faces) == 2 and all(isinstance(f, FaceEmotion) for f in faces)
-    for same in (str(path), bgr, rgb, gray):
+    for same in (str(path), path.read_bytes(), bgr, rgb, gray):
         assert [f.to_dict() for f in rec.predict(same)] == [f.to_dict() for f in faces]
+    with pytest.raises(ImageError, match="truncated or damaged PNG"):
+        rec.predict(path.read_bytes()[:100])
     # PIL rounds its own conversion to gray a little differently from OpenCV's
     near = rec.predict(rgb.convert("L"))
     assert [f.box for f in near] == [f.box for f in faces]
@@ -100,7 +103,7 @@ def test_pil_images_of_every_mode_and_single_channel_arrays_are_read(rec):
 @pytest.mark.parametrize(
     "image,error,message",
     [
-        (3, TypeError, "expected a path, a PIL image or a numpy array, not int"),
+        (3, TypeError, "expected a path, image bytes, a PIL image or a numpy array, not int"),
         (np.zeros((40, 40), np.int32), TypeError, "uint8, uint16 or float in 0..1"),
         (np.full((40, 40), 7.0), ValueError, "scaled to 0..1"),
         (np.zeros((40, 40, 2), np.uint8), ValueError, "is not H x W"),
@@ -213,7 +216,8 @@ def test_an_installed_wheel_carries_the_model(real_faces, tmp_path):
 
 @pytest.mark.parametrize("shape", [(10, 12), (16, 12), (9, 8), (12, 40)])
 def test_a_tiny_picture_has_no_face_rather_than_an_error(shape):
-    """YuNet gives rows of infinities on some tiny inputs: they are no face. (Was: OverflowError.)"""
+    """YuNet gives rows of garbage (infinities, boxes off the picture, with a score of 1) on some
+    tiny inputs: they are no face. (Was: an OverflowError, or a face in a black picture.)"""
     from fer import EmotionRecognizer
 
     assert EmotionRecognizer().predict(np.zeros(shape, np.uint8)) == []

@@ -344,6 +344,7 @@ def test_ddp_on_two_cpu_processes_covers_the_whole_validation_set(tmp_path):
     assert abs(val_acc - cm.diag().sum().item() / 21) < 1e-6
 
 
+@pytest.mark.slow  # CI runs it too (.ci/run): 90 s here, mostly decoding 32,298 PNGs
 def test_real_data_short_run(shared_data, tmp_path):
     args = [
         "--data",
