@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if args.show and not _has_gui():
         raise FerError(
-            "--show needs a display and an OpenCV build with GUI support (opencv-python, not -headless)"
+            "--show needs a display and an OpenCV build with GUI support (opencv-python, not "
+            "-headless); python -m fer.serve shows the webcam in a browser instead"
         )
     from fer.annotate import draw
     from fer.recognizer import EmotionRecognizer
