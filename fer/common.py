@@ -247,6 +247,21 @@ class Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model and --backend, shared by fer.predict, fer.detect and fer.serve."""
+    parser.add_argument(
+        "--model",
+        help="exported model folder/file, .ckpt or training run folder (default: the shipped "
+        "model in checkpoints/)",
+    )
+    parser.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnx"],
+        help="auto: onnxruntime when the model folder has model.onnx (faster on a CPU), else torch",
+    )
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 

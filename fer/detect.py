@@ -22,23 +22,14 @@ from pathlib import Path
 
 import cv2
 
-from fer.common import FerError, Parser, add_debug_flag, run_cli
+from fer.common import FerError, Parser, add_debug_flag, add_model_options, run_cli
 from fer.faces import add_face_options
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.detect", description="Detect faces and their emotions in video.")
     p.add_argument("--source", default="0", help="webcam index, video file or stream URL")
-    p.add_argument(
-        "--model",
-        help="exported model folder/file, .ckpt or training run folder (default: the shipped model)",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "torch", "onnx"],
-        help="auto: onnxruntime when the model folder has model.onnx (fastest for one face), else torch",
-    )
+    add_model_options(p)
     p.add_argument("--output", help="write the annotated video here (.mp4 or .avi)")
     p.add_argument(
         "--json",

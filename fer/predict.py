@@ -26,6 +26,7 @@ from fer.common import (
     FerError,
     Parser,
     add_debug_flag,
+    add_model_options,
     atomic_path,
     run_cli,
     write_text,
@@ -38,17 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)"
     )
-    p.add_argument(
-        "--model",
-        help="exported model folder/file, .ckpt or training run folder (default: the shipped "
-        "model in checkpoints/)",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "torch", "onnx"],
-        help="auto: onnxruntime when the model folder has model.onnx (faster on a CPU), else torch",
-    )
+    add_model_options(p)
     p.add_argument(
         "--no-detect",
         action="store_true",

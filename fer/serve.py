@@ -51,6 +51,7 @@ from fer.common import (
     FerError,
     Parser,
     add_debug_flag,
+    add_model_options,
     image_kind,
     why_undecodable,
 )
@@ -454,16 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on; 0.0.0.0 makes the server reachable from other machines",
     )
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
-    p.add_argument(
-        "--model",
-        help="exported model folder/file, .ckpt or training run folder (default: the shipped model)",
-    )
-    p.add_argument(
-        "--backend",
-        default="auto",
-        choices=["auto", "torch", "onnx"],
-        help="auto: onnxruntime when the model folder has model.onnx (faster on a CPU), else torch",
-    )
+    add_model_options(p)
     add_face_options(p)
     p.add_argument(
         "--min-face",
