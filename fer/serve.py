@@ -101,13 +101,10 @@ def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
         head = data[:32]
         if image_kind(head):  # an image, damaged: a bad request, not a wrong media type
             raise RequestError(400, f"the body {why_undecodable(head)}") from None
-        if why_undecodable(head).startswith("is HEIC"):
-            raise RequestError(
-                415, f"not an image this server reads: the body {why_undecodable(head)}"
-            ) from None
         raise RequestError(
             415,
-            f"not an image: send a JPEG, PNG, WebP, BMP, TIFF or GIF ({len(data)} bytes of something else came)",
+            f"not an image this server reads (JPEG, PNG, WebP, BMP, TIFF, GIF): the body "
+            f"{why_undecodable(head)}",
         ) from None
     if width * height > max_pixels:
         raise RequestError(
@@ -119,6 +116,12 @@ def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
         return as_image(data)
     except ImageError as e:
         raise RequestError(400, str(e).replace("the bytes", "the body")) from None
+
+
+def answer(faces: list, pixels: np.ndarray) -> dict[str, Any]:
+    """The JSON answer for the faces of a picture: their records and the picture's size."""
+    height, width = pixels.shape[:2]
+    return {"faces": [f.to_dict() for f in faces], "width": width, "height": height}
 
 
 def multipart_field(body: bytes, content_type: str, name: str = "image") -> bytes:
@@ -242,21 +245,14 @@ class Engine:
             faces = recognizer.predict(pixels)
         finally:
             self._idle.put(recognizer)
-        height, width = pixels.shape[:2]
-        return {"faces": [f.to_dict() for f in faces], "width": width, "height": height}
+        return answer(faces, pixels)
 
     def track(self, tracker, data: bytes) -> dict[str, Any]:
         """The JSON answer for the next frame of a stream (runs in a worker)."""
         start = time.perf_counter()
         pixels = image_from_bytes(data, self.max_pixels)
         faces = tracker.update(pixels)
-        height, width = pixels.shape[:2]
-        return {
-            "faces": [f.to_dict() for f in faces],
-            "width": width,
-            "height": height,
-            "ms": round((time.perf_counter() - start) * 1000, 1),
-        }
+        return {**answer(faces, pixels), "ms": round((time.perf_counter() - start) * 1000, 1)}
 
     def model_card(self) -> dict[str, Any]:
         """What the page shows of the model: its source, size, headline metrics, the detector."""
