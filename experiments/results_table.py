@@ -30,6 +30,10 @@ import json
 import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fer.common import write_text  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = "docs/results"
 FIELDS = {
@@ -70,6 +74,10 @@ def load(folder: Path) -> dict[str, dict]:
         problems += [f"no {k}" for k in ("name", "shipped", "commands") if k not in r]
         if "metrics" in r and "machine" not in r:
             problems.append("metrics without machine")
+        if "machine" in r:
+            problems += [f"machine without {k}" for k in ("cores", "bf16") if k not in r["machine"]]
+        if "readme_name" in r and "metrics" not in r:
+            problems.append("readme_name without metrics (the README's table lists measured runs)")
         if problems:
             raise SystemExit(f"error: {path}: {', '.join(problems)}")
         records[path.stem] = r
@@ -268,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         stale.append(path)
         if not args.check:
-            path.write_text(wanted)
+            write_text(path, wanted)  # atomic: an interrupt leaves the old file, never half of one
             print(f"wrote the tables of {path}")
     if args.check and stale:
         for path in stale:

@@ -192,12 +192,13 @@ def page_fps(driver) -> float:
 
 
 def machine() -> str:
-    """The CPU's model name, cores and whether it has native bf16 (from /proc/cpuinfo)."""
+    """The CPU's model name, its cores and whether it has native bf16 (fer.common.cpu_has_bf16)."""
+    from fer.common import cpu_has_bf16
+
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     name = re.search(r"model name\s*:\s*(.+)", info)
-    bf16 = "avx512_bf16" in info
     cpu = name.group(1).strip() if name else platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, {'AVX-512 BF16' if bf16 else 'no native bf16'}"
+    return f"{cpu}, {os.cpu_count()} cores, {'native bf16' if cpu_has_bf16() else 'no native bf16'}"
 
 
 def first_face(data: Path, emotion: str = "happy") -> tuple[np.ndarray, str]:
@@ -283,7 +284,9 @@ def main(argv=None) -> int:
                 finally:
                     driver.quit()
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2) + "\n")
+        from fer.common import write_text
+
+        write_text(args.json, json.dumps(out, indent=2) + "\n")
     return 0 if out["load"]["lost"] == 0 else 1
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import io
 import json
 import os
@@ -488,7 +489,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
         sock.listen(128)
     except OSError as e:
-        hint = "; choose another with --port" if e.errno == 98 else ""
+        hint = "; choose another with --port" if e.errno == errno.EADDRINUSE else ""
         raise FerError(f"cannot listen on {host}:{port}: {e.strerror}{hint}") from None
     sock.setblocking(False)
     return sock

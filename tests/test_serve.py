@@ -208,8 +208,9 @@ def test_multipart_bodies_hold_one_image_and_few_parts(server):
 
 
 def test_uploads_are_never_written_to_disk(server):
-    """A multipart upload of several MB (which Starlette's own form parser would spool to a
-    temporary file) leaves the server's folder and temporary folder as they were."""
+    """A multipart upload of several MB leaves the server's folder and temporary folder as they
+    were: nothing is saved or left behind. (That the form is parsed in memory at all, where
+    Starlette's parser would spool it to an unlinked temporary file, this cannot see.)"""
     url, home = server
     before = sorted(p.relative_to(home) for p in home.rglob("*"))
     noise = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), np.uint8)
