@@ -17,7 +17,7 @@ ROOT=runs/cnn5_strong_ema
 if [ ! -f "$ROOT/summary.json" ]; then
     resume=()
     compgen -G "$ROOT/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
-    python -m fer.train --model cnn --widths 32 64 128 256 512 --data "$DATA" --default-root-dir "$ROOT" \
+    python -m fer.train --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" --default-root-dir "$ROOT" \
         --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --ema 0.999 \
         --seed 42 --json "$ROOT/summary.json" "${resume[@]}"
 fi

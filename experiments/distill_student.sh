@@ -23,6 +23,6 @@ if [ ! -f "$ROOT/summary.json" ]; then
     compgen -G "$ROOT/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
     python -m fer.train --model cnn --data "$DATA" --default-root-dir "$ROOT" \
         --batch-size 128 --lr 0.1 --augment light --label-smoothing 0.1 --no-test \
-        --widths 32 64 128 160 --teacher "$TEACHER" --json "$ROOT/summary.json" "${OPTIONS[@]}" "${resume[@]}"
+        --widths 32 64 128 160 --crop 0 --teacher "$TEACHER" --json "$ROOT/summary.json" "${OPTIONS[@]}" "${resume[@]}"
 fi
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"

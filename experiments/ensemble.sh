@@ -52,6 +52,8 @@ python experiments/time_to_accuracy.py --out docs/time_to_accuracy.png \
     --recipe "small CNN 32-64-128-160, 45 epochs=runs/member_w160" \
     --recipe "small CNN 24-48-96-192, 45 epochs=runs/member_w192" \
     --recipe "small CNN 32-64-128-160 on 40x40 crops, 42 epochs=runs/member_crop40" \
+    --recipe "the first run: small CNN on 40x40 crops, 20 epochs (run in fp32, drawn on member 4's epoch times)=docs/results/first_run.json" \
+    --clock "the first run: small CNN on 40x40 crops, 20 epochs (run in fp32, drawn on member 4's epoch times)=runs/member_crop40" \
     --recipe "five-stage CNN, 70 epochs (member 1)=runs/cnn5_strong_ema" \
     "${EXTRA[@]}" \
     --recipe "$ENSEMBLE=runs/cnn5_strong_ema,runs/member_w160,runs/member_w192,runs/member_crop40" \

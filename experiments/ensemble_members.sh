@@ -26,7 +26,7 @@ train_member() {  # ROOT, then the member's own options
     local resume=()
     compgen -G "$root/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
     python -m fer.train --model cnn --data "$DATA" --default-root-dir "$root" \
-        --batch-size 128 --lr 0.1 --label-smoothing 0.1 --no-test \
+        --batch-size 128 --lr 0.1 --label-smoothing 0.1 --crop 0 --no-test \
         --json "$root/summary.json" "$@" "${resume[@]}"
 }
 light_member() { train_member "$@" --augment light; }

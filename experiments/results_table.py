@@ -15,6 +15,8 @@ Each results row is one JSON record in docs/results/ (the file's name is the row
                           in percent; macro_f1, macro_f1_flip
     note                  one line: why it was not shipped, what it showed
     readme_name           also in README's short table, under this name
+    curve                 [minutes, val/acc] at the end of each epoch, as the run validated itself
+                          (experiments/time_to_accuracy.py draws it)
 
 A record without metrics is a recipe not yet run. Fields that were not recorded are left out.
 The tables go between marker comments; nothing else in either file is touched.
@@ -51,6 +53,7 @@ FIELDS = {
     "metrics",
     "note",
     "readme_name",
+    "curve",
 }
 METRICS = {"accuracy", "accuracy_flip", "accuracy_without_leaked", "macro_f1", "macro_f1_flip"}
 MACHINE = {"cpu", "cores", "bf16", "gpu"}

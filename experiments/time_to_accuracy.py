@@ -12,9 +12,14 @@ of a recipe of several runs shows the best model it has made so far.
         --recipe "shipped ensemble=@108.6:0.6918,runs/member_w160,runs/member_w192" \\
         --final "shipped ensemble=0.7151" --title "2-core CPU with AVX-512 BF16"
 
-A run is a folder searched for `lightning_logs/version_*` (or a version folder itself);
-`@MINUTES:ACC` stands for an earlier run whose events were not kept: one point, its recorded
-training time and accuracy, so that the runs after it start where it ended.
+A run is a folder searched for `lightning_logs/version_*` (or a version folder itself), or a
+results record (docs/results/*.json) with a `curve` of [minutes, val/acc] an epoch; `@MINUTES:ACC`
+stands for an earlier run whose events were not kept: one point, its recorded training time and
+accuracy, so that the runs after it start where it ended.
+
+`--clock NAME=RUN` draws a recipe trained on another machine on this plot's clock: its k-th
+validation at the time RUN (the same network and batch size, trained on the plot's machine) ended
+its k-th epoch. The line is dashed, and its label says so.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def run_curve(folder: Path) -> list[tuple[float, float]]:
-    """[(minutes since the run's start, val/acc)] from the event files of one training run."""
+    """[(minutes since the run's start, val/acc)] from the event files of one training run, or
+    from the `curve` of a results record."""
+    if folder.suffix == ".json":
+        curve = json.loads(folder.read_text()).get("curve")
+        if not curve:
+            raise SystemExit(f"error: {folder} has no curve")
+        return [(float(t), float(a)) for t, a in curve]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     versions = sorted(folder.glob("lightning_logs/version_*")) or [folder]
@@ -66,6 +77,13 @@ def recipe_curve(parts: list[str]) -> list[tuple[float, float]]:
         best = 0.0
         line = [(t, best := max(best, a)) for t, a in line]
     return line
+
+
+def on_clock(line: list[tuple[float, float]], clock: list[tuple[float, float]]):
+    """`line`'s accuracies at the times of `clock`'s points, one for one (an epoch for an epoch)."""
+    if len(clock) < len(line):
+        raise SystemExit(f"error: --clock run has {len(clock)} epochs, fewer than {len(line)}")
+    return [(t, a) for (t, _), (_, a) in zip(clock, line)]
 
 
 def spread(ys: list[float], gap: float) -> list[float]:
@@ -134,6 +152,13 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", action="append", required=True, metavar="NAME=RUN[,RUN...]")
     p.add_argument("--final", action="append", default=[], metavar="NAME=ACC")
+    p.add_argument(
+        "--clock",
+        action="append",
+        default=[],
+        metavar="NAME=RUN",
+        help="draw recipe NAME (trained elsewhere) at the epoch times of RUN, trained here",
+    )
     p.add_argument("--title", default="", help="the machine, for the plot's title")
     p.add_argument("--target", type=float, default=0.68, help="a dashed line at this accuracy")
     p.add_argument("--out", default="docs/time_to_accuracy.png")
@@ -152,13 +177,26 @@ def main() -> None:
         if name in finals:  # the product of the whole recipe, scored apart
             line.append((line[-1][0], finals[name]))
         curves[name] = line
+    clocks = dict(c.split("=", 1) for c in args.clock)
+    if set(clocks) - set(curves):
+        raise SystemExit(
+            f"error: --clock names no --recipe: {', '.join(set(clocks) - set(curves))}"
+        )
+    for name, run in clocks.items():
+        curves[name] = on_clock(curves[name], run_curve(Path(run)))
     fig, ax = plt.subplots(figsize=(8, 4.8))
     labels = []  # (x of the line's end, best accuracy, x of the best epoch, colour)
     for name, line in curves.items():
         xs, ys = zip(*line)
         lone = len(line) == 1  # a run whose events were not kept: its recorded point only
         drawn = ax.plot(
-            xs, [100 * y for y in ys], marker="o", ms=6 if lone else 2.5, lw=1.4, label=name
+            xs,
+            [100 * y for y in ys],
+            marker="o",
+            ms=6 if lone else 2.5,
+            lw=1.4,
+            ls="--" if name in clocks else "-",
+            label=name,
         )
         top = max(range(len(ys)), key=ys.__getitem__)  # the best epoch, as a run keeps it
         labels.append((xs[-1], 100 * ys[top], xs[top], drawn[0].get_color()))

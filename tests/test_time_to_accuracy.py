@@ -32,3 +32,20 @@ def test_label_places_spreads_only_labels_that_meet_sideways():
     assert all(abs(a[1] - b[1]) >= 10 - 1e-9 for a, b in combinations(column, 2))
     assert sum(y for _, y in column) == pytest.approx(50 + 51 + 50.5)
     assert places[3] == (400.0, 50.0)  # far to the right: left where it is
+
+
+def test_a_record_curve_is_drawn_on_the_clock_of_a_run_made_on_the_plot_machine(tmp_path):
+    from time_to_accuracy import on_clock, run_curve
+
+    record = tmp_path / "first_run.json"
+    record.write_text('{"name": "x", "curve": [[2.5, 0.40], [5.0, 0.48], [7.5, 0.52]]}')
+    line = run_curve(record)
+    assert line == [(2.5, 0.40), (5.0, 0.48), (7.5, 0.52)]
+    # the same network's epochs on the plot's machine ended at 0.4, 0.8, 1.2, 1.6 minutes
+    clock = [(0.4, 0.41), (0.8, 0.50), (1.2, 0.55), (1.6, 0.57)]
+    assert on_clock(line, clock) == [(0.4, 0.40), (0.8, 0.48), (1.2, 0.52)]
+    with pytest.raises(SystemExit, match="fewer than 3"):
+        on_clock(line, clock[:2])
+    record.write_text('{"name": "x"}')
+    with pytest.raises(SystemExit, match="has no curve"):
+        run_curve(record)

@@ -92,6 +92,28 @@ def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_
     assert metrics(root, 1) == metrics(root, 0)
 
 
+def test_defaults_follow_the_model_and_give_way_to_flags_and_config(tmp_path):
+    from fer.train import parse_args
+
+    # the CNN's defaults are the first-run recipe; VGG16 keeps whole faces and its own schedule
+    cnn = parse_args([])
+    assert (cnn.model, cnn.widths, cnn.crop, cnn.lr, cnn.max_epochs) == (
+        "cnn",
+        [32, 64, 128, 160],
+        40,
+        0.1,
+        20,
+    )
+    vgg = parse_args(["--model", "vgg"])
+    assert (vgg.crop, vgg.lr, vgg.max_epochs) == (0, 0.05, 30)
+    mine = parse_args(["--crop", "0", "--lr", "0.02", "--widths", "8", "--max-epochs", "3"])
+    assert (mine.widths, mine.crop, mine.lr, mine.max_epochs) == ([8], 0, 0.02, 3)
+    cfg = tmp_path / "c.yaml"  # an older run's config.yaml names every option: it is kept whole
+    cfg.write_text(yaml.safe_dump({"widths": [32, 64, 128, 256], "crop": 0, "max_epochs": 30}))
+    old = parse_args(["--config", str(cfg)])
+    assert (old.widths, old.crop, old.lr, old.max_epochs) == ([32, 64, 128, 256], 0, 0.1, 30)
+
+
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
