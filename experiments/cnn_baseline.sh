@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The first shipped model, until cnn5_strong.sh replaced it: fer.train's default custom CNN (1.2M
-# parameters, widths 32-64-128-256), bf16 on CPU, 60 epochs of the "light" batched augmentation
+# The first shipped model, until cnn5_strong.sh replaced it: the custom CNN that was fer.train's
+# default then (1.2M parameters, widths 32-64-128-256, whole faces), bf16 on CPU, 60 epochs of the "light" batched augmentation
 # (flip, rotation, scale, shift), SGD one-cycle peaking at 0.1, label smoothing 0.1, seed 42.
 # Selected on PublicTest (the validation split) only. About 70 minutes alone on a 2-core CPU with
 # bf16. Evaluates the best checkpoint plain and with flip TTA; `bash experiments/ship.sh

@@ -148,6 +148,14 @@ def label_best_epochs(ax, labels: list[tuple[float, float, float, str]], size: f
         )
 
 
+def pairs(specs: list[str], flag: str):
+    """NAME=VALUE options as (NAME, VALUE), with a one-line error for one without '='."""
+    for spec in specs:
+        if "=" not in spec:
+            raise SystemExit(f"error: {flag} {spec!r}: expected NAME=VALUE")
+        yield tuple(spec.split("=", 1))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", action="append", required=True, metavar="NAME=RUN[,RUN...]")
@@ -169,21 +177,24 @@ def main() -> None:
     import fer.figures  # noqa: F401  (selects the Agg backend)
     from fer.common import save_figure
 
-    finals = {k: float(v) for k, v in (f.split("=", 1) for f in args.final)}
+    finals = {k: float(v) for k, v in pairs(args.final, "--final")}
+    clocks = dict(pairs(args.clock, "--clock"))
     curves = {}
     for spec in args.recipe:
-        name, runs = spec.split("=", 1)
-        line = recipe_curve(runs.split(","))
+        name, runs = next(pairs([spec], "--recipe"))
+        parts = runs.split(",")
+        line = recipe_curve(parts)
+        if name in clocks:  # a single run's epochs, one for one
+            if len(parts) > 1 or parts[0].startswith("@"):
+                raise SystemExit(f"error: --clock {name}: a recipe of one run with its epochs only")
+            line = on_clock(line, run_curve(Path(clocks[name])))
         if name in finals:  # the product of the whole recipe, scored apart
             line.append((line[-1][0], finals[name]))
         curves[name] = line
-    clocks = dict(c.split("=", 1) for c in args.clock)
     if set(clocks) - set(curves):
         raise SystemExit(
             f"error: --clock names no --recipe: {', '.join(set(clocks) - set(curves))}"
         )
-    for name, run in clocks.items():
-        curves[name] = on_clock(curves[name], run_curve(Path(run)))
     fig, ax = plt.subplots(figsize=(8, 4.8))
     labels = []  # (x of the line's end, best accuracy, x of the best epoch, colour)
     for name, line in curves.items():

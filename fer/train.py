@@ -74,11 +74,35 @@ def _per_model(option: str) -> str:
     return ", ".join(f"{model} {d[option]}" for model, d in MODEL_DEFAULTS.items())
 
 
-def fill_model_defaults(args: argparse.Namespace) -> None:
-    """Give each option that depends on --model and was left unset its default for that model."""
+#: Options newer than some recorded runs: a config (a run's config.yaml, or --config) that does not
+#: name one was written before it existed, when it was off.
+OFF_WHEN_UNRECORDED: dict[str, Any] = {"crop": 0}
+
+
+def fill_model_defaults(args: argparse.Namespace, recorded: dict | None = None) -> None:
+    """Give each option that depends on --model and was left unset on the command line and in
+    --config a value: where a run is resumed or reproduced, the one its options (`recorded`) hold,
+    or off for an option newer than them; else the model's default."""
     for option, value in MODEL_DEFAULTS[args.model].items():
-        if getattr(args, option) is None:
-            setattr(args, option, list(value) if isinstance(value, list) else value)
+        if getattr(args, option) is not None:
+            continue
+        if recorded is not None:
+            mine = recorded.get(option)
+            value = mine if mine is not None else OFF_WHEN_UNRECORDED.get(option, value)
+        setattr(args, option, list(value) if isinstance(value, list) else value)
+
+
+def resumed_options(args: argparse.Namespace) -> dict | None:
+    """The options recorded for the run --ckpt-path resumes (its config.yaml), if there are any."""
+    if not args.ckpt_path:
+        return None
+    ckpt = (
+        find_last_checkpoint(Path(args.default_root_dir))
+        if args.ckpt_path == "last"
+        else Path(args.ckpt_path)
+    )
+    config = run_config_path(ckpt)
+    return (yaml.safe_load(config.read_text()) or {}) if config.is_file() else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config",
-        help="YAML file of options (a run's config.yaml reproduces it); flags override it",
+        help="YAML file of options (a run's config.yaml reproduces it); flags override it. One "
+        "that does not name crop trains on whole faces, as runs recorded before --crop did",
     )
     _data_options(p.add_argument_group("data"))
     _model_options(p.add_argument_group("model"))
@@ -326,6 +351,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     first, _ = parser.parse_known_args(argv)
     words: list[str] = []
+    cfg: dict | None = None
     if first.config:
         path = Path(first.config)
         if not path.is_file():
@@ -354,7 +380,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 values = value if isinstance(value, list) else [value]
                 words += [flag, *map(str, values)]
     args = parser.parse_args(words + argv)
-    fill_model_defaults(args)
+    fill_model_defaults(args, resumed_options(args) or cfg)
     validate(args)
     return args
 

@@ -49,3 +49,24 @@ def test_a_record_curve_is_drawn_on_the_clock_of_a_run_made_on_the_plot_machine(
     record.write_text('{"name": "x"}')
     with pytest.raises(SystemExit, match="has no curve"):
         run_curve(record)
+
+
+def test_the_plot_draws_a_record_on_a_committed_run_clock_then_its_final_score(tmp_path):
+    import json
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"name": "r", "curve": [[3, 0.5], [6, 0.6]]}))
+    clock = root / "lightning_logs" / "shipped_member_crop40"
+    script = [sys.executable, str(root / "experiments" / "time_to_accuracy.py")]
+    out = tmp_path / "curves.json"
+    args = ["--out", str(tmp_path / "t.png"), "--json", str(out), "--recipe", f"A={record}"]
+    args += ["--clock", f"A={clock}", "--final", "A=0.7"]
+    subprocess.run(script + args, check=True, capture_output=True, text=True)
+    (t1, a1), (t2, a2), (t3, a3) = json.loads(out.read_text())["A"]
+    # member 4's first two epochs on the plot's machine, each well under the record's 3 minutes
+    assert 0 < t1 < t2 < 1.5 and (a1, a2) == (0.5, 0.6) and (t3, a3) == (t2, 0.7)
+    assert (tmp_path / "t.png").stat().st_size > 0
+    bad = subprocess.run(script + args[:-4] + ["--clock", "A"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "expected NAME=VALUE" in bad.stderr

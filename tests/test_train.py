@@ -15,7 +15,20 @@ from fer.common import FerError, cpu_has_bf16
 from fer.module import FerModule
 from fer.train import main as train
 
-TINY = ["--widths", "8", "16", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+# whole faces (--crop 0), as the tests were written for; the crop has tests of its own
+TINY = [
+    "--widths",
+    "8",
+    "16",
+    "--depth",
+    "1",
+    "--crop",
+    "0",
+    "--batch-size",
+    "16",
+    "--precision",
+    "32-true",
+]
 
 
 def run_dir(root: Path, version: int = 0) -> Path:
@@ -108,10 +121,32 @@ def test_defaults_follow_the_model_and_give_way_to_flags_and_config(tmp_path):
     assert (vgg.crop, vgg.lr, vgg.max_epochs) == (0, 0.05, 30)
     mine = parse_args(["--crop", "0", "--lr", "0.02", "--widths", "8", "--max-epochs", "3"])
     assert (mine.widths, mine.crop, mine.lr, mine.max_epochs) == ([8], 0, 0.02, 3)
-    cfg = tmp_path / "c.yaml"  # an older run's config.yaml names every option: it is kept whole
+    cfg = tmp_path / "c.yaml"  # what a config names is kept; what it leaves out, the model's
     cfg.write_text(yaml.safe_dump({"widths": [32, 64, 128, 256], "crop": 0, "max_epochs": 30}))
     old = parse_args(["--config", str(cfg)])
     assert (old.widths, old.crop, old.lr, old.max_epochs) == ([32, 64, 128, 256], 0, 0.1, 30)
+    # ... but a config without `crop` was written before --crop existed: whole faces, as then
+    cfg.write_text(yaml.safe_dump({"widths": [32, 64, 128, 256], "crop": None, "lr": 0.05}))
+    older = parse_args(["--config", str(cfg)])
+    assert (older.crop, older.lr, older.max_epochs) == (0, 0.05, 20)
+
+
+@pytest.mark.parametrize("recorded_crop", [{"crop": 0}, {}])
+def test_a_run_resumed_without_its_options_continues_as_it_was_recorded(tmp_path, recorded_crop):
+    """A run started with the earlier defaults (32-64-128-256, whole faces, 30 epochs at 0.05)
+    resumes as that run, not as today's defaults; a config.yaml from before --crop means no crop."""
+    from fer.train import parse_args
+
+    run = run_dir(tmp_path)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    recorded = {"model": "cnn", "widths": [32, 64, 128, 256], "lr": 0.05, "max_epochs": 30}
+    (run / "config.yaml").write_text(yaml.safe_dump({**recorded, **recorded_crop}))
+    args = parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path)])
+    assert (args.widths, args.crop, args.lr, args.max_epochs) == ([32, 64, 128, 256], 0, 0.05, 30)
+    # what the command line says still wins (and check_resumable then judges it)
+    args = parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path), "--lr", "0.2"])
+    assert args.lr == 0.2
 
 
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
