@@ -40,6 +40,8 @@ def trained(tmp_path_factory):
             "16",
             "--depth",
             "1",
+            "--crop",
+            "0",
             "--batch-size",
             "16",
             "--precision",
