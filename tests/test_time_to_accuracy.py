@@ -51,6 +51,7 @@ def test_a_record_curve_is_drawn_on_the_clock_of_a_run_made_on_the_plot_machine(
         run_curve(record)
 
 
+@pytest.mark.slow  # the script end to end, as the other experiment scripts' tests (CI runs it)
 def test_the_plot_draws_a_record_on_a_committed_run_clock_then_its_final_score(tmp_path):
     import json
     import subprocess
