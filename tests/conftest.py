@@ -143,3 +143,20 @@ def photo_with(faces, width=900, height=600, size=180, x=60, y=150, gap=120) -> 
         big = cv2.resize(f, (size, size), interpolation=cv2.INTER_CUBIC)
         img[y : y + size, left : left + size] = big[..., None]
     return img
+
+
+# fer.train's options for a tiny CNN trained in fp32 on whole faces (--crop 0), as most tests
+# were written for; the crop has tests of its own
+TINY = [
+    "--widths",
+    "8",
+    "16",
+    "--depth",
+    "1",
+    "--crop",
+    "0",
+    "--batch-size",
+    "16",
+    "--precision",
+    "32-true",
+]

@@ -18,7 +18,7 @@ from fer.export import main as export
 from fer.inference import load_classifier, tta_views
 from fer.predict import main as predict
 from fer.train import main as train
-from tests.conftest import face, make_folder, make_video
+from tests.conftest import TINY, face, make_folder, make_video
 
 
 @pytest.fixture(scope="module")
@@ -35,17 +35,7 @@ def trained(tmp_path_factory):
             "6",
             "--default-root-dir",
             str(tmp),
-            "--widths",
-            "8",
-            "16",
-            "--depth",
-            "1",
-            "--crop",
-            "0",
-            "--batch-size",
-            "16",
-            "--precision",
-            "32-true",
+            *TINY,
             "--lr",
             "0.02",
             "--augment",

@@ -14,21 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from fer.common import FerError, cpu_has_bf16
 from fer.module import FerModule
 from fer.train import main as train
-
-# whole faces (--crop 0), as the tests were written for; the crop has tests of its own
-TINY = [
-    "--widths",
-    "8",
-    "16",
-    "--depth",
-    "1",
-    "--crop",
-    "0",
-    "--batch-size",
-    "16",
-    "--precision",
-    "32-true",
-]
+from tests.conftest import TINY
 
 
 def run_dir(root: Path, version: int = 0) -> Path:
