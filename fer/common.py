@@ -15,10 +15,13 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # imported where a tensor is made: inference runs without PyTorch
+    import torch
 
 #: Kaggle's label order: index i of a logit vector is EMOTIONS[i].
 EMOTIONS: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -136,24 +139,36 @@ def why_undecodable(head: bytes) -> str:
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
-    """uint8 or 0..1 float faces (B, 1, 48, 48) -> standardised float model input."""
+    """uint8 or 0..1 float faces (B, 1, 48, 48) -> standardised float model input, on the tensor's
+    device (training); `standardize` is the same arithmetic in numpy."""
+    import torch
+
     if x.dtype == torch.uint8:
         x = x.float().div_(255.0)
     return (x - PIXEL_MEAN) / PIXEL_STD
 
 
+def standardize(faces: np.ndarray) -> np.ndarray:
+    """48x48 faces, uint8 or 0..1 float, (48, 48), (B, 48, 48) or (B, 1, 48, 48) -> float32 model
+    input (B, 1, 48, 48), in numpy: what inference runs, without importing PyTorch."""
+    x = np.asarray(faces)
+    x = x.astype(np.float32) / np.float32(255) if x.dtype == np.uint8 else x.astype(np.float32)
+    x = x.reshape((-1, 1) + x.shape[-2:])
+    return (x - np.float32(PIXEL_MEAN)) / np.float32(PIXEL_STD)
+
+
 def preprocess(faces: np.ndarray | torch.Tensor) -> torch.Tensor:
     """48x48 uint8 faces, (48, 48), (B, 48, 48) or (B, 1, 48, 48) -> model input (B, 1, 48, 48)."""
-    x = torch.as_tensor(faces)
-    if x.ndim == 2:
-        x = x[None]
-    if x.ndim == 3:
-        x = x[:, None]
-    return normalize(x).contiguous(memory_format=torch.channels_last)
+    import torch
+
+    x = torch.from_numpy(standardize(np.asarray(faces)))
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 def default_precision(accelerator: str = "auto") -> str:
     """bf16 mixed precision where the hardware runs it natively, 16-bit on CUDA, else fp32."""
+    import torch
+
     cuda = torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda")
     if cuda:
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
@@ -164,6 +179,8 @@ def default_precision(accelerator: str = "auto") -> str:
 
 def cpu_has_bf16() -> bool:
     """True when the CPU has native bf16 arithmetic (AVX-512 BF16 or AMX)."""
+    import torch
+
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 

@@ -9,6 +9,8 @@ network still computes in float32: loading casts them back.
 With --int8 DATA, model.onnx is instead a graph with 8-bit weights and activations of its own
 (onnxruntime static quantization, calibrated on training faces of DATA), about three times faster
 on a CPU; the PyTorch backend still runs the float weights of model.safetensors.
+With --flip, the model averages every face with its mirror image; its ONNX graph sees one view a
+row, and fer.inference.Classifier gives it both (model.json records `onnx_single_view`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--flip",
         action="store_true",
-        help="average every face with its mirror image inside the exported model",
+        help="average every face with its mirror image, as part of the exported model (the ONNX "
+        "graph sees each view as a row of its batch, so video can run one view a frame)",
     )
     p.add_argument(
         "--out",
@@ -220,7 +223,14 @@ def _point_weights_at(path: Path, weights: Path) -> None:
 
 
 #: What a model.json says of its own files, never of a model exported from it.
-_OF_THE_FILES = ("export_command", "stored_dtype", "weights_sha256", "onnx_sha256", "onnx_int8")
+_OF_THE_FILES = (
+    "export_command",
+    "stored_dtype",
+    "weights_sha256",
+    "onnx_sha256",
+    "onnx_int8",
+    "onnx_single_view",
+)
 
 
 def provenance(spec, measured: bool = True) -> dict:
@@ -309,6 +319,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             str(tmp),
             metadata={"arch": spec.arch},
         )
+    if getattr(model, "flip", False) and not args.no_onnx:
+        # the graph sees each face once; fer.inference.Classifier feeds it the face and its mirror
+        # as two rows and averages them, or, in video, one of them a frame
+        model.flip = False
+        spec.extra["onnx_single_view"] = True
     if args.int8:
         export_int8_onnx(model, out / "model.onnx", faces)
     elif not args.no_onnx:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from fer.common import (
     EMOTIONS,
@@ -23,10 +21,12 @@ from fer.common import (
     PIXEL_STD,
     FerError,
     file_sha256,
-    preprocess,
     run_config_path,
+    standardize,
 )
-from fer.models import build_model
+
+if TYPE_CHECKING:  # PyTorch is imported where a model runs in it: onnxruntime needs none of it
+    import torch
 
 
 def _shipped() -> Path:
@@ -40,6 +40,9 @@ def _shipped() -> Path:
 #: The model shipped with the code, used when no --model / --ckpt is given.
 SHIPPED = _shipped()
 TTA_MODES = ("none", "flip", "tencrop")
+#: Which views of each face a model that averages faces with their mirror images runs: both, or
+#: one of them (video alternates them frame by frame; its average over frames joins them).
+SIDES = ("both", "face", "mirror")
 TENCROP_SIZE = 42
 
 
@@ -90,6 +93,8 @@ class ModelSpec:
 
 def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
     """(spec, model state dict) from a Lightning checkpoint, refusing anything that needs unpickling code."""
+    import torch
+
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the unpickler raises many types on garbage; all mean "not loadable"
@@ -181,6 +186,12 @@ class Classifier:
 
     backend 'torch' runs the PyTorch model in fp32 (channels_last); 'onnx' runs the exported ONNX
     graph with onnxruntime, usually the faster of the two on a CPU.
+
+    A model that averages each face with its mirror image (an ensemble exported with --flip) has
+    both views run here, as two rows of one batch, rather than inside its network: `mirror` is
+    then True, and video can run one view a frame (predict_proba's `side`) at half the cost. The
+    ONNX graphs of such models exported before mirror inside themselves (their model.json has no
+    `onnx_single_view`): there `mirror` is False and every run sees both views.
     """
 
     def __init__(
@@ -190,6 +201,10 @@ class Classifier:
         self.classes = spec.classes
         if list(self.classes) != list(EMOTIONS):
             raise FerError(f"{source} was trained on classes {self.classes}, not {list(EMOTIONS)}")
+        mirrors = spec.arch == "ensemble" and bool(spec.options.get("flip"))
+        if model is not None and mirrors:
+            model.flip = False  # the same average, of the two rows predict_proba gives it
+        self.mirror = mirrors and (session is None or bool(spec.extra.get("onnx_single_view")))
 
     def training_split(self) -> tuple[float, int] | None:
         """(val_fraction, seed) the model was trained with, which decide the validation faces of
@@ -207,31 +222,39 @@ class Classifier:
     def backend(self) -> str:
         return "onnx" if self.session is not None else "torch"
 
-    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+    def _logits(self, x: np.ndarray) -> np.ndarray:
+        """The network's output for standardised faces (B, 1, 48, 48) float32."""
         if self.session is not None:
-            out = self.session.run(
-                None, {self.session.get_inputs()[0].name: x.contiguous().numpy().astype(np.float32)}
-            )[0]
-            return torch.from_numpy(out)
+            return self.session.run(None, {self.session.get_inputs()[0].name: x})[0]
+        import torch
+
         with torch.inference_mode():
-            return self.model(x).float()
+            x = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+            return self.model(x).float().numpy()
 
     def predict_proba(
-        self, faces: np.ndarray | torch.Tensor, tta: str = "none", batch_size: int = 256
+        self,
+        faces: np.ndarray | torch.Tensor,
+        tta: str = "none",
+        batch_size: int = 256,
+        side: str = "both",
     ) -> np.ndarray:
         """Probabilities (N, 7) for faces (N, 48, 48), uint8 or float scaled to 0..1; TTA averages
-        over flips or ten crops."""
+        over flips or ten crops. `side` "face" or "mirror" (with tta "none") runs only that view
+        of each face: for a model that averages both (`mirror`), half its work, and the average
+        of the two sides' probabilities is its answer."""
         if tta not in TTA_MODES:
             raise FerError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
-        faces = torch.as_tensor(np.ascontiguousarray(faces))
-        if faces.is_floating_point():
+        if side not in SIDES or (side != "both" and tta != "none"):
+            raise FerError(f"side must be one of {', '.join(SIDES)}, and both with tta {tta!r}")
+        faces = np.ascontiguousarray(faces)  # numpy, or a CPU tensor's values
+        if faces.dtype.kind == "f":
             if len(faces) and (faces.min() < 0 or faces.max() > 1):
                 raise FerError(
                     f"float faces must be scaled to 0..1 (these span {float(faces.min()):g}.."
                     f"{float(faces.max()):g}); pass uint8 0..255 faces or divide by 255"
                 )
-            faces = faces.float()
-        elif faces.dtype != torch.uint8:
+        elif faces.dtype != np.uint8:
             raise FerError(f"faces must be uint8 (0..255) or float in 0..1, not {faces.dtype}")
         if faces.ndim == 2:
             faces = faces[None]
@@ -239,24 +262,38 @@ class Classifier:
             return np.zeros((0, len(self.classes)), np.float32)
         out = []
         for i in range(0, len(faces), batch_size):
-            views = tta_views(preprocess(faces[i : i + batch_size]), tta)  # (V, B, 1, 48, 48)
+            views = tta_views(standardize(faces[i : i + batch_size]), tta)  # (V, B, 1, 48, 48)
+            if side == "mirror":
+                views = views[..., ::-1]
+            elif side == "both" and self.mirror and tta == "none":  # the others hold mirrors
+                views = np.concatenate([views, views[..., ::-1]])
             v, b = views.shape[:2]
-            probs = self._logits(views.flatten(0, 1)).softmax(1).view(v, b, -1).mean(0)
-            out.append(probs.numpy())
-        return np.concatenate(out)
+            logits = self._logits(np.ascontiguousarray(views.reshape((v * b,) + views.shape[2:])))
+            out.append(softmax(logits).reshape(v, b, -1).mean(0))
+        return np.concatenate(out).astype(np.float32)
 
 
-def tta_views(x: torch.Tensor, tta: str) -> torch.Tensor:
-    """(V, B, C, 48, 48): the batch itself; plus its mirror ('flip'); or ten crops resized back ('tencrop')."""
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
+
+
+def tta_views(x: np.ndarray, tta: str) -> np.ndarray:
+    """(V, B, C, 48, 48): the batch itself; plus its mirror ('flip'); or ten crops resized back
+    ('tencrop')."""
     if tta == "none":
         return x[None]
     if tta == "flip":
-        return torch.stack([x, x.flip(-1)])
+        return np.stack([x, x[..., ::-1]])
+    import torch
+    import torch.nn.functional as F
+
     s, c = IMAGE_SIZE, TENCROP_SIZE
     offsets = [(0, 0), (0, s - c), (s - c, 0), (s - c, s - c), ((s - c) // 2, (s - c) // 2)]
-    crops = [x[..., i : i + c, j : j + c] for i, j in offsets]
+    t = torch.from_numpy(np.ascontiguousarray(x))
+    crops = [t[..., i : i + c, j : j + c] for i, j in offsets]
     crops = [F.interpolate(t, size=(s, s), mode="bilinear", align_corners=False) for t in crops]
-    return torch.stack(crops + [t.flip(-1) for t in crops])
+    return torch.stack(crops + [t.flip(-1) for t in crops]).numpy()
 
 
 def load_classifier(path: str | Path | None = None, backend: str = "torch") -> Classifier:
@@ -356,6 +393,10 @@ def read_weights(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], Path]:
 
 def torch_model(spec: ModelSpec, state: dict[str, torch.Tensor], source: Path) -> torch.nn.Module:
     """The spec's network with `state` loaded (float32, eval mode, channels-last)."""
+    import torch
+
+    from fer.models import build_model
+
     model = build_model(spec.arch, num_classes=len(spec.classes), **spec.options)
     try:
         model.load_state_dict(state, strict=True)

@@ -241,11 +241,11 @@ class EmotionRecognizer:
         """The faces of an 8-bit gray picture cropped as the model was trained, (N, 48, 48)."""
         return crop_faces(gray, faces, self.align, CROP_SCALE[self.detector_name or "yunet"])
 
-    def classify(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities (N, 7) of 48x48 uint8 crops."""
+    def classify(self, crops: np.ndarray, side: str = "both") -> np.ndarray:
+        """Probabilities (N, 7) of 48x48 uint8 crops (`side`: see Classifier.predict_proba)."""
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        return self.classifier.predict_proba(crops, tta=self.tta)
+        return self.classifier.predict_proba(crops, tta=self.tta, side=side)
 
     def describe(self, faces: Sequence[Face | None], probs: np.ndarray) -> list[FaceEmotion]:
         """FaceEmotion records of faces (None: a face given as a crop) and their probabilities."""
@@ -279,7 +279,10 @@ class EmotionTracker:
     """The faces of a video, frame after frame: the detector, set up for video, runs on every
     `every`-th frame (its faces are reused in between), faces narrower than `min_face` pixels are
     left out, and each face's probabilities are averaged over its last `smooth` frames, a face
-    being the one of the previous frame whose box it overlaps most (IoU > 0.3)."""
+    being the one of the previous frame whose box it overlaps most (IoU > 0.3).
+    A model that averages each face with its mirror image (Classifier.mirror) sees, when frames
+    are averaged (smooth > 1), the face on even frames and its mirror on odd ones: half the work
+    a frame, and the average over frames joins the two views as the model itself would."""
 
     def __init__(
         self, recognizer: EmotionRecognizer, smooth: int = 5, every: int = 1, min_face: int = 80
@@ -304,8 +307,12 @@ class EmotionTracker:
         gray = to_gray(check_image(frame, "frame"))
         if self.frames % self.every == 0:
             self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
+        alternate = self.smooth > 1 and self.recognizer.tta == "none"
+        side = ("face", "mirror")[self.frames % 2] if alternate else "both"
+        if not self.recognizer.classifier.mirror:
+            side = "both"  # one view is all the model runs: nothing to share between frames
         self.frames += 1
-        probs = self.recognizer.classify(self.recognizer.crop(gray, self._found))
+        probs = self.recognizer.classify(self.recognizer.crop(gray, self._found), side)
         return self.recognizer.describe(self._found, self._average(probs))
 
     def _average(self, probs: np.ndarray) -> np.ndarray:

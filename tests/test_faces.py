@@ -94,3 +94,24 @@ def test_predict_finds_the_faces_of_a_group_photo(real_faces, tmp_path, detector
     found = [r["box"] for r in records]
     hits = sum(max(iou(tuple(b), t) for b in found) > 0.3 for t in truth)
     assert hits == expected
+
+
+@pytest.mark.skipif(not hasattr(cv2, "FaceDetectorYN"), reason="this OpenCV has no FaceDetectorYN")
+@pytest.mark.parametrize("size", [(640, 480), (333, 517), (1000, 500)])
+def test_yunet_through_onnxruntime_finds_what_opencvs_face_detector_finds(real_faces, size):
+    """YuNetNet (onnxruntime, OpenCV's decoding written out) gives the rows cv2.FaceDetectorYN
+    gives on the same picture: same faces, boxes, landmarks and scores; sizes that are not
+    multiples of 32 are padded as OpenCV pads them."""
+    from fer.faces import YuNetNet
+
+    w, h = size
+    photo = gray_background(w, h)
+    for i, face in enumerate(real_faces):
+        paste(photo, face, 20 + (w // 3) * i, 40 + 20 * i, min(w // 4, h // 2) - 10 * i, 10 * i)
+    bgr = cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
+    for score in (0.6, 0.3):  # at 0.3 also the weak, overlapping candidates NMS must sort out
+        ours = YuNetNet(YUNET, score, 0.3).detect(photo)
+        _, theirs = cv2.FaceDetectorYN.create(str(YUNET), "", size, score, 0.3, 5000).detect(bgr)
+        assert len(ours) == len(theirs) >= 2
+        np.testing.assert_allclose(ours, theirs, atol=0.01)
+        np.testing.assert_allclose(YuNetNet(YUNET, score, 0.3).detect(bgr), ours)

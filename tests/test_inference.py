@@ -3,6 +3,8 @@
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -304,11 +306,42 @@ def test_evaluate_compare_counts_the_faces_only_one_model_gets_right(trained, tm
 
 @pytest.mark.parametrize("tta,views", [("none", 1), ("flip", 2), ("tencrop", 10)])
 def test_tta_views(tta, views):
-    x = torch.randn(3, 1, 48, 48)
+    x = np.random.default_rng(0).standard_normal((3, 1, 48, 48)).astype(np.float32)
     v = tta_views(x, tta)
-    assert v.shape == (views, 3, 1, 48, 48) and torch.equal(v[0], x) == (tta != "tencrop")
+    assert v.shape == (views, 3, 1, 48, 48) and np.array_equal(v[0], x) == (tta != "tencrop")
     if tta == "flip":
-        assert torch.equal(v[1], x.flip(-1))
+        assert np.array_equal(v[1], x[..., ::-1])
+    if tta == "tencrop":  # the mirrors of the five crops follow them
+        assert np.array_equal(v[5:], v[:5, ..., ::-1])
+
+
+def test_inference_preprocessing_is_trainings():
+    """standardize (numpy, what inference runs without PyTorch) is normalize's arithmetic (the
+    tensors training feeds its network), for uint8 and 0..1 float faces."""
+    from fer.common import normalize, preprocess, standardize
+
+    faces = np.random.default_rng(1).integers(0, 256, (5, 48, 48), dtype=np.uint8)
+    want = normalize(torch.from_numpy(faces)[:, None]).numpy()
+    assert standardize(faces).shape == (5, 1, 48, 48) and standardize(faces).dtype == np.float32
+    assert np.allclose(standardize(faces), want, atol=1e-6)
+    assert np.allclose(standardize(faces / 255.0), want, atol=1e-6)
+    assert np.allclose(preprocess(faces).numpy(), want, atol=1e-6)
+
+
+def test_fer_predict_and_detect_run_on_onnxruntime_without_importing_pytorch(tmp_path):
+    """The ONNX path (fer.predict, fer.detect, EmotionRecognizer with the shipped model) never
+    imports PyTorch, whose import is most of a run's start-up on a small CPU."""
+    code = (
+        "import sys, numpy as np\n"
+        "from fer import EmotionRecognizer\n"
+        "import fer.predict, fer.detect\n"
+        "r = EmotionRecognizer()\n"
+        "r.predict_faces(np.zeros((2, 48, 48), np.uint8))\n"
+        "r.tracker().update(np.zeros((240, 320, 3), np.uint8))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout[:300]
 
 
 def test_evaluate_writes_every_file_and_matches_lightning(trained, tmp_path, capsys):
@@ -663,6 +696,62 @@ def test_export_of_several_models_is_one_ensemble_that_averages_them(trained, tm
     # an ensemble can itself be trained on no further: fer.train does not offer it
     with pytest.raises(SystemExit):
         train(["--model", "ensemble"])
+
+
+def test_a_mirroring_ensemble_runs_either_view_alone_and_their_mean_is_its_answer(
+    trained, tmp_path
+):
+    """An ensemble exported with --flip has a graph that sees one view a row (model.json says
+    onnx_single_view), so video can run the face on one frame and its mirror on the next: each
+    side is half the rows, and the two sides' mean is the model's answer, in PyTorch and ONNX. A
+    graph that mirrors inside itself (exported before) still gives that answer, seeing both."""
+    from fer.common import file_sha256
+    from fer.export import _torch_to_onnx
+
+    ckpt = str(trained["ckpt"])
+    out = tmp_path / "ensemble"
+    assert export(["--ckpt", ckpt, str(trained["export"]), "--out", str(out), "--flip"]) == 0
+    assert json.loads((out / "model.json").read_text())["onnx_single_view"] is True
+    faces = np.stack([face(i % 7, i) for i in range(12)])
+    single = load_classifier(trained["export"])
+    expected = (single.predict_proba(faces) + single.predict_proba(faces[..., ::-1])) / 2
+    for backend in ("torch", "onnx"):
+        model = load_classifier(out, backend=backend)
+        assert model.mirror
+        sides = {s: model.predict_proba(faces, side=s) for s in ("both", "face", "mirror")}
+        assert np.abs(sides["both"] - expected).max() < 1e-4, backend
+        assert np.abs((sides["face"] + sides["mirror"]) / 2 - expected).max() < 1e-4, backend
+        assert np.abs(sides["face"] - sides["mirror"]).max() > 1e-3, backend
+        assert np.abs(model.predict_proba(faces, tta="flip") - expected).max() < 1e-4, backend
+    rows = []
+
+    class Spy:  # the session, counting the rows of each batch it is given
+        def __init__(self, session):
+            self.session, self.get_inputs = session, session.get_inputs
+
+        def run(self, names, feed):
+            rows.append(len(feed["faces"]))
+            return self.session.run(names, feed)
+
+    model = load_classifier(out, backend="onnx")
+    model.session = Spy(model.session)
+    model.predict_proba(faces, side="face")
+    model.predict_proba(faces)
+    assert rows == [12, 24]
+    with pytest.raises(FerError, match="side must be"):
+        model.predict_proba(faces, tta="flip", side="face")
+    # the graph of an earlier export, which mirrors inside itself
+    meta = json.loads((out / "model.json").read_text())
+    torch_ens = load_classifier(out, backend="torch").model
+    torch_ens.flip = True
+    _torch_to_onnx(torch_ens, out / "model.onnx", fold=True)
+    del meta["onnx_single_view"], meta["weights_sha256"]
+    meta["onnx_sha256"] = file_sha256(out / "model.onnx")
+    (out / "model.json").write_text(json.dumps(meta))
+    old = load_classifier(out, backend="onnx")
+    assert not old.mirror
+    for side in ("both", "face"):
+        assert np.abs(old.predict_proba(faces, side=side) - expected).max() < 1e-4
 
 
 def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):

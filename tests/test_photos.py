@@ -98,7 +98,7 @@ def test_huge_photos_go_through_yunet_in_tiles(real_faces):
     faces = detector.detect(photo)
     assert len(faces) == 1 and iou(faces[0].box, (1240, 600, 120, 120)) > 0.4
     # 2x is 5200x2800 px: YuNet saw tiles of at most TILE x TILE px, never the whole copy
-    assert (TILE, TILE) in detector.nets and all(w * h <= TILE * TILE for w, h in detector.nets)
+    assert (TILE, TILE) in detector.sizes and all(w * h <= TILE * TILE for w, h in detector.sizes)
 
 
 def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, tmp_path, capsys):
