@@ -35,8 +35,9 @@ CROP_SCALE = {"yunet": 1.3, "haar": 1.1}
 #: `work_size` px on its longer side), then on copies PYRAMID_STEP times smaller each, until a face
 #: filling the picture's shorter side fits in LARGEST px. (Measured by experiments/photo_benchmark.py.)
 SMALLEST, LARGEST, PYRAMID_STEP = 80, 280, 2.5
-#: The largest copy YuNet sees at once (px a side); larger ones go through it in tiles.
-TILE = 2048
+#: The largest copy YuNet sees at once (px a side); larger ones go through it in tiles, and a face
+#: found within EDGE px (of that copy) of a tile's edge inside the picture is left to a neighbour.
+TILE, EDGE = 2048, 16
 #: Photos: the smallest face looked for by default, the most pixels the largest copy may have, and
 #: the lowest score kept (video keeps 0.6). At 0.6 most false faces in photos came from the copy
 #: twice the photo's size; 0.75 was chosen on photos of experiments/photo_benchmark.py --seed 0 and
@@ -110,7 +111,7 @@ class YuNetFaceDetector:
             raise FerError("the smallest face to find must be at least 0 px")
         self.work_size, self.min_face, self.max_pixels = work_size, min_face, max_pixels
         self.model, self.score, self.nms, self.every_copy = model, score, nms, every_copy
-        self.net = YuNetNet(model, score, nms)
+        self.net = YuNetNet(model, nms)
         self.sizes: set[tuple[int, int]] = set()  # the sizes (w, h) YuNet has been shown
 
     @classmethod
@@ -129,15 +130,20 @@ class YuNetFaceDetector:
         h, w = image.shape[:2]
         scale = self.first_scale(h, w)
         faces: list[Face] = []
+        large: list[Face] = []
         while True:
             last = min(h, w) * scale <= LARGEST  # a face filling the shorter side fits here
             found = self._detect_at(image, scale)
             # a face too large for YuNet at this size is found, better, on the next copy; one
-            # found on two copies is kept from the larger, where YuNet sees it in more detail
+            # found on two copies is kept from the larger, where YuNet sees it in more detail.
+            # Photos keep the too large ones too, after all others: a face that YuNet finds only
+            # too large (a degraded one, say) is still found
             fits = [f for f in found if last or f.box[2] * scale <= LARGEST]
             faces += sorted(fits, key=lambda f: -f.score)
+            if self.every_copy:
+                large += [f for f in found if not (last or f.box[2] * scale <= LARGEST)]
             if last or (faces and len(fits) == len(found) and not self.every_copy):
-                return non_max_suppression(faces)
+                return non_max_suppression(faces + sorted(large, key=lambda f: -f.score))
             scale /= PYRAMID_STEP
 
     def _detect_at(self, image: np.ndarray, scale: float) -> list[Face]:
@@ -147,12 +153,24 @@ class YuNetFaceDetector:
         h, w = image.shape[:2]
         if w * h * scale * scale <= TILE * TILE:
             return self._detect(image, scale)
-        # every face YuNet keeps at this size (at most LARGEST px) lies wholly inside some tile
+        # every face YuNet keeps at this size (at most LARGEST px) lies inside some tile at least
+        # 16 px from its edges: one within EDGE px of an edge inside the picture is left to that
+        # tile (or, too large here, to the next copy), as it may be a part of a face the edge cuts
         side, step = round(TILE / scale), round((TILE - LARGEST - 32) / scale)
+        edge = EDGE / scale
         faces = []
         for y in range(0, max(h - side, 0) + step, step):
             for x in range(0, max(w - side, 0) + step, step):
-                faces += self._detect(image[y : y + side, x : x + side], scale, x, y)
+                x1, y1 = min(x + side, w), min(y + side, h)
+                for face in self._detect(image[y:y1, x:x1], scale, x, y):
+                    bx, by, bw, bh = face.box
+                    if not (
+                        (x > 0 and bx < x + edge)
+                        or (y > 0 and by < y + edge)
+                        or (x1 < w and bx + bw > x1 - edge)
+                        or (y1 < h and by + bh > y1 - edge)
+                    ):
+                        faces.append(face)
         return faces
 
     def _detect(self, image: np.ndarray, scale: float, x0: int = 0, y0: int = 0) -> list[Face]:
@@ -165,7 +183,7 @@ class YuNetFaceDetector:
         self.sizes.add(size)
         sx, sy = w / size[0], h / size[1]
         faces = []
-        for row in self.net.detect(image):
+        for row in self.net.detect(image, self.score):
             if not _plausible(row, size):
                 continue  # YuNet's rows of garbage (infinities, boxes off the picture) on tiny inputs
             x, y, bw, bh = (row[:4] * (sx, sy, sx, sy)).tolist()
@@ -186,7 +204,7 @@ class YuNetNet:
 
     STRIDES = (8, 16, 32)
 
-    def __init__(self, model: Path, score: float, nms: float, top_k: int = 5000):
+    def __init__(self, model: Path, nms: float = 0.3, top_k: int = 5000):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -199,32 +217,34 @@ class YuNetNet:
             first = str(e).splitlines()[0][:100]
             raise FerError(f"{model} is not a valid ONNX model: {first}") from e
         self.outputs = [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in self.STRIDES]
-        self.score, self.nms, self.top_k = score, nms, top_k
+        self.nms, self.top_k = nms, top_k
 
-    def detect(self, image: np.ndarray) -> np.ndarray:
-        """Rows (N, 15) of the faces in a uint8 picture, gray (as three equal channels) or BGR."""
+    def detect(self, image: np.ndarray, score: float = 0.6) -> np.ndarray:
+        """Rows (N, 15) of the faces scoring at least `score` in a uint8 picture, gray (as three
+        equal channels) or BGR."""
         h, w = image.shape[:2]
         blob = np.zeros((1, 3, -(-h // 32) * 32, -(-w // 32) * 32), np.float32)
         blob[0, :, :h, :w] = image if image.ndim == 2 else _bgr(image).transpose(2, 0, 1)
         found = dict(zip(self.outputs, self.session.run(self.outputs, {"input": blob})))
-        rows = [self._decode(found, stride, blob.shape[3] // stride) for stride in self.STRIDES]
+        cols = [blob.shape[3] // stride for stride in self.STRIDES]
+        rows = [self._decode(found, s, c, score) for s, c in zip(self.STRIDES, cols)]
         faces = np.concatenate(rows)
         if len(faces) > 1:
             keep = cv2.dnn.NMSBoxes(
                 faces[:, :4].astype(int).tolist(),
                 faces[:, 14].tolist(),
-                self.score,
+                score,
                 self.nms,
                 top_k=self.top_k,
             )
             faces = faces[np.asarray(keep, int).reshape(-1)]
         return faces
 
-    def _decode(self, found: dict[str, np.ndarray], stride: int, cols: int) -> np.ndarray:
+    def _decode(self, found: dict, stride: int, cols: int, threshold: float) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):  # garbage rows are dropped later
             cls, obj = (np.clip(found[f"{k}_{stride}"][0, :, 0], 0, 1) for k in ("cls", "obj"))
             score = np.sqrt(cls * obj)
-            cells = np.flatnonzero(score >= self.score)
+            cells = np.flatnonzero(score >= threshold)
             col = (cells % cols).astype(np.float32)[:, None]
             row = (cells // cols).astype(np.float32)[:, None]
             box = found[f"bbox_{stride}"][0, cells]

@@ -110,8 +110,8 @@ def test_yunet_through_onnxruntime_finds_what_opencvs_face_detector_finds(real_f
         paste(photo, face, 20 + (w // 3) * i, 40 + 20 * i, min(w // 4, h // 2) - 10 * i, 10 * i)
     bgr = cv2.cvtColor(photo, cv2.COLOR_GRAY2BGR)
     for score in (0.6, 0.3):  # at 0.3 also the weak, overlapping candidates NMS must sort out
-        ours = YuNetNet(YUNET, score, 0.3).detect(photo)
+        ours = YuNetNet(YUNET, 0.3).detect(photo, score)
         _, theirs = cv2.FaceDetectorYN.create(str(YUNET), "", size, score, 0.3, 5000).detect(bgr)
         assert len(ours) == len(theirs) >= 2
         np.testing.assert_allclose(ours, theirs, atol=0.01)
-        np.testing.assert_allclose(YuNetNet(YUNET, score, 0.3).detect(bgr), ours)
+        np.testing.assert_allclose(YuNetNet(YUNET, 0.3).detect(bgr, score), ours)

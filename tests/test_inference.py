@@ -525,6 +525,24 @@ def test_detect_finds_the_face_in_most_frames_and_writes_json_lines(
     assert not list(tmp_path.glob(".*part*"))
 
 
+def test_the_video_is_written_by_a_thread_in_the_order_of_its_frames(tmp_path):
+    """fer.detect encodes frames in a thread of its own (overlapping the next frame's work): every
+    frame given is in the file, in order, when release() returns."""
+    from fer.detect import BackgroundWriter
+
+    path = tmp_path / "ordered.avi"
+    video = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (64, 48))
+    writer = BackgroundWriter(video, waiting=2)
+    levels = [(i * 37) % 250 for i in range(30)]
+    for level in levels:
+        writer.write(np.full((48, 64, 3), level, np.uint8))
+    writer.release()
+    cap, seen = cv2.VideoCapture(str(path)), []
+    while (frame := cap.read())[0]:
+        seen.append(int(round(frame[1].mean())))
+    assert len(seen) == len(levels) and np.abs(np.array(seen) - levels).max() <= 2
+
+
 @pytest.mark.parametrize(
     "source,message", [("missing.mp4", "does not exist"), ("7", "could not open webcam 7")]
 )
