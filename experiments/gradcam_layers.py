@@ -32,11 +32,12 @@ def main() -> None:
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
     pick = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(0))]
     faces, labels = data.images[pick[: args.faces]].numpy(), data.labels[pick[: args.faces]].numpy()
-    model = load_classifier(args.model).model
+    classifier = load_classifier(args.model)
+    model = classifier.model
     print(f"{'map size':>8} {'hot drop':>9} {'random drop':>12} {'gap':>7} {'flat maps':>10}")
     for size in (48, 24, 12, 6, 3):
         layers = target_layers(model, size)
-        hot, moved = masking_drop(model, faces, labels, layers)
+        hot, moved = masking_drop(model, faces, labels, layers, mirror=classifier.mirror)
         maps = cam_maps(model, faces, labels, layers)
         flat = float((maps.reshape(len(maps), -1).std(1) < 1e-3).mean())
         print(f"{size:>8} {hot:>9.4f} {moved:>12.4f} {hot - moved:>7.4f} {flat:>10.1%}")

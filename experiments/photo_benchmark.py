@@ -133,7 +133,7 @@ def main() -> int:
         for name in args.detectors:
             rec = EmotionRecognizer(args.model, detector=name)
             if args.score is not None and name == "yunet":
-                rec.detector.score = args.score  # read when its networks are made, on first use
+                rec.detector.score = args.score  # read on every picture
             crops = rec.predict_faces(faces[[i for *_, t, _, _ in photos for *_, i in t]])
             crop_label = iter(EMOTIONS.index(c.emotion) for c in crops)
             rows = []

@@ -83,7 +83,8 @@ def open_source(source: str) -> cv2.VideoCapture:
 class BackgroundWriter:
     """A cv2.VideoWriter fed by a thread of its own, so that encoding a frame (about 3 ms at
     640x480) overlaps the next frame's detection and classification; frames are written in the
-    order given, and release() writes those still waiting before it closes the file."""
+    order given, and release() writes those still waiting before it closes the file. An error
+    while writing is raised by the next write(), or after release() by check()."""
 
     def __init__(self, writer: cv2.VideoWriter, waiting: int = 8):
         self.writer, self.error = writer, None
@@ -96,12 +97,15 @@ class BackgroundWriter:
             if self.error is None:  # after an error, frames are taken and dropped: no one waits
                 try:
                     self.writer.write(frame)
-                except cv2.error as e:
+                except Exception as e:  # kept for the main thread, which may not block on put
                     self.error = e
 
-    def write(self, frame) -> None:
+    def check(self) -> None:
         if self.error is not None:
             raise FerError(f"cannot write the video: {str(self.error).splitlines()[0][:100]}")
+
+    def write(self, frame) -> None:
+        self.check()
         self.queue.put(frame)
 
     def release(self) -> None:
@@ -223,9 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:  # the files are completed whatever arrives now
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C too
         cap.release()
         if writer is not None:
             writer.release()
+            if writer.error is not None:
+                finished = False  # the video lacks frames: it is not kept
         if json_file is sys.stdout:
             json_file.flush()
         elif json_file:
@@ -236,6 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     Path(tmp).unlink(missing_ok=True)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, interrupt)
+    if writer is not None:
+        writer.check()
     if frames == 0:
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:

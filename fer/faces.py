@@ -153,10 +153,12 @@ class YuNetFaceDetector:
         h, w = image.shape[:2]
         if w * h * scale * scale <= TILE * TILE:
             return self._detect(image, scale)
-        # every face YuNet keeps at this size (at most LARGEST px) lies inside some tile at least
-        # 16 px from its edges: one within EDGE px of an edge inside the picture is left to that
-        # tile (or, too large here, to the next copy), as it may be a part of a face the edge cuts
-        side, step = round(TILE / scale), round((TILE - LARGEST - 32) / scale)
+        # every face YuNet keeps at this size (at most LARGEST px wide, and its boxes are less
+        # than 1.5 times as tall as wide) lies inside some tile at least EDGE px from its edges:
+        # one within EDGE px of an edge inside the picture is left to that tile (or, too large
+        # here, to the next copy), as it may be a part of a face the edge cuts
+        overlap = round(1.5 * LARGEST) + 2 * EDGE
+        side, step = round(TILE / scale), round((TILE - overlap) / scale)
         edge = EDGE / scale
         faces = []
         for y in range(0, max(h - side, 0) + step, step):

@@ -110,9 +110,12 @@ def masking_drop(
     layers: list[nn.Module],
     share: float = 0.15,
     seed: int = 0,
+    mirror: bool = False,
 ) -> tuple[float, float]:
     """Mean drop of the labelled class's probability when the hottest `share` of each face's map
-    is set to the mean face value, and when the same mask is moved to a random place instead."""
+    is set to the mean face value, and when the same mask is moved to a random place instead.
+    With `mirror` (a Classifier's `mirror`), the probability is the mean over the masked face and
+    its mirror image, as that model answers."""
     model = model.float().eval()
     maps = cam_maps(model, faces, labels, layers)
     hot = maps >= np.quantile(maps.reshape(len(maps), -1), 1 - share, axis=1)[:, None, None]
@@ -125,8 +128,9 @@ def masking_drop(
     y = torch.as_tensor(labels)
 
     def prob(inputs: torch.Tensor) -> torch.Tensor:
+        views = (inputs, inputs.flip(-1)) if mirror else (inputs,)
         with torch.no_grad():
-            return model(inputs).float().softmax(1)[idx, y]
+            return torch.stack([model(v).float().softmax(1)[idx, y] for v in views]).mean(0)
 
     base = prob(x)
     drops = []

@@ -281,8 +281,10 @@ class EmotionTracker:
     left out, and each face's probabilities are averaged over its last `smooth` frames, a face
     being the one of the previous frame whose box it overlaps most (IoU > 0.3).
     A model that averages each face with its mirror image (Classifier.mirror) sees, when frames
-    are averaged (smooth > 1), the face on even frames and its mirror on odd ones: half the work
-    a frame, and the average over frames joins the two views as the model itself would."""
+    are averaged (smooth > 1), the face on even frames and its mirror on odd ones, and both on a
+    face's first frame: half the work a frame. A face's average gives its two sides equal weight
+    (the mean of the face's frames and the mean of the mirror's, averaged), so on a still face it
+    is the model's own answer."""
 
     def __init__(
         self, recognizer: EmotionRecognizer, smooth: int = 5, every: int = 1, min_face: int = 80
@@ -296,35 +298,51 @@ class EmotionTracker:
         self.smooth, self.every, self.min_face = smooth, every, min_face
         self.frames = 0
         self._found: list[Face] = []
-        self._tracks: list[tuple[Box, list[np.ndarray]]] = []
+        # each face's box and its last `smooth` frames: each the views run, (side, probabilities)
+        self._tracks: list[tuple[Box, list[list[tuple[str, np.ndarray]]]]] = []
 
     @property
     def detector_name(self) -> str:
         return self.detector.name
+
+    def _side(self) -> str:
+        """Which view of each face this frame runs (see Classifier.predict_proba)."""
+        alternate = self.smooth > 1 and self.recognizer.tta == "none"
+        if not (alternate and self.recognizer.classifier.mirror):
+            return "both"  # each frame on its own, or a model that runs one view anyway
+        return ("face", "mirror")[self.frames % 2]
 
     def update(self, frame: np.ndarray) -> list[FaceEmotion]:
         """The faces of the next frame (BGR or gray array), probabilities smoothed over frames."""
         gray = to_gray(check_image(frame, "frame"))
         if self.frames % self.every == 0:
             self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
-        alternate = self.smooth > 1 and self.recognizer.tta == "none"
-        side = ("face", "mirror")[self.frames % 2] if alternate else "both"
-        if not self.recognizer.classifier.mirror:
-            side = "both"  # one view is all the model runs: nothing to share between frames
+        side = self._side()
         self.frames += 1
-        probs = self.recognizer.classify(self.recognizer.crop(gray, self._found), side)
-        return self.recognizer.describe(self._found, self._average(probs))
+        crops = self.recognizer.crop(gray, self._found)
+        views = [[(side, p)] for p in self.recognizer.classify(crops, side)]
+        histories = [self._history(face.box) for face in self._found]
+        first = [i for i, history in enumerate(histories) if not history]
+        if side != "both" and first:  # a face seen for the first time: its other side too
+            other = "mirror" if side == "face" else "face"
+            for i, p in zip(first, self.recognizer.classify(crops[first], other)):
+                views[i].append((other, p))
+        self._tracks, smoothed = [], []
+        for face, history, seen in zip(self._found, histories, views):
+            history = (history + [seen])[-self.smooth :]
+            self._tracks.append((face.box, history))
+            by_side: dict[str, list[np.ndarray]] = {}
+            for s, p in (view for frame in history for view in frame):
+                by_side.setdefault(s, []).append(p)
+            smoothed.append(np.mean([np.mean(ps, 0) for ps in by_side.values()], 0))
+        probs = np.array(smoothed).reshape(len(self._found), len(EMOTIONS))
+        return self.recognizer.describe(self._found, probs)
 
-    def _average(self, probs: np.ndarray) -> np.ndarray:
-        new, smoothed = [], []
-        for face, p in zip(self._found, probs):
-            box = face.box
-            best = max(self._tracks, key=lambda t: iou(t[0], box), default=None)
-            history = best[1] if best is not None and iou(best[0], box) > 0.3 else []
-            if history:
-                self._tracks.remove(best)
-            history = (history + [p])[-self.smooth :]
-            new.append((box, history))
-            smoothed.append(np.mean(history, axis=0))
-        self._tracks = new
-        return np.array(smoothed).reshape(len(self._found), len(EMOTIONS))
+    def _history(self, box: Box) -> list[list[tuple[str, np.ndarray]]]:
+        """The views of the last frame's face that `box` overlaps most (IoU > 0.3), taken from
+        the tracks so that no two faces share one; [] for a new face."""
+        best = max(self._tracks, key=lambda t: iou(t[0], box), default=None)
+        if best is None or iou(best[0], box) <= 0.3:
+            return []
+        self._tracks.remove(best)
+        return best[1]

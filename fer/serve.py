@@ -192,7 +192,8 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
 
 class Engine:
     """The model behind the server: `workers` recognizers sharing one classifier, each with its own
-    face detector (OpenCV's detectors are not to be shared between threads), and a thread pool of
+    face detector (a detector holds state of its own: Haar's OpenCV cascade is not to be shared
+    between threads), and a thread pool of
     the same size that runs them off the event loop."""
 
     def __init__(

@@ -543,6 +543,37 @@ def test_the_video_is_written_by_a_thread_in_the_order_of_its_frames(tmp_path):
     assert len(seen) == len(levels) and np.abs(np.array(seen) - levels).max() <= 2
 
 
+def test_a_video_write_that_fails_in_the_thread_is_a_one_line_error_not_a_hang():
+    """Whatever the encoder raises, the thread goes on taking frames (the main thread never blocks
+    on a full queue), and the error comes out of the next write() or, after the last frame,
+    check(): fer.detect then deletes the half-written files."""
+    from fer.detect import BackgroundWriter
+
+    class Broken:
+        written = 0
+
+        def write(self, frame):
+            self.written += 1
+            if self.written == 3:
+                raise MemoryError("out of memory while encoding")
+
+        def release(self):
+            pass
+
+    writer = BackgroundWriter(Broken(), waiting=1)
+    with pytest.raises(FerError, match="cannot write the video: out of memory") as e:
+        for _ in range(50):
+            writer.write(np.zeros((4, 4, 3), np.uint8))
+    assert "\n" not in str(e.value)
+    writer.release()
+    last = BackgroundWriter(Broken(), waiting=1)
+    for _ in range(3):
+        last.write(np.zeros((4, 4, 3), np.uint8))
+    last.release()
+    with pytest.raises(FerError, match="cannot write the video"):
+        last.check()
+
+
 @pytest.mark.parametrize(
     "source,message", [("missing.mp4", "does not exist"), ("7", "could not open webcam 7")]
 )
@@ -785,6 +816,10 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
         classifier.predict_proba(faces.astype(np.float32))  # 0..255 floats: garbage before
     with pytest.raises(FerError, match="uint8"):
         classifier.predict_proba(faces.astype(np.int32))
+    # colour or channels-last faces: one clear error (was: 3 rows a face, after the switch to numpy)
+    for shape in ((4, 3, 48, 48), (4, 48, 48, 1), (48,)):
+        with pytest.raises(FerError, match="faces must be gray"):
+            classifier.predict_proba(np.zeros(shape, np.uint8))
 
 
 def test_evaluation_on_unmarked_data_scores_the_faces_the_model_held_out(trained, tmp_path, capsys):

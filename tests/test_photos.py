@@ -199,20 +199,34 @@ def test_face_crops_work_width_reaches_either_detector():
     assert yunet.first_scale(480, 640) == 0.5 and haar.work_width == 320
 
 
-def test_a_face_cut_by_a_tiles_edge_gives_way_to_the_whole_face_in_the_next_tile(monkeypatch):
+@pytest.mark.parametrize("width,height", [(140, 140), (140, 205), (100, 148)])
+def test_a_face_cut_by_a_tiles_edge_gives_way_to_the_whole_face_in_the_next_tile(
+    monkeypatch, width, height
+):
     """In a copy seen in tiles, YuNet can find the part of a face that a tile's edge cuts, with a
     higher score than the whole face in the neighbouring tile; the part would have won. (Was: a
-    268 px face of a 4032x3024 benchmark photo came out as its right half, neither found nor false.)"""
+    268 px face of a 4032x3024 benchmark photo came out as its right half, neither found nor
+    false.) Wherever it lies, a face that fits the copy (up to LARGEST px wide, boxes up to 1.5
+    times as tall) comes out whole: the tiles overlap enough for it."""
     detector = YuNetFaceDetector(work_size=10**6, min_face=40, every_copy=True)
-    whole, part = Face((1726, 500, 120, 150), score=0.9), Face((1737, 500, 109, 150), score=0.95)
+    photo = np.zeros((1400, 2600), np.uint8)  # seen at twice its size, in tiles
 
-    def tile(image, scale, x0=0, y0=0):  # tiles of 1024 px from x = 0, 868, 1736 at twice the size
-        if scale != 2 or y0 != 0:
+    def seen(image, scale, x0=0, y0=0):  # the face as a tile shows it: whole, or the part inside
+        x1, y1 = x0 + image.shape[1], y0 + image.shape[0]
+        fx, fy = face.box[:2]
+        left, top = max(fx, x0), max(fy, y0)
+        right, bottom = min(fx + width, x1), min(fy + height, y1)
+        if scale != 2 or right <= left or bottom <= top:
             return []
-        return {868: [whole], 1736: [part]}.get(x0, [])
+        if (left, top, right, bottom) == (fx, fy, fx + width, fy + height):
+            return [face]
+        return [Face((left, top, right - left, bottom - top), score=0.95)]
 
-    monkeypatch.setattr(detector, "_detect", tile)
-    assert detector.detect(np.zeros((1400, 2600), np.uint8)) == [whole]
+    monkeypatch.setattr(detector, "_detect", seen)
+    for x in range(700, 1900, 23):
+        for y in range(700, 1000, 19):
+            face = Face((x, y, width, height), score=0.9)
+            assert detector.detect(photo) == [face], (x, y)
 
 
 def test_a_photo_keeps_a_face_found_only_where_it_is_too_large(monkeypatch):

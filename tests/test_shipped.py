@@ -59,9 +59,10 @@ def test_gradcam_of_the_shipped_model_points_at_what_drives_it(shared_data):
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
     pick = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(1))[:200]]
     faces, labels = data.images[pick].numpy(), data.labels[pick].numpy()
-    model = load_classifier().model
+    classifier = load_classifier()
+    model = classifier.model
     layers = target_layers(model)
-    hot, elsewhere = masking_drop(model, faces, labels, layers)
+    hot, elsewhere = masking_drop(model, faces, labels, layers, mirror=classifier.mirror)
     assert hot > elsewhere + 0.03, (hot, elsewhere)
     maps = cam_maps(model, faces, labels, layers)
     assert (maps.reshape(len(maps), -1).std(1) < 1e-3).mean() < 0.1
