@@ -152,7 +152,10 @@ def standardize(faces: np.ndarray) -> np.ndarray:
     """48x48 faces, uint8 or 0..1 float, (48, 48), (B, 48, 48) or (B, 1, 48, 48) -> float32 model
     input (B, 1, 48, 48), in numpy: what inference runs, without importing PyTorch."""
     x = np.asarray(faces)
-    if not (x.ndim in (2, 3) or (x.ndim == 4 and x.shape[1] == 1)):
+    if not (x.ndim in (2, 3) or (x.ndim == 4 and x.shape[1] == 1)) or x.shape[-2:] != (
+        IMAGE_SIZE,
+        IMAGE_SIZE,
+    ):
         raise FerError(
             f"faces must be gray, (48, 48), (N, 48, 48) or (N, 1, 48, 48), not of shape {x.shape}"
         )

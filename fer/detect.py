@@ -102,7 +102,8 @@ class BackgroundWriter:
 
     def check(self) -> None:
         if self.error is not None:
-            raise FerError(f"cannot write the video: {str(self.error).splitlines()[0][:100]}")
+            why = (str(self.error).splitlines() or [type(self.error).__name__])[0][:100]
+            raise FerError(f"cannot write the video: {why}")
 
     def write(self, frame) -> None:
         self.check()
@@ -225,25 +226,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
     finally:
-        if previous is not None:  # the files are completed whatever arrives now
+        if (
+            previous is not None
+        ):  # the files are completed whatever arrives now, a second Ctrl-C too
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) or signal.SIG_DFL
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C too
-        cap.release()
-        if writer is not None:
-            writer.release()
-            if writer.error is not None:
-                finished = False  # the video lacks frames: it is not kept
-        if json_file is sys.stdout:
-            json_file.flush()
-        elif json_file:
-            json_file.close()
-        if not finished:  # an error: no half-written files are left behind
-            for tmp in (tmp_video, tmp_json):
-                if tmp is not None:
-                    Path(tmp).unlink(missing_ok=True)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-            signal.signal(signal.SIGINT, interrupt)
+        try:
+            cap.release()
+            if writer is not None:
+                writer.release()
+                if writer.error is not None:
+                    finished = False  # the video lacks frames: it is not kept
+            if json_file is sys.stdout:
+                json_file.flush()
+            elif json_file:
+                json_file.close()
+        finally:
+            if not finished:  # an error: no half-written files are left behind
+                for tmp in (tmp_video, tmp_json):
+                    if tmp is not None:
+                        Path(tmp).unlink(missing_ok=True)
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+                signal.signal(signal.SIGINT, interrupt)
     if writer is not None:
         writer.check()
     if frames == 0:

@@ -572,6 +572,9 @@ def test_a_video_write_that_fails_in_the_thread_is_a_one_line_error_not_a_hang()
     last.release()
     with pytest.raises(FerError, match="cannot write the video"):
         last.check()
+    last.error = MemoryError()  # as CPython raises it: no message
+    with pytest.raises(FerError, match="cannot write the video: MemoryError"):
+        last.check()
 
 
 @pytest.mark.parametrize(
@@ -629,6 +632,36 @@ def test_detect_that_fails_leaves_no_partial_files(exported, tmp_path, output, m
     with pytest.raises(FerError, match=message):
         detect([*args, "--output", str(out / output)])
     assert [p.name for p in out.iterdir()] == ["file"]
+
+
+def test_detect_whose_video_encoder_fails_late_keeps_no_file(exported, tmp_path, monkeypatch):
+    """The encoder failing on the last frames, in its thread, is one line and, as any error,
+    leaves neither the video nor the JSON lines behind (half-written or renamed as complete)."""
+    import fer.detect
+
+    class FailsLate:  # a VideoWriter whose encoder gives up on the last frame
+        def __init__(self, path, *args):
+            self.path, self.frames = Path(path), 0
+
+        def isOpened(self):
+            return True
+
+        def write(self, frame):
+            self.frames += 1
+            self.path.write_bytes(b"part of a video")
+            if self.frames == 5:
+                raise cv2.error("encoder gave up")
+
+        def release(self):
+            pass
+
+    video = make_video(tmp_path / "in.mp4", frames=5)
+    monkeypatch.setattr(fer.detect.cv2, "VideoWriter", FailsLate)
+    out = tmp_path / "out"
+    args = ["--source", str(video), "--model", str(exported), "--json", str(out / "f.jsonl")]
+    with pytest.raises(FerError, match="cannot write the video: encoder gave up"):
+        fer.detect.main([*args, "--output", str(out / "a.mp4")])
+    assert list(out.iterdir()) == []
 
 
 def test_export_of_a_checkpoint_away_from_its_run_records_its_hyper_parameters(trained, tmp_path):
@@ -817,7 +850,7 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
     with pytest.raises(FerError, match="uint8"):
         classifier.predict_proba(faces.astype(np.int32))
     # colour or channels-last faces: one clear error (was: 3 rows a face, after the switch to numpy)
-    for shape in ((4, 3, 48, 48), (4, 48, 48, 1), (48,)):
+    for shape in ((4, 3, 48, 48), (4, 48, 48, 1), (48, 48, 3), (48, 48, 1), (5, 64, 64), (48,)):
         with pytest.raises(FerError, match="faces must be gray"):
             classifier.predict_proba(np.zeros(shape, np.uint8))
 

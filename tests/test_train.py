@@ -527,6 +527,7 @@ def test_no_validation_with_limit_val_batches_0(csv_data, tmp_path):
         train([*args, "--limit-train-batches", "0"])
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run (33 s here: the default suite stays under 10 min)
 def test_vgg_resumed_after_the_unfreeze_epoch_keeps_fine_tuning_the_backbone(
     folder_data, tmp_path, monkeypatch
 ):
