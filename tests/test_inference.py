@@ -20,7 +20,7 @@ from fer.export import main as export
 from fer.inference import load_classifier, tta_views
 from fer.predict import main as predict
 from fer.train import main as train
-from tests.conftest import TINY, face, make_folder, make_video
+from tests.conftest import TINY, RowCounter, face, make_folder, make_video
 
 
 @pytest.fixture(scope="module")
@@ -805,21 +805,11 @@ def test_a_mirroring_ensemble_runs_either_view_alone_and_their_mean_is_its_answe
         assert np.abs((sides["face"] + sides["mirror"]) / 2 - expected).max() < 1e-4, backend
         assert np.abs(sides["face"] - sides["mirror"]).max() > 1e-3, backend
         assert np.abs(model.predict_proba(faces, tta="flip") - expected).max() < 1e-4, backend
-    rows = []
-
-    class Spy:  # the session, counting the rows of each batch it is given
-        def __init__(self, session):
-            self.session, self.get_inputs = session, session.get_inputs
-
-        def run(self, names, feed):
-            rows.append(len(feed["faces"]))
-            return self.session.run(names, feed)
-
     model = load_classifier(out, backend="onnx")
-    model.session = Spy(model.session)
+    model.session = RowCounter(model.session)
     model.predict_proba(faces, side="face")
     model.predict_proba(faces)
-    assert rows == [12, 24]
+    assert model.session.rows == [12, 24]
     with pytest.raises(FerError, match="side must be"):
         model.predict_proba(faces, tta="flip", side="face")
     # the graph of an earlier export, which mirrors inside itself

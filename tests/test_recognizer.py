@@ -18,7 +18,7 @@ from fer.common import EMOTIONS, FerError
 from fer.inference import load_classifier
 from fer.predict import main as predict
 from fer.recognizer import ImageError
-from tests.conftest import face, photo_with
+from tests.conftest import RowCounter, face, photo_with
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -192,26 +192,16 @@ def test_a_tracker_runs_one_row_a_face_and_a_model_without_mirror_always_its_own
     (never on the mirror image alone)."""
     from fer.faces import make_detector
 
-    rows = []
-
-    class Spy:  # the session, counting the rows of each batch it is given
-        def __init__(self, session):
-            self.session, self.get_inputs = session, session.get_inputs
-
-        def run(self, names, feed):
-            rows.append(len(next(iter(feed.values()))))
-            return self.session.run(names, feed)
-
     classifier = load_classifier(backend="onnx")
-    classifier.session = Spy(classifier.session)
+    classifier.session = rows = RowCounter(classifier.session)
     still = photo_with(real_faces[:1], size=220)
     tracker = EmotionRecognizer(classifier).tracker(smooth=5)
     for _ in range(9):
         tracker.update(still)
-    assert sum(rows) == 10
-    rows.clear()
+    assert sum(rows.rows) == 10
+    rows.rows.clear()
     EmotionRecognizer(classifier).tracker(smooth=1).update(still)
-    assert rows == [2]
+    assert rows.rows == [2]
 
     plain = load_classifier(backend="onnx")
     plain.mirror = False  # as a model that sees each face once, e.g. a single network
