@@ -8,9 +8,13 @@ left in DIR is removed. With --half the weights are stored in float16 (half the 
 network still computes in float32: loading casts them back.
 With --int8 DATA, model.onnx is instead a graph with 8-bit weights and activations of its own
 (onnxruntime static quantization, calibrated on training faces of DATA), about three times faster
-on a CPU; the PyTorch backend still runs the float weights of model.safetensors.
+on a CPU with AVX-512 but no faster on an AVX2-only one (docs/performance.md); the PyTorch backend
+still runs the float weights of model.safetensors.
 With --flip, the model averages every face with its mirror image; its ONNX graph sees one view a
 row, and fer.inference.Classifier gives it both (model.json records `onnx_single_view`).
+An ensemble's members also get a graph each, model.part0.onnx, model.part1.onnx, ... (reading
+their weights from model.safetensors too; model.json records them in `onnx_parts`), so that video
+can run one member a frame (fer.recognizer.EmotionTracker).
 """
 
 from __future__ import annotations
@@ -55,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         required=True,
-        help="folder to write model.safetensors, model.json, model.onnx into",
+        help="folder to write model.safetensors, model.json, model.onnx (and, for an ensemble, "
+        "a graph of each member: model.part0.onnx, ...) into",
     )
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
     p.add_argument(
@@ -67,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--int8",
         metavar="DATA",
         help="make model.onnx an int8 graph calibrated on training faces of DATA (FER-2013 CSV or "
-        "folder): about 3x faster on a CPU, within a few faces of the float model's accuracy",
+        "folder): about 3x faster on a CPU with AVX-512 (no faster with AVX2 only), within a few "
+        "faces of the float model's accuracy",
     )
     p.add_argument(
         "--metrics",
@@ -101,15 +107,26 @@ def _torch_to_onnx(model, path: Path, fold: bool) -> None:
     )
 
 
-def export_onnx(model, path: Path, weights: Path) -> None:
+def export_onnx(model, path: Path, weights: Path, prefix: str = "") -> None:
     """The model as ONNX whose graph holds no copy of the weights: its tensors point into
     `weights`, the safetensors file beside it (ONNX external data), so the model's files store
-    every weight once."""
+    every weight once (the model's weight NAME is `prefix`NAME there)."""
     with atomic_path(path) as tmp:
         # Unfolded, each weight is a tensor of the state dict, which the safetensors file holds;
         # onnxruntime fuses BatchNorm into the convolutions when it loads the graph.
         _torch_to_onnx(model, tmp, fold=False)
-        _point_weights_at(tmp, weights)
+        _point_weights_at(tmp, weights, prefix)
+
+
+def export_parts(ensemble, out: Path, weights: Path) -> list[dict[str, str]]:
+    """A graph for each member of `ensemble`, model.partI.onnx in `out`, reading its weights from
+    `weights` as model.onnx does: [{"file", "sha256"}] in member order."""
+    parts = []
+    for i in range(len(ensemble.members)):
+        path = out / f"model.part{i}.onnx"
+        export_onnx(ensemble.members[i], path, weights, prefix=f"members.{i}.")
+        parts.append({"file": path.name, "sha256": file_sha256(path)})
+    return parts
 
 
 def calibration_faces(data: str) -> np.ndarray:
@@ -185,11 +202,11 @@ def safetensors_layout(path: Path) -> dict[str, tuple[str, list[int], int, int]]
     }
 
 
-def _point_weights_at(path: Path, weights: Path) -> None:
-    """Replace each float32 initializer of the ONNX file at `path` that `weights` holds (same name
-    and shape) by a reference to its bytes there; float16 weights are read as such and followed by
-    a Cast to float32, so the graph still computes in float32 (onnxruntime folds the casts when it
-    loads the file)."""
+def _point_weights_at(path: Path, weights: Path, prefix: str = "") -> None:
+    """Replace each float32 initializer of the ONNX file at `path` that `weights` holds (same shape,
+    its name there prefixed with `prefix`) by a reference to its bytes there; float16 weights are
+    read as such and followed by a Cast to float32, so the graph still computes in float32
+    (onnxruntime folds the casts when it loads the file)."""
     import onnx
     from onnx import TensorProto, helper
 
@@ -198,7 +215,7 @@ def _point_weights_at(path: Path, weights: Path) -> None:
     graph = model.graph
     casts = []
     for init in list(graph.initializer):
-        dtype, shape, first, end = layout.get(init.name, ("", [], 0, 0))
+        dtype, shape, first, end = layout.get(prefix + init.name, ("", [], 0, 0))
         if init.data_type != TensorProto.FLOAT or dtype not in _ONNX_TYPES:
             continue
         if list(init.dims) != shape:
@@ -230,6 +247,7 @@ _OF_THE_FILES = (
     "onnx_sha256",
     "onnx_int8",
     "onnx_single_view",
+    "onnx_parts",
 )
 
 
@@ -305,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # model.json, written last, says the other files are complete and belong together: an export
     # stopped half-way leaves no model.json, and none describes a model.onnx of another export.
     stale = (out / "model.onnx").is_file() and args.no_onnx
-    for old in ("model.json", "model.onnx"):
+    for old in ("model.json", "model.onnx", *(p.name for p in out.glob("model.part*.onnx"))):
         try:
             (out / old).unlink(missing_ok=True)
         except OSError as e:
@@ -330,12 +348,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         export_onnx(model, out / "model.onnx", out / "model.safetensors")
         # model.onnx reads its weights at fixed places in this very file: loading checks it is
         spec.extra["weights_sha256"] = file_sha256(out / "model.safetensors")
+        if spec.arch == "ensemble":
+            spec.extra["onnx_parts"] = export_parts(model, out, out / "model.safetensors")
     if not args.no_onnx:  # loading checks that model.onnx is the graph written with this file
         spec.extra["onnx_sha256"] = file_sha256(out / "model.onnx")
     write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
     print(
         f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "
         f"model.json{'' if args.no_onnx else ', model.onnx'}"
+        + "".join(f", {part['file']}" for part in spec.extra.get("onnx_parts", []))
         + ("; removed the model.onnx of an earlier export" if stale else "")
     )
     return 0

@@ -8,6 +8,7 @@ training run's folder, which stands for the best checkpoint its `summary.json` n
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -192,10 +193,19 @@ class Classifier:
     then True, and video can run one view a frame (predict_proba's `side`) at half the cost. The
     ONNX graphs of such models exported before mirror inside themselves (their model.json has no
     `onnx_single_view`): there `mirror` is False and every run sees both views.
+
+    An ensemble's members can also run one at a time (predict_proba's `part`): in PyTorch, and
+    through onnxruntime where the export wrote each member's graph (`onnx_parts`); `parts` says
+    how many there are (1: the model runs whole), and `views` lists the pieces video runs a frame.
     """
 
     def __init__(
-        self, spec: ModelSpec, model: torch.nn.Module | None = None, session=None, source: str = ""
+        self,
+        spec: ModelSpec,
+        model: torch.nn.Module | None = None,
+        session=None,
+        source: str = "",
+        part_sessions: Sequence[Callable[[], Any]] = (),
     ):
         self.spec, self.model, self.session, self.source = spec, model, session, source
         self.classes = spec.classes
@@ -205,6 +215,22 @@ class Classifier:
         if model is not None and mirrors:
             model.flip = False  # the same average, of the two rows predict_proba gives it
         self.mirror = mirrors and (session is None or bool(spec.extra.get("onnx_single_view")))
+        # an ensemble's members, each of which can run alone: the PyTorch model's own, or the
+        # graphs exported beside model.onnx (each made on first use: photos never need them)
+        self._part_makers = list(part_sessions) if self.mirror or not mirrors else []
+        self.part_sessions: dict[int, Any] = {}
+        members = len(model.members) if model is not None and spec.arch == "ensemble" else 0
+        self.parts = max(1, members if session is None else len(self._part_makers))
+
+    @property
+    def views(self) -> list[tuple[str, int | None]]:
+        """The pieces of the model's work, as (side, part) of predict_proba, whose probabilities
+        averaged with equal weights are its answer: each member of an ensemble that can run
+        alone (`parts` > 1) on the face and, for a model that averages mirror images, on the
+        mirror; [("both", None)] for a model that can only run whole."""
+        sides = ("face", "mirror") if self.mirror else ("both",)
+        parts = range(self.parts) if self.parts > 1 else (None,)
+        return [(side, part) for part in parts for side in sides]
 
     def training_split(self) -> tuple[float, int] | None:
         """(val_fraction, seed) the model was trained with, which decide the validation faces of
@@ -222,15 +248,21 @@ class Classifier:
     def backend(self) -> str:
         return "onnx" if self.session is not None else "torch"
 
-    def _logits(self, x: np.ndarray) -> np.ndarray:
-        """The network's output for standardised faces (B, 1, 48, 48) float32."""
+    def _logits(self, x: np.ndarray, part: int | None = None) -> np.ndarray:
+        """The network's output (or member `part`'s) for standardised faces (B, 1, 48, 48)."""
         if self.session is not None:
-            return self.session.run(None, {self.session.get_inputs()[0].name: x})[0]
+            session = self.session
+            if part is not None and self.parts > 1:
+                if part not in self.part_sessions:
+                    self.part_sessions[part] = self._part_makers[part]()
+                session = self.part_sessions[part]
+            return session.run(None, {session.get_inputs()[0].name: x})[0]
         import torch
 
+        model = self.model if part is None or self.parts == 1 else self.model.members[part]
         with torch.inference_mode():
             x = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-            return self.model(x).float().numpy()
+            return model(x).float().numpy()
 
     def predict_proba(
         self,
@@ -238,15 +270,20 @@ class Classifier:
         tta: str = "none",
         batch_size: int = 256,
         side: str = "both",
+        part: int | None = None,
     ) -> np.ndarray:
         """Probabilities (N, 7) for faces (N, 48, 48), uint8 or float scaled to 0..1; TTA averages
         over flips or ten crops. `side` "face" or "mirror" (with tta "none") runs only that view
         of each face: for a model that averages both (`mirror`), half its work, and the average
-        of the two sides' probabilities is its answer."""
+        of the two sides' probabilities is its answer. `part` (with tta "none") runs only that
+        member of an ensemble (0 .. parts - 1); the members' average is the model's answer (see
+        `views`)."""
         if tta not in TTA_MODES:
             raise FerError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
         if side not in SIDES or (side != "both" and tta != "none"):
             raise FerError(f"side must be one of {', '.join(SIDES)}, and both with tta {tta!r}")
+        if part is not None and (tta != "none" or part not in range(self.parts)):
+            raise FerError(f"part must be None or 0..{self.parts - 1}, with tta none")
         faces = np.ascontiguousarray(faces)  # numpy, or a CPU tensor's values
         if faces.dtype.kind == "f":
             if len(faces) and (faces.min() < 0 or faces.max() > 1):
@@ -268,7 +305,8 @@ class Classifier:
             elif side == "both" and self.mirror and tta == "none":  # the others hold mirrors
                 views = np.concatenate([views, views[..., ::-1]])
             v, b = views.shape[:2]
-            logits = self._logits(np.ascontiguousarray(views.reshape((v * b,) + views.shape[2:])))
+            rows = np.ascontiguousarray(views.reshape((v * b,) + views.shape[2:]))
+            logits = self._logits(rows, part)
             out.append(softmax(logits).reshape(v, b, -1).mean(0))
         return np.concatenate(out).astype(np.float32)
 
@@ -328,7 +366,9 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
         onnx_file = folder / "model.onnx"
         if not onnx_file.is_file():
             raise FerError(f"no model.onnx in {folder}; re-export with python -m fer.export")
-        return Classifier(spec, session=onnx_session(spec, onnx_file), source=str(onnx_file))
+        session = onnx_session(spec, onnx_file)
+        parts = onnx_parts(spec, folder)
+        return Classifier(spec, session=session, source=str(onnx_file), part_sessions=parts)
     spec, state, source = read_weights(path)
     return Classifier(spec, torch_model(spec, state, source), source=str(source))
 
@@ -340,8 +380,6 @@ def onnx_session(spec: ModelSpec, onnx_file: Path):
     its weights from model.safetensors, whose recorded SHA-256 (`weights_sha256`) is checked too,
     or the weights would be misread. (Exports made before onnx_sha256 was recorded are checked
     by weights_sha256 alone; their int8 graphs, named by `onnx_int8`, are not checked.)"""
-    import onnxruntime as ort
-
     meta = onnx_file.with_name("model.json")
     recorded = spec.extra.get("onnx_sha256")
     if not (recorded or spec.extra.get("weights_sha256") or spec.extra.get("onnx_int8")):
@@ -362,6 +400,42 @@ def onnx_session(spec: ModelSpec, onnx_file: Path):
             f"{weights} is not the weight file {onnx_file} was exported with; export both again "
             "with python -m fer.export"
         )
+    return _ort_session(onnx_file)
+
+
+def onnx_parts(spec: ModelSpec, folder: Path) -> list[Callable[[], Any]]:
+    """Makers of onnxruntime sessions for the members' graphs an export recorded (`onnx_parts`),
+    each checked now against the SHA-256 model.json records for it; [] (the model runs whole,
+    as correct and slower in video) when any of them is missing, e.g. a folder copied without."""
+    recorded = spec.extra.get("onnx_parts", [])
+    files = [folder / part["file"] for part in recorded]
+    if not all(f.is_file() for f in files):
+        return []
+    for f, part in zip(files, recorded):
+        if file_sha256(f) != part["sha256"]:
+            raise FerError(
+                f"{f} is not the graph {folder / 'model.json'} was exported with (it is left from, "
+                "or copied from, another export); export again with python -m fer.export"
+            )
+    weights, expected = folder / "model.safetensors", spec.extra.get("weights_sha256")
+
+    def maker(f: Path) -> Callable[[], Any]:
+        def make():
+            # made on first use, perhaps long after loading: the weights must still be those
+            # model.onnx read (not, say, those of a later export into the folder)
+            if expected and file_sha256(weights) != expected:
+                raise FerError(f"{weights} changed after the model was loaded; load it again")
+            return _ort_session(f)
+
+        return make
+
+    return [maker(f) for f in files]
+
+
+def _ort_session(onnx_file: Path):
+    import onnxruntime as ort
+
+    weights = onnx_file.with_name("model.safetensors")
     try:
         options = ort.SessionOptions()
         # no busy-waiting between runs: the face detector and, in fer.serve, the browser share

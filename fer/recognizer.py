@@ -241,11 +241,14 @@ class EmotionRecognizer:
         """The faces of an 8-bit gray picture cropped as the model was trained, (N, 48, 48)."""
         return crop_faces(gray, faces, self.align, CROP_SCALE[self.detector_name or "yunet"])
 
-    def classify(self, crops: np.ndarray, side: str = "both") -> np.ndarray:
-        """Probabilities (N, 7) of 48x48 uint8 crops (`side`: see Classifier.predict_proba)."""
+    def classify(
+        self, crops: np.ndarray, side: str = "both", part: int | None = None
+    ) -> np.ndarray:
+        """Probabilities (N, 7) of 48x48 uint8 crops (`side`, `part`: see
+        Classifier.predict_proba)."""
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
-        return self.classifier.predict_proba(crops, tta=self.tta, side=side)
+        return self.classifier.predict_proba(crops, tta=self.tta, side=side, part=part)
 
     def describe(self, faces: Sequence[Face | None], probs: np.ndarray) -> list[FaceEmotion]:
         """FaceEmotion records of faces (None: a face given as a crop) and their probabilities."""
@@ -275,16 +278,27 @@ def _no_crops() -> np.ndarray:
     return np.zeros((0, 48, 48), np.uint8)
 
 
+@dataclass
+class Track:
+    """A face followed through a video: its box in the last frame and, for each of its last frames,
+    the probabilities of the pieces of the model (Classifier.views) that frame ran."""
+
+    box: Box
+    frames: list[dict[tuple, np.ndarray]]
+
+
 class EmotionTracker:
     """The faces of a video, frame after frame: the detector, set up for video, runs on every
     `every`-th frame (its faces are reused in between), faces narrower than `min_face` pixels are
-    left out, and each face's probabilities are averaged over its last `smooth` frames, a face
-    being the one of the previous frame whose box it overlaps most (IoU > 0.3).
-    A model that averages each face with its mirror image (Classifier.mirror) sees, when frames
-    are averaged (smooth > 1), the face on even frames and its mirror on odd ones, and both on a
-    face's first frame: half the work a frame. A face's average gives its two sides equal weight
-    (the mean of the face's frames and the mean of the mirror's, averaged), so on a still face it
-    is the model's own answer."""
+    left out, and each face's probabilities are averaged over its last frames, a face being the
+    one of the previous frame whose box it overlaps most (IoU > 0.3).
+    When frames are averaged (smooth > 1), a frame runs one piece of the model's work on each face
+    (Classifier.views): for the shipped model, one member network on the face or on its mirror
+    image, in turn, so a frame costs an eighth of the model; a face's first frame runs them all.
+    A face's average is the mean, with equal weights, of each piece's mean over the face's last
+    `window` frames, `smooth` or, if more, one round of the pieces (8 for the shipped model), so
+    that every piece is in it: on a still face it is the model's own answer on every frame. With
+    smooth=1, or TTA, every frame runs the whole model and stands alone."""
 
     def __init__(
         self, recognizer: EmotionRecognizer, smooth: int = 5, every: int = 1, min_face: int = 80
@@ -298,51 +312,48 @@ class EmotionTracker:
         self.smooth, self.every, self.min_face = smooth, every, min_face
         self.frames = 0
         self._found: list[Face] = []
-        # each face's box and its last `smooth` frames: each the views run, (side, probabilities)
-        self._tracks: list[tuple[Box, list[list[tuple[str, np.ndarray]]]]] = []
+        whole = smooth == 1 or recognizer.tta != "none"
+        self._views = [("both", None)] if whole else recognizer.classifier.views
+        self.window = max(smooth, len(self._views))
+        self._tracks: list[Track] = []
 
     @property
     def detector_name(self) -> str:
         return self.detector.name
-
-    def _side(self) -> str:
-        """Which view of each face this frame runs (see Classifier.predict_proba)."""
-        alternate = self.smooth > 1 and self.recognizer.tta == "none"
-        if not (alternate and self.recognizer.classifier.mirror):
-            return "both"  # each frame on its own, or a model that runs one view anyway
-        return ("face", "mirror")[self.frames % 2]
 
     def update(self, frame: np.ndarray) -> list[FaceEmotion]:
         """The faces of the next frame (BGR or gray array), probabilities smoothed over frames."""
         gray = to_gray(check_image(frame, "frame"))
         if self.frames % self.every == 0:
             self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
-        side = self._side()
+        view = self._views[self.frames % len(self._views)]
         self.frames += 1
         crops = self.recognizer.crop(gray, self._found)
-        views = [[(side, p)] for p in self.recognizer.classify(crops, side)]
-        histories = [self._history(face.box) for face in self._found]
-        first = [i for i, history in enumerate(histories) if not history]
-        if side != "both" and first:  # a face seen for the first time: its other side too
-            other = "mirror" if side == "face" else "face"
-            for i, p in zip(first, self.recognizer.classify(crops[first], other)):
-                views[i].append((other, p))
+        seen = [{view: p} for p in self.recognizer.classify(crops, *view)]
+        tracks = [self._track(face.box) for face in self._found]
+        first = [i for i, track in enumerate(tracks) if track is None]
+        for other in self._views if first else ():  # a face seen for the first time: all of it
+            if other != view:
+                for i, p in zip(first, self.recognizer.classify(crops[first], *other)):
+                    seen[i][other] = p
         self._tracks, smoothed = [], []
-        for face, history, seen in zip(self._found, histories, views):
-            history = (history + [seen])[-self.smooth :]
-            self._tracks.append((face.box, history))
-            by_side: dict[str, list[np.ndarray]] = {}
-            for s, p in (view for frame in history for view in frame):
-                by_side.setdefault(s, []).append(p)
-            smoothed.append(np.mean([np.mean(ps, 0) for ps in by_side.values()], 0))
+        for face, track, views in zip(self._found, tracks, seen):
+            track = Track(face.box, []) if track is None else track
+            track.box, track.frames = face.box, (track.frames + [views])[-self.window :]
+            self._tracks.append(track)
+            window: dict[tuple, list[np.ndarray]] = {}
+            for v, p in (item for frame_views in track.frames for item in frame_views.items()):
+                window.setdefault(v, []).append(p)
+            # any `window` frames in a row ran every piece, and a younger face's first frame did
+            smoothed.append(np.mean([np.mean(window[v], 0) for v in self._views], 0))
         probs = np.array(smoothed).reshape(len(self._found), len(EMOTIONS))
         return self.recognizer.describe(self._found, probs)
 
-    def _history(self, box: Box) -> list[list[tuple[str, np.ndarray]]]:
-        """The views of the last frame's face that `box` overlaps most (IoU > 0.3), taken from
-        the tracks so that no two faces share one; [] for a new face."""
-        best = max(self._tracks, key=lambda t: iou(t[0], box), default=None)
-        if best is None or iou(best[0], box) <= 0.3:
-            return []
+    def _track(self, box: Box) -> Track | None:
+        """The track of the last frame's face that `box` overlaps most (IoU > 0.3), taken from
+        the tracks so that no two faces share one; None for a new face."""
+        best = max(self._tracks, key=lambda t: iou(t.box, box), default=None)
+        if best is None or iou(best.box, box) <= 0.3:
+            return None
         self._tracks.remove(best)
-        return best[1]
+        return best

@@ -45,6 +45,8 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
         "infer_torch_img_s",
         "infer_onnx_single_ms",
         "infer_onnx_single_view_ms",
+        "infer_onnx_piece_ms",
+        "infer_onnx_piece_max_ms",
         "detect_yunet_fps",
         "detect_yunet_default_fps",
         "detect_haar_default_fps",

@@ -817,13 +817,79 @@ def test_a_mirroring_ensemble_runs_either_view_alone_and_their_mean_is_its_answe
     torch_ens = load_classifier(out, backend="torch").model
     torch_ens.flip = True
     _torch_to_onnx(torch_ens, out / "model.onnx", fold=True)
-    del meta["onnx_single_view"], meta["weights_sha256"]
+    del meta["onnx_single_view"], meta["weights_sha256"], meta["onnx_parts"]
     meta["onnx_sha256"] = file_sha256(out / "model.onnx")
     (out / "model.json").write_text(json.dumps(meta))
     old = load_classifier(out, backend="onnx")
-    assert not old.mirror
+    assert not old.mirror and old.parts == 1 and old.views == [("both", None)]
     for side in ("both", "face"):
         assert np.abs(old.predict_proba(faces, side=side) - expected).max() < 1e-4
+
+
+def test_an_ensembles_members_each_have_a_graph_and_its_pieces_average_to_its_answer(
+    trained, tmp_path
+):
+    """An ensemble's export writes a graph for each member (model.partI.onnx, reading its weights
+    from model.safetensors, recorded in model.json with their SHA-256): one member on one side is
+    a piece of the model, the pieces' mean is its answer, in PyTorch and ONNX alike, and no piece
+    runs the whole graph (what video runs a frame). A folder copied without the part graphs runs
+    whole; a part graph of another export, or weights changed after loading, are refused."""
+    import onnx
+    from safetensors.torch import load_file, save_file
+
+    # a second member with weights of its own, so that a piece run by the wrong member shows
+    other = shutil.copytree(trained["export"], tmp_path / "other")
+    state = load_file(other / "model.safetensors")
+    save_file(
+        {k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()},
+        str(other / "model.safetensors"),
+    )
+    out = tmp_path / "ensemble"
+    assert export(["--ckpt", str(trained["export"]), str(other), "--out", str(out), "--flip"]) == 0
+    parts = json.loads((out / "model.json").read_text())["onnx_parts"]
+    assert [p["file"] for p in parts] == ["model.part0.onnx", "model.part1.onnx"]
+    for p in parts:  # every weight is read from model.safetensors: the graph holds no copy
+        graph = onnx.load(str(out / p["file"]), load_external_data=False).graph
+        stored = [t for t in graph.initializer if t.dims and len(t.dims) > 1]
+        assert stored and all(t.data_location == onnx.TensorProto.EXTERNAL for t in stored)
+    faces = np.stack([face(i % 7, i) for i in range(12)])
+    members = [load_classifier(m, backend="torch") for m in (trained["export"], other)]
+    model = load_classifier(out, backend="onnx")
+    model.session = RowCounter(model.session)
+    expected = model.predict_proba(faces)
+    torch_model = load_classifier(out, backend="torch")
+    assert model.parts == torch_model.parts == 2
+    assert (
+        model.views == torch_model.views == [("face", 0), ("mirror", 0), ("face", 1), ("mirror", 1)]
+    )
+    for clf in (model, torch_model):
+        pieces = {v: clf.predict_proba(faces, side=v[0], part=v[1]) for v in clf.views}
+        assert np.abs(np.mean(list(pieces.values()), 0) - expected).max() < 1e-4
+        for (side, part), piece in pieces.items():
+            view = faces[..., ::-1] if side == "mirror" else faces
+            assert np.abs(piece - members[part].predict_proba(view)).max() < 1e-4
+        assert np.abs(pieces[("face", 0)] - pieces[("face", 1)]).max() > 1e-3
+    assert model.session.rows == [24]  # the pieces never ran the whole graph
+    for bad in ({"part": 2}, {"part": 0, "tta": "flip"}):
+        with pytest.raises(FerError, match="part must be"):
+            model.predict_proba(faces, **bad)
+    # copied without its part graphs: the whole model, the same answer
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.json", "model.safetensors", "model.onnx"):
+        shutil.copy(out / name, bare / name)
+    copy = load_classifier(bare, backend="onnx")
+    assert copy.parts == 1 and copy.views == [("face", None), ("mirror", None)]
+    assert np.abs(copy.predict_proba(faces) - expected).max() < 1e-4
+    shutil.copy(out / "model.part0.onnx", bare / "model.part0.onnx")
+    shutil.copy(out / "model.part0.onnx", bare / "model.part1.onnx")
+    with pytest.raises(FerError, match="model.part1.onnx is not the graph"):
+        load_classifier(bare, backend="onnx")
+    # weights changed between loading and a part's first use (an export into the folder)
+    late = load_classifier(out, backend="onnx")
+    save_file(state, str(out / "model.safetensors"))
+    with pytest.raises(FerError, match="changed after the model was loaded"):
+        late.predict_proba(faces, part=0)
 
 
 def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):

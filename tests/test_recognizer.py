@@ -134,11 +134,12 @@ def test_bad_options_are_refused(tmp_path):
 
 
 def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
-    """Each face's probabilities are averaged over its last `smooth` frames. The shipped model
-    averages each face with its mirror image: when frames are averaged, the tracker runs the face
-    on even frames and the mirror on odd ones (one row a face, half the work), both on a face's
-    first frame, and gives the two sides equal weight, so a still face gets the model's own answer
-    on every frame; with smooth=1, both sides every frame."""
+    """Each face's probabilities are averaged over its last `smooth` frames. The shipped model is
+    an ensemble that averages each face with its mirror image: when frames are averaged, a frame
+    runs one member on the face or on its mirror, in turn (one eighth of the model; all of it on
+    a face's first frame), and each piece weighs the same, with its latest probabilities where
+    the window did not run it, so a still face gets the model's own answer on every frame; with
+    smooth=1, the whole model every frame."""
     from fer.faces import make_detector
 
     def probs(faces):
@@ -146,34 +147,37 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
 
     detector = make_detector("yunet")  # what a tracker looks with
 
-    def side_probs(frame, side):
+    def piece(frame, view):
         gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        return rec.classify(rec.crop(gray, detector.detect(gray)), side)[0]
+        return rec.classify(rec.crop(gray, detector.detect(gray)), *view)[0]
 
-    assert rec.classifier.mirror
+    views = rec.classifier.views
+    assert len(views) == 8 and {side for side, _ in views} == {"face", "mirror"}
     still = photo_with(real_faces[:1], size=220)
-    both = probs(rec.tracker(smooth=1).update(still))
-    assert np.allclose(
-        both, (side_probs(still, "face") + side_probs(still, "mirror")) / 2, atol=1e-5
-    )
+    whole = probs(rec.tracker(smooth=1).update(still))
+    assert np.allclose(whole, np.mean([piece(still, v) for v in views], 0), atol=1e-5)
     for smooth in (2, 5):
         tracker = rec.tracker(smooth=smooth)
-        for _ in range(7):
-            assert np.allclose(probs(tracker.update(still)), both, atol=1e-5)
+        for _ in range(10):
+            assert np.allclose(probs(tracker.update(still)), whole, atol=1e-5)
 
-    frames = [photo_with([f], size=200 + 4 * i) for i, f in enumerate(real_faces * 3)]
+    # a face that changes: each piece averaged over the last max(smooth, 8) frames, which hold
+    # every piece (the face's first frame ran them all)
+    frames = [photo_with([f], size=200 + 4 * i) for i, f in enumerate(real_faces * 10)]
     raw = [rec.tracker(smooth=1).update(f) for f in frames]
-    views = [[("face", side_probs(f, "face"))] if i % 2 == 0 else [] for i, f in enumerate(frames)]
-    for i, f in enumerate(frames):
-        if i % 2 or i == 0:  # odd frames run the mirror; the first frame runs both sides
-            views[i].append(("mirror", side_probs(f, "mirror")))
-    tracker = rec.tracker(smooth=3)
-    for i, frame in enumerate(frames):
-        (smoothed,) = tracker.update(frame)
-        window = [v for frame_views in views[max(0, i - 2) : i + 1] for v in frame_views]
-        means = [np.mean([p for s, p in window if s == side], 0) for side in ("face", "mirror")]
-        assert np.allclose(probs([smoothed]), np.mean(means, 0), atol=1e-5), i
-        assert smoothed.box == raw[i][0].box
+    ran = [
+        {v: piece(f, v) for v in (views if i == 0 else [views[i % 8]])}
+        for i, f in enumerate(frames)
+    ]
+    for smooth, window in ((3, 8), (10, 10)):
+        tracker = rec.tracker(smooth=smooth)
+        assert tracker.window == window
+        for i, frame in enumerate(frames):
+            (smoothed,) = tracker.update(frame)
+            last = ran[max(0, i - window + 1) : i + 1]
+            means = [np.mean([r[v] for r in last if v in r], 0) for v in views]
+            assert np.allclose(probs([smoothed]), np.mean(means, 0), atol=1e-5), (smooth, i)
+            assert smoothed.box == raw[i][0].box
     # a face close to the camera beside a smaller one: both found (the close one on the smaller
     # copy, which the video detector looks at when the frame size leaves a face too large)
     frame = photo_with(real_faces[:1], 640, 480, 300, x=20, y=90)
@@ -186,22 +190,52 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
     assert moved[0] == moved[1]
 
 
-def test_a_tracker_runs_one_row_a_face_and_a_model_without_mirror_always_its_own_view(real_faces):
-    """Counted at onnxruntime: nine frames of one face cost ten rows (two on its first frame),
-    not eighteen; a model that does not average mirror images is run as it is on every frame
-    (never on the mirror image alone)."""
+def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_always_its_own_view(
+    real_faces,
+):
+    """Counted at onnxruntime: nine frames of one face run each member's graph on four rows (the
+    face and its mirror on the face's first frame, then one a frame, member after member) and the
+    whole ensemble's graph on none (it would have taken 10 rows of four members each); with
+    smooth=1, the whole graph on both views every frame. A model that does not average mirror
+    images is run as it is on every frame (never on the mirror image alone)."""
     from fer.faces import make_detector
 
     classifier = load_classifier(backend="onnx")
-    classifier.session = rows = RowCounter(classifier.session)
+    assert classifier.parts == 4
+    classifier.session = whole = RowCounter(classifier.session)
+    for part in range(4):  # each member's graph is made on first use: make them to count them
+        classifier.predict_proba(real_faces[:1], part=part)
+        classifier.part_sessions[part] = RowCounter(classifier.part_sessions[part])
     still = photo_with(real_faces[:1], size=220)
     tracker = EmotionRecognizer(classifier).tracker(smooth=5)
     for _ in range(9):
         tracker.update(still)
-    assert sum(rows.rows) == 10
-    rows.rows.clear()
-    EmotionRecognizer(classifier).tracker(smooth=1).update(still)
-    assert rows.rows == [2]
+    assert whole.rows == []
+    assert [classifier.part_sessions[p].rows for p in range(4)] == [[1, 1, 1, 1]] * 4
+    rec_whole = EmotionRecognizer(classifier)
+    (face,) = rec_whole.tracker(smooth=1).update(still)
+    whole_still = list(face.probabilities.values())
+    assert whole.rows == [2]
+    # a second face comes in beside a tracked one: only it runs the other seven pieces, and it
+    # gets the model's answer on its first frame (the first face, found a pixel apart beside it,
+    # keeps its own track: about the model's answer, not the newcomer's)
+    pair = photo_with(real_faces, size=220)
+    answers = {
+        f.box: list(f.probabilities.values()) for f in rec_whole.tracker(smooth=1).update(pair)
+    }
+    tracker = EmotionRecognizer(classifier).tracker(smooth=5)
+    for _ in range(4):  # pieces 0 to 3, the first frame all of them
+        (alone,) = tracker.update(still)
+    assert np.allclose(list(alone.probabilities.values()), whole_still, atol=1e-5)
+    for counter in classifier.part_sessions.values():
+        counter.rows.clear()
+    faces = tracker.update(pair)  # piece 4, (face, member 2), on both faces
+    assert [classifier.part_sessions[p].rows for p in range(4)] == [[1, 1], [1, 1], [2, 1], [1, 1]]
+    assert {f.box for f in faces} == set(answers)
+    old, new = sorted(faces, key=lambda f: f.box[0])
+    assert np.allclose(list(new.probabilities.values()), answers[new.box], atol=1e-5)
+    assert np.allclose(list(old.probabilities.values()), answers[old.box], atol=0.02)
+    assert old.emotion == "happy" and new.emotion == "surprise"
 
     plain = load_classifier(backend="onnx")
     plain.mirror = False  # as a model that sees each face once, e.g. a single network
@@ -246,7 +280,11 @@ def test_an_installed_wheel_carries_the_model(real_faces, tmp_path):
     subprocess.run(build, check=True, capture_output=True)
     (wheel,) = tmp_path.glob("*.whl")
     assert wheel.name.startswith("fer_lightning-")  # `pip install fer` is another project
-    assert "fer/checkpoints/model.safetensors" in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = json.loads((REPO / "checkpoints" / "model.json").read_text())
+    for part in shipped["onnx_parts"]:  # what video runs, one member a frame
+        assert f"fer/checkpoints/{part['file']}" in names
+    assert "fer/checkpoints/model.safetensors" in names
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True)
     elsewhere = tmp_path / "elsewhere"
