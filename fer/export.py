@@ -12,9 +12,10 @@ on a CPU with AVX-512 but no faster on an AVX2-only one (docs/performance.md); t
 still runs the float weights of model.safetensors.
 With --flip, the model averages every face with its mirror image; its ONNX graph sees one view a
 row, and fer.inference.Classifier gives it both (model.json records `onnx_single_view`).
-An ensemble's members also get a graph each, model.part0.onnx, model.part1.onnx, ... (reading
-their weights from model.safetensors too; model.json records them in `onnx_parts`), so that video
-can run one member a frame (fer.recognizer.EmotionTracker).
+An ensemble exported to a float ONNX graph (not --int8) also gets a graph of each member,
+model.part0.onnx, model.part1.onnx, ... (reading their weights from model.safetensors too;
+model.json records them in `onnx_parts`), so that video can run one member a frame
+(fer.recognizer.EmotionTracker).
 """
 
 from __future__ import annotations

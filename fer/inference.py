@@ -8,7 +8,7 @@ training run's folder, which stands for the best checkpoint its `summary.json` n
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -205,7 +205,7 @@ class Classifier:
         model: torch.nn.Module | None = None,
         session=None,
         source: str = "",
-        part_sessions: Sequence[Callable[[], Any]] = (),
+        part_makers: Callable[[], list[Any]] | None = None,
     ):
         self.spec, self.model, self.session, self.source = spec, model, session, source
         self.classes = spec.classes
@@ -216,11 +216,13 @@ class Classifier:
             model.flip = False  # the same average, of the two rows predict_proba gives it
         self.mirror = mirrors and (session is None or bool(spec.extra.get("onnx_single_view")))
         # an ensemble's members, each of which can run alone: the PyTorch model's own, or the
-        # graphs exported beside model.onnx (each made on first use: photos never need them)
-        self._part_makers = list(part_sessions) if self.mirror or not mirrors else []
-        self.part_sessions: dict[int, Any] = {}
+        # graphs exported beside model.onnx (`part_makers` makes their sessions; on first use,
+        # or load_parts: photos never need them)
+        self._make_parts = part_makers if self.mirror or not mirrors else None
+        self.part_sessions: list[Any] = []
         members = len(model.members) if model is not None and spec.arch == "ensemble" else 0
-        self.parts = max(1, members if session is None else len(self._part_makers))
+        onnx_members = len(spec.extra.get("onnx_parts", [])) if self._make_parts else 0
+        self.parts = max(1, members if session is None else onnx_members)
 
     @property
     def views(self) -> list[tuple[str, int | None]]:
@@ -248,13 +250,18 @@ class Classifier:
     def backend(self) -> str:
         return "onnx" if self.session is not None else "torch"
 
+    def load_parts(self) -> None:
+        """Make the onnxruntime sessions of the members' graphs now, not on their first use (what
+        a video does before its first frame)."""
+        if self.session is not None and self.parts > 1 and not self.part_sessions:
+            self.part_sessions = self._make_parts()
+
     def _logits(self, x: np.ndarray, part: int | None = None) -> np.ndarray:
         """The network's output (or member `part`'s) for standardised faces (B, 1, 48, 48)."""
         if self.session is not None:
             session = self.session
             if part is not None and self.parts > 1:
-                if part not in self.part_sessions:
-                    self.part_sessions[part] = self._part_makers[part]()
+                self.load_parts()
                 session = self.part_sessions[part]
             return session.run(None, {session.get_inputs()[0].name: x})[0]
         import torch
@@ -368,7 +375,7 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
             raise FerError(f"no model.onnx in {folder}; re-export with python -m fer.export")
         session = onnx_session(spec, onnx_file)
         parts = onnx_parts(spec, folder)
-        return Classifier(spec, session=session, source=str(onnx_file), part_sessions=parts)
+        return Classifier(spec, session=session, source=str(onnx_file), part_makers=parts)
     spec, state, source = read_weights(path)
     return Classifier(spec, torch_model(spec, state, source), source=str(source))
 
@@ -403,33 +410,28 @@ def onnx_session(spec: ModelSpec, onnx_file: Path):
     return _ort_session(onnx_file)
 
 
-def onnx_parts(spec: ModelSpec, folder: Path) -> list[Callable[[], Any]]:
-    """Makers of onnxruntime sessions for the members' graphs an export recorded (`onnx_parts`),
-    each checked now against the SHA-256 model.json records for it; [] (the model runs whole,
-    as correct and slower in video) when any of them is missing, e.g. a folder copied without."""
+def onnx_parts(spec: ModelSpec, folder: Path) -> Callable[[], list[Any]] | None:
+    """What makes onnxruntime sessions of the members' graphs an export recorded (`onnx_parts`),
+    or None (the model runs whole: as right, and slower in video) when any of them is missing or
+    is not the graph model.json records (its SHA-256), e.g. a folder copied without them or over
+    an older export's. Making them checks that model.safetensors is still the file model.onnx
+    read when it was loaded (not, say, that of a later export into the folder)."""
     recorded = spec.extra.get("onnx_parts", [])
     files = [folder / part["file"] for part in recorded]
-    if not all(f.is_file() for f in files):
-        return []
-    for f, part in zip(files, recorded):
-        if file_sha256(f) != part["sha256"]:
-            raise FerError(
-                f"{f} is not the graph {folder / 'model.json'} was exported with (it is left from, "
-                "or copied from, another export); export again with python -m fer.export"
-            )
+    if not recorded or not all(
+        f.is_file() and file_sha256(f) == part["sha256"] for f, part in zip(files, recorded)
+    ):
+        return None
     weights, expected = folder / "model.safetensors", spec.extra.get("weights_sha256")
 
-    def maker(f: Path) -> Callable[[], Any]:
-        def make():
-            # made on first use, perhaps long after loading: the weights must still be those
-            # model.onnx read (not, say, those of a later export into the folder)
-            if expected and file_sha256(weights) != expected:
-                raise FerError(f"{weights} changed after the model was loaded; load it again")
-            return _ort_session(f)
+    def make() -> list[Any]:
+        if expected and not (weights.is_file() and file_sha256(weights) == expected):
+            raise FerError(
+                f"{weights} is gone or changed since the model was loaded; load it again"
+            )
+        return [_ort_session(f) for f in files]
 
-        return make
-
-    return [maker(f) for f in files]
+    return make
 
 
 def _ort_session(onnx_file: Path):

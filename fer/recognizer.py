@@ -298,7 +298,7 @@ class EmotionTracker:
     A face's average is the mean, with equal weights, of each piece's mean over the face's last
     `window` frames, `smooth` or, if more, one round of the pieces (8 for the shipped model), so
     that every piece is in it: on a still face it is the model's own answer on every frame. With
-    smooth=1, or TTA, every frame runs the whole model and stands alone."""
+    smooth=1 (each frame on its own), or TTA, every frame runs the whole model."""
 
     def __init__(
         self, recognizer: EmotionRecognizer, smooth: int = 5, every: int = 1, min_face: int = 80
@@ -315,6 +315,8 @@ class EmotionTracker:
         whole = smooth == 1 or recognizer.tta != "none"
         self._views = [("both", None)] if whole else recognizer.classifier.views
         self.window = max(smooth, len(self._views))
+        if any(part is not None for _, part in self._views):
+            recognizer.classifier.load_parts()  # before the first frame, not during it
         self._tracks: list[Track] = []
 
     @property
@@ -327,7 +329,6 @@ class EmotionTracker:
         if self.frames % self.every == 0:
             self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
         view = self._views[self.frames % len(self._views)]
-        self.frames += 1
         crops = self.recognizer.crop(gray, self._found)
         seen = [{view: p} for p in self.recognizer.classify(crops, *view)]
         tracks = [self._track(face.box) for face in self._found]
@@ -347,6 +348,7 @@ class EmotionTracker:
             # any `window` frames in a row ran every piece, and a younger face's first frame did
             smoothed.append(np.mean([np.mean(window[v], 0) for v in self._views], 0))
         probs = np.array(smoothed).reshape(len(self._found), len(EMOTIONS))
+        self.frames += 1  # last: a frame that failed part-way leaves the tracks as they were
         return self.recognizer.describe(self._found, probs)
 
     def _track(self, box: Box) -> Track | None:

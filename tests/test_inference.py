@@ -832,8 +832,9 @@ def test_an_ensembles_members_each_have_a_graph_and_its_pieces_average_to_its_an
     """An ensemble's export writes a graph for each member (model.partI.onnx, reading its weights
     from model.safetensors, recorded in model.json with their SHA-256): one member on one side is
     a piece of the model, the pieces' mean is its answer, in PyTorch and ONNX alike, and no piece
-    runs the whole graph (what video runs a frame). A folder copied without the part graphs runs
-    whole; a part graph of another export, or weights changed after loading, are refused."""
+    runs the whole graph (what video runs a frame). A folder copied without the part graphs, or
+    with another export's, runs whole; weights changed after loading are refused when the part
+    graphs are made; a later export into the folder leaves none of its part graphs behind."""
     import onnx
     from safetensors.torch import load_file, save_file
 
@@ -882,14 +883,20 @@ def test_an_ensembles_members_each_have_a_graph_and_its_pieces_average_to_its_an
     assert copy.parts == 1 and copy.views == [("face", None), ("mirror", None)]
     assert np.abs(copy.predict_proba(faces) - expected).max() < 1e-4
     shutil.copy(out / "model.part0.onnx", bare / "model.part0.onnx")
-    shutil.copy(out / "model.part0.onnx", bare / "model.part1.onnx")
-    with pytest.raises(FerError, match="model.part1.onnx is not the graph"):
-        load_classifier(bare, backend="onnx")
-    # weights changed between loading and a part's first use (an export into the folder)
+    shutil.copy(out / "model.part0.onnx", bare / "model.part1.onnx")  # not member 1's graph
+    assert load_classifier(bare, backend="onnx").parts == 1
+    shutil.copy(out / "model.part1.onnx", bare / "model.part1.onnx")
+    assert load_classifier(bare, backend="onnx").parts == 2
+    # weights changed between loading and making the part graphs (an export into the folder)
     late = load_classifier(out, backend="onnx")
     save_file(state, str(out / "model.safetensors"))
-    with pytest.raises(FerError, match="changed after the model was loaded"):
+    with pytest.raises(FerError, match="changed since the model was loaded"):
         late.predict_proba(faces, part=0)
+    with pytest.raises(FerError, match="changed since the model was loaded"):
+        late.load_parts()
+    # a single network exported into the folder: no part graph is left behind
+    assert export(["--ckpt", str(trained["export"]), "--out", str(out)]) == 0
+    assert not list(out.glob("model.part*.onnx"))
 
 
 def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):

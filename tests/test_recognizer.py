@@ -15,7 +15,7 @@ import pytest
 
 from fer import EmotionRecognizer, FaceEmotion
 from fer.common import EMOTIONS, FerError
-from fer.inference import load_classifier
+from fer.inference import SHIPPED, load_classifier
 from fer.predict import main as predict
 from fer.recognizer import ImageError
 from tests.conftest import RowCounter, face, photo_with
@@ -137,9 +137,9 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
     """Each face's probabilities are averaged over its last `smooth` frames. The shipped model is
     an ensemble that averages each face with its mirror image: when frames are averaged, a frame
     runs one member on the face or on its mirror, in turn (one eighth of the model; all of it on
-    a face's first frame), and each piece weighs the same, with its latest probabilities where
-    the window did not run it, so a still face gets the model's own answer on every frame; with
-    smooth=1, the whole model every frame."""
+    a face's first frame), and each piece weighs the same, averaged over the last max(smooth, 8)
+    frames, which hold every piece, so a still face gets the model's own answer on every frame;
+    with smooth=1, the whole model every frame."""
     from fer.faces import make_detector
 
     def probs(faces):
@@ -191,7 +191,7 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
 
 
 def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_always_its_own_view(
-    real_faces,
+    real_faces, tmp_path
 ):
     """Counted at onnxruntime: nine frames of one face run each member's graph on four rows (the
     face and its mirror on the face's first frame, then one a frame, member after member) and the
@@ -203,9 +203,8 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     classifier = load_classifier(backend="onnx")
     assert classifier.parts == 4
     classifier.session = whole = RowCounter(classifier.session)
-    for part in range(4):  # each member's graph is made on first use: make them to count them
-        classifier.predict_proba(real_faces[:1], part=part)
-        classifier.part_sessions[part] = RowCounter(classifier.part_sessions[part])
+    classifier.load_parts()  # each member's graph, made before a video's first frame
+    classifier.part_sessions = [RowCounter(session) for session in classifier.part_sessions]
     still = photo_with(real_faces[:1], size=220)
     tracker = EmotionRecognizer(classifier).tracker(smooth=5)
     for _ in range(9):
@@ -227,7 +226,7 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     for _ in range(4):  # pieces 0 to 3, the first frame all of them
         (alone,) = tracker.update(still)
     assert np.allclose(list(alone.probabilities.values()), whole_still, atol=1e-5)
-    for counter in classifier.part_sessions.values():
+    for counter in classifier.part_sessions:
         counter.rows.clear()
     faces = tracker.update(pair)  # piece 4, (face, member 2), on both faces
     assert [classifier.part_sessions[p].rows for p in range(4)] == [[1, 1], [1, 1], [2, 1], [1, 1]]
@@ -236,6 +235,18 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     assert np.allclose(list(new.probabilities.values()), answers[new.box], atol=1e-5)
     assert np.allclose(list(old.probabilities.values()), answers[old.box], atol=0.02)
     assert old.emotion == "happy" and new.emotion == "surprise"
+
+    # the shipped files copied without the members' graphs: the whole model, one side a frame
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("model.json", "model.safetensors", "model.onnx"):
+        shutil.copy(SHIPPED / name, bare / name)
+    whole_only = load_classifier(bare, backend="onnx")
+    assert whole_only.parts == 1 and whole_only.views == [("face", None), ("mirror", None)]
+    tracker = EmotionRecognizer(whole_only).tracker(smooth=5)
+    for _ in range(3):
+        (face,) = tracker.update(still)
+        assert np.allclose(list(face.probabilities.values()), whole_still, atol=1e-5)
 
     plain = load_classifier(backend="onnx")
     plain.mirror = False  # as a model that sees each face once, e.g. a single network
@@ -248,6 +259,37 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     for _ in range(4):
         (face,) = tracker.update(still)
         assert np.allclose(list(face.probabilities.values()), own, atol=1e-5)
+
+
+def test_a_frame_that_fails_part_way_leaves_the_tracker_as_it_was(real_faces):
+    """A frame whose classification fails (here: a member's graph, on a newcomer's first frame)
+    raises, and the next frames go on as if it had not come: a face tracked before it, absent
+    from it, keeps every piece in its window. (Was: the rotation had moved on, and that face's
+    window lacked a piece: KeyError.)"""
+
+    class FailsOnce:
+        def __init__(self, session):
+            self.session, self.get_inputs, self.armed = session, session.get_inputs, True
+
+        def run(self, names, feed):
+            if self.armed:
+                self.armed = False
+                raise FerError("the graph could not run")
+            return self.session.run(names, feed)
+
+    classifier = load_classifier(backend="onnx")
+    tracker = EmotionRecognizer(classifier).tracker(smooth=5)
+    still = photo_with(real_faces[:1], size=220)
+    (face,) = tracker.update(still)
+    expected = list(face.probabilities.values())
+    for _ in range(8):
+        tracker.update(still)
+    classifier.part_sessions[3] = FailsOnce(classifier.part_sessions[3])
+    with pytest.raises(FerError, match="could not run"):
+        tracker.update(photo_with(real_faces[1:], size=220, x=500))  # only a newcomer
+    for _ in range(8):
+        (face,) = tracker.update(still)
+        assert np.allclose(list(face.probabilities.values()), expected, atol=1e-5)
 
 
 def test_the_readme_python_example_runs_as_written(real_faces, tmp_path, monkeypatch, capsys):
