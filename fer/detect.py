@@ -229,9 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _Terminated:
         finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
     finally:
-        if (
-            previous is not None
-        ):  # the files are completed whatever arrives now, a second Ctrl-C too
+        # the files are completed whatever arrives now, a second Ctrl-C too
+        if previous is not None:
             interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) or signal.SIG_DFL
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:

@@ -201,8 +201,7 @@ class YuNetNet:
     non-maximum suppression. Rows as FaceDetectorYN's: box (x, y, w, h), 10 landmark coordinates,
     score. onnxruntime runs this network about twice as fast as OpenCV's own DNN module on an
     AVX2 CPU (experiments/benchmark.py: 69 against 36, 91 against 44 frames of 640x480 a second
-    on two days), and takes
-    pictures of any size without a new network."""
+    on two days), and takes pictures of any size without a new network."""
 
     STRIDES = (8, 16, 32)
 

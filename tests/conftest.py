@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -131,6 +132,15 @@ def real_faces():
         cv2.imread(str(sorted((root / n).glob("*.png"))[5]), cv2.IMREAD_GRAYSCALE)
         for n in ("happy", "surprise")
     ]
+
+
+def copy_without_parts(model: Path, dest: Path) -> Path:
+    """An exported model copied as a user might copy it: model.json, model.safetensors and
+    model.onnx only, without its members' graphs (model.partI.onnx)."""
+    dest.mkdir()
+    for name in ("model.json", "model.safetensors", "model.onnx"):
+        shutil.copy(model / name, dest / name)
+    return dest
 
 
 def photo_with(faces, width=900, height=600, size=180, x=60, y=150, gap=120) -> np.ndarray:

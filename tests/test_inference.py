@@ -20,7 +20,7 @@ from fer.export import main as export
 from fer.inference import load_classifier, tta_views
 from fer.predict import main as predict
 from fer.train import main as train
-from tests.conftest import TINY, RowCounter, face, make_folder, make_video
+from tests.conftest import TINY, RowCounter, copy_without_parts, face, make_folder, make_video
 
 
 @pytest.fixture(scope="module")
@@ -879,10 +879,7 @@ def test_an_ensembles_members_each_have_a_graph_and_its_pieces_average_to_its_an
         with pytest.raises(FerError, match="part must be"):
             model.predict_proba(faces, **bad)
     # copied without its part graphs: the whole model, the same answer
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    for name in ("model.json", "model.safetensors", "model.onnx"):
-        shutil.copy(out / name, bare / name)
+    bare = copy_without_parts(out, tmp_path / "bare")
     copy = load_classifier(bare, backend="onnx")
     assert copy.parts == 1 and copy.views == [("face", None), ("mirror", None)]
     assert np.abs(copy.predict_proba(faces) - expected).max() < 1e-4

@@ -18,7 +18,7 @@ from fer.common import EMOTIONS, FerError
 from fer.inference import SHIPPED, load_classifier
 from fer.predict import main as predict
 from fer.recognizer import ImageError
-from tests.conftest import RowCounter, face, photo_with
+from tests.conftest import RowCounter, copy_without_parts, face, photo_with
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -237,11 +237,7 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     assert old.emotion == "happy" and new.emotion == "surprise"
 
     # the shipped files copied without the members' graphs: the whole model, one side a frame
-    bare = tmp_path / "bare"
-    bare.mkdir()
-    for name in ("model.json", "model.safetensors", "model.onnx"):
-        shutil.copy(SHIPPED / name, bare / name)
-    whole_only = load_classifier(bare, backend="onnx")
+    whole_only = load_classifier(copy_without_parts(SHIPPED, tmp_path / "bare"), backend="onnx")
     assert whole_only.parts == 1 and whole_only.views == [("face", None), ("mirror", None)]
     tracker = EmotionRecognizer(whole_only).tracker(smooth=5)
     for _ in range(3):
