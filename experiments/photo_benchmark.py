@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import platform
 import sys
 import tempfile
@@ -197,11 +198,17 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
     out["all"]["found_share_40_2000"] = figures(
         [r for r in faces if not r["band"].startswith("24")]
     )["found_share"]
-    for key in ("band", "condition", "exif", "frame"):
+    order = {  # smallest first; conditions as CONDITIONS lists them
+        "band": lambda k: int(k.split("-")[0]),
+        "condition": CONDITIONS.index,
+        "exif": str,
+        "frame": lambda k: math.prod(map(int, k.split("x"))),
+    }
+    for key, rank in order.items():
         groups = defaultdict(list)
         for r in faces:
             groups[str(r[key])].append(r)
-        out[key] = {k: figures(v) for k, v in sorted(groups.items())}
+        out[key] = {k: figures(groups[k]) for k in sorted(groups, key=rank)}
     by_frame = defaultdict(list)
     for r in photos:
         by_frame[r["frame"]].append(r)

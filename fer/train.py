@@ -271,6 +271,20 @@ def _optimisation_options(g) -> None:
         "(an export folder such as checkpoints/, a .ckpt, or a run folder) gives each training face",
     )
     g.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="fine-tune: start from the weights of a trained model (an export folder such as "
+        "checkpoints/, a .ckpt, or a run folder) rather than at random; give the same model "
+        "options it was trained with (--widths, --crop, ...)",
+    )
+    g.add_argument(
+        "--init-member",
+        type=int,
+        metavar="N",
+        help="with --init of an ensemble (such as the shipped model): start from its member N, "
+        "counted from 0",
+    )
+    g.add_argument(
         "--distill-alpha",
         type=float,
         default=0.7,
@@ -399,6 +413,10 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError(f"--distill-alpha must be in [0, 1], got {args.distill_alpha}")
     if args.teacher and not Path(args.teacher).exists():
         raise FerError(f"--teacher {args.teacher} does not exist")
+    if args.init and not Path(args.init).exists():
+        raise FerError(f"--init {args.init} does not exist")
+    if args.init_member is not None and not args.init:
+        raise FerError("--init-member picks a member of the --init model; give --init too")
     if not 0 <= args.crop < IMAGE_SIZE or 0 < args.crop < 8:
         raise FerError(
             f"--crop must be between 8 and {IMAGE_SIZE - 1} pixels (0: no crop), got {args.crop}"
@@ -468,8 +486,10 @@ def run(args: argparse.Namespace, stdout) -> int:
     precision = choose_precision(args)
     pl.seed_everything(args.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
+    # --init's weights are read and checked before the data is decoded and cached
+    init = initial_weights(args) if args.init and not ckpt_path else None
     dm = build_data(args)
-    module = build_module(args, resuming=bool(ckpt_path))
+    module = build_module(args, resuming=bool(ckpt_path), init=init)
     # What reproduces the run; how it was resumed is recorded apart (RunRecord's resumed.log).
     config = {
         k: v for k, v in vars(args).items() if k not in ("config", "debug", "json", "ckpt_path")
@@ -552,20 +572,26 @@ def build_data(args: argparse.Namespace):
     return dm
 
 
-def build_module(args: argparse.Namespace, resuming: bool):
-    import torch
-
-    from fer.models.vgg import load_backbone_weights
-    from fer.module import FerModule
-
+def model_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options the network is built with (what model.json records as `options`)."""
     if args.model == "cnn":
         options = {"widths": list(args.widths), "depth": args.depth, "dropout": args.dropout}
         if args.crop:
             options["crop"] = args.crop
         if args.residual:
             options["residual"] = True
-    else:
-        options = {"image_size": args.image_size, "dropout": args.dropout}
+        return options
+    return {"image_size": args.image_size, "dropout": args.dropout}
+
+
+def build_module(args: argparse.Namespace, resuming: bool, init: dict | None = None):
+    """The LightningModule; `init`: a state dict to start from (initial_weights)."""
+    import torch
+
+    from fer.models.vgg import load_backbone_weights
+    from fer.module import FerModule
+
+    options = model_options(args)
     module = FerModule(
         model=args.model,
         model_options=options,
@@ -581,11 +607,63 @@ def build_module(args: argparse.Namespace, resuming: bool):
         distill_temperature=args.distill_temperature,
         mixup=args.mixup,
     )
-    if args.model == "vgg" and not args.no_pretrained and not resuming:
+    if init is not None:
+        module.model.load_state_dict(init, strict=True)  # initial_weights checked it fits
+        log.info("initial weights: %s", args.init)
+    elif args.model == "vgg" and not args.no_pretrained and not resuming:
         log.info("backbone weights: %s", load_backbone_weights(module.model, args.weights))
     if args.compile:
         module.model = torch.compile(module.model)
     return module
+
+
+def initial_weights(args: argparse.Namespace) -> dict:
+    """The state dict --init names (of its ensemble's --init-member), checked to fit the network
+    the options build, refusing one of another shape or view of the face."""
+    from fer.common import EMOTIONS
+    from fer.inference import read_weights, resolve_model_path
+    from fer.models import build_model
+
+    path, member = args.init, args.init_member
+    spec, state, source = read_weights(resolve_model_path(Path(path)))
+    if spec.arch == "ensemble":
+        members = spec.options["members"]
+        if member is None or not 0 <= member < len(members):
+            raise FerError(
+                f"--init {path} is an ensemble of {len(members)} networks: choose one with "
+                f"--init-member 0 to {len(members) - 1}"
+            )
+        prefix = f"members.{member}."
+        state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        spec_arch = members[member].get("arch")
+        spec_options = members[member].get("options", {})
+        what = f"{path} member {member}"
+    elif member is not None:
+        raise FerError(
+            f"--init-member picks a member of an ensemble; {path} is a single {spec.arch}"
+        )
+    else:
+        spec_arch, spec_options, what = spec.arch, spec.options, str(path)
+    if spec.classes != list(EMOTIONS):
+        raise FerError(f"--init {what} classifies {spec.classes}, not FER-2013's {list(EMOTIONS)}")
+
+    def shape(o: dict[str, Any]) -> dict[str, Any]:  # what the weights mean (dropout is not kept)
+        return {k: v for k, v in o.items() if k != "dropout" and v not in (0, False, None)}
+
+    options = model_options(args)
+    if spec_arch != args.model or shape(spec_options) != shape(options):
+        raise FerError(
+            f"--init {what} is a {spec_arch} with {shape(spec_options)}, not the {args.model} "
+            f"with {shape(options)} asked for: give its options"
+        )
+    state = {k: v.float() for k, v in state.items()}
+    try:
+        build_model(args.model, **options).load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise FerError(
+            f"--init {what} ({source}) does not fit: {str(e).splitlines()[0][:120]}"
+        ) from e
+    return state
 
 
 def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path: str | None):

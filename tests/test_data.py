@@ -161,6 +161,49 @@ def test_batched_augmentation_keeps_range_shape_and_label_alignment(preset):
     assert ((bar_row - (5 + 6 * labels)).abs() <= 6).float().mean() > 0.9
 
 
+def test_photo_degradations_touch_only_their_share_and_stay_in_their_ranges():
+    from fer.augment import (
+        BLUR_SIGMA,
+        EXPOSURE_GAIN,
+        NOISE_SIGMA,
+        exposure,
+        gaussian_blur,
+        gaussian_noise,
+    )
+
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 48, 48) * 0.6 + 0.2  # no pixel near black or white
+    many = torch.rand(1000, 1, 48, 48) * 0.6 + 0.2
+    for degrade in (exposure, gaussian_blur, gaussian_noise):
+        assert torch.allclose(degrade(x, 0.0), x, atol=1e-6)
+        changed = ((degrade(many, 0.3) - many).abs() > 1e-4).flatten(1).any(1)
+        assert 0.25 <= changed.float().mean() <= 0.35  # the share asked for, whole faces
+    # exposure: each face is gain * x + offset (clipped), the gain within its range
+    out = exposure(x, 1.0)
+    inside = (out > 0) & (out < 1)
+    for original, seen, ok in zip(x, out, inside):
+        gain = (seen[ok].std() / original[ok].std()).item()
+        assert EXPOSURE_GAIN[0] - 1e-3 <= gain <= EXPOSURE_GAIN[1] + 1e-3
+    assert out.min() >= 0 and out.max() <= 1 and ((out == 0) | (out == 1)).any()
+    # blur: a flat face stays flat; random pixels lose detail, each face by its own sigma
+    flat = torch.full((4, 1, 48, 48), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 1.0), flat, atol=1e-6)
+    blurred = gaussian_blur(x, 1.0)
+    detail = (blurred - blurred.mean((2, 3), keepdim=True)).std((1, 2, 3))
+    assert (detail < x.std((1, 2, 3))).all() and detail.std() > 0.005
+    # a white dot spreads over its face's sigma: some by little, some by about the largest
+    dot = torch.zeros(64, 1, 48, 48)
+    dot[:, :, 24, 24] = 1
+    spread = gaussian_blur(dot, 1.0)[:, 0, 24]  # the row through the dot
+    cols = torch.arange(48.0) - 24
+    sigma = ((spread * cols**2).sum(1) / spread.sum(1)).sqrt()
+    assert (sigma < 1.05 * BLUR_SIGMA[1]).all() and sigma.max() > 0.9 * BLUR_SIGMA[1]
+    assert sigma.min() < 2 * BLUR_SIGMA[0]
+    # noise: what was added has a spread within NOISE_SIGMA
+    added = (gaussian_noise(x, 1.0) - x).std((1, 2, 3))
+    assert (added > 0.8 * NOISE_SIGMA[0]).all() and (added < 1.2 * NOISE_SIGMA[1]).all()
+
+
 def test_datamodule_batches_are_standardised_uint8_made_float(folder_data):
     dm = FerDataModule(str(folder_data), batch_size=8)
     dm.setup("fit")

@@ -234,7 +234,8 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     old, new = sorted(faces, key=lambda f: f.box[0])
     assert np.allclose(list(new.probabilities.values()), answers[new.box], atol=1e-5)
     assert np.allclose(list(old.probabilities.values()), answers[old.box], atol=0.02)
-    assert old.emotion == "happy" and new.emotion == "surprise"
+    # the two faces' answers differ by far more than those tolerances (each is its own face's)
+    assert np.abs(np.subtract(answers[old.box], answers[new.box])).max() > 0.2
 
     # the shipped files copied without the members' graphs: the whole model, one side a frame
     whole_only = load_classifier(copy_without_parts(SHIPPED, tmp_path / "bare"), backend="onnx")

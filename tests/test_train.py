@@ -663,6 +663,60 @@ def test_a_missing_teacher_is_refused_before_training(csv_data, tmp_path):
     assert not root.exists()
 
 
+def test_init_starts_from_a_trained_model_or_an_ensemble_member(csv_data, tmp_path, monkeypatch):
+    """--init loads the weights of a .ckpt, an export or one member of an exported ensemble (a
+    learning rate of 1e-9 leaves them where they were), and refuses a network of another shape."""
+    from fer.export import main as export
+    from fer.inference import read_weights
+
+    base = ["--data", str(csv_data), "--max-epochs", "1", "--no-test", "--augment", "none"]
+    ckpts = []
+    for seed, widths in ((1, ["8", "16"]), (2, ["4", "8"])):
+        root = tmp_path / f"m{seed}"
+        args = [*base, *TINY, "--widths", *widths, "--seed", str(seed)]
+        assert train([*args, "--default-root-dir", str(root)]) == 0
+        ckpts.append(run_dir(root) / "checkpoints" / "last.ckpt")
+    ens = tmp_path / "ens"
+    assert export(["--ckpt", *map(str, ckpts), "--out", str(ens)]) == 0
+    _, ens_state, _ = read_weights(ens)
+
+    def fine_tuned(name: str, widths: list[str], *init: str) -> dict:
+        root = tmp_path / name
+        args = [*base, *TINY, "--widths", *widths, "--lr", "1e-9", "--default-root-dir", str(root)]
+        assert train([*args, *init]) == 0
+        return FerModule.load_from_checkpoint(run_dir(root) / "checkpoints" / "last.ckpt").model
+
+    def same_convs(model, state: dict, prefix: str = "") -> bool:
+        convs = [k for k in model.state_dict() if k.endswith("0.weight")]
+        got = model.state_dict()
+        return bool(convs) and all(
+            torch.allclose(got[k], state[prefix + k].float(), atol=1e-6) for k in convs
+        )
+
+    _, first, _ = read_weights(ckpts[0])
+    assert same_convs(fine_tuned("a", ["8", "16"], "--init", str(ckpts[0])), first)
+    member = fine_tuned("b", ["4", "8"], "--init", str(ens), "--init-member", "1")
+    assert same_convs(member, ens_state, "members.1.")
+    assert not same_convs(fine_tuned("c", ["4", "8"]), ens_state, "members.1.")  # no --init
+    refusals = [
+        (["--widths", "8", "16", "--init", str(ens)], "ensemble of 2 .*--init-member 0 to 1"),
+        (["--widths", "8", "16", "--init", str(ens), "--init-member", "1"], "not the cnn"),
+        (["--widths", "8", "16", "--init", str(ckpts[0]), "--init-member", "0"], "single cnn"),
+        (["--widths", "8", "16", "--init-member", "0"], "give --init too"),
+        (["--widths", "8", "16", "--init", str(tmp_path / "gone")], "gone does not exist"),
+    ]
+
+    def no_data(args):
+        raise AssertionError("the data was read (and cached) before --init was refused")
+
+    monkeypatch.setattr("fer.train.build_data", no_data)
+    for extra, message in refusals:
+        root = tmp_path / "refused"
+        with pytest.raises(FerError, match=message):
+            train([*base, *TINY, "--default-root-dir", str(root), *extra])
+        assert not (root / "lightning_logs").exists()
+
+
 @pytest.mark.parametrize("alpha", [0.0, 1.0])
 def test_mixup_trains_on_blends_of_two_faces_and_blends_their_targets(alpha):
     """Face i is a single bright pixel at i, so the network's input shows each blend's share and
