@@ -656,7 +656,7 @@ def initial_weights(args: argparse.Namespace) -> dict:
             f"--init {what} is a {spec_arch} with {shape(spec_options)}, not the {args.model} "
             f"with {shape(options)} asked for: give its options"
         )
-    state = {k: v.float() for k, v in state.items()}
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 exports
     try:
         build_model(args.model, **options).load_state_dict(state, strict=True)
     except RuntimeError as e:

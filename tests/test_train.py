@@ -680,7 +680,7 @@ def test_init_starts_from_a_trained_model_or_an_ensemble_member(csv_data, tmp_pa
     assert export(["--ckpt", *map(str, ckpts), "--out", str(ens)]) == 0
     _, ens_state, _ = read_weights(ens)
 
-    def fine_tuned(name: str, widths: list[str], *init: str) -> dict:
+    def fine_tuned(name: str, widths: list[str], *init: str) -> torch.nn.Module:
         root = tmp_path / name
         args = [*base, *TINY, "--widths", *widths, "--lr", "1e-9", "--default-root-dir", str(root)]
         assert train([*args, *init]) == 0
