@@ -33,7 +33,8 @@ def test_shipped_model_scores_at_least_65_percent_on_public_test(shared_data):
 
 def degraded(faces: np.ndarray) -> dict[str, np.ndarray]:
     """PublicTest faces as photos degrade them, at 48x48: under- and over-exposed, noisy, soft and
-    JPEG-compressed (the conditions of experiments/photo_benchmark.py)."""
+    JPEG-compressed (the kinds of condition experiments/photo_benchmark.py applies to whole photos,
+    here applied to the 48x48 faces themselves)."""
     import cv2
 
     f = faces.astype(np.float32)
