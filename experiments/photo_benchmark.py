@@ -114,6 +114,14 @@ def main() -> int:
         type=float,
         help="YuNet's lowest score kept in photos (default: fer.faces.PHOTO_SCORE)",
     )
+    p.add_argument(
+        "--pyramid",
+        nargs=2,
+        type=float,
+        metavar=("SMALLEST", "STEP"),
+        help="YuNet's pyramid in photos: faces seen from SMALLEST px, copies STEP times smaller "
+        "(default: fer.faces.PHOTO_SMALLEST, PHOTO_PYRAMID_STEP)",
+    )
     p.add_argument("--out", default="docs/photo_benchmark", help="writes OUT.json and OUT.md")
     args = p.parse_args()
 
@@ -135,6 +143,8 @@ def main() -> int:
             rec = EmotionRecognizer(args.model, detector=name)
             if args.score is not None and name == "yunet":
                 rec.detector.score = args.score  # read on every picture
+            if args.pyramid and name == "yunet":
+                rec.detector.smallest, rec.detector.step = args.pyramid
             crops = rec.predict_faces(faces[[i for *_, t, _, _ in photos for *_, i in t]])
             crop_label = iter(EMOTIONS.index(c.emotion) for c in crops)
             rows = []

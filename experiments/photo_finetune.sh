@@ -6,12 +6,14 @@
 # epochs with the `photo` augmentation (`light`'s warps, and on a share of the faces each: wrong
 # exposure clipped at black or white, blur, sensor noise), SGD at 0.01 decaying by a cosine, label
 # smoothing 0.1, the best epoch on PublicTest kept; then the four are exported as the shipped model
-# is (--flip --half) into OUT (default runs/photo/export) and scored by experiments/ship.sh.
+# is (--flip --half, and since 2026-12-02 --int8: onnxruntime runs int8 graphs of the ensemble and
+# of each member, calibrated on training faces) into OUT (default runs/photo/export) and scored by
+# experiments/ship.sh.
 # 841, 640, 434 and 412 s of fitting (members 0-3) on a 2-core AMD EPYC in fp32 (no bf16). A member
 # cut short continues with --ckpt-path last; a finished one is skipped. Each run's TensorBoard
 # record, without face images, is copied to lightning_logs/shipped_photo_memberN.
-# The shipped files came from this with OUT=checkpoints (the export was made into runs/photo/export
-# and copied). Usage: bash experiments/photo_finetune.sh [DATA] [MODEL]
+# The shipped files came from this with OUT=checkpoints (the members trained, it exports and
+# scores them). Usage: bash experiments/photo_finetune.sh [DATA] [MODEL]
 set -euo pipefail
 DATA=${1:-data/fer2013}
 MODEL=${2:-runs/photo/base}
@@ -36,7 +38,7 @@ tune runs/photo/member1 1 --widths 32 64 128 160 --crop 0
 tune runs/photo/member2 2 --widths 24 48 96 192 --crop 0
 tune runs/photo/member3 3 --widths 32 64 128 160 --crop 40
 bash experiments/ship.sh "$OUT" runs/photo "$DATA" --ckpt runs/photo/member0 runs/photo/member1 \
-    runs/photo/member2 runs/photo/member3 --flip --half
+    runs/photo/member2 runs/photo/member3 --flip --half --int8 "$DATA"
 for member in 0 1 2 3; do
     python experiments/ship_logs.py runs/photo/member$member/lightning_logs/version_0 \
         "shipped_photo_member$member" --every 1

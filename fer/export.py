@@ -8,12 +8,13 @@ left in DIR is removed. With --half the weights are stored in float16 (half the 
 network still computes in float32: loading casts them back.
 With --int8 DATA, model.onnx is instead a graph with 8-bit weights and activations of its own
 (onnxruntime static quantization, calibrated on training faces of DATA), about three times faster
-on a CPU with AVX-512 and 1.7 times on an AVX2-only one (docs/performance.md); the PyTorch
+on a CPU with AVX-512 and 1.7-1.9 times on an AVX2-only one (docs/performance.md); the PyTorch
 backend still runs the float weights of model.safetensors.
 With --flip, the model averages every face with its mirror image; its ONNX graph sees one view a
 row, and fer.inference.Classifier gives it both (model.json records `onnx_single_view`).
-An ensemble exported to a float ONNX graph (not --int8) also gets a graph of each member,
-model.part0.onnx, model.part1.onnx, ... (reading their weights from model.safetensors too;
+An ensemble also gets a graph of each member, model.part0.onnx, model.part1.onnx, ... (float
+ones read their weights from model.safetensors too; int8 ones are quantized as in model.onnx,
+whose answer is their average, and read their weights from the bytes model.onnx holds them in;
 model.json records them in `onnx_parts`), so that video can run one member a frame
 (fer.recognizer.EmotionTracker).
 """
@@ -26,8 +27,9 @@ import logging
 import shlex
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -72,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--int8",
         metavar="DATA",
-        help="make model.onnx an int8 graph calibrated on training faces of DATA (FER-2013 CSV or "
-        "folder): about 3x faster on a CPU with AVX-512, 1.7x with AVX2 only, within a few "
-        "faces of the float model's accuracy",
+        help="make model.onnx (and an ensemble's member graphs) int8 graphs calibrated on "
+        "training faces of DATA (FER-2013 CSV or folder): about 3x faster on a CPU with "
+        "AVX-512, 1.7-1.9x with AVX2 only, within a few faces of the float model's accuracy",
     )
     p.add_argument(
         "--metrics",
@@ -119,13 +121,15 @@ def export_onnx(model, path: Path, weights: Path, prefix: str = "") -> None:
         _point_weights_at(tmp, weights, prefix)
 
 
-def export_parts(ensemble, out: Path, weights: Path) -> list[dict[str, str]]:
-    """A graph for each member of `ensemble`, model.partI.onnx in `out`, reading its weights from
-    `weights` as model.onnx does: [{"file", "sha256"}] in member order."""
+def export_parts(
+    ensemble, out: Path, write: Callable[[Any, Path, int], None]
+) -> list[dict[str, str]]:
+    """A graph for each member of `ensemble`, model.partI.onnx in `out`, written by
+    `write(member, path, I)` as model.onnx is: [{"file", "sha256"}] in member order."""
     parts = []
-    for i in range(len(ensemble.members)):
+    for i, member in enumerate(ensemble.members):
         path = out / f"model.part{i}.onnx"
-        export_onnx(ensemble.members[i], path, weights, prefix=f"members.{i}.")
+        write(member, path, i)
         parts.append({"file": path.name, "sha256": file_sha256(path)})
     return parts
 
@@ -145,11 +149,17 @@ def calibration_faces(data: str) -> np.ndarray:
     return preprocess(fer_data.images[pick[:CALIBRATION_FACES]]).numpy()
 
 
+#: The operators an int8 graph computes in 8 bits: the network up to its logits. An ensemble's
+#: softmax and average stay float, so its graph computes exactly the mean of its members' int8
+#: graphs (which video runs one at a time), and probabilities are not rounded to 1/256.
+INT8_OPS = ["Conv", "Relu", "MaxPool", "GlobalAveragePool", "Flatten", "Gemm"]
+
+
 def export_int8_onnx(model, path: Path, faces: np.ndarray) -> None:
     """The model as an int8 ONNX graph with its own weights: onnxruntime's static quantization
     (QDQ format, int8 weights per output channel in 7 bits, uint8 activations whose ranges are
-    the min-max of `faces`, preprocessed calibration faces) after its pre-processing (BatchNorm
-    folded into the convolutions)."""
+    the min-max of `faces`, preprocessed calibration faces) of INT8_OPS, after its pre-processing
+    (BatchNorm folded into the convolutions)."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -177,6 +187,7 @@ def export_int8_onnx(model, path: Path, faces: np.ndarray) -> None:
                 str(tmp),
                 Batches(),
                 quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=INT8_OPS,
                 per_channel=True,
                 # 7-bit weights: on CPUs without VNNI (AVX2), onnxruntime multiplies uint8 by
                 # int8 with VPMADDUBSW, whose int16 sums saturate with 8-bit weights
@@ -239,6 +250,36 @@ def _point_weights_at(path: Path, weights: Path, prefix: str = "") -> None:
             casts.append(helper.make_node("Cast", [stored.name], [init.name], to=TensorProto.FLOAT))
     for i, node in enumerate(casts):  # before every node that reads them: topological order
         graph.node.insert(i, node)
+    onnx.save(model, str(path))
+    onnx.checker.check_model(str(path))
+
+
+def _share_weights_with(path: Path, whole: Path, smallest: int = 64) -> None:
+    """Replace each initializer of the ONNX file at `path` (of at least `smallest` bytes) whose
+    bytes the file `whole` holds as they are by a reference to them there (ONNX external data): an
+    int8 ensemble's member graphs read their quantized weights from its model.onnx, where they are
+    the same bytes, rather than storing a second copy."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    held = whole.read_bytes()
+    model = onnx.load(str(path))
+    graph = model.graph
+    for init in list(graph.initializer):
+        raw = numpy_helper.to_array(init).tobytes()
+        offset = held.find(raw) if len(raw) >= smallest else -1
+        if offset < 0:
+            continue
+        stored = TensorProto(
+            name=init.name,
+            data_type=init.data_type,
+            dims=init.dims,
+            data_location=TensorProto.EXTERNAL,
+        )
+        for key, value in (("location", whole.name), ("offset", offset), ("length", len(raw))):
+            stored.external_data.add(key=key, value=str(value))
+        graph.initializer.remove(init)
+        graph.initializer.append(stored)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path))
 
@@ -323,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         spec.extra["onnx_int8"] = {
             "calibration": f"{len(faces)} training faces of {args.int8} (seed 0)",
             "format": "QDQ, int8 weights per output channel (7 bits), uint8 activations (min-max "
-            "ranges)",
+            f"ranges) of {', '.join(INT8_OPS)}; the rest float",
         }
     # model.json, written last, says the other files are complete and belong together: an export
     # stopped half-way leaves no model.json, and none describes a model.onnx of another export.
@@ -348,13 +389,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.flip = False
         spec.extra["onnx_single_view"] = True
     if args.int8:
-        export_int8_onnx(model, out / "model.onnx", faces)
-    elif not args.no_onnx:
-        export_onnx(model, out / "model.onnx", out / "model.safetensors")
-        # model.onnx reads its weights at fixed places in this very file: loading checks it is
-        spec.extra["weights_sha256"] = file_sha256(out / "model.safetensors")
+        whole = out / "model.onnx"
+        export_int8_onnx(model, whole, faces)
         if spec.arch == "ensemble":
-            spec.extra["onnx_parts"] = export_parts(model, out, out / "model.safetensors")
+
+            def int8_part(member, path: Path, _) -> None:
+                with atomic_path(path) as tmp:
+                    export_int8_onnx(member, tmp, faces)
+                    _share_weights_with(tmp, whole)
+
+            spec.extra["onnx_parts"] = export_parts(model, out, int8_part)
+    elif not args.no_onnx:
+        weights = out / "model.safetensors"
+        export_onnx(model, out / "model.onnx", weights)
+        # model.onnx reads its weights at fixed places in this very file: loading checks it is
+        spec.extra["weights_sha256"] = file_sha256(weights)
+        if spec.arch == "ensemble":
+            spec.extra["onnx_parts"] = export_parts(
+                model,
+                out,
+                lambda member, path, i: export_onnx(member, path, weights, f"members.{i}."),
+            )
     if not args.no_onnx:  # loading checks that model.onnx is the graph written with this file
         spec.extra["onnx_sha256"] = file_sha256(out / "model.onnx")
     write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")

@@ -35,12 +35,22 @@ CROP_SCALE = {"yunet": 1.3, "haar": 1.1}
 #: `work_size` px on its longer side), then on copies PYRAMID_STEP times smaller each, until a face
 #: filling the picture's shorter side fits in LARGEST px. (Measured by experiments/photo_benchmark.py.)
 SMALLEST, LARGEST, PYRAMID_STEP = 80, 280, 2.5
+#: Photos, where time matters less than a missed face: the smallest face seen at PHOTO_SMALLEST px
+#: and copies PHOTO_PYRAMID_STEP times smaller each. On the photos of experiments/photo_benchmark.py
+#: --seed 0 (where they were chosen, with --pyramid SMALLEST STEP; 208 faces of 40-2000 px) 120 px
+#: and 2.0 found 198 faces, 0.07
+#: false ones a photo, in 0.98 s a photo, against 194, 0.05 and 0.73 s with video's 80 px and 2.5;
+#: 100 / 2.2 found 197, 120 / 1.7 and 150 / 1.8 197, 150 / 2.0 198 (0.08 false, 1.18 s), and 120 /
+#: 2.0 with a score of 0.7 found 200 with 0.23 false faces a photo. On --seed 1
+#: (docs/photo_benchmark.md): 91.9% of the faces of 40-2000 px against 90.5%, 0.06 false faces a
+#: photo against 0.04.
+PHOTO_SMALLEST, PHOTO_PYRAMID_STEP = 120, 2.0
 #: The largest copy YuNet sees at once (px a side); larger ones go through it in tiles, and a face
 #: found within EDGE px (of that copy) of a tile's edge inside the picture is left to a neighbour.
 TILE, EDGE = 2048, 16
 #: Photos: the smallest face looked for by default, the most pixels the largest copy may have, and
 #: the lowest score kept (video keeps 0.6). At 0.6 most false faces in photos came from the copy
-#: twice the photo's size; 0.75 was chosen on photos of experiments/photo_benchmark.py --seed 0 and
+#: twice the photo's size (the largest then); 0.75 was chosen on photos of experiments/photo_benchmark.py --seed 0 and
 #: measured on --seed 1 (docs/photo_benchmark.md); --score S there shows another threshold.
 PHOTO_MIN_FACE, PHOTO_MAX_PIXELS, PHOTO_SCORE = 40, 50_000_000, 0.75
 
@@ -73,9 +83,10 @@ class YuNetFaceDetector:
     """YuNet (`YuNetNet`), run on copies of the picture sized for the faces sought.
 
     `min_face` is the smallest face to find, in pixels of the picture: it sets the size of the
-    first copy (SMALLEST / min_face times the picture), which is capped at `work_size` px on its
-    longer side and at `max_pixels`. Faces too large for YuNet at that size are found on smaller
-    copies, and a face found on two copies is kept once (non-maximum suppression).
+    first copy (`smallest` / min_face times the picture), which is capped at `work_size` px on its
+    longer side and at `max_pixels`. Faces too large for YuNet at that size are found on copies
+    `step` times smaller each, and a face found on two copies is kept once (non-maximum
+    suppression).
     With `every_copy` (photos) every copy is looked at; without (video), the smaller copies only
     when the larger found no face or one too large for it, so a frame whose faces all fit costs
     one pass.
@@ -83,7 +94,8 @@ class YuNetFaceDetector:
     copy 2.5 times smaller for a face close to the camera). On 300 PublicTest faces pasted
     150-230 px wide into 640x480 frames, 640 px found 96% of them against 88% at 320 px
     (experiments/face_crops.py --faces 300 --detectors yunet --work-width 640 / 320).
-    Photos: faces from 40 px, the first copy up to twice the photo's size.
+    Photos: faces from 40 px, seen from PHOTO_SMALLEST px, the first copy up to three times the
+    photo's size, copies PHOTO_PYRAMID_STEP times smaller each.
     The model file is checked against its SHA-256 before it is loaded.
     """
 
@@ -98,6 +110,8 @@ class YuNetFaceDetector:
         score: float = 0.6,
         nms: float = 0.3,
         model: Path = YUNET,
+        smallest: int = SMALLEST,
+        step: float = PYRAMID_STEP,
     ):
         if not model.is_file():
             raise FerError(f"the YuNet face detector {model} is missing; reinstall fer")
@@ -109,18 +123,28 @@ class YuNetFaceDetector:
             )
         if min_face < 0:
             raise FerError("the smallest face to find must be at least 0 px")
+        if smallest <= 0 or step <= 1:
+            raise FerError("YuNet's pyramid needs a size above 0 px and copies over 1x smaller")
         self.work_size, self.min_face, self.max_pixels = work_size, min_face, max_pixels
         self.model, self.score, self.nms, self.every_copy = model, score, nms, every_copy
+        self.smallest, self.step = smallest, step
         self.net = YuNetNet(model, nms)
 
     @classmethod
     def for_photos(cls, min_face: int = PHOTO_MIN_FACE) -> YuNetFaceDetector:
-        return cls(work_size=1_000_000, min_face=min_face, every_copy=True, score=PHOTO_SCORE)
+        return cls(
+            work_size=1_000_000,
+            min_face=min_face,
+            every_copy=True,
+            score=PHOTO_SCORE,
+            smallest=PHOTO_SMALLEST,
+            step=PHOTO_PYRAMID_STEP,
+        )
 
     def first_scale(self, h: int, w: int) -> float:
         """The size of the first copy the picture is seen at, as a share of its own."""
         return min(
-            SMALLEST / self.min_face if self.min_face else math.inf,
+            self.smallest / self.min_face if self.min_face else math.inf,
             self.work_size / max(h, w),
             math.sqrt(self.max_pixels / (h * w)),
         )
@@ -143,7 +167,7 @@ class YuNetFaceDetector:
                 large += [f for f in found if not (last or f.box[2] * scale <= LARGEST)]
             if last or (faces and len(fits) == len(found) and not self.every_copy):
                 return non_max_suppression(faces + sorted(large, key=lambda f: -f.score))
-            scale /= PYRAMID_STEP
+            scale /= self.step
 
     def _detect_at(self, image: np.ndarray, scale: float) -> list[Face]:
         """Faces of the picture seen `scale` times its size: whole, or, where that copy would have

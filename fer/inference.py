@@ -414,20 +414,35 @@ def onnx_parts(spec: ModelSpec, folder: Path) -> Callable[[], list[Any]] | None:
     """What makes onnxruntime sessions of the members' graphs an export recorded (`onnx_parts`),
     or None (the model runs whole: as right, and slower in video) when any of them is missing or
     is not the graph model.json records (its SHA-256), e.g. a folder copied without them or over
-    an older export's. Making them checks that model.safetensors is still the file model.onnx
-    read when it was loaded (not, say, that of a later export into the folder)."""
+    an older export's. Making them checks that the part graphs, and the files they read their
+    weights from, are still the files checked when the model was loaded (not, say, those of a
+    later export into the folder)."""
     recorded = spec.extra.get("onnx_parts", [])
     files = [folder / part["file"] for part in recorded]
-    if not recorded or not all(
-        f.is_file() and file_sha256(f) == part["sha256"] for f, part in zip(files, recorded)
-    ):
+
+    def changed() -> list[Path]:
+        return [
+            f
+            for f, part in zip(files, recorded)
+            if not (f.is_file() and file_sha256(f) == part["sha256"])
+        ]
+
+    if not recorded or changed():
         return None
-    weights, expected = folder / "model.safetensors", spec.extra.get("weights_sha256")
+    # the files the parts read their weights from: a float part model.safetensors, an int8 one
+    # model.onnx (the whole int8 graph, which holds the same quantized weights)
+    read = [
+        (folder / name, spec.extra[key])
+        for name, key in (("model.safetensors", "weights_sha256"), ("model.onnx", "onnx_sha256"))
+        if spec.extra.get(key)
+    ]
 
     def make() -> list[Any]:
-        if expected and not (weights.is_file() and file_sha256(weights) == expected):
+        stale = changed()
+        stale += [f for f, sha in read if not (f.is_file() and file_sha256(f) == sha)]
+        if stale:
             raise FerError(
-                f"{weights} is gone or changed since the model was loaded; load it again"
+                f"{stale[0]} is gone or changed since the model was loaded; load it again"
             )
         return [_ort_session(f) for f in files]
 

@@ -202,3 +202,19 @@ def test_shift_tta_moves_faces_by_whole_pixels_and_scores_every_view(folder_data
     names = [r.split("  ")[0].strip() for r in rows]
     assert names[0] == "as they are" and names[-1] == "mean of the 5 views (1 px)"
     assert len(rows) == 6 and all("without skipped" in r for r in rows)
+
+
+def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tmp_path):
+    """Three photos (640x480 to 1920x1440) through the shipped model with a given pyramid: its
+    record holds faces found, labels and time, and its tables say how they were made."""
+    out = tmp_path / "photos"
+    cmd = [sys.executable, "experiments/photo_benchmark.py", "--data"]
+    cmd += [str(shared_data / "fer2013"), "--photos", "3", "--detectors", "yunet"]
+    cmd += ["--pyramid", "120", "2", "--out", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = json.loads(out.with_suffix(".json").read_text())
+    figures = record["results"]["yunet"]["all"]
+    assert 0 < figures["found"] <= figures["faces"] and figures["ms_per_photo"] > 0
+    assert "--pyramid 120 2" in record["command"]
+    assert "| 640x480 |" in out.with_suffix(".md").read_text()

@@ -830,6 +830,20 @@ def test_a_mirroring_ensemble_runs_either_view_alone_and_their_mean_is_its_answe
         assert np.abs(old.predict_proba(faces, side=side) - expected).max() < 1e-4
 
 
+def halved_copy(export: Path, dest: Path) -> tuple[Path, dict]:
+    """A copy of an export with its weights halved (a second member with weights of its own, so
+    that a piece run by the wrong member shows), and the export's own weights."""
+    from safetensors.torch import load_file, save_file
+
+    other = shutil.copytree(export, dest)
+    state = load_file(other / "model.safetensors")
+    save_file(
+        {k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()},
+        str(other / "model.safetensors"),
+    )
+    return other, state
+
+
 def test_an_ensembles_members_each_have_a_graph_and_its_pieces_average_to_its_answer(
     trained, tmp_path
 ):
@@ -840,15 +854,9 @@ def test_an_ensembles_members_each_have_a_graph_and_its_pieces_average_to_its_an
     with another export's, runs whole; weights changed after loading are refused when the part
     graphs are made; a later export into the folder leaves none of its part graphs behind."""
     import onnx
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
-    # a second member with weights of its own, so that a piece run by the wrong member shows
-    other = shutil.copytree(trained["export"], tmp_path / "other")
-    state = load_file(other / "model.safetensors")
-    save_file(
-        {k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()},
-        str(other / "model.safetensors"),
-    )
+    other, state = halved_copy(trained["export"], tmp_path / "other")
     out = tmp_path / "ensemble"
     assert export(["--ckpt", str(trained["export"]), str(other), "--out", str(out), "--flip"]) == 0
     parts = json.loads((out / "model.json").read_text())["onnx_parts"]
@@ -898,6 +906,54 @@ def test_an_ensembles_members_each_have_a_graph_and_its_pieces_average_to_its_an
     # a single network exported into the folder: no part graph is left behind
     assert export(["--ckpt", str(trained["export"]), "--out", str(out)]) == 0
     assert not list(out.glob("model.part*.onnx"))
+
+
+def test_an_int8_ensemble_has_int8_member_graphs_whose_mean_is_its_answer(trained, tmp_path):
+    """Was: --int8 wrote no member graphs, so video ran an int8 ensemble whole on every frame (or
+    the float graphs of an earlier export, had they been left). Now each member's int8 graph is a
+    piece of the model: the pieces' mean is exactly what model.onnx answers (its softmax and average
+    stay float); they read their int8 weights from model.onnx, which holds the same bytes, rather
+    than storing them twice; and a part graph or model.onnx changed after loading is refused when
+    the pieces are made."""
+    import onnx
+
+    other, _ = halved_copy(trained["export"], tmp_path / "other")
+    out = tmp_path / "int8"
+    args = ["--ckpt", str(trained["export"]), str(other), "--out", str(out), "--flip"]
+    assert export(args + ["--int8", str(trained["data"])]) == 0
+    parts = json.loads((out / "model.json").read_text())["onnx_parts"]
+    assert [p["file"] for p in parts] == ["model.part0.onnx", "model.part1.onnx"]
+    for p in parts:  # int8 weights, read where model.onnx holds them
+        graph = onnx.load(str(out / p["file"]), load_external_data=False).graph
+        weights = [  # the weights (not the zero points: 8 zeros or so a layer)
+            t
+            for t in graph.initializer
+            if t.data_type == onnx.TensorProto.INT8 and np.prod(t.dims) >= 64
+        ]
+        assert weights and all(t.data_location == onnx.TensorProto.EXTERNAL for t in weights)
+        locations = {e.value for t in weights for e in t.external_data if e.key == "location"}
+        assert locations == {"model.onnx"}
+    faces = np.stack([face(i % 7, i) for i in range(12)])
+    model = load_classifier(out, backend="onnx")
+    model.session = RowCounter(model.session)
+    expected = model.predict_proba(faces)
+    assert model.views == [("face", 0), ("mirror", 0), ("face", 1), ("mirror", 1)]
+    pieces = {v: model.predict_proba(faces, side=v[0], part=v[1]) for v in model.views}
+    assert np.abs(np.mean(list(pieces.values()), 0) - expected).max() < 1e-5
+    assert np.abs(pieces[("face", 0)] - pieces[("face", 1)]).max() > 1e-3
+    assert model.session.rows == [24]  # the pieces never ran the whole graph
+    # model.onnx, or a part graph, replaced between loading and making the pieces (an export
+    # into the folder)
+    for changed, source in (
+        ("model.onnx", "model.part0.onnx"),
+        ("model.part0.onnx", "model.part1.onnx"),
+    ):
+        late = load_classifier(out, backend="onnx")
+        kept = (out / changed).read_bytes()
+        shutil.copy(out / source, out / changed)
+        with pytest.raises(FerError, match=f"{changed} is gone or changed since the model was"):
+            late.load_parts()
+        (out / changed).write_bytes(kept)
 
 
 def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):

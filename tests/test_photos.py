@@ -71,6 +71,46 @@ def test_faces_of_every_size_are_found(real_faces, width, height, size):
     assert iou(faces[0].box, truth) > 0.5, (faces[0].box, truth)
 
 
+def small_faces_found(detector, root) -> int:
+    """Of 120 small faces (PublicTest, 48 and 56 px, in 640x480 photos clean, noisy or brightened
+    as experiments/photo_benchmark.py makes them), how many `detector` finds."""
+    from fer.demo import background
+
+    files = [f for n in EMOTIONS for f in sorted((root / n).glob("*.png"))[:3]][:20]
+    found = 0
+    for size in (48, 56):
+        for condition in ("clean", "noise", "bright"):
+            for i, file in enumerate(files):
+                photo = cv2.cvtColor(background(640, 480, seed=i), cv2.COLOR_BGR2GRAY)
+                face = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+                photo[200 : 200 + size, 300 : 300 + size] = cv2.resize(
+                    face, (size, size), interpolation=cv2.INTER_CUBIC
+                )
+                if condition == "noise":
+                    noise = np.random.default_rng(i).normal(0, 12, photo.shape)
+                    photo = np.clip(photo + noise, 0, 255).astype(np.uint8)
+                elif condition == "bright":
+                    photo = np.clip(photo * 1.4 + 40, 0, 255).astype(np.uint8)
+                found += any(
+                    300 <= x + w / 2 <= 300 + size and 200 <= y + h / 2 <= 200 + size
+                    for (x, y, w, h) in (f.box for f in detector.detect(photo))
+                )
+    return found
+
+
+def test_small_degraded_faces_in_photos_are_found(shared_data):
+    """Photos look for small faces seen 120 px wide (3x a 40 px face) on copies 2x smaller each.
+    (Was: seen 80 px wide, copies 2.5x smaller, which found 107 of these 120 faces; now 111.)"""
+    found = small_faces_found(make_detector("yunet", photos=True), shared_data / "fer2013" / "test")
+    assert found >= 109, found
+
+
+def test_a_pyramid_that_would_never_end_is_refused():
+    for bad in ({"step": 1.0}, {"step": 0.5}, {"smallest": 0}):
+        with pytest.raises(FerError, match="pyramid"):
+            YuNetFaceDetector(**bad)
+
+
 def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
     """A webcam face filling most of a 640x480 frame: found on the video detector's smaller copy,
     which it looks at when the frame size finds no face or one too large for it."""
