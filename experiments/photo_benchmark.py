@@ -124,6 +124,8 @@ def main() -> int:
     )
     p.add_argument("--out", default="docs/photo_benchmark", help="writes OUT.json and OUT.md")
     args = p.parse_args()
+    if args.pyramid and not (args.pyramid[0] > 0 and args.pyramid[1] > 1):
+        p.error("--pyramid needs SMALLEST above 0 and STEP above 1")
 
     from fer.recognizer import EmotionRecognizer
 
@@ -173,6 +175,8 @@ def main() -> int:
                 rows.append({"photo": True, "frame": f"{shape[1]}x{shape[0]}", "ms": ms,
                              "false": len(found) - len(used - {None})})  # fmt: skip
             results[name] = summarize(rows, len(photos))
+            if name == "yunet":  # the pyramid the photos went through
+                results[name]["pyramid"] = [rec.detector.smallest, rec.detector.step]
             print(f"{name}: {json.dumps(results[name]['all'])}", file=sys.stderr)
     record = {
         "command": "python experiments/photo_benchmark.py " + " ".join(sys.argv[1:]),

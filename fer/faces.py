@@ -38,20 +38,20 @@ SMALLEST, LARGEST, PYRAMID_STEP = 80, 280, 2.5
 #: Photos, where time matters less than a missed face: the smallest face seen at PHOTO_SMALLEST px
 #: and copies PHOTO_PYRAMID_STEP times smaller each. On the photos of experiments/photo_benchmark.py
 #: --seed 0 (where they were chosen, with --pyramid SMALLEST STEP; 208 faces of 40-2000 px) 120 px
-#: and 2.0 found 198 faces, 0.07
-#: false ones a photo, in 0.98 s a photo, against 194, 0.05 and 0.73 s with video's 80 px and 2.5;
-#: 100 / 2.2 found 197, 120 / 1.7 and 150 / 1.8 197, 150 / 2.0 198 (0.08 false, 1.18 s), and 120 /
-#: 2.0 with a score of 0.7 found 200 with 0.23 false faces a photo. On --seed 1
-#: (docs/photo_benchmark.md): 91.9% of the faces of 40-2000 px against 90.5%, 0.06 false faces a
-#: photo against 0.04.
+#: and 2.0 found 198 faces, 0.07 false ones a photo, detection 0.98 s a photo, against 194, 0.05 and
+#: 0.73 s with video's 80 px and 2.5; 100 / 2.2 found 197, 120 / 1.7 and 150 / 1.8 197, 150 / 2.0
+#: 198 (0.08 false, 1.18 s), and 120 / 2.0 with a score of 0.7 found 200 with 0.23 false faces a
+#: photo. On --seed 1 (docs/photo_benchmark.md): 91.9% of the faces of 40-2000 px against 90.5%,
+#: 0.06 false faces a photo against 0.04.
 PHOTO_SMALLEST, PHOTO_PYRAMID_STEP = 120, 2.0
 #: The largest copy YuNet sees at once (px a side); larger ones go through it in tiles, and a face
 #: found within EDGE px (of that copy) of a tile's edge inside the picture is left to a neighbour.
 TILE, EDGE = 2048, 16
 #: Photos: the smallest face looked for by default, the most pixels the largest copy may have, and
 #: the lowest score kept (video keeps 0.6). At 0.6 most false faces in photos came from the copy
-#: twice the photo's size (the largest then); 0.75 was chosen on photos of experiments/photo_benchmark.py --seed 0 and
-#: measured on --seed 1 (docs/photo_benchmark.md); --score S there shows another threshold.
+#: twice the photo's size (the largest then); 0.75 was chosen on photos of
+#: experiments/photo_benchmark.py --seed 0 and measured on --seed 1 (docs/photo_benchmark.md);
+#: --score S there shows another threshold.
 PHOTO_MIN_FACE, PHOTO_MAX_PIXELS, PHOTO_SCORE = 40, 50_000_000, 0.75
 
 
@@ -123,7 +123,7 @@ class YuNetFaceDetector:
             )
         if min_face < 0:
             raise FerError("the smallest face to find must be at least 0 px")
-        if smallest <= 0 or step <= 1:
+        if not (smallest > 0 and step > 1):  # NaN too
             raise FerError("YuNet's pyramid needs a size above 0 px and copies over 1x smaller")
         self.work_size, self.min_face, self.max_pixels = work_size, min_face, max_pixels
         self.model, self.score, self.nms, self.every_copy = model, score, nms, every_copy

@@ -106,7 +106,7 @@ def test_small_degraded_faces_in_photos_are_found(shared_data):
 
 
 def test_a_pyramid_that_would_never_end_is_refused():
-    for bad in ({"step": 1.0}, {"step": 0.5}, {"smallest": 0}):
+    for bad in ({"step": 1.0}, {"step": 0.5}, {"step": float("nan")}, {"smallest": 0}):
         with pytest.raises(FerError, match="pyramid"):
             YuNetFaceDetector(**bad)
 
