@@ -621,8 +621,7 @@ def initial_weights(args: argparse.Namespace) -> dict:
     """The state dict --init names (of its ensemble's --init-member), checked to fit the network
     the options build, refusing one of another shape or view of the face."""
     from fer.common import EMOTIONS
-    from fer.inference import read_weights, resolve_model_path
-    from fer.models import build_model
+    from fer.inference import ModelSpec, read_weights, resolve_model_path, torch_model
 
     path, member = args.init, args.init_member
     spec, state, source = read_weights(resolve_model_path(Path(path)))
@@ -657,12 +656,7 @@ def initial_weights(args: argparse.Namespace) -> dict:
             f"with {shape(options)} asked for: give its options"
         )
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}  # fp16 exports
-    try:
-        build_model(args.model, **options).load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise FerError(
-            f"--init {what} ({source}) does not fit: {str(e).splitlines()[0][:120]}"
-        ) from e
+    torch_model(ModelSpec(args.model, options), state, f"--init {what} ({source})")  # it fits
     return state
 
 

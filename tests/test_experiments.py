@@ -217,7 +217,7 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     figures = record["results"]["yunet"]["all"]
     assert 0 < figures["found"] <= figures["faces"] and figures["ms_per_photo"] > 0
     assert record["results"]["yunet"]["pyramid"] == [100, 2.2]  # not the default 120, 2.0
-    cmd = cmd[:-5] + ["--pyramid", "120", "1"]  # copies no smaller: the pyramid would never end
+    cmd = cmd[:-5] + ["--pyramid", "120", "1", "--out", str(out)]  # the pyramid would never end
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "STEP above 1" in bad.stderr
     assert "| 640x480 |" in out.with_suffix(".md").read_text()
