@@ -1,8 +1,9 @@
 """The README's detection picture: a 640x480 video of FER-2013 test faces (the first PublicTest
 face, in file order, of four emotions) on a textured background, run through `fer.detect` with its
-defaults (YuNet, alignment, the shipped model); one annotated frame per face, tiled 2x2, as PNG.
+defaults (YuNet, alignment, the shipped model); one annotated frame per face, tiled 2x2 (an image
+of OUT's kind by its extension: the README's is JPEG).
 
-    python experiments/detect_demo.py [--data data/fer2013] [--out docs/detect_frame.png]
+    python experiments/detect_demo.py [--data data/fer2013] [--out docs/detect_frame.jpg]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from fer.detect import main as detect  # noqa: E402
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/fer2013")
-    p.add_argument("--out", default="docs/detect_frame.png")
+    p.add_argument("--out", default="docs/detect_frame.jpg")
     args = p.parse_args()
     faces = [
         cv2.imread(str(sorted((Path(args.data) / "test" / emotion).glob("PublicTest_*"))[0]), 0)

@@ -6,8 +6,9 @@
 #     members (experiments/ensemble.sh makes them) into runs/teacher3; seed 21, 28 epochs, about
 #     17 minutes on a 2-core CPU with bf16, plus 1.5 minutes for the teacher to score the 28,709
 #     training faces (cached after). Into runs/student_w160.
-#   `shipped`: the teacher is the shipped four-network ensemble (checkpoints/; the figures below were
-#   measured with the one shipped until 2026-12-02, before its fine-tuning for photos); seed 23, 30 epochs,
+#   `shipped`: the teacher is the shipped ensemble (checkpoints/; the figures below were measured
+#   with the four-network one shipped until 2026-12-02, before its fine-tuning for photos and before
+#   member 2 was left out); seed 23, 30 epochs,
 #     about 17 minutes. Into runs/student_ens4.
 # Usage: bash experiments/distill_student.sh [DATA] [shipped]   (default data/fer2013)
 set -euo pipefail

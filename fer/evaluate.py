@@ -89,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def photo_degradations(faces: np.ndarray) -> dict[str, np.ndarray]:
+    """Faces (N, 48, 48) as photos degrade them, at 48x48: under- and over-exposed, noisy, soft and
+    JPEG-compressed (the kinds of condition experiments/photo_benchmark.py applies to whole photos,
+    here applied to the 48x48 faces themselves): the robustness figures of the model card and
+    experiments/ensemble_subsets.py."""
+    import cv2
+
+    f = faces.astype(np.float32)
+    noise = np.random.default_rng(0).normal(0, 6, f.shape)
+    jpeg = [cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, 40])[1] for x in faces]
+    out = {
+        "dark": f * 0.4,
+        "bright": f * 1.4 + 40,
+        "noise": f + noise,
+        "blur": np.stack([cv2.GaussianBlur(x, (0, 0), 1.0) for x in f]),
+        "jpeg40": np.stack([cv2.imdecode(j, cv2.IMREAD_GRAYSCALE) for j in jpeg]),
+    }
+    return {k: np.clip(v, 0, 255).astype(np.uint8) for k, v in out.items()}
+
+
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSES) -> np.ndarray:
     """Counts: rows are true classes, columns predictions."""
     return np.bincount(np.asarray(y_true) * n + np.asarray(y_pred), minlength=n * n).reshape(n, n)

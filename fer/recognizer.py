@@ -294,9 +294,9 @@ class EmotionTracker:
     one of the previous frame whose box it overlaps most (IoU > 0.3).
     When frames are averaged (smooth > 1), a frame runs one piece of the model's work on each face
     (Classifier.views): for the shipped model, one member network on the face or on its mirror
-    image, in turn, so a frame costs an eighth of the model; a face's first frame runs them all.
+    image, in turn, so a frame costs a sixth of the model; a face's first frame runs them all.
     A face's average is the mean, with equal weights, of each piece's mean over the face's last
-    `window` frames, `smooth` or, if more, one round of the pieces (8 for the shipped model), so
+    `window` frames, `smooth` or, if more, one round of the pieces (6 for the shipped model), so
     that every piece is in it: on a still face it is the model's own answer on every frame. With
     smooth=1 (each frame on its own), or TTA, every frame runs the whole model."""
 

@@ -221,3 +221,37 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "STEP above 1" in bad.stderr
     assert "| 640x480 |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow  # CI runs these too: .ci/run
+def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
+    shared_data, tmp_path
+):
+    """Every subset of the shipped ensemble's members, scored from each member's own graph: the
+    subset of all of them scores on PublicTest what the model's own graph scores (model.json), and
+    costs a face the sum of its members' times; a model whose members cannot run alone is refused
+    in one line."""
+    from fer.inference import SHIPPED
+    from tests.conftest import copy_without_parts
+
+    meta = json.loads((SHIPPED / "model.json").read_text())
+    parts = len(meta["onnx_parts"])
+    out = tmp_path / "subsets"
+    cmd = [sys.executable, "experiments/ensemble_subsets.py", "--model", str(SHIPPED), "--data"]
+    cmd += [str(shared_data / "fer2013"), "--photos", "3", "--out", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-2000:]
+    record = json.loads(out.with_suffix(".json").read_text())
+    rows = {tuple(r["members"]): r for r in record["subsets"]}
+    assert len(rows) == 2**parts - 1 and record["public_test_faces"] == 3589
+    whole = rows[tuple(range(parts))]
+    # the mean of the members' graphs is the model's graph (within 3e-7): a face at most apart
+    assert abs(whole["public_test"] - 100 * meta["metrics"]["val_tta_none"]["accuracy"]) < 0.03
+    assert whole["ms_face"] == pytest.approx(sum(record["member_ms"]))
+    assert min(record["member_ms"]) > 0 and record["photo_faces_found"] > 0
+    assert set(whole["degraded_drop"]) == {"dark", "bright", "noise", "blur", "jpeg40"}
+    assert f"| {' '.join(map(str, range(parts)))} |" in out.with_suffix(".md").read_text()
+    bare = copy_without_parts(SHIPPED, tmp_path / "bare")
+    cmd[cmd.index(str(SHIPPED))] = str(bare)
+    bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "member graphs" in bad.stderr

@@ -136,8 +136,8 @@ def test_bad_options_are_refused(tmp_path):
 def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
     """Each face's probabilities are averaged over its last `smooth` frames. The shipped model is
     an ensemble that averages each face with its mirror image: when frames are averaged, a frame
-    runs one member on the face or on its mirror, in turn (one eighth of the model; all of it on
-    a face's first frame), and each piece weighs the same, averaged over the last max(smooth, 8)
+    runs one member on the face or on its mirror, in turn (one of its six pieces; all of them on
+    a face's first frame), and each piece weighs the same, averaged over the last max(smooth, 6)
     frames, which hold every piece, so a still face gets the model's own answer on every frame;
     with smooth=1, the whole model every frame."""
     from fer.faces import make_detector
@@ -152,7 +152,8 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
         return rec.classify(rec.crop(gray, detector.detect(gray)), *view)[0]
 
     views = rec.classifier.views
-    assert len(views) == 8 and {side for side, _ in views} == {"face", "mirror"}
+    n = len(views)
+    assert n == 6 and {side for side, _ in views} == {"face", "mirror"}
     still = photo_with(real_faces[:1], size=220)
     whole = probs(rec.tracker(smooth=1).update(still))
     assert np.allclose(whole, np.mean([piece(still, v) for v in views], 0), atol=1e-5)
@@ -161,15 +162,15 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
         for _ in range(10):
             assert np.allclose(probs(tracker.update(still)), whole, atol=1e-5)
 
-    # a face that changes: each piece averaged over the last max(smooth, 8) frames, which hold
+    # a face that changes: each piece averaged over the last max(smooth, 6) frames, which hold
     # every piece (the face's first frame ran them all)
     frames = [photo_with([f], size=200 + 4 * i) for i, f in enumerate(real_faces * 10)]
     raw = [rec.tracker(smooth=1).update(f) for f in frames]
     ran = [
-        {v: piece(f, v) for v in (views if i == 0 else [views[i % 8]])}
+        {v: piece(f, v) for v in (views if i == 0 else [views[i % n]])}
         for i, f in enumerate(frames)
     ]
-    for smooth, window in ((3, 8), (10, 10)):
+    for smooth, window in ((3, 6), (10, 10)):
         tracker = rec.tracker(smooth=smooth)
         assert tracker.window == window
         for i, frame in enumerate(frames):
@@ -193,29 +194,31 @@ def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
 def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_always_its_own_view(
     real_faces, tmp_path
 ):
-    """Counted at onnxruntime: nine frames of one face run each member's graph on four rows (the
-    face and its mirror on the face's first frame, then one a frame, member after member) and the
-    whole ensemble's graph on none (it would have taken 10 rows of four members each); with
-    smooth=1, the whole graph on both views every frame. A model that does not average mirror
-    images is run as it is on every frame (never on the mirror image alone)."""
+    """Counted at onnxruntime: a face's first frame and one round of the pieces after it (seven
+    frames for the shipped ensemble of three members, each on the face and its mirror) run each
+    member's graph on four rows (the face and its mirror on the face's first frame, then one a
+    frame, member after member) and the whole ensemble's graph on none; with smooth=1, the whole
+    graph on both views every frame. A model that does not average mirror images is run as it is
+    on every frame (never on the mirror image alone)."""
     from fer.faces import make_detector
 
     classifier = load_classifier(backend="onnx")
-    assert classifier.parts == 4
+    parts, pieces = classifier.parts, len(classifier.views)
+    assert parts > 1 and pieces == 2 * parts
     classifier.session = whole = RowCounter(classifier.session)
     classifier.load_parts()  # each member's graph, made before a video's first frame
     classifier.part_sessions = [RowCounter(session) for session in classifier.part_sessions]
     still = photo_with(real_faces[:1], size=220)
     tracker = EmotionRecognizer(classifier).tracker(smooth=5)
-    for _ in range(9):
+    for _ in range(1 + pieces):
         tracker.update(still)
     assert whole.rows == []
-    assert [classifier.part_sessions[p].rows for p in range(4)] == [[1, 1, 1, 1]] * 4
+    assert [classifier.part_sessions[p].rows for p in range(parts)] == [[1, 1, 1, 1]] * parts
     rec_whole = EmotionRecognizer(classifier)
     (face,) = rec_whole.tracker(smooth=1).update(still)
     whole_still = list(face.probabilities.values())
     assert whole.rows == [2]
-    # a second face comes in beside a tracked one: only it runs the other seven pieces, and it
+    # a second face comes in beside a tracked one: only it runs the other pieces, and it
     # gets the model's answer on its first frame (the first face, found a pixel apart beside it,
     # keeps its own track: about the model's answer, not the newcomer's)
     pair = photo_with(real_faces, size=220)
@@ -228,8 +231,10 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     assert np.allclose(list(alone.probabilities.values()), whole_still, atol=1e-5)
     for counter in classifier.part_sessions:
         counter.rows.clear()
-    faces = tracker.update(pair)  # piece 4, (face, member 2), on both faces
-    assert [classifier.part_sessions[p].rows for p in range(4)] == [[1, 1], [1, 1], [2, 1], [1, 1]]
+    faces = tracker.update(pair)  # piece 4 (of member 2) on both faces, then the newcomer's rest
+    member = classifier.views[4][1]
+    expected = [[2, 1] if p == member else [1, 1] for p in range(parts)]
+    assert [classifier.part_sessions[p].rows for p in range(parts)] == expected
     assert {f.box for f in faces} == set(answers)
     old, new = sorted(faces, key=lambda f: f.box[0])
     assert np.allclose(list(new.probabilities.values()), answers[new.box], atol=1e-5)
@@ -281,7 +286,8 @@ def test_a_frame_that_fails_part_way_leaves_the_tracker_as_it_was(real_faces):
     expected = list(face.probabilities.values())
     for _ in range(8):
         tracker.update(still)
-    classifier.part_sessions[3] = FailsOnce(classifier.part_sessions[3])
+    last = classifier.parts - 1  # a member the newcomer's first frame runs
+    classifier.part_sessions[last] = FailsOnce(classifier.part_sessions[last])
     with pytest.raises(FerError, match="could not run"):
         tracker.update(photo_with(real_faces[1:], size=220, x=500))  # only a newcomer
     for _ in range(8):

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from fer.evaluate import photo_degradations
 from fer.inference import SHIPPED, load_classifier
 
 
@@ -33,25 +34,6 @@ def test_shipped_model_scores_at_least_65_percent_on_public_test(shared_data):
     assert abs(meta["metrics"]["val_tta_none"]["accuracy"] - m["accuracy"]) < 1e-9
 
 
-def degraded(faces: np.ndarray) -> dict[str, np.ndarray]:
-    """PublicTest faces as photos degrade them, at 48x48: under- and over-exposed, noisy, soft and
-    JPEG-compressed (the kinds of condition experiments/photo_benchmark.py applies to whole photos,
-    here applied to the 48x48 faces themselves)."""
-    import cv2
-
-    f = faces.astype(np.float32)
-    noise = np.random.default_rng(0).normal(0, 6, f.shape)
-    jpeg = [cv2.imencode(".jpg", x, [cv2.IMWRITE_JPEG_QUALITY, 40])[1] for x in faces]
-    out = {
-        "dark": f * 0.4,
-        "bright": f * 1.4 + 40,
-        "noise": f + noise,
-        "blur": np.stack([cv2.GaussianBlur(x, (0, 0), 1.0) for x in f]),
-        "jpeg40": np.stack([cv2.imdecode(j, cv2.IMREAD_GRAYSCALE) for j in jpeg]),
-    }
-    return {k: np.clip(v, 0, 255).astype(np.uint8) for k, v in out.items()}
-
-
 def accuracy_drops(model, faces: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """Points of accuracy `model` loses on each degradation of the faces."""
 
@@ -59,7 +41,7 @@ def accuracy_drops(model, faces: np.ndarray, labels: np.ndarray) -> dict[str, fl
         return 100 * float((model.predict_proba(x).argmax(1) == labels).mean())
 
     clean = acc(faces)
-    return {name: clean - acc(x) for name, x in degraded(faces).items()}
+    return {name: clean - acc(x) for name, x in photo_degradations(faces).items()}
 
 
 @pytest.mark.slow  # CI runs these too: .ci/run

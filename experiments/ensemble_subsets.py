@@ -1,0 +1,193 @@
+"""Ensemble subsets: what each subset of an exported ensemble's members would score, and cost a face.
+
+    python experiments/ensemble_subsets.py --model runs/photo/four --data data/fer2013 \\
+        [--photos 150] [--seed 0] [--out docs/ensemble_subsets]
+
+The model is an ensemble exported with `fer.export --flip` and its member graphs (`onnx_parts`, as
+the shipped model is): each member runs alone through onnxruntime on the face and on its mirror,
+exactly as the ensemble's own graph runs it, so a subset's answer is the plain mean of its members'
+pieces. For every subset of one or more members: PublicTest accuracy (the validation split, where
+models are chosen), the points it loses on the same faces degraded as photos degrade them
+(`fer.evaluate.photo_degradations`), the labels of the faces YuNet finds in the photos of
+`experiments/photo_benchmark.py` (the same photos for a seed; the faces are found and cropped once)
+against the same faces as 48x48 crops, and the milliseconds a face costs: the sum of its members'
+times, each member timed alone on one face and its mirror (the median of 200 runs; the subset's
+one graph would save a call per member, about 0.1 ms). Writes OUT.json and OUT.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from photo_benchmark import make_photo, matches, save_photo  # noqa: E402
+
+from fer.common import write_text  # noqa: E402
+from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
+from fer.evaluate import photo_degradations  # noqa: E402
+
+SIDES = ("face", "mirror")
+
+
+def member_ms(classifier, face: np.ndarray, part: int, runs: int = 200) -> float:
+    """Median milliseconds of one member on one face and its mirror (two rows of one run)."""
+    for _ in range(20):
+        classifier.predict_proba(face, part=part)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        classifier.predict_proba(face, part=part)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times))
+
+
+def pieces(classify, faces: np.ndarray, parts: int) -> np.ndarray:
+    """(parts, 2, N, 7): every member's probabilities of the faces and of their mirrors."""
+    return np.stack([np.stack([classify(faces, side, p) for side in SIDES]) for p in range(parts)])
+
+
+def photo_faces(rec, faces, labels, photos: int, seed: int, parts: int):
+    """(pieces of the found faces, pieces of the same faces as crops, their labels): the photos of
+    photo_benchmark.py for `seed`, read as fer.predict reads them, each face found once."""
+    rng = np.random.default_rng(seed)
+    found, crops, truth = [], [], []
+    from rich.progress import track
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in track(range(photos), description="photos", transient=True):
+            photo, placed, condition, orientation = make_photo(rng, faces, labels, k)
+            path = Path(tmp) / f"photo_{k:03d}.jpg"
+            save_photo(path, photo, condition, orientation)
+            located, cropped = rec.locate(path)
+            used = set()
+            for box, label, i in placed:
+                hit = next(
+                    (j for j, f in enumerate(located) if j not in used and matches(f.box, box)),
+                    None,
+                )
+                if hit is not None:
+                    used.add(hit)
+                    found.append(cropped[hit])
+                    crops.append(faces[i])
+                    truth.append(label)
+    if not found:
+        raise SystemExit("no face of the photos was found")
+
+    def classify(x, side, part):
+        return rec.classify(x, side=side, part=part)
+
+    return (
+        pieces(classify, np.stack(found), parts),
+        pieces(classify, np.stack(crops), parts),
+        np.asarray(truth),
+    )
+
+
+def accuracy(probs: np.ndarray, members: tuple[int, ...], labels: np.ndarray) -> float:
+    return 100 * float((probs[list(members)].mean((0, 1)).argmax(1) == labels).mean())
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, help="an ensemble exported with --flip (a folder)")
+    p.add_argument("--data", required=True, help="FER-2013 folder or CSV with PublicTest faces")
+    p.add_argument("--photos", type=int, default=150, help="photos of photo_benchmark.py")
+    p.add_argument("--seed", type=int, default=0, help="photo_benchmark.py's seed (0: tuning)")
+    p.add_argument("--out", default="docs/ensemble_subsets", help="writes OUT.json and OUT.md")
+    args = p.parse_args()
+
+    from fer.inference import load_classifier
+    from fer.recognizer import EmotionRecognizer
+
+    classifier = load_classifier(args.model, backend="onnx")
+    if classifier.parts < 2 or not classifier.mirror:
+        p.error(f"{args.model} is not an ensemble exported with --flip and member graphs")
+    parts = classifier.parts
+    data = load_fer(args.data)
+    index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
+    if not len(index):
+        p.error(f"{args.data} has no PublicTest faces")
+    faces, labels = data.images[index].numpy(), data.labels[index].numpy()
+
+    ms = [member_ms(classifier, faces[:1], part) for part in range(parts)]
+
+    def classify(x, side, part):
+        return classifier.predict_proba(x, side=side, part=part)
+
+    clean = pieces(classify, faces, parts)
+    degraded = {k: pieces(classify, x, parts) for k, x in photo_degradations(faces).items()}
+    rec = EmotionRecognizer(args.model, detector="yunet")
+    found, crops, truth = photo_faces(rec, faces, labels, args.photos, args.seed, parts)
+
+    rows = []
+    for r in range(1, parts + 1):
+        for members in itertools.combinations(range(parts), r):
+            acc = accuracy(clean, members, labels)
+            drops = {k: acc - accuracy(v, members, labels) for k, v in degraded.items()}
+            on_photos, as_crops = accuracy(found, members, truth), accuracy(crops, members, truth)
+            rows.append(
+                {
+                    "members": list(members),
+                    "public_test": acc,
+                    "degraded_drop": drops,
+                    "degraded_drop_mean": float(np.mean(list(drops.values()))),
+                    "photo_labels": on_photos,
+                    "photo_crops": as_crops,
+                    "photo_gap": as_crops - on_photos,
+                    "ms_face": sum(ms[m] for m in members),
+                }
+            )
+    record = {
+        "command": "python experiments/ensemble_subsets.py " + " ".join(sys.argv[1:]),
+        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "model": args.model,
+        "public_test_faces": len(labels),
+        "photo_faces_found": len(truth),
+        "member_ms": ms,
+        "subsets": rows,
+    }
+    write_text(f"{args.out}.json", json.dumps(record, indent=2) + "\n")
+    write_text(f"{args.out}.md", table(record))
+    print(table(record))
+    return 0
+
+
+def table(record: dict) -> str:
+    lines = [
+        "# Ensemble subsets",
+        "",
+        "What each subset of an ensemble's members scores on PublicTest, loses on the same faces "
+        "degraded as photos degrade them (mean of dark, bright, noise, blur, JPEG-40), and reads of "
+        "the faces YuNet finds in experiments/photo_benchmark.py's photos against the same faces "
+        "as 48x48 crops; the time a face is the sum of its members' (int8, onnxruntime).",
+        "",
+        f"`{record['command']}` ({record['machine']}; members numbered as in "
+        f"{record['model']}/model.json, from 0)",
+        "",
+        f"| members | PublicTest ({record['public_test_faces']} faces) | points lost degraded, "
+        f"mean | photo faces found ({record['photo_faces_found']}): labels | as crops | gap "
+        "| ms a face (sum of members) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(record["subsets"], key=lambda r: -r["public_test"]):
+        lines.append(
+            f"| {' '.join(map(str, row['members']))} | {row['public_test']:.2f}% "
+            f"| {row['degraded_drop_mean']:.2f} | {row['photo_labels']:.1f}% "
+            f"| {row['photo_crops']:.1f}% | {row['photo_gap']:.1f} | {row['ms_face']:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
