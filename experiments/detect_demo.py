@@ -1,6 +1,7 @@
 """The README's detection picture: a 640x480 video of FER-2013 test faces (the first PublicTest
 face, in file order, of four emotions) on a textured background, run through `fer.detect` with its
-defaults (YuNet, alignment, the shipped model); one annotated frame per face, tiled 2x2 (an image
+defaults but --smooth 1 (YuNet, alignment, the shipped model, each frame on its own); one
+annotated frame per face, tiled 2x2 (an image
 of OUT's kind by its extension: the README's is JPEG).
 
     python experiments/detect_demo.py [--data data/fer2013] [--out docs/detect_frame.jpg]

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The shipped model: an ensemble of four custom CNNs, exported as one network that averages their
+# The ensemble shipped until 2026-12-02 (three of its members, fine-tuned by
+# experiments/photo_finetune.sh, are the shipped model since): four custom CNNs, exported as one network that averages their
 # probabilities over each face and its mirror image (fer.export --flip), with float16 weights.
 #   1. the five-stage network of experiments/cnn5_strong_ema.sh (4.72 M parameters, 70 epochs),
 #      trained here by that script and exported into runs/cnn5_strong_ema/export;

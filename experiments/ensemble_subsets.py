@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from photo_benchmark import make_photo, matches, save_photo  # noqa: E402
 
-from fer.common import write_text  # noqa: E402
+from fer.common import FerError, run_cli, write_text  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.evaluate import photo_degradations  # noqa: E402
 
@@ -82,7 +82,7 @@ def photo_faces(rec, faces, labels, photos: int, seed: int, parts: int):
                     crops.append(faces[i])
                     truth.append(label)
     if not found:
-        raise SystemExit("no face of the photos was found")
+        raise FerError(f"YuNet found no face in the {photos} photos; try more (--photos)")
 
     def classify(x, side, part):
         return rec.classify(x, side=side, part=part)
@@ -98,14 +98,22 @@ def accuracy(probs: np.ndarray, members: tuple[int, ...], labels: np.ndarray) ->
     return 100 * float((probs[list(members)].mean((0, 1)).argmax(1) == labels).mean())
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="an ensemble exported with --flip (a folder)")
     p.add_argument("--data", required=True, help="FER-2013 folder or CSV with PublicTest faces")
-    p.add_argument("--photos", type=int, default=150, help="photos of photo_benchmark.py")
+    p.add_argument(
+        "--photos", type=int, default=150, help="photos of photo_benchmark.py (1 or more)"
+    )
     p.add_argument("--seed", type=int, default=0, help="photo_benchmark.py's seed (0: tuning)")
     p.add_argument("--out", default="docs/ensemble_subsets", help="writes OUT.json and OUT.md")
-    args = p.parse_args()
+    args = p.parse_args(argv)
+    if args.photos < 1:
+        p.error("--photos must be at least 1")
+    try:  # before minutes of work, not after
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        p.error(f"cannot write {args.out}.json: {e.strerror}")
 
     from fer.inference import load_classifier
     from fer.recognizer import EmotionRecognizer
@@ -170,7 +178,7 @@ def table(record: dict) -> str:
         "What each subset of an ensemble's members scores on PublicTest, loses on the same faces "
         "degraded as photos degrade them (mean of dark, bright, noise, blur, JPEG-40), and reads of "
         "the faces YuNet finds in experiments/photo_benchmark.py's photos against the same faces "
-        "as 48x48 crops; the time a face is the sum of its members' (int8, onnxruntime).",
+        "as 48x48 crops; the time a face is the sum of its members' (onnxruntime).",
         "",
         f"`{record['command']}` ({record['machine']}; members numbered as in "
         f"{record['model']}/model.json, from 0)",
@@ -190,4 +198,4 @@ def table(record: dict) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_cli(main)

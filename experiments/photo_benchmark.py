@@ -150,7 +150,7 @@ def main() -> int:
             crops = rec.predict_faces(faces[[i for *_, t, _, _ in photos for *_, i in t]])
             crop_label = iter(EMOTIONS.index(c.emotion) for c in crops)
             rows = []
-            for path, shape, truth, condition, orientation in photos:
+            for k, (path, shape, truth, condition, orientation) in enumerate(photos):
                 start = time.perf_counter()
                 found = rec.predict(path)
                 ms = (time.perf_counter() - start) * 1000
@@ -170,9 +170,10 @@ def main() -> int:
                             "found": hit is not None,
                             "correct": hit is not None and found[hit].emotion == EMOTIONS[label],
                             "crop_correct": next(crop_label) == label,
+                            "k": k,
                         }
                     )
-                rows.append({"photo": True, "frame": f"{shape[1]}x{shape[0]}", "ms": ms,
+                rows.append({"photo": True, "k": k, "frame": f"{shape[1]}x{shape[0]}", "ms": ms,
                              "false": len(found) - len(used - {None})})  # fmt: skip
             results[name] = summarize(rows, len(photos))
             if name == "yunet":  # the pyramid the photos went through
@@ -212,6 +213,7 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
     out["all"]["found_share_40_2000"] = figures(
         [r for r in faces if not r["band"].startswith("24")]
     )["found_share"]
+    out["all"]["interval_95"] = intervals(rows)
     order = {  # smallest first; conditions as CONDITIONS lists them
         "band": lambda k: int(k.split("-")[0]),
         "condition": CONDITIONS.index,
@@ -232,6 +234,35 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
     return out
 
 
+def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
+    """95% intervals (2.5th to 97.5th percentile) of the share of 40-2000 px faces found, the label
+    gap (crops minus found faces, on the found faces) and false faces per photo, over `draws` sets
+    of as many photos drawn with replacement from these: how far another set of photos made the
+    same way could move them."""
+    faces, false = defaultdict(list), {}
+    for r in rows:
+        if "photo" in r:
+            false[r["k"]] = r["false"]
+        else:
+            faces[r["k"]].append(r)
+    photos = sorted(false)
+    rng = np.random.default_rng(seed)
+    found, gap, wrong = [], [], []
+    for _ in range(draws):
+        pick = rng.choice(photos, len(photos))
+        sub = [f for k in pick for f in faces[k]]
+        large = [f for f in sub if not f["band"].startswith("24")]
+        hits = [f for f in sub if f["found"]]
+        found.append(sum(f["found"] for f in large) / max(len(large), 1))
+        gap.append(sum(f["crop_correct"] - f["correct"] for f in hits) / max(len(hits), 1))
+        wrong.append(sum(false[k] for k in pick) / len(pick))
+
+    def q(values: list[float]) -> list[float]:
+        return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
+
+    return {"found_share_40_2000": q(found), "label_gap": q(gap), "false_per_photo": q(wrong)}
+
+
 def tables(record: dict) -> str:
     lines = [
         "# Faces in phone-like photos",
@@ -250,6 +281,15 @@ def tables(record: dict) -> str:
             f"faces per photo, labels {a['label_acc_found']:.1%} right on found faces against "
             f"{a['label_acc_crops']:.1%} for the same faces as 48x48 crops, "
             f"{a['ms_per_photo']:.0f} ms per photo",
+            "",
+        ]
+        i = a["interval_95"]
+        lines += [
+            "95% intervals over sets of as many photos drawn with replacement from these: "
+            f"{i['found_share_40_2000'][0]:.1%}-{i['found_share_40_2000'][1]:.1%} of the "
+            f"40-2000 px faces found, a label gap of {100 * i['label_gap'][0]:.1f} to "
+            f"{100 * i['label_gap'][1]:.1f} points, {i['false_per_photo'][0]:.2f}-"
+            f"{i['false_per_photo'][1]:.2f} false faces per photo",
             "",
         ]
         for key in ("band", "condition", "exif", "frame"):

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="average each face's probabilities over this many frames (1: off, and each frame "
         "runs the whole model; otherwise a frame runs one piece of it on each face, e.g. one "
         "member of an ensemble on the face or its mirror, in turn, and the average spans at "
-        "least one round of the pieces: 8 frames for the shipped model)",
+        "least one round of the pieces: 6 frames for the shipped model)",
     )
     p.add_argument(
         "--max-frames",

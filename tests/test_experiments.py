@@ -221,6 +221,32 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "STEP above 1" in bad.stderr
     assert "| 640x480 |" in out.with_suffix(".md").read_text()
+    low, high = record["results"]["yunet"]["all"]["interval_95"]["found_share_40_2000"]
+    assert 0 <= low <= high <= 1
+
+
+def test_photo_benchmark_intervals_say_how_far_another_set_of_photos_could_move_its_figures():
+    """Drawn from the photos themselves: figures every photo shares have no spread; photos that
+    differ give an interval around the figure, as wide as so few photos leave it."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from photo_benchmark import intervals
+
+    def photos(found: list[bool], correct=False, false=0, first=0) -> list[dict]:
+        rows = []
+        for k, hit in enumerate(found, first):
+            face = {"k": k, "band": "40-99 px", "found": hit, "correct": correct}
+            rows += [{**face, "crop_correct": True}, {"photo": True, "k": k, "false": false}]
+        return rows
+
+    alike = intervals(photos([True] * 10, false=1))
+    assert alike == {"found_share_40_2000": [1, 1], "label_gap": [1, 1], "false_per_photo": [1, 1]}
+    half = intervals(photos([True, False] * 20, correct=True))
+    low, high = half["found_share_40_2000"]
+    assert 0.25 < low < 0.5 < high < 0.75  # 40 photos: about 0.35-0.65
+    assert half["label_gap"] == [0, 0] and half["false_per_photo"] == [0, 0]
+    # a face of 24-39 px counts in the label gap, not in the share of 40-2000 px faces found
+    small = [{**r, "band": "24-39 px"} if "photo" not in r else r for r in photos([False] * 5)]
+    assert intervals(small + photos([True] * 5, first=5))["found_share_40_2000"] == [1, 1]
 
 
 @pytest.mark.slow  # CI runs these too: .ci/run
@@ -229,8 +255,8 @@ def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
 ):
     """Every subset of the shipped ensemble's members, scored from each member's own graph: the
     subset of all of them scores on PublicTest what the model's own graph scores (model.json), and
-    costs a face the sum of its members' times; a model whose members cannot run alone is refused
-    in one line."""
+    each member alone what its own graph scores; a model whose members cannot run alone, or no
+    photos, is refused before any work."""
     from fer.inference import SHIPPED
     from tests.conftest import copy_without_parts
 
@@ -247,7 +273,17 @@ def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
     whole = rows[tuple(range(parts))]
     # the mean of the members' graphs is the model's graph (within 3e-7): a face at most apart
     assert abs(whole["public_test"] - 100 * meta["metrics"]["val_tta_none"]["accuracy"]) < 0.03
-    assert whole["ms_face"] == pytest.approx(sum(record["member_ms"]))
+    # each member alone scores what the model's own member graph scores (both views)
+    from fer.data import PUBLIC_TEST, load_fer
+    from fer.inference import load_classifier
+
+    data = load_fer(shared_data / "fer2013")
+    index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
+    faces, labels = data.images[index].numpy(), data.labels[index].numpy()
+    model = load_classifier(SHIPPED, backend="onnx")
+    for m in range(parts):
+        alone = 100 * (model.predict_proba(faces, part=m).argmax(1) == labels).mean()
+        assert abs(rows[(m,)]["public_test"] - alone) < 0.03, m
     assert min(record["member_ms"]) > 0 and record["photo_faces_found"] > 0
     assert set(whole["degraded_drop"]) == {"dark", "bright", "noise", "blur", "jpeg40"}
     assert f"| {' '.join(map(str, range(parts)))} |" in out.with_suffix(".md").read_text()
@@ -255,3 +291,6 @@ def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
     cmd[cmd.index(str(SHIPPED))] = str(bare)
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "member graphs" in bad.stderr
+    cmd[cmd.index("3")] = "0"  # --photos 0
+    bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--photos must be at least 1" in bad.stderr

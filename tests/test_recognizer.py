@@ -231,7 +231,7 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
     assert np.allclose(list(alone.probabilities.values()), whole_still, atol=1e-5)
     for counter in classifier.part_sessions:
         counter.rows.clear()
-    faces = tracker.update(pair)  # piece 4 (of member 2) on both faces, then the newcomer's rest
+    faces = tracker.update(pair)  # piece 4 (of part 2) on both faces, then the newcomer's rest
     member = classifier.views[4][1]
     expected = [[2, 1] if p == member else [1, 1] for p in range(parts)]
     assert [classifier.part_sessions[p].rows for p in range(parts)] == expected
