@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer.augment import augment_batch  # noqa: E402
-from fer.common import EMOTIONS, cpu_has_bf16, normalize, write_text  # noqa: E402
+from fer.common import EMOTIONS, cpu_has_bf16, machine, normalize, write_text  # noqa: E402
 from fer.faces import DETECTORS  # noqa: E402
 from fer.models import build_model  # noqa: E402
 
@@ -195,8 +193,7 @@ def main() -> int:
     args = p.parse_args()
     root = Path(args.data)
     results: dict[str, float | str] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, bf16 {'yes' if cpu_has_bf16() else 'no'}",
+        "machine": f"{machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }
 
     # Loading: first decode into a fresh cache, then the cached reload; the CSV parse.

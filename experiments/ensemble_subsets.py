@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -31,9 +30,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from photo_benchmark import make_photo, matches, save_photo  # noqa: E402
+from photo_benchmark import check_out, match, photo_files  # noqa: E402
 
-from fer.common import FerError, run_cli, write_text  # noqa: E402
+from fer.common import FerError, machine, run_cli, write_text  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.evaluate import photo_degradations  # noqa: E402
 
@@ -57,41 +56,24 @@ def pieces(classify, faces: np.ndarray, parts: int) -> np.ndarray:
     return np.stack([np.stack([classify(faces, side, p) for side in SIDES]) for p in range(parts)])
 
 
-def photo_faces(rec, faces, labels, photos: int, seed: int, parts: int):
-    """(pieces of the found faces, pieces of the same faces as crops, their labels): the photos of
-    photo_benchmark.py for `seed`, read as fer.predict reads them, each face found once."""
-    rng = np.random.default_rng(seed)
-    found, crops, truth = [], [], []
+def photo_faces(rec, faces, labels, photos: int, seed: int):
+    """(crops of the found faces, the same faces as FER-2013 gives them, their labels): the photos
+    of photo_benchmark.py for `seed`, read as fer.predict reads them, each face found once."""
     from rich.progress import track
 
+    found, crops, truth = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        for k in track(range(photos), description="photos", transient=True):
-            photo, placed, condition, orientation = make_photo(rng, faces, labels, k)
-            path = Path(tmp) / f"photo_{k:03d}.jpg"
-            save_photo(path, photo, condition, orientation)
+        made = photo_files(faces, labels, photos, seed, Path(tmp))
+        for path, _, placed, *_ in track(made, description="photos", transient=True):
             located, cropped = rec.locate(path)
-            used = set()
-            for box, label, i in placed:
-                hit = next(
-                    (j for j, f in enumerate(located) if j not in used and matches(f.box, box)),
-                    None,
-                )
+            for (_, label, i), hit in zip(placed, match([f.box for f in located], placed)):
                 if hit is not None:
-                    used.add(hit)
                     found.append(cropped[hit])
                     crops.append(faces[i])
                     truth.append(label)
     if not found:
         raise FerError(f"YuNet found no face in the {photos} photos; try more (--photos)")
-
-    def classify(x, side, part):
-        return rec.classify(x, side=side, part=part)
-
-    return (
-        pieces(classify, np.stack(found), parts),
-        pieces(classify, np.stack(crops), parts),
-        np.asarray(truth),
-    )
+    return np.stack(found), np.stack(crops), np.asarray(truth)
 
 
 def accuracy(probs: np.ndarray, members: tuple[int, ...], labels: np.ndarray) -> float:
@@ -110,10 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.photos < 1:
         p.error("--photos must be at least 1")
-    try:  # before minutes of work, not after
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        p.error(f"cannot write {args.out}.json: {e.strerror}")
+    check_out(p, args.out)  # before minutes of work, not after
 
     from fer.inference import load_classifier
     from fer.recognizer import EmotionRecognizer
@@ -135,8 +114,13 @@ def main(argv: list[str] | None = None) -> int:
 
     clean = pieces(classify, faces, parts)
     degraded = {k: pieces(classify, x, parts) for k, x in photo_degradations(faces).items()}
-    rec = EmotionRecognizer(args.model, detector="yunet")
-    found, crops, truth = photo_faces(rec, faces, labels, args.photos, args.seed, parts)
+    rec = EmotionRecognizer(classifier, detector="yunet")
+    found, crops, truth = photo_faces(rec, faces, labels, args.photos, args.seed)
+
+    def read(x, side, part):  # a found face's views, averaged as EmotionRecognizer reads them
+        return rec.classify(x, side=side, part=part)
+
+    found, crops = pieces(read, found, parts), pieces(classify, crops, parts)
 
     rows = []
     for r in range(1, parts + 1):
@@ -158,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     record = {
         "command": "python experiments/ensemble_subsets.py " + " ".join(sys.argv[1:]),
-        "machine": f"{platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores",
+        "machine": machine(),
         "model": args.model,
         "public_test_faces": len(labels),
         "photo_faces_found": len(truth),

@@ -43,7 +43,7 @@ tune runs/photo/member3 3 --widths 32 64 128 160 --crop 40
 # the four fine-tuned members exported together, and what every subset of them scores and costs a
 # face (numbered from 0, as the run folders); runs/photo/member1 (member 2 of the model card, widths
 # 32-64-128-160, no crop) was left out on 2026-12-02: without it PublicTest 70.72% against 70.83%,
-# photo labels 66.7% against 67.1% (seed 0), a face in 4.4 ms against 5.8 (summed). The table is
+# photo labels 66.7% against 67.1% (seed 0, one crop a face, before the nine views), a face in 4.4 ms against 5.8 (summed). The table is
 # the docs' record when OUT=checkpoints (the shipped model's), else runs/photo/subsets.
 python -m fer.export --ckpt runs/photo/member0 runs/photo/member1 runs/photo/member2 \
     runs/photo/member3 --flip --half --int8 "$DATA" --out runs/photo/four

@@ -22,8 +22,6 @@ import argparse
 import concurrent.futures
 import contextlib
 import json
-import os
-import platform
 import re
 import subprocess
 import sys
@@ -191,16 +189,6 @@ def page_fps(driver) -> float:
     return float(driver.execute_script("return document.getElementById('fps').dataset.fps || 0"))
 
 
-def machine() -> str:
-    """The CPU's model name, its cores and whether it has native bf16 (fer.common.cpu_has_bf16)."""
-    from fer.common import cpu_has_bf16
-
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = re.search(r"model name\s*:\s*(.+)", info)
-    cpu = name.group(1).strip() if name else platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, {'native bf16' if cpu_has_bf16() else 'no native bf16'}"
-
-
 def first_face(data: Path, emotion: str = "happy") -> tuple[np.ndarray, str]:
     import cv2
 
@@ -223,6 +211,7 @@ def main(argv=None) -> int:
     p.add_argument("--screenshot", help="save a PNG of the page here")
     args = p.parse_args(argv)
 
+    from fer.common import machine
     from fer.demo import face_video
 
     face, name = first_face(Path(args.data))

@@ -192,6 +192,18 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
+def machine() -> str:
+    """This machine as benchmark records name it: the CPU's model name, its cores and whether it
+    has native bf16 (cpu_has_bf16)."""
+    import platform
+
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
+                 if line.startswith("model name")), platform.machine())  # fmt: skip
+    bf16 = "native bf16" if cpu_has_bf16() else "no native bf16"
+    return f"{name}, {os.cpu_count()} cores, {bf16}"
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -31,7 +31,7 @@ from fer.common import (
     run_cli,
     write_text,
 )
-from fer.faces import add_face_options
+from fer.faces import add_face_options, add_photo_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,12 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="treat every image as one cropped face (like FER-2013)",
     )
     add_face_options(p)
-    p.add_argument(
-        "--min-face",
-        type=int,
-        help="smallest face to look for, in pixels of the photo; smaller finds smaller faces and "
-        "takes longer (default: 40 for YuNet, 24 for Haar)",
-    )
+    add_photo_options(p)
     p.add_argument("--top-k", type=int, default=3, help="how many emotions to print per face")
     p.add_argument(
         "--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation"
@@ -156,8 +151,8 @@ def save_annotated(pixels: np.ndarray, faces, path: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.top_k < 1 or (args.min_face is not None and args.min_face < 1):
-        raise FerError("--top-k and --min-face must be at least 1")
+    if args.top_k < 1:
+        raise FerError("--top-k must be at least 1")
     from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(
@@ -165,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         detector=None if args.no_detect else args.detector,
         min_face=args.min_face,
         align=not args.no_align,
+        jitter=not args.no_jitter,
         backend=args.backend,
         tta=args.tta,
     )

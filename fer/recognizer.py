@@ -30,6 +30,7 @@ from fer.common import (
     why_unreadable,
 )
 from fer.faces import (
+    CROP_JITTER,
     CROP_SCALE,
     DETECTORS,
     Box,
@@ -173,6 +174,9 @@ class EmotionRecognizer:
     min_face: the smallest face to look for, in pixels of the picture (default 40; smaller
         finds smaller faces and takes longer).
     align: level each face by its eyes before cropping (where the detector gives landmarks).
+    jitter: read each face found in a picture from nine crops around its box, a little shifted and
+        scaled (fer.faces.CROP_JITTER), and average them: closer to the face's own crop, nine
+        times the classifier's work (video reads one crop a frame and averages over frames).
     backend: "auto" (onnxruntime where the model has an ONNX graph), "onnx" or "torch".
     tta: test-time augmentation, "none", "flip" or "tencrop".
     """
@@ -184,6 +188,7 @@ class EmotionRecognizer:
         detector: str | None = "yunet",
         min_face: int | None = None,
         align: bool = True,
+        jitter: bool = True,
         backend: str = "auto",
         tta: str = "none",
     ):
@@ -195,7 +200,7 @@ class EmotionRecognizer:
         if detector is not None and detector not in DETECTORS:
             raise FerError(f"unknown detector {detector!r}; choose from {', '.join(DETECTORS)}")
         self.detector_name, self.min_face = detector, min_face
-        self.align, self.tta = align, tta
+        self.align, self.jitter, self.tta = align, jitter, tta
         self._detector: FaceDetector | None = None
 
     @property
@@ -208,7 +213,7 @@ class EmotionRecognizer:
     def __repr__(self) -> str:
         return (
             f"EmotionRecognizer(model={self.classifier.source!r}, backend="
-            f"{self.classifier.backend!r}, detector={self.detector_name!r}, align={self.align})"
+            f"{self.classifier.backend!r}, detector={self.detector_name!r}, align={self.align}, jitter={self.jitter})"
         )
 
     def predict(self, image: Any) -> list[FaceEmotion]:
@@ -228,26 +233,35 @@ class EmotionRecognizer:
         return self.describe([None] * len(crops), self.classify(crops))
 
     def locate(self, image: Any) -> tuple[list[Face | None], np.ndarray]:
-        """(faces found, their 48x48 crops): the detector's faces of a picture, or, without a
-        detector, the whole picture as one face (None)."""
+        """(faces found, their crops): the detector's faces of a picture, cropped (N, 48, 48), or
+        with `jitter` (N, 9, 48, 48), each face's nine views; or, without a detector, the whole
+        picture as one face (None), (1, 48, 48). `classify` reads either."""
         pixels = as_image(image)
         if self.detector is None:
             return [None], to_face48(pixels)[None]
         gray = to_gray(pixels)
         found = self.detector.detect(gray)
-        return found, self.crop(gray, found)
+        return found, self.crop(gray, found, self.jitter)
 
-    def crop(self, gray: np.ndarray, faces: list[Face]) -> np.ndarray:
-        """The faces of an 8-bit gray picture cropped as the model was trained, (N, 48, 48)."""
-        return crop_faces(gray, faces, self.align, CROP_SCALE[self.detector_name or "yunet"])
+    def crop(self, gray: np.ndarray, faces: list[Face], jitter: bool = False) -> np.ndarray:
+        """The faces of an 8-bit gray picture cropped as the model was trained, (N, 48, 48), or
+        with `jitter` (N, 9, 48, 48), each at the views of fer.faces.CROP_JITTER."""
+        scale = CROP_SCALE[self.detector_name or "yunet"]
+        return crop_faces(gray, faces, self.align, scale, CROP_JITTER if jitter else None)
 
     def classify(
         self, crops: np.ndarray, side: str = "both", part: int | None = None
     ) -> np.ndarray:
-        """Probabilities (N, 7) of 48x48 uint8 crops (`side`, `part`: see
+        """Probabilities (N, 7) of 48x48 uint8 crops (N, 48, 48), or of N faces' views
+        (N, V, 48, 48), each face's the mean of its views' (`side`, `part`: see
         Classifier.predict_proba)."""
+        crops = np.asarray(crops)
         if len(crops) == 0:
             return np.zeros((0, len(EMOTIONS)), np.float32)
+        if crops.ndim == 4 and crops.shape[2:] == (48, 48):
+            n, v = crops.shape[:2]
+            flat = crops.reshape((n * v,) + crops.shape[2:])
+            return self.classify(flat, side, part).reshape(n, v, -1).mean(1)
         return self.classifier.predict_proba(crops, tta=self.tta, side=side, part=part)
 
     def describe(self, faces: Sequence[Face | None], probs: np.ndarray) -> list[FaceEmotion]:

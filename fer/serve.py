@@ -56,7 +56,7 @@ from fer.common import (
     image_kind,
     why_undecodable,
 )
-from fer.faces import add_face_options
+from fer.faces import add_face_options, add_photo_options
 from fer.recognizer import EmotionRecognizer, ImageError, as_image
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -204,12 +204,13 @@ class Engine:
         backend: str = "auto",
         min_face: int | None = None,
         align: bool = True,
+        jitter: bool = True,
         workers: int | None = None,
         max_pixels: float = 50e6,
         every: int = 2,
     ):
         self.workers = workers or os.cpu_count() or 1
-        options = dict(detector=detector, min_face=min_face, align=align)
+        options = dict(detector=detector, min_face=min_face, align=align, jitter=jitter)
         first = EmotionRecognizer(model, backend=backend, **options)
         self.recognizer = first
         self._idle: queue.SimpleQueue[EmotionRecognizer] = queue.SimpleQueue()
@@ -455,11 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (0: any free one)")
     add_model_options(p)
     add_face_options(p)
-    p.add_argument(
-        "--min-face",
-        type=int,
-        help="photos: smallest face looked for, in pixels (default: 40 for YuNet, 24 for Haar)",
-    )
+    add_photo_options(p)
     p.add_argument(
         "--workers",
         type=int,
@@ -509,6 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend=args.backend,
         min_face=args.min_face,
         align=not args.no_align,
+        jitter=not args.no_jitter,
         workers=args.workers,
         max_pixels=args.max_megapixels * 1e6,
         every=args.every,

@@ -66,3 +66,19 @@ def test_help_states_each_default_once_and_only_where_it_says_something(command,
         assert "(default: none)" in text and "(default: 0)" in text  # --tta, --gradcam
     if command == "train":  # an option without help text still says its default
         assert "--optimizer {sgd,adamw} (default: sgd)" in text
+
+
+@pytest.mark.parametrize("module", ["fer.predict", "fer.serve"])
+def test_photo_options_are_shared_and_a_min_face_below_one_is_refused(module, capsys):
+    """fer.predict and fer.serve read photos alike (--min-face, --no-jitter), and both refuse a
+    smallest face under 1 px in one line, before loading anything."""
+    import importlib
+
+    parser = importlib.import_module(module).build_parser()
+    args = parser.parse_args(
+        ["--min-face", "60", "--no-jitter"] + ["x.jpg"] * (module == "fer.predict")
+    )
+    assert args.min_face == 60 and args.no_jitter
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["--min-face", "0"] + ["x.jpg"] * (module == "fer.predict"))
+    assert e.value.code == 2 and "--min-face: must be at least 1" in capsys.readouterr().err

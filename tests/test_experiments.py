@@ -216,10 +216,34 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     record = json.loads(out.with_suffix(".json").read_text())
     figures = record["results"]["yunet"]["all"]
     assert 0 < figures["found"] <= figures["faces"] and figures["ms_per_photo"] > 0
+    # its one-crop labels are those EmotionRecognizer(jitter=False) (fer.predict --no-jitter)
+    # gives the same photos' faces
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from photo_benchmark import match, photo_files
+
+    from fer.common import EMOTIONS
+    from fer.data import PUBLIC_TEST, load_fer
+    from fer.recognizer import EmotionRecognizer
+
+    data = load_fer(shared_data / "fer2013")
+    index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
+    faces, labels = data.images[index].numpy(), data.labels[index].numpy()
+    one_crop = EmotionRecognizer(jitter=False)
+    one_crop.detector.smallest, one_crop.detector.step = 100, 2.2
+    right = 0
+    for path, _, truth, *_ in photo_files(faces, labels, 3, 0, tmp_path):
+        found = one_crop.predict(path)
+        for (_, label, _), hit in zip(truth, match([f.box for f in found], truth)):
+            right += hit is not None and found[hit].emotion == EMOTIONS[label]
+    assert round(figures["label_acc_found_one_crop"] * figures["found"]) == right
     assert record["results"]["yunet"]["pyramid"] == [100, 2.2]  # not the default 120, 2.0
     cmd = cmd[:-5] + ["--pyramid", "120", "1", "--out", str(out)]  # the pyramid would never end
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "STEP above 1" in bad.stderr
+    cmd[cmd.index("3")] = "0"  # --photos 0: one line, not a ZeroDivisionError after the work
+    bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--photos must be at least 1" in bad.stderr
+    assert "Traceback" not in bad.stderr
     assert "| 640x480 |" in out.with_suffix(".md").read_text()
     low, high = record["results"]["yunet"]["all"]["interval_95"]["found_share_40_2000"]
     assert 0 <= low <= high <= 1
@@ -235,18 +259,32 @@ def test_photo_benchmark_intervals_say_how_far_another_set_of_photos_could_move_
         rows = []
         for k, hit in enumerate(found, first):
             face = {"k": k, "band": "40-99 px", "found": hit, "correct": correct}
+            face["correct_one_crop"] = False
             rows += [{**face, "crop_correct": True}, {"photo": True, "k": k, "false": false}]
         return rows
 
     alike = intervals(photos([True] * 10, false=1))
-    assert alike == {"found_share_40_2000": [1, 1], "label_gap": [1, 1], "false_per_photo": [1, 1]}
+    assert alike == {
+        "found_share_40_2000": [1, 1],
+        "label_gap": [1, 1],
+        "nine_views_gain": [0, 0],  # wrong from nine views as from one crop
+        "false_per_photo": [1, 1],
+    }
     half = intervals(photos([True, False] * 20, correct=True))
     low, high = half["found_share_40_2000"]
     assert 0.25 < low < 0.5 < high < 0.75  # 40 photos: about 0.35-0.65
     assert half["label_gap"] == [0, 0] and half["false_per_photo"] == [0, 0]
+    assert half["nine_views_gain"] == [1, 1]  # right from nine views, wrong from one crop
     # a face of 24-39 px counts in the label gap, not in the share of 40-2000 px faces found
     small = [{**r, "band": "24-39 px"} if "photo" not in r else r for r in photos([False] * 5)]
     assert intervals(small + photos([True] * 5, first=5))["found_share_40_2000"] == [1, 1]
+    # a draw of photos that holds no face of 40-2000 px (or no found face) says nothing of their
+    # share (or of the label gap): it is left out, not counted as none found (or no gap)
+    empty = [{"photo": True, "k": k, "false": 0} for k in range(1, 10)]
+    sparse = intervals(photos([True], correct=True) + empty)
+    assert sparse["found_share_40_2000"] == [1, 1] and sparse["label_gap"] == [0, 0]
+    sparse = intervals(photos([True]) + empty)
+    assert sparse["label_gap"] == [1, 1]
 
 
 @pytest.mark.slow  # CI runs these too: .ci/run
@@ -273,17 +311,21 @@ def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
     whole = rows[tuple(range(parts))]
     # the mean of the members' graphs is the model's graph (within 3e-7): a face at most apart
     assert abs(whole["public_test"] - 100 * meta["metrics"]["val_tta_none"]["accuracy"]) < 0.03
-    # each member alone scores what the model's own member graph scores (both views)
+    # each member alone scores about what PyTorch makes of that member's float weights
+    # (model.safetensors): another path to the same network, so a member taken for another, or
+    # one view of it left out, shows
     from fer.data import PUBLIC_TEST, load_fer
     from fer.inference import load_classifier
 
     data = load_fer(shared_data / "fer2013")
     index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
-    model = load_classifier(SHIPPED, backend="onnx")
+    model = load_classifier(SHIPPED, backend="torch")
     for m in range(parts):
         alone = 100 * (model.predict_proba(faces, part=m).argmax(1) == labels).mean()
-        assert abs(rows[(m,)]["public_test"] - alone) < 0.03, m
+        # int8 against float: 0.12, 0 and 0 points for the shipped members; members 0 and 1
+        # differ by 0.17, a member's one view from its two by 0.2-1.3
+        assert abs(rows[(m,)]["public_test"] - alone) < 0.15, m
     assert min(record["member_ms"]) > 0 and record["photo_faces_found"] > 0
     assert set(whole["degraded_drop"]) == {"dark", "bright", "noise", "blur", "jpeg40"}
     assert f"| {' '.join(map(str, range(parts)))} |" in out.with_suffix(".md").read_text()

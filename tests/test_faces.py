@@ -115,3 +115,35 @@ def test_yunet_through_onnxruntime_finds_what_opencvs_face_detector_finds(real_f
         assert len(ours) == len(theirs) >= 2
         np.testing.assert_allclose(ours, theirs, atol=0.01)
         np.testing.assert_allclose(YuNetNet(YUNET, 0.3).detect(bgr, score), ours)
+
+
+def test_each_view_of_a_face_is_the_crop_of_its_shifted_and_scaled_box():
+    """crop_views turns the face upright once and cuts every view from it: each view is what
+    crop_face makes of the box moved by (dx, dy) box widths along the face's own axes and
+    cropped `side` times as wide; the centre view is crop_face's own crop."""
+    from fer.faces import CROP_JITTER, Face, crop_face, crop_transform, crop_views
+
+    rng = np.random.default_rng(0)
+    gray = cv2.GaussianBlur(rng.integers(0, 256, (400, 500)).astype(np.uint8), (0, 0), 3)
+    marks = np.array([[180, 170], [250, 150], [215, 200], [190, 240], [245, 225]], np.float32)
+    face = Face((160, 130, 110, 130), marks)  # eyes tilted: about -16 degrees
+    for width in (21, 39, 110, 113):  # squares of odd and even sides in odd and even patches
+        for align in (True, False):
+            box = Face((160, 130, width, width), marks)
+            centre = crop_views(gray, box, align, 1.3)[0] - crop_face(gray, box, align, 1.3).astype(
+                int
+            )
+            assert np.abs(centre).max() <= 1, (width, align)  # but for warpAffine's rounding
+    views = crop_views(gray, face, align=True, scale=1.3)
+    assert views.shape == (len(CROP_JITTER), 48, 48) and views.dtype == np.uint8
+    m, _ = crop_transform(face, align=True)
+    back = cv2.invertAffineTransform(m)[:, :2]  # from the face's upright frame to the image's
+    x, y, w, h = face.box
+    for view, (dx, dy, side) in zip(views[1:], CROP_JITTER[1:]):
+        mx, my = back @ (dx * w, dy * w)
+        moved = Face((x + mx, y + my, w, h), marks + (mx, my))
+        alone = crop_face(gray, moved, align=True, scale=1.3 * side).astype(int)
+        assert np.abs(view.astype(int) - alone).mean() < 1.5, (dx, dy, side)  # < 1 px of rounding
+        assert np.abs(view.astype(int) - views[0]).mean() > 4  # and not the centre crop
+    for odd in (Face((0, 0, 30, 30)), Face((5, 5, 0, 0))):  # in a corner; a box of no width
+        assert crop_views(gray, odd, align=False).shape == (len(CROP_JITTER), 48, 48)

@@ -67,6 +67,47 @@ def test_every_kind_of_picture_gives_the_same_faces_as_fer_predict(
     assert "happy" in repr(faces[0]) or "surprise" in repr(faces[0])
 
 
+def test_a_face_in_a_photo_is_read_from_nine_views_of_its_box_and_one_without_jitter(
+    rec, real_faces, tmp_path
+):
+    """A found face's probabilities are the mean of the classifier's on its nine views
+    (fer.faces.CROP_JITTER), cut independently here by crop_face from the moved and scaled
+    box; without jitter (fer.predict --no-jitter), the classifier's on the centre crop."""
+    from fer.faces import CROP_JITTER, CROP_SCALE, Face, crop_face, crop_transform, to_gray
+
+    bgr = photo_with(real_faces)
+    gray = to_gray(bgr)
+    faces = rec.predict(bgr)
+    found = rec.detector.detect(gray)
+    assert [f.box for f in faces] == [f.box for f in found] and len(found) == 2
+    scale = CROP_SCALE["yunet"]
+    views = rec.crop(gray, found, jitter=True)  # (2, 9, 48, 48)
+    means = rec.classifier.predict_proba(views.reshape(-1, 48, 48)).reshape(2, 9, -1).mean(1)
+    assert np.allclose([list(f.probabilities.values()) for f in faces], means, atol=1e-5)
+    for got, face_ in zip(faces, found):
+        back = cv2.invertAffineTransform(crop_transform(face_)[0])[:, :2]
+        views = []
+        for dx, dy, side in CROP_JITTER:
+            mx, my = back @ (dx * face_.box[2], dy * face_.box[2])
+            box = (face_.box[0] + mx, face_.box[1] + my) + face_.box[2:]
+            views.append(crop_face(gray, Face(box, face_.landmarks + (mx, my)), True, scale * side))
+        mean = rec.classifier.predict_proba(np.stack(views)).mean(0)
+        assert np.allclose(list(got.probabilities.values()), mean, atol=0.02)
+        centre = rec.classifier.predict_proba(crop_face(gray, face_, True, scale))[0]
+        assert not np.allclose(mean, centre, atol=0.005)  # the views do change the answer
+    plain = EmotionRecognizer(rec.classifier, jitter=False).predict(bgr)
+    for got, face_ in zip(plain, found):
+        centre = rec.classifier.predict_proba(crop_face(gray, face_, True, scale))[0]
+        assert np.allclose(list(got.probabilities.values()), centre, atol=1e-5)
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), bgr)
+    out = tmp_path / "p.json"
+    assert predict([str(path), "--no-jitter", "--json", str(out)]) == 0
+    assert [r["probabilities"] for r in json.loads(out.read_text())] == [
+        f.to_dict()["probabilities"] for f in plain
+    ]
+
+
 def test_cropped_faces_are_classified_as_the_classifier_does(folder_data):
     rec = EmotionRecognizer(detector=None)
     faces = np.stack([face(k, 99 + k) for k in range(7)])
