@@ -213,7 +213,8 @@ class EmotionRecognizer:
     def __repr__(self) -> str:
         return (
             f"EmotionRecognizer(model={self.classifier.source!r}, backend="
-            f"{self.classifier.backend!r}, detector={self.detector_name!r}, align={self.align}, jitter={self.jitter})"
+            f"{self.classifier.backend!r}, detector={self.detector_name!r}, align={self.align}, "
+            f"jitter={self.jitter})"
         )
 
     def predict(self, image: Any) -> list[FaceEmotion]:
