@@ -10,7 +10,8 @@ goes through `EmotionRecognizer.predict` from its file, as `fer.predict` reads i
 with Haar. Per face-size band, condition, orientation and frame size: faces found (a box whose centre
 lies in the true face and whose width is within a factor 2 of it), false faces, label accuracy of the
 found faces (each read from nine views of its box, and from the centre one alone, as --no-jitter
-reads it) against the same faces given as 48x48 crops, and milliseconds per photo. Writes OUT.json
+reads it) against the same faces cut from the photo at their true squares (what the photo left of
+each face, with no detector) and given as 48x48 crops, and milliseconds per photo. Writes OUT.json
 and OUT.md (the tables).
 """
 
@@ -31,10 +32,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.common import EMOTIONS, machine, run_cli, write_text  # noqa: E402
+from fer.common import EMOTIONS, machine, run_cli, to_face48, write_text  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.demo import background  # noqa: E402
-from fer.faces import DETECTORS  # noqa: E402
+from fer.faces import DETECTORS, to_gray  # noqa: E402
 
 FRAMES = [(640, 480), (1280, 960), (1920, 1440), (3024, 4032), (4032, 3024), (1080, 1440)]
 BANDS = [(24, 39), (40, 99), (100, 299), (300, 799), (800, 2000)]
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.progress import track
 
-    from fer.recognizer import EmotionRecognizer
+    from fer.recognizer import EmotionRecognizer, as_image
 
     data = load_fer(args.data)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
@@ -197,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
                 centre = crops[:, 0] if crops.ndim == 4 else crops  # nine views: the centre one
                 one = [EMOTIONS[int(p.argmax())] for p in rec.classify(centre)]
                 hits = match([f.box for f in found], truth)
-                for (box, label, _), hit in zip(truth, hits):
+                gray = to_gray(as_image(path))  # upright, as rec.locate reads it
+                squares = [to_face48(gray[y : y + s, x : x + s]) for (x, y, s, _), *_ in truth]
+                square = rec.classify(np.stack(squares)).argmax(1)
+                for (box, label, _), hit, sq in zip(truth, hits, square):
                     rows.append(
                         {
                             "band": band_of(box[2]),
@@ -208,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                             "correct": hit is not None and found[hit].emotion == EMOTIONS[label],
                             "correct_one_crop": hit is not None and one[hit] == EMOTIONS[label],
                             "crop_correct": next(crop_label) == label,
+                            "square_correct": bool(sq == label),
                             "k": k,
                         }
                     )
@@ -231,8 +236,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def summarize(rows: list[dict], n_photos: int) -> dict:
-    """Faces found, labels right (found faces, and the same faces as crops), false faces and ms per
-    photo, for all faces and by band, condition, orientation and frame."""
+    """Faces found, labels right (found faces, the same faces cut at their true squares, and as
+    crops), false faces and ms per photo, for all faces and by band, condition, orientation and
+    frame."""
     faces = [r for r in rows if "photo" not in r]
     photos = [r for r in rows if "photo" in r]
 
@@ -244,6 +250,9 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
             "found_share": round(len(found) / max(len(sub), 1), 4),
             "label_acc_found": round(sum(r["correct"] for r in found) / max(len(found), 1), 4),
             "label_acc_crops": round(sum(r["crop_correct"] for r in found) / max(len(found), 1), 4),
+            "label_acc_true_squares": round(
+                sum(r["square_correct"] for r in found) / max(len(found), 1), 4
+            ),
             "label_acc_found_one_crop": round(
                 sum(r["correct_one_crop"] for r in found) / max(len(found), 1), 4
             ),
@@ -278,8 +287,9 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
 
 def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
     """95% intervals (2.5th to 97.5th percentile) of the share of 40-2000 px faces found, the label
-    gap (crops minus found faces, on the found faces), the gain of reading the found faces from
-    nine views over one crop, and false faces per photo, over `draws` sets
+    gap (crops minus found faces, on the found faces) and its part due to finding and cropping
+    (true squares minus found faces), the gain of reading the found faces from nine views over one
+    crop, and false faces per photo, over `draws` sets
     of as many photos drawn with replacement from these: how far another set of photos made the
     same way could move them."""
     faces, false = defaultdict(list), {}
@@ -290,7 +300,7 @@ def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
             faces[r["k"]].append(r)
     photos = sorted(false)
     rng = np.random.default_rng(seed)
-    found, gap, gain, wrong = [], [], [], []
+    found, gap, square_gap, gain, wrong = [], [], [], [], []
     for _ in range(draws):
         pick = rng.choice(photos, len(photos))
         sub = [f for k in pick for f in faces[k]]
@@ -300,6 +310,7 @@ def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
             found.append(sum(f["found"] for f in large) / len(large))
         if hits:
             gap.append(sum(f["crop_correct"] - f["correct"] for f in hits) / len(hits))
+            square_gap.append(sum(f["square_correct"] - f["correct"] for f in hits) / len(hits))
             gain.append(sum(f["correct"] - f["correct_one_crop"] for f in hits) / len(hits))
         wrong.append(sum(false[k] for k in pick) / len(pick))
 
@@ -311,6 +322,7 @@ def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
     return {
         "found_share_40_2000": q(found),
         "label_gap": q(gap),
+        "true_square_gap": q(square_gap),
         "nine_views_gain": q(gain),
         "false_per_photo": q(wrong),
     }
@@ -333,7 +345,8 @@ def tables(record: dict) -> str:
             f"{a['found_share_40_2000']:.1%} of those 40-2000 px), {a['false_per_photo']} false "
             f"faces per photo, labels {a['label_acc_found']:.1%} right on found faces "
             f"({a['label_acc_found_one_crop']:.1%} read from one crop each, as --no-jitter reads "
-            f"them) against {a['label_acc_crops']:.1%} for the same faces as 48x48 crops, "
+            f"them) against {a['label_acc_true_squares']:.1%} for the same faces cut from the "
+            f"photo at their true squares and {a['label_acc_crops']:.1%} as 48x48 crops, "
             f"{a['ms_per_photo']:.0f} ms per photo",
             "",
         ]
@@ -345,7 +358,8 @@ def tables(record: dict) -> str:
             else None,
             f"a label gap of {100 * i['label_gap'][0]:.1f} to {100 * i['label_gap'][1]:.1f} "
             f"points, a gain from the nine views of {100 * i['nine_views_gain'][0]:.1f} to "
-            f"{100 * i['nine_views_gain'][1]:.1f}"
+            f"{100 * i['nine_views_gain'][1]:.1f}, a gap to the true squares of "
+            f"{100 * i['true_square_gap'][0]:.1f} to {100 * i['true_square_gap'][1]:.1f}"
             if i["label_gap"]
             else None,
             f"{i['false_per_photo'][0]:.2f}-{i['false_per_photo'][1]:.2f} false faces per photo",
@@ -357,15 +371,19 @@ def tables(record: dict) -> str:
         ]
         for key in ("band", "condition", "exif", "frame"):
             extra = key == "frame"
-            head = f"| {key} | faces | found | labels (found) | one crop | labels (crops) |"
+            head = (
+                f"| {key} | faces | found | labels (found) | one crop | true squares "
+                "| labels (crops) |"
+            )
             lines += [
                 head + (" false/photo | ms/photo |" if extra else ""),
-                "|---" * (6 + 2 * extra) + "|",
+                "|---" * (7 + 2 * extra) + "|",
             ]
             for k, f in res[key].items():
                 row = (
                     f"| {k} | {f['faces']} | {f['found_share']:.1%} | {f['label_acc_found']:.1%} "
-                    f"| {f['label_acc_found_one_crop']:.1%} | {f['label_acc_crops']:.1%} |"
+                    f"| {f['label_acc_found_one_crop']:.1%} | {f['label_acc_true_squares']:.1%} "
+                    f"| {f['label_acc_crops']:.1%} |"
                 )
                 if extra:
                     row += f" {f['false_per_photo']} | {f['ms_per_photo']:.0f} |"

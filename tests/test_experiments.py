@@ -219,6 +219,7 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     # its one-crop labels are those EmotionRecognizer(jitter=False) (fer.predict --no-jitter)
     # gives the same photos' faces
     sys.path.insert(0, str(ROOT / "experiments"))
+    import cv2
     from photo_benchmark import match, photo_files
 
     from fer.common import EMOTIONS
@@ -230,12 +231,19 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
     one_crop = EmotionRecognizer(jitter=False)
     one_crop.detector.smallest, one_crop.detector.step = 100, 2.2
-    right = 0
+    right = on_squares = 0
     for path, _, truth, *_ in photo_files(faces, labels, 3, 0, tmp_path):
         found = one_crop.predict(path)
-        for (_, label, _), hit in zip(truth, match([f.box for f in found], truth)):
+        # the true squares are cut from the photo as a viewer shows it (cv2.imread turns it by
+        # its EXIF tag)
+        shown = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2GRAY)
+        for (box, label, _), hit in zip(truth, match([f.box for f in found], truth)):
             right += hit is not None and found[hit].emotion == EMOTIONS[label]
+            x, y, side, _ = box
+            square = one_crop.predict_faces(shown[y : y + side, x : x + side])[0]
+            on_squares += hit is not None and square.emotion == EMOTIONS[label]
     assert round(figures["label_acc_found_one_crop"] * figures["found"]) == right
+    assert round(figures["label_acc_true_squares"] * figures["found"]) == on_squares
     assert record["results"]["yunet"]["pyramid"] == [100, 2.2]  # not the default 120, 2.0
     cmd = cmd[:-5] + ["--pyramid", "120", "1", "--out", str(out)]  # the pyramid would never end
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
@@ -255,11 +263,11 @@ def test_photo_benchmark_intervals_say_how_far_another_set_of_photos_could_move_
     sys.path.insert(0, str(ROOT / "experiments"))
     from photo_benchmark import intervals
 
-    def photos(found: list[bool], correct=False, false=0, first=0) -> list[dict]:
+    def photos(found: list[bool], correct=False, false=0, first=0, square=True) -> list[dict]:
         rows = []
         for k, hit in enumerate(found, first):
             face = {"k": k, "band": "40-99 px", "found": hit, "correct": correct}
-            face["correct_one_crop"] = False
+            face["correct_one_crop"], face["square_correct"] = False, square
             rows += [{**face, "crop_correct": True}, {"photo": True, "k": k, "false": false}]
         return rows
 
@@ -267,14 +275,18 @@ def test_photo_benchmark_intervals_say_how_far_another_set_of_photos_could_move_
     assert alike == {
         "found_share_40_2000": [1, 1],
         "label_gap": [1, 1],
+        "true_square_gap": [1, 1],  # right on its true square, wrong as found
         "nine_views_gain": [0, 0],  # wrong from nine views as from one crop
         "false_per_photo": [1, 1],
     }
     half = intervals(photos([True, False] * 20, correct=True))
     low, high = half["found_share_40_2000"]
     assert 0.25 < low < 0.5 < high < 0.75  # 40 photos: about 0.35-0.65
-    assert half["label_gap"] == [0, 0] and half["false_per_photo"] == [0, 0]
+    assert half["label_gap"] == half["true_square_gap"] == half["false_per_photo"] == [0, 0]
     assert half["nine_views_gain"] == [1, 1]  # right from nine views, wrong from one crop
+    # wrong on its true square, right as found and as a crop: a gap of -1 to the square, 0 to crops
+    lucky = intervals(photos([True] * 10, correct=True, square=False))
+    assert lucky["true_square_gap"] == [-1, -1] and lucky["label_gap"] == [0, 0]
     # a face of 24-39 px counts in the label gap, not in the share of 40-2000 px faces found
     small = [{**r, "band": "24-39 px"} if "photo" not in r else r for r in photos([False] * 5)]
     assert intervals(small + photos([True] * 5, first=5))["found_share_40_2000"] == [1, 1]
