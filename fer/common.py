@@ -192,14 +192,23 @@ def cpu_has_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-def machine() -> str:
-    """This machine as benchmark records name it: the CPU's model name, its cores and whether it
-    has native bf16 (cpu_has_bf16)."""
+def machine(cpuinfo: str | None = None) -> str:
+    """This machine as benchmark records name it: the CPU's model name with its family and model
+    numbers where /proc/cpuinfo (or `cpuinfo`, its text) gives them (virtual machines may name
+    different CPUs alike, "AMD EPYC", and run at different speeds), its cores and whether it has
+    native bf16 (cpu_has_bf16)."""
     import platform
 
-    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-    name = next((line.split(":", 1)[1].strip() for line in info.splitlines()
-                 if line.startswith("model name")), platform.machine())  # fmt: skip
+    if cpuinfo is None:
+        proc = Path("/proc/cpuinfo")
+        cpuinfo = proc.read_text() if proc.exists() else ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():  # the first processor's fields
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name") or platform.machine()
+    if fields.get("cpu family") and fields.get("model"):
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
     bf16 = "native bf16" if cpu_has_bf16() else "no native bf16"
     return f"{name}, {os.cpu_count()} cores, {bf16}"
 

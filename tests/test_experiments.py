@@ -348,3 +348,15 @@ def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
     cmd[cmd.index("3")] = "0"  # --photos 0
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--photos must be at least 1" in bad.stderr
+
+
+def test_records_name_the_cpu_by_family_and_model_where_its_name_is_shared():
+    """Virtual machines name different CPUs alike ("AMD EPYC"): the records say which one ran."""
+    from fer.common import machine
+
+    zen3 = "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
+    zen3 += "processor\t: 1\ncpu family\t: 26\nmodel\t\t: 2\nmodel name\t: other\n"
+    assert machine(zen3).startswith("AMD EPYC (family 25, model 1), ")
+    assert machine(zen3).endswith(("native bf16", "no native bf16"))
+    bare = machine("model name\t: Some CPU\n")  # no family or model (e.g. an ARM board)
+    assert bare.startswith("Some CPU, ") and "family" not in bare
