@@ -192,13 +192,14 @@ def main(argv: list[str] | None = None) -> int:
                 track(photos, description=name, transient=True)
             ):
                 start = time.perf_counter()
-                located, crops = rec.locate(path)  # as rec.predict(path) reads it
+                pixels = as_image(path)  # upright, as rec.predict(path) reads it
+                located, crops = rec.locate(pixels)
                 found = rec.describe(located, rec.classify(crops))
                 ms = (time.perf_counter() - start) * 1000
                 centre = crops[:, 0] if crops.ndim == 4 else crops  # nine views: the centre one
                 one = [EMOTIONS[int(p.argmax())] for p in rec.classify(centre)]
                 hits = match([f.box for f in found], truth)
-                gray = to_gray(as_image(path))  # upright, as rec.locate reads it
+                gray = to_gray(pixels)
                 squares = [to_face48(gray[y : y + s, x : x + s]) for (x, y, s, _), *_ in truth]
                 square = rec.classify(np.stack(squares)).argmax(1)
                 for (box, label, _), hit, sq in zip(truth, hits, square):
@@ -244,18 +245,18 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
 
     def figures(sub: list[dict]) -> dict:
         found = [r for r in sub if r["found"]]
+
+        def share(key: str) -> float:  # of the found faces
+            return round(sum(r[key] for r in found) / max(len(found), 1), 4)
+
         return {
             "faces": len(sub),
             "found": len(found),
             "found_share": round(len(found) / max(len(sub), 1), 4),
-            "label_acc_found": round(sum(r["correct"] for r in found) / max(len(found), 1), 4),
-            "label_acc_crops": round(sum(r["crop_correct"] for r in found) / max(len(found), 1), 4),
-            "label_acc_true_squares": round(
-                sum(r["square_correct"] for r in found) / max(len(found), 1), 4
-            ),
-            "label_acc_found_one_crop": round(
-                sum(r["correct_one_crop"] for r in found) / max(len(found), 1), 4
-            ),
+            "label_acc_found": share("correct"),
+            "label_acc_crops": share("crop_correct"),
+            "label_acc_true_squares": share("square_correct"),
+            "label_acc_found_one_crop": share("correct_one_crop"),
         }
 
     out = {"all": figures(faces)}

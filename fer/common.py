@@ -201,11 +201,12 @@ def machine(cpuinfo: str | None = None) -> str:
 
     if cpuinfo is None:
         proc = Path("/proc/cpuinfo")
-        cpuinfo = proc.read_text() if proc.exists() else ""
+        cpuinfo = proc.read_text(errors="replace") if proc.exists() else ""
     fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():  # the first processor's fields
+    for line in cpuinfo.splitlines():  # the first processor's fields that have a value
         key, _, value = line.partition(":")
-        fields.setdefault(key.strip(), value.strip())
+        if value.strip():
+            fields.setdefault(key.strip(), value.strip())
     name = fields.get("model name") or platform.machine()
     if fields.get("cpu family") and fields.get("model"):
         name += f" (family {fields['cpu family']}, model {fields['model']})"
