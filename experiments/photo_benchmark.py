@@ -151,7 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--score",
         type=float,
-        help="YuNet's lowest score kept in photos (default: fer.faces.PHOTO_SCORE)",
+        help="YuNet's lowest score kept in photos, on the copies --small-copies leaves "
+        "(default: fer.faces.PHOTO_SCORE)",
+    )
+    p.add_argument(
+        "--small-copies",
+        nargs=2,
+        type=float,
+        metavar=("SCALE", "SCORE"),
+        help="YuNet's lowest score kept on the copies smaller than SCALE times the photo's size "
+        "(default: fer.faces.PHOTO_SMALL_COPY, PHOTO_SMALL_COPY_SCORE; SCALE 0: none)",
     )
     p.add_argument(
         "--pyramid",
@@ -168,6 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     check_out(p, args.out)
     if args.pyramid and not (args.pyramid[0] > 0 and args.pyramid[1] > 1):
         p.error("--pyramid needs SMALLEST above 0 and STEP above 1")
+    if args.small_copies and not (args.small_copies[0] >= 0 and 0 < args.small_copies[1] <= 1):
+        p.error("--small-copies needs SCALE of 0 or more and SCORE above 0, at most 1")
+    if args.score is not None and not 0 < args.score <= 1:
+        p.error("--score must be above 0 and at most 1")
 
     from rich.progress import track
 
@@ -185,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
                 rec.detector.score = args.score  # read on every picture
             if args.pyramid and name == "yunet":
                 rec.detector.smallest, rec.detector.step = args.pyramid
+            if args.small_copies and name == "yunet":
+                rec.detector.small_copy, rec.detector.small_copy_score = args.small_copies
             given = rec.predict_faces(faces[[i for *_, t, _, _ in photos for *_, i in t]])
             crop_label = iter(EMOTIONS.index(c.emotion) for c in given)
             rows = []
@@ -222,6 +237,12 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = summarize(rows, len(photos))
             if name == "yunet":  # the pyramid the photos went through
                 results[name]["pyramid"] = [rec.detector.smallest, rec.detector.step]
+                d = rec.detector  # the lowest scores kept
+                results[name]["scores"] = {
+                    "score": d.score,
+                    "small_copy": d.small_copy,
+                    "small_copy_score": d.small_copy_score,
+                }
             print(f"{name}: {json.dumps(results[name]['all'])}", file=sys.stderr)
             record = {
                 "command": "python experiments/photo_benchmark.py " + " ".join(sys.argv[1:]),

@@ -35,8 +35,8 @@ CROP_SCALE = {"yunet": 1.3, "haar": 1.1}
 #: crop, and crops 12/13 and 14/13 as wide (1.2 and 1.4 box widths for YuNet) shifted by a 20th
 #: of the box width right, left, down and up. Chosen on the photos of
 #: experiments/photo_benchmark.py --seed 0 and 1 (labels of the found faces 68.3% and 69.1%
-#: against 66.7% and 67.1% from the centre crop alone), measured on --photos 600 --seed 2: 68.6%
-#: against 67.6% (docs/detection.md).
+#: against 66.7% and 67.1% from the centre crop alone, with the detector of then); measured on
+#: --photos 600 --seed 2 (docs/detection.md has today's figures).
 CROP_JITTER = ((0.0, 0.0, 1.0),) + tuple(
     (dx, dy, side)
     for side in (12 / 13, 14 / 13)
@@ -54,18 +54,29 @@ SMALLEST, LARGEST, PYRAMID_STEP = 80, 280, 2.5
 #: and 2.0 found 198 faces, 0.07 false ones a photo, detection 0.98 s a photo, against 194, 0.05 and
 #: 0.73 s with video's 80 px and 2.5; 100 / 2.2 found 197, 120 / 1.7 and 150 / 1.8 197, 150 / 2.0
 #: 198 (0.08 false, 1.18 s), and 120 / 2.0 with a score of 0.7 found 200 with 0.23 false faces a
-#: photo. On --seed 1 (docs/photo_benchmark.md): 91.9% of the faces of 40-2000 px against 90.5%,
-#: 0.06 false faces a photo against 0.04.
+#: photo. On --seed 1 then: 91.9% of the faces of 40-2000 px against 90.5%, 0.06 false faces a
+#: photo against 0.04.
 PHOTO_SMALLEST, PHOTO_PYRAMID_STEP = 120, 2.0
 #: The largest copy YuNet sees at once (px a side); larger ones go through it in tiles, and a face
 #: found within EDGE px (of that copy) of a tile's edge inside the picture is left to a neighbour.
 TILE, EDGE = 2048, 16
+#: The lowest score of a face YuNet keeps in video (on every copy of a frame).
+VIDEO_SCORE = 0.6
 #: Photos: the smallest face looked for by default, the most pixels the largest copy may have, and
-#: the lowest score kept (video keeps 0.6). At 0.6 most false faces in photos came from the copy
-#: twice the photo's size (the largest then); 0.75 was chosen on photos of
-#: experiments/photo_benchmark.py --seed 0 and measured on --seed 1 (docs/photo_benchmark.md);
-#: --score S there shows another threshold.
+#: the lowest score kept on copies of at least half the photo's size. At VIDEO_SCORE most false
+#: faces in photos came from the copy twice the photo's size (the largest then); 0.75 was chosen
+#: on photos of experiments/photo_benchmark.py --seed 0 and measured on --seed 1 (--score S there
+#: shows another threshold on these copies).
 PHOTO_MIN_FACE, PHOTO_MAX_PIXELS, PHOTO_SCORE = 40, 50_000_000, 0.75
+#: Photos: the lowest score kept on copies smaller than PHOTO_SMALL_COPY times the photo's size
+#: (with the default --min-face, from the third or fourth copy on). The false faces of photos
+#: come from the larger copies; on the small ones a large face that is overexposed, dark or
+#: blurred often scores 0.6-0.75 and nowhere more. On the photos of
+#: experiments/photo_benchmark.py --seed 0 and 1 (430 faces of 40-2000 px) VIDEO_SCORE below half
+#: size found 406 of them against 402, 0.070 false faces a photo against 0.067 (--small-copies
+#: SCALE SCORE there tries others); on --photos 600 --seed 2 (docs/photo_benchmark.md) 92.1% of
+#: the 826 against 90.4%.
+PHOTO_SMALL_COPY, PHOTO_SMALL_COPY_SCORE = 0.5, VIDEO_SCORE
 
 
 @dataclass
@@ -108,7 +119,8 @@ class YuNetFaceDetector:
     150-230 px wide into 640x480 frames, 640 px found 96% of them against 88% at 320 px
     (experiments/face_crops.py --faces 300 --detectors yunet --work-width 640 / 320).
     Photos: faces from 40 px, seen from PHOTO_SMALLEST px, the first copy up to three times the
-    photo's size, copies PHOTO_PYRAMID_STEP times smaller each.
+    photo's size, copies PHOTO_PYRAMID_STEP times smaller each, faces scoring PHOTO_SCORE kept,
+    or PHOTO_SMALL_COPY_SCORE on copies smaller than PHOTO_SMALL_COPY times the photo's size.
     The model file is checked against its SHA-256 before it is loaded.
     """
 
@@ -120,11 +132,13 @@ class YuNetFaceDetector:
         min_face: int = 80,
         max_pixels: int = PHOTO_MAX_PIXELS,
         every_copy: bool = False,
-        score: float = 0.6,
+        score: float = VIDEO_SCORE,
         nms: float = 0.3,
         model: Path = YUNET,
         smallest: int = SMALLEST,
         step: float = PYRAMID_STEP,
+        small_copy: float = 0.0,
+        small_copy_score: float | None = None,
     ):
         if not model.is_file():
             raise FerError(f"the YuNet face detector {model} is missing; reinstall fer")
@@ -138,9 +152,15 @@ class YuNetFaceDetector:
             raise FerError("the smallest face to find must be at least 0 px")
         if not (smallest > 0 and step > 1):  # NaN too
             raise FerError("YuNet's pyramid needs a size above 0 px and copies over 1x smaller")
+        if not all(
+            0 < s <= 1 for s in (score, score if small_copy_score is None else small_copy_score)
+        ):
+            raise FerError("YuNet's lowest scores kept must be above 0 and at most 1")
         self.work_size, self.min_face, self.max_pixels = work_size, min_face, max_pixels
         self.model, self.score, self.nms, self.every_copy = model, score, nms, every_copy
         self.smallest, self.step = smallest, step
+        # the lowest score kept on copies smaller than `small_copy` times the picture's size
+        self.small_copy, self.small_copy_score = small_copy, small_copy_score
         self.net = YuNetNet(model, nms)
 
     @classmethod
@@ -152,7 +172,14 @@ class YuNetFaceDetector:
             score=PHOTO_SCORE,
             smallest=PHOTO_SMALLEST,
             step=PHOTO_PYRAMID_STEP,
+            small_copy=PHOTO_SMALL_COPY,
+            small_copy_score=PHOTO_SMALL_COPY_SCORE,
         )
+
+    def score_at(self, scale: float) -> float:
+        """The lowest score kept on the copy `scale` times the picture's size."""
+        small = self.small_copy_score is not None and scale < self.small_copy
+        return self.small_copy_score if small else self.score
 
     def first_scale(self, h: int, w: int) -> float:
         """The size of the first copy the picture is seen at, as a share of its own."""
@@ -220,7 +247,7 @@ class YuNetFaceDetector:
             image = cv2.resize(image, size, interpolation=interpolation)
         sx, sy = w / size[0], h / size[1]
         faces = []
-        for row in self.net.detect(image, self.score):
+        for row in self.net.detect(image, self.score_at(scale)):
             if not _plausible(row, size):
                 continue  # YuNet's rows of garbage (infinities, boxes off the picture) on tiny inputs
             x, y, bw, bh = (row[:4] * (sx, sy, sx, sy)).tolist()
@@ -257,7 +284,7 @@ class YuNetNet:
         self.outputs = [f"{k}_{s}" for k in ("cls", "obj", "bbox", "kps") for s in self.STRIDES]
         self.nms, self.top_k = nms, top_k
 
-    def detect(self, image: np.ndarray, score: float = 0.6) -> np.ndarray:
+    def detect(self, image: np.ndarray, score: float = VIDEO_SCORE) -> np.ndarray:
         """Rows (N, 15) of the faces scoring at least `score` in a uint8 picture, gray (as three
         equal channels) or BGR."""
         h, w = image.shape[:2]

@@ -9,7 +9,16 @@ import numpy as np
 import pytest
 
 from fer.common import EMOTIONS, FerError
-from fer.faces import TILE, Face, YuNetFaceDetector, iou, make_detector, non_max_suppression
+from fer.faces import (
+    PHOTO_SCORE,
+    TILE,
+    VIDEO_SCORE,
+    Face,
+    YuNetFaceDetector,
+    iou,
+    make_detector,
+    non_max_suppression,
+)
 from fer.predict import main as predict
 from tests.conftest import photo_with
 
@@ -105,10 +114,38 @@ def test_small_degraded_faces_in_photos_are_found(shared_data):
     assert found >= 109, found
 
 
-def test_a_pyramid_that_would_never_end_is_refused():
+def test_a_large_overexposed_face_is_found_on_the_photos_smaller_copies(shared_data):
+    """A 360 px face in a 640x480 photo, overexposed as photo_benchmark.py's bright photos are:
+    YuNet scores it 0.70 on the copies at most half the photo's size, and nowhere above 0.75
+    (photos' threshold), so photos keep 0.6 (video's) on those copies, where the false faces of
+    the larger copies are gone. (Was: no face found.)"""
+    from fer.demo import background
+
+    face = cv2.imread(str(sorted((shared_data / "fer2013/test/surprise").glob("*.png"))[0]), 0)
+    photo = cv2.resize(cv2.cvtColor(background(640, 480, seed=15), cv2.COLOR_BGR2GRAY), (640, 480))
+    photo[60:420, 140:500] = cv2.resize(face, (360, 360), interpolation=cv2.INTER_CUBIC)
+    photo = np.clip(photo * 1.4 + 40, 0, 255).astype(np.uint8)
+    detector = make_detector("yunet", photos=True)
+    (found,) = detector.detect(photo)
+    assert iou(found.box, (140, 60, 360, 360)) > 0.4 and found.score < PHOTO_SCORE
+    detector.small_copy_score = None  # photos' threshold on every copy: the face is lost
+    assert detector.detect(photo) == []
+
+
+def test_a_pyramid_that_would_never_end_or_a_score_out_of_range_is_refused():
     for bad in ({"step": 1.0}, {"step": 0.5}, {"step": float("nan")}, {"smallest": 0}):
         with pytest.raises(FerError, match="pyramid"):
             YuNetFaceDetector(**bad)
+    for bad in ({"score": 0}, {"score": 1.5}, {"small_copy_score": -1}, {"score": float("nan")}):
+        with pytest.raises(FerError, match="lowest scores"):
+            YuNetFaceDetector(**bad)
+
+
+def test_photos_keep_lower_scores_only_on_copies_smaller_than_half_the_photo():
+    photos, video = make_detector("yunet", photos=True), make_detector("yunet")
+    assert [photos.score_at(s) for s in (3.0, 1.0, 0.5)] == [PHOTO_SCORE] * 3
+    assert [photos.score_at(s) for s in (0.49, 0.1)] == [VIDEO_SCORE] * 2
+    assert [video.score_at(s) for s in (1.0, 0.4, 0.1)] == [VIDEO_SCORE] * 3
 
 
 def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
