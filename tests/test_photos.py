@@ -116,7 +116,7 @@ def test_small_degraded_faces_in_photos_are_found(shared_data):
 
 def test_a_large_overexposed_face_is_found_on_the_photos_smaller_copies(shared_data):
     """A 360 px face in a 640x480 photo, overexposed as photo_benchmark.py's bright photos are:
-    YuNet scores it 0.70 on the copies at most half the photo's size, and nowhere above 0.75
+    YuNet scores it 0.70 on the copies smaller than half the photo, and nowhere above 0.75
     (photos' threshold), so photos keep 0.6 (video's) on those copies, where the false faces of
     the larger copies are gone. (Was: no face found.)"""
     from fer.demo import background
