@@ -499,10 +499,23 @@ def run(args: argparse.Namespace, stdout) -> int:
     )
     start = time.time()
     try:
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-    except SystemExit as e:  # how Lightning ends a run stopped by SIGTERM or Ctrl-C
-        return stopped_code(trainer, e)
-    return report(trainer, dm, module, args, config, time.time() - start, stdout)
+        try:
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        except SystemExit as e:  # how Lightning ends a run stopped by SIGTERM or Ctrl-C
+            return stopped_code(trainer, e)
+        return report(trainer, dm, module, args, config, time.time() - start, stdout)
+    finally:
+        leave_process_group()
+
+
+def leave_process_group() -> None:
+    """End this process's part in a DDP run's process group (which Lightning leaves open): a
+    gloo group left to the interpreter's exit could abort the process after its run had finished
+    ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def stopped_code(trainer, stop: SystemExit) -> int:
