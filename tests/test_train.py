@@ -794,12 +794,15 @@ def test_a_ddp_run_leaves_its_process_group_when_it_ends(csv_data, tmp_path):
 
     args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
     args += ["--max-epochs", "1", "--accelerator", "cpu", "--devices", "1", "--strategy", "ddp"]
+    environ = dict(os.environ)  # Lightning's launcher sets MASTER_PORT, LOCAL_RANK, WORLD_SIZE...
     try:
         assert train(args) == 0
         assert not dist.is_initialized()
-    finally:
-        if dist.is_initialized():  # not to leave the group to the tests after this one
+    finally:  # not to leave the group, or a launched process's variables, to the tests after
+        if dist.is_initialized():
             dist.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 @pytest.mark.parametrize(
