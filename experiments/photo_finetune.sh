@@ -6,21 +6,26 @@
 # epochs with the `photo` augmentation (`light`'s warps, and on a share of the faces each: wrong
 # exposure clipped at black or white, blur, sensor noise), SGD at 0.01 decaying by a cosine, label
 # smoothing 0.1, the best epoch on PublicTest kept. The four are exported together into
-# runs/photo/four, where experiments/ensemble_subsets.py scores every subset of them; then members
+# RUNS/four, where experiments/ensemble_subsets.py scores every subset of them; then members
 # 0, 2 and 3 (since 2026-12-02; the four before) are exported as the shipped model is (--flip --half,
 # and since 2026-12-02 --int8: onnxruntime runs int8 graphs of the ensemble and of each member,
-# calibrated on training faces) into OUT (default runs/photo/export) and scored by
+# calibrated on training faces) into OUT (default RUNS/export) and scored by
 # experiments/ship.sh.
 # 841, 640, 434 and 412 s of fitting (members 0-3) on a 2-core AMD EPYC in fp32 (no bf16). A member
-# cut short continues with --ckpt-path last; a finished one is skipped. Each run's TensorBoard
-# record, without face images, is copied to lightning_logs/shipped_photo_memberN (the
-# shipped members').
+# cut short continues with --ckpt-path last; a finished one is skipped. With OUT=checkpoints, each
+# shipped member's TensorBoard record, without face images, is copied to
+# lightning_logs/shipped_photo_memberN.
 # The shipped files came from this with OUT=checkpoints (the members trained, it exports and
-# scores them). Usage: bash experiments/photo_finetune.sh [DATA] [MODEL]
+# scores them). AUGMENT=camera (default photo) fine-tunes with `camera` instead (photo's
+# degradations and, on 30% of the faces, the few pixels and JPEG of a small face in a photo), and
+# RUNS (default runs/photo) is where the members' runs go.
+# Usage: [OUT=...] [AUGMENT=...] [RUNS=...] bash experiments/photo_finetune.sh [DATA] [MODEL]
 set -euo pipefail
 DATA=${1:-data/fer2013}
 MODEL=${2:-runs/photo/base}
-OUT=${OUT:-runs/photo/export}
+AUGMENT=${AUGMENT:-photo}
+RUNS=${RUNS:-runs/photo}
+OUT=${OUT:-$RUNS/export}
 if [ "$MODEL" = runs/photo/base ] && [ ! -f runs/photo/base/model.json ]; then
     mkdir -p runs/photo/base
     git archive 5ff26c9 checkpoints | tar -x --strip-components 1 -C runs/photo/base
@@ -32,28 +37,29 @@ tune() {  # ROOT MEMBER, then the member's own options
     local resume=()
     compgen -G "$root/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
     python -m fer.train --model cnn --data "$DATA" --default-root-dir "$root" \
-        --init "$MODEL" --init-member "$member" --augment photo --batch-size 128 --lr 0.01 \
+        --init "$MODEL" --init-member "$member" --augment "$AUGMENT" --batch-size 128 --lr 0.01 \
         --scheduler cosine --warmup-epochs 0.5 --label-smoothing 0.1 --max-epochs 4 --no-test \
         --json "$root/summary.json" "$@" "${resume[@]}"
 }
-tune runs/photo/member0 0 --widths 32 64 128 256 512 --crop 0
-tune runs/photo/member1 1 --widths 32 64 128 160 --crop 0
-tune runs/photo/member2 2 --widths 24 48 96 192 --crop 0
-tune runs/photo/member3 3 --widths 32 64 128 160 --crop 40
+tune "$RUNS/member0" 0 --widths 32 64 128 256 512 --crop 0
+tune "$RUNS/member1" 1 --widths 32 64 128 160 --crop 0
+tune "$RUNS/member2" 2 --widths 24 48 96 192 --crop 0
+tune "$RUNS/member3" 3 --widths 32 64 128 160 --crop 40
 # the four fine-tuned members exported together, and what every subset of them scores and costs a
 # face (numbered from 0, as the run folders); runs/photo/member1 (member 2 of the model card, widths
 # 32-64-128-160, no crop) was left out on 2026-12-02: without it PublicTest 70.72% against 70.83%,
 # photo labels 66.7% against 67.1% (seed 0, one crop a face, before the nine views), a face in 4.4 ms against 5.8 (summed). The table is
-# the docs' record when OUT=checkpoints (the shipped model's), else runs/photo/subsets.
-python -m fer.export --ckpt runs/photo/member0 runs/photo/member1 runs/photo/member2 \
-    runs/photo/member3 --flip --half --int8 "$DATA" --out runs/photo/four
-SUBSETS=runs/photo/subsets
+# the docs' record when OUT=checkpoints (the shipped model's), else RUNS/subsets.
+python -m fer.export --ckpt "$RUNS/member0" "$RUNS/member1" "$RUNS/member2" \
+    "$RUNS/member3" --flip --half --int8 "$DATA" --out "$RUNS/four"
+SUBSETS=$RUNS/subsets
 [ "$OUT" = checkpoints ] && SUBSETS=docs/ensemble_subsets
-python experiments/ensemble_subsets.py --model runs/photo/four --data "$DATA" --seed 0 \
+python experiments/ensemble_subsets.py --model "$RUNS/four" --data "$DATA" --seed 0 \
     --out "$SUBSETS"
-bash experiments/ship.sh "$OUT" runs/photo "$DATA" --ckpt runs/photo/member0 runs/photo/member2 \
-    runs/photo/member3 --flip --half --int8 "$DATA"
+bash experiments/ship.sh "$OUT" "$RUNS" "$DATA" --ckpt "$RUNS/member0" "$RUNS/member2" \
+    "$RUNS/member3" --flip --half --int8 "$DATA"
+[ "$OUT" = checkpoints ] || exit 0  # the shipped members' TensorBoard records: only when shipping
 for member in 0 2 3; do
-    python experiments/ship_logs.py runs/photo/member$member/lightning_logs/version_0 \
+    python experiments/ship_logs.py "$RUNS/member$member/lightning_logs/version_0" \
         "shipped_photo_member$member" --every 1
 done

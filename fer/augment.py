@@ -3,8 +3,9 @@
 One random affine warp per face (mirror, rotation, scale, shift) goes through a single
 `grid_sample` call for the whole batch; photometric jitter and random erasing are masks; the
 `photo` preset adds what cameras do to faces (under- and over-exposure that clips, blur, sensor
-noise), so that faces cropped from photos read as well as FER-2013's own.
-There is no per-image Python and no PIL anywhere in the training loop.
+noise), so that faces cropped from photos read as well as FER-2013's own, and `camera` adds what a
+photo does to a small face (few pixels, JPEG). There is no PIL anywhere in the training loop, and
+per-image Python only in `camera`, which stores faces as JPEG one by one (OpenCV's encoder).
 """
 
 from __future__ import annotations
@@ -38,11 +39,16 @@ PRESETS: dict[str, dict[str, float]] = {
         "noise": 0.3,
     },
 }
+#: `photo`, and the few pixels and JPEG of a small face in a photo on 30% of the faces.
+PRESETS["camera"] = {**PRESETS["photo"], "camera": 0.3}
 #: The `exposure`, `blur` and `noise` options give the share of faces so degraded; how much: a gain
 #: (log-uniform) and an offset that may push pixels past black or white (clipped, as a sensor
 #: clips), a Gaussian blur of sigma in px at 48x48, and Gaussian noise of sigma in 0..1 units.
 EXPOSURE_GAIN, EXPOSURE_OFFSET = (0.35, 1.6), (-0.1, 0.2)
 BLUR_SIGMA, NOISE_SIGMA = (0.3, 1.5), (0.01, 0.05)
+#: `camera`: the share of faces seen as a photo holds a small face: at a side of CAMERA_SIDE px
+#: (uniform, whole px), stored as JPEG of a quality in JPEG_QUALITY (uniform, whole), brought back.
+CAMERA_SIDE, JPEG_QUALITY = (20, 48), (30, 90)
 
 
 def _uniform(n: int, low: float, high: float, device) -> torch.Tensor:
@@ -133,6 +139,37 @@ def gaussian_noise(x: torch.Tensor, p: float) -> torch.Tensor:
     return x + torch.randn_like(x) * sigma.view((b,) + (1,) * (x.ndim - 1)).to(x.dtype)
 
 
+def camera(x: torch.Tensor, p: float) -> torch.Tensor:
+    """A share p of the faces as a photo holds a small face: each brought down to a random side of
+    CAMERA_SIDE px (area average; at the batch's own size, left), stored as a JPEG of a random
+    quality (JPEG_QUALITY; OpenCV's encoder) and decoded, then brought back to the batch's size
+    (bilinear). The picked faces go to the CPU and back once a batch."""
+    import cv2
+
+    b, c, h, w = x.shape
+    picked = (torch.rand(b, device=x.device) < p).nonzero().flatten()
+    if not len(picked):
+        return x
+    n = len(picked)
+    sides = torch.randint(CAMERA_SIDE[0], CAMERA_SIDE[1] + 1, (n,)).tolist()
+    qualities = torch.randint(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1, (n,)).tolist()
+    faces = x[picked].float().cpu()
+    seen = torch.empty_like(faces)
+    for j, (face, side, quality) in enumerate(zip(faces, sides, qualities)):
+        if side < min(h, w):
+            face = F.interpolate(face[None], size=(side, side), mode="area")[0]
+        pixels = face.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        _, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        back = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED).reshape(pixels.shape)
+        face = torch.from_numpy(back).permute(2, 0, 1).float().div(255)[None]
+        if face.shape[-2:] != (h, w):
+            face = F.interpolate(face, size=(h, w), mode="bilinear", align_corners=False)
+        seen[j] = face[0]
+    out = x.clone()
+    out[picked] = seen.to(x.device, x.dtype)
+    return out
+
+
 def random_erase(x: torch.Tensor, p: float, area=(0.02, 0.2), ratio=(0.3, 3.3)) -> torch.Tensor:
     """Blank one random rectangle (filled with noise) in a fraction p of the faces."""
     b, _, h, w = x.shape
@@ -171,6 +208,8 @@ def augment_batch(x: torch.Tensor, preset: str | dict[str, float]) -> torch.Tens
         x = exposure(x, cfg["exposure"])
     if cfg.get("noise"):
         x = gaussian_noise(x, cfg["noise"])
+    if cfg.get("camera"):
+        x = camera(x, cfg["camera"])
     if cfg.get("erase"):
         x = random_erase(x, cfg["erase"])
     return x.clamp_(0.0, 1.0)

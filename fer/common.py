@@ -214,6 +214,15 @@ def machine(cpuinfo: str | None = None) -> str:
     return f"{name}, {os.cpu_count()} cores, {bf16}"
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity where the OS says, as a container or
+    `taskset` limits it; else every core)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()

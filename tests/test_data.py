@@ -204,6 +204,31 @@ def test_photo_degradations_touch_only_their_share_and_stay_in_their_ranges():
     assert (added > 0.8 * NOISE_SIGMA[0]).all() and (added < 1.2 * NOISE_SIGMA[1]).all()
 
 
+def test_camera_degradation_takes_its_share_and_the_detail_a_small_jpeg_face_loses(monkeypatch):
+    import fer.augment as aug
+
+    torch.manual_seed(0)
+    many = torch.rand(500, 1, 48, 48) * 0.6 + 0.2
+    assert torch.equal(aug.camera(many[:8], 0.0), many[:8])
+    changed = ((aug.camera(many, 0.3) - many).abs() > 1e-3).flatten(1).any(1)
+    assert 0.25 <= changed.float().mean() <= 0.35  # the share asked for, whole faces
+    # a one-pixel checkerboard: seen at half the pixels or fewer, its detail is gone
+    monkeypatch.setattr(aug, "CAMERA_SIDE", (20, 24))
+    checker = (torch.arange(48).view(1, -1) + torch.arange(48).view(-1, 1)) % 2 * 0.5 + 0.25
+    faces = checker.expand(16, 1, 48, 48).clone()
+    small = aug.camera(faces, 1.0)
+    assert small.shape == faces.shape and small.min() >= 0 and small.max() <= 1
+    assert (small.std((1, 2, 3)) < 0.5 * faces.std((1, 2, 3))).all()
+    # at the batch's own size only the JPEG is left: close to the face, closer at a higher quality
+    smooth = torch.nn.functional.avg_pool2d(many[:16], 5, 1, 2)
+    monkeypatch.setattr(aug, "CAMERA_SIDE", (48, 48))
+    errors = {}
+    for quality in (30, 90):
+        monkeypatch.setattr(aug, "JPEG_QUALITY", (quality, quality))
+        errors[quality] = (aug.camera(smooth, 1.0) - smooth).abs().mean().item()
+    assert 0 < errors[90] < errors[30] < 0.05
+
+
 def test_datamodule_batches_are_standardised_uint8_made_float(folder_data):
     dm = FerDataModule(str(folder_data), batch_size=8)
     dm.setup("fit")

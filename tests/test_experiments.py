@@ -57,6 +57,11 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
     ):
         assert figures[key] > 0, key
     assert figures["csv_rows"] == 60
+    from fer.common import usable_cores
+
+    if usable_cores() >= 2:  # a face's two rows as two halves at once, timed against one session
+        assert figures["infer_onnx_single_one_session_ms"] > 0
+        assert "onnx, all rows in one session" in run.stdout
     assert 0 <= figures["detect_yunet_found"] <= 1 and 0 <= figures["detect_haar_label_acc"] <= 1
 
 

@@ -1030,3 +1030,75 @@ def test_a_validation_score_is_never_recorded_as_a_test_score(trained, tmp_path,
     assert set(json.loads((tmp_path / "x" / "model.json").read_text())["metrics"]) == {
         "val_tta_none"
     }
+
+
+def test_a_face_and_its_mirror_run_as_two_halves_at_once_with_one_sessions_answer(monkeypatch):
+    """On two cores or more the shipped graph runs a batch's rows in two sessions at once (one face
+    is two rows: it and its mirror image), a single row in one session with every core; the
+    probabilities are those of one session."""
+    import fer.inference as inference
+
+    monkeypatch.setattr(inference, "usable_cores", lambda: 2)
+    model = load_classifier(backend="onnx")
+    split = model.session
+    assert isinstance(split, inference.RowSplit)
+    split.whole = RowCounter(split.whole)
+    split.halves = [RowCounter(h) for h in split.halves]
+    faces = np.stack([face(i % 7, i) for i in range(5)])
+    got = {
+        "both": model.predict_proba(faces),  # 10 rows
+        "odd": model.predict_proba(faces[:3], side="face"),  # 3 rows
+        "one": model.predict_proba(faces[:1], side="mirror"),  # 1 row
+    }
+    assert [h.rows for h in split.halves] == [[5, 2], [5, 1]] and split.whole.rows == [1]
+    model.session = split.whole.session  # one session, all rows at once
+    assert np.abs(got["both"] - model.predict_proba(faces)).max() < 1e-6
+    assert np.abs(got["odd"] - model.predict_proba(faces[:3], side="face")).max() < 1e-6
+    assert np.abs(got["one"] - model.predict_proba(faces[:1], side="mirror")).max() < 1e-6
+    # one core: one session
+    monkeypatch.setattr(inference, "usable_cores", lambda: 1)
+    assert not isinstance(load_classifier(backend="onnx").session, inference.RowSplit)
+
+
+def test_usable_cores_are_the_ones_the_process_may_run_on(monkeypatch):
+    import os
+
+    from fer.common import usable_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {3}, raising=False)
+    assert usable_cores() == 1
+    monkeypatch.delattr(os, "sched_getaffinity")
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert usable_cores() == 8
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_a_process_forked_after_a_face_was_read_reads_faces_too(monkeypatch):
+    """The thread that runs second halves does not survive a fork (a pre-forking server, say):
+    the child makes its own instead of waiting for it forever."""
+    import os
+    import select
+    import signal
+
+    import fer.inference as inference
+
+    monkeypatch.setattr(inference, "usable_cores", lambda: 2)
+    model = load_classifier(backend="onnx")
+    faces = np.stack([face(i % 7, i) for i in range(3)])
+    expected = model.predict_proba(faces)  # the parent's thread runs a second half
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer, and leave without pytest's exit handlers
+        try:
+            same = np.abs(model.predict_proba(faces) - expected).max() < 1e-6
+            os.write(write, b"same" if same else b"different")
+        finally:
+            os._exit(0)
+    os.close(write)
+    ready, _, _ = select.select([read], [], [], 120)
+    answer = os.read(read, 16) if ready else b"no answer in 120 s"
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(read)
+    assert answer == b"same"
