@@ -159,9 +159,10 @@ def camera(x: torch.Tensor, p: float) -> torch.Tensor:
         if side < min(h, w):
             face = F.interpolate(face[None], size=(side, side), mode="area")[0]
         pixels = face.clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-        _, jpeg = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        back = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED).reshape(pixels.shape)
-        face = torch.from_numpy(back).permute(2, 0, 1).float().div(255)[None]
+        order = slice(None, None, -1 if c == 3 else 1)  # OpenCV's colour order is BGR
+        _, jpeg = cv2.imencode(".jpg", pixels[..., order], [cv2.IMWRITE_JPEG_QUALITY, quality])
+        back = cv2.imdecode(jpeg, cv2.IMREAD_UNCHANGED).reshape(pixels.shape)[..., order]
+        face = torch.from_numpy(back.copy()).permute(2, 0, 1).float().div(255)[None]
         if face.shape[-2:] != (h, w):
             face = F.interpolate(face, size=(h, w), mode="bilinear", align_corners=False)
         seen[j] = face[0]

@@ -425,10 +425,8 @@ class RowSplit:
     is the same. It is run as an onnxruntime session is: `run`, `get_inputs`."""
 
     def __init__(self, whole, halves: list):
-        import threading
-
         self.whole, self.halves = whole, halves
-        self._pool, self._pid, self._lock = None, None, threading.Lock()
+        self._pool, self._pid = None, None
 
     def get_inputs(self):
         return self.whole.get_inputs()
@@ -440,11 +438,12 @@ class RowSplit:
         import os
         from concurrent.futures import ThreadPoolExecutor
 
-        with self._lock:
-            if self._pid != os.getpid():
-                self._pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="fer-onnx")
-                self._pid = os.getpid()
-            return self._pool
+        pool = self._pool
+        if self._pid != os.getpid():  # no lock, which a fork could leave held: two threads that
+            # meet here each make a pool, and the one not kept ends when its work is done
+            pool = ThreadPoolExecutor(usable_cores(), thread_name_prefix="fer-onnx")
+            self._pool, self._pid = pool, os.getpid()
+        return pool
 
     def run(self, names, feed: dict) -> list:
         ((name, x),) = feed.items()
