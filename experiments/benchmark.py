@@ -271,7 +271,7 @@ def main() -> int:
     )
 
     # Inference.
-    from fer.inference import load_classifier
+    from fer.inference import RowSplit, load_classifier
 
     faces = data.images[:2048].numpy()
     for backend in ("torch", "onnx"):
@@ -285,17 +285,18 @@ def main() -> int:
             clf.predict_proba(one)
         # onnx on 2 cores or more: the face's two rows (it and its mirror) run as two halves at
         # once (fer.inference.RowSplit), timed in turns against all rows in one session
-        split = getattr(clf.session, "whole", None)
-        runs = {"single": clf.session, "single_one_session": split} if split else {"single": None}
+        runs = {"single": clf.session}
+        if isinstance(clf.session, RowSplit):
+            runs["single_one_session"] = clf.session.whole
         spent = dict.fromkeys(runs, 0.0)
         for _ in range(4):
             for key, session in runs.items():
-                clf.session = session or clf.session
+                clf.session = session
                 t = time.perf_counter()
                 for _ in range(50):
                     clf.predict_proba(one)
                 spent[key] += time.perf_counter() - t
-        clf.session = runs["single"] or clf.session
+        clf.session = runs["single"]
         for key, seconds in spent.items():
             results[f"infer_{backend}_{key}_ms"] = seconds / 200 * 1000
         t = time.perf_counter()

@@ -194,12 +194,13 @@ def main(argv: list[str] | None = None) -> int:
         photos = photo_files(faces, labels, args.photos, args.seed, Path(tmp))
         for name in args.detectors:
             rec = EmotionRecognizer(args.model, detector=name)
-            if args.score is not None and name == "yunet":
-                rec.detector.score = args.score  # read on every picture
-            if args.pyramid and name == "yunet":
-                rec.detector.smallest, rec.detector.step = args.pyramid
-            if args.small_copies and name == "yunet":
-                rec.detector.small_copy, rec.detector.small_copy_score = args.small_copies
+            d = rec.detector  # YuNet's settings, read on every picture
+            if name == "yunet" and args.score is not None:
+                d.score = args.score
+            if name == "yunet" and args.pyramid:
+                d.smallest, d.step = args.pyramid
+            if name == "yunet" and args.small_copies:
+                d.small_copy, d.small_copy_score = args.small_copies
             given = rec.predict_faces(faces[[i for *_, t, _, _ in photos for *_, i in t]])
             crop_label = iter(EMOTIONS.index(c.emotion) for c in given)
             rows = []
@@ -235,9 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"photo": True, "k": k, "frame": f"{shape[1]}x{shape[0]}", "ms": ms,
                              "false": len(found) - len(set(hits) - {None})})  # fmt: skip
             results[name] = summarize(rows, len(photos))
-            if name == "yunet":  # the pyramid the photos went through
-                results[name]["pyramid"] = [rec.detector.smallest, rec.detector.step]
-                d = rec.detector  # the lowest scores kept
+            if name == "yunet":  # the pyramid the photos went through, the lowest scores kept
+                results[name]["pyramid"] = [d.smallest, d.step]
                 results[name]["scores"] = {
                     "score": d.score,
                     "small_copy": d.small_copy,
