@@ -163,6 +163,13 @@ def main(argv: list[str] | None = None) -> int:
         "(default: fer.faces.PHOTO_SMALL_COPY, PHOTO_SMALL_COPY_SCORE; SCALE 0: none)",
     )
     p.add_argument(
+        "--second-look",
+        type=float,
+        metavar="SCORE",
+        help="YuNet's lowest score of a face looked at again where it scores below its copy's "
+        "threshold (default: fer.faces.PHOTO_SECOND_LOOK; 1: none)",
+    )
+    p.add_argument(
         "--pyramid",
         nargs=2,
         type=float,
@@ -179,8 +186,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--pyramid needs SMALLEST above 0 and STEP above 1")
     if args.small_copies and not (args.small_copies[0] >= 0 and 0 < args.small_copies[1] <= 1):
         p.error("--small-copies needs SCALE of 0 or more and SCORE above 0, at most 1")
-    if args.score is not None and not 0 < args.score <= 1:
-        p.error("--score must be above 0 and at most 1")
+    for option, value in (("--score", args.score), ("--second-look", args.second_look)):
+        if value is not None and not 0 < value <= 1:
+            p.error(f"{option} must be above 0 and at most 1")
 
     from rich.progress import track
 
@@ -201,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                 d.smallest, d.step = args.pyramid
             if name == "yunet" and args.small_copies:
                 d.small_copy, d.small_copy_score = args.small_copies
+            if name == "yunet" and args.second_look is not None:
+                d.second_look = args.second_look
             given = rec.predict_faces(faces[[i for *_, t, _, _ in photos for *_, i in t]])
             crop_label = iter(EMOTIONS.index(c.emotion) for c in given)
             rows = []
@@ -242,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
                     "score": d.score,
                     "small_copy": d.small_copy,
                     "small_copy_score": d.small_copy_score,
+                    "second_look": d.second_look,
                 }
             print(f"{name}: {json.dumps(results[name]['all'])}", file=sys.stderr)
             record = {

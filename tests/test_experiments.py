@@ -215,7 +215,8 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     out = tmp_path / "photos"
     cmd = [sys.executable, "experiments/photo_benchmark.py", "--data"]
     cmd += [str(shared_data / "fer2013"), "--photos", "3", "--detectors", "yunet"]
-    cmd += ["--small-copies", "0.3", "0.7", "--pyramid", "100", "2.2", "--out", str(out)]
+    cmd += ["--second-look", "0.65", "--small-copies", "0.3", "0.7"]
+    cmd += ["--pyramid", "100", "2.2", "--out", str(out)]
     run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads(out.with_suffix(".json").read_text())
@@ -238,6 +239,7 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     one_crop = EmotionRecognizer(jitter=False)
     one_crop.detector.smallest, one_crop.detector.step = 100, 2.2
     one_crop.detector.small_copy, one_crop.detector.small_copy_score = 0.3, 0.7
+    one_crop.detector.second_look = 0.65
     right = on_squares = 0
     for path, _, truth, *_ in photo_files(faces, labels, 3, 0, tmp_path):
         found = one_crop.predict(path)
@@ -253,7 +255,8 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     assert round(figures["label_acc_true_squares"] * figures["found"]) == on_squares
     assert record["results"]["yunet"]["pyramid"] == [100, 2.2]  # not the default 120, 2.0
     scores = {"score": PHOTO_SCORE, "small_copy": 0.3, "small_copy_score": 0.7}
-    assert record["results"]["yunet"]["scores"] == scores  # not 0.5 and 0.6
+    scores["second_look"] = 0.65
+    assert record["results"]["yunet"]["scores"] == scores  # not 0.5, 0.6 and 0.6
     at = cmd.index("--small-copies")
     for bad_score in ("1.5", "0"):  # 0 would keep every candidate: thousands of false faces
         bad_cmd = cmd[:at] + ["--small-copies", "0.5", bad_score] + cmd[at + 3 :]
@@ -263,6 +266,10 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
         cmd + ["--score", "-0.1"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "--score must be above 0" in bad.stderr
+    bad = subprocess.run(
+        cmd + ["--second-look", "2"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "--second-look must be above 0" in bad.stderr
     cmd = cmd[:-5] + ["--pyramid", "120", "1", "--out", str(out)]  # the pyramid would never end
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "STEP above 1" in bad.stderr

@@ -11,6 +11,8 @@ import pytest
 from fer.common import EMOTIONS, FerError
 from fer.faces import (
     PHOTO_SCORE,
+    PHOTO_SECOND_LOOK,
+    PHOTO_SMALL_COPY,
     TILE,
     VIDEO_SCORE,
     Face,
@@ -118,7 +120,8 @@ def test_a_large_overexposed_face_is_found_on_the_photos_smaller_copies(shared_d
     """A 360 px face in a 640x480 photo, overexposed as photo_benchmark.py's bright photos are:
     YuNet scores it 0.70 on the copies smaller than half the photo, and nowhere above 0.75
     (photos' threshold), so photos keep 0.6 (video's) on those copies, where the false faces of
-    the larger copies are gone. (Was: no face found.)"""
+    the larger copies are gone. (Was: no face found.) With 0.75 on every copy, the second look
+    at the larger copies' weak faces finds it too."""
     from fer.demo import background
 
     face = cv2.imread(str(sorted((shared_data / "fer2013/test/surprise").glob("*.png"))[0]), 0)
@@ -128,7 +131,10 @@ def test_a_large_overexposed_face_is_found_on_the_photos_smaller_copies(shared_d
     detector = make_detector("yunet", photos=True)
     (found,) = detector.detect(photo)
     assert iou(found.box, (140, 60, 360, 360)) > 0.4 and found.score < PHOTO_SCORE
-    detector.small_copy_score = None  # photos' threshold on every copy: the face is lost
+    detector.small_copy_score = None  # photos' threshold on every copy: a second look finds it
+    (again,) = detector.detect(photo)
+    assert iou(again.box, (140, 60, 360, 360)) > 0.4
+    detector.second_look = 1.0  # and without one it is lost
     assert detector.detect(photo) == []
 
 
@@ -136,7 +142,14 @@ def test_a_pyramid_that_would_never_end_or_a_score_out_of_range_is_refused():
     for bad in ({"step": 1.0}, {"step": 0.5}, {"step": float("nan")}, {"smallest": 0}):
         with pytest.raises(FerError, match="pyramid"):
             YuNetFaceDetector(**bad)
-    for bad in ({"score": 0}, {"score": 1.5}, {"small_copy_score": -1}, {"score": float("nan")}):
+    for bad in (
+        {"score": 0},
+        {"score": 1.5},
+        {"small_copy_score": -1},
+        {"score": float("nan")},
+        {"second_look": 0},
+        {"second_look": 1.5},
+    ):
         with pytest.raises(FerError, match="lowest scores"):
             YuNetFaceDetector(**bad)
 
@@ -146,6 +159,52 @@ def test_photos_keep_lower_scores_only_on_copies_smaller_than_half_the_photo():
     assert [photos.score_at(s) for s in (3.0, 1.0, 0.5)] == [PHOTO_SCORE] * 3
     assert [photos.score_at(s) for s in (0.49, 0.1)] == [VIDEO_SCORE] * 2
     assert [video.score_at(s) for s in (1.0, 0.4, 0.1)] == [VIDEO_SCORE] * 3
+
+
+def test_a_weak_face_of_a_large_copy_is_kept_only_when_a_second_look_confirms_it(
+    real_faces, monkeypatch
+):
+    """A face scoring under the large copies' threshold (but from PHOTO_SECOND_LOOK) is kept when
+    YuNet, looking again at its surroundings at a few sizes, finds the same face there: a face
+    (one in the photo's corner too, where its surroundings are cut), not the background, nor a
+    box on part of a face beside the face's own, nor one scoring under PHOTO_SECOND_LOOK. (Was:
+    all dropped at 0.75, or all kept at a lower threshold.) So YuNet is asked for the faces from
+    PHOTO_SECOND_LOOK up on every copy."""
+    photo = photo_with(real_faces[:1], 1280, 960, 200, x=400, y=300)
+    photo[:200, :200] = cv2.resize(real_faces[1], (200, 200), interpolation=cv2.INTER_CUBIC)[
+        ..., None
+    ]
+    detector = make_detector("yunet", photos=True)
+    true, corner = Face((415, 290, 170, 210), score=0.65), Face((5, -10, 170, 210), score=0.65)
+    false, part = Face((900, 100, 170, 210), score=0.65), Face((405, 380, 100, 120), score=0.65)
+    low = Face((420, 300, 160, 200), score=PHOTO_SECOND_LOOK - 0.01)
+    sure = Face((1000, 600, 150, 170), score=0.9)  # over the threshold: no second look
+    looked = []
+    look = detector.looks_like_a_face
+
+    def second_look(image, face):
+        looked.append(face)
+        return look(image, face)
+
+    def found(image, scale):  # each copy of at least half size "finds" the same faces
+        return [true, corner, false, part, low, sure] if scale >= PHOTO_SMALL_COPY else []
+
+    monkeypatch.setattr(detector, "_detect_at", found)
+    monkeypatch.setattr(detector, "looks_like_a_face", second_look)
+    assert detector.detect(photo) == [sure, true, corner]
+    assert {id(f) for f in looked} == {id(true), id(corner), id(false), id(part)}
+    detector.second_look = 1.0  # no second look: the weak faces are dropped
+    assert detector.detect(photo) == [sure]
+    monkeypatch.undo()
+    asked = set()
+    detector = make_detector("yunet", photos=True)
+    detect = detector.net.detect
+    monkeypatch.setattr(
+        detector.net, "detect", lambda image, score: asked.add(score) or detect(image, score)
+    )
+    detector.detect(photo)
+    assert PHOTO_SCORE not in asked  # on the large copies it asks from PHOTO_SECOND_LOOK
+    assert not detector.looks_like_a_face(photo, Face((400, 300, 2, 200)))  # no face's shape
 
 
 def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
