@@ -220,7 +220,9 @@ class YuNetFaceDetector:
                 or (f.score >= self.second_look and self.looks_like_a_face(image, f))
             ]
             # a face too large for YuNet at this size is found, better, on the next copy; one
-            # found on two copies is kept from the larger, where YuNet sees it in more detail.
+            # found on two copies is kept from the larger, where YuNet sees it in more detail,
+            # also when it is a weak face a second look confirmed (on the tuning photos, ranking
+            # those after every face over its copy's threshold found fewer faces, more false ones).
             # Photos keep the too large ones too, after all others: a face that YuNet finds only
             # too large (a degraded one, say) is still found
             fits = [f for f in found if last or f.box[2] * scale <= LARGEST]
@@ -236,7 +238,7 @@ class YuNetFaceDetector:
         box is each of SECOND_LOOK_WIDTHS px wide, finds the same face there (a box overlapping
         it by SECOND_LOOK_IOU or more) with a best score that, averaged over the sizes (0 where
         none), reaches SECOND_LOOK_SCORE. A box far from a face's shape (over twice as tall as
-        wide, or as wide as tall) is none."""
+        wide, or over twice as wide as tall) is no face."""
         x, y, w, h = face.box
         if not (w > 0 and h > 0 and 0.5 <= h / w <= 2):
             return False
@@ -261,7 +263,7 @@ class YuNetFaceDetector:
                 if _plausible(r, size) and iou(tuple(r[:4]), seen) >= SECOND_LOOK_IOU
             ]
             total += max(same, default=0.0)
-        return total / len(SECOND_LOOK_WIDTHS) >= SECOND_LOOK_SCORE
+        return bool(total / len(SECOND_LOOK_WIDTHS) >= SECOND_LOOK_SCORE)
 
     def _detect_at(self, image: np.ndarray, scale: float) -> list[Face]:
         """Faces of the picture seen `scale` times its size: whole, or, where that copy would have

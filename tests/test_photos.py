@@ -13,6 +13,8 @@ from fer.faces import (
     PHOTO_SCORE,
     PHOTO_SECOND_LOOK,
     PHOTO_SMALL_COPY,
+    SECOND_LOOK_CONTEXT,
+    SECOND_LOOK_WIDTHS,
     TILE,
     VIDEO_SCORE,
     Face,
@@ -120,8 +122,8 @@ def test_a_large_overexposed_face_is_found_on_the_photos_smaller_copies(shared_d
     """A 360 px face in a 640x480 photo, overexposed as photo_benchmark.py's bright photos are:
     YuNet scores it 0.70 on the copies smaller than half the photo, and nowhere above 0.75
     (photos' threshold), so photos keep 0.6 (video's) on those copies, where the false faces of
-    the larger copies are gone. (Was: no face found.) With 0.75 on every copy, the second look
-    at the larger copies' weak faces finds it too."""
+    the larger copies are gone. (Was: no face found.) With 0.75 on every copy a second look
+    confirms it there."""
     from fer.demo import background
 
     face = cv2.imread(str(sorted((shared_data / "fer2013/test/surprise").glob("*.png"))[0]), 0)
@@ -204,7 +206,36 @@ def test_a_weak_face_of_a_large_copy_is_kept_only_when_a_second_look_confirms_it
     )
     detector.detect(photo)
     assert PHOTO_SCORE not in asked  # on the large copies it asks from PHOTO_SECOND_LOOK
-    assert not detector.looks_like_a_face(photo, Face((400, 300, 2, 200)))  # no face's shape
+
+
+def test_the_second_look_averages_its_sizes_and_ranks_a_confirmed_face_as_any_other(monkeypatch):
+    """The second look keeps a face when YuNet's best score for it, averaged over the sizes it
+    looks at, reaches SECOND_LOOK_SCORE; a box of no face's shape is no face (its view would be
+    thousands of pixels a side). A confirmed face is ranked as any other: of a face found on two
+    copies, the larger copy's box is kept, even where the smaller copy scores it over the
+    threshold (ranking confirmed faces after those found fewer faces of the tuning photos)."""
+    detector = make_detector("yunet", photos=True)
+    scores = []
+
+    def rows(view, score):  # a face centred in the view, as wide as the face looked at
+        side = view.shape[1] / SECOND_LOOK_CONTEXT  # square views of square faces
+        c = view.shape[1] / 2
+        row = np.zeros((1, 15), np.float32)
+        row[0, :4] = (c - side / 2, c - side / 2, side, side)
+        row[0, 14] = scores.pop(0)
+        return row
+
+    monkeypatch.setattr(detector.net, "detect", rows)
+    photo, face = np.zeros((960, 1280), np.uint8), Face((400, 300, 150, 150), score=0.65)
+    for given, kept in (((0.9, 0.9, 0.02), True), ((0.9, 0.84, 0.02), False), ((0.55,) * 3, False)):
+        scores[:] = [given[i] for i in range(len(SECOND_LOOK_WIDTHS))]
+        assert detector.looks_like_a_face(photo, face) is kept and scores == []
+    assert not detector.looks_like_a_face(photo, Face((400, 300, 2, 200)))  # never looked at
+    weak, sure = Face((506, 296, 68, 84), score=0.65), Face((503, 304, 74, 78), score=0.95)
+    monkeypatch.setattr(detector, "looks_like_a_face", lambda image, face: True)
+    copies = iter([[weak], [weak], [sure]])  # 1280x960: copies 3, 1.5, 0.75, 0.375
+    monkeypatch.setattr(detector, "_detect_at", lambda image, scale: next(copies, []))
+    assert detector.detect(photo) == [weak]
 
 
 def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
