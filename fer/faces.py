@@ -81,9 +81,9 @@ PHOTO_SMALL_COPY, PHOTO_SMALL_COPY_SCORE = 0.5, VIDEO_SCORE
 #: again, on its own surroundings (a square SECOND_LOOK_CONTEXT times its box's longer side)
 #: resized so that its box is each of SECOND_LOOK_WIDTHS px wide: it is kept when YuNet finds
 #: the same face there (a box overlapping it by SECOND_LOOK_IOU) with a best score averaging
-#: SECOND_LOOK_SCORE. A false face of the large copies is mostly a
-#: texture YuNet scores only at one size; a true one it still finds at its best sizes. On the
-#: photos of experiments/photo_benchmark.py --photos 150 --seed 0 and 1 (where it was chosen;
+#: SECOND_LOOK_SCORE. A false face of the large copies is mostly a texture YuNet scores only at
+#: one size; a true one it still finds at its best sizes. On the photos of
+#: experiments/photo_benchmark.py --photos 150 --seed 0 and 1 (where it was chosen;
 #: --second-look SCORE there tries other lowest scores, 1 none) 96.2% and 94.1% of the faces of
 #: 40-2000 px found against 95.7% and 93.2%, 0.073 and 0.060 false faces a photo against 0.080
 #: and 0.060.
