@@ -297,6 +297,11 @@ def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera,
         wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label}")
         wait_for(lambda: page_fps(driver) > 0, 30, "a frames-per-second figure")
         assert httpx.get(f"{url}/api/health").json()["streams"] == 1
+        # each camera frame went to the server once (was: frames sent as fast as answers came,
+        # the same frame again and again once the server answered faster than the camera films)
+        time.sleep(2)
+        sent = driver.execute_script("return live.sent")
+        assert sent and len(sent) == len(set(sent)), sent
         for _ in range(3):  # stopped and started again at once: one stream, no error
             driver.find_element("id", "stop").click()
             assert live_labels(driver) == []

@@ -100,6 +100,21 @@ function listFaces(ul, faces) {
 
 // ---- the camera -------------------------------------------------------------------------------
 const live = { running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null };
+// each camera frame goes to the server at most once: where the browser says when the video shows
+// a new frame (requestVideoFrameCallback), a frame already sent waits for the next (the server
+// answers faster than a camera films); the numbers of the last 300 frames sent are kept
+live.shown = 0;  // the number of the frame the video shows
+live.sent = [];
+
+function watchFrames(video, stream) {
+  if (!video.requestVideoFrameCallback) return;
+  video.requestVideoFrameCallback((now, meta) => {
+    if (live.stream !== stream) return;  // a stopped session's callbacks end with it
+    live.shown = meta.presentedFrames;
+    if (live.running) sendFrame();  // a new frame: sent if fewer than IN_FLIGHT are out
+    watchFrames(video, stream);
+  });
+}
 
 async function startCamera() {
   const status = $("live-status");
@@ -124,6 +139,8 @@ async function startCamera() {
     return;
   }
   live.stream = stream;
+  live.sent = [];
+  watchFrames($("video"), stream);
   live.grab = live.grab || document.createElement("canvas");
   live.running = true;
   live.inFlight = 0;
@@ -162,6 +179,9 @@ function sendFrame() {
   const video = $("video"), ws = live.ws;
   if (!live.running || ws.readyState !== WebSocket.OPEN || live.inFlight >= IN_FLIGHT) return;
   if (!video.videoWidth) { setTimeout(sendFrame, 50); return; }
+  if (video.requestVideoFrameCallback && live.sent[live.sent.length - 1] === live.shown) return;
+  live.sent.push(live.shown);
+  if (live.sent.length > 300) live.sent.shift();
   const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
   live.grab.width = Math.round(video.videoWidth * scale);
   live.grab.height = Math.round(video.videoHeight * scale);
