@@ -102,17 +102,24 @@ function listFaces(ul, faces) {
 const live = { running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null };
 // each camera frame goes to the server at most once: where the browser says when the video shows
 // a new frame (requestVideoFrameCallback), a frame already sent waits for the next (the server
-// answers faster than a camera films); the numbers of the last 300 frames sent are kept
-live.shown = 0;  // the number of the frame the video shows
+// answers faster than a camera films), or for FRAME_WAIT_MS if the browser stops saying (some do
+// for a video out of view); the numbers of the last 300 frames sent on its word are kept, and
+// every answer is counted
+const FRAME_WAIT_MS = 500;
+live.shown = -1;  // the number of the frame the video shows
+live.shownAt = 0;  // when the browser said so
 live.sent = [];
+live.answers = 0;
+live.retry = null;
 
 function watchFrames(video, stream) {
   if (!video.requestVideoFrameCallback) return;
   video.requestVideoFrameCallback((now, meta) => {
     if (live.stream !== stream) return;  // a stopped session's callbacks end with it
-    live.shown = meta.presentedFrames;
-    if (live.running) sendFrame();  // a new frame: sent if fewer than IN_FLIGHT are out
     watchFrames(video, stream);
+    live.shown = meta.presentedFrames;
+    live.shownAt = performance.now();
+    if (live.running) sendFrame();  // a new frame: sent if fewer than IN_FLIGHT are out
   });
 }
 
@@ -139,6 +146,7 @@ async function startCamera() {
     return;
   }
   live.stream = stream;
+  live.shown = -1;
   live.sent = [];
   watchFrames($("video"), stream);
   live.grab = live.grab || document.createElement("canvas");
@@ -179,9 +187,16 @@ function sendFrame() {
   const video = $("video"), ws = live.ws;
   if (!live.running || ws.readyState !== WebSocket.OPEN || live.inFlight >= IN_FLIGHT) return;
   if (!video.videoWidth) { setTimeout(sendFrame, 50); return; }
-  if (video.requestVideoFrameCallback && live.sent[live.sent.length - 1] === live.shown) return;
-  live.sent.push(live.shown);
-  if (live.sent.length > 300) live.sent.shift();
+  const waited = performance.now() - live.shownAt;
+  if (video.requestVideoFrameCallback && live.sent[live.sent.length - 1] === live.shown) {
+    if (waited < FRAME_WAIT_MS) {  // sent already: the next frame sends, or this timer
+      if (!live.retry) live.retry = setTimeout(() => { live.retry = null; sendFrame(); }, FRAME_WAIT_MS);
+      return;
+    }
+  } else {
+    live.sent.push(live.shown);
+    if (live.sent.length > 300) live.sent.shift();
+  }
   const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
   live.grab.width = Math.round(video.videoWidth * scale);
   live.grab.height = Math.round(video.videoHeight * scale);
@@ -195,6 +210,7 @@ function sendFrame() {
 
 function showFrame(answer) {
   const now = performance.now();
+  live.answers += 1;
   live.answered.push(now);
   while (live.answered.length && now - live.answered[0] > 2000) live.answered.shift();
   if (live.answered.length > 1) {
