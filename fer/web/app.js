@@ -99,18 +99,17 @@ function listFaces(ul, faces) {
 }
 
 // ---- the camera -------------------------------------------------------------------------------
-const live = { running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null };
 // each camera frame goes to the server at most once: where the browser says when the video shows
 // a new frame (requestVideoFrameCallback), a frame already sent waits for the next (the server
 // answers faster than a camera films), or for FRAME_WAIT_MS if the browser stops saying (some do
-// for a video out of view); the numbers of the last 300 frames sent on its word are kept, and
-// every answer is counted
+// for a video out of view); `shown` is the number of the frame the video shows and `shownAt` when
+// the browser said so, `sent` the numbers of the last 300 frames sent on its word, `answers` a
+// count of every answer
 const FRAME_WAIT_MS = 500;
-live.shown = -1;  // the number of the frame the video shows
-live.shownAt = 0;  // when the browser said so
-live.sent = [];
-live.answers = 0;
-live.retry = null;
+const live = {
+  running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null,
+  shown: -1, shownAt: 0, sent: [], answers: 0, retry: null,
+};
 
 function watchFrames(video, stream) {
   if (!video.requestVideoFrameCallback) return;
