@@ -146,6 +146,7 @@ async function startCamera() {
   }
   live.stream = stream;
   live.shown = -1;
+  live.shownAt = performance.now();
   live.sent = [];
   watchFrames($("video"), stream);
   live.grab = live.grab || document.createElement("canvas");
@@ -192,6 +193,7 @@ function sendFrame() {
       if (!live.retry) live.retry = setTimeout(() => { live.retry = null; sendFrame(); }, FRAME_WAIT_MS);
       return;
     }
+    live.shownAt = performance.now();  // sent again after a wait: the next resend waits as long
   } else {
     live.sent.push(live.shown);
     if (live.sent.length > 300) live.sent.shift();
