@@ -103,12 +103,11 @@ function listFaces(ul, faces) {
 // a new frame (requestVideoFrameCallback), a frame already sent waits for the next (the server
 // answers faster than a camera films), or for FRAME_WAIT_MS if the browser stops saying (some do
 // for a video out of view); `shown` is the number of the frame the video shows and `shownAt` when
-// the browser said so, `sent` the numbers of the last 300 frames sent on its word, `answers` a
-// count of every answer
+// the browser said so, `sent` the number of the last frame sent
 const FRAME_WAIT_MS = 500;
 const live = {
   running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null,
-  shown: -1, shownAt: 0, sent: [], answers: 0, retry: null,
+  shown: -1, shownAt: 0, sent: null, retry: null,
 };
 
 function watchFrames(video, stream) {
@@ -147,7 +146,7 @@ async function startCamera() {
   live.stream = stream;
   live.shown = -1;
   live.shownAt = performance.now();
-  live.sent = [];
+  live.sent = null;
   watchFrames($("video"), stream);
   live.grab = live.grab || document.createElement("canvas");
   live.running = true;
@@ -188,16 +187,13 @@ function sendFrame() {
   if (!live.running || ws.readyState !== WebSocket.OPEN || live.inFlight >= IN_FLIGHT) return;
   if (!video.videoWidth) { setTimeout(sendFrame, 50); return; }
   const waited = performance.now() - live.shownAt;
-  if (video.requestVideoFrameCallback && live.sent[live.sent.length - 1] === live.shown) {
+  if (video.requestVideoFrameCallback && live.sent === live.shown) {
     if (waited < FRAME_WAIT_MS) {  // sent already: the next frame sends, or this timer
       if (!live.retry) live.retry = setTimeout(() => { live.retry = null; sendFrame(); }, FRAME_WAIT_MS);
       return;
     }
     live.shownAt = performance.now();  // sent again after a wait: the next resend waits as long
-  } else {
-    live.sent.push(live.shown);
-    if (live.sent.length > 300) live.sent.shift();
-  }
+  } else live.sent = live.shown;
   const scale = Math.min(1, FRAME_WIDTH / video.videoWidth);
   live.grab.width = Math.round(video.videoWidth * scale);
   live.grab.height = Math.round(video.videoHeight * scale);
@@ -211,7 +207,6 @@ function sendFrame() {
 
 function showFrame(answer) {
   const now = performance.now();
-  live.answers += 1;
   live.answered.push(now);
   while (live.answered.length && now - live.answered[0] > 2000) live.answered.shift();
   if (live.answered.length > 1) {
