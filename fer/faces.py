@@ -10,6 +10,7 @@ rotated so that the eyes are level when landmarks are known, then shrunk like th
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -211,14 +212,21 @@ class YuNetFaceDetector:
         scale = self.first_scale(h, w)
         faces: list[Face] = []
         large: list[Face] = []
+        # the faces under their copy's threshold, looked at again only in the end, where no face
+        # ranked before them covers them (video: at once, as its copies stop at the first found)
+        doubtful: set[int] = set()
         while True:
             last = min(h, w) * scale <= LARGEST  # a face filling the shorter side fits here
-            found = [
-                f
-                for f in self._detect_at(image, scale)
-                if f.score >= self.score_at(scale)
-                or (f.score >= self.second_look and self.looks_like_a_face(image, f))
-            ]
+            found = []
+            for f in self._detect_at(image, scale):
+                if f.score >= self.score_at(scale):
+                    found.append(f)
+                elif f.score >= self.second_look:
+                    if self.every_copy:
+                        found.append(f)
+                        doubtful.add(id(f))
+                    elif self.looks_like_a_face(image, f):
+                        found.append(f)
             # a face too large for YuNet at this size is found, better, on the next copy; one
             # found on two copies is kept from the larger, where YuNet sees it in more detail,
             # also when it is a weak face a second look confirmed (on the tuning photos, ranking
@@ -230,7 +238,10 @@ class YuNetFaceDetector:
             if self.every_copy:
                 large += [f for f in found if not (last or f.box[2] * scale <= LARGEST)]
             if last or (faces and len(fits) == len(found) and not self.every_copy):
-                return non_max_suppression(faces + sorted(large, key=lambda f: -f.score))
+                return non_max_suppression(
+                    faces + sorted(large, key=lambda f: -f.score),
+                    accept=lambda f: id(f) not in doubtful or self.looks_like_a_face(image, f),
+                )
             scale /= self.step
 
     def looks_like_a_face(self, image: np.ndarray, face: Face) -> bool:
@@ -391,12 +402,16 @@ def _plausible(row: np.ndarray, size: tuple[int, int]) -> bool:
     )
 
 
-def non_max_suppression(faces: list[Face], overlap: float = 0.3) -> list[Face]:
+def non_max_suppression(
+    faces: list[Face], overlap: float = 0.3, accept: Callable[[Face], bool] | None = None
+) -> list[Face]:
     """The faces left when, of any two whose boxes overlap by more than `overlap` (IoU), only the
-    earlier in the list is kept: list them in the order of preference."""
+    earlier in the list is kept: list them in the order of preference. `accept`, where given, is
+    asked of each face that no kept face overlaps, and a face it refuses is dropped (and covers
+    none after it): a costly check made only where it can change what is kept."""
     kept: list[Face] = []
     for face in faces:
-        if all(iou(face.box, k.box) <= overlap for k in kept):
+        if all(iou(face.box, k.box) <= overlap for k in kept) and (accept is None or accept(face)):
             kept.append(face)
     return kept
 

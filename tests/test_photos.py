@@ -238,6 +238,30 @@ def test_the_second_look_averages_its_sizes_and_ranks_a_confirmed_face_as_any_ot
     assert detector.detect(photo) == [weak]
 
 
+def test_a_doubtful_face_is_looked_at_again_only_where_it_could_be_kept(monkeypatch):
+    """The second look is asked only of a doubtful face that no face ranked before it covers: a
+    face confirmed on the largest copy is not looked at again on the next ones, nor is a doubtful
+    box on a face already found sure (was: one look a copy for each, up to three YuNet passes
+    apiece, for faces kept or dropped anyway). A doubtful box refused on one copy is still looked
+    at on the next, where it is found anew. What is kept is as before."""
+    detector = make_detector("yunet", photos=True)
+    photo = np.zeros((960, 1280), np.uint8)  # copies 3, 1.5, 0.75 of at least half size
+    sure, on_sure = Face((100, 100, 60, 70), score=0.95), Face((102, 98, 58, 74), score=0.65)
+    real = [Face((500, 300, 60, 70), score=0.65) for _ in range(3)]  # one face on three copies
+    none = [Face((900, 500, 60, 70), score=0.65) for _ in range(3)]  # the background, refused
+    copies = iter([[sure, on_sure, real[0], none[0]], [real[1], none[1]], [real[2], none[2]]])
+    monkeypatch.setattr(detector, "_detect_at", lambda image, scale: next(copies, []))
+    looked = []
+
+    def second_look(image, face):
+        looked.append(face)
+        return any(face is r for r in real)
+
+    monkeypatch.setattr(detector, "looks_like_a_face", second_look)
+    assert detector.detect(photo) == [sure, real[0]]
+    assert [id(f) for f in looked] == [id(f) for f in (real[0], none[0], none[1], none[2])]
+
+
 def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
     """A webcam face filling most of a 640x480 frame: found on the video detector's smaller copy,
     which it looks at when the frame size finds no face or one too large for it."""
