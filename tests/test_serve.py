@@ -243,10 +243,12 @@ def test_the_stream_answers_every_frame_and_frees_a_client_that_leaves(real_face
     wait_for(lambda: httpx.get(f"{url}/api/health").json()["streams"] == 0, 30, "the stream freed")
 
 
-def test_eight_clients_fifty_requests_each_are_all_answered(real_faces, server):
+def test_eight_clients_at_once_are_all_answered(real_faces, server):
+    """Eight clients posting at once, twenty photos each, all answered (experiments/
+    serve_benchmark.py measures fifty each)."""
     url, _ = server
-    figures = load(url, face_frame(real_faces[0]), clients=8, requests=50)
-    assert figures["answered"] == figures["requests"] == 400 and figures["lost"] == 0
+    figures = load(url, face_frame(real_faces[0]), clients=8, requests=20)
+    assert figures["answered"] == figures["requests"] == 160 and figures["lost"] == 0
     assert figures["errors"] == [] and 0 < figures["p50_ms"] <= figures["p95_ms"]
 
 
@@ -359,7 +361,8 @@ def test_the_page_sends_each_camera_frame_once_and_goes_on_when_the_browser_is_s
         driver.execute_script(COUNT_FRAMES)
         sends, frames = sends_and_frames(driver, 4)
         assert frames >= 10, frames  # the camera plays (5 frames a second)
-        assert 1 <= sends <= frames + 2, (sends, frames)  # two may be sent and not yet answered
+        # two may be out unanswered, and a frame the camera held 500 ms or more is sent again
+        assert 1 <= sends <= frames + 2 + 4 / 0.5, (sends, frames)
         # the browser goes silent: it has requestVideoFrameCallback and never calls back
         driver.find_element("id", "stop").click()
         driver.execute_script("HTMLVideoElement.prototype.requestVideoFrameCallback = () => 0;")

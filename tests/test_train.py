@@ -161,6 +161,7 @@ def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data
         train(["--config", str(cfg)])
 
 
+@pytest.mark.slow  # CI runs it too (.ci/run): 57 s on a first-generation EPYC
 def test_overfits_a_few_batches(folder_data, tmp_path):
     args = [
         "--data",
