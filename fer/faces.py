@@ -260,19 +260,10 @@ class YuNetFaceDetector:
             return False
         total = 0.0
         for width in SECOND_LOOK_WIDTHS:
-            f = width / w
-            size = (max(round(region.shape[1] * f), 1), max(round(region.shape[0] * f), 1))
-            view = cv2.resize(
-                region, size, interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR
-            )
+            rows, size = self._rows(region, width / w, 0.2)  # weaker rows would add next to nothing
             sx, sy = size[0] / region.shape[1], size[1] / region.shape[0]
             seen = ((x - x0) * sx, (y - y0) * sy, w * sx, h * sy)  # the face's box in the view
-            rows = self.net.detect(view, 0.2)  # weaker rows would add next to nothing
-            same = [
-                r[14]
-                for r in rows
-                if _plausible(r, size) and iou(tuple(r[:4]), seen) >= SECOND_LOOK_IOU
-            ]
+            same = [r[14] for r in rows if iou(tuple(r[:4]), seen) >= SECOND_LOOK_IOU]
             total += max(same, default=0.0)
         return bool(total / len(SECOND_LOOK_WIDTHS) >= SECOND_LOOK_SCORE)
 
@@ -305,19 +296,24 @@ class YuNetFaceDetector:
                         faces.append(face)
         return faces
 
-    def _detect(self, image: np.ndarray, scale: float, x0: int = 0, y0: int = 0) -> list[Face]:
-        """YuNet on the picture (or a tile of it at x0, y0) resized by `scale`."""
+    def _rows(self, image: np.ndarray, scale: float, score: float) -> tuple[list, tuple[int, int]]:
+        """YuNet's rows scoring `score` or more on the picture resized by `scale`, in that copy's
+        pixels, and the copy's size (width, height). Rows of garbage (infinities, boxes off the
+        picture), which YuNet gives on tiny inputs, are left out."""
         h, w = image.shape[:2]
         size = (max(round(w * scale), 1), max(round(h * scale), 1))
         if size != (w, h):
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             image = cv2.resize(image, size, interpolation=interpolation)
+        return [r for r in self.net.detect(image, score) if _plausible(r, size)], size
+
+    def _detect(self, image: np.ndarray, scale: float, x0: int = 0, y0: int = 0) -> list[Face]:
+        """YuNet on the picture (or a tile of it at x0, y0) resized by `scale`."""
+        h, w = image.shape[:2]
+        rows, size = self._rows(image, scale, min(self.score_at(scale), self.second_look))
         sx, sy = w / size[0], h / size[1]
         faces = []
-        lowest = min(self.score_at(scale), self.second_look)
-        for row in self.net.detect(image, lowest):
-            if not _plausible(row, size):
-                continue  # YuNet's rows of garbage (infinities, boxes off the picture) on tiny inputs
+        for row in rows:
             x, y, bw, bh = (row[:4] * (sx, sy, sx, sy)).tolist()
             box = (round(x + x0), round(y + y0), round(bw), round(bh))
             marks = row[4:14].reshape(5, 2) * (sx, sy) + (x0, y0)
