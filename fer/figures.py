@@ -44,17 +44,32 @@ def confusion_figure(cm, title: str = "Confusion matrix", normalized: bool = Tru
 def face_grid(
     faces: np.ndarray, captions: Sequence[str], cols: int = 8, title: str = "", colors=None
 ):
-    """A grid of 48x48 faces (N, 48, 48) uint8 with a caption under each."""
-    n = len(faces)
+    """A grid of faces, (N, H, W) gray or (N, H, W, 3) RGB, 0-255, with a caption above each (in
+    `colors` when given). Drawn as one image with its captions on one set of axes, placed by hand:
+    an axes a face, laid out by matplotlib, took a second or more a figure, most of a short
+    training epoch."""
+    faces = np.clip(np.asarray(faces), 0, 255).astype(np.uint8)
+    if faces.ndim == 3:
+        faces = np.repeat(faces[..., None], 3, axis=3)
+    n, (h, w) = len(faces), faces.shape[1:3]
     cols = max(1, min(cols, n))
     rows = max(1, (n + cols - 1) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.35 * cols, 1.55 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(faces[i], cmap="gray", vmin=0, vmax=255)
-            ax.set_title(captions[i], fontsize=7, color="black" if colors is None else colors[i])
+    # in inches: each face 1.1 wide, 0.25 between faces, 7-point caption lines above them
+    per_inch = w / 1.1
+    lines = max((c.count("\n") + 1 for c in captions), default=1)
+    gap, band = round(0.25 * per_inch), round((0.12 * lines + 0.06) * per_inch)
+    cell_w, cell_h = w + gap, h + band
+    canvas = np.full((rows * cell_h, cols * cell_w, 3), 255, np.uint8)
+    top = 0.4 if title else 0.0
+    fig = plt.figure(figsize=(cols * cell_w / per_inch, rows * cell_h / per_inch + top))
+    ax = fig.add_axes((0, 0, 1, 1 - top / fig.get_figheight()))
+    for i in range(n):
+        y, x = (i // cols) * cell_h + band, (i % cols) * cell_w + gap // 2
+        canvas[y : y + h, x : x + w] = faces[i]
+        color = "black" if colors is None else colors[i]
+        ax.text(x + w / 2, y - 1, captions[i], ha="center", va="bottom", fontsize=7, color=color)
+    ax.imshow(canvas, interpolation="nearest", aspect="equal")
+    ax.axis("off")
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, y=1 - 0.08 / fig.get_figheight(), va="top")
     return fig
