@@ -1,7 +1,7 @@
 """Ensemble subsets: what each subset of an exported ensemble's members would score, and cost a face.
 
     python experiments/ensemble_subsets.py --model runs/photo/four --data data/fer2013 \\
-        [--photos 150] [--seed 0] [--out docs/ensemble_subsets]
+        [--photos 150] [--seed 0] [--faces N] [--out docs/ensemble_subsets]
 
 The model is an ensemble exported with `fer.export --flip` and its member graphs (`onnx_parts`, as
 the shipped model is): each member runs alone through onnxruntime on the face and on its mirror,
@@ -12,7 +12,9 @@ models are chosen), the points it loses on the same faces degraded as photos deg
 `experiments/photo_benchmark.py` (the same photos for a seed; the faces are found and cropped once)
 against the same faces as 48x48 crops, and the milliseconds a face costs: the sum of its members'
 times, each member timed alone on one face and its mirror (the median of 200 runs; the subset's
-one graph would save a call per member, about 0.1 ms). Writes OUT.json and OUT.md.
+one graph would save a call per member, about 0.1 ms). `--faces N` scores N PublicTest faces drawn
+with the seed instead of all of them: a quick look (choose models on all of them). Writes OUT.json
+and OUT.md.
 """
 
 from __future__ import annotations
@@ -49,6 +51,14 @@ def member_ms(classifier, face: np.ndarray, part: int, runs: int = 200) -> float
         classifier.predict_proba(face, part=part)
         times.append(time.perf_counter() - start)
     return 1000 * float(np.median(times))
+
+
+def public_test_sample(count: int, faces: int | None, seed: int) -> np.ndarray:
+    """Positions of the PublicTest faces scored: all `count` of them, or `faces` drawn with `seed`
+    (in PublicTest's order)."""
+    if faces is None or faces >= count:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, faces, replace=False))
 
 
 def pieces(classify, faces: np.ndarray, parts: int) -> np.ndarray:
@@ -88,10 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         "--photos", type=int, default=150, help="photos of photo_benchmark.py (1 or more)"
     )
     p.add_argument("--seed", type=int, default=0, help="photo_benchmark.py's seed (0: tuning)")
+    p.add_argument(
+        "--faces",
+        type=int,
+        help="score this many PublicTest faces, drawn with --seed (default: all)",
+    )
     p.add_argument("--out", default="docs/ensemble_subsets", help="writes OUT.json and OUT.md")
     args = p.parse_args(argv)
     if args.photos < 1:
         p.error("--photos must be at least 1")
+    if args.faces is not None and args.faces < 1:
+        p.error("--faces must be at least 1")
     check_out(p, args.out)  # before minutes of work, not after
 
     from fer.inference import load_classifier
@@ -106,14 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     if not len(index):
         p.error(f"{args.data} has no PublicTest faces")
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
+    sample = public_test_sample(len(index), args.faces, args.seed)
 
     ms = [member_ms(classifier, faces[:1], part) for part in range(parts)]
 
     def classify(x, side, part):
         return classifier.predict_proba(x, side=side, part=part)
 
-    clean = pieces(classify, faces, parts)
-    degraded = {k: pieces(classify, x, parts) for k, x in photo_degradations(faces).items()}
+    scored, scored_labels = faces[sample], labels[sample]
+    clean = pieces(classify, scored, parts)
+    degraded = {k: pieces(classify, x, parts) for k, x in photo_degradations(scored).items()}
     rec = EmotionRecognizer(classifier, detector="yunet")
     found, crops, truth = photo_faces(rec, faces, labels, args.photos, args.seed)
 
@@ -125,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for r in range(1, parts + 1):
         for members in itertools.combinations(range(parts), r):
-            acc = accuracy(clean, members, labels)
-            drops = {k: acc - accuracy(v, members, labels) for k, v in degraded.items()}
+            acc = accuracy(clean, members, scored_labels)
+            drops = {k: acc - accuracy(v, members, scored_labels) for k, v in degraded.items()}
             on_photos, as_crops = accuracy(found, members, truth), accuracy(crops, members, truth)
             rows.append(
                 {
@@ -144,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python experiments/ensemble_subsets.py " + " ".join(sys.argv[1:]),
         "machine": machine(),
         "model": args.model,
-        "public_test_faces": len(labels),
+        "public_test_faces": len(sample),
+        "public_test_drawn_from": len(index),  # all of them unless --faces
         "photo_faces_found": len(truth),
         "member_ms": ms,
         "subsets": rows,
@@ -156,6 +176,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def table(record: dict) -> str:
+    scored = f"{record['public_test_faces']} faces"
+    if (
+        record.get("public_test_drawn_from", record["public_test_faces"])
+        > record["public_test_faces"]
+    ):
+        scored += f" of {record['public_test_drawn_from']}, drawn with the seed"
     lines = [
         "# Ensemble subsets",
         "",
@@ -167,7 +193,7 @@ def table(record: dict) -> str:
         f"`{record['command']}` ({record['machine']}; members numbered as in "
         f"{record['model']}/model.json, from 0)",
         "",
-        f"| members | PublicTest ({record['public_test_faces']} faces) | points lost degraded, "
+        f"| members | PublicTest ({scored}) | points lost degraded, "
         f"mean | photo faces found ({record['photo_faces_found']}): labels | as crops | gap "
         "| ms a face (sum of members) |",
         "|---|---|---|---|---|---|---|",

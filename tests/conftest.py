@@ -91,7 +91,7 @@ def csv_data(tmp_path) -> Path:
     return make_csv(tmp_path / "csv" / "fer2013.csv", per_class=(8, 2, 2))  # as folder_data
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED / "fer2013" / "train").is_dir():
         pytest.skip("../shared/data is not present")

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -327,51 +328,76 @@ def test_photo_benchmark_intervals_say_how_far_another_set_of_photos_could_move_
 def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
     shared_data, tmp_path
 ):
-    """Every subset of the shipped ensemble's members, scored from each member's own graph: the
-    subset of all of them scores on PublicTest what the model's own graph scores (model.json), and
-    each member alone what its own graph scores; a model whose members cannot run alone, or no
-    photos, is refused before any work."""
-    from fer.inference import SHIPPED
+    """Every subset of the shipped ensemble's members, scored from each member's own graph on 400
+    PublicTest faces drawn with the seed (--faces): the subset of all of them scores what the
+    model's own graph scores on those faces, and each member alone what that member's graph
+    scores; a model whose members cannot run alone, or no photos, or no faces, is refused before
+    any work. (Was all 3,589 faces: 7.5 minutes on a first-generation EPYC.)"""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from ensemble_subsets import public_test_sample
+
+    from fer.data import PUBLIC_TEST, load_fer
+    from fer.inference import SHIPPED, load_classifier
     from tests.conftest import copy_without_parts
 
     meta = json.loads((SHIPPED / "model.json").read_text())
     parts = len(meta["onnx_parts"])
     out = tmp_path / "subsets"
     cmd = [sys.executable, "experiments/ensemble_subsets.py", "--model", str(SHIPPED), "--data"]
-    cmd += [str(shared_data / "fer2013"), "--photos", "3", "--out", str(out)]
+    cmd += [str(shared_data / "fer2013"), "--photos", "3", "--faces", "400", "--seed", "0"]
+    cmd += ["--out", str(out)]
     run = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads(out.with_suffix(".json").read_text())
     rows = {tuple(r["members"]): r for r in record["subsets"]}
-    assert len(rows) == 2**parts - 1 and record["public_test_faces"] == 3589
-    whole = rows[tuple(range(parts))]
-    # the mean of the members' graphs is the model's graph (within 3e-7): a face at most apart
-    assert abs(whole["public_test"] - 100 * meta["metrics"]["val_tta_none"]["accuracy"]) < 0.03
-    # each member alone scores about what PyTorch makes of that member's float weights
-    # (model.safetensors): another path to the same network, so a member taken for another, or
-    # one view of it left out, shows
-    from fer.data import PUBLIC_TEST, load_fer
-    from fer.inference import load_classifier
+    assert len(rows) == 2**parts - 1
+    assert record["public_test_faces"] == 400 and record["public_test_drawn_from"] == 3589
 
     data = load_fer(shared_data / "fer2013")
     index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
+    index = index[public_test_sample(len(index), 400, seed=0)]
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
-    model = load_classifier(SHIPPED, backend="torch")
+    graphs, weights = load_classifier(SHIPPED, backend="onnx"), load_classifier(SHIPPED, "torch")
+
+    def score(labelled: np.ndarray) -> float:
+        return 100 * float((labelled == labels).mean())
+
+    # the mean of the members' pieces is the model's graph (within 3e-7): a face apart at most
+    whole = rows[tuple(range(parts))]
+    assert abs(whole["public_test"] - score(graphs.predict_proba(faces).argmax(1))) <= 0.25
+    said = [graphs.predict_proba(faces, part=m).argmax(1) for m in range(parts)]
+    float_said = [weights.predict_proba(faces, part=m).argmax(1) for m in range(parts)]
     for m in range(parts):
-        alone = 100 * (model.predict_proba(faces, part=m).argmax(1) == labels).mean()
-        # int8 against float: 0.12, 0 and 0 points for the shipped members; members 0 and 1
-        # differ by 0.17, a member's one view from its two by 0.2-1.3
-        assert abs(rows[(m,)]["public_test"] - alone) < 0.15, m
+        assert abs(rows[(m,)]["public_test"] - score(said[m])) <= 0.25, m
+        # and that graph is member m: it labels the faces as PyTorch does with member m's float
+        # weights (99% of all PublicTest for the shipped members) and not as another member (82%)
+        agree = [float((said[m] == other).mean()) for other in float_said]
+        assert agree[m] >= 0.97 and max(agree[:m] + agree[m + 1 :]) < 0.9, (m, agree)
     assert min(record["member_ms"]) > 0 and record["photo_faces_found"] > 0
     assert set(whole["degraded_drop"]) == {"dark", "bright", "noise", "blur", "jpeg40"}
-    assert f"| {' '.join(map(str, range(parts)))} |" in out.with_suffix(".md").read_text()
+    md = out.with_suffix(".md").read_text()
+    assert f"| {' '.join(map(str, range(parts)))} |" in md and "400 faces of 3589" in md
     bare = copy_without_parts(SHIPPED, tmp_path / "bare")
     cmd[cmd.index(str(SHIPPED))] = str(bare)
     bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "member graphs" in bad.stderr
-    cmd[cmd.index("3")] = "0"  # --photos 0
-    bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and "--photos must be at least 1" in bad.stderr
+    for flag, message in (("--photos", "--photos must"), ("--faces", "--faces must")):
+        cmd[cmd.index(flag) + 1] = "0"
+        bad = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and f"{message} be at least 1" in bad.stderr
+        cmd[cmd.index(flag) + 1] = "3"
+
+
+def test_ensemble_subsets_draws_the_same_faces_for_a_seed():
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from ensemble_subsets import public_test_sample
+
+    drawn = public_test_sample(3589, 400, seed=0)
+    assert len(set(drawn)) == 400 and drawn.min() >= 0 and drawn.max() < 3589
+    assert (drawn == np.sort(drawn)).all() and (drawn == public_test_sample(3589, 400, 0)).all()
+    assert (drawn != public_test_sample(3589, 400, seed=1)).any()
+    assert (public_test_sample(10, None, 0) == np.arange(10)).all()
+    assert (public_test_sample(10, 50, 0) == np.arange(10)).all()
 
 
 def test_records_name_the_cpu_by_family_and_model_where_its_name_is_shared():
