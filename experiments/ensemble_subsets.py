@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "model": args.model,
         "public_test_faces": len(sample),
         "public_test_drawn_from": len(index),  # all of them unless --faces
+        "seed": args.seed,  # of the photos and of the faces drawn
         "photo_faces_found": len(truth),
         "member_ms": ms,
         "subsets": rows,
@@ -181,7 +182,7 @@ def table(record: dict) -> str:
         record.get("public_test_drawn_from", record["public_test_faces"])
         > record["public_test_faces"]
     ):
-        scored += f" of {record['public_test_drawn_from']}, drawn with the seed"
+        scored += f" of {record['public_test_drawn_from']}, drawn with seed {record['seed']}"
     lines = [
         "# Ensemble subsets",
         "",

@@ -44,20 +44,26 @@ def confusion_figure(cm, title: str = "Confusion matrix", normalized: bool = Tru
 def face_grid(
     faces: np.ndarray, captions: Sequence[str], cols: int = 8, title: str = "", colors=None
 ):
-    """A grid of faces, (N, H, W) gray or (N, H, W, 3) RGB, 0-255, with a caption above each (in
-    `colors` when given). Drawn as one image with its captions on one set of axes, placed by hand:
-    an axes a face, laid out by matplotlib, took a second or more a figure, most of a short
-    training epoch."""
-    faces = np.clip(np.asarray(faces), 0, 255).astype(np.uint8)
+    """A grid of faces of one size, (N, H, W) gray or (N, H, W, 3 or 4) colour (RGB, RGBA drawn
+    without its alpha), uint8 or float (0..1 or 0..255), with a caption above each (in `colors`
+    when given). Drawn as one image with its captions on one set of axes, placed by hand: an axes
+    a face, laid out by matplotlib, took a second or more a figure, most of a short training
+    epoch."""
+    faces = np.asarray(faces)
+    if faces.dtype.kind == "f":
+        scale = 255 if faces.size and faces.max() <= 1 else 1
+        faces = np.rint(faces * scale)
+    faces = np.clip(faces, 0, 255).astype(np.uint8).reshape(-1, *faces.shape[1:] or (48, 48))
     if faces.ndim == 3:
         faces = np.repeat(faces[..., None], 3, axis=3)
+    faces = faces[..., :3]
     n, (h, w) = len(faces), faces.shape[1:3]
     cols = max(1, min(cols, n))
     rows = max(1, (n + cols - 1) // cols)
     # in inches: each face 1.1 wide, 0.25 between faces, 7-point caption lines above them
     per_inch = w / 1.1
     lines = max((c.count("\n") + 1 for c in captions), default=1)
-    gap, band = round(0.25 * per_inch), round((0.12 * lines + 0.06) * per_inch)
+    gap, band = round(0.25 * per_inch), int(np.ceil((0.12 * lines + 0.06) * per_inch))
     cell_w, cell_h = w + gap, h + band
     canvas = np.full((rows * cell_h, cols * cell_w, 3), 255, np.uint8)
     top = 0.4 if title else 0.0

