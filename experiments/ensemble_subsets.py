@@ -178,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(record: dict) -> str:
     scored = f"{record['public_test_faces']} faces"
-    if (
-        record.get("public_test_drawn_from", record["public_test_faces"])
-        > record["public_test_faces"]
-    ):
+    if record["public_test_drawn_from"] > record["public_test_faces"]:
         scored += f" of {record['public_test_drawn_from']}, drawn with seed {record['seed']}"
     lines = [
         "# Ensemble subsets",
