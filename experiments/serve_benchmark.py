@@ -23,6 +23,7 @@ import concurrent.futures
 import contextlib
 import json
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -210,6 +211,9 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--screenshot", help="save a PNG of the page here")
     args = p.parse_args(argv)
+    # SIGTERM (timeout, kill) ends the run as Ctrl-C does, through the `finally`s that stop the
+    # server and the browser it started; by default it would end this process alone
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     from fer.common import machine
     from fer.demo import face_video

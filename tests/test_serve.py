@@ -404,3 +404,55 @@ def test_a_photo_picked_on_the_page_is_drawn_with_its_faces(real_faces, server, 
         assert "error" in status.get_attribute("class")
     finally:
         driver.quit()
+
+
+def children(pid: int) -> list[int]:
+    """The processes `pid` started that are still its children (Linux /proc)."""
+    tasks = Path(f"/proc/{pid}/task")
+    found = []
+    for task in tasks.iterdir() if tasks.is_dir() else []:
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def gone(pid: int, seconds: float) -> bool:
+    """Whether process `pid` has ended (or is only left for its parent to reap) within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return True
+        if state in "ZX":
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads /proc (Linux)")
+def test_the_serve_benchmark_stopped_by_sigterm_stops_its_server(tmp_path):
+    """`timeout` or `kill` stops experiments/serve_benchmark.py with SIGTERM: the server it started
+    stops with it rather than running on, orphaned, with its port and cores."""
+    folder = tmp_path / "data" / "test" / "happy"
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder / "PublicTest_0.png"), face(3, 0))
+    script = Path(__file__).resolve().parents[1] / "experiments" / "serve_benchmark.py"
+    bench = subprocess.Popen(
+        [sys.executable, str(script), "--data", str(tmp_path / "data"), "--requests", "100000"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    servers = []
+    try:
+        assert "latency" in bench.stdout.readline()  # the server is up and answering
+        servers = children(bench.pid)
+        assert servers, "the benchmark's server was not found among its children"
+        bench.send_signal(15)
+        assert bench.wait(timeout=60) != 0
+        assert all(gone(pid, 30) for pid in servers), "the server runs on after the benchmark"
+    finally:
+        bench.kill()
+        for pid in servers:  # an orphan of the old script would run on after the test
+            if not gone(pid, 0.5):
+                os.kill(pid, 9)
