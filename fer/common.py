@@ -11,9 +11,11 @@ import contextlib
 import copy
 import hashlib
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -254,9 +256,37 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Write a text file atomically."""
+    """Write a text file atomically, as UTF-8; a file name that is not UTF-8 (held by Python as
+    surrogates) is written back as the bytes it was read from."""
     with atomic_path(path) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[Path] = ()) -> None:
+    """Refuse, before any work, the output files (option -> path; None and '-' for stdout are
+    left alone) that could not be written: a folder, one in a place no file can be made, one
+    that is an input file, or two options naming one file. Makes the folders they go in."""
+    read = {Path(p).resolve() for p in inputs}
+    named: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None or str(path) == "-":
+            continue
+        path = Path(path)
+        if path.is_dir():
+            raise FerError(f"{option} {path} is a folder; give the name of a file to write")
+        key = path.resolve()
+        if key in read:
+            raise FerError(f"{option} {path} would overwrite an input; choose another name")
+        if key in named:
+            raise FerError(f"{named[key]} and {option} both name {path}; give each its own file")
+        named[key] = option
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as e:
+            raise FerError(
+                f"cannot write {option} {path}: {e.strerror}; choose a writable folder"
+            ) from None
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
@@ -321,14 +351,39 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 
 
+class Terminated(BaseException):
+    """SIGTERM (kill, timeout, docker stop) arrived: stop the work as Ctrl-C does, keeping what
+    was done."""
+
+
+def stop_on_sigterm():
+    """Make SIGTERM raise Terminated; returns the handler to put back afterwards, or None off the
+    main thread, where Python cannot catch signals."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum, frame):
+        raise Terminated
+
+    return signal.signal(signal.SIGTERM, stop) or signal.SIG_DFL
+
+
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> None:
     """Run a CLI entry point: FerError and bad files become one line on stderr and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    # file names that are not UTF-8 are printed as the bytes they are (as ls prints them), and in
+    # messages escaped, rather than ending the run
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors=errors)
     try:
         code = main(args)
+    except BrokenPipeError:  # the reader of stdout left (`| head`): end as SIGPIPE would, quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -11,6 +11,7 @@ labels, probability bars and the frames per second.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import queue
@@ -23,7 +24,16 @@ from pathlib import Path
 
 import cv2
 
-from fer.common import FerError, Parser, add_debug_flag, add_model_options, run_cli
+from fer.common import (
+    FerError,
+    Parser,
+    Terminated,
+    add_debug_flag,
+    add_model_options,
+    check_outputs,
+    run_cli,
+    stop_on_sigterm,
+)
 from fer.faces import add_face_options
 
 
@@ -118,22 +128,6 @@ class BackgroundWriter:
         self.writer.release()
 
 
-class _Terminated(BaseException):
-    """SIGTERM (kill, timeout, docker stop) arrived: stop reading frames, as Ctrl-C does."""
-
-
-def _stop_on_sigterm():
-    """Make SIGTERM raise _Terminated; returns the handler to put back afterwards, or None off the
-    main thread, where Python cannot catch signals."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
-
-    def stop(signum, frame):
-        raise _Terminated
-
-    return signal.signal(signal.SIGTERM, stop) or signal.SIG_DFL
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.every < 1 or args.smooth < 1 or args.max_frames < 0 or args.min_face < 0:
@@ -145,6 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "--show needs a display and an OpenCV build with GUI support (opencv-python, not "
             "-headless); python -m fer.serve shows the webcam in a browser instead"
         )
+    source = Path(args.source)
+    check_outputs(
+        {"--output": args.output, "--json": args.json}, [source] if source.is_file() else []
+    )
     from fer.annotate import draw
     from fer.recognizer import EmotionRecognizer
 
@@ -164,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
-    finished, code, previous = False, 0, _stop_on_sigterm()
+    finished, code, previous = False, 0, stop_on_sigterm()
     try:
         if args.json == "-":
             json_file = sys.stdout
@@ -226,7 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finished = True
     except KeyboardInterrupt:
         finished = True
-    except _Terminated:
+    except BrokenPipeError:  # `--json - | head`: the reader has what it wanted; stop there
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        finished, code = True, 141  # 128 + SIGPIPE, as a process SIGPIPE ended reports
+    except Terminated:
         finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
     finally:
         # the files are completed whatever arrives now, a second Ctrl-C too
@@ -247,7 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not finished:  # an error: no half-written files are left behind
                 for tmp in (tmp_video, tmp_json):
                     if tmp is not None:
-                        Path(tmp).unlink(missing_ok=True)
+                        with contextlib.suppress(OSError):  # one never made cannot be removed
+                            Path(tmp).unlink(missing_ok=True)
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
                 signal.signal(signal.SIGINT, interrupt)
@@ -264,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.replace(tmp_json, args.json)
     total = time.perf_counter() - start
     print(
-        ("stopped by SIGTERM: " if code else "")
+        {0: "", 141: "stopped, its reader gone: ", 143: "stopped by SIGTERM: "}[code]
         + f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
         + (f"; wrote {args.output}" if args.output else "")
         + (f"; wrote {args.json}" if args.json and args.json != "-" else ""),

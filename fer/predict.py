@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,10 +26,13 @@ from fer.common import (
     IMAGE_EXTENSIONS,
     FerError,
     Parser,
+    Terminated,
     add_debug_flag,
     add_model_options,
     atomic_path,
+    check_outputs,
     run_cli,
+    stop_on_sigterm,
     write_text,
 )
 from fer.faces import add_face_options, add_photo_options
@@ -55,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--save",
         metavar="DIR",
         help="write a copy of each photo, upright, with its faces drawn (box, emotion, "
-        "probability bars) into DIR, under the same names",
+        "probability bars) into DIR, under the same names (GIF, PGM and such as NAME.png)",
     )
     p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
     p.add_argument("--csv", metavar="FILE", help="write results as CSV ('-' for stdout)")
@@ -86,14 +90,15 @@ def gather(paths: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
 
 
 def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
-    """Where --save writes each photo; refused before anything is read when that would overwrite
-    a photo being read or give two photos one name."""
+    """Where --save writes each photo (a kind OpenCV does not write as itself, e.g. face.gif, as
+    face.gif.png); refused before anything is read when that would overwrite a photo being read,
+    give two photos one name, or FOLDER is no folder that can be made. Makes the folder."""
     out, taken = {}, {}
     inputs = {f.resolve() for f, _ in files}
     for f, name in files:
         path = Path(folder) / name
-        if path.suffix.lower() not in SAVE_AS:
-            path = path.with_suffix(".png")
+        if path.suffix.lower() not in SAVE_AS:  # face.gif -> face.gif.png, apart from face.png
+            path = path.with_name(path.name + ".png")
         key = path.resolve()
         if key in inputs:
             raise FerError(
@@ -105,6 +110,14 @@ def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
                 "their common folder, or save them one folder at a time"
             )
         out[f], taken[key] = path, f
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise FerError(
+            f"--save {folder} is not a folder; give a folder to save the photos in"
+        ) from None
+    except OSError as e:
+        raise FerError(f"cannot write --save {folder}: {e.strerror}") from None
     return out
 
 
@@ -153,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise FerError("--top-k must be at least 1")
+    files, errors = gather(args.paths)
+    check_outputs({"--json": args.json, "--csv": args.csv}, (f for f, _ in files))
+    saves = save_paths(files, args.save) if args.save else {}
     from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(
@@ -164,7 +180,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend=args.backend,
         tta=args.tta,
     )
-    files, errors = gather(args.paths)
     source = {"detector": rec.detector_name} if rec.detector_name else {}
     records: list[dict] = []
     pending: list[tuple[list[dict], list, np.ndarray, np.ndarray, Path]] = []
@@ -192,27 +207,63 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (FerError, OSError) as e:  # the photo's results still count; its copy does not
                 errors.append(f"{photo}: annotated copy not saved: {e}")
 
-    saves = save_paths(files, args.save) if args.save else {}
     progress = _progress(len(files))
-    for f, _ in progress(files):
+    stopped, previous, interrupt = 0, stop_on_sigterm(), None
+    try:
         try:
-            pixels = as_image(f)
-            faces, crops = rec.locate(pixels)
-        except (FerError, OSError) as e:
-            errors.append(f"{e}, skipped")
-            continue
-        read += 1
-        if not faces:
-            records.append({"file": str(f), "box": None, "note": "no face found"})
-            save(pixels, [], f)
-            continue
-        image_records = [{"file": str(f), **source} for _ in faces]
-        records += image_records
-        pending.append((image_records, faces, crops, pixels if args.save else None, f))
-        if args.save or sum(len(c) for _, _, c, _, _ in pending) >= 256:
-            flush()  # a decoded photo is not kept waiting for others
-    flush()
+            for f, _ in progress(files):
+                try:
+                    pixels = as_image(f)
+                    faces, crops = rec.locate(pixels)
+                except (FerError, OSError) as e:
+                    errors.append(f"{e}, skipped")
+                    continue
+                read += 1
+                if not faces:
+                    records.append({"file": str(f), "box": None, "note": "no face found"})
+                    save(pixels, [], f)
+                    continue
+                image_records = [{"file": str(f), **source} for _ in faces]
+                records += image_records
+                pending.append((image_records, faces, crops, pixels if args.save else None, f))
+                if args.save or sum(len(c) for _, _, c, _, _ in pending) >= 256:
+                    flush()  # a decoded photo is not kept waiting for others
+            flush()
+        except (KeyboardInterrupt, Terminated) as e:
+            # a library read for an hour keeps its results: the photos read are written, whatever
+            # arrives now (a second Ctrl-C too)
+            stopped = 143 if isinstance(e, Terminated) else 130
+            if previous is not None:
+                interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) or signal.SIG_DFL
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            flush()
+        write_results(args, records, errors)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        if interrupt is not None:
+            signal.signal(signal.SIGINT, interrupt)
+    n_faces = sum("emotion" in r for r in records)
+    print(
+        f"{n_faces} faces in {read} images" + (f", {len(errors)} errors" if errors else ""),
+        file=sys.stderr,
+    )
+    if stopped:
+        why = "SIGTERM" if stopped == 143 else "Ctrl-C"
+        print(
+            f"stopped by {why} after {read} of {len(files)} photos; the results of those read are "
+            "written",
+            file=sys.stderr,
+        )
+        return stopped
+    if not files and not errors:
+        raise FerError("no images given")
+    return 1 if errors else 0
 
+
+def write_results(args: argparse.Namespace, records: list[dict], errors: list[str]) -> None:
+    """The errors, then each face's line (on stderr when stdout carries --json or --csv), and the
+    --json and --csv files."""
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     machine_stdout = "-" in (args.json, args.csv)
@@ -253,14 +304,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(buf.getvalue()) if args.csv == "-" else write_text(
             args.csv, buf.getvalue()
         )
-    n_faces = sum("emotion" in r for r in records)
-    print(
-        f"{n_faces} faces in {read} images" + (f", {len(errors)} errors" if errors else ""),
-        file=sys.stderr,
-    )
-    if not files and not errors:
-        raise FerError("no images given")
-    return 1 if errors else 0
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def test_unwritable_output_folder(tmp_path, capsys, exported):
         [str(faces), "--model", str(exported), "--no-detect", "--json", str(blocker / "out.json")],
         capsys,
     )
-    assert_one_line_error(code, err, "cannot write to")
+    assert_one_line_error(code, err, "cannot write", "choose a writable folder")
 
 
 def test_debug_shows_the_traceback(tmp_path, capsys):

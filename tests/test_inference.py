@@ -620,7 +620,7 @@ def test_detect_writes_into_folders_it_creates_and_json_dash_is_stdout(
 
 @pytest.mark.parametrize(
     "output, message",
-    [("a.unknown", "cannot write video"), ("file/a.mp4", "cannot write video .*file/a.mp4")],
+    [("a.unknown", "cannot write video"), ("file/a.mp4", "cannot write --output .*file/a.mp4")],
     ids=["unknown format", "file in the way"],
 )
 def test_detect_that_fails_leaves_no_partial_files(exported, tmp_path, output, message):

@@ -1,0 +1,199 @@
+"""What fer.predict and fer.detect write: output paths that cannot be written are refused before
+any photo or frame is read (never after hours of work), an output never replaces an input, a
+closed pipe ends a run as the reader wanted, and names that are not UTF-8 still come out."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+
+from tests.conftest import face, make_video
+from tests.test_errors import assert_one_line_error, cli
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"p{i}.png"), face(i, i))
+    return folder
+
+
+@pytest.fixture
+def no_reading(monkeypatch):
+    """Any photo read fails the test: the outputs must be refused first."""
+    from fer.recognizer import EmotionRecognizer
+
+    def read(*args, **kwargs):
+        raise AssertionError("a photo was read before the outputs were checked")
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", read)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "json is a folder",
+        "csv under a file",
+        "json is an input",
+        "json and csv alike",
+        "save is a file",
+    ],
+)
+def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
+    tmp_path, capsys, exported, photos, no_reading, case
+):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("a file")
+    photo = photos / "p0.png"
+    before = photo.read_bytes()
+    option, path, needle = {
+        "json is a folder": (["--json"], tmp_path / "folder", "is a folder"),
+        "csv under a file": (["--csv"], tmp_path / "file" / "out.csv", "cannot write"),
+        "json is an input": (["--json"], photo, "would overwrite"),
+        "json and csv alike": (["--json", str(tmp_path / "o"), "--csv"], tmp_path / "o", "both"),
+        "save is a file": (["--save"], tmp_path / "file", "not a folder"),
+    }[case]
+    argv = [str(photos), "--model", str(exported), "--no-detect", *option, str(path)]
+    code, _, err = cli("predict", argv, capsys)
+    assert_one_line_error(code, err, needle)
+    assert photo.read_bytes() == before
+    assert (tmp_path / "file").read_text() == "a file" and not list(tmp_path.rglob(".*"))
+
+
+@pytest.mark.parametrize(
+    "case", ["output is a folder", "json is a folder", "json under a file", "json is the source"]
+)
+def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
+    tmp_path, capsys, exported, monkeypatch, case
+):
+    import fer.detect
+
+    video = make_video(tmp_path / "clip.mp4", frames=4)
+    before = video.read_bytes()
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("a file")
+    option, path, needle = {
+        "output is a folder": ("--output", tmp_path / "folder", "is a folder"),
+        "json is a folder": ("--json", tmp_path / "folder", "is a folder"),
+        "json under a file": ("--json", tmp_path / "file" / "x.jsonl", "cannot write"),
+        "json is the source": ("--json", video, "would overwrite"),
+    }[case]
+
+    def no_source(*args):
+        raise AssertionError("the video was opened before the outputs were checked")
+
+    monkeypatch.setattr(fer.detect, "open_source", no_source)
+    monkeypatch.chdir(tmp_path)
+    argv = [
+        "--source",
+        str(video),
+        "--model",
+        str(exported),
+        "--detector",
+        "haar",
+        option,
+        str(path),
+    ]
+    code, _, err = cli("detect", argv, capsys)
+    assert_one_line_error(code, err, needle)
+    assert video.read_bytes() == before and (tmp_path / "file").read_text() == "a file"
+    assert not list(tmp_path.rglob(".*")), "half-written files left"
+
+
+def test_detect_json_to_a_pipe_its_reader_closed_keeps_the_video(tmp_path, exported):
+    """`fer.detect --json - --output a.mp4 | head -1`: the reader leaves after one line; the run
+    stops there (as a process killed by SIGPIPE would, exit 141) with no traceback, and the video
+    of the frames it made is kept, playable."""
+    video = make_video(tmp_path / "clip.mp4", frames=60)
+    out = tmp_path / "a.mp4"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fer.detect", "--source", str(video), "--model", str(exported)]
+        + ["--detector", "haar", "--json", "-", "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout.readline().startswith(b'{"frame": 0')
+    proc.stdout.close()  # as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    cap = cv2.VideoCapture(str(out))
+    assert cap.read()[0], "the video is not playable"
+    cap.release()
+
+
+def test_save_keeps_photos_of_one_name_and_two_kinds_apart(tmp_path, capsys, exported):
+    """face.gif is saved as face.gif.png (OpenCV writes no GIF), so face.png keeps its own name."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    from PIL import Image
+
+    Image.fromarray(face(3, 0)).save(folder / "face.gif")
+    cv2.imwrite(str(folder / "face.png"), face(5, 1))
+    code, _, err = cli(
+        "predict",
+        [str(folder), "--model", str(exported), "--no-detect", "--save", str(tmp_path / "out")],
+        capsys,
+    )
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["face.gif.png", "face.png"]
+
+
+def test_a_file_name_that_is_not_utf8_is_read_and_written_back_as_it_is(tmp_path, exported):
+    """Old camera cards and zip archives hold names in other encodings: the photo is read, printed
+    and its name written to the CSV as the same bytes, on a UTF-8 terminal."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    name = b"caf\xe9.png"  # Latin-1, not UTF-8
+    ok, data = cv2.imencode(".png", face(3, 0))
+    with open(os.fsencode(folder) + b"/" + name, "wb") as f:
+        f.write(data.tobytes())
+    out = tmp_path / "out.csv"
+    r = subprocess.run(
+        [sys.executable, "-m", "fer.predict", str(folder), "--model", str(exported)]
+        + ["--no-detect", "--csv", str(out)],
+        capture_output=True,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8", "LC_ALL": "C.UTF-8"},
+    )
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert name in r.stdout and name in out.read_bytes()
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_predict_stopped_midway_writes_what_it_read(
+    tmp_path, capsys, exported, photos, stop, monkeypatch
+):
+    """Ctrl-C or SIGTERM an hour into a photo library keeps the records of the photos read so far
+    (JSON and CSV, complete files) and says how far it got; exit 130 or 143."""
+    import signal
+
+    from fer.recognizer import EmotionRecognizer
+
+    locate, calls = EmotionRecognizer.locate, []
+
+    def stopped_at_the_third(self, image):
+        calls.append(image)
+        if len(calls) == 3:
+            if stop == "sigterm":  # what SIGTERM would do here, without killing pytest
+                handler = signal.getsignal(signal.SIGTERM)
+                assert callable(handler), "SIGTERM would end fer.predict, writing nothing"
+                handler(signal.SIGTERM, None)
+            raise KeyboardInterrupt
+        return locate(self, image)
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", stopped_at_the_third)
+    out, table = tmp_path / "out.json", tmp_path / "out.csv"
+    before = signal.getsignal(signal.SIGTERM)
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--json", str(out)]
+    code, _, err = cli("predict", [*argv, "--csv", str(table)], capsys)
+    assert code == (143 if stop == "sigterm" else 130), err
+    assert "2 of 3 photos" in err and "Traceback" not in err
+    assert [Path(r["file"]).name for r in json.loads(out.read_text())] == ["p0.png", "p1.png"]
+    assert len(table.read_text().splitlines()) == 3  # a header and two faces
+    assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
