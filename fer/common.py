@@ -374,6 +374,8 @@ def run_cli(
     """Run a CLI entry point: FerError and bad files become one line on stderr and exit code 2."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    if not debug:  # OpenCV's log lines (a decoder's complaint, say) give way to our one-line errors
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     # file names that are not UTF-8 are printed as the bytes they are (as ls prints them), and in
     # messages escaped, rather than ending the run
     for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):

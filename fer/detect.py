@@ -146,9 +146,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.annotate import draw
     from fer.recognizer import EmotionRecognizer
 
-    cv2.utils.logging.setLogLevel(
-        cv2.utils.logging.LOG_LEVEL_ERROR
-    )  # our own one-line errors instead
     cap = open_source(args.source)
     try:
         rec = EmotionRecognizer(

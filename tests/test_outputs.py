@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from tests.conftest import face, make_video
@@ -197,3 +198,21 @@ def test_predict_stopped_midway_writes_what_it_read(
     assert [Path(r["file"]).name for r in json.loads(out.read_text())] == ["p0.png", "p1.png"]
     assert len(table.read_text().splitlines()) == 3  # a header and two faces
     assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
+
+
+def test_a_damaged_bmp_or_tiff_is_one_line_on_stderr(tmp_path):
+    """OpenCV's own log lines ([ERROR:0@0.3] global grfmt_tiff.cpp ...) do not come before fer's
+    one line about the file."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for kind in (".bmp", ".tif"):
+        data = cv2.imencode(kind, np.tile(face(3, 0), (4, 4)))[1].tobytes()
+        (folder / f"cut{kind}").write_bytes(data[: len(data) // 2])
+    r = subprocess.run(
+        [sys.executable, "-m", "fer.predict", str(folder), "--no-detect"],
+        capture_output=True,
+        text=True,
+    )
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 3, r.stderr  # two errors and the summary
+    assert all(line.startswith("error: ") for line in lines[:2]) and "2 errors" in lines[2]
