@@ -62,15 +62,21 @@ class FerError(Exception):
     """A problem the user can fix; CLIs print it as one line instead of a traceback."""
 
 
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """An image as 8 bits, as a viewer shows it: integers scaled by their type's range (a 16-bit
+    picture's 65535 is white), floats by 255 (0..1). Every path from a picture to the model and to
+    a drawn copy goes through it."""
+    if image.dtype == np.uint8:
+        return image
+    scale = (
+        255.0 / max(float(np.iinfo(image.dtype).max), 1.0) if image.dtype.kind in "ui" else 255.0
+    )
+    return np.clip(image.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
+
+
 def to_face48(image: np.ndarray) -> np.ndarray:
     """Any decoded image (gray, BGR or BGRA, any size, 8 or 16 bit) -> 48x48 uint8 grayscale."""
-    if image.dtype != np.uint8:
-        scale = (
-            255.0 / max(float(np.iinfo(image.dtype).max), 1.0)
-            if image.dtype.kind in "ui"
-            else 255.0
-        )
-        image = np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+    image = to_uint8(image)
     if image.ndim == 3:
         code = {1: None, 3: cv2.COLOR_BGR2GRAY, 4: cv2.COLOR_BGRA2GRAY}[image.shape[2]]
         image = image[:, :, 0] if code is None else cv2.cvtColor(image, code)

@@ -18,7 +18,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from fer.common import FerError, file_sha256, to_face48
+from fer.common import FerError, file_sha256, to_face48, to_uint8
 
 Box = tuple[int, int, int, int]
 
@@ -487,8 +487,7 @@ def make_detector(name: str, photos: bool = False, min_face: int | None = None) 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
     """A decoded image (gray, BGR, BGRA; 8 or 16 bit) as 8-bit grayscale at its own size."""
-    if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
+    image = to_uint8(image)
     if image.ndim == 3:
         image = cv2.cvtColor(
             image, cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY

@@ -33,6 +33,7 @@ from fer.common import (
     check_outputs,
     run_cli,
     stop_on_sigterm,
+    to_uint8,
     write_text,
 )
 from fer.faces import add_face_options, add_photo_options
@@ -152,7 +153,7 @@ def save_annotated(pixels: np.ndarray, faces, path: Path) -> None:
 
     from fer.annotate import draw
 
-    image = (pixels >> 8).astype(np.uint8) if pixels.dtype == np.uint16 else pixels
+    image = to_uint8(pixels)
     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[:, :, :3].copy()
     draw(image, faces)
     ok, data = cv2.imencode(path.suffix, image)

@@ -216,3 +216,20 @@ def test_a_damaged_bmp_or_tiff_is_one_line_on_stderr(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 3, r.stderr  # two errors and the summary
     assert all(line.startswith("error: ") for line in lines[:2]) and "2 errors" in lines[2]
+
+
+def test_a_16_bit_picture_is_read_alike_by_every_path(tmp_path, capsys, exported):
+    """A face stored in 16 bits with 12-bit values (a camera's raw range) comes to 8 bits the same
+    way for the detector and its crops, for --no-detect, and for the copy --save draws on (the
+    detector's path stretched it to the picture's own brightest pixel, the others did not)."""
+    from fer.common import to_face48
+    from fer.faces import to_gray
+
+    big = cv2.resize(face(3, 0), (96, 96)).astype(np.uint16) * 16  # at most 4095
+    assert np.array_equal(to_face48(to_gray(big)), to_face48(big))
+    cv2.imwrite(str(tmp_path / "deep.png"), big)
+    argv = [str(tmp_path / "deep.png"), "--model", str(exported), "--detector", "haar"]
+    code, _, err = cli("predict", [*argv, "--save", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    saved = cv2.imread(str(tmp_path / "out" / "deep.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.abs(saved.astype(int) - to_gray(big)).max() <= 1  # nothing drawn: no face found
