@@ -14,6 +14,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -42,7 +43,10 @@ from fer.faces import add_face_options, add_photo_options
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.predict", description="Predict facial emotions in images.")
     p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)"
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="image files or folders (searched recursively, linked subfolders too)",
     )
     add_model_options(p)
     p.add_argument(
@@ -75,9 +79,7 @@ def gather(paths: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     for text in paths:
         p = Path(text)
         if p.is_dir():
-            found = sorted(
-                f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in PHOTO_EXTENSIONS
-            )
+            found = images_under(p)
             if not found:
                 errors.append(f"{p}: no images in this folder")
             files += [(f, f.relative_to(p)) for f in found]
@@ -88,6 +90,24 @@ def gather(paths: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     seen: set[Path] = set()  # a photo named twice (a folder and a file in it) is read once
     files = [(f, n) for f, n in files if not (f.resolve() in seen or seen.add(f.resolve()))]
     return files, errors
+
+
+def images_under(folder: Path) -> list[Path]:
+    """The photos in a folder and its subfolders, linked ones too (a library that links a folder
+    in), each folder read once (a link back up the tree ends there)."""
+    found, seen = [], set()
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        found += [
+            Path(root) / n
+            for n in names
+            if Path(n).suffix.lower() in PHOTO_EXTENSIONS and (Path(root) / n).is_file()
+        ]
+    return sorted(found)
 
 
 def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:

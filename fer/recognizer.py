@@ -339,8 +339,9 @@ class EmotionTracker:
         return self.detector.name
 
     def update(self, frame: np.ndarray) -> list[FaceEmotion]:
-        """The faces of the next frame (BGR or gray array), probabilities smoothed over frames."""
-        gray = to_gray(check_image(frame, "frame"))
+        """The faces of the next frame (what `EmotionRecognizer.predict` takes: a BGR or gray array
+        as a video gives it, a PIL image...), probabilities smoothed over frames."""
+        gray = to_gray(as_image(frame))
         if self.frames % self.every == 0:
             self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
         view = self._views[self.frames % len(self._views)]

@@ -4,6 +4,7 @@ closed pipe ends a run as the reader wanted, and names that are not UTF-8 still 
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +234,42 @@ def test_a_16_bit_picture_is_read_alike_by_every_path(tmp_path, capsys, exported
     assert code == 0, err
     saved = cv2.imread(str(tmp_path / "out" / "deep.png"), cv2.IMREAD_GRAYSCALE)
     assert np.abs(saved.astype(int) - to_gray(big)).max() <= 1  # nothing drawn: no face found
+
+
+def test_photos_in_linked_folders_are_read_once_and_a_loop_ends(tmp_path, capsys, exported):
+    """A library that links a folder in (lib/holiday -> ../trip) has its photos read; a link back
+    up the tree (lib/again -> lib) does not read them twice or run forever."""
+    lib, trip = tmp_path / "lib", tmp_path / "trip"
+    lib.mkdir(), trip.mkdir()
+    cv2.imwrite(str(lib / "home.png"), face(3, 0))
+    cv2.imwrite(str(trip / "beach.png"), face(5, 1))
+    (lib / "holiday").symlink_to(trip, target_is_directory=True)
+    (lib / "again").symlink_to(lib, target_is_directory=True)
+    out = tmp_path / "out.json"
+    code, _, err = cli(
+        "predict", [str(lib), "--model", str(exported), "--no-detect", "--json", str(out)], capsys
+    )
+    assert code == 0, err
+    assert sorted(Path(r["file"]).name for r in json.loads(out.read_text())) == [
+        "beach.png",
+        "home.png",
+    ]
+
+
+def test_the_tracker_takes_a_frame_as_predict_takes_a_picture(exported):
+    """tracker.update reads what predict reads (a PIL image, float 0..1) and refuses what it
+    refuses (float 0..255), with the same errors."""
+    from PIL import Image
+
+    from fer.recognizer import EmotionRecognizer, ImageError
+
+    rec = EmotionRecognizer(exported, detector="haar")
+    frame = cv2.cvtColor(cv2.resize(face(3, 0), (160, 120)), cv2.COLOR_GRAY2BGR)
+    tracker = rec.tracker(smooth=1)
+    assert tracker.update(Image.fromarray(frame[:, :, ::-1])) == rec.predict(frame)
+    assert tracker.update(frame / 255.0) == rec.predict(frame / 255.0)
+    for bad in (frame * 1.0, frame.astype(bool)):
+        with pytest.raises((ImageError, TypeError)) as expected:
+            rec.predict(bad)
+        with pytest.raises(expected.type, match=re.escape(str(expected.value))):
+            tracker.update(bad)
