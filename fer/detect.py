@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 break
         finished = True
     except KeyboardInterrupt:
-        finished = True
+        finished, code = True, 130  # 128 + SIGINT
     except BrokenPipeError:  # `--json - | head`: the reader has what it wanted; stop there
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         finished, code = True, 141  # 128 + SIGPIPE, as a process SIGPIPE ended reports
@@ -263,7 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.replace(tmp_json, args.json)
     total = time.perf_counter() - start
     print(
-        {0: "", 141: "stopped, its reader gone: ", 143: "stopped by SIGTERM: "}[code]
+        {
+            0: "",
+            130: "stopped by Ctrl-C: ",
+            141: "stopped, its reader gone: ",
+            143: "stopped by SIGTERM: ",
+        }[code]
         + f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
         + (f"; wrote {args.output}" if args.output else "")
         + (f"; wrote {args.json}" if args.json and args.json != "-" else ""),
