@@ -27,6 +27,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -88,10 +89,14 @@ def load(url: str, body: bytes, clients: int = 8, requests: int = 50, faces: int
     faces. Returns the counts and latencies (ms)."""
     import httpx
 
+    stopping = threading.Event()  # the run is ending (SIGTERM, Ctrl-C): clients leave
+
     def client(_: int) -> tuple[list[float], list[str]]:
         times, errors = [], []
         with httpx.Client(timeout=60) as http:
             for _ in range(requests):
+                if stopping.is_set():
+                    break
                 start = time.perf_counter()
                 try:
                     r = http.post(
@@ -108,8 +113,12 @@ def load(url: str, body: bytes, clients: int = 8, requests: int = 50, faces: int
         return times, errors
 
     start = time.perf_counter()
-    with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+    pool = concurrent.futures.ThreadPoolExecutor(clients)
+    try:
         results = list(pool.map(client, range(clients)))
+    finally:  # on SIGTERM or Ctrl-C, without waiting for the clients' remaining requests
+        stopping.set()
+        pool.shutdown(wait=False, cancel_futures=True)
     wall = time.perf_counter() - start
     times = np.array([t for ts, _ in results for t in ts])
     errors = [e for _, es in results for e in es]

@@ -200,10 +200,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                         )
                     writer = BackgroundWriter(video)
                 writer.write(frame)
+            frames += 1  # made (and in the video), whatever its JSON line meets
             if json_file:
                 faces_d = [f.to_dict() for f in faces]
                 record = {
-                    "frame": frames,
+                    "frame": frames - 1,
                     "detector": tracker.detector_name,
                     "boxes": [f["box"] for f in faces_d],
                     "landmarks": [f["landmarks"] for f in faces_d],
@@ -215,7 +216,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cv2.imshow("fer", frame)
                 if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
                     break
-            frames += 1
             if args.max_frames and frames >= args.max_frames:
                 break
         finished = True
@@ -238,7 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if writer.error is not None:
                     finished = False  # the video lacks frames: it is not kept
             if json_file is sys.stdout:
-                json_file.flush()
+                try:
+                    json_file.flush()
+                except BrokenPipeError:  # its reader left before the last lines: as above
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    code = code or 141
             elif json_file:
                 json_file.close()
         finally:

@@ -94,19 +94,31 @@ def gather(paths: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
 
 def images_under(folder: Path) -> list[Path]:
     """The photos in a folder and its subfolders, linked ones too (a library that links a folder
-    in), each folder read once (a link back up the tree ends there)."""
-    found, seen = [], set()
-    for root, dirs, names in os.walk(folder, followlinks=True):
-        real = os.path.realpath(root)
-        if real in seen:
-            dirs.clear()
-            continue
-        seen.add(real)
-        found += [
-            Path(root) / n
-            for n in names
-            if Path(n).suffix.lower() in PHOTO_EXTENSIONS and (Path(root) / n).is_file()
-        ]
+    in), each folder read once: under its own path where the folder holds it, else through the
+    first link to it in name order (a link back up the tree ends there)."""
+    found, seen, links = [], set(), []
+
+    def walk(top: str, follow: bool) -> None:
+        for root, dirs, names in os.walk(top, followlinks=follow):
+            real = os.path.realpath(root)
+            if real in seen:
+                dirs.clear()
+                continue
+            seen.add(real)
+            dirs.sort()
+            if not follow:  # the links are followed once every folder's own path is known
+                links.extend(
+                    os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))
+                )
+            found.extend(
+                Path(root) / n
+                for n in names
+                if Path(n).suffix.lower() in PHOTO_EXTENSIONS and (Path(root) / n).is_file()
+            )
+
+    walk(str(folder), False)
+    for link in sorted(links):
+        walk(link, True)
     return sorted(found)
 
 
@@ -189,6 +201,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError("--top-k must be at least 1")
     files, errors = gather(args.paths)
     check_outputs({"--json": args.json, "--csv": args.csv}, (f for f, _ in files))
+    for option, path in (("--json", args.json), ("--csv", args.csv)):
+        if (
+            args.save
+            and path not in (None, "-")
+            and Path(path).resolve() == Path(args.save).resolve()
+        ):
+            raise FerError(f"--save and {option} both name {path}; give each its own")
     saves = save_paths(files, args.save) if args.save else {}
     from fer.recognizer import EmotionRecognizer, as_image
 
@@ -251,13 +270,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush()  # a decoded photo is not kept waiting for others
             flush()
         except (KeyboardInterrupt, Terminated) as e:
-            # a library read for an hour keeps its results: the photos read are written, whatever
-            # arrives now (a second Ctrl-C too)
             stopped = 143 if isinstance(e, Terminated) else 130
-            if previous is not None:
-                interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) or signal.SIG_DFL
-                signal.signal(signal.SIGTERM, signal.SIG_IGN)
-            flush()
+        # a library read for an hour keeps its results: the photos read are written, whatever
+        # arrives now (a second Ctrl-C, SIGTERM)
+        if previous is not None:
+            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) or signal.SIG_DFL
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        flush()
         write_results(args, records, errors)
     finally:
         if previous is not None:

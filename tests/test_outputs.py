@@ -45,6 +45,7 @@ def no_reading(monkeypatch):
         "json is an input",
         "json and csv alike",
         "save is a file",
+        "save and json alike",
     ],
 )
 def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
@@ -60,6 +61,7 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
         "json is an input": (["--json"], photo, "would overwrite"),
         "json and csv alike": (["--json", str(tmp_path / "o"), "--csv"], tmp_path / "o", "both"),
         "save is a file": (["--save"], tmp_path / "file", "not a folder"),
+        "save and json alike": (["--save", str(tmp_path / "o"), "--json"], tmp_path / "o", "both"),
     }[case]
     argv = [str(photos), "--model", str(exported), "--no-detect", *option, str(path)]
     code, _, err = cli("predict", argv, capsys)
@@ -108,19 +110,27 @@ def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
     assert not list(tmp_path.rglob(".*")), "half-written files left"
 
 
-def test_detect_json_to_a_pipe_its_reader_closed_keeps_the_video(tmp_path, exported):
+@pytest.mark.parametrize("when", ["after a line", "at the end"])
+def test_detect_json_to_a_pipe_its_reader_closed_keeps_the_video(tmp_path, exported, when):
     """`fer.detect --json - --output a.mp4 | head -1`: the reader leaves after one line; the run
     stops there (as a process killed by SIGPIPE would, exit 141) with no traceback, and the video
-    of the frames it made is kept, playable."""
-    video = make_video(tmp_path / "clip.mp4", frames=60)
+    of the frames it made is kept, playable. So too when the lines of a short video reach the
+    pipe only as the run ends (buffered), after its reader left."""
+    # longer than the reader takes to leave; or all its lines in one buffer
+    video = make_video(tmp_path / "clip.mp4", frames=600 if when == "after a line" else 10)
     out = tmp_path / "a.mp4"
     proc = subprocess.Popen(
         [sys.executable, "-m", "fer.detect", "--source", str(video), "--model", str(exported)]
         + ["--detector", "haar", "--json", "-", "--output", str(out)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"},
+            **({"PYTHONUNBUFFERED": "1"} if when == "after a line" else {}),
+        },
     )
-    assert proc.stdout.readline().startswith(b'{"frame": 0')
+    if when == "after a line":
+        assert proc.stdout.readline().startswith(b'{"frame": 0')
     proc.stdout.close()  # as `head -1` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
@@ -222,7 +232,7 @@ def test_a_damaged_bmp_or_tiff_is_one_line_on_stderr(tmp_path):
 def test_a_16_bit_picture_is_read_alike_by_every_path(tmp_path, capsys, exported):
     """A face stored in 16 bits with 12-bit values (a camera's raw range) comes to 8 bits the same
     way for the detector and its crops, for --no-detect, and for the copy --save draws on (the
-    detector's path stretched it to the picture's own brightest pixel, the others did not)."""
+    detector's path stretched it to the picture's own brightest pixel, the others by 65535)."""
     from fer.common import to_face48
     from fer.faces import to_gray
 
@@ -236,23 +246,48 @@ def test_a_16_bit_picture_is_read_alike_by_every_path(tmp_path, capsys, exported
     assert np.abs(saved.astype(int) - to_gray(big)).max() <= 1  # nothing drawn: no face found
 
 
+def test_faces_in_a_12_bit_photo_are_found_and_read_as_in_its_8_bit_original(real_faces):
+    """A photo whose 16-bit pixels hold 12-bit values (a raw converter's output) is not read as a
+    nearly black one: the same faces, the same emotions, as its 8-bit original."""
+    from fer import EmotionRecognizer
+    from fer.demo import background
+    from fer.faces import iou
+
+    photo = background(640, 480)
+    for x, real in zip((60, 340), real_faces):
+        photo[140:380, x : x + 240] = cv2.resize(real, (240, 240))[..., None]
+    recognizer = EmotionRecognizer()
+    eight, twelve = recognizer.predict(photo), recognizer.predict(photo.astype(np.uint16) * 16)
+    assert len(eight) == 2 and len(twelve) == 2
+    for a, b in zip(eight, twelve):
+        assert iou(a.box, b.box) > 0.9 and a.emotion == b.emotion
+
+
 def test_photos_in_linked_folders_are_read_once_and_a_loop_ends(tmp_path, capsys, exported):
     """A library that links a folder in (lib/holiday -> ../trip) has its photos read; a link back
-    up the tree (lib/again -> lib) does not read them twice or run forever."""
+    up the tree (lib/again -> lib) does not read them twice or run forever, and a photo the
+    library holds is named by its own path, not by a link to its folder met first."""
     lib, trip = tmp_path / "lib", tmp_path / "trip"
     lib.mkdir(), trip.mkdir()
     cv2.imwrite(str(lib / "home.png"), face(3, 0))
     cv2.imwrite(str(trip / "beach.png"), face(5, 1))
     (lib / "holiday").symlink_to(trip, target_is_directory=True)
     (lib / "again").symlink_to(lib, target_is_directory=True)
+    (lib / "2023" / "summer").mkdir(parents=True)  # and a link to a folder of its own, met first
+    cv2.imwrite(str(lib / "2023" / "summer" / "lake.png"), face(4, 2))
+    for name in ("1_best", "z", "picks/best", "a/b/c"):
+        (lib / name).parent.mkdir(parents=True, exist_ok=True)
+        (lib / name).symlink_to(lib / "2023" / "summer", target_is_directory=True)
     out = tmp_path / "out.json"
     code, _, err = cli(
         "predict", [str(lib), "--model", str(exported), "--no-detect", "--json", str(out)], capsys
     )
     assert code == 0, err
-    assert sorted(Path(r["file"]).name for r in json.loads(out.read_text())) == [
-        "beach.png",
-        "home.png",
+    read = sorted(Path(r["file"]).relative_to(tmp_path) for r in json.loads(out.read_text()))
+    assert read == [  # a photo the library holds under its own path, a linked-in one by the link
+        Path("lib/2023/summer/lake.png"),
+        Path("lib/holiday/beach.png"),
+        Path("lib/home.png"),
     ]
 
 
@@ -273,3 +308,28 @@ def test_the_tracker_takes_a_frame_as_predict_takes_a_picture(exported):
             rec.predict(bad)
         with pytest.raises(expected.type, match=re.escape(str(expected.value))):
             tracker.update(bad)
+
+
+def test_sigterm_while_predict_writes_its_results_does_not_cut_them_short(
+    tmp_path, capsys, exported, photos, monkeypatch
+):
+    """The run is over, its results being written (thousands of lines on a large library):
+    SIGTERM now neither cuts the JSON short nor ends in a traceback."""
+    import signal
+
+    import fer.predict
+
+    write = fer.predict.write_text
+
+    def write_meeting_sigterm(path, text):
+        handler = signal.getsignal(signal.SIGTERM)  # what SIGTERM would do now
+        if callable(handler):
+            handler(signal.SIGTERM, None)
+        write(path, text)
+
+    monkeypatch.setattr(fer.predict, "write_text", write_meeting_sigterm)
+    out = tmp_path / "out.json"
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--json", str(out)]
+    code, _, err = cli("predict", argv, capsys)
+    assert code == 0 and "Traceback" not in err, err
+    assert len(json.loads(out.read_text())) == 3

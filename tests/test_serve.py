@@ -442,11 +442,13 @@ def test_the_serve_benchmark_stopped_by_sigterm_stops_its_server(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # its lines as they are printed
     )
     servers = []
     try:
         assert "latency" in bench.stdout.readline()  # the server is up and answering
         servers = children(bench.pid)
+        time.sleep(2)  # into the load phase, its clients' requests under way
         assert servers, "the benchmark's server was not found among its children"
         bench.send_signal(15)
         assert bench.wait(timeout=60) != 0
