@@ -411,7 +411,10 @@ def children(pid: int) -> list[int]:
     tasks = Path(f"/proc/{pid}/task")
     found = []
     for task in tasks.iterdir() if tasks.is_dir() else []:
-        found += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that ended as it was read
+            pass
     return found
 
 
