@@ -273,12 +273,17 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
-def check_outputs(outputs: dict[str, str | Path | None], inputs: Iterable[Path] = ()) -> None:
+def check_outputs(
+    outputs: dict[str, str | Path | None],
+    inputs: Iterable[Path] = (),
+    folders: dict[str, str | Path | None] | None = None,
+) -> None:
     """Refuse, before any work, the output files (option -> path; None and '-' for stdout are
     left alone) that could not be written: a folder, one in a place no file can be made, one
-    that is an input file, or two options naming one file. Makes the folders they go in."""
+    that is an input file, or two options naming one file, or a file and an output folder
+    (`folders`, option -> path). Makes the folders the files go in."""
     read = {Path(p).resolve() for p in inputs}
-    named: dict[Path, str] = {}
+    named = {Path(p).resolve(): option for option, p in (folders or {}).items() if p is not None}
     for option, path in outputs.items():
         if path is None or str(path) == "-":
             continue
@@ -367,6 +372,12 @@ class Terminated(BaseException):
     was done."""
 
 
+def stdout_gone() -> None:
+    """Stdout's reader left (`| head`): what is still printed goes nowhere, without the
+    BrokenPipeError each write (and Python's own flush at exit) would raise."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def stop_on_sigterm():
     """Make SIGTERM raise Terminated; returns the handler to put back afterwards, or None off the
     main thread, where Python cannot catch signals."""
@@ -395,7 +406,7 @@ def run_cli(
     try:
         code = main(args)
     except BrokenPipeError:  # the reader of stdout left (`| head`): end as SIGPIPE would, quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_gone()
         sys.exit(141)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

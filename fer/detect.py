@@ -32,6 +32,7 @@ from fer.common import (
     add_model_options,
     check_outputs,
     run_cli,
+    stdout_gone,
     stop_on_sigterm,
 )
 from fer.faces import add_face_options
@@ -222,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         finished, code = True, 130  # 128 + SIGINT
     except BrokenPipeError:  # `--json - | head`: the reader has what it wanted; stop there
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        stdout_gone()
         finished, code = True, 141  # 128 + SIGPIPE, as a process SIGPIPE ended reports
     except Terminated:
         finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
@@ -241,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     json_file.flush()
                 except BrokenPipeError:  # its reader left before the last lines: as above
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                    stdout_gone()
                     code = code or 141
             elif json_file:
                 json_file.close()

@@ -200,14 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.top_k < 1:
         raise FerError("--top-k must be at least 1")
     files, errors = gather(args.paths)
-    check_outputs({"--json": args.json, "--csv": args.csv}, (f for f, _ in files))
-    for option, path in (("--json", args.json), ("--csv", args.csv)):
-        if (
-            args.save
-            and path not in (None, "-")
-            and Path(path).resolve() == Path(args.save).resolve()
-        ):
-            raise FerError(f"--save and {option} both name {path}; give each its own")
+    check_outputs(
+        {"--json": args.json, "--csv": args.csv}, (f for f, _ in files), {"--save": args.save}
+    )
     saves = save_paths(files, args.save) if args.save else {}
     from fer.recognizer import EmotionRecognizer, as_image
 
