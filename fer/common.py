@@ -63,18 +63,19 @@ class FerError(Exception):
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """An image as 8 bits. Integers wider than 8 bits are scaled by the range of the bit depth
-    their values use: 10, 12, 14 or 16 bits (what cameras' raw data and 16-bit files hold), read
-    from the brightest pixel, so that a 12-bit picture stored in 16 bits is not nearly black and a
-    full 16-bit one is shown as a viewer shows it; floats by 255 (0..1). Every path from a picture
-    to the detector, the model and a drawn copy goes through it."""
+    """An image as 8 bits. Other integers are scaled by the range of the bit depth their values
+    use: 10, 12, 14, 16 or 24 bits (what cameras' raw data and 16-bit files hold), read from the
+    brightest pixel, so that a 12-bit picture stored in 16 bits is not nearly black and a full
+    16-bit one is shown as a viewer shows it, or else the type's own range (negative values are
+    black); floats by 255 (0..1). Every path from a picture to the detector, the model and a drawn
+    copy goes through it."""
     if image.dtype == np.uint8:
         return image
     scale = 255.0
     if image.dtype.kind in "ui":
         top = int(image.max()) if image.size else 0
-        width = image.dtype.itemsize * 8
-        bits = next((b for b in (10, 12, 14) if top < 2**b and b < width), width)
+        width = image.dtype.itemsize * 8 - (image.dtype.kind == "i")  # bits a value can use
+        bits = next((b for b in (10, 12, 14, 16, 24) if top < 2**b and b < width), width)
         scale = 255.0 / (2**bits - 1)
     return np.clip(image.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
 

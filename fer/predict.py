@@ -253,6 +253,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 except (FerError, OSError) as e:
                     errors.append(f"{e}, skipped")
                     continue
+                except Exception as e:  # a fault nobody foresaw costs one photo, not the library
+                    if args.debug:
+                        raise
+                    errors.append(
+                        f"{f}: failed with {type(e).__name__}: {e}, skipped (--debug shows where)"
+                    )
+                    continue
                 read += 1
                 if not faces:
                     records.append({"file": str(f), "box": None, "note": "no face found"})

@@ -26,6 +26,7 @@ from fer.common import (
     decode_image,
     read_image,
     to_face48,
+    to_uint8,
     why_undecodable,
     why_unreadable,
 )
@@ -117,9 +118,12 @@ def as_image(image: Any) -> np.ndarray:
 
 def _decoded(pixels: np.ndarray) -> np.ndarray:
     """A decoded file's pixels as an array the API takes: float images (TIFF, HDR, PFM) hold
-    0..1 by convention, kept as 8-bit with brighter values clipped to white."""
+    0..1 by convention, kept as 8-bit with brighter values clipped to white; signed and 32-bit
+    integers (TIFF) come to 8 bits by the range their values use (fer.common.to_uint8)."""
     if pixels.dtype.kind == "f":
         return (np.clip(np.nan_to_num(pixels), 0, 1) * 255).round().astype(np.uint8)
+    if pixels.dtype not in (np.uint8, np.uint16):
+        return to_uint8(pixels)
     return pixels
 
 

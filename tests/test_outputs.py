@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import face, make_video
+from tests.conftest import face, make_video, photo_with
 from tests.test_errors import assert_one_line_error, cli
 
 
@@ -263,6 +263,69 @@ def test_faces_in_a_12_bit_photo_are_found_and_read_as_in_its_8_bit_original(rea
         assert iou(a.box, b.box) > 0.9 and a.emotion == b.emotion
 
 
+@pytest.mark.parametrize(
+    "kind, scale",
+    [(np.int16, 128), (np.int32, 257), (np.int8, None)],
+    ids=["int16", "int32", "int8"],
+)
+def test_a_photo_of_any_integer_type_is_read_as_its_8_bit_original(
+    real_faces, tmp_path, capsys, kind, scale
+):
+    """TIFFs hold signed and 32-bit pixels (scientific cameras, converters): such a photo gives
+    the faces and emotions of its 8-bit original (it was a TypeError traceback that ended
+    fer.predict and lost every result)."""
+    from fer import EmotionRecognizer
+    from fer.demo import background
+    from fer.faces import iou
+
+    photo = cv2.cvtColor(background(640, 480), cv2.COLOR_BGR2GRAY)
+    for x, real in zip((60, 340), real_faces):
+        photo[140:380, x : x + 240] = cv2.resize(real, (240, 240))
+    # int8 holds 7 bits: the photo at half its range
+    stored = (photo // 2).astype(kind) if scale is None else photo.astype(kind) * scale
+    original = photo if scale is not None else (photo // 2).astype(np.uint8) * 2
+    path = tmp_path / f"{np.dtype(kind).name}.tif"
+    assert cv2.imwrite(str(path), stored)
+    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).dtype == kind
+    eight = EmotionRecognizer().predict(original)
+    assert len(eight) == 2
+    code, _, err = cli("predict", [str(path), "--json", str(tmp_path / "p.json")], capsys)
+    assert code == 0, err
+    deep = json.loads((tmp_path / "p.json").read_text())
+    assert len(deep) == 2
+    for a, b in zip(eight, deep):
+        assert iou(a.box, b["box"]) > 0.9 and a.emotion == b["emotion"]
+
+
+def test_a_photo_that_fails_unexpectedly_is_one_error_and_the_others_are_written(
+    photos, tmp_path, capsys, exported, monkeypatch
+):
+    """A photo that fails in a way nobody foresaw (a decoder's or the detector's exception) is one
+    line naming it; the other photos are still scored and written, and the exit status says that
+    one failed. --debug shows the traceback instead. (Was: the exception ended the run and every
+    result was lost.)"""
+    from fer.recognizer import EmotionRecognizer
+
+    locate, p1 = EmotionRecognizer.locate, cv2.imread(str(photos / "p1.png"), cv2.IMREAD_UNCHANGED)
+
+    def fails_on_p1(self, image):
+        if image.shape == p1.shape and np.array_equal(image, p1):
+            raise ValueError("an unforeseen failure")
+        return locate(self, image)
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", fails_on_p1)
+    out = tmp_path / "p.json"
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--json", str(out)]
+    code, _, err = cli("predict", argv, capsys)
+    assert code == 1, err
+    (line,) = [x for x in err.splitlines() if "p1.png" in x]
+    assert line.startswith("error: ") and "ValueError: an unforeseen failure" in line
+    assert "Traceback" not in err
+    assert sorted(Path(r["file"]).name for r in json.loads(out.read_text())) == ["p0.png", "p2.png"]
+    with pytest.raises(ValueError, match="unforeseen"):
+        cli("predict", [*argv, "--debug"], capsys)
+
+
 def test_photos_in_linked_folders_are_read_once_and_a_loop_ends(tmp_path, capsys, exported):
     """A library that links a folder in (lib/holiday -> ../trip) has its photos read; a link back
     up the tree (lib/again -> lib) does not read them twice or run forever, and a photo the
@@ -291,18 +354,20 @@ def test_photos_in_linked_folders_are_read_once_and_a_loop_ends(tmp_path, capsys
     ]
 
 
-def test_the_tracker_takes_a_frame_as_predict_takes_a_picture(exported):
+def test_the_tracker_takes_a_frame_as_predict_takes_a_picture(exported, real_faces):
     """tracker.update reads what predict reads (a PIL image, float 0..1) and refuses what it
     refuses (float 0..255), with the same errors."""
     from PIL import Image
 
     from fer.recognizer import EmotionRecognizer, ImageError
 
-    rec = EmotionRecognizer(exported, detector="haar")
-    frame = cv2.cvtColor(cv2.resize(face(3, 0), (160, 120)), cv2.COLOR_GRAY2BGR)
+    rec = EmotionRecognizer(exported)
+    frame = photo_with(real_faces[:1], 320, 240, 150, x=80, y=40)
+    answer = rec.tracker(smooth=1).update(frame)
+    assert len(answer) == 1  # a face found: the answers compared are never [] == []
+    assert rec.tracker(smooth=1).update(Image.fromarray(frame[:, :, ::-1])) == answer
+    assert rec.tracker(smooth=1).update(frame / 255.0) == answer
     tracker = rec.tracker(smooth=1)
-    assert tracker.update(Image.fromarray(frame[:, :, ::-1])) == rec.predict(frame)
-    assert tracker.update(frame / 255.0) == rec.predict(frame / 255.0)
     for bad in (frame * 1.0, frame.astype(bool)):
         with pytest.raises((ImageError, TypeError)) as expected:
             rec.predict(bad)
