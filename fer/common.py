@@ -17,7 +17,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -379,16 +379,33 @@ def stdout_gone() -> None:
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def stop_on_sigterm():
-    """Make SIGTERM raise Terminated; returns the handler to put back afterwards, or None off the
-    main thread, where Python cannot catch signals."""
-    if threading.current_thread() is not threading.main_thread():
-        return None
+class Stoppable:
+    """A run that Ctrl-C and SIGTERM (kill, timeout, docker stop) stop keeping what was done:
+    inside `with Stoppable() as run:`, SIGTERM raises Terminated as Ctrl-C raises
+    KeyboardInterrupt; from `run.finishing()` on, both are ignored while the results are written,
+    whatever arrives (a second Ctrl-C); on leaving, their handlers are put back. Off the main
+    thread, where Python cannot catch signals, it changes nothing."""
 
-    def stop(signum, frame):
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __enter__(self) -> Stoppable:
+        self.before: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            self.before = {s: signal.getsignal(s) for s in self.SIGNALS}
+            signal.signal(signal.SIGTERM, self._stop)
+        return self
+
+    @staticmethod
+    def _stop(signum, frame):
         raise Terminated
 
-    return signal.signal(signal.SIGTERM, stop) or signal.SIG_DFL
+    def finishing(self) -> None:
+        for s in self.before:
+            signal.signal(s, signal.SIG_IGN)
+
+    def __exit__(self, *exc) -> None:
+        for s, handler in self.before.items():
+            signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
 def run_cli(

@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import queue
-import signal
 import sys
 import threading
 import time
@@ -27,13 +26,13 @@ import cv2
 from fer.common import (
     FerError,
     Parser,
+    Stoppable,
     Terminated,
     add_debug_flag,
     add_model_options,
     check_outputs,
     run_cli,
     stdout_gone,
-    stop_on_sigterm,
 )
 from fer.faces import add_face_options
 
@@ -160,101 +159,97 @@ def main(argv: Sequence[str] | None = None) -> int:
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
-    finished, code, previous = False, 0, stop_on_sigterm()
-    try:
-        if args.json == "-":
-            json_file = sys.stdout
-        elif args.json:
-            tmp_json = Path(args.json).with_name(f".{Path(args.json).name}.part")
-            try:
-                tmp_json.parent.mkdir(parents=True, exist_ok=True)
-                json_file = open(tmp_json, "w")
-            except OSError as e:
-                raise FerError(f"cannot write {args.json}: {e.strerror}") from e
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            t0 = time.perf_counter()
-            faces = tracker.update(frame)
-            recent = (recent + [time.perf_counter() - t0])[-30:]
-            fps = len(recent) / max(sum(recent), 1e-9)
-            if args.output or args.show:
-                draw(frame, faces, fps, bars=not args.no_bars)
-            if args.output:
-                if writer is None:
-                    out = Path(args.output)
-                    try:
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                    except OSError as e:
-                        raise FerError(f"cannot write video {out}: {e.strerror}") from e
-                    tmp_video = out.with_name(f".{out.stem}.part{out.suffix or '.mp4'}")
-                    fourcc = cv2.VideoWriter_fourcc(
-                        *("MJPG" if out.suffix.lower() == ".avi" else "mp4v")
-                    )
-                    video = cv2.VideoWriter(
-                        str(tmp_video), fourcc, fps_in, (frame.shape[1], frame.shape[0])
-                    )
-                    if not video.isOpened():
-                        raise FerError(
-                            f"cannot write video {out}; use a .mp4 or .avi name in a writable folder"
-                        )
-                    writer = BackgroundWriter(video)
-                writer.write(frame)
-            frames += 1  # made (and in the video), whatever its JSON line meets
-            if json_file:
-                faces_d = [f.to_dict() for f in faces]
-                record = {
-                    "frame": frames - 1,
-                    "detector": tracker.detector_name,
-                    "boxes": [f["box"] for f in faces_d],
-                    "landmarks": [f["landmarks"] for f in faces_d],
-                    "labels": [f["emotion"] for f in faces_d],
-                    "probabilities": [list(f["probabilities"].values()) for f in faces_d],
-                }
-                json_file.write(json.dumps(record) + "\n")
-            if args.show:
-                cv2.imshow("fer", frame)
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
-                    break
-            if args.max_frames and frames >= args.max_frames:
-                break
-        finished = True
-    except KeyboardInterrupt:
-        finished, code = True, 130  # 128 + SIGINT
-    except BrokenPipeError:  # `--json - | head`: the reader has what it wanted; stop there
-        stdout_gone()
-        finished, code = True, 141  # 128 + SIGPIPE, as a process SIGPIPE ended reports
-    except Terminated:
-        finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
-    finally:
-        # the files are completed whatever arrives now, a second Ctrl-C too
-        if previous is not None:
-            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) or signal.SIG_DFL
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    finished, code = False, 0
+    with Stoppable() as run:
         try:
-            cap.release()
-            if writer is not None:
-                writer.release()
-                if writer.error is not None:
-                    finished = False  # the video lacks frames: it is not kept
-            if json_file is sys.stdout:
+            if args.json == "-":
+                json_file = sys.stdout
+            elif args.json:
+                tmp_json = Path(args.json).with_name(f".{Path(args.json).name}.part")
                 try:
-                    json_file.flush()
-                except BrokenPipeError:  # its reader left before the last lines: as above
-                    stdout_gone()
-                    code = code or 141
-            elif json_file:
-                json_file.close()
+                    tmp_json.parent.mkdir(parents=True, exist_ok=True)
+                    json_file = open(tmp_json, "w")
+                except OSError as e:
+                    raise FerError(f"cannot write {args.json}: {e.strerror}") from e
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                t0 = time.perf_counter()
+                faces = tracker.update(frame)
+                recent = (recent + [time.perf_counter() - t0])[-30:]
+                fps = len(recent) / max(sum(recent), 1e-9)
+                if args.output or args.show:
+                    draw(frame, faces, fps, bars=not args.no_bars)
+                if args.output:
+                    if writer is None:
+                        out = Path(args.output)
+                        try:
+                            out.parent.mkdir(parents=True, exist_ok=True)
+                        except OSError as e:
+                            raise FerError(f"cannot write video {out}: {e.strerror}") from e
+                        tmp_video = out.with_name(f".{out.stem}.part{out.suffix or '.mp4'}")
+                        fourcc = cv2.VideoWriter_fourcc(
+                            *("MJPG" if out.suffix.lower() == ".avi" else "mp4v")
+                        )
+                        video = cv2.VideoWriter(
+                            str(tmp_video), fourcc, fps_in, (frame.shape[1], frame.shape[0])
+                        )
+                        if not video.isOpened():
+                            raise FerError(
+                                f"cannot write video {out}; use a .mp4 or .avi name in a "
+                                "writable folder"
+                            )
+                        writer = BackgroundWriter(video)
+                    writer.write(frame)
+                frames += 1  # made (and in the video), whatever its JSON line meets
+                if json_file:
+                    faces_d = [f.to_dict() for f in faces]
+                    record = {
+                        "frame": frames - 1,
+                        "detector": tracker.detector_name,
+                        "boxes": [f["box"] for f in faces_d],
+                        "landmarks": [f["landmarks"] for f in faces_d],
+                        "labels": [f["emotion"] for f in faces_d],
+                        "probabilities": [list(f["probabilities"].values()) for f in faces_d],
+                    }
+                    json_file.write(json.dumps(record) + "\n")
+                if args.show:
+                    cv2.imshow("fer", frame)
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        break
+                if args.max_frames and frames >= args.max_frames:
+                    break
+            finished = True
+        except KeyboardInterrupt:
+            finished, code = True, 130  # 128 + SIGINT
+        except BrokenPipeError:  # `--json - | head`: the reader has what it wanted; stop there
+            stdout_gone()
+            finished, code = True, 141  # 128 + SIGPIPE, as a process SIGPIPE ended reports
+        except Terminated:
+            finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
         finally:
-            if not finished:  # an error: no half-written files are left behind
-                for tmp in (tmp_video, tmp_json):
-                    if tmp is not None:
-                        with contextlib.suppress(OSError):  # one never made cannot be removed
-                            Path(tmp).unlink(missing_ok=True)
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-                signal.signal(signal.SIGINT, interrupt)
+            run.finishing()  # the files are completed whatever arrives now, a second Ctrl-C too
+            try:
+                cap.release()
+                if writer is not None:
+                    writer.release()
+                    if writer.error is not None:
+                        finished = False  # the video lacks frames: it is not kept
+                if json_file is sys.stdout:
+                    try:
+                        json_file.flush()
+                    except BrokenPipeError:  # its reader left before the last lines: as above
+                        stdout_gone()
+                        code = code or 141
+                elif json_file:
+                    json_file.close()
+            finally:
+                if not finished:  # an error: no half-written files are left behind
+                    for tmp in (tmp_video, tmp_json):
+                        if tmp is not None:
+                            with contextlib.suppress(OSError):  # one never made cannot be removed
+                                Path(tmp).unlink(missing_ok=True)
     if writer is not None:
         writer.check()
     if frames == 0:

@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,13 +26,13 @@ from fer.common import (
     IMAGE_EXTENSIONS,
     FerError,
     Parser,
+    Stoppable,
     Terminated,
     add_debug_flag,
     add_model_options,
     atomic_path,
     check_outputs,
     run_cli,
-    stop_on_sigterm,
     to_uint8,
     write_text,
 )
@@ -243,8 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 errors.append(f"{photo}: annotated copy not saved: {e}")
 
     progress = _progress(len(files))
-    stopped, previous, interrupt = 0, stop_on_sigterm(), None
-    try:
+    stopped = 0
+    with Stoppable() as run:
         try:
             for f, _ in progress(files):
                 try:
@@ -275,16 +274,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stopped = 143 if isinstance(e, Terminated) else 130
         # a library read for an hour keeps its results: the photos read are written, whatever
         # arrives now (a second Ctrl-C, SIGTERM)
-        if previous is not None:
-            interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN) or signal.SIG_DFL
-            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        run.finishing()
         flush()
         write_results(args, records, errors)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        if interrupt is not None:
-            signal.signal(signal.SIGINT, interrupt)
     n_faces = sum("emotion" in r for r in records)
     print(
         f"{n_faces} faces in {read} images" + (f", {len(errors)} errors" if errors else ""),

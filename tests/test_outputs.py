@@ -398,3 +398,28 @@ def test_sigterm_while_predict_writes_its_results_does_not_cut_them_short(
     code, _, err = cli("predict", argv, capsys)
     assert code == 0 and "Traceback" not in err, err
     assert len(json.loads(out.read_text())) == 3
+
+
+def test_a_stoppable_run_turns_sigterm_into_a_stop_then_holds_both_while_finishing():
+    """fer.common.Stoppable, under fer.predict and fer.detect: SIGTERM stops the work as Ctrl-C
+    does; while the results are written both are ignored; afterwards both handlers are back."""
+    import signal
+
+    from fer.common import Stoppable, Terminated
+
+    def before(signum, frame):
+        raise AssertionError("the handler from before the run was called during it")
+
+    previous = signal.signal(signal.SIGTERM, before)
+    try:
+        interrupt = signal.getsignal(signal.SIGINT)
+        with pytest.raises(Terminated), Stoppable():
+            os.kill(os.getpid(), signal.SIGTERM)
+        with Stoppable() as run:
+            run.finishing()
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+        assert signal.getsignal(signal.SIGTERM) is before
+        assert signal.getsignal(signal.SIGINT) is interrupt
+    finally:
+        signal.signal(signal.SIGTERM, previous)
