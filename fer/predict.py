@@ -242,10 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 errors.append(f"{photo}: annotated copy not saved: {e}")
 
     progress = _progress(len(files))
-    stopped = 0
+    stopped, done = 0, 0  # photos gone through, read or not
     with Stoppable() as run:
         try:
-            for f, _ in progress(files):
+            for done, (f, _) in enumerate(progress(files)):  # noqa: B007 (read when stopped)
                 try:
                     pixels = as_image(f)
                     faces, crops = rec.locate(pixels)
@@ -270,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.save or sum(len(c) for _, _, c, _, _ in pending) >= 256:
                     flush()  # a decoded photo is not kept waiting for others
             flush()
+            done = len(files)
         except (KeyboardInterrupt, Terminated) as e:
             stopped = 143 if isinstance(e, Terminated) else 130
         # a library read for an hour keeps its results: the photos read are written, whatever
@@ -285,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if stopped:
         why = "SIGTERM" if stopped == 143 else "Ctrl-C"
         print(
-            f"stopped by {why} after {read} of {len(files)} photos; the results of those read are "
+            f"stopped by {why} after {done} of {len(files)} photos; the results of those read are "
             "written",
             file=sys.stderr,
         )

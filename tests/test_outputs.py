@@ -177,6 +177,29 @@ def test_a_file_name_that_is_not_utf8_is_read_and_written_back_as_it_is(tmp_path
     assert name in r.stdout and name in out.read_bytes()
 
 
+def test_predict_stopped_midway_counts_the_photos_that_failed_as_done(
+    tmp_path, capsys, exported, photos, monkeypatch
+):
+    """ "after N of M photos" counts every photo gone through, an unreadable one too: the first
+    photo unreadable, stopped while reading the third, 2 of 3 are done (it said 1 of 3)."""
+    from fer.recognizer import EmotionRecognizer
+
+    (photos / "p0.png").write_text("not a photo")
+    locate, calls = EmotionRecognizer.locate, []
+
+    def stopped_at_the_second_face(self, image):
+        calls.append(image)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return locate(self, image)
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", stopped_at_the_second_face)
+    argv = [str(photos), "--model", str(exported), "--no-detect"]
+    code, out, err = cli("predict", argv, capsys)
+    assert code == 130 and "after 2 of 3 photos" in err, err
+    assert "p1.png" in out and "p0.png: not a readable image" in err
+
+
 @pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
 def test_predict_stopped_midway_writes_what_it_read(
     tmp_path, capsys, exported, photos, stop, monkeypatch
