@@ -52,7 +52,9 @@ class ImageError(FerError, ValueError):
 @dataclass(frozen=True)
 class FaceEmotion:
     """One face and its emotion: `box` (x, y, w, h) in the picture's pixels (None for a face given
-    already cropped), five `landmarks` (the person's right eye, left eye, nose tip, right and
+    already cropped; for a face the picture's edge cuts, such as a close selfie's chin, it is the
+    detector's estimate of the whole face and reaches past that edge: clip it before slicing the
+    picture with it), five `landmarks` (the person's right eye, left eye, nose tip, right and
     left mouth corners; None where the detector gives none), the most likely `emotion` with its
     `confidence`, and every emotion's probability in Kaggle's order."""
 
