@@ -143,7 +143,7 @@ def test_a_residual_network_adds_its_blocks_to_their_shortcuts_and_strides_inste
     assert len(blocks) == 4 and not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
     # the first block keeps the stem's shape (identity shortcut); the others halve the map
     assert isinstance(blocks[0].shortcut, nn.Identity)
-    assert [b.shortcut[0].stride for b in blocks[1:]] == [(2, 2)] * 3
+    assert [b.shortcut.stride for b in blocks[1:]] == [2] * 3
     x, sides = model.features[0](torch.randn(2, 1, 48, 48)), []
     with torch.no_grad():
         for block in blocks:
@@ -182,3 +182,26 @@ def test_gradcam_of_a_residual_network_reads_the_last_convolution_of_a_block_bod
     (layer,) = target_layers(model)
     assert layer is model.features[-1].body[-2]
     assert layer.kernel_size == (3, 3) and conv_sizes(model)[layer] == 6
+
+
+@pytest.mark.parametrize("cin", [4, 8])
+def test_a_narrow_residual_network_gets_the_gradients_of_the_reference_convolutions(cin):
+    """Was: with fewer input channels than oneDNN's block (8 on AVX2, 16 on AVX-512), a strided
+    1x1 convolution's weight gradient in channels_last wrote past its workspace (oneDNN issue
+    6035): a segmentation fault on AVX-512 machines, wrong gradients or a hang on others, so
+    `fer.train --residual --widths 8 16` died in its first step."""
+    from fer.models.cnn import Residual
+
+    torch.manual_seed(0)
+    block = Residual(cin, 16, depth=1, stride=2).to(memory_format=torch.channels_last)
+    x = torch.randn(16, cin, 48, 48).contiguous(memory_format=torch.channels_last)
+
+    def gradients(x: torch.Tensor) -> list[torch.Tensor]:
+        block.zero_grad()
+        block(x.requires_grad_()).square().mean().backward()
+        return [x.grad, *(p.grad for p in block.parameters())]
+
+    got = gradients(x.clone())
+    with torch.backends.mkldnn.flags(enabled=False):
+        reference = gradients(x.clone().contiguous())
+    assert all(torch.allclose(g, r, rtol=1e-4, atol=1e-6) for g, r in zip(got, reference))

@@ -32,6 +32,21 @@ def crop_faces(x: torch.Tensor, size: int, random: bool) -> torch.Tensor:
     return x[..., top : top + size, left : left + size]
 
 
+class Projection(nn.Sequential):
+    """A strided 1x1 convolution and batch norm, written as taking every `stride`-th pixel and
+    then a 1x1 convolution of stride 1: the same function and weights, but oneDNN's kernel for the
+    strided one, in channels_last with fewer input channels than its block (8 on AVX2, 16 on
+    AVX-512), writes past its workspace when it computes the weight gradient (oneDNN issue 6035):
+    a segmentation fault, a hang or wrong gradients, depending on the CPU."""
+
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x[..., :: self.stride, :: self.stride])
+
+
 class Residual(nn.Module):
     """`depth` 3x3 convolutions (the first with `stride`) added to a shortcut of the input, then
     ReLU. The shortcut is the input itself, or a strided 1x1 projection where the shape changes."""
@@ -40,9 +55,7 @@ class Residual(nn.Module):
         super().__init__()
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout)
-            )
+            self.shortcut = Projection(cin, cout, stride)
         layers: list[nn.Module] = []
         for i in range(depth):
             layers.append(
