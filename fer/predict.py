@@ -16,6 +16,7 @@ import io
 import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -63,22 +64,37 @@ def build_parser() -> argparse.ArgumentParser:
         "--save",
         metavar="DIR",
         help="write a copy of each photo, upright, with its faces drawn (box, emotion, "
-        "probability bars) into DIR, under the same names (GIF, PGM and such as NAME.png)",
+        "probability bars) into DIR, under the same names (GIF, PGM and such as NAME.png); "
+        "DIR inside a folder read is not read itself",
     )
-    p.add_argument("--json", metavar="FILE", help="write results as JSON ('-' for stdout)")
-    p.add_argument("--csv", metavar="FILE", help="write results as CSV ('-' for stdout)")
+    p.add_argument(
+        "--json",
+        metavar="FILE",
+        help="write results as JSON ('-' for stdout); a file is saved as the run goes (every "
+        f"{SAVE_EVERY:.0f} s), so a run killed midway keeps what it read",
+    )
+    p.add_argument("--csv", metavar="FILE", help="write results as CSV ('-' for stdout), as --json")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with a run that stopped (Ctrl-C, killed, crashed): the photos --json FILE "
+        "already holds are not read again, and FILE gets their records and the others'",
+    )
     add_debug_flag(p)
     return p
 
 
-def gather(paths: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+def gather(
+    paths: Sequence[str], save: str | None = None
+) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(image file, its name under --save: the path below a folder given, or the file's name) for
-    the files named or found under folders; and errors for paths that give none."""
+    the files named or found under folders, apart from those in the --save folder SAVE when the
+    walk comes upon it (the photos an earlier run drew); and errors for paths that give none."""
     files, errors = [], []
     for text in paths:
         p = Path(text)
         if p.is_dir():
-            found = images_under(p)
+            found = images_under(p, leave_out=save)
             if not found:
                 errors.append(f"{p}: no images in this folder")
             files += [(f, f.relative_to(p)) for f in found]
@@ -91,11 +107,14 @@ def gather(paths: Sequence[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
     return files, errors
 
 
-def images_under(folder: Path) -> list[Path]:
+def images_under(folder: Path, leave_out: str | None = None) -> list[Path]:
     """The photos in a folder and its subfolders, linked ones too (a library that links a folder
     in), each folder read once: under its own path where the folder holds it, else through the
-    first link to it in name order (a link back up the tree ends there)."""
-    found, seen, links = [], set(), []
+    first link to it in name order (a link back up the tree ends there). A subfolder that is the
+    folder `leave_out` is not read."""
+    found, links = [], []
+    seen = {os.path.realpath(leave_out)} if leave_out else set()
+    seen.discard(os.path.realpath(folder))
 
     def walk(top: str, follow: bool) -> None:
         for root, dirs, names in os.walk(top, followlinks=follow):
@@ -169,6 +188,37 @@ def _progress(total: int):
     )
 
 
+#: Seconds between two saves of --json and --csv files while photos are read.
+SAVE_EVERY = 30.0
+
+
+def records_to_resume(args: argparse.Namespace) -> dict[Path, list[dict]]:
+    """--resume: the records of the --json file a stopped run wrote, by photo (its resolved path);
+    none when the file is not there yet. A file that is not such a record is refused."""
+    if not args.resume:
+        return {}
+    if args.json in (None, "-"):
+        raise FerError("--resume reads back --json FILE: give the file the stopped run wrote")
+    path = Path(args.json)
+    if not path.exists():
+        print(f"{path} is not there yet: reading every photo", file=sys.stderr)
+        return {}
+    try:
+        records = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
+        if not (
+            isinstance(records, list) and all(isinstance(r, dict) and "file" in r for r in records)
+        ):
+            raise ValueError("not a list of records with a file each")
+    except (OSError, ValueError, TypeError) as e:
+        raise FerError(
+            f"--resume: {path} is not what fer.predict --json writes ({e}); name another file"
+        ) from None
+    done: dict[Path, list[dict]] = {}
+    for r in records:
+        done.setdefault(Path(r["file"]).resolve(), []).append(r)
+    return done
+
+
 #: Files looked at in folders: those OpenCV reads, and phones' HEIC/AVIF, which it does not (each
 #: of them is then said to be unreadable rather than passed over in silence).
 PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif"}
@@ -198,11 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise FerError("--top-k must be at least 1")
-    files, errors = gather(args.paths)
+    files, errors = gather(args.paths, args.save)
     check_outputs(
         {"--json": args.json, "--csv": args.csv}, (f for f, _ in files), {"--save": args.save}
     )
     saves = save_paths(files, args.save) if args.save else {}
+    earlier = records_to_resume(args)
     from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(
@@ -217,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = {"detector": rec.detector_name} if rec.detector_name else {}
     records: list[dict] = []
     pending: list[tuple[list[dict], list, np.ndarray, np.ndarray, Path]] = []
-    read = 0
+    read = resumed = 0
+    saved = time.monotonic()
 
     def flush() -> None:
         """Classify the faces of the pending images in one batch (the model is fastest on many
@@ -246,6 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with Stoppable() as run:
         try:
             for done, (f, _) in enumerate(progress(files)):  # noqa: B007 (read when stopped)
+                if time.monotonic() - saved >= SAVE_EVERY:  # a run killed keeps what it read
+                    flush()
+                    save_files(args, records)
+                    saved = time.monotonic()
+                if earlier and (done_before := earlier.get(f.resolve())):
+                    records += done_before
+                    resumed += 1
+                    continue
                 try:
                     pixels = as_image(f)
                     faces, crops = rec.locate(pixels)
@@ -280,7 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_results(args, records, errors)
     n_faces = sum("emotion" in r for r in records)
     print(
-        f"{n_faces} faces in {read} images" + (f", {len(errors)} errors" if errors else ""),
+        f"{n_faces} faces in {read + resumed} images"
+        + (f" ({resumed} read by the run resumed)" if resumed else "")
+        + (f", {len(errors)} errors" if errors else ""),
         file=sys.stderr,
     )
     if stopped:
@@ -315,30 +377,43 @@ def write_results(args: argparse.Namespace, records: list[dict], errors: list[st
             + ")",
             file=out,
         )
-    if args.json:
-        text = json.dumps(records, indent=2) + "\n"
-        sys.stdout.write(text) if args.json == "-" else write_text(args.json, text)
-    if args.csv:
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(["file", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS])
-        for r in records:
-            box = r["box"] or ["", "", "", ""]
-            probs_row = (
-                [r["probabilities"][e] for e in EMOTIONS] if "probabilities" in r else [""] * 7
-            )
-            w.writerow(
-                [
-                    r["file"],
-                    *box,
-                    r.get("emotion", r.get("note", "")),
-                    r.get("confidence", ""),
-                    *probs_row,
-                ]
-            )
-        sys.stdout.write(buf.getvalue()) if args.csv == "-" else write_text(
-            args.csv, buf.getvalue()
+    if args.json == "-":
+        sys.stdout.write(json_text(records))
+    if args.csv == "-":
+        sys.stdout.write(csv_text(records))
+    save_files(args, records)
+
+
+def save_files(args: argparse.Namespace, records: list[dict]) -> None:
+    """The --json and --csv files (not stdout), each written whole or not at all."""
+    if args.json not in (None, "-"):
+        write_text(args.json, json_text(records))
+    if args.csv not in (None, "-"):
+        write_text(args.csv, csv_text(records))
+
+
+def json_text(records: list[dict]) -> str:
+    return json.dumps(records, indent=2) + "\n"
+
+
+def csv_text(records: list[dict]) -> str:
+    """A row a face (or a photo with none: its note), with its box and every probability."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["file", "x", "y", "w", "h", "emotion", "confidence", *EMOTIONS])
+    for r in records:
+        box = r["box"] or ["", "", "", ""]
+        probs_row = [r["probabilities"][e] for e in EMOTIONS] if "probabilities" in r else [""] * 7
+        w.writerow(
+            [
+                r["file"],
+                *box,
+                r.get("emotion", r.get("note", "")),
+                r.get("confidence", ""),
+                *probs_row,
+            ]
         )
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

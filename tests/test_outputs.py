@@ -446,3 +446,67 @@ def test_a_stoppable_run_turns_sigterm_into_a_stop_then_holds_both_while_finishi
         assert signal.getsignal(signal.SIGINT) is interrupt
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_run_saves_its_results_as_it_goes_and_resume_reads_only_what_they_lack(
+    tmp_path, capsys, exported, photos, monkeypatch
+):
+    """A library run killed midway (SIGKILL, out of memory, power) keeps what it read: --json and
+    --csv are saved as it goes; `--resume` then reads only the photos the JSON lacks and writes
+    every photo's records, the earlier ones as they were, in the photos' order."""
+    import fer.predict
+    from fer.recognizer import EmotionRecognizer
+
+    monkeypatch.setattr(fer.predict, "SAVE_EVERY", 0.0)  # saved before each photo
+    out, table = tmp_path / "out.json", tmp_path / "out.csv"
+    locate, seen = EmotionRecognizer.locate, []
+
+    def killed_at_the_third(self, image):
+        seen.append(image)
+        if len(seen) == 3:  # what a run killed here leaves on disk
+            on_disk = json.loads(out.read_text())
+            assert [Path(r["file"]).name for r in on_disk] == ["p0.png", "p1.png"]
+            assert len(table.read_text().splitlines()) == 3
+            raise SystemExit(-9)  # no results written after this: as SIGKILL
+        return locate(self, image)
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", killed_at_the_third)
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--json", str(out)]
+    with pytest.raises(SystemExit):
+        fer.predict.main([*argv, "--csv", str(table)])
+    before = json.loads(out.read_text())
+    cv2.imwrite(str(photos / "p3.png"), face(4, 3))
+    seen.clear()
+
+    def counted(self, image):
+        seen.append(image)
+        return locate(self, image)
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", counted)
+    code, _, err = cli("predict", [*argv, "--csv", str(table), "--resume"], capsys)
+    assert code == 0, err
+    assert len(seen) == 2  # p2 and p3: p0 and p1 are not read again
+    after = json.loads(out.read_text())
+    assert [Path(r["file"]).name for r in after] == ["p0.png", "p1.png", "p2.png", "p3.png"]
+    assert after[:2] == before
+    assert len(table.read_text().splitlines()) == 5
+    assert "4 faces in 4 images (2 read by the run resumed)" in err
+
+
+def test_resume_needs_a_json_file_and_refuses_one_fer_did_not_write(
+    tmp_path, capsys, exported, photos
+):
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--resume"]
+    code, _, err = cli("predict", argv, capsys)
+    assert_one_line_error(code, err, "--resume reads back --json FILE")
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"my": "notes"}')
+    code, _, err = cli("predict", [*argv, "--json", str(notes)], capsys)
+    assert_one_line_error(code, err, "is not what fer.predict --json writes", "notes.json")
+    assert notes.read_text() == '{"my": "notes"}'
+    notes.write_text('["profile.jpg"]')  # a list, but of names, not records
+    code, _, err = cli("predict", [*argv, "--json", str(notes)], capsys)
+    assert_one_line_error(code, err, "is not what fer.predict --json writes", "notes.json")
+    fresh = tmp_path / "fresh.json"  # not there yet: every photo is read
+    code, _, err = cli("predict", [*argv, "--json", str(fresh)], capsys)
+    assert code == 0 and len(json.loads(fresh.read_text())) == 3, err

@@ -3,6 +3,7 @@ unreadable files reported one by one, and annotated copies (fer.predict --save).
 
 import io
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -377,6 +378,22 @@ def test_save_never_overwrites_a_photo_nor_gives_two_photos_one_name(tmp_path, c
     assert len(json.loads(out.read_text())) == 1
 
 
+def test_a_save_folder_inside_the_folder_read_is_not_read_again(tmp_path, capsys):
+    """Was: `fer.predict phone/ --save phone/annotated` run a second time read the drawn copies
+    of the first as photos, and refused to run ("would overwrite the photo")."""
+    phone = tmp_path / "phone"
+    (phone / "trip").mkdir(parents=True)
+    for name in ("a.png", "trip/b.png"):
+        cv2.imwrite(str(phone / name), np.full((60, 60), 100, np.uint8))
+    argv = [str(phone), "--no-detect", "--save", str(phone / "annotated"), "--json", "-"]
+    for _ in range(2):
+        code, captured = run_predict(argv, capsys)
+        assert code == 0, captured.err
+        assert sorted(Path(r["file"]).name for r in json.loads(captured.out)) == ["a.png", "b.png"]
+    saved = sorted(str(p.relative_to(phone)) for p in phone.rglob("*.png"))
+    assert saved == ["a.png", "annotated/a.png", "annotated/trip/b.png", "trip/b.png"]
+
+
 def test_min_face_zero_means_no_smallest_face():
     assert make_detector("haar", min_face=0).min_face == 0
     assert make_detector("yunet", min_face=0).first_scale(480, 640) == 1.0
@@ -386,7 +403,6 @@ def test_face_crops_work_width_reaches_either_detector():
     """experiments/face_crops.py --work-width sets the size each detector looks at (YuNet's
     attribute is work_size since it sizes copies by their longer side; was: silently ignored)."""
     import sys
-    from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
     from face_crops import set_work_size
