@@ -281,10 +281,13 @@ def check_outputs(
 ) -> None:
     """Refuse, before any work, the output files (option -> path; None and '-' for stdout are
     left alone) that could not be written: a folder, one in a place no file can be made, one
-    that is an input file, or two options naming one file, or a file and an output folder
-    (`folders`, option -> path). Makes the folders the files go in."""
+    that is an input file, or two options naming one file (stdout too), or a file and an output
+    folder (`folders`, option -> path). Makes the folders the files go in."""
     read = {Path(p).resolve() for p in inputs}
     named = {Path(p).resolve(): option for option, p in (folders or {}).items() if p is not None}
+    to_stdout = [option for option, path in outputs.items() if str(path) == "-"]
+    if len(to_stdout) > 1:
+        raise FerError(f"{' and '.join(to_stdout)} would all write to stdout; give one a file")
     for option, path in outputs.items():
         if path is None or str(path) == "-":
             continue

@@ -80,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Frames a video may announce beyond those it holds without a warning: containers that give no
+#: count estimate it from the duration and the frame rate.
+ANNOUNCED_SLACK = 2
+
+
 def open_source(source: str) -> cv2.VideoCapture:
     is_camera = source.isdigit()
     if not is_camera and "://" not in source and not Path(source).is_file():
@@ -134,6 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError(
             "--every and --smooth must be at least 1, --max-frames and --min-face at least 0"
         )
+    if args.output == "-":
+        raise FerError("--output -: a video cannot go to stdout; give a .mp4 or .avi file name")
     if args.show and not _has_gui():
         raise FerError(
             "--show needs a display and an OpenCV build with GUI support (opencv-python, not "
@@ -157,6 +164,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     writer = tmp_video = json_file = tmp_json = None
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
+    # is left out while the file announces more; a camera or a stream ends at its first failure.
+    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
+    index = -1  # the source's number of the frame at hand
+    undecoded = unread_run = 0  # frames left out: all of them, and those since the last one read
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
     finished, code = False, 0
@@ -173,8 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise FerError(f"cannot write {args.json}: {e.strerror}") from e
             while True:
                 ok, frame = cap.read()
+                index += 1
                 if not ok:
+                    if index < announced:
+                        undecoded, unread_run = undecoded + 1, unread_run + 1
+                        continue
                     break
+                unread_run = 0
                 t0 = time.perf_counter()
                 faces = tracker.update(frame)
                 recent = (recent + [time.perf_counter() - t0])[-30:]
@@ -206,7 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if json_file:
                     faces_d = [f.to_dict() for f in faces]
                     record = {
-                        "frame": frames - 1,
+                        "frame": index,
                         "detector": tracker.detector_name,
                         "boxes": [f["box"] for f in faces_d],
                         "landmarks": [f["landmarks"] for f in faces_d],
@@ -262,6 +279,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tmp_json is not None:
         os.replace(tmp_json, args.json)
     total = time.perf_counter() - start
+    if undecoded > unread_run:
+        print(
+            f"warning: {undecoded - unread_run} frames of {args.source} could not be decoded "
+            "(a damaged video?) and are left out; the JSON lines keep the video's frame numbers",
+            file=sys.stderr,
+        )
+    if unread_run > ANNOUNCED_SLACK and index >= announced:  # it ended there, not stopped
+        print(
+            f"warning: {args.source} ended after {announced - unread_run} of the {announced} "
+            "frames it announces (a half-copied or damaged file?)",
+            file=sys.stderr,
+        )
     print(
         {
             0: "",

@@ -618,6 +618,65 @@ def test_detect_writes_into_folders_it_creates_and_json_dash_is_stdout(
     assert [r["frame"] for r in records] == list(range(12)) and not (tmp_path / "-").exists()
 
 
+def decodable_frames(video: Path) -> list[int]:
+    """The numbers of the frames OpenCV decodes, reading through failures to the announced end."""
+    cap = cv2.VideoCapture(str(video))
+    announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    read = [i for i in range(announced) if cap.read()[0]]
+    cap.release()
+    return read
+
+
+def test_detect_reads_past_the_damaged_frames_of_a_video_and_says_how_many(
+    exported, tmp_path, capsys
+):
+    """Was: the first frame that did not decode ended the video, with exit code 0 and no word:
+    a damaged 30-frame clip gave 13 frames of JSON lines and its last 11 good frames were lost."""
+    from fer.detect import main as detect
+
+    data = bytearray(make_video(tmp_path / "in.mp4", frames=30).read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8000] = bytes(8000)  # a stretch of the file zeroed, as by a bad copy
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(data)
+    good = decodable_frames(damaged)
+    gaps = [i for i in range(good[-1]) if i not in good]
+    assert gaps and len(good) > gaps[0]  # frames fail to decode in the middle, others after them
+    args = ["--source", str(damaged), "--model", str(exported), "--detector", "haar"]
+    out = tmp_path / "frames.jsonl"
+    assert detect([*args, "--json", str(out), "--output", str(tmp_path / "a.mp4")]) == 0
+    assert [json.loads(line)["frame"] for line in out.read_text().splitlines()] == good
+    err = capsys.readouterr().err
+    assert f"warning: {30 - len(good)} frames of {damaged} could not be decoded" in err
+    assert "ended after" not in err
+    cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(good)
+
+
+def test_detect_says_where_a_half_copied_video_ended(exported, tmp_path, capsys):
+    """An AVI cut short keeps the frame count of its header: fer.detect reads what there is and
+    says the file ended early, where it used to end there in silence."""
+    from fer.detect import main as detect
+
+    cap = cv2.VideoCapture(str(make_video(tmp_path / "in.mp4", frames=30)))
+    whole = tmp_path / "whole.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    while (frame := cap.read()[1]) is not None:
+        writer.write(frame)
+    writer.release()
+    half = tmp_path / "half.avi"
+    half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    good = decodable_frames(half)
+    assert 5 < len(good) < 25 and good == list(range(len(good)))
+    out = tmp_path / "frames.jsonl"
+    args = ["--source", str(half), "--model", str(exported), "--detector", "haar"]
+    assert detect([*args, "--json", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == len(good)
+    err = capsys.readouterr().err
+    assert f"warning: {half} ended after {len(good)} of the 30 frames it announces" in err
+    assert "could not be decoded" not in err
+
+
 @pytest.mark.parametrize(
     "output, message",
     [("a.unknown", "cannot write video"), ("file/a.mp4", "cannot write --output .*file/a.mp4")],

@@ -46,6 +46,7 @@ def no_reading(monkeypatch):
         "json and csv alike",
         "save is a file",
         "save and json alike",
+        "json and csv both stdout",
     ],
 )
 def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
@@ -62,6 +63,7 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
         "json and csv alike": (["--json", str(tmp_path / "o"), "--csv"], tmp_path / "o", "both"),
         "save is a file": (["--save"], tmp_path / "file", "not a folder"),
         "save and json alike": (["--save", str(tmp_path / "o"), "--json"], tmp_path / "o", "both"),
+        "json and csv both stdout": (["--json", "-", "--csv"], "-", "would all write to stdout"),
     }[case]
     argv = [str(photos), "--model", str(exported), "--no-detect", *option, str(path)]
     code, _, err = cli("predict", argv, capsys)
@@ -71,7 +73,14 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
 
 
 @pytest.mark.parametrize(
-    "case", ["output is a folder", "json is a folder", "json under a file", "json is the source"]
+    "case",
+    [
+        "output is a folder",
+        "json is a folder",
+        "json under a file",
+        "json is the source",
+        "output is stdout",
+    ],
 )
 def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
     tmp_path, capsys, exported, monkeypatch, case
@@ -87,6 +96,7 @@ def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
         "json is a folder": ("--json", tmp_path / "folder", "is a folder"),
         "json under a file": ("--json", tmp_path / "file" / "x.jsonl", "cannot write"),
         "json is the source": ("--json", video, "would overwrite"),
+        "output is stdout": ("--output", "-", "a video cannot go to stdout"),
     }[case]
 
     def no_source(*args):
