@@ -287,7 +287,7 @@ def check_outputs(
     named = {Path(p).resolve(): option for option, p in (folders or {}).items() if p is not None}
     to_stdout = [option for option, path in outputs.items() if str(path) == "-"]
     if len(to_stdout) > 1:
-        raise FerError(f"{' and '.join(to_stdout)} would all write to stdout; give one a file")
+        raise FerError(f"{' and '.join(to_stdout)} would both write to stdout; give one a file")
     for option, path in outputs.items():
         if path is None or str(path) == "-":
             continue

@@ -192,31 +192,95 @@ def _progress(total: int):
 SAVE_EVERY = 30.0
 
 
-def records_to_resume(args: argparse.Namespace) -> dict[Path, list[dict]]:
-    """--resume: the records of the --json file a stopped run wrote, by photo (its resolved path);
-    none when the file is not there yet. A file that is not such a record is refused."""
+def records_to_resume(args: argparse.Namespace) -> list[dict]:
+    """--resume: the records of the --json file a stopped run wrote (none when the file is not
+    there yet). A file that is not a list of such records is refused."""
     if not args.resume:
-        return {}
+        return []
     if args.json in (None, "-"):
         raise FerError("--resume reads back --json FILE: give the file the stopped run wrote")
     path = Path(args.json)
     if not path.exists():
         print(f"{path} is not there yet: reading every photo", file=sys.stderr)
-        return {}
+        return []
     try:
         records = json.loads(path.read_text(encoding="utf-8", errors="surrogateescape"))
-        if not (
-            isinstance(records, list) and all(isinstance(r, dict) and "file" in r for r in records)
-        ):
-            raise ValueError("not a list of records with a file each")
-    except (OSError, ValueError, TypeError) as e:
+        if not (isinstance(records, list) and all(map(is_record, records))):
+            raise ValueError("not a list of the records of faces")
+    except (OSError, ValueError) as e:
         raise FerError(
             f"--resume: {path} is not what fer.predict --json writes ({e}); name another file"
         ) from None
-    done: dict[Path, list[dict]] = {}
-    for r in records:
-        done.setdefault(Path(r["file"]).resolve(), []).append(r)
-    return done
+    return records
+
+
+def is_record(r: object) -> bool:
+    """Whether `r` is a record as fer.predict --json writes them: a face of a photo, with its box
+    (None with --no-detect) and probabilities, or a photo's note (no face found)."""
+    number = (int, float)
+    if not (isinstance(r, dict) and isinstance(r.get("file"), str) and "box" in r):
+        return False
+    box = r["box"]
+    if not (box is None or isinstance(box, list) and len(box) == 4):
+        return False
+    if "note" in r:
+        return True
+    probs = r.get("probabilities")
+    return (
+        r.get("emotion") in EMOTIONS
+        and isinstance(r.get("confidence"), number)
+        and isinstance(probs, dict)
+        and sorted(probs) == sorted(EMOTIONS)
+        and all(isinstance(v, number) for v in probs.values())
+    )
+
+
+class Earlier:
+    """The records of a stopped run (--resume), by photo. A photo of this run is one of them
+    when the stopped run gave it the same name, or a name that leads to the same file from this
+    folder or from the JSON file's folder (the arguments given from another folder)."""
+
+    def __init__(self, records: list[dict], json_file: str | None = None):
+        self.by_name: dict[str, list[dict]] = {}
+        for r in records:
+            self.by_name.setdefault(r["file"], []).append(r)
+        self.json_file = json_file
+        self.names: dict[Path, str] = {}
+        self.taken: set[str] = set()
+
+    def match(self, photos: list[Path]) -> None:
+        """Find the records of these photos; refused when there are records and none is theirs
+        (other photos, or named from a folder that cannot be told), as rewriting the file with
+        these photos' records alone would lose them."""
+        if not self.by_name:
+            return
+        bases = [Path.cwd(), Path(self.json_file).resolve().parent]
+        places = {(base / name).resolve(): name for name in self.by_name for base in bases[::-1]}
+        used: set[str] = set()
+        for photo in photos:
+            name = str(photo) if str(photo) in self.by_name else places.get(photo.resolve())
+            if name is not None and name not in used:
+                self.names[photo] = name
+                used.add(name)
+        if not self.names:
+            raise FerError(
+                f"--resume: none of the {len(self.by_name)} photos of {self.json_file} is among "
+                "those given; give the photos the stopped run was given, from the folder it ran "
+                "in, or name another --json file"
+            )
+
+    def take(self, photo: Path) -> list[dict]:
+        """The photo's records, named as this run names it; none if the run did not read it."""
+        name = self.names.get(photo)
+        if name is None:
+            return []
+        self.taken.add(name)
+        return [{**r, "file": str(photo)} for r in self.by_name[name]]
+
+    def left(self) -> list[dict]:
+        """The records of the photos this run has not come to (or was not given): kept, not lost
+        with the file rewritten."""
+        return [r for name, rs in self.by_name.items() if name not in self.taken for r in rs]
 
 
 #: Files looked at in folders: those OpenCV reads, and phones' HEIC/AVIF, which it does not (each
@@ -252,8 +316,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_outputs(
         {"--json": args.json, "--csv": args.csv}, (f for f, _ in files), {"--save": args.save}
     )
+    earlier = Earlier(records_to_resume(args), args.json)
+    earlier.match([f for f, _ in files])
     saves = save_paths(files, args.save) if args.save else {}
-    earlier = records_to_resume(args)
     from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(
@@ -293,50 +358,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             except (FerError, OSError) as e:  # the photo's results still count; its copy does not
                 errors.append(f"{photo}: annotated copy not saved: {e}")
 
+    def take(f: Path) -> None:
+        """Read one photo (or take its records from the run resumed) and find its faces; they
+        are classified with those of other photos, in flush."""
+        nonlocal read, resumed
+        done_before = earlier.take(f)
+        if done_before and (not args.save or saves[f].exists()):  # its copy drawn, if asked
+            records.extend(done_before)
+            resumed += 1
+            return
+        try:
+            pixels = as_image(f)
+            faces, crops = rec.locate(pixels)
+        except (FerError, OSError) as e:
+            errors.append(f"{e}, skipped")
+            return
+        except Exception as e:  # a fault nobody foresaw costs one photo, not the library
+            if args.debug:
+                raise
+            errors.append(
+                f"{f}: failed with {type(e).__name__}: {e}, skipped (--debug shows where)"
+            )
+            return
+        read += 1
+        if not faces:
+            records.append({"file": str(f), "box": None, "note": "no face found"})
+            save(pixels, [], f)
+            return
+        image_records = [{"file": str(f), **source} for _ in faces]
+        records.extend(image_records)
+        pending.append((image_records, faces, crops, pixels if args.save else None, f))
+
     progress = _progress(len(files))
-    stopped, done = 0, 0  # photos gone through, read or not
+    stopped = done = 0  # photos gone through (read, resumed or failed): their results are kept
     with Stoppable() as run:
         try:
-            for done, (f, _) in enumerate(progress(files)):  # noqa: B007 (read when stopped)
+            for i, (f, _) in enumerate(progress(files)):
                 if time.monotonic() - saved >= SAVE_EVERY:  # a run killed keeps what it read
                     flush()
-                    save_files(args, records)
+                    save_files(args, records + earlier.left())  # those resumed not come to too
                     saved = time.monotonic()
-                if earlier and (done_before := earlier.get(f.resolve())):
-                    records += done_before
-                    resumed += 1
-                    continue
-                try:
-                    pixels = as_image(f)
-                    faces, crops = rec.locate(pixels)
-                except (FerError, OSError) as e:
-                    errors.append(f"{e}, skipped")
-                    continue
-                except Exception as e:  # a fault nobody foresaw costs one photo, not the library
-                    if args.debug:
-                        raise
-                    errors.append(
-                        f"{f}: failed with {type(e).__name__}: {e}, skipped (--debug shows where)"
-                    )
-                    continue
-                read += 1
-                if not faces:
-                    records.append({"file": str(f), "box": None, "note": "no face found"})
-                    save(pixels, [], f)
-                    continue
-                image_records = [{"file": str(f), **source} for _ in faces]
-                records += image_records
-                pending.append((image_records, faces, crops, pixels if args.save else None, f))
+                take(f)
+                done = i + 1  # what flush is stopped in, the flush after the stop completes
                 if args.save or sum(len(c) for _, _, c, _, _ in pending) >= 256:
                     flush()  # a decoded photo is not kept waiting for others
             flush()
-            done = len(files)
         except (KeyboardInterrupt, Terminated) as e:
             stopped = 143 if isinstance(e, Terminated) else 130
         # a library read for an hour keeps its results: the photos read are written, whatever
         # arrives now (a second Ctrl-C, SIGTERM)
         run.finishing()
         flush()
+        if kept := earlier.left():
+            records += kept
+            names = len({r["file"] for r in kept})
+            print(
+                f"{args.json} also keeps the records of {names} photos of the run resumed that "
+                "this one did not come to",
+                file=sys.stderr,
+            )
         write_results(args, records, errors)
     n_faces = sum("emotion" in r for r in records)
     print(

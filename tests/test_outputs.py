@@ -63,7 +63,7 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
         "json and csv alike": (["--json", str(tmp_path / "o"), "--csv"], tmp_path / "o", "both"),
         "save is a file": (["--save"], tmp_path / "file", "not a folder"),
         "save and json alike": (["--save", str(tmp_path / "o"), "--json"], tmp_path / "o", "both"),
-        "json and csv both stdout": (["--json", "-", "--csv"], "-", "would all write to stdout"),
+        "json and csv both stdout": (["--json", "-", "--csv"], "-", "would both write to stdout"),
     }[case]
     argv = [str(photos), "--model", str(exported), "--no-detect", *option, str(path)]
     code, _, err = cli("predict", argv, capsys)
@@ -514,9 +514,76 @@ def test_resume_needs_a_json_file_and_refuses_one_fer_did_not_write(
     code, _, err = cli("predict", [*argv, "--json", str(notes)], capsys)
     assert_one_line_error(code, err, "is not what fer.predict --json writes", "notes.json")
     assert notes.read_text() == '{"my": "notes"}'
-    notes.write_text('["profile.jpg"]')  # a list, but of names, not records
-    code, _, err = cli("predict", [*argv, "--json", str(notes)], capsys)
-    assert_one_line_error(code, err, "is not what fer.predict --json writes", "notes.json")
+    for text in ('["profile.jpg"]', '[{"file": "p0.png"}]'):  # names, or records in name only
+        notes.write_text(text)
+        code, _, err = cli("predict", [*argv, "--json", str(notes)], capsys)
+        assert_one_line_error(code, err, "is not what fer.predict --json writes", "notes.json")
+        assert notes.read_text() == text
     fresh = tmp_path / "fresh.json"  # not there yet: every photo is read
     code, _, err = cli("predict", [*argv, "--json", str(fresh)], capsys)
     assert code == 0 and len(json.loads(fresh.read_text())) == 3, err
+
+
+def test_resume_finds_the_photos_however_they_were_named_and_loses_no_record(
+    tmp_path, capsys, exported, photos, monkeypatch
+):
+    """Was: a run resumed from another folder read every photo again; the records of photos it
+    was not given were dropped from the file; and resumed records kept their old names beside
+    the new ones' of the photos read."""
+    from fer.recognizer import EmotionRecognizer
+
+    locate, seen = EmotionRecognizer.locate, []
+
+    def counted(self, image):
+        seen.append(image)
+        return locate(self, image)
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", counted)
+    monkeypatch.chdir(tmp_path)
+    out, model = tmp_path / "out.json", ["--model", str(exported), "--no-detect"]
+    assert cli("predict", ["photos", *model, "--json", "out.json"], capsys)[0] == 0
+    first = json.loads(out.read_text())
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the same photos, named from another folder
+    seen.clear()
+    resume = ["--json", str(out), "--resume"]
+    code, _, err = cli("predict", ["../photos", *model, *resume], capsys)
+    assert code == 0 and not seen, err
+    again = json.loads(out.read_text())
+    assert [r["file"] for r in again] == [f"../photos/p{i}.png" for i in range(3)]
+    assert [{**r, "file": 0} for r in again] == [{**r, "file": 0} for r in first]
+    code, _, err = cli("predict", ["../photos/p1.png", *model, *resume], capsys)
+    assert code == 0 and not seen and "also keeps the records of 2 photos" in err
+    assert sorted(map(json.dumps, json.loads(out.read_text()))) == sorted(map(json.dumps, again))
+    drawn = ["--save", str(tmp_path / "drawn")]  # copies to draw: those photos are read again
+    code, _, err = cli("predict", ["../photos", *model, *resume, *drawn], capsys)
+    assert code == 0 and len(seen) == 3 and len(json.loads(out.read_text())) == 3
+    seen.clear()
+    before = out.read_text()
+    (tmp_path / "other").mkdir()
+    cv2.imwrite(str(tmp_path / "other" / "q.png"), face(1, 1))
+    code, _, err = cli("predict", [str(tmp_path / "other"), *model, *resume], capsys)
+    assert_one_line_error(code, err, "none of the 3 photos of")
+    assert out.read_text() == before and not seen
+
+
+def test_predict_stopped_while_classifying_the_last_batch_counts_every_photo(
+    capsys, exported, photos, monkeypatch
+):
+    """Was: Ctrl-C while the last photos' faces were classified said 'after 2 of 3 photos', where
+    all 3 were read and are written."""
+    from fer.recognizer import EmotionRecognizer
+
+    classify, calls = EmotionRecognizer.classify, []
+
+    def stopped_once(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return classify(self, *args, **kwargs)
+
+    monkeypatch.setattr(EmotionRecognizer, "classify", stopped_once)
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--json", "-"]
+    code, out, err = cli("predict", argv, capsys)
+    assert code == 130 and "after 3 of 3 photos" in err, err
+    assert len(json.loads(out)) == 3
