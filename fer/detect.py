@@ -56,7 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_face_options(p)
     p.add_argument("--every", type=int, default=1, help="run the face detector every N frames")
     p.add_argument(
-        "--min-face", type=int, default=80, help="smallest face to find, in pixels of the frame"
+        "--min-face",
+        type=int,
+        help="smallest face to find, in pixels of the frame (default: 80, or a sixth of the "
+        "frame's shorter side in frames under 480 px)",
     )
     p.add_argument(
         "--smooth",
@@ -80,9 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-#: Frames a video may announce beyond those it holds without a warning: containers that give no
-#: count estimate it from the duration and the frame rate.
-ANNOUNCED_SLACK = 2
+#: Frames a video may announce beyond those it holds without a warning (a share of them, and at
+#: least 2): containers that give no count estimate it from the duration and the frame rate.
+ANNOUNCED_SLACK = 0.02
 
 
 def open_source(source: str) -> cv2.VideoCapture:
@@ -135,7 +138,7 @@ class BackgroundWriter:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.every < 1 or args.smooth < 1 or args.max_frames < 0 or args.min_face < 0:
+    if args.every < 1 or args.smooth < 1 or args.max_frames < 0 or (args.min_face or 0) < 0:
         raise FerError(
             "--every and --smooth must be at least 1, --max-frames and --min-face at least 0"
         )
@@ -169,6 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
     index = -1  # the source's number of the frame at hand
     undecoded = unread_run = 0  # frames left out: all of them, and those since the last one read
+    with_faces = 0  # frames where a face was found
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
     finished, code = False, 0
@@ -194,6 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 unread_run = 0
                 t0 = time.perf_counter()
                 faces = tracker.update(frame)
+                with_faces += bool(faces)
                 recent = (recent + [time.perf_counter() - t0])[-30:]
                 fps = len(recent) / max(sum(recent), 1e-9)
                 if args.output or args.show:
@@ -285,7 +290,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(a damaged video?) and are left out; the JSON lines keep the video's frame numbers",
             file=sys.stderr,
         )
-    if unread_run > ANNOUNCED_SLACK and index >= announced:  # it ended there, not stopped
+    if not with_faces:
+        print(
+            f"note: no face found in {frames} frames; the smallest face looked for was "
+            f"{tracker.min_face} px (--min-face sets it)",
+            file=sys.stderr,
+        )
+    if unread_run > max(2, ANNOUNCED_SLACK * announced) and index >= announced:  # it ended there, not stopped
         print(
             f"warning: {args.source} ended after {announced - unread_run} of the {announced} "
             "frames it announces (a half-copied or damaged file?)",

@@ -471,17 +471,28 @@ class HaarFaceDetector:
         ]
 
 
+#: The smallest face looked for in video: VIDEO_MIN_FACE px, or a sixth of the frame's shorter side
+#: in frames smaller than 480 px (a 320x240 clip: 40 px), whose faces are smaller too.
+VIDEO_MIN_FACE, VIDEO_MIN_FACE_SHARE = 80, 6
+
+
+def video_min_face(height: int, width: int) -> int:
+    """The smallest face to look for in frames of this size (VIDEO_MIN_FACE)."""
+    return min(VIDEO_MIN_FACE, min(height, width) // VIDEO_MIN_FACE_SHARE)
+
+
 def make_detector(name: str, photos: bool = False, min_face: int | None = None) -> FaceDetector:
     """The detector called `name` (yunet or haar), set up for photos or for video, looking for
-    faces of at least `min_face` px (default: 40 in photos, 80 in video; Haar: 24 in photos)."""
+    faces of at least `min_face` px (default: 40 in photos, VIDEO_MIN_FACE in video; Haar: 24 in
+    photos)."""
     if name == "yunet":
         if photos:
             return YuNetFaceDetector.for_photos(PHOTO_MIN_FACE if min_face is None else min_face)
-        return YuNetFaceDetector(min_face=80 if min_face is None else min_face)
+        return YuNetFaceDetector(min_face=VIDEO_MIN_FACE if min_face is None else min_face)
     if name == "haar":
         if photos:
             return HaarFaceDetector.for_photos(24 if min_face is None else min_face)
-        return HaarFaceDetector(min_face=80 if min_face is None else min_face)
+        return HaarFaceDetector(min_face=VIDEO_MIN_FACE if min_face is None else min_face)
     raise FerError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
 
 

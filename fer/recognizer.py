@@ -41,6 +41,7 @@ from fer.faces import (
     iou,
     make_detector,
     to_gray,
+    video_min_face,
 )
 from fer.inference import TTA_MODES, Classifier, load_classifier
 
@@ -290,7 +291,9 @@ class EmotionRecognizer:
             )
         return out
 
-    def tracker(self, smooth: int = 5, every: int = 1, min_face: int = 80) -> EmotionTracker:
+    def tracker(
+        self, smooth: int = 5, every: int = 1, min_face: int | None = None
+    ) -> EmotionTracker:
         """An EmotionTracker for the frames of one video (see there)."""
         return EmotionTracker(self, smooth=smooth, every=every, min_face=min_face)
 
@@ -311,8 +314,10 @@ class Track:
 class EmotionTracker:
     """The faces of a video, frame after frame: the detector, set up for video, runs on every
     `every`-th frame (its faces are reused in between), faces narrower than `min_face` pixels are
-    left out, and each face's probabilities are averaged over its last frames, a face being the
-    one of the previous frame whose box it overlaps most (IoU > 0.3).
+    left out (default: 80, or a sixth of the shorter side of frames under 480 px, as
+    faces.video_min_face gives at the first frame), and each face's probabilities are averaged over
+    its last frames, a face being the one of the previous frame whose box it overlaps most
+    (IoU > 0.3).
     When frames are averaged (smooth > 1), a frame runs one piece of the model's work on each face
     (Classifier.views): for the shipped model, one member network on the face or on its mirror
     image, in turn, so a frame costs a sixth of the model; a face's first frame runs them all.
@@ -322,9 +327,13 @@ class EmotionTracker:
     smooth=1 (each frame on its own), or TTA, every frame runs the whole model."""
 
     def __init__(
-        self, recognizer: EmotionRecognizer, smooth: int = 5, every: int = 1, min_face: int = 80
+        self,
+        recognizer: EmotionRecognizer,
+        smooth: int = 5,
+        every: int = 1,
+        min_face: int | None = None,
     ):
-        if smooth < 1 or every < 1 or min_face < 0:
+        if smooth < 1 or every < 1 or (min_face is not None and min_face < 0):
             raise FerError("smooth and every must be at least 1, min_face at least 0")
         if recognizer.detector_name is None:
             raise FerError("tracking faces in video needs a face detector (yunet or haar)")
@@ -348,6 +357,8 @@ class EmotionTracker:
         """The faces of the next frame (what `EmotionRecognizer.predict` takes: a BGR or gray array
         as a video gives it, a PIL image...), probabilities smoothed over frames."""
         gray = to_gray(as_image(frame))
+        if self.min_face is None:  # by the size of the first frame
+            self.min_face = self.detector.min_face = video_min_face(*gray.shape[:2])
         if self.frames % self.every == 0:
             self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
         view = self._views[self.frames % len(self._views)]

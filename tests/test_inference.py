@@ -500,7 +500,7 @@ def face_video(tmp_path_factory, trained):
 
 @pytest.mark.parametrize("detector,share", [("yunet", 0.9), ("haar", 0.75)])
 def test_detect_finds_the_face_in_most_frames_and_writes_json_lines(
-    trained, face_video, tmp_path, detector, share
+    trained, face_video, tmp_path, capsys, detector, share
 ):
     from fer.detect import main as detect
     from fer.faces import iou
@@ -509,6 +509,7 @@ def test_detect_finds_the_face_in_most_frames_and_writes_json_lines(
     out_json, out_video = tmp_path / "frames.jsonl", tmp_path / "annotated.mp4"
     args = ["--source", str(video), "--model", str(trained["export"]), "--detector", detector]
     assert detect([*args, "--json", str(out_json), "--output", str(out_video)]) == 0
+    assert "no face found" not in capsys.readouterr().err
     lines = [json.loads(line) for line in out_json.read_text().splitlines()]
     assert [r["frame"] for r in lines] == list(range(40))
     hits = 0
@@ -649,8 +650,21 @@ def test_detect_reads_past_the_damaged_frames_of_a_video_and_says_how_many(
     err = capsys.readouterr().err
     assert f"warning: {30 - len(good)} frames of {damaged} could not be decoded" in err
     assert "ended after" not in err
-    cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(good)
+    # the numbers are the video's own: the last frames written, after the gap, are the frames of
+    # the undamaged clip of those numbers (the top rows, where the frame rate is drawn, left out)
+    clip, written = read_frames(tmp_path / "in.mp4"), read_frames(tmp_path / "a.mp4")
+    assert len(written) == len(good)
+    for number, frame in zip(good[-3:], written[-3:]):
+        distance = [np.abs(frame[40:] - original[40:]).mean() for original in clip]
+        assert int(np.argmin(distance)) == number
+
+
+def read_frames(video: Path) -> list[np.ndarray]:
+    cap, frames = cv2.VideoCapture(str(video)), []
+    while (frame := cap.read()[1]) is not None:
+        frames.append(frame.astype(np.int16))
+    cap.release()
+    return frames
 
 
 def test_detect_says_where_a_half_copied_video_ended(exported, tmp_path, capsys):
@@ -675,6 +689,24 @@ def test_detect_says_where_a_half_copied_video_ended(exported, tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"warning: {half} ended after {len(good)} of the 30 frames it announces" in err
     assert "could not be decoded" not in err
+
+
+def test_detect_says_when_it_found_no_face_and_how_small_it_looked(exported, tmp_path, capsys):
+    """Was: a clip where no face was found ended as one where faces were, with nothing to say
+    which faces were looked for."""
+    from fer.detect import main as detect
+
+    empty = tmp_path / "wall.avi"
+    writer = cv2.VideoWriter(str(empty), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    for _ in range(8):
+        writer.write(np.full((240, 320, 3), 128, np.uint8))
+    writer.release()
+    args = ["--source", str(empty), "--model", str(exported), "--detector", "haar"]
+    assert detect(args) == 0
+    note = "note: no face found in 8 frames; the smallest face looked for was 40 px"
+    assert note in capsys.readouterr().err
+    assert detect([*args, "--min-face", "30"]) == 0
+    assert "the smallest face looked for was 30 px" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

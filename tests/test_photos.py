@@ -272,6 +272,22 @@ def test_a_face_close_to_the_camera_is_found_in_video(real_faces):
     assert iou(found.box, (100, 20, 440, 440)) > 0.5
 
 
+@pytest.mark.parametrize("detector", ["yunet", "haar"])
+def test_a_small_video_looks_for_faces_a_sixth_of_its_height(real_faces, detector):
+    """Was: video looked for faces of 80 px and more whatever its size, so a 320x240 clip of a
+    face 60 px wide (a third of the frame) found no face in any frame, and said nothing."""
+    from fer.recognizer import EmotionRecognizer
+
+    rec = EmotionRecognizer(detector=detector)
+    small = rec.tracker()
+    (found,) = small.update(photo_with(real_faces[:1], 320, 240, 60, x=130, y=90))
+    assert iou(found.box, (130, 90, 60, 60)) > 0.4 and small.min_face == 40
+    large = rec.tracker()  # from 480 px up, 80 px: the speed of 640x480 video is as it was
+    large.update(photo_with(real_faces[:1], 1280, 720, 200, x=500, y=200))
+    assert large.min_face == 80
+    assert rec.tracker(min_face=100).min_face == 100
+
+
 def test_a_face_found_on_two_copies_is_kept_once_from_the_larger():
     first, second, elsewhere = (
         Face((10, 10, 100, 120), score=0.7),
