@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import copy
 import hashlib
+import io
 import os
 import signal
 import sys
@@ -115,9 +116,43 @@ def decode_image(data: bytes | np.ndarray, upright: bool = False) -> np.ndarray 
     )
     if buf.size == 0:
         return None
-    # OpenCV applies the EXIF orientation for any flags but IMREAD_UNCHANGED
+    # OpenCV applies the EXIF orientation for any flags but IMREAD_UNCHANGED; not AVIF's, which
+    # its container holds (rotation and mirror boxes): Pillow reads that as an EXIF orientation
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if upright else cv2.IMREAD_UNCHANGED
-    return cv2.imdecode(buf, flags)
+    image = cv2.imdecode(buf, flags)
+    if (
+        upright
+        and image is not None
+        and bytes(buf[4:8]) == b"ftyp"
+        and bytes(buf[8:12]) in AVIF_BRANDS
+    ):
+        image = turned_upright(image, avif_orientation(buf))
+    return image
+
+
+def avif_orientation(buf: np.ndarray) -> int:
+    """The EXIF orientation (1-8) of an AVIF image, from its container, as Pillow gives it."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(buf.tobytes())) as image:
+            return int(image.getexif().get(0x0112, 1))
+    except (OSError, ValueError, SyntaxError):  # a Pillow without AVIF: as stored
+        return 1
+
+
+def turned_upright(image: np.ndarray, orientation: int) -> np.ndarray:
+    """An image stored with this EXIF orientation, as a viewer shows it."""
+    turn = {3: cv2.ROTATE_180, 6: cv2.ROTATE_90_CLOCKWISE, 8: cv2.ROTATE_90_COUNTERCLOCKWISE}
+    if orientation in (2, 4):  # mirrored left-right, or top-bottom
+        return cv2.flip(image, 1 if orientation == 2 else 0)
+    if orientation in (5, 7):  # mirrored across a diagonal
+        return (
+            cv2.rotate(cv2.transpose(image), cv2.ROTATE_180)
+            if orientation == 7
+            else cv2.transpose(image)
+        )
+    return cv2.rotate(image, turn[orientation]) if orientation in turn else image
 
 
 def why_unreadable(path: str | Path) -> str:
@@ -132,21 +167,35 @@ def why_unreadable(path: str | Path) -> str:
 
 #: The first bytes of the formats a truncated file is recognised by, for one-line errors.
 IMAGE_MAGIC = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"RIFF", "WebP"), (b"GIF8", "GIF"))
+AVIF_BRANDS = (b"avif", b"avis")  # the brands of an ISO file (its bytes 8-12) that hold AVIF
 
 
 def image_kind(head: bytes) -> str | None:
-    """The image format an encoded image's first bytes announce (of IMAGE_MAGIC's), or None."""
+    """The image format an encoded image's first bytes announce (of IMAGE_MAGIC's, and AVIF where
+    OpenCV reads it), or None."""
+    if head[4:8] == b"ftyp" and head[8:12] in AVIF_BRANDS and opencv_reads_avif():
+        return "AVIF"
     return next((kind for magic, kind in IMAGE_MAGIC if head.startswith(magic)), None)
+
+
+def opencv_reads_avif() -> bool:
+    """Whether this OpenCV build decodes AVIF (builds with libavif, such as the 4.14 wheels, do)."""
+    for line in cv2.getBuildInformation().splitlines():
+        name, _, value = line.strip().partition(":")
+        if name == "AVIF":
+            return value.strip().upper() not in ("", "NO")
+    return False
 
 
 def why_undecodable(head: bytes) -> str:
     """Why an encoded image whose first bytes are `head` could not be decoded."""
     if not head:
         return "is empty"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif"):
-        return (
-            "is HEIC/HEIF or AVIF, which this OpenCV build cannot decode; convert it to JPEG or PNG"
-        )
+    brand = head[8:12] if head[4:8] == b"ftyp" else b""
+    if brand in (b"heic", b"heix", b"mif1", b"msf1"):
+        return "is HEIC/HEIF, which this OpenCV build cannot decode; convert it to JPEG or PNG"
+    if brand in AVIF_BRANDS and not opencv_reads_avif():
+        return "is AVIF, which this OpenCV build cannot decode; convert it to JPEG or PNG"
     if kind := image_kind(head):
         return f"is a truncated or damaged {kind} file"
     return "is not an image file OpenCV can decode"

@@ -296,7 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{tracker.min_face} px (--min-face sets it)",
             file=sys.stderr,
         )
-    if unread_run > max(2, ANNOUNCED_SLACK * announced) and index >= announced:  # it ended there, not stopped
+    ended_short = index >= announced and unread_run > max(2, ANNOUNCED_SLACK * announced)
+    if ended_short:  # the frames it announced ran out there (not a stop)
         print(
             f"warning: {args.source} ended after {announced - unread_run} of the {announced} "
             "frames it announces (a half-copied or damaged file?)",
