@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
+import errno
 import hashlib
 import io
 import os
@@ -331,7 +332,8 @@ def check_outputs(
     """Refuse, before any work, the output files (option -> path; None and '-' for stdout are
     left alone) that could not be written: a folder, one in a place no file can be made, one
     that is an input file, or two options naming one file (stdout too), or a file and an output
-    folder (`folders`, option -> path). Makes the folders the files go in."""
+    folder (`folders`, option -> path). Makes no folder: those a file goes in are made when it is
+    written, so a run refused later leaves none behind."""
     read = {Path(p).resolve() for p in inputs}
     named = {Path(p).resolve(): option for option, p in (folders or {}).items() if p is not None}
     to_stdout = [option for option, path in outputs.items() if str(path) == "-"]
@@ -349,9 +351,13 @@ def check_outputs(
         if key in named:
             raise FerError(f"{named[key]} and {option} both name {path}; give each its own file")
         named[key] = option
+        folder = path.absolute().parent  # the nearest folder there is: the rest will be made in it
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tempfile.TemporaryFile(dir=path.parent).close()
+            if not folder.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
+            tempfile.TemporaryFile(dir=folder).close()
         except OSError as e:
             raise FerError(
                 f"cannot write {option} {path}: {e.strerror}; choose a writable folder"

@@ -91,8 +91,9 @@ ANNOUNCED_SLACK = 0.02
 def open_source(source: str) -> cv2.VideoCapture:
     is_camera = source.isdigit()
     if not is_camera and "://" not in source and not Path(source).is_file():
+        what = "is a folder, not a video" if Path(source).is_dir() else "does not exist"
         raise FerError(
-            f"video {source} does not exist; pass a webcam index (0), a video file or a stream URL"
+            f"video {source} {what}; pass a webcam index (0), a video file or a stream URL"
         )
     cap = cv2.VideoCapture(int(source) if is_camera else source)
     if not cap.isOpened():

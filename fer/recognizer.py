@@ -88,6 +88,11 @@ def as_image(image: Any) -> np.ndarray:
     0..1) as a decoded image array. A file, its bytes or a PIL image is turned upright by its EXIF
     orientation, as a photo viewer shows it; an array is taken as it is."""
     if isinstance(image, (str, Path)):
+        if Path(image).is_dir():
+            raise IsADirectoryError(
+                f"{image} is a folder, not a picture; predict reads one picture "
+                "(python -m fer.predict reads folders)"
+            )
         if not Path(image).is_file():
             raise FileNotFoundError(f"{image}: no such file")
         pixels = read_image(image, upright=True)

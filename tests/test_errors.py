@@ -190,6 +190,21 @@ def test_unwritable_output_folder(tmp_path, capsys, exported):
     assert_one_line_error(code, err, "cannot write", "choose a writable folder")
 
 
+@pytest.mark.parametrize("module", ["predict", "detect"])
+def test_a_refused_run_makes_no_output_folders(module, tmp_path, capsys):
+    out = tmp_path / "results" / "today"
+    if module == "predict":  # the photos are there, the model is not
+        faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
+        argv = [str(faces), "--model", str(tmp_path / "gone"), "--no-detect"]
+        argv += ["--json", str(out / "p.json"), "--csv", str(out / "p.csv")]
+    else:  # the video is not there
+        argv = ["--source", str(tmp_path / "gone.mp4"), "--json", str(out / "d.jsonl")]
+        argv += ["--output", str(out / "d.mp4")]
+    code, _, err = cli(module, argv, capsys)
+    assert_one_line_error(code, err, "does not exist")
+    assert not (tmp_path / "results").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path, capsys):
     from fer.common import FerError
 

@@ -583,10 +583,18 @@ def test_a_video_write_that_fails_in_the_thread_is_a_one_line_error_not_a_hang()
 
 
 @pytest.mark.parametrize(
-    "source,message", [("missing.mp4", "does not exist"), ("7", "could not open webcam 7")]
+    "source,message",
+    [
+        ("missing.mp4", "does not exist"),
+        ("7", "could not open webcam 7"),
+        ("clips", "clips is a folder, not a video"),
+    ],
 )
 def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
     from fer.detect import main as detect
+
+    if source == "clips":
+        (tmp_path / "clips").mkdir()
 
     with pytest.raises(FerError, match=message):
         detect(
@@ -597,7 +605,7 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
                 str(tmp_path / "x.jsonl"),
             ]
         )
-    assert not list(tmp_path.iterdir())
+    assert not list(tmp_path.glob("*.jsonl"))
 
 
 def test_detect_writes_into_folders_it_creates_and_json_dash_is_stdout(
