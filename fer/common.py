@@ -102,7 +102,8 @@ def to_face48(image: np.ndarray) -> np.ndarray:
 def read_image(path: str | Path, upright: bool = False) -> np.ndarray | None:
     """Decode an image file (None when it is not a decodable image): as stored, with every channel
     and its bit depth; or `upright`, turned the way its EXIF Orientation tag says a viewer shows
-    it, as phones store portraits (bit depth kept, alpha dropped)."""
+    it, as phones store portraits (bit depth kept, alpha dropped). HEIC is read by pillow-heif,
+    always as shown, in 8 bits."""
     try:
         buf = np.fromfile(str(path), dtype=np.uint8)
     except OSError:
@@ -121,14 +122,48 @@ def decode_image(data: bytes | np.ndarray, upright: bool = False) -> np.ndarray 
     # its container holds (rotation and mirror boxes): Pillow reads that as an EXIF orientation
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if upright else cv2.IMREAD_UNCHANGED
     image = cv2.imdecode(buf, flags)
-    if (
-        upright
-        and image is not None
-        and bytes(buf[4:8]) == b"ftyp"
-        and bytes(buf[8:12]) in AVIF_BRANDS
-    ):
+    brand = bytes(buf[8:12]) if bytes(buf[4:8]) == b"ftyp" else b""
+    if upright and image is not None and brand in AVIF_BRANDS:
         image = turned_upright(image, avif_orientation(buf))
+    if image is None and brand in HEIF_BRANDS:
+        image = decode_heif(buf, upright)
     return image
+
+
+def heif_decoder():
+    """pillow-heif, with HEIC/HEIF registered as a format Pillow opens, or None where it is not
+    installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return None
+    pillow_heif.register_heif_opener()  # idempotent
+    return pillow_heif
+
+
+def decode_heif(buf: np.ndarray, upright: bool = False) -> np.ndarray | None:
+    """A HEIC/HEIF image (what phones save photos as; OpenCV does not decode it) by pillow-heif:
+    8-bit gray or BGR, or BGRA where it has alpha and not `upright` (10- and 12-bit ones brought
+    to 8). It
+    is always as a viewer shows it: libheif applies the container's rotation and mirror boxes,
+    where HEIF keeps the orientation (pillow-heif writes a phone's EXIF orientation there).
+    None where pillow-heif is not installed or the file does not decode."""
+    heif = heif_decoder()
+    if heif is None:
+        return None
+    try:
+        pixels = np.asarray(heif.open_heif(io.BytesIO(buf.tobytes()), convert_hdr_to_8bit=True))
+    except (ValueError, RuntimeError, OSError):  # damaged or cut short
+        return None
+    if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
+        return None
+    if pixels.ndim == 2:  # gray, as OpenCV gives a gray JPEG
+        return pixels
+    if pixels.shape[2] not in (3, 4):
+        return None
+    if pixels.shape[2] == 4 and not upright:
+        return cv2.cvtColor(pixels, cv2.COLOR_RGBA2BGRA)
+    return cv2.cvtColor(pixels[:, :, :3], cv2.COLOR_RGB2BGR)
 
 
 def avif_orientation(buf: np.ndarray) -> int:
@@ -169,13 +204,16 @@ def why_unreadable(path: str | Path) -> str:
 #: The first bytes of the formats a truncated file is recognised by, for one-line errors.
 IMAGE_MAGIC = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"RIFF", "WebP"), (b"GIF8", "GIF"))
 AVIF_BRANDS = (b"avif", b"avis")  # the brands of an ISO file (its bytes 8-12) that hold AVIF
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # HEIC
 
 
 def image_kind(head: bytes) -> str | None:
-    """The image format an encoded image's first bytes announce (of IMAGE_MAGIC's, and AVIF where
-    OpenCV reads it), or None."""
+    """The image format an encoded image's first bytes announce (of IMAGE_MAGIC's, AVIF where
+    OpenCV reads it and HEIC where pillow-heif is installed), or None."""
     if head[4:8] == b"ftyp" and head[8:12] in AVIF_BRANDS and opencv_reads_avif():
         return "AVIF"
+    if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS and heif_decoder():
+        return "HEIC/HEIF"
     return next((kind for magic, kind in IMAGE_MAGIC if head.startswith(magic)), None)
 
 
@@ -193,8 +231,11 @@ def why_undecodable(head: bytes) -> str:
     if not head:
         return "is empty"
     brand = head[8:12] if head[4:8] == b"ftyp" else b""
-    if brand in (b"heic", b"heix", b"mif1", b"msf1"):
-        return "is HEIC/HEIF, which this OpenCV build cannot decode; convert it to JPEG or PNG"
+    if brand in HEIF_BRANDS and not heif_decoder():
+        return (
+            "is HEIC/HEIF, which needs pillow-heif (pip install pillow-heif), or convert it to "
+            "JPEG or PNG"
+        )
     if brand in AVIF_BRANDS and not opencv_reads_avif():
         return "is AVIF, which this OpenCV build cannot decode; convert it to JPEG or PNG"
     if kind := image_kind(head):

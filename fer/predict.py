@@ -283,9 +283,9 @@ class Earlier:
         return [r for name, rs in self.by_name.items() if name not in self.taken for r in rs]
 
 
-#: Files looked at in folders: those OpenCV reads, and phones' HEIC (which it does not: each is then
-#: said to be unreadable rather than passed over in silence) and AVIF (which builds with libavif,
-#: such as the 4.14 wheels, read).
+#: Files looked at in folders: those OpenCV reads, phones' HEIC (which pillow-heif decodes) and
+#: AVIF (which builds with libavif, such as the 4.14 wheels, read; where one does not, each is said
+#: to be unreadable rather than passed over in silence).
 PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif"}
 
 #: What --save writes for each input type: the same kind of file, where OpenCV writes it.

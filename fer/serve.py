@@ -53,6 +53,7 @@ from fer.common import (
     Parser,
     add_debug_flag,
     add_model_options,
+    heif_decoder,
     image_kind,
     why_undecodable,
 )
@@ -89,6 +90,7 @@ def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
         raise RequestError(
             400, "no image: send it as the body (Content-Type: image/jpeg) or as the field 'image'"
         )
+    heif_decoder()  # Pillow reads a HEIC photo's size too
     try:
         with warnings.catch_warnings():  # PIL warns of large images; the limit below decides
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -104,7 +106,7 @@ def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
             raise RequestError(400, f"the body {why_undecodable(head)}") from None
         raise RequestError(
             415,
-            f"not an image this server reads (JPEG, PNG, WebP, BMP, TIFF, GIF): the body "
+            f"not an image this server reads (JPEG, PNG, WebP, BMP, TIFF, GIF, AVIF, HEIC): the body "
             f"{why_undecodable(head)}",
         ) from None
     if width * height > max_pixels:

@@ -31,16 +31,20 @@ TURN = {6: cv2.ROTATE_90_COUNTERCLOCKWISE, 8: cv2.ROTATE_90_CLOCKWISE, 3: cv2.RO
 
 
 def save_as_phone(path, photo: np.ndarray, orientation: int) -> None:
-    """A JPEG (or AVIF, by the name) as a phone stores a portrait: its pixels turned, and the EXIF
-    tag that turns them back for display (in AVIF, the container's rotation and mirror boxes)."""
+    """A JPEG (or AVIF or HEIC, by the name) as a phone stores a portrait: its pixels turned, and
+    the EXIF tag that turns them back for display (in AVIF and HEIC, the container's rotation and
+    mirror boxes)."""
+    import pillow_heif
     from PIL import Image
 
+    pillow_heif.register_heif_opener()  # Pillow writes HEIC
     exif = Image.Exif()
     exif[0x0112] = orientation
     stored = cv2.rotate(photo, TURN[orientation]) if orientation in TURN else photo
     buf = io.BytesIO()
-    kind = "AVIF" if str(path).endswith(".avif") else "JPEG"
-    Image.fromarray(cv2.cvtColor(stored, cv2.COLOR_BGR2RGB)).save(buf, kind, exif=exif.tobytes())
+    kind = {".avif": "AVIF", ".heic": "HEIF"}.get(Path(path).suffix, "JPEG")
+    rgb = stored if stored.ndim == 2 else cv2.cvtColor(stored, cv2.COLOR_BGR2RGB)
+    Image.fromarray(rgb).save(buf, kind, exif=exif.tobytes())
     path.write_bytes(buf.getvalue())
 
 
@@ -52,12 +56,13 @@ def run_predict(args, capsys):
 
 def test_a_phone_portrait_is_read_upright(real_faces, tmp_path, capsys):
     """Stored turned with EXIF orientation 6, 8 or 3, a photo gives the faces of the upright photo,
-    in the upright photo's coordinates. (Was: 'no face found', exit 0; and AVIF, turned by its
-    container's boxes, which OpenCV does not apply, was read as stored.)"""
+    in the upright photo's coordinates. (Was: 'no face found', exit 0; AVIF, turned by its
+    container's boxes, which OpenCV does not apply, was read as stored; HEIC was not read.)"""
     photo = photo_with(real_faces, width=600, height=900, size=170, x=40, y=300, gap=100)
     cv2.imwrite(str(tmp_path / "upright.png"), photo)
+    kinds = ("jpg", "heic", "avif") if opencv_reads_avif() else ("jpg", "heic")
     for k in TURN:
-        for kind in ("jpg", "avif") if opencv_reads_avif() else ("jpg",):
+        for kind in kinds:
             save_as_phone(tmp_path / f"turned{k}.{kind}", photo, k)
     out = tmp_path / "p.json"
     code, _ = run_predict([str(tmp_path), "--json", str(out)], capsys)
@@ -67,7 +72,7 @@ def test_a_phone_portrait_is_read_upright(real_faces, tmp_path, capsys):
     for r in records:
         boxes.setdefault(r["file"].rsplit("/", 1)[1], []).append(r["box"])
     upright = sorted(boxes.pop("upright.png"))
-    assert len(upright) == 2 and len(boxes) == 3 * (1 + opencv_reads_avif())
+    assert len(upright) == 2 and len(boxes) == 3 * len(kinds)
     for name, found in boxes.items():
         assert len(found) == 2, name
         for a, b in zip(sorted(found), upright):
@@ -320,10 +325,10 @@ def test_huge_photos_go_through_yunet_in_tiles(real_faces, monkeypatch):
 
 
 def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, tmp_path, capsys):
-    """JPEG, PNG (8- and 16-bit gray, RGBA), WebP, BMP, TIFF and AVIF are read; HEIC, a truncated
-    JPEG or AVIF, a text file named .jpg and a 1x3000 strip are one line each on stderr, and every
-    other file is still scored and written, with exit 1. (Was: the strip stopped the run with a
-    traceback; a damaged AVIF was said to be a kind OpenCV cannot decode.)"""
+    """JPEG, PNG (8- and 16-bit gray, RGBA), WebP, BMP, TIFF, AVIF and HEIC are read; a truncated
+    JPEG, AVIF or HEIC, a text file named .jpg and a 1x3000 strip are one line each on stderr, and
+    every other file is still scored and written, with exit 1. (Was: the strip stopped the run with
+    a traceback; a damaged AVIF was said to be a kind OpenCV cannot decode; HEIC was not read.)"""
     photo = photo_with(real_faces[:1], 700, 500, 200)
     gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     good = {
@@ -343,6 +348,12 @@ def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, t
         assert cv2.imwrite(str(tmp_path / "l.avif"), photo)
         data = (tmp_path / "l.avif").read_bytes()
         (tmp_path / "m_cut.avif").write_bytes(data[: len(data) // 2])
+    good["n.heic"] = photo
+    save_as_phone(tmp_path / "n.heic", photo, 1)
+    good["p_gray.heic"] = gray
+    save_as_phone(tmp_path / "p_gray.heic", gray, 1)
+    data = (tmp_path / "n.heic").read_bytes()
+    (tmp_path / "o_cut.heic").write_bytes(data[: len(data) // 2])
     (tmp_path / "h.heic").write_bytes(b"\x00\x00\x00\x18ftypheic" + bytes(64))
     jpeg = (tmp_path / "a.jpg").read_bytes()
     (tmp_path / "i_cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
@@ -353,7 +364,8 @@ def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, t
     assert code == 1
     lines = captured.err.strip().splitlines()
     for name, why in [
-        ("h.heic", "is HEIC/HEIF, which this OpenCV build cannot decode"),
+        ("h.heic", "is a truncated or damaged HEIC/HEIF file"),
+        ("o_cut.heic", "is a truncated or damaged HEIC/HEIF file"),
         ("i_cut.jpg", "truncated"),
         ("j_text.jpg", "not an image file"),
         ("k_strip.png", "3000x1 pixels is too small"),
@@ -483,3 +495,15 @@ def test_a_photo_keeps_a_face_found_only_where_it_is_too_large(monkeypatch):
 
     monkeypatch.setattr(detector, "_detect_at", copy)
     assert detector.detect(np.zeros((800, 1000), np.uint8)) == [smaller, alone]
+
+
+def test_without_pillow_heif_a_heic_photo_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    from fer.common import read_image, why_unreadable
+
+    path = tmp_path / "p.heic"
+    save_as_phone(path, np.full((64, 64, 3), 90, np.uint8), 1)
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import pillow_heif fails
+    assert read_image(path) is None
+    assert "needs pillow-heif (pip install pillow-heif)" in why_unreadable(path)
