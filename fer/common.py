@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import signal
+import stat
 import sys
 import tempfile
 import threading
@@ -333,10 +334,37 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def write_target(path: str | Path) -> tuple[Path, bool]:
+    """Where writing `path` goes, and whether it is written in place: a device, a pipe or a socket
+    (/dev/null, /dev/stdout, a named pipe) is written as it is, never replaced by a file; through
+    a symbolic link, the file it names is written (the link is kept)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode  # through links
+    except OSError:  # not there yet (or a link to nothing)
+        mode = 0
+    if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        return path, True
+    return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
+
+
+@contextlib.contextmanager
+def _in_place(path: Path) -> Iterator[Path]:
+    try:
+        yield path
+    except OSError as e:
+        raise FerError(f"could not write {path}: {e.strerror}") from e
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it into place only when the block succeeds."""
-    path = Path(path)
+    """Yield a temporary path beside `path`; rename it into place only when the block succeeds.
+    A device or a pipe is yielded itself, and a link leads to the file it names (write_target)."""
+    path, in_place = write_target(path)
+    if in_place:
+        with _in_place(path) as same:
+            yield same
+        return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -373,8 +401,9 @@ def check_outputs(
     """Refuse, before any work, the output files (option -> path; None and '-' for stdout are
     left alone) that could not be written: a folder, one in a place no file can be made, one
     that is an input file, or two options naming one file (stdout too), or a file and an output
-    folder (`folders`, option -> path). Makes no folder: those a file goes in are made when it is
-    written, so a run refused later leaves none behind."""
+    folder (`folders`, option -> path), and output folders where no file can be made. Makes no
+    folder: those a file goes in are made when it is written, so a run refused later leaves none
+    behind."""
     read = {Path(p).resolve() for p in inputs}
     named = {Path(p).resolve(): option for option, p in (folders or {}).items() if p is not None}
     to_stdout = [option for option, path in outputs.items() if str(path) == "-"]
@@ -392,17 +421,34 @@ def check_outputs(
         if key in named:
             raise FerError(f"{named[key]} and {option} both name {path}; give each its own file")
         named[key] = option
-        folder = path.absolute().parent  # the nearest folder there is: the rest will be made in it
-        while not folder.exists() and folder != folder.parent:
-            folder = folder.parent
-        try:
-            if not folder.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
-            tempfile.TemporaryFile(dir=folder).close()
-        except OSError as e:
-            raise FerError(
-                f"cannot write {option} {path}: {e.strerror}; choose a writable folder"
-            ) from None
+        target, in_place = write_target(path)
+        if in_place:  # /dev/null, a pipe: written as it is
+            if not os.access(target, os.W_OK):
+                raise FerError(f"cannot write {option} {path}: permission denied")
+            continue
+        _check_can_make(option, path, target.absolute().parent)
+    for option, folder in (folders or {}).items():
+        if folder is not None:
+            if Path(folder).exists() and not Path(folder).is_dir():
+                raise FerError(f"{option} {folder} is not a folder; give a folder to write in")
+            _check_can_make(option, folder, Path(folder).absolute())
+
+
+def _check_can_make(option: str, path: str | Path, folder: Path) -> None:
+    """Refuse `option`'s `path` where files cannot be written in `folder`: the nearest folder of
+    it there is must be a folder (not a file, nor a link to nothing) that takes a file."""
+    while not folder.exists() and not folder.is_symlink() and folder != folder.parent:
+        folder = folder.parent  # the folders below it are made when a file is written
+    try:
+        if folder.is_symlink() and not folder.exists():
+            raise FileNotFoundError(errno.ENOENT, f"{folder} is a link to nothing")
+        if not folder.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder")
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as e:
+        raise FerError(
+            f"cannot write {option} {path}: {e.strerror}; choose a writable folder"
+        ) from None
 
 
 def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
@@ -510,7 +556,8 @@ class Stoppable:
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> None:
-    """Run a CLI entry point: FerError and bad files become one line on stderr and exit code 2."""
+    """Run a CLI entry point: FerError, bad files and files the system refuses (OSError naming a
+    file) become one line on stderr and exit code 2; --debug shows the traceback."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if not debug:  # OpenCV's log lines (a decoder's complaint, say) give way to our one-line errors
@@ -532,5 +579,10 @@ def run_cli(
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:  # a file the system refused (a name too long, no permission), named
+        if debug or e.filename is None:
+            raise
+        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

@@ -33,6 +33,7 @@ from fer.common import (
     check_outputs,
     run_cli,
     stdout_gone,
+    write_target,
 )
 from fer.faces import add_face_options
 
@@ -143,8 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError(
             "--every and --smooth must be at least 1, --max-frames and --min-face at least 0"
         )
-    if args.output == "-":
-        raise FerError("--output -: a video cannot go to stdout; give a .mp4 or .avi file name")
+    if args.output == "-" or (args.output and write_target(args.output)[1]):
+        raise FerError(
+            f"--output {args.output}: a video cannot go to stdout, a device or a pipe; give a "
+            ".mp4 or .avi file name (or no --output, to write none)"
+        )
     if args.show and not _has_gui():
         raise FerError(
             "--show needs a display and an OpenCV build with GUI support (opencv-python, not "
@@ -182,10 +186,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json == "-":
                 json_file = sys.stdout
             elif args.json:
-                tmp_json = Path(args.json).with_name(f".{Path(args.json).name}.part")
+                target, in_place = write_target(args.json)  # /dev/null is written as it is
+                if not in_place:
+                    tmp_json = target.with_name(f".{target.name}.part")
                 try:
-                    tmp_json.parent.mkdir(parents=True, exist_ok=True)
-                    json_file = open(tmp_json, "w")
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    json_file = open(tmp_json or target, "w")
                 except OSError as e:
                     raise FerError(f"cannot write {args.json}: {e.strerror}") from e
             while True:
@@ -206,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     draw(frame, faces, fps, bars=not args.no_bars)
                 if args.output:
                     if writer is None:
-                        out = Path(args.output)
+                        out = write_target(args.output)[0]  # through a link, not over it
                         try:
                             out.parent.mkdir(parents=True, exist_ok=True)
                         except OSError as e:
@@ -281,9 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Path(tmp).unlink(missing_ok=True)
         raise FerError(f"no frames could be read from {args.source}")
     if tmp_video is not None:
-        os.replace(tmp_video, args.output)
+        os.replace(tmp_video, write_target(args.output)[0])
     if tmp_json is not None:
-        os.replace(tmp_json, args.json)
+        os.replace(tmp_json, write_target(args.json)[0])
     total = time.perf_counter() - start
     if undecoded > unread_run:
         print(

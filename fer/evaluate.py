@@ -22,6 +22,7 @@ from fer.common import (
     FerError,
     Parser,
     add_debug_flag,
+    check_outputs,
     run_cli,
     save_figure,
     write_text,
@@ -321,8 +322,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.download import resolve_data
     from fer.inference import load_classifier
 
+    if args.out:  # refused before the faces are scored, as are the models below
+        check_outputs({}, folders={"--out": args.out})
     backend = "torch" if args.gradcam and args.backend == "auto" else args.backend
     classifier = load_classifier(args.ckpt, backend=backend)
+    if args.gradcam > 0 and classifier.model is None:
+        raise FerError("--gradcam needs the PyTorch backend: leave out --backend onnx")
+    other = load_classifier(args.compare, backend=args.backend) if args.compare else None
     args.data = resolve_data(args.data)
     m, faces, y, probs, note = evaluate(
         classifier, args.data, args.split, args.tta, args.cache_dir, args.skip
@@ -338,8 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "backend": classifier.backend,
         }
     )
-    if args.compare:
-        other = load_classifier(args.compare, backend=args.backend)
+    if other is not None:
         m["comparison"] = compare(other, args, faces, probs, y)
     print(note, file=sys.stderr)
     if args.out:

@@ -93,12 +93,17 @@ def gather(
     files, errors = [], []
     for text in paths:
         p = Path(text)
-        if p.is_dir():
+        try:
+            is_dir, is_file = p.is_dir(), p.is_file()
+        except OSError as e:  # a name too long, a folder on the way that may not be entered
+            errors.append(f"{p}: {e.strerror}")
+            continue
+        if is_dir:
             found = images_under(p, leave_out=save)
             if not found:
                 errors.append(f"{p}: no images in this folder")
             files += [(f, f.relative_to(p)) for f in found]
-        elif p.is_file():
+        elif is_file:
             files.append((p, Path(p.name)))
         else:
             errors.append(f"{p}: no such file or folder")
@@ -143,7 +148,8 @@ def images_under(folder: Path, leave_out: str | None = None) -> list[Path]:
 def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
     """Where --save writes each photo (a kind OpenCV does not write as itself, e.g. face.gif, as
     face.gif.png); refused before anything is read when that would overwrite a photo being read,
-    give two photos one name, or FOLDER is no folder that can be made. Makes the folder."""
+    give two photos one name (check_outputs refuses a FOLDER where no file can be made; each copy
+    makes the folders it goes in as it is written)."""
     out, taken = {}, {}
     inputs = {f.resolve() for f, _ in files}
     for f, name in files:
@@ -161,14 +167,6 @@ def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
                 "their common folder, or save them one folder at a time"
             )
         out[f], taken[key] = path, f
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise FerError(
-            f"--save {folder} is not a folder; give a folder to save the photos in"
-        ) from None
-    except OSError as e:
-        raise FerError(f"cannot write --save {folder}: {e.strerror}") from None
     return out
 
 
@@ -392,12 +390,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress = _progress(len(files))
     stopped = done = 0  # photos gone through (read, resumed or failed): their results are kept
+    save_failed = False  # a periodic save failed (said once)
     with Stoppable() as run:
         try:
             for i, (f, _) in enumerate(progress(files)):
                 if time.monotonic() - saved >= SAVE_EVERY:  # a run killed keeps what it read
                     flush()
-                    save_files(args, records + earlier.left())  # those resumed not come to too
+                    try:
+                        save_files(args, records + earlier.left())  # those resumed not come to
+                    except FerError as e:  # a full disk, say: the run goes on, and tries again
+                        if not save_failed:
+                            print(f"warning: {e}; the run goes on", file=sys.stderr)
+                        save_failed = True
                     saved = time.monotonic()
                 take(f)
                 done = i + 1  # what flush is stopped in, the flush after the stop completes

@@ -197,6 +197,7 @@ def test_a_refused_run_makes_no_output_folders(module, tmp_path, capsys):
         faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
         argv = [str(faces), "--model", str(tmp_path / "gone"), "--no-detect"]
         argv += ["--json", str(out / "p.json"), "--csv", str(out / "p.csv")]
+        argv += ["--save", str(out / "drawn")]
     else:  # the video is not there
         argv = ["--source", str(tmp_path / "gone.mp4"), "--json", str(out / "d.jsonl")]
         argv += ["--output", str(out / "d.mp4")]
@@ -246,3 +247,20 @@ def test_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, expo
     )
     assert_one_line_error(code, err, "No space left on device", "check free space")
     assert not out.exists() and not list(tmp_path.glob(".pred.json*"))
+
+
+def test_a_name_the_system_refuses_is_one_line(tmp_path, capsys):
+    """A path whose name is longer than the file system allows made Path.is_dir raise: a traceback
+    that lost the run. fer.predict says so for that path and reads the others; the other
+    commands say it in one line."""
+    too_long = str(tmp_path / ("a" * 300 + ".jpg"))
+    faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
+    code, out, err = cli("predict", [too_long, str(faces), "--no-detect", "--json", "-"], capsys)
+    assert code == 1 and "Traceback" not in err
+    (line,) = [x for x in err.splitlines() if "aaaa" in x]
+    assert line.startswith("error: ") and "File name too long" in line
+    assert len(json.loads(out)) == len(list(faces.rglob("*.png")))  # the others were read
+    code, _, err = cli("detect", ["--source", too_long], capsys)
+    assert_one_line_error(code, err, "File name too long")
+    code, _, err = cli("predict", [str(faces), "--no-detect", "--json", too_long], capsys)
+    assert_one_line_error(code, err, "File name too long")

@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import re
 import shutil
 import subprocess
 import sys
@@ -306,6 +307,39 @@ def test_evaluate_compare_counts_the_faces_only_one_model_gets_right(trained, tm
     assert "only this model right on 0 faces, only the other on 0: exact McNemar p = 1" in (
         capsys.readouterr().out
     )
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("compare", "does not exist"),
+        ("gradcam", "--gradcam needs the PyTorch backend"),
+        ("out", "is not a folder"),
+    ],
+)
+def test_evaluate_refuses_what_it_cannot_do_before_scoring(
+    trained, tmp_path, monkeypatch, case, message
+):
+    """A --compare model that is not there, --gradcam with ONNX Runtime and an --out that is a
+    file are refused before the faces are scored. (Was: after, with the figures half written.)"""
+    import fer.evaluate
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("the faces were scored first")
+
+    monkeypatch.setattr(fer.evaluate, "evaluate", no_scoring)
+    (tmp_path / "photo.jpg").write_text("a file")
+    args = ["--ckpt", str(trained["ckpt"]), "--data", str(trained["data"]), "--split", "val"]
+    args += {
+        "compare": ["--compare", str(tmp_path / "nomodel")],
+        "gradcam": ["--backend", "onnx", "--gradcam", "1", "--out", str(tmp_path / "ev")],
+        "out": ["--out", str(tmp_path / "photo.jpg")],
+    }[case]
+    if case == "gradcam":  # an export, read by ONNX Runtime
+        args[1] = str(trained["export"])
+    with pytest.raises(FerError, match=re.escape(message)):
+        evaluate(args)
+    assert not (tmp_path / "ev").exists()
 
 
 @pytest.mark.parametrize("tta,views", [("none", 1), ("flip", 2), ("tencrop", 10)])

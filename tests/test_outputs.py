@@ -45,8 +45,10 @@ def no_reading(monkeypatch):
         "json is an input",
         "json and csv alike",
         "save is a file",
+        "save under a file",
         "save and json alike",
         "json and csv both stdout",
+        "json under a link to nothing",
     ],
 )
 def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
@@ -54,6 +56,7 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
 ):
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("a file")
+    (tmp_path / "gone").symlink_to(tmp_path / "moved")  # a link to a folder no longer there
     photo = photos / "p0.png"
     before = photo.read_bytes()
     option, path, needle = {
@@ -62,6 +65,8 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
         "json is an input": (["--json"], photo, "would overwrite"),
         "json and csv alike": (["--json", str(tmp_path / "o"), "--csv"], tmp_path / "o", "both"),
         "save is a file": (["--save"], tmp_path / "file", "not a folder"),
+        "save under a file": (["--save"], tmp_path / "file" / "drawn", "cannot write"),
+        "json under a link to nothing": (["--json"], tmp_path / "gone" / "p.json", "to nothing"),
         "save and json alike": (["--save", str(tmp_path / "o"), "--json"], tmp_path / "o", "both"),
         "json and csv both stdout": (["--json", "-", "--csv"], "-", "would both write to stdout"),
     }[case]
@@ -80,6 +85,7 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
         "json under a file",
         "json is the source",
         "output is stdout",
+        "output is a pipe",
     ],
 )
 def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
@@ -91,12 +97,14 @@ def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
     before = video.read_bytes()
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("a file")
+    os.mkfifo(tmp_path / "pipe")  # as /dev/null is a device: was replaced by the video file
     option, path, needle = {
         "output is a folder": ("--output", tmp_path / "folder", "is a folder"),
         "json is a folder": ("--json", tmp_path / "folder", "is a folder"),
         "json under a file": ("--json", tmp_path / "file" / "x.jsonl", "cannot write"),
         "json is the source": ("--json", video, "would overwrite"),
         "output is stdout": ("--output", "-", "a video cannot go to stdout"),
+        "output is a pipe": ("--output", tmp_path / "pipe", "a device or a pipe"),
     }[case]
 
     def no_source(*args):
@@ -458,6 +466,36 @@ def test_a_stoppable_run_turns_sigterm_into_a_stop_then_holds_both_while_finishi
         signal.signal(signal.SIGTERM, previous)
 
 
+def test_a_save_that_fails_midway_does_not_end_the_run(
+    tmp_path, capsys, exported, photos, monkeypatch
+):
+    """A save made as the run goes that fails (a disk full for a moment) is one warning and the
+    run goes on to write every photo's results. (Was: the error ended the run and lost them.)"""
+    import fer.predict
+    from fer.common import FerError
+
+    monkeypatch.setattr(fer.predict, "SAVE_EVERY", 0.0)  # saved before each photo
+    write_text, calls = fer.predict.write_text, []
+
+    def full_at_first(path, text):
+        calls.append(path)
+        if len(calls) <= 2:
+            raise FerError(f"could not write {path}: No space left on device")
+        write_text(path, text)
+
+    monkeypatch.setattr(fer.predict, "write_text", full_at_first)
+    out = tmp_path / "out.json"
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--json", str(out)]
+    code, _, err = cli("predict", argv, capsys)
+    assert code == 0, err
+    assert err.count("No space left on device") == 1 and "warning: " in err
+    assert [Path(r["file"]).name for r in json.loads(out.read_text())] == [
+        "p0.png",
+        "p1.png",
+        "p2.png",
+    ]
+
+
 def test_a_run_saves_its_results_as_it_goes_and_resume_reads_only_what_they_lack(
     tmp_path, capsys, exported, photos, monkeypatch
 ):
@@ -587,3 +625,50 @@ def test_predict_stopped_while_classifying_the_last_batch_counts_every_photo(
     code, out, err = cli("predict", argv, capsys)
     assert code == 130 and "after 3 of 3 photos" in err, err
     assert len(json.loads(out)) == 3
+
+
+def _read_pipe(path: Path) -> dict:
+    """Reads the named pipe `path` in a thread (its writer blocks until a reader opens it)."""
+    import threading
+
+    got = {}
+
+    def read():
+        with open(path, "rb") as f:
+            got["data"] = f.read()
+
+    threading.Thread(target=read, daemon=True).start()
+    return got
+
+
+def test_outputs_go_through_links_and_into_pipes_without_replacing_them(tmp_path, capsys):
+    """--json through a symbolic link writes the file it names and keeps the link; --json to a
+    device or a named pipe (/dev/null, /dev/stdout) writes into it. (Was: both were replaced by a
+    regular file, and as root /dev/null itself.)"""
+    import time
+
+    video = make_video(tmp_path / "clip.mp4", frames=3)
+    (tmp_path / "runs").mkdir()
+    link = tmp_path / "latest.json"
+    link.symlink_to(tmp_path / "runs" / "today.json")  # names a file not there yet
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    cv2.imwrite(str(faces / "a.png"), face(3, 0))
+    code, _, err = cli("predict", [str(faces), "--no-detect", "--json", str(link)], capsys)
+    assert code == 0, err
+    assert link.is_symlink() and json.loads(link.read_text())[0]["file"].endswith("a.png")
+
+    for module, argv in (
+        ("predict", [str(faces), "--no-detect", "--csv"]),
+        ("detect", ["--source", str(video), "--detector", "haar", "--json"]),
+    ):
+        pipe = tmp_path / f"{module}.pipe"
+        os.mkfifo(pipe)
+        got = _read_pipe(pipe)
+        code, _, err = cli(module, [*argv, str(pipe)], capsys)
+        assert code == 0, err
+        for _ in range(100):  # the reader thread has the bytes once the writer closed
+            if "data" in got:
+                break
+            time.sleep(0.05)
+        assert pipe.is_fifo() and got["data"], module
