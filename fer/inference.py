@@ -8,6 +8,7 @@ training run's folder, which stands for the best checkpoint its `summary.json` n
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,8 +142,13 @@ def read_exported(path: Path) -> tuple[ModelSpec, Path]:
     if path.suffix in (".safetensors", ".onnx"):
         meta = path.with_suffix(".json")
     if not meta.is_file():
+        if path.is_file() and re.fullmatch(r"model\.part\d+\.onnx", path.name):
+            raise FerError(
+                f"{path} is the graph of one member of the model in {folder}; pass that folder"
+            )
         raise FerError(
-            f"no model.json beside {path}; pass an exported folder (python -m fer.export) or a .ckpt"
+            f"no {meta.name} beside {path}; pass an exported folder (python -m fer.export) or a "
+            ".ckpt"
         )
     try:
         return ModelSpec.from_json(json.loads(meta.read_text())), folder

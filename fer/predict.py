@@ -105,6 +105,8 @@ def gather(
             files += [(f, f.relative_to(p)) for f in found]
         elif is_file:
             files.append((p, Path(p.name)))
+        elif p.exists():  # /dev/stdin, a named pipe
+            errors.append(f"{p}: a pipe or a device, not a file: save the photo to a file first")
         else:
             errors.append(f"{p}: no such file or folder")
     seen: set[Path] = set()  # a photo named twice (a folder and a file in it) is read once

@@ -90,7 +90,7 @@ def as_image(image: Any) -> np.ndarray:
     if isinstance(image, (str, Path)):
         if Path(image).is_dir():
             raise IsADirectoryError(
-                f"{image} is a folder, not a picture; predict reads one picture "
+                f"{image} is a folder, not a picture: give one picture at a time "
                 "(python -m fer.predict reads folders)"
             )
         if not Path(image).is_file():

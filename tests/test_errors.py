@@ -264,3 +264,10 @@ def test_a_name_the_system_refuses_is_one_line(tmp_path, capsys):
     assert_one_line_error(code, err, "File name too long")
     code, _, err = cli("predict", [str(faces), "--no-detect", "--json", too_long], capsys)
     assert_one_line_error(code, err, "File name too long")
+
+
+def test_a_pipe_given_as_a_photo_is_called_a_pipe(tmp_path, capsys):
+    """`cat photo.jpg | fer.predict /dev/stdin` was told 'no such file or folder'."""
+    os.mkfifo(tmp_path / "pipe")
+    code, _, err = cli("predict", [str(tmp_path / "pipe"), "--no-detect"], capsys)
+    assert code == 1 and "a pipe or a device, not a file" in err and "Traceback" not in err

@@ -342,6 +342,15 @@ def test_evaluate_refuses_what_it_cannot_do_before_scoring(
     assert not (tmp_path / "ev").exists()
 
 
+def test_a_member_graph_given_as_the_model_names_the_folder_to_pass(tmp_path):
+    """--model checkpoints/model.part0.onnx said 'no model.json beside' it, where one is."""
+    part = tmp_path / "model.part0.onnx"
+    part.write_bytes(b"a member's graph")
+    (tmp_path / "model.json").write_text("{}")
+    with pytest.raises(FerError, match="graph of one member of the model in .*; pass that folder"):
+        load_classifier(part)
+
+
 @pytest.mark.parametrize("tta,views", [("none", 1), ("flip", 2), ("tencrop", 10)])
 def test_tta_views(tta, views):
     x = np.random.default_rng(0).standard_normal((3, 1, 48, 48)).astype(np.float32)

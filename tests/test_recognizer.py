@@ -150,7 +150,7 @@ def test_pil_images_of_every_mode_and_single_channel_arrays_are_read(rec):
         (np.zeros((40, 40, 2), np.uint8), ValueError, "is not H x W"),
         (np.zeros((1, 3000), np.uint8), ValueError, "3000x1 pixels is too small"),
         ("missing.jpg", FileNotFoundError, "no such file"),
-        ("album", IsADirectoryError, "is a folder, not a picture; predict reads one picture"),
+        ("album", IsADirectoryError, "is a folder, not a picture: give one picture at a time"),
     ],
 )
 def test_a_wrong_picture_is_a_clear_error(rec, image, error, message, tmp_path):
