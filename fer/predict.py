@@ -211,6 +211,15 @@ def records_to_resume(args: argparse.Namespace) -> list[dict]:
         raise FerError(
             f"--resume: {path} is not what fer.predict --json writes ({e}); name another file"
         ) from None
+    # the records say whether the stopped run looked for faces: a mix would read as one run's
+    faced = {isinstance(r["box"], list) for r in records if "note" not in r}
+    if faced and faced != {not args.no_detect}:
+        how = "with --no-detect" if args.no_detect else "without --no-detect"
+        then = "looked for faces" if True in faced else "read whole images (--no-detect)"
+        raise FerError(
+            f"--resume: the run that wrote {path} {then}; this one is {how}: resume it with the "
+            "options it was run with"
+        )
     return records
 
 

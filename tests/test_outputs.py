@@ -672,3 +672,16 @@ def test_outputs_go_through_links_and_into_pipes_without_replacing_them(tmp_path
                 break
             time.sleep(0.05)
         assert pipe.is_fifo() and got["data"], module
+
+
+def test_resume_refuses_a_file_written_with_the_other_way_of_reading(tmp_path, capsys, photos):
+    """A run resumed with --no-detect from a file that looked for faces (or the other way round)
+    mixed whole-image records with face records in one file, silently."""
+    out = tmp_path / "out.json"
+    argv = [str(photos), "--json", str(out)]
+    code, _, err = cli("predict", [*argv, "--no-detect"], capsys)
+    assert code == 0, err
+    before = out.read_text()
+    code, _, err = cli("predict", [*argv, "--resume"], capsys)
+    assert_one_line_error(code, err, "read whole images (--no-detect)", "without --no-detect")
+    assert out.read_text() == before
