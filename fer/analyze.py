@@ -85,7 +85,8 @@ def cleaning_report(
     blank = np.flatnonzero(std < blank_std)
     groups = find_duplicates(images)
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
-    records, exclude, leaked = [], {names[i] for i in blank}, set()
+    # fer.train --exclude drops training faces only: a blank val/test face is reported, not listed
+    records, exclude, leaked = [], {names[i] for i in blank if not held_out[i]}, set()
     for g in groups:
         rec = {
             "names": [names[i] for i in g],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from fer.common import EMOTIONS, RUN_CONFIG, atomic_path, preprocess, write_text
+from fer.common import EMOTIONS, RUN_CONFIG, FerError, atomic_path, preprocess, write_text
 from fer.figures import confusion_figure, face_grid
 
 
@@ -155,6 +156,23 @@ class BackboneFreeze(BaseFinetuning):
             sched.lr_lambdas.append(sched.lr_lambdas[0])
         if hasattr(sched, "min_lrs") and len(sched.min_lrs) < groups:
             sched.min_lrs.append(sched.min_lrs[0])
+
+
+class StopOnDivergence(pl.Callback):
+    """Ends the run with a one-line error when an epoch's mean training loss is not a number (nan
+    or inf): the weights diverged, and every epoch after would go on from them while the run
+    ended as a success. Checked at the end of the epoch (no synchronisation a step), before
+    last.ckpt is saved over the last sound weights."""
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        metrics = trainer.callback_metrics
+        loss = metrics.get("train/loss_epoch", metrics.get("train/loss"))
+        if loss is not None and not math.isfinite(float(loss)):
+            raise FerError(
+                f"training diverged in epoch {trainer.current_epoch}: its mean loss is "
+                f"{float(loss)}; lower --lr (or --warmup-epochs more), and start again from "
+                "the last sound checkpoint or from scratch"
+            )
 
 
 class RunRecord(pl.Callback):

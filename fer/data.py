@@ -97,7 +97,7 @@ def resolve_source(path: str | Path) -> tuple[str, list[Path]]:
         for name in CSV_NAMES:
             if (p / name).is_file():
                 return resolve_source(p / name)
-        if any((p / sub).is_dir() for sub in ("train", "test")):
+        if split_folders(p):
             return "folder", [p]
         raise FerError(
             f"no FER-2013 data in {p}: expected one of {', '.join(CSV_NAMES)} or train/<emotion>/ "
@@ -106,20 +106,31 @@ def resolve_source(path: str | Path) -> tuple[str, list[Path]]:
     raise FerError(f"data path {p} does not exist; {HOW_TO_GET}")
 
 
+def split_folders(root: Path) -> dict[str, Path]:
+    """The train/ and test/ folders of a folder dataset, their names matched case-insensitively
+    (Train/, TEST/), by split."""
+    found = {}
+    for d in sorted(root.iterdir()):
+        if d.name.lower() in ("train", "test") and d.is_dir():
+            found.setdefault(d.name.lower(), d)
+    return found
+
+
 def _folder_files(root: Path) -> list[tuple[str, int, int, int]]:
-    """(relative path, label, size, mtime_ns) of every file in root/{train,test}/<emotion>/."""
+    """(relative path, label, size, mtime_ns) of every file in root/{train,test}/<emotion>/;
+    hidden folders and files (.ipynb_checkpoints, .DS_Store) are passed over."""
     lookup = {name: i for i, name in enumerate(EMOTIONS)}
     entries, unknown = [], []
-    for split in ("train", "test"):
-        top = root / split
-        if not top.is_dir():
-            continue
+    for top in split_folders(root).values():
         for cls_dir in sorted(d for d in top.iterdir() if d.is_dir()):
+            if cls_dir.name.startswith("."):
+                continue
             label = lookup.get(cls_dir.name.lower())
             if label is None:
-                unknown.append(f"{split}/{cls_dir.name}")
+                unknown.append(f"{top.name}/{cls_dir.name}")
                 continue
-            for dirpath, _, files in os.walk(cls_dir):
+            for dirpath, dirs, files in os.walk(cls_dir):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
                 for f in sorted(files):
                     if f.startswith("."):
                         continue
@@ -157,7 +168,7 @@ def _usage_from_name(name: str, split_folder: str) -> int:
     for code, prefix in enumerate(USAGES[:3]):
         if base.startswith(prefix + "_"):
             return code
-    return UNMARKED_TRAIN if split_folder == "train" else UNMARKED_TEST
+    return UNMARKED_TRAIN if split_folder.lower() == "train" else UNMARKED_TEST
 
 
 def check_unreadable(bad: list[str], strict: bool) -> None:
@@ -213,20 +224,21 @@ def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
     """Space-separated pixel strings -> (N, 48, 48) uint8, without a Python loop per pixel."""
     n, size = len(pixels), IMAGE_SIZE * IMAGE_SIZE
     text = pixels.astype(str)
+    grid = None
     try:  # numpy's C text parser: about 2 s for the full 35,887-row CSV
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            flat = (
-                np.fromstring(" ".join(text.tolist()), dtype=np.int32, sep=" ")
-                if n
-                else np.zeros(0, np.int32)
-            )
+            # each row ends with -1, so that a row of one value too few beside one of one too
+            # many (the total right) does not shift every face after them by a pixel
+            flat = np.fromstring(" -1 ".join(text.tolist()) + " -1", dtype=np.int32, sep=" ")
+        if flat.size == n * (size + 1):
+            grid = flat.reshape(n, size + 1)
     except ValueError:
-        flat = None
+        pass
     if (
-        flat is None
-        or flat.size != n * size
-        or (flat.size and (flat.min() < 0 or flat.max() > 255))
+        grid is None
+        or (grid[:, size] != -1).any()
+        or (n and (grid[:, :size].min() < 0 or grid[:, :size].max() > 255))
     ):
         for row, s in zip(rows, text):  # slow path, only to name the bad row
             parts = s.split()
@@ -236,7 +248,9 @@ def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
                 )
             if not all(p.isdigit() and int(p) <= 255 for p in parts):
                 raise FerError(f"{source} row {row + 2}: pixels must be integers 0..255")
-    return flat.astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
+        # every row is right, in a form the fast parser took otherwise (none, say): row by row
+        grid = np.array([s.split() for s in text], dtype=np.int32).reshape(n, size)
+    return grid[:, :size].astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
 
 
 def read_csv(files: list[Path]) -> FerData:
@@ -372,12 +386,14 @@ def _wait_for(cache_file: Path, marker: Path, start_grace: float = 10.0, limit: 
 def stratified_holdout(
     labels: torch.Tensor, among: torch.Tensor, fraction: float, seed: int
 ) -> torch.Tensor:
-    """Boolean mask picking round(fraction * n_c) of the `among` samples of every class c, reproducibly."""
+    """Boolean mask picking round(fraction * n_c) of the `among` samples of every class c, and at
+    least one of a class of two or more (a small dataset still validates on every class),
+    reproducibly."""
     g = torch.Generator().manual_seed(seed)
     mask = torch.zeros(len(labels), dtype=torch.bool)
     for c in labels[among].unique():
         idx = torch.nonzero((labels == c) & among).flatten()
-        k = int(round(fraction * len(idx)))
+        k = max(int(round(fraction * len(idx))), int(len(idx) >= 2))
         mask[idx[torch.randperm(len(idx), generator=g)[:k]]] = True
     return mask
 
@@ -392,7 +408,8 @@ def split_indices(
     """
     u, notes = data.usage, []
     train = (u == TRAINING) | (u == UNMARKED_TRAIN)
-    if (u == PUBLIC_TEST).any():
+    public = bool((u == PUBLIC_TEST).any())
+    if public:
         val = u == PUBLIC_TEST
     else:
         val = stratified_holdout(data.labels, train, val_fraction, seed)
@@ -405,8 +422,9 @@ def split_indices(
     else:
         test = u == UNMARKED_TEST
         if not test.any():
+            held_out = "PublicTest" if public else "held out from train"
             notes.append(
-                "no PrivateTest samples: there is no test split (validation is PublicTest)"
+                f"no PrivateTest samples: there is no test split (validation is {held_out})"
             )
     splits = {
         name: torch.nonzero(m).flatten()

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -26,6 +27,7 @@ from fer.common import (
     FerError,
     Parser,
     add_debug_flag,
+    check_outputs,
     default_precision,
     run_cli,
     run_config_path,
@@ -44,7 +46,7 @@ def positive(kind):
             value = kind(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if value <= 0:
+        if not (value > 0 and math.isfinite(value)):  # nan and inf too
             raise argparse.ArgumentTypeError(f"must be greater than 0, got {text}")
         return value
 
@@ -54,10 +56,19 @@ def positive(kind):
 
 def limit(text: str) -> int | float:
     """Lightning's convention: an int counts batches, a float in (0, 1] is a fraction; 0 is none."""
-    value = float(text)
-    if value < 0:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return int(value) if value.is_integer() and "." not in text else value
+    if value.is_integer() and "." not in text:
+        return int(value)
+    if value > 1:
+        raise argparse.ArgumentTypeError(
+            f"a share of the batches is at most 1.0, got {text} (a count has no decimal point)"
+        )
+    return value
 
 
 #: Defaults that depend on --model, filled in where an option was given neither on the command
@@ -92,17 +103,20 @@ def fill_model_defaults(args: argparse.Namespace, recorded: dict | None = None) 
         setattr(args, option, list(value) if isinstance(value, list) else value)
 
 
+def resumed_checkpoint(args: argparse.Namespace) -> Path:
+    """The checkpoint --ckpt-path names (`last`: the newest last.ckpt under the root folder)."""
+    if args.ckpt_path == "last":
+        return find_last_checkpoint(Path(args.default_root_dir))
+    return Path(args.ckpt_path)
+
+
 def resumed_options(args: argparse.Namespace) -> dict | None:
     """The options recorded for the run --ckpt-path resumes (its config.yaml), if there are any."""
     if not args.ckpt_path:
         return None
-    ckpt = (
-        find_last_checkpoint(Path(args.default_root_dir))
-        if args.ckpt_path == "last"
-        else Path(args.ckpt_path)
-    )
-    config = run_config_path(ckpt)
-    return (yaml.safe_load(config.read_text()) or {}) if config.is_file() else None
+    config = run_config_path(resumed_checkpoint(args))
+    recorded = yaml.safe_load(config.read_text()) if config.is_file() else None
+    return recorded if isinstance(recorded, dict) else None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -358,6 +372,45 @@ def _run_options(g) -> None:
     )
 
 
+#: --precision: auto (fer.common.default_precision), or one of Lightning's
+PRECISIONS = ("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "16-true")
+PRECISIONS += ("bf16-true", "64-true", "64", "transformer-engine", "transformer-engine-float16")
+
+#: A run resumed by --ckpt-path takes its recorded options (its config.yaml), and refuses these
+#: given again with another value: its data and the batches its schedule and records were laid
+#: out for. Its weights come from the checkpoint, not from the --init it started from.
+RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches")
+RESUME_TAKES_FROM_CHECKPOINT = ("init", "init_member", "config", "debug")
+
+
+def config_words(
+    parser: argparse.ArgumentParser, cfg: object, path: Path, strict: bool = True
+) -> list[str]:
+    """A config's options (a mapping, as a run's config.yaml holds them) as command-line words,
+    so that they go through the same checks as flags. An option fer.train does not know is refused
+    (`strict`), or, in a run recorded by another version of fer, left out."""
+    if not isinstance(cfg, dict):
+        raise FerError(f"{path} is not a mapping of options")
+    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
+    unknown = sorted(set(cfg) - set(actions))
+    if unknown and strict:
+        raise FerError(f"{path}: unknown options {', '.join(unknown)}")
+    words: list[str] = []
+    for key, value in cfg.items():
+        if key in ("config", "debug") or key in unknown or value is None:
+            continue
+        flag = actions[key].option_strings[-1]
+        if actions[key].nargs == 0:  # a switch
+            if not isinstance(value, bool):
+                raise FerError(f"{path}: {key} must be true or false, got {value!r}")
+            words += [flag] if value else []
+        else:
+            values = value if isinstance(value, list) else [value]
+            words += [flag, *map(str, values)]
+    return words
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Options from the command line over those of a --config file. The file's values become
     command-line words put before the user's, so both go through the same checks."""
@@ -366,6 +419,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     first, _ = parser.parse_known_args(argv)
     words: list[str] = []
     cfg: dict | None = None
+    recorded = resumed_options(first)
+    if recorded:  # a resumed run goes on with its own options, apart from those given again
+        where = run_config_path(resumed_checkpoint(first))
+        kept = {k: v for k, v in recorded.items() if k not in RESUME_TAKES_FROM_CHECKPOINT}
+        words += config_words(parser, kept, where, strict=False)
+        explicit = build_parser()  # what the command line gives itself: None where it is silent
+        explicit.set_defaults(**{a.dest: None for a in explicit._actions if a.dest != "help"})
+        given = explicit.parse_args(argv)
+        for option in RESUME_KEEPS:
+            mine, theirs = getattr(given, option), recorded.get(option)
+            if mine is not None and theirs is not None and str(mine) != str(theirs):
+                flag = "--" + option.replace("_", "-")
+                raise FerError(
+                    f"{flag} {mine}: the run resumed was made with {flag} {theirs} ({where}); "
+                    "resume it as it was, or start a new run from its weights with --init"
+                )
     if first.config:
         path = Path(first.config)
         if not path.is_file():
@@ -374,25 +443,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             cfg = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as e:
             raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
-        if not isinstance(cfg, dict):
-            raise FerError(f"{path} is not a mapping of options")
-        actions = {a.dest: a for a in parser._actions if a.option_strings}
-        cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
-        unknown = sorted(set(cfg) - set(actions))
-        if unknown:
-            raise FerError(f"{path}: unknown options {', '.join(unknown)}")
-        for key, value in cfg.items():
-            action = actions[key]
-            if key in ("config", "debug") or value is None:
-                continue
-            flag = action.option_strings[-1]
-            if action.nargs == 0:  # a switch
-                if not isinstance(value, bool):
-                    raise FerError(f"{path}: {key} must be true or false, got {value!r}")
-                words += [flag] if value else []
-            else:
-                values = value if isinstance(value, list) else [value]
-                words += [flag, *map(str, values)]
+        words += config_words(parser, cfg, path)
     args = parser.parse_args(words + argv)
     fill_model_defaults(args, resumed_options(args) or cfg)
     validate(args)
@@ -401,13 +452,26 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def validate(args: argparse.Namespace) -> None:
     """Checks that argparse's types cannot express, for command-line and config values alike."""
-    if args.val_fraction <= 0 or args.val_fraction >= 1:
+    if not 0 < args.val_fraction < 1:  # nan too
         raise FerError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if any(w <= 0 for w in args.widths):
         raise FerError("--widths must all be positive")
+    side = args.crop or IMAGE_SIZE  # each stage of the plain CNN halves the face, rounding down
+    if args.model == "cnn" and not args.residual and side >> len(args.widths) < 1:
+        most = side.bit_length() - 1
+        raise FerError(
+            f"--widths: {len(args.widths)} stages halve a {side} px face to nothing; give at "
+            f"most {most} widths (or --residual)"
+        )
+    if not 0 <= args.label_smoothing < 1:
+        raise FerError(f"--label-smoothing must be in [0, 1), got {args.label_smoothing}")
+    if not 0 <= args.seed < 2**32:
+        raise FerError(f"--seed must be in [0, 2**32), got {args.seed}")
+    if args.precision not in PRECISIONS:
+        raise FerError(f"unknown --precision {args.precision}; choose {', '.join(PRECISIONS)}")
     if not 0 <= args.ema < 1:
         raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
-    if args.mixup < 0:
+    if not args.mixup >= 0:
         raise FerError(f"--mixup must be >= 0 (0: off), got {args.mixup}")
     if not 0 <= args.distill_alpha <= 1:
         raise FerError(f"--distill-alpha must be in [0, 1], got {args.distill_alpha}")
@@ -463,6 +527,7 @@ def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse, resolve the run, build data, model, callbacks and trainer, fit, report."""
     args = parse_args(argv)
+    check_outputs({"--json": args.json})  # refused now, not after hours of training
     if args.json == "-":  # stdout carries the JSON summary alone: progress bars, tables to stderr
         stdout = sys.stdout
         with contextlib.redirect_stdout(sys.stderr):
@@ -690,10 +755,12 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
         EpochSeed,
         PredictionGridLogger,
         RunRecord,
+        StopOnDivergence,
     )
 
     validating = args.limit_val_batches != 0  # 0: no validation, so no best checkpoint
     callbacks: list = [
+        StopOnDivergence(),
         # last.ckpt after every epoch, improved or not: what --ckpt-path last resumes from
         ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False),
         LearningRateMonitor(logging_interval="epoch"),

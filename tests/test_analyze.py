@@ -13,13 +13,14 @@ from tests.conftest import face, make_csv, make_folder
 def test_cleaning_report_finds_blank_faces_duplicates_and_leaks():
     images = np.stack([face(i % 7, i) for i in range(10)])
     images[3] = 0  # blank
+    images[7] = 5  # blank too, but a val face: reported, not listed (--exclude drops train faces)
     images[5] = images[1]  # a train duplicate with a different label
     images[8] = images[2]  # a val face also in train
     labels = np.array([i % 7 for i in range(10)])
     usage = np.array([0, 0, 0, 0, 0, 0, 1, 1, 1, 1], dtype=np.uint8)
     names = [f"n{i}" for i in range(10)]
     rep = cleaning_report(images, labels, usage, names)
-    assert [b["name"] for b in rep["blank"]] == ["n3"]
+    assert [b["name"] for b in rep["blank"]] == ["n3", "n7"]
     assert (
         rep["duplicate_groups"] == 2
         and rep["cross_split_groups"] == 1

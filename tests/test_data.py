@@ -81,6 +81,34 @@ def test_unmarked_folders_split_stratified_and_seeded(tmp_path):
     assert any("stratified" in n for n in notes)
 
 
+def test_a_small_unmarked_dataset_still_validates_on_every_class(tmp_path):
+    """5 faces a class and no test folder: 10% of 5 rounded to none, an empty validation split and
+    a KeyError in the middle of fer.train (the log said it validated on 10% of train)."""
+    data = load_fer(make_folder(tmp_path / "d", per_class=(5, 0, 0), prefixes=("img",) * 3))
+    splits, notes = split_indices(data, val_fraction=0.1, seed=0)
+    assert torch.bincount(data.labels[splits["val"]], minlength=7).tolist() == [1] * 7
+    assert len(splits["train"]) == 28 and len(splits["test"]) == 0
+    assert any("validation is held out from train" in n for n in notes)
+
+
+def test_capitalised_split_folders_and_hidden_folders(tmp_path):
+    """Train/ and Test/ were not found (class folders are matched case-insensitively, the docs
+    said folder names are); a .ipynb_checkpoints folder (Jupyter's) stopped loading as an
+    unknown class."""
+    import cv2
+
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0), prefixes=("img",) * 3)
+    (root / "train").rename(root / "Train")
+    (root / "test").rename(root / "Test")
+    for hidden in (root / "Train" / ".ipynb_checkpoints", root / "Train" / "happy" / ".thumbs"):
+        hidden.mkdir()
+        cv2.imwrite(str(hidden / "junk.png"), face(0, 1))
+    data = load_fer(root)
+    splits, _ = split_indices(data, val_fraction=0.5, seed=0)
+    assert len(data.images) == 21 and len(splits["test"]) == 7  # the 7 of Test/, none hidden
+    assert len(splits["train"]) + len(splits["val"]) == 14
+
+
 def test_cache_is_reused_and_invalidated_when_the_data_changes(tmp_path):
     root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
     first = load_fer(root)

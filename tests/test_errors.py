@@ -67,6 +67,15 @@ GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
             lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n1,1 2 3,Training\n"),
             ["row 3", "3 pixel values, expected 2304"],
         ),
+        (  # the total is right: every face after them was shifted by a pixel, silently
+            "csv pixel counts that cancel out",
+            lambda t: csv_with(
+                t,
+                f"emotion,pixels,Usage\n0,{GOOD},Training\n1,{GOOD.rsplit(' ', 1)[0]},Training\n"
+                f"2,{GOOD} 7,Training\n",
+            ),
+            ["row 3", "2303 pixel values, expected 2304"],
+        ),
         (
             "csv non-numbers",
             lambda t: csv_with(

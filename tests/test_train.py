@@ -135,6 +135,37 @@ def test_a_run_resumed_without_its_options_continues_as_it_was_recorded(tmp_path
     assert args.lr == 0.2
 
 
+def test_a_resumed_run_keeps_every_recorded_option_and_refuses_its_data_changed(tmp_path):
+    """`--ckpt-path last` alone brought back only the model's options: a run made on one CSV went
+    on, silently, on data/fer2013 (or downloaded it), with the default batch size, and its
+    config.yaml was rewritten to say so; a batch size given again crashed a one-cycle run
+    midway. Now every recorded option comes back, and the data or batch size given otherwise is
+    refused; its weights come from the checkpoint, not the --init it started from."""
+    from fer.train import parse_args
+
+    run = run_dir(tmp_path)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    recorded = {
+        "data": str(tmp_path / "mine.csv"),
+        "batch_size": 32,
+        "augment": "strong",
+        "label_smoothing": 0.1,
+        "no_test": True,
+        "init": str(tmp_path / "gone"),  # the weights it started from, no longer there
+        "retired_option": 3,  # from another version of fer: left out
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    resume = ["--ckpt-path", "last", "--default-root-dir", str(tmp_path)]
+    args = parse_args(resume)
+    assert (args.data, args.batch_size, args.augment) == (recorded["data"], 32, "strong")
+    assert args.label_smoothing == 0.1 and args.no_test and args.init is None
+    assert parse_args([*resume, "--batch-size", "32"]).batch_size == 32  # the same: fine
+    for flag, value in (("--data", "data/fer2013"), ("--batch-size", "16")):
+        with pytest.raises(FerError, match=f"{flag} {value}: the run resumed was made with {flag}"):
+            parse_args([*resume, flag, value])
+
+
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
@@ -480,6 +511,17 @@ def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
         ("distill_alpha: 2", "--distill-alpha must be in [0, 1]"),
         ("mixup: -0.2", "--mixup must be >= 0"),
         ("model: vgg\nresidual: true", "--residual is an option of --model cnn"),
+        # were tracebacks midway, most leaving a half-made version_N folder
+        ("label_smoothing: 1.5", "--label-smoothing must be in [0, 1)"),
+        ("widths: [8, 8, 8, 8, 8, 8, 8]", "7 stages halve a 48 px face to nothing"),
+        ("crop: 40\nwidths: [8, 8, 8, 8, 8, 8]", "halve a 40 px face to nothing; give at most 5"),
+        ("limit_val_batches: 1.5", "a share of the batches is at most 1.0"),
+        ("limit_train_batches: 2.5", "a share of the batches is at most 1.0"),
+        ("precision: bogus", "unknown --precision bogus"),
+        ("seed: -1", "--seed must be in [0, 2**32)"),
+        ("val_fraction: .nan", "--val-fraction must be between 0 and 1"),
+        ("lr: .nan", "--lr: must be greater than 0"),
+        ("mixup: .nan", "--mixup must be >= 0"),
     ],
 )
 def test_config_values_get_the_checks_of_the_command_line(tmp_path, capsys, entry, needle):
@@ -858,3 +900,25 @@ def test_json_dash_writes_the_summary_to_stdout(csv_data, tmp_path, capsys, monk
     assert train([*args, "--max-epochs", "1", "--json", "-"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["best_checkpoint"] and not (tmp_path / "-").exists()
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_training(tmp_path, monkeypatch):
+    """--json under a file trained the whole run, then failed to write the summary (exit 2)."""
+    import fer.train
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained before the --json path was checked")
+
+    monkeypatch.setattr(fer.train, "run", no_training)
+    (tmp_path / "afile").write_text("a file")
+    with pytest.raises(FerError, match="cannot write --json"):
+        fer.train.main(["--json", str(tmp_path / "afile" / "x.json")])
+
+
+def test_a_diverged_run_ends_with_an_error_not_a_success(csv_data, tmp_path):
+    """A learning rate that sends the loss to nan trained on and exited 0, with a 'best'
+    checkpoint fer.export took."""
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    with pytest.raises(FerError, match="training diverged in epoch 0: its mean loss is nan"):
+        train([*args, "--max-epochs", "2", "--lr", "1e30", "--scheduler", "cosine"])
+    assert not list(tmp_path.rglob("summary.json"))
