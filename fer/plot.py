@@ -52,8 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ax.set(title=name, xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    best = max(scalars.get("val/acc", [(0, 0.0)]), key=lambda sv: sv[1])[1]
-    fig.suptitle(f"{logdir}: best val/acc {best:.4f}")
+    accuracies = scalars.get("val/acc")
+    if accuracies:
+        fig.suptitle(f"{logdir}: best val/acc {max(v for _, v in accuracies):.4f}")
+    else:  # --limit-val-batches 0: no accuracy to name, rather than 0
+        fig.suptitle(f"{logdir}: no validation")
     out = Path(args.out) if args.out else logdir
     save_figure(fig, out / "curves.png")
     print(f"wrote {out / 'curves.png'}")

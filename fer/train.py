@@ -355,7 +355,7 @@ def _run_options(g) -> None:
     g.add_argument(
         "--fast-dev-run",
         action="store_true",
-        help="one batch of train/val/test to check the pipeline",
+        help="one batch of train and val to check the pipeline (no test, no checkpoints)",
     )
     g.add_argument(
         "--ckpt-path",
@@ -429,7 +429,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         given = explicit.parse_args(argv)
         for option in RESUME_KEEPS:
             mine, theirs = getattr(given, option), recorded.get(option)
-            if mine is not None and theirs is not None and str(mine) != str(theirs):
+            same = (
+                os.path.realpath(mine) == os.path.realpath(theirs)  # ./data/x is data/x
+                if option == "data" and mine is not None and theirs is not None
+                else str(mine) == str(theirs)
+            )
+            if mine is not None and theirs is not None and not same:
                 flag = "--" + option.replace("_", "-")
                 raise FerError(
                     f"{flag} {mine}: the run resumed was made with {flag} {theirs} ({where}); "

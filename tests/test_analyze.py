@@ -121,3 +121,18 @@ def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
     run = tmp_path / "lightning_logs" / "version_0"
     assert plot(["--logdir", str(run)]) == 0
     assert (run / "curves.png").stat().st_size > 10_000
+
+
+def test_plot_of_a_run_without_validation_names_no_accuracy(csv_data, tmp_path, monkeypatch):
+    """A run with --limit-val-batches 0 was titled 'best val/acc 0.0000'."""
+    import fer.plot
+
+    argv = ["--data", str(csv_data), "--max-epochs", "1", "--default-root-dir", str(tmp_path)]
+    argv += ["--widths", "8", "--depth", "1", "--precision", "32-true", "--no-test"]
+    assert train([*argv, "--limit-val-batches", "0", "--patience", "0"]) == 0
+    titles = []
+    monkeypatch.setattr(
+        fer.plot, "save_figure", lambda fig, path: titles.append(fig._suptitle.get_text())
+    )
+    assert plot(["--logdir", str(tmp_path / "lightning_logs" / "version_0")]) == 0
+    assert titles and titles[0].endswith(": no validation")

@@ -161,6 +161,8 @@ def test_a_resumed_run_keeps_every_recorded_option_and_refuses_its_data_changed(
     assert (args.data, args.batch_size, args.augment) == (recorded["data"], 32, "strong")
     assert args.label_smoothing == 0.1 and args.no_test and args.init is None
     assert parse_args([*resume, "--batch-size", "32"]).batch_size == 32  # the same: fine
+    again = str(tmp_path / "." / "mine.csv")  # the same file, written otherwise
+    assert parse_args([*resume, "--data", again]).data == again
     for flag, value in (("--data", "data/fer2013"), ("--batch-size", "16")):
         with pytest.raises(FerError, match=f"{flag} {value}: the run resumed was made with {flag}"):
             parse_args([*resume, flag, value])
