@@ -13,6 +13,7 @@ import errno
 import hashlib
 import io
 import os
+import re
 import signal
 import stat
 import sys
@@ -334,11 +335,18 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+#: The names of a process's open streams: written in place, wherever they lead.
+STREAM_PATH = re.compile(r"/dev/(stdout|stderr|fd/\d+)|/proc/(self|\d+)/fd/\d+")
+
+
 def write_target(path: str | Path) -> tuple[Path, bool]:
     """Where writing `path` goes, and whether it is written in place: a device, a pipe or a socket
-    (/dev/null, /dev/stdout, a named pipe) is written as it is, never replaced by a file; through
-    a symbolic link, the file it names is written (the link is kept)."""
+    (/dev/null, a named pipe) and a process's own streams (/dev/stdout, /dev/fd/1, wherever the
+    shell sends them: a file too, appended to with >>) are written as they are, never replaced
+    by a file; through a symbolic link, the file it names is written (the link is kept)."""
     path = Path(path)
+    if STREAM_PATH.fullmatch(str(path.absolute())):
+        return path, True
     try:
         mode = path.stat().st_mode  # through links
     except OSError:  # not there yet (or a link to nothing)
@@ -389,6 +397,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically, as UTF-8; a file name that is not UTF-8 (held by Python as
     surrogates) is written back as the bytes it was read from."""
+    if write_target(path)[1]:  # a stream or a pipe: appended to, as a shell's >> leaves it
+        try:
+            with open(path, "a", encoding="utf-8", errors="surrogateescape") as f:
+                f.write(text)
+        except OSError as e:
+            raise FerError(f"could not write {path}: {e.strerror}") from e
+        return
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 

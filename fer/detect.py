@@ -191,7 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tmp_json = target.with_name(f".{target.name}.part")
                 try:
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    json_file = open(tmp_json or target, "w")
+                    json_file = open(tmp_json or target, "a" if in_place else "w")
                 except OSError as e:
                     raise FerError(f"cannot write {args.json}: {e.strerror}") from e
             while True:

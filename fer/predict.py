@@ -35,6 +35,7 @@ from fer.common import (
     check_outputs,
     run_cli,
     to_uint8,
+    write_target,
     write_text,
 )
 from fer.faces import add_face_options, add_photo_options
@@ -408,7 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if time.monotonic() - saved >= SAVE_EVERY:  # a run killed keeps what it read
                     flush()
                     try:
-                        save_files(args, records + earlier.left())  # those resumed not come to
+                        # those resumed not come to; a pipe or a stream only once, at the end
+                        save_files(args, records + earlier.left(), files_only=True)
                     except FerError as e:  # a full disk, say: the run goes on, and tries again
                         if not save_failed:
                             print(f"warning: {e}; the run goes on", file=sys.stderr)
@@ -480,12 +482,13 @@ def write_results(args: argparse.Namespace, records: list[dict], errors: list[st
     save_files(args, records)
 
 
-def save_files(args: argparse.Namespace, records: list[dict]) -> None:
-    """The --json and --csv files (not stdout), each written whole or not at all."""
-    if args.json not in (None, "-"):
-        write_text(args.json, json_text(records))
-    if args.csv not in (None, "-"):
-        write_text(args.csv, csv_text(records))
+def save_files(args: argparse.Namespace, records: list[dict], files_only: bool = False) -> None:
+    """The --json and --csv files (not stdout), each written whole or not at all; `files_only`:
+    not a pipe, a device or a stream, which takes the records once (the saves as photos are
+    read would each add a copy, and a named pipe's reader leaves at the first)."""
+    for path, text in ((args.json, json_text), (args.csv, csv_text)):
+        if path not in (None, "-") and not (files_only and write_target(path)[1]):
+            write_text(path, text(records))
 
 
 def json_text(records: list[dict]) -> str:

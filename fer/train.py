@@ -231,8 +231,8 @@ def _optimisation_options(g) -> None:
     g.add_argument(
         "--max-epochs",
         type=positive(int),
-        help="epochs to train; the learning-rate schedule spans them all, so resume a run with the "
-        f"number it started with (default: {_per_model('max_epochs')})",
+        help="epochs to train; the learning-rate schedule spans them all (a one-cycle run resumed "
+        f"keeps its number; a cosine one may be given more) (default: {_per_model('max_epochs')})",
     )
     g.add_argument(
         "--lr",
@@ -377,10 +377,13 @@ PRECISIONS = ("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "
 PRECISIONS += ("bf16-true", "64-true", "64", "transformer-engine", "transformer-engine-float16")
 
 #: A run resumed by --ckpt-path takes its recorded options (its config.yaml), and refuses these
-#: given again with another value: its data and the batches its schedule and records were laid
-#: out for. Its weights come from the checkpoint, not from the --init it started from.
+#: given again with another value (as flags or in a --config file): its data and the batches its
+#: schedule and records were laid out for. Its weights come from the checkpoint, not from the
+#: --init it started from. A switch it was made with (--no-test, --compile) stays on.
 RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches")
-RESUME_TAKES_FROM_CHECKPOINT = ("init", "init_member", "config", "debug")
+#: Where the run goes on is the checkpoint's business (its version folder) and the command line's
+#: (--default-root-dir), not the folder the run was first made in.
+RESUME_TAKES_FROM_CHECKPOINT = ("init", "init_member", "config", "debug", "default_root_dir")
 
 
 def config_words(
@@ -417,16 +420,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     first, _ = parser.parse_known_args(argv)
-    words: list[str] = []
+    words: list[str] = []  # the --config file's
     cfg: dict | None = None
+    if first.config:
+        path = Path(first.config)
+        if not path.is_file():
+            raise FerError(f"config file {path} does not exist")
+        try:
+            cfg = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+        words += config_words(parser, cfg, path)
     recorded = resumed_options(first)
     if recorded:  # a resumed run goes on with its own options, apart from those given again
         where = run_config_path(resumed_checkpoint(first))
-        kept = {k: v for k, v in recorded.items() if k not in RESUME_TAKES_FROM_CHECKPOINT}
-        words += config_words(parser, kept, where, strict=False)
-        explicit = build_parser()  # what the command line gives itself: None where it is silent
+        explicit = build_parser()  # what the user gives (flags, --config): None where silent
         explicit.set_defaults(**{a.dest: None for a in explicit._actions if a.dest != "help"})
-        given = explicit.parse_args(argv)
+        given = explicit.parse_args(words + argv)
         for option in RESUME_KEEPS:
             mine, theirs = getattr(given, option), recorded.get(option)
             same = (
@@ -440,15 +450,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     f"{flag} {mine}: the run resumed was made with {flag} {theirs} ({where}); "
                     "resume it as it was, or start a new run from its weights with --init"
                 )
-    if first.config:
-        path = Path(first.config)
-        if not path.is_file():
-            raise FerError(f"config file {path} does not exist")
-        try:
-            cfg = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
-        words += config_words(parser, cfg, path)
+        kept = {k: v for k, v in recorded.items() if k not in RESUME_TAKES_FROM_CHECKPOINT}
+        words = config_words(parser, kept, where, strict=False) + words
     args = parser.parse_args(words + argv)
     fill_model_defaults(args, resumed_options(args) or cfg)
     validate(args)

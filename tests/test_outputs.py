@@ -2,6 +2,7 @@
 any photo or frame is read (never after hours of work), an output never replaces an input, a
 closed pipe ends a run as the reader wanted, and names that are not UTF-8 still come out."""
 
+import contextlib
 import json
 import os
 import re
@@ -685,3 +686,42 @@ def test_resume_refuses_a_file_written_with_the_other_way_of_reading(tmp_path, c
     code, _, err = cli("predict", [*argv, "--resume"], capsys)
     assert_one_line_error(code, err, "read whole images (--no-detect)", "without --no-detect")
     assert out.read_text() == before
+
+
+@contextlib.contextmanager
+def stdout_to(log: Path):
+    """fd 1 sent to `log`, appended to, as a shell's `>> log.txt` does it (in the test's body:
+    pytest sends fd 1 back to its capture between a test's phases)."""
+    sys.stdout.flush()
+    saved, fd = os.dup(1), os.open(log, os.O_WRONLY | os.O_APPEND)
+    os.dup2(fd, 1)
+    os.close(fd)
+    try:
+        yield log
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def test_a_stream_named_as_an_output_is_appended_to_once(tmp_path, photos, monkeypatch):
+    """--json /dev/stdout with stdout sent to a file (>> log.txt): the file was replaced by a new
+    one (what the shell had written lost), and the saves made as photos are read each added a
+    copy of the records to a pipe or a stream; now the records come once, at the end, after what
+    was there."""
+    import fer.predict
+    from fer.common import write_text
+
+    log = tmp_path / "log.txt"
+    log.write_text("old line\n")
+    with stdout_to(log):
+        write_text("/dev/stdout", "a line\n")
+    assert log.read_text() == "old line\na line\n"
+    monkeypatch.setattr(fer.predict, "SAVE_EVERY", 0.0)  # a save before each photo
+    with stdout_to(log):
+        code = fer.predict.main([str(photos), "--no-detect", "--json", "/dev/fd/1"])
+    assert code == 0
+    text = log.read_text()
+    assert text.startswith("old line\na line\n")
+    records = json.loads(text.removeprefix("old line\na line\n"))  # one array, whole
+    assert sorted(Path(r["file"]).name for r in records) == ["p0.png", "p1.png", "p2.png"]

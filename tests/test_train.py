@@ -166,6 +166,13 @@ def test_a_resumed_run_keeps_every_recorded_option_and_refuses_its_data_changed(
     for flag, value in (("--data", "data/fer2013"), ("--batch-size", "16")):
         with pytest.raises(FerError, match=f"{flag} {value}: the run resumed was made with {flag}"):
             parse_args([*resume, flag, value])
+    given = tmp_path / "c.yaml"  # a --config file is no way round it
+    given.write_text("batch_size: 64\n")
+    with pytest.raises(FerError, match="--batch-size 64: the run resumed was made with"):
+        parse_args([*resume, "--config", str(given)])
+    # the run goes on where --default-root-dir and its checkpoint say, not where it was made
+    (run / "config.yaml").write_text(yaml.safe_dump({**recorded, "default_root_dir": "gone"}))
+    assert parse_args(resume).default_root_dir == str(tmp_path)
 
 
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
