@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import copy
 import errno
+import functools
 import hashlib
 import io
 import os
@@ -132,23 +133,23 @@ def decode_image(data: bytes | np.ndarray, upright: bool = False) -> np.ndarray 
     return image
 
 
+@functools.cache
 def heif_decoder():
-    """pillow-heif, with HEIC/HEIF registered as a format Pillow opens, or None where it is not
-    installed."""
+    """pillow-heif, with HEIC/HEIF registered as a format Pillow opens (once), or None where it
+    is not installed."""
     try:
         import pillow_heif
     except ImportError:
         return None
-    pillow_heif.register_heif_opener()  # idempotent
+    pillow_heif.register_heif_opener()
     return pillow_heif
 
 
 def decode_heif(buf: np.ndarray, upright: bool = False) -> np.ndarray | None:
     """A HEIC/HEIF image (what phones save photos as; OpenCV does not decode it) by pillow-heif:
     8-bit gray or BGR, or BGRA where it has alpha and not `upright` (10- and 12-bit ones brought
-    to 8). It
-    is always as a viewer shows it: libheif applies the container's rotation and mirror boxes,
-    where HEIF keeps the orientation (pillow-heif writes a phone's EXIF orientation there).
+    to 8). It is always as a viewer shows it: libheif applies the container's rotation and mirror
+    boxes, where HEIF keeps the orientation (pillow-heif writes a phone's EXIF orientation there).
     None where pillow-heif is not installed or the file does not decode."""
     heif = heif_decoder()
     if heif is None:
@@ -397,12 +398,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically, as UTF-8; a file name that is not UTF-8 (held by Python as
     surrogates) is written back as the bytes it was read from."""
-    if write_target(path)[1]:  # a stream or a pipe: appended to, as a shell's >> leaves it
-        try:
-            with open(path, "a", encoding="utf-8", errors="surrogateescape") as f:
-                f.write(text)
-        except OSError as e:
-            raise FerError(f"could not write {path}: {e.strerror}") from e
+    target, in_place = write_target(path)
+    if in_place:  # a stream or a pipe: appended to, as a shell's >> leaves it
+        with _in_place(target), open(target, "a", encoding="utf-8", errors="surrogateescape") as f:
+            f.write(text)
         return
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")

@@ -144,7 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError(
             "--every and --smooth must be at least 1, --max-frames and --min-face at least 0"
         )
-    if args.output == "-" or (args.output and write_target(args.output)[1]):
+    # where --output and --json go: through a link, not over it; /dev/null is written as it is
+    video_target, video_in_place = write_target(args.output) if args.output else (None, False)
+    json_target, json_in_place = write_target(args.json) if args.json else (None, False)
+    if args.output == "-" or video_in_place:
         raise FerError(
             f"--output {args.output}: a video cannot go to stdout, a device or a pipe; give a "
             ".mp4 or .avi file name (or no --output, to write none)"
@@ -186,12 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json == "-":
                 json_file = sys.stdout
             elif args.json:
-                target, in_place = write_target(args.json)  # /dev/null is written as it is
-                if not in_place:
-                    tmp_json = target.with_name(f".{target.name}.part")
+                if not json_in_place:
+                    tmp_json = json_target.with_name(f".{json_target.name}.part")
                 try:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    json_file = open(tmp_json or target, "a" if in_place else "w")
+                    json_target.parent.mkdir(parents=True, exist_ok=True)
+                    json_file = open(tmp_json or json_target, "a" if json_in_place else "w")
                 except OSError as e:
                     raise FerError(f"cannot write {args.json}: {e.strerror}") from e
             while True:
@@ -212,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     draw(frame, faces, fps, bars=not args.no_bars)
                 if args.output:
                     if writer is None:
-                        out = write_target(args.output)[0]  # through a link, not over it
+                        out = video_target
                         try:
                             out.parent.mkdir(parents=True, exist_ok=True)
                         except OSError as e:
@@ -287,9 +289,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 Path(tmp).unlink(missing_ok=True)
         raise FerError(f"no frames could be read from {args.source}")
     if tmp_video is not None:
-        os.replace(tmp_video, write_target(args.output)[0])
+        os.replace(tmp_video, video_target)
     if tmp_json is not None:
-        os.replace(tmp_json, write_target(args.json)[0])
+        os.replace(tmp_json, json_target)
     total = time.perf_counter() - start
     if undecoded > unread_run:
         print(

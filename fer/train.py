@@ -110,13 +110,13 @@ def resumed_checkpoint(args: argparse.Namespace) -> Path:
     return Path(args.ckpt_path)
 
 
-def resumed_options(args: argparse.Namespace) -> dict | None:
-    """The options recorded for the run --ckpt-path resumes (its config.yaml), if there are any."""
+def resumed_options(args: argparse.Namespace) -> tuple[Path | None, dict | None]:
+    """The config.yaml of the run --ckpt-path resumes, and the options it records, if any."""
     if not args.ckpt_path:
-        return None
+        return None, None
     config = run_config_path(resumed_checkpoint(args))
     recorded = yaml.safe_load(config.read_text()) if config.is_file() else None
-    return recorded if isinstance(recorded, dict) else None
+    return config, (recorded if isinstance(recorded, dict) else None)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -431,9 +431,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         except yaml.YAMLError as e:
             raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
         words += config_words(parser, cfg, path)
-    recorded = resumed_options(first)
+    where, recorded = resumed_options(first)
     if recorded:  # a resumed run goes on with its own options, apart from those given again
-        where = run_config_path(resumed_checkpoint(first))
         explicit = build_parser()  # what the user gives (flags, --config): None where silent
         explicit.set_defaults(**{a.dest: None for a in explicit._actions if a.dest != "help"})
         given = explicit.parse_args(words + argv)
@@ -453,7 +452,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         kept = {k: v for k, v in recorded.items() if k not in RESUME_TAKES_FROM_CHECKPOINT}
         words = config_words(parser, kept, where, strict=False) + words
     args = parser.parse_args(words + argv)
-    fill_model_defaults(args, resumed_options(args) or cfg)
+    fill_model_defaults(args, recorded or cfg)
     validate(args)
     return args
 

@@ -500,10 +500,14 @@ def test_a_photo_keeps_a_face_found_only_where_it_is_too_large(monkeypatch):
 def test_without_pillow_heif_a_heic_photo_says_what_to_install(tmp_path, monkeypatch):
     import sys
 
-    from fer.common import read_image, why_unreadable
+    from fer.common import heif_decoder, read_image, why_unreadable
 
     path = tmp_path / "p.heic"
     save_as_phone(path, np.full((64, 64, 3), 90, np.uint8), 1)
     monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import pillow_heif fails
-    assert read_image(path) is None
-    assert "needs pillow-heif (pip install pillow-heif)" in why_unreadable(path)
+    heif_decoder.cache_clear()  # it remembers what it found; forgotten again after the test
+    try:
+        assert read_image(path) is None
+        assert "needs pillow-heif (pip install pillow-heif)" in why_unreadable(path)
+    finally:
+        heif_decoder.cache_clear()
