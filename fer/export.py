@@ -2,9 +2,11 @@
 
 Writes DIR/model.safetensors (weights), DIR/model.json (architecture, class names,
 preprocessing, metrics, provenance) and DIR/model.onnx (the graph, whose weights are read from
-model.safetensors); none of them needs unpickling to load. model.json is written last and records
-the SHA-256 of model.onnx, which loading checks; with --no-onnx, a model.onnx an earlier export
-left in DIR is removed. With --half the weights are stored in float16 (half the size) and the
+model.safetensors); none of them needs unpickling to load. model.json records the SHA-256 of model.onnx, which
+loading checks. The files are made in a hidden folder inside DIR and take the place of an earlier
+export's only once all are complete (model.json last; with --no-onnx, an earlier model.onnx is
+removed), so an export that fails or is stopped leaves DIR as it was, and one can be exported
+into its own folder. With --half the weights are stored in float16 (half the size) and the
 network still computes in float32: loading casts them back.
 With --int8 DATA, model.onnx is instead a graph with 8-bit weights and activations of its own
 (onnxruntime static quantization, calibrated on training faces of DATA), about three times faster
@@ -24,9 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
+import shutil
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -36,8 +41,11 @@ import numpy as np
 from fer.common import (
     FerError,
     Parser,
+    Stoppable,
+    Terminated,
     add_debug_flag,
     atomic_path,
+    check_outputs,
     file_sha256,
     run_cli,
     write_text,
@@ -81,7 +89,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--metrics",
         nargs="+",
-        default=[],
         metavar="JSON",
         help="metrics.json files from fer.evaluate to record in model.json (e.g. plain and flip TTA)",
     )
@@ -97,17 +104,19 @@ def _torch_to_onnx(model, path: Path, fold: bool) -> None:
     """The model as ONNX with a dynamic batch axis: input 'faces' (B, 1, 48, 48), output 'logits'."""
     import torch
 
-    torch.onnx.export(
-        model.float().eval(),
-        (torch.zeros(2, 1, 48, 48),),
-        str(path),
-        input_names=["faces"],
-        output_names=["logits"],
-        dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}},
-        opset_version=17,
-        dynamo=False,
-        do_constant_folding=fold,
-    )
+    with warnings.catch_warnings():  # the tracer's advice on code paths fer's models do not take
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model.float().eval(),
+            (torch.zeros(2, 1, 48, 48),),
+            str(path),
+            input_names=["faces"],
+            output_names=["logits"],
+            dynamic_axes={"faces": {0: "batch"}, "logits": {0: "batch"}},
+            opset_version=17,
+            dynamo=False,
+            do_constant_folding=fold,
+        )
 
 
 def export_onnx(model, path: Path, weights: Path, prefix: str = "") -> None:
@@ -139,9 +148,15 @@ def calibration_faces(data: str) -> np.ndarray:
     import torch
 
     from fer.common import preprocess
-    from fer.data import load_fer, split_indices
+    from fer.data import HOW_TO_GET, load_fer, split_indices
 
-    fer_data = load_fer(data)
+    try:
+        fer_data = load_fer(data)
+    except FerError as e:  # its advice is about --data, which fer.export does not have
+        raise FerError(
+            f"--int8 {data}: {str(e).replace(f'; {HOW_TO_GET}', '')}; pass --int8 a "
+            "fer2013.csv or a msambare/fer2013 folder"
+        ) from None
     train = split_indices(fer_data)[0]["train"]
     if len(train) == 0:
         raise FerError(f"{data} has no training faces to calibrate the int8 model on")
@@ -305,76 +320,59 @@ def provenance(spec, measured: bool = True) -> dict:
     return {k: v for k, v in spec.extra.items() if k not in drop}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from safetensors.torch import save_file
+def read_members(paths: list[Path], flip: bool):
+    """(spec, state) of the model to export from the models at `paths`: the one model, or an
+    ensemble that averages them (with `flip`, and their mirror images). Members must share their
+    classes and preprocessing. A member that is itself a mirroring ensemble stops mirroring
+    inside a mirroring one: its answer averaged over a face and its mirror is the same, in half
+    the work."""
+    from fer.inference import ModelSpec, read_weights
 
-    from fer.inference import ModelSpec, read_weights, resolve_model_path, torch_model
-
-    if args.int8 and args.no_onnx:
-        raise FerError("--int8 quantizes the ONNX graph; drop --no-onnx")
-    paths = [Path(c) for c in args.ckpt]
-    for path in paths:
-        if not path.exists():
-            raise FerError(f"checkpoint {path} does not exist")
-    paths = [resolve_model_path(p) for p in paths]
     read = [read_weights(p) for p in paths]
-    if len(read) == 1 and not args.flip:
+    for spec, _, source in read:
+        spec.check(str(source))
+    if len(read) == 1 and not flip:
         spec, state, _ = read[0]
         spec.extra = provenance(spec, measured=False)  # its metrics: only those of --metrics
-    else:  # one network that averages its members' probabilities
-        spec = ModelSpec(
-            "ensemble",
-            {
-                "members": [{"arch": s.arch, "options": s.options} for s, _, _ in read],
-                "flip": args.flip,
-            },
-        )
-        spec.extra = {
-            "members": [{"source": str(p), **provenance(s)} for p, (s, _, _) in zip(paths, read)]
-        }
-        state = {f"members.{i}.{k}": v for i, (_, st, _) in enumerate(read) for k, v in st.items()}
-    if args.half:  # round once: the safetensors and ONNX files then hold the same weights
-        state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
-    model = torch_model(spec, state, paths[0])  # proves the weights fit the architecture
-    out = Path(args.out)
-    spec.extra["export_command"] = "python -m fer.export " + " ".join(
-        map(shlex.quote, argv if argv is not None else sys.argv[1:])
-    )
-    metrics, default_backend = {}, "torch" if args.no_onnx else "onnx"
-    for f in args.metrics:
+        return spec, state
+    members = [{"arch": s.arch, "options": dict(s.options)} for s, _, _ in read]
+    for member in members:
+        if flip and member["arch"] == "ensemble":
+            member["options"]["flip"] = False
+    spec = ModelSpec("ensemble", {"members": members, "flip": flip})
+    spec.extra = {
+        "members": [{"source": str(p), **provenance(s)} for p, (s, _, _) in zip(paths, read)]
+    }
+    state = {f"members.{i}.{k}": v for i, (_, st, _) in enumerate(read) for k, v in st.items()}
+    return spec, state
+
+
+def read_metrics(files: list[str], default_backend: str) -> dict[str, dict]:
+    """The figures of fer.evaluate's metrics.json files, named by split, TTA and, where it is not
+    the one the export runs by default, backend."""
+    metrics = {}
+    for f in files:
         try:
             m = json.loads(Path(f).read_text())
         except (OSError, ValueError) as e:
             raise FerError(f"cannot read metrics file {f}: {e}") from e
+        if not isinstance(m, dict):
+            raise FerError(f"{f} is not a metrics.json of fer.evaluate (no object of figures)")
         keys = ("accuracy", "macro_f1", "samples", "split", "data", "skipped_list")
         summary = {k: m[k] for k in keys if m.get(k) is not None}
         name = f"{m.get('split', 'eval')}_tta_{m.get('tta', 'none')}"
         name += "_skip" if m.get("skipped_list") else ""
-        # a figure of the backend users do not get by default (predict's auto) says which it is
         other = m.get("backend", default_backend)
         metrics[name + ("" if other == default_backend else f"_{other}")] = summary
-    if metrics:
-        spec.extra["metrics"] = metrics
-    spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
-    if args.half:
-        spec.extra["stored_dtype"] = "float16"
-    if args.int8:
-        faces = calibration_faces(args.int8)  # before anything is written: bad data fails first
-        spec.extra["onnx_int8"] = {
-            "calibration": f"{len(faces)} training faces of {args.int8} (seed 0)",
-            "format": "QDQ, int8 weights per output channel (7 bits), uint8 activations (min-max "
-            f"ranges) of {', '.join(INT8_OPS)}; the rest float",
-        }
-    # model.json, written last, says the other files are complete and belong together: an export
-    # stopped half-way leaves no model.json, and none describes a model.onnx of another export.
-    stale = (out / "model.onnx").is_file() and args.no_onnx
-    for old in ("model.json", "model.onnx", *(p.name for p in out.glob("model.part*.onnx"))):
-        try:
-            (out / old).unlink(missing_ok=True)
-        except OSError as e:
-            raise FerError(f"cannot replace {out / old}: {e.strerror}") from e
-    with atomic_path(out / "model.safetensors") as tmp:
+    return metrics
+
+
+def write_files(spec, model, folder: Path, args, faces: np.ndarray | None) -> None:
+    """The export's files, written into `folder`: model.safetensors, model.onnx (and an
+    ensemble's member graphs) and, last, model.json."""
+    from safetensors.torch import save_file
+
+    with atomic_path(folder / "model.safetensors") as tmp:
         save_file(
             {
                 k: (v.half() if args.half and v.is_floating_point() else v).contiguous()
@@ -389,7 +387,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         model.flip = False
         spec.extra["onnx_single_view"] = True
     if args.int8:
-        whole = out / "model.onnx"
+        whole = folder / "model.onnx"
         export_int8_onnx(model, whole, faces)
         if spec.arch == "ensemble":
 
@@ -398,26 +396,107 @@ def main(argv: Sequence[str] | None = None) -> int:
                     export_int8_onnx(member, tmp, faces)
                     _share_weights_with(tmp, whole)
 
-            spec.extra["onnx_parts"] = export_parts(model, out, int8_part)
+            spec.extra["onnx_parts"] = export_parts(model, folder, int8_part)
     elif not args.no_onnx:
-        weights = out / "model.safetensors"
-        export_onnx(model, out / "model.onnx", weights)
+        weights = folder / "model.safetensors"
+        export_onnx(model, folder / "model.onnx", weights)
         # model.onnx reads its weights at fixed places in this very file: loading checks it is
         spec.extra["weights_sha256"] = file_sha256(weights)
         if spec.arch == "ensemble":
             spec.extra["onnx_parts"] = export_parts(
                 model,
-                out,
+                folder,
                 lambda member, path, i: export_onnx(member, path, weights, f"members.{i}."),
             )
     if not args.no_onnx:  # loading checks that model.onnx is the graph written with this file
-        spec.extra["onnx_sha256"] = file_sha256(out / "model.onnx")
-    write_text(out / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
+        spec.extra["onnx_sha256"] = file_sha256(folder / "model.onnx")
+    write_text(folder / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
+
+
+def install(made: Path, out: Path) -> list[str]:
+    """Put the complete export in `made` in the place of the one in `out`: its model.json goes
+    first (without it no loader takes what is left for a model), the files that belong to no
+    export now (an earlier model.onnx or member graph) are removed, model.json comes last. The
+    names of the files removed are returned."""
+    new = {f.name for f in made.iterdir()}
+    old = {"model.json", "model.onnx", *(f.name for f in out.glob("model.part*.onnx"))}
+    try:
+        (out / "model.json").unlink(missing_ok=True)
+        for name in sorted(new - {"model.json"}):
+            os.replace(made / name, out / name)
+        stale = sorted(name for name in old - new if (out / name).is_file())
+        for name in stale:
+            (out / name).unlink()
+        os.replace(made / "model.json", out / "model.json")
+    except OSError as e:
+        raise FerError(f"cannot replace the files in {out}: {e.strerror}") from e
+    return stale
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from fer.inference import resolve_model_path, torch_model
+
+    if args.int8 and args.no_onnx:
+        raise FerError("--int8 quantizes the ONNX graph; drop --no-onnx")
+    if not args.out:
+        raise FerError("--out is empty; give the folder to write the model into")
+    out = Path(args.out)
+    check_outputs({}, folders={"--out": out})
+    paths = [Path(c) for c in args.ckpt]
+    for path in paths:
+        if not path.exists():
+            raise FerError(f"checkpoint {path} does not exist")
+    paths = [resolve_model_path(p) for p in paths]
+    spec, state = read_members(paths, args.flip)
+    if args.half:  # round once: the safetensors and ONNX files then hold the same weights
+        state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
+    model = torch_model(spec, state, paths[0])  # proves the weights fit the architecture
+    spec.extra["export_command"] = "python -m fer.export " + " ".join(
+        map(shlex.quote, argv if argv is not None else sys.argv[1:])
+    )
+    metrics = read_metrics(args.metrics or [], "torch" if args.no_onnx else "onnx")
+    if metrics:
+        spec.extra["metrics"] = metrics
+    spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
+    if args.half:
+        spec.extra["stored_dtype"] = "float16"
+    faces = None
+    if args.int8:
+        faces = calibration_faces(args.int8)  # before anything is written: bad data fails first
+        spec.extra["onnx_int8"] = {
+            "calibration": f"{len(faces)} training faces of {args.int8} (seed 0)",
+            "format": "QDQ, int8 weights per output channel (7 bits), uint8 activations (min-max "
+            f"ranges) of {', '.join(INT8_OPS)}; the rest float",
+        }
+    # the files are made beside those they replace, in a hidden folder: a stopped or failed
+    # export leaves the folder as it was (and one into its own folder loses nothing)
+    missing = [f for f in [out, *out.parents] if not (f.exists() or f.is_symlink())]
+    with Stoppable() as run:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            made = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
+            try:
+                write_files(spec, model, made, args, faces)
+                run.finishing()
+                stale = install(made, out)
+            finally:
+                shutil.rmtree(made, ignore_errors=True)
+        except BaseException as e:
+            for folder in missing:  # the folders this export made, left empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+            if not isinstance(e, Terminated):
+                raise
+            print("stopped: nothing written", file=sys.stderr)
+            return 143
     print(
         f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "
         f"model.json{'' if args.no_onnx else ', model.onnx'}"
         + "".join(f", {part['file']}" for part in spec.extra.get("onnx_parts", []))
-        + ("; removed the model.onnx of an earlier export" if stale else "")
+        + (f"; removed the {', '.join(stale)} of an earlier export" if stale else "")
     )
     return 0
 

@@ -77,9 +77,25 @@ class ModelSpec:
             **self.extra,
         }
 
+    def check(self, source: str) -> None:
+        """Refuse a model fer cannot run as it was trained: other classes (or another order of
+        them), or faces prepared otherwise than fer.common prepares them."""
+        if list(self.classes) != list(EMOTIONS):
+            raise FerError(f"{source} was trained on classes {self.classes}, not {list(EMOTIONS)}")
+        expected = type(self)("", {}).preprocessing
+        if self.preprocessing != expected:
+            raise FerError(
+                f"{source} was trained on faces prepared as {self.preprocessing}, not as fer "
+                f"prepares them ({expected})"
+            )
+
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ModelSpec:
         known = ("arch", "options", "classes", "preprocessing")
+        if not isinstance(d, dict):
+            raise FerError(
+                "model metadata is not a JSON object; re-export it with python -m fer.export"
+            )
         missing = [k for k in ("arch", "options") if k not in d]
         if missing:
             raise FerError(
@@ -135,24 +151,36 @@ def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
     return spec, state
 
 
+#: The files of an export, which find each other by these names (a graph its weights, say).
+EXPORT_FILES = ("model.json", "model.safetensors", "model.onnx")
+
+
 def read_exported(path: Path) -> tuple[ModelSpec, Path]:
-    """(spec, folder) of an export: a folder, its model.json, or its model.safetensors / model.onnx."""
+    """(spec, folder) of an export: a folder, or one of its files (EXPORT_FILES)."""
     folder = path if path.is_dir() else path.parent
-    meta = folder / "model.json" if path.is_dir() or path.suffix != ".json" else path
-    if path.suffix in (".safetensors", ".onnx"):
-        meta = path.with_suffix(".json")
-    if not meta.is_file():
-        if path.is_file() and re.fullmatch(r"model\.part\d+\.onnx", path.name):
+    if path.is_dir() and not (folder / "model.json").is_file():
+        raise FerError(
+            f"{path} holds no exported model (model.json); pass an exported folder "
+            "(python -m fer.export) or a .ckpt"
+        )
+    if not path.is_dir() and path.name not in EXPORT_FILES:
+        if re.fullmatch(r"model\.part\d+\.onnx", path.name):
             raise FerError(
                 f"{path} is the graph of one member of the model in {folder}; pass that folder"
             )
         raise FerError(
-            f"no {meta.name} beside {path}; pass an exported folder (python -m fer.export) or a "
+            f"{path} is neither a checkpoint (.ckpt) nor a file of an exported model "
+            f"({', '.join(EXPORT_FILES)}, which fer finds by these names); pass its folder"
+        )
+    meta = folder / "model.json"
+    if not meta.is_file():
+        raise FerError(
+            f"no model.json beside {path}; pass an exported folder (python -m fer.export) or a "
             ".ckpt"
         )
     try:
-        return ModelSpec.from_json(json.loads(meta.read_text())), folder
-    except json.JSONDecodeError as e:
+        return ModelSpec.from_json(json.loads(meta.read_text(encoding="utf-8"))), folder
+    except ValueError as e:  # not JSON, or not UTF-8
         raise FerError(f"{meta} is not valid JSON: {e}") from e
 
 
@@ -216,8 +244,7 @@ class Classifier:
     ):
         self.spec, self.model, self.session, self.source = spec, model, session, source
         self.classes = spec.classes
-        if list(self.classes) != list(EMOTIONS):
-            raise FerError(f"{source} was trained on classes {self.classes}, not {list(EMOTIONS)}")
+        spec.check(source)
         mirrors = spec.arch == "ensemble" and bool(spec.options.get("flip"))
         if model is not None and mirrors:
             model.flip = False  # the same average, of the two rows predict_proba gives it
@@ -546,8 +573,9 @@ def torch_model(spec: ModelSpec, state: dict[str, torch.Tensor], source: Path) -
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise FerError(
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        raise FerError(  # torch's first line only names the class: the next says what differs
             f"{source} does not fit a {spec.arch} model with options {spec.options}: "
-            f"{str(e).splitlines()[0][:120]}"
+            f"{lines[1 if len(lines) > 1 else 0][:160] if lines else e}"
         ) from e
     return model.eval().to(memory_format=torch.channels_last)

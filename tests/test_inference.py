@@ -86,7 +86,10 @@ def test_half_export_is_half_the_size_and_predicts_like_the_checkpoint(trained, 
     p_ckpt = load_classifier(trained["ckpt"]).predict_proba(faces)
     p_st = load_classifier(out).predict_proba(faces)
     p_onnx = load_classifier(out, backend="onnx").predict_proba(faces)
-    assert load_classifier(out).model.features[0][0].weight.dtype == torch.float32
+    from fer.export import safetensors_layout
+
+    stored = {dtype for dtype, *_ in safetensors_layout(out / "model.safetensors").values()}
+    assert "F16" in stored and "F32" not in stored
     assert np.abs(p_st - p_ckpt).max() < 1e-2  # float16-rounded weights, same predictions
     assert np.abs(p_onnx - p_st).max() < 1e-4
 
@@ -238,9 +241,200 @@ def test_a_float_export_of_an_int8_export_is_not_labelled_int8(trained, tmp_path
 def test_int8_export_refuses_bad_requests_before_writing(trained, tmp_path, extra, message):
     out = tmp_path / "out"
     data = trained["data"] if extra else tmp_path / "missing"
-    with pytest.raises(FerError, match=message):
+    with pytest.raises(FerError, match=message) as refused:
         export(["--ckpt", str(trained["ckpt"]), "--out", str(out), "--int8", str(data)] + extra)
+    assert "--data" not in str(refused.value)  # fer.export has no --data (was: 'pass --data')
     assert not out.exists()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {f.name: f.read_bytes() for f in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("how", ["interrupted", "disk full", "into its own folder"])
+def test_an_export_that_stops_midway_leaves_the_export_in_its_folder(
+    trained, tmp_path, monkeypatch, how
+):
+    """Was: an export deleted the model.json and graphs of the export in --out before writing
+    anything, so one stopped or failing midway left a folder no loader takes, and re-exporting a
+    model into its own folder (--ckpt X --out X) lost it. Now the files are made in a hidden
+    folder and take the old ones' place only when all are complete."""
+    import fer.export
+
+    out = tmp_path / "out"
+    shutil.copytree(trained["export"], out)
+    before = _files(out)
+    faces = np.stack([face(i % 7, i) for i in range(20)])
+    expected = load_classifier(out, backend="onnx").predict_proba(faces)
+
+    def fail(*_):
+        if how == "disk full":
+            raise OSError(28, "No space left on device", "model.onnx")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fer.export, "export_onnx", fail)
+    source = out if how == "into its own folder" else trained["ckpt"]
+    with pytest.raises(KeyboardInterrupt if how != "disk full" else OSError):
+        export(["--ckpt", str(source), "--out", str(out), "--half"])
+    assert _files(out) == before  # no hidden folder or temporary file left either
+    assert np.array_equal(load_classifier(out, backend="onnx").predict_proba(faces), expected)
+    monkeypatch.undo()
+    assert export(["--ckpt", str(source), "--out", str(out), "--half"]) == 0
+    assert sorted(_files(out)) == sorted(before)
+    assert {f.stat().st_mode & 0o777 for f in out.iterdir()} == {0o644}  # as any file written
+    assert json.loads((out / "model.json").read_text())["stored_dtype"] == "float16"
+    got = load_classifier(out, backend="onnx").predict_proba(faces)
+    assert np.abs(got - expected).max() < 1e-2
+
+
+def test_an_export_stopped_by_sigterm_leaves_the_folder_as_it_was(trained, tmp_path):
+    """Was: SIGTERM (kill, timeout, docker stop) ended an export at once, with a half-written
+    temporary graph and no model.json left in the folder."""
+    out = tmp_path / "out"
+    shutil.copytree(trained["export"], out)
+    before = _files(out)
+    script = (
+        "import os, signal, sys, time\n"
+        "import fer.export\n"
+        "from fer.common import run_cli\n"
+        "def stop(*_):\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(30)\n"
+        "fer.export.export_onnx = stop\n"
+        "run_cli(fer.export.main, sys.argv[1:])\n"
+    )
+    args = ["--ckpt", str(trained["ckpt"]), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 143 and "nothing written" in done.stderr
+    assert _files(out) == before
+
+
+def test_an_export_that_fails_leaves_no_folder_it_made(trained, tmp_path, monkeypatch):
+    import fer.export
+
+    def fail(*_):
+        raise OSError(28, "No space left on device", "model.onnx")
+
+    monkeypatch.setattr(fer.export, "export_onnx", fail)
+    with pytest.raises(OSError):
+        export(["--ckpt", str(trained["ckpt"]), "--out", str(tmp_path / "new" / "deeper")])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mirroring_ensemble_inside_a_mirroring_one_mirrors_once(trained, tmp_path):
+    """Was: exporting a mirroring ensemble (the shipped model) into another with --flip, as
+    docs/evaluation.md shows, ran each face through its members four times: the inner ensemble
+    still mirrored inside the outer one's mirroring. The answer is the same with it off."""
+    ckpt, inner, outer = str(trained["ckpt"]), tmp_path / "inner", tmp_path / "outer"
+    raw = torch.load(trained["ckpt"], weights_only=True)
+    raw["state_dict"] = {
+        k: v + 0.05 * torch.randn_like(v) if k.endswith("weight") and v.ndim > 1 else v
+        for k, v in raw["state_dict"].items()
+    }
+    other = tmp_path / "other.ckpt"
+    torch.save(raw, other)
+    assert export(["--ckpt", ckpt, str(other), "--out", str(inner), "--flip"]) == 0
+    assert export(["--ckpt", str(inner), ckpt, "--out", str(outer), "--flip"]) == 0
+    meta = json.loads((outer / "model.json").read_text())
+    assert meta["options"]["flip"] and not meta["options"]["members"][0]["options"]["flip"]
+    faces = np.stack([face(i % 7, i) for i in range(20)])
+    alone = load_classifier(ckpt)
+    plain = np.mean([alone.predict_proba(f) for f in (faces, faces[..., ::-1])], 0)
+    expected = (load_classifier(inner).predict_proba(faces) + plain) / 2
+    for backend in ("torch", "onnx"):
+        got = load_classifier(outer, backend=backend).predict_proba(faces)
+        assert np.abs(got - expected).max() < 1e-5, backend
+
+
+def test_an_exported_model_is_read_from_its_own_files_only(trained, tmp_path):
+    """Was: any file beside an export stood for it: c.safetensors renamed from another model
+    (with its c.json) ran model.safetensors' weights, and --ckpt folder/notes.txt exported the
+    folder's model."""
+    mix = tmp_path / "mix"
+    shutil.copytree(trained["export"], mix)
+    shutil.copy(mix / "model.safetensors", mix / "c.safetensors")
+    shutil.copy(mix / "model.json", mix / "c.json")
+    (mix / "notes.txt").write_text("trained on Tuesday\n")
+    for name in ("c.safetensors", "c.json", "notes.txt"):
+        with pytest.raises(FerError, match="neither a checkpoint .* nor a file of an exported"):
+            load_classifier(mix / name)
+        with pytest.raises(FerError, match="neither a checkpoint"):
+            export(["--ckpt", str(mix / name), "--out", str(tmp_path / "out")])
+    assert load_classifier(mix / "model.safetensors").predict_proba(face(0, 0)).shape == (1, 7)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FerError, match="empty holds no exported model"):
+        export(["--ckpt", str(empty), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("what", ["classes", "preprocessing"])
+def test_a_model_of_other_classes_or_preprocessing_is_refused_also_in_an_ensemble(
+    trained, tmp_path, what
+):
+    """Was: a member trained on other classes (or faces prepared otherwise) became part of an
+    ensemble labelled with fer's classes; and a model whose recorded preprocessing is not fer's
+    ran as if it were."""
+    odd = tmp_path / "odd"
+    shutil.copytree(trained["export"], odd)
+    meta = json.loads((odd / "model.json").read_text())
+    if what == "classes":
+        meta["classes"] = meta["classes"][::-1]
+    else:
+        meta["preprocessing"]["mean"] = 0.5
+    (odd / "model.json").write_text(json.dumps(meta))
+    message = "trained on classes" if what == "classes" else "trained on faces prepared as"
+    with pytest.raises(FerError, match=message):
+        load_classifier(odd)
+    with pytest.raises(FerError, match=message):
+        export(["--ckpt", str(odd), str(trained["ckpt"]), "--out", str(tmp_path / "ens")])
+    assert not (tmp_path / "ens").exists()
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("metrics a list", "not a metrics.json"),
+        ("model.json null", "not a JSON object"),
+        ("model.json in UTF-16", "not valid JSON"),
+        ("another width", "size mismatch"),
+        ("out empty", "--out is empty"),
+        ("out a file", "--out .* is not a folder"),
+    ],
+)
+def test_export_refuses_bad_files_in_one_line(trained, tmp_path, monkeypatch, case, message):
+    """Were tracebacks (AttributeError, TypeError, UnicodeDecodeError), a message that stopped at
+    'Error(s) in loading state_dict for FerCNN:', --out '' writing into the current folder, and
+    --out naming a file refused only after all the work."""
+    import fer.export
+
+    model, out = tmp_path / "model", tmp_path / "out"
+    shutil.copytree(trained["export"], model)
+    meta = json.loads((model / "model.json").read_text())
+    args = ["--ckpt", str(model), "--out", str(out)]
+    if case == "metrics a list":
+        (tmp_path / "m.json").write_text("[1, 2]")
+        args += ["--metrics", str(tmp_path / "m.json")]
+    elif case == "model.json null":
+        (model / "model.json").write_text("null")
+    elif case == "model.json in UTF-16":
+        (model / "model.json").write_text(json.dumps(meta), encoding="utf-16")
+    elif case == "another width":
+        meta["options"]["widths"] = [o * 2 for o in meta["options"]["widths"]]
+        (model / "model.json").write_text(json.dumps(meta))
+    elif case == "out empty":
+        monkeypatch.chdir(tmp_path)
+        args[-1] = ""
+    else:
+        out.write_text("a file\n")
+        monkeypatch.setattr(fer.export, "read_members", None, raising=False)  # not reached
+    with pytest.raises(FerError, match=message):
+        export(args)
+    expected = {"model", "m.json" if case == "metrics a list" else "model"}
+    expected |= {"out"} if case == "out a file" else set()
+    assert {p.name for p in tmp_path.iterdir()} == expected  # nothing written
 
 
 def test_metrics_from_a_known_confusion_matrix():
