@@ -323,18 +323,23 @@ def test_an_export_that_fails_leaves_no_folder_it_made(trained, tmp_path, monkey
     assert list(tmp_path.iterdir()) == []
 
 
+def perturbed(ckpt: Path, to: Path) -> Path:
+    """A copy of the checkpoint whose weights are nudged: another model of the same shape."""
+    raw = torch.load(ckpt, weights_only=True)
+    raw["state_dict"] = {
+        k: v + 0.05 * torch.randn_like(v) if k.endswith("weight") and v.ndim > 1 else v
+        for k, v in raw["state_dict"].items()
+    }
+    torch.save(raw, to)
+    return to
+
+
 def test_a_mirroring_ensemble_inside_a_mirroring_one_mirrors_once(trained, tmp_path):
     """Was: exporting a mirroring ensemble (the shipped model) into another with --flip, as
     docs/evaluation.md shows, ran each face through its members four times: the inner ensemble
     still mirrored inside the outer one's mirroring. The answer is the same with it off."""
     ckpt, inner, outer = str(trained["ckpt"]), tmp_path / "inner", tmp_path / "outer"
-    raw = torch.load(trained["ckpt"], weights_only=True)
-    raw["state_dict"] = {
-        k: v + 0.05 * torch.randn_like(v) if k.endswith("weight") and v.ndim > 1 else v
-        for k, v in raw["state_dict"].items()
-    }
-    other = tmp_path / "other.ckpt"
-    torch.save(raw, other)
+    other = perturbed(trained["ckpt"], tmp_path / "other.ckpt")
     assert export(["--ckpt", ckpt, str(other), "--out", str(inner), "--flip"]) == 0
     assert export(["--ckpt", str(inner), ckpt, "--out", str(outer), "--flip"]) == 0
     meta = json.loads((outer / "model.json").read_text())
@@ -1088,13 +1093,7 @@ def test_teacher_targets_are_cached_per_model_not_per_weight_file(trained, tmp_p
 def test_export_of_several_models_is_one_ensemble_that_averages_them(trained, tmp_path):
     """Members from a checkpoint and from an export; the ensemble's probabilities are the mean over
     members and mirrored faces, in PyTorch and ONNX, and model.json says where each member came from."""
-    raw = torch.load(trained["ckpt"], weights_only=True)
-    raw["state_dict"] = {
-        k: v + 0.05 * torch.randn_like(v) if k.endswith("weight") and v.ndim > 1 else v
-        for k, v in raw["state_dict"].items()
-    }
-    other = tmp_path / "other.ckpt"
-    torch.save(raw, other)
+    other = perturbed(trained["ckpt"], tmp_path / "other.ckpt")
     out = tmp_path / "ensemble"
     args = ["--ckpt", str(trained["export"]), str(other), "--out", str(out), "--flip"]
     assert export(args) == 0
