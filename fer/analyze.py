@@ -23,8 +23,10 @@ import numpy as np
 from fer.common import (
     EMOTIONS,
     NUM_CLASSES,
+    OutputSet,
     Parser,
     add_debug_flag,
+    check_outputs,
     run_cli,
     save_figure,
     write_text,
@@ -85,6 +87,8 @@ def cleaning_report(
     blank = np.flatnonzero(std < blank_std)
     groups = find_duplicates(images)
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
+    # train 0, val 1 (PublicTest), test 2: a copy in PublicTest and PrivateTest crosses splits too
+    split_of = held_out.astype(int) + np.isin(usage, [PRIVATE_TEST, UNMARKED_TEST])
     # fer.train --exclude drops training faces only: a blank val/test face is reported, not listed
     records, exclude, leaked = [], {names[i] for i in blank if not held_out[i]}, set()
     for g in groups:
@@ -93,7 +97,7 @@ def cleaning_report(
             "labels": [EMOTIONS[labels[i]] for i in g],
             "splits": [str(splits[i]) for i in g],
         }
-        rec["cross_split"] = len(set(held_out[g])) > 1
+        rec["cross_split"] = len(set(split_of[g].tolist())) > 1
         rec["conflicting_labels"] = len(set(labels[g].tolist())) > 1
         records.append(rec)
         if held_out[g].any():  # train-side copies of a val/test face leak it into training
@@ -129,7 +133,7 @@ def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
         f"- samples: {rep['samples']}",
         f"- blank or near-constant faces (pixel std < {rep['blank_std_threshold']}): {len(rep['blank'])}",
         f"- exact-duplicate groups: {rep['duplicate_groups']} ({rep['duplicate_images']} images)",
-        f"- groups crossing splits (train copies of val/test faces): {rep['cross_split_groups']}",
+        f"- groups crossing splits (train, val = PublicTest, test): {rep['cross_split_groups']}",
         f"- groups whose labels disagree: {rep['conflicting_label_groups']}",
         f"- exclusion list for `fer.train --exclude`: {len(rep['exclude'])} training samples",
         f"- val/test faces with an exact training copy (`fer.evaluate --skip leaked.txt`): {len(rep['leaked'])}",
@@ -275,12 +279,29 @@ def figures(
     return paths
 
 
+#: What --out holds after a run: its figures, reports and lists (cleaning.json written last).
+OUTPUTS = (
+    "class_counts.png",
+    "pixel_stats.png",
+    "samples_per_emotion.png",
+    "random_samples.png",
+    "blank_faces.png",
+    "duplicates.png",
+    "structure.json",
+    "cleaning.md",
+    "exclude.txt",
+    "leaked.txt",
+    "cleaning.json",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from fer.data import load_fer
     from fer.download import resolve_data
 
+    check_outputs({}, folders={"--out": args.out})  # before the data are read
     args.data = resolve_data(args.data)
     data = load_fer(args.data, args.cache_dir)
     out = Path(args.out)
@@ -288,20 +309,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     rep = cleaning_report(
         data.images.numpy(), data.labels.numpy(), data.usage.numpy(), data.names, args.blank_std
     )
-    files = figures(out, data, rep, args.per_class, args.random, args.seed)
-    write_text(out / "structure.json", json.dumps(info, indent=2) + "\n")
-    write_text(out / "cleaning.json", json.dumps(rep, indent=2) + "\n")
-    write_text(out / "cleaning.md", cleaning_markdown(rep, args.data) + "\n")
-    write_text(
-        out / "exclude.txt",
-        "# training samples to drop: blank faces and train copies of val/test faces\n"
-        + "".join(n + "\n" for n in rep["exclude"]),
-    )
-    write_text(
-        out / "leaked.txt",
-        "# val/test faces with an exact copy in training: python -m fer.evaluate --skip this file\n"
-        + "".join(n + "\n" for n in rep["leaked"]),
-    )
+    # the set of files replaces an earlier run's whole: no figure of another run is left beside
+    # this one's lists (an interrupted run leaves the earlier set as it was)
+    with OutputSet(out, OUTPUTS, "cleaning.json") as folder:
+        files = [
+            out / f.name for f in figures(folder, data, rep, args.per_class, args.random, args.seed)
+        ]
+        write_text(folder / "structure.json", json.dumps(info, indent=2) + "\n")
+        write_text(folder / "cleaning.json", json.dumps(rep, indent=2) + "\n")
+        write_text(folder / "cleaning.md", cleaning_markdown(rep, args.data) + "\n")
+        write_text(
+            folder / "exclude.txt",
+            "# training samples to drop: blank faces and train copies of val/test faces\n"
+            + "".join(n + "\n" for n in rep["exclude"]),
+        )
+        write_text(
+            folder / "leaked.txt",
+            "# val/test faces with an exact copy in training: python -m fer.evaluate --skip this file\n"
+            + "".join(n + "\n" for n in rep["leaked"]),
+        )
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "groups"}, indent=2))
         return 0

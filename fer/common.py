@@ -15,6 +15,7 @@ import hashlib
 import io
 import os
 import re
+import shutil
 import signal
 import stat
 import sys
@@ -69,18 +70,19 @@ class FerError(Exception):
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """An image as 8 bits. Other integers are scaled by the range of the bit depth their values
-    use: 10, 12, 14, 16 or 24 bits (what cameras' raw data and 16-bit files hold), read from the
-    brightest pixel, so that a 12-bit picture stored in 16 bits is not nearly black and a full
-    16-bit one is shown as a viewer shows it, or else the type's own range (negative values are
-    black); floats by 255 (0..1). Every path from a picture to the detector, the model and a drawn
-    copy goes through it."""
+    use: 8, 10, 12, 14, 16 or 24 bits (8-bit values kept in a wider type, and what cameras' raw
+    data and 16-bit files hold), read from the brightest pixel, so that a 12-bit picture stored in
+    16 bits is not nearly black and a full 16-bit one is shown as a viewer shows it, or else the
+    type's own range (negative values are black); floats by 255 (0..1). Every path from a picture
+    (a file, its bytes, a PIL image, an array) to the detector, the model and a drawn copy goes
+    through it."""
     if image.dtype == np.uint8:
         return image
     scale = 255.0
     if image.dtype.kind in "ui":
         top = int(image.max()) if image.size else 0
         width = image.dtype.itemsize * 8 - (image.dtype.kind == "i")  # bits a value can use
-        bits = next((b for b in (10, 12, 14, 16, 24) if top < 2**b and b < width), width)
+        bits = next((b for b in (8, 10, 12, 14, 16, 24) if top < 2**b and b < width), width)
         scale = 255.0 / (2**bits - 1)
     return np.clip(image.astype(np.float32) * scale + 0.5, 0, 255).astype(np.uint8)
 
@@ -567,6 +569,69 @@ class Stoppable:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
+class OutputSet:
+    """The outputs of one run, made in a hidden folder inside `out` (`with OutputSet(...) as
+    folder:`) and put in the place of an earlier run's (the files of `out` the glob patterns
+    `owned` name) together, once the block has ended well: `last`, the file that says a set is
+    complete, is removed first and put in last, and the earlier outputs this run did not make are
+    removed (their names in `removed`). A block that fails or is stopped (Ctrl-C, or SIGTERM,
+    raised as Terminated inside it) leaves `out` as it was, and no folder it made; while the files
+    are put in place, both signals are ignored."""
+
+    def __init__(self, out: str | Path, owned: Sequence[str], last: str):
+        self.out, self.owned, self.last = Path(out), tuple(owned), last
+        self.removed: list[str] = []
+
+    def __enter__(self) -> Path:
+        out = self.out
+        self._made = [f for f in [out, *out.parents] if not (f.exists() or f.is_symlink())]
+        self._run = Stoppable().__enter__()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            self.folder = Path(tempfile.mkdtemp(prefix=".new-", dir=out))
+        except BaseException:
+            self._leave(failed=True)
+            raise
+        return self.folder
+
+    def __exit__(self, kind, value, traceback) -> None:
+        failed = kind is not None
+        try:
+            if not failed:
+                self._run.finishing()
+                self._put_in_place()
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self._leave(failed)
+
+    def _put_in_place(self) -> None:
+        new = {f.name for f in self.folder.iterdir()}
+        old = {f.name for pattern in self.owned for f in self.out.glob(pattern)}
+        try:
+            (self.out / self.last).unlink(missing_ok=True)
+            for name in sorted(new - {self.last}):
+                os.replace(self.folder / name, self.out / name)
+            self.removed = sorted(old - new)
+            for name in self.removed:
+                (self.out / name).unlink(missing_ok=True)
+            if self.last in new:
+                os.replace(self.folder / self.last, self.out / self.last)
+        except OSError as e:
+            raise FerError(f"cannot replace the files in {self.out}: {e.strerror}") from e
+
+    def _leave(self, failed: bool) -> None:
+        if failed:
+            for folder in self._made:  # the folders this run made, left empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
+        self._run.__exit__(None, None, None)
+
+
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> None:
@@ -589,6 +654,9 @@ def run_cli(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    except Terminated:  # SIGTERM inside a Stoppable block, which cleaned up after itself
+        print("stopped", file=sys.stderr)
+        sys.exit(143)
     except FerError as e:
         if debug:
             raise

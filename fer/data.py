@@ -106,6 +106,10 @@ def resolve_source(path: str | Path) -> tuple[str, list[Path]]:
     raise FerError(f"data path {p} does not exist; {HOW_TO_GET}")
 
 
+#: Split folders of other layouts, which fer does not read: a warning names them.
+OTHER_SPLIT_FOLDERS = ("val", "valid", "validation", "dev", "eval")
+
+
 def split_folders(root: Path) -> dict[str, Path]:
     """The train/ and test/ folders of a folder dataset, their names matched case-insensitively
     (Train/, TEST/), by split."""
@@ -121,6 +125,12 @@ def _folder_files(root: Path) -> list[tuple[str, int, int, int]]:
     hidden folders and files (.ipynb_checkpoints, .DS_Store) are passed over."""
     lookup = {name: i for i, name in enumerate(EMOTIONS)}
     entries, unknown = [], []
+    for d in sorted(root.iterdir()):
+        if d.name.lower() in OTHER_SPLIT_FOLDERS and d.is_dir():
+            log.warning(
+                f"{d} is not read: fer reads a folder dataset's train/ and test/ (Kaggle's "
+                "layout); move its faces into one of them to use them"
+            )
     for top in split_folders(root).values():
         for cls_dir in sorted(d for d in top.iterdir() if d.is_dir()):
             if cls_dir.name.startswith("."):
@@ -447,17 +457,18 @@ def evaluation_split(
     if split not in ("train", "val", "test"):
         raise FerError(f"unknown split {split!r}; choose train, val or test")
     splits, notes = split_indices(data, val_fraction, seed)
+    drawn = not (data.usage == PUBLIC_TEST).any()
+    how = f" ({notes[0].split(': ', 1)[1]})" if drawn and notes else ""
     if split == "test" and len(splits["test"]) == 0:
         return (
             splits["val"],
             "val",
-            "no PrivateTest or test-folder samples: evaluating the validation split (PublicTest) instead",
+            "no PrivateTest or test-folder samples: evaluating the validation split "
+            f"{how.strip() if drawn else '(PublicTest)'} instead",
         )
     if split == "test":
         which = "PrivateTest" if (data.usage == PRIVATE_TEST).any() else "the unmarked test samples"
         return splits["test"], "test", f"evaluating {which}"
-    drawn = not (data.usage == PUBLIC_TEST).any()
-    how = f" ({notes[0].split(': ', 1)[1]})" if drawn and notes else ""
     return splits[split], split, f"evaluating the {split} split{how}"
 
 

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ from fer.common import (
     EMOTIONS,
     NUM_CLASSES,
     FerError,
+    OutputSet,
     Parser,
     add_debug_flag,
     check_outputs,
@@ -48,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         default="test",
         choices=["test", "val", "train"],
-        help="test = PrivateTest (or the test folder / PublicTest when there is none); val = PublicTest",
+        help="test = PrivateTest (or the test folder; without either, val); val = PublicTest (on "
+        "data without it, the share of training faces the model's run held out, which is held "
+        "out from it only if it was trained on these data: the output says when not)",
     )
     p.add_argument(
         "--tta", default="none", choices=["none", "flip", "tencrop"], help="test-time augmentation"
@@ -171,9 +175,11 @@ def format_table(m: dict[str, Any]) -> str:
     lo, hi = m["accuracy_ci95"]
     lines = [f"{'emotion':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, r in m["per_class"].items():
-        lines.append(
-            f"{name:<10}{r['precision']:>10.3f}{r['recall']:>10.3f}{r['f1']:>10.3f}{r['support']:>10d}"
+        # a class without faces here has no recall: n/a rather than 0
+        recall, f1 = (
+            f"{r[k]:>10.3f}" if r["support"] else f"{'n/a':>10}" for k in ("recall", "f1")
         )
+        lines.append(f"{name:<10}{r['precision']:>10.3f}{recall}{f1}{r['support']:>10d}")
     lines.append(
         f"\naccuracy {m['accuracy']:.4f} (95% CI {lo:.3f}-{hi:.3f})   macro-F1 {m['macro_f1']:.4f}   "
         f"on {m['samples']} faces"
@@ -202,7 +208,8 @@ def write_figures(
     recall = [m["per_class"][e]["recall"] for e in EMOTIONS]
     fig, ax = plt.subplots(figsize=(7, 3.8))
     bars = ax.bar(EMOTIONS, recall, color=plt.cm.tab10(np.arange(NUM_CLASSES)))
-    ax.bar_label(bars, fmt="%.2f")
+    support = [m["per_class"][e]["support"] for e in EMOTIONS]
+    ax.bar_label(bars, labels=[f"{r:.2f}" if n else "n/a" for r, n in zip(recall, support)])
     ax.axhline(m["accuracy"], color="k", ls="--", lw=1, label=f"overall {m['accuracy']:.3f}")
     ax.set(ylim=(0, 1.05), ylabel="accuracy (recall)", title=f"Per-class accuracy — {label}")
     ax.legend(loc="lower right")
@@ -268,21 +275,38 @@ def evaluate(
     from fer.data import (
         DEFAULT_SEED,
         DEFAULT_VAL_FRACTION,
+        PUBLIC_TEST,
         evaluation_split,
         load_fer,
         not_listed,
+        read_exclusions,
     )
 
     data = load_fer(data_path, cache_dir)
     known = classifier.training_split()
     fraction, seed = known or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
     index, scored, note = evaluation_split(data, split, fraction, seed)
-    if known is None and scored != "test" and "stratified" in note:
-        note += "; the model does not record its split, so fer.train's defaults were assumed"
+    if scored == "val" and not (data.usage == PUBLIC_TEST).any():  # a share drawn from train
+        if known is None:
+            note += "; the model does not record its split, so fer.train's defaults were assumed"
+        trained_on = {(c or {}).get("data") for c in classifier.training_configs()}
+        here = os.path.realpath(data_path)
+        if not all(d and os.path.realpath(d) == here for d in trained_on):
+            named = ", ".join(sorted(str(d) for d in trained_on if d)) or "data it does not record"
+            note += (
+                f"; CAUTION: the model was trained on {named}, not on {data_path}, so this share "
+                "was not held out from it and may hold faces it trained on"
+            )
     if skip:
         keep = not_listed(data, index, skip)
         note += f", without {int((~keep).sum())} faces listed in {skip}"
+        if not read_exclusions(skip) & set(data.names):
+            note += " (none of its names is a face of these data: a list made for other data?)"
         index = index[np.flatnonzero(keep)]
+    if tta == "flip" and classifier.spec.options.get("flip"):
+        note += (
+            "; the model averages each face with its mirror image already: --tta flip adds nothing"
+        )
     if len(index) == 0:
         raise FerError(f"{data_path} has no samples in the {split} split")
     faces = data.images[index].numpy()
@@ -316,6 +340,16 @@ def compare(other, args: argparse.Namespace, faces: np.ndarray, probs: np.ndarra
     }
 
 
+#: What --out holds after a run: its figures, and metrics.json, written last.
+OUTPUTS = (
+    "confusion_matrix.png",
+    "per_class_accuracy.png",
+    "confident_errors.png",
+    "gradcam.png",
+    "metrics.json",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -347,15 +381,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if other is not None:
         m["comparison"] = compare(other, args, faces, probs, y)
     print(note, file=sys.stderr)
-    if args.out:
+    if args.out:  # the set of files replaces an earlier run's whole (its gradcam.png too)
         out = Path(args.out)
         label = f"{Path(args.data).name} {m['split']}, TTA {args.tta}"
-        files = write_figures(out, m, faces, y, probs, label)
-        if args.gradcam > 0:
-            files.append(out / "gradcam.png")
-            save_figure(gradcam_figure(classifier, faces, y, args.gradcam), files[-1])
-        write_text(out / "metrics.json", json.dumps(m, indent=2) + "\n")
-        files.append(out / "metrics.json")
+        with OutputSet(out, OUTPUTS, "metrics.json") as folder:
+            files = write_figures(folder, m, faces, y, probs, label)
+            if args.gradcam > 0:
+                files.append(folder / "gradcam.png")
+                save_figure(gradcam_figure(classifier, faces, y, args.gradcam), files[-1])
+            write_text(folder / "metrics.json", json.dumps(m, indent=2) + "\n")
+            files = [out / f.name for f in files] + [out / "metrics.json"]
     if args.json:
         print(json.dumps(m, indent=2))
     else:

@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import shlex
-import shutil
 import sys
 import tempfile
 import warnings
@@ -40,8 +38,8 @@ import numpy as np
 
 from fer.common import (
     FerError,
+    OutputSet,
     Parser,
-    Stoppable,
     Terminated,
     add_debug_flag,
     atomic_path,
@@ -413,26 +411,6 @@ def write_files(spec, model, folder: Path, args, faces: np.ndarray | None) -> No
     write_text(folder / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
 
 
-def install(made: Path, out: Path) -> list[str]:
-    """Put the complete export in `made` in the place of the one in `out`: its model.json goes
-    first (without it no loader takes what is left for a model), the files that belong to no
-    export now (an earlier model.onnx or member graph) are removed, model.json comes last. The
-    names of the files removed are returned."""
-    new = {f.name for f in made.iterdir()}
-    old = {"model.json", "model.onnx", *(f.name for f in out.glob("model.part*.onnx"))}
-    try:
-        (out / "model.json").unlink(missing_ok=True)
-        for name in sorted(new - {"model.json"}):
-            os.replace(made / name, out / name)
-        stale = sorted(name for name in old - new if (out / name).is_file())
-        for name in stale:
-            (out / name).unlink()
-        os.replace(made / "model.json", out / "model.json")
-    except OSError as e:
-        raise FerError(f"cannot replace the files in {out}: {e.strerror}") from e
-    return stale
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fer.inference import resolve_model_path, torch_model
@@ -471,27 +449,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     # the files are made beside those they replace, in a hidden folder: a stopped or failed
     # export leaves the folder as it was (and one into its own folder loses nothing)
-    missing = [f for f in [out, *out.parents] if not (f.exists() or f.is_symlink())]
-    with Stoppable() as run:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            made = Path(tempfile.mkdtemp(prefix=".export-", dir=out))
-            try:
-                write_files(spec, model, made, args, faces)
-                run.finishing()
-                stale = install(made, out)
-            finally:
-                shutil.rmtree(made, ignore_errors=True)
-        except BaseException as e:
-            for folder in missing:  # the folders this export made, left empty
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
-            if not isinstance(e, Terminated):
-                raise
-            print("stopped: nothing written", file=sys.stderr)
-            return 143
+    outputs = OutputSet(out, ("model.json", "model.safetensors", "model*.onnx"), "model.json")
+    try:
+        with outputs as folder:
+            write_files(spec, model, folder, args, faces)
+    except Terminated:
+        print("stopped: nothing written", file=sys.stderr)
+        return 143
+    stale = outputs.removed
     print(
         f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "
         f"model.json{'' if args.no_onnx else ', model.onnx'}"

@@ -454,7 +454,11 @@ class HaarFaceDetector:
         h, w = gray.shape[:2]
         scale = min(1.0, self.work_width / w) if self.work_width else 1.0
         small = (
-            cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+            cv2.resize(
+                gray,
+                (max(round(w * scale), 1), max(round(h * scale), 1)),  # a strip keeps a row
+                interpolation=cv2.INTER_AREA,
+            )
             if scale < 1
             else gray
         )

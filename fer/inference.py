@@ -268,12 +268,17 @@ class Classifier:
         parts = range(self.parts) if self.parts > 1 else (None,)
         return [(side, part) for part in parts for side in sides]
 
+    def training_configs(self) -> list[dict | None]:
+        """The fer.train options each network of the model was trained with (one for each member
+        of an ensemble), None where the export does not record them."""
+        return [m.get("training_config") for m in self.spec.extra.get("members", [])] or [
+            self.spec.extra.get("training_config")
+        ]
+
     def training_split(self) -> tuple[float, int] | None:
         """(val_fraction, seed) the model was trained with, which decide the validation faces of
         data without PublicTest markers; None when unknown or when ensemble members differ."""
-        configs = [m.get("training_config") for m in self.spec.extra.get("members", [])] or [
-            self.spec.extra.get("training_config")
-        ]
+        configs = self.training_configs()
         if not all(configs):
             return None
         found = {(c.get("val_fraction"), c.get("seed")) for c in configs}

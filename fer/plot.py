@@ -1,6 +1,8 @@
 """Training curves from a run's TensorBoard events: `python -m fer.plot --logdir lightning_logs/version_N`.
 
 Writes curves.png (loss and accuracy, train and val, per epoch) into --out (default: the run folder).
+Where the run trained with label smoothing, mixup, class weights or distillation, its train loss is
+that objective, not the cross-entropy of val/loss, and the legend says so: compare the accuracies.
 """
 
 from __future__ import annotations
@@ -29,6 +31,38 @@ def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
     return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags}
 
 
+def curve_labels(logdir: Path) -> dict[str, str]:
+    """The legend of each curve. The train loss is the run's training objective, which is more
+    than the cross-entropy val/loss measures where label smoothing (which alone keeps it well
+    above 0), mixup, class weights or distillation are on (the run's hparams.yaml and
+    config.yaml say): the two losses then do not compare, and the accuracies do."""
+    import yaml
+
+    hp: dict = {}
+    for name in ("config.yaml", "hparams.yaml"):
+        try:
+            hp.update(yaml.safe_load((logdir / name).read_text()) or {})
+        except (OSError, yaml.YAMLError, TypeError, ValueError):
+            pass
+    terms = [
+        f"{what} {hp[key]:g}" if isinstance(hp.get(key), float) else what
+        for key, what in (
+            ("label_smoothing", "label smoothing"),
+            ("mixup", "mixup"),
+            ("class_weighted_loss", "class weights"),
+            ("teacher", "distillation"),
+        )
+        if hp.get(key)
+    ]
+    train_loss = f"train objective ({', '.join(terms)})" if terms else "train"
+    return {
+        "train/loss_epoch": train_loss,
+        "val/loss": "val cross-entropy" if terms else "val",
+        "train/acc": "train",
+        "val/acc": "val",
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m fer.plot", description=__doc__.split("\n\n")[0])
     p.add_argument("--logdir", required=True, help="a run folder, lightning_logs/version_N")
@@ -42,13 +76,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     logdir = Path(args.logdir)
     scalars = read_scalars(logdir)
     epochs = dict(scalars.get("epoch", []))  # Lightning logs the epoch number at every logged step
+    labels = curve_labels(logdir)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, (name, tags) in zip(axes, CURVES.items()):
         for tag in tags:
             points = scalars.get(tag, [])
             if points:
                 xs = [epochs.get(step, i) + 1 for i, (step, _) in enumerate(points)]
-                ax.plot(xs, [v for _, v in points], marker="o", ms=3, label=tag.split("/")[0])
+                ax.plot(xs, [v for _, v in points], marker="o", ms=3, label=labels[tag])
         ax.set(title=name, xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()

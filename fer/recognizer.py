@@ -50,6 +50,10 @@ class ImageError(FerError, ValueError):
     """A picture that cannot be used: undecodable, empty, or too small to hold a face."""
 
 
+class UndecodableImage(ImageError):
+    """A file or bytes that no decoder fer has reads: damaged, or not an image it knows."""
+
+
 @dataclass(frozen=True)
 class FaceEmotion:
     """One face and its emotion: `box` (x, y, w, h) in the picture's pixels (None for a face given
@@ -82,11 +86,12 @@ class FaceEmotion:
         return f"FaceEmotion({self.emotion!r}, confidence={self.confidence:.3f}{where})"
 
 
-def as_image(image: Any) -> np.ndarray:
+def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
     """A path, the bytes of an encoded image (a file's content), a PIL image or a numpy array
     (H x W gray, H x W x 3 BGR as OpenCV gives it, or H x W x 4 BGRA; 8 or 16 bit, or float in
     0..1) as a decoded image array. A file, its bytes or a PIL image is turned upright by its EXIF
-    orientation, as a photo viewer shows it; an array is taken as it is."""
+    orientation, as a photo viewer shows it; an array is taken as it is. Bytes are called `name`
+    in messages; those that do not decode raise UndecodableImage."""
     if isinstance(image, (str, Path)):
         if Path(image).is_dir():
             raise IsADirectoryError(
@@ -97,14 +102,14 @@ def as_image(image: Any) -> np.ndarray:
             raise FileNotFoundError(f"{image}: no such file")
         pixels = read_image(image, upright=True)
         if pixels is None:
-            raise ImageError(f"{image}: not a readable image: it {why_unreadable(image)}")
+            raise UndecodableImage(f"{image}: not a readable image: it {why_unreadable(image)}")
         return check_image(_decoded(pixels), str(image))
     if isinstance(image, (bytes, bytearray, memoryview)):
         pixels = decode_image(image, upright=True)
         if pixels is None:
             why = why_undecodable(bytes(image[:32]))
-            raise ImageError(f"not a readable image: the bytes {why}")
-        return check_image(_decoded(pixels), "image bytes")
+            raise UndecodableImage(f"not a readable image: {name} {why}")
+        return check_image(_decoded(pixels), name)
     if type(image).__module__.startswith("PIL."):
         return check_image(_from_pil(image), "PIL image")
     if isinstance(image, np.ndarray):
@@ -161,12 +166,8 @@ def _from_pil(image) -> np.ndarray:
     if image.mode == "F":  # float gray: the array checks apply (0..1)
         return as_image(np.asarray(image))
     if image.mode.startswith("I"):  # 16- or 32-bit integer gray (PIL opens 16-bit PNGs as I)
-        gray = np.asarray(image)
-        return (
-            gray.astype(np.uint8)
-            if gray.max(initial=0) <= 255 and gray.min(initial=0) >= 0
-            else np.clip(gray, 0, 65535).astype(np.uint16)
-        )
+        # as 16 bits, as the file would be read, whatever the values' range: to_uint8 decides
+        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
     keep_alpha = "A" in image.mode or "a" in image.mode or "transparency" in image.info
     try:
         rgb = np.asarray(image.convert("RGBA" if keep_alpha else "RGB"))
@@ -318,9 +319,10 @@ class Track:
 
 class EmotionTracker:
     """The faces of a video, frame after frame: the detector, set up for video, runs on every
-    `every`-th frame (its faces are reused in between), faces narrower than `min_face` pixels are
-    left out (default: 80, or a sixth of the shorter side of frames under 480 px, as
-    faces.video_min_face gives at the first frame), and each face's probabilities are averaged over
+    `every`-th frame (its faces are reused in between; a frame of another size than the last
+    is looked at afresh), faces narrower than `min_face` pixels are left out (default: 80, or a
+    sixth of the shorter side of frames under 480 px, as faces.video_min_face gives for the
+    frame's size), and each face's probabilities are averaged over
     its last frames, a face being the one of the previous frame whose box it overlaps most
     (IoU > 0.3).
     When frames are averaged (smooth > 1), a frame runs one piece of the model's work on each face
@@ -345,8 +347,10 @@ class EmotionTracker:
         self.recognizer = recognizer
         self.detector = make_detector(recognizer.detector_name, min_face=min_face)
         self.smooth, self.every, self.min_face = smooth, every, min_face
+        self._min_face_by_frame = min_face is None  # set by each frame size
         self.frames = 0
         self._found: list[Face] = []
+        self._size: tuple[int, ...] = ()  # of the frame the faces were last found in
         whole = smooth == 1 or recognizer.tta != "none"
         self._views = [("both", None)] if whole else recognizer.classifier.views
         self.window = max(smooth, len(self._views))
@@ -362,10 +366,15 @@ class EmotionTracker:
         """The faces of the next frame (what `EmotionRecognizer.predict` takes: a BGR or gray array
         as a video gives it, a PIL image...), probabilities smoothed over frames."""
         gray = to_gray(as_image(frame))
-        if self.min_face is None:  # by the size of the first frame
+        # a frame of another size (a phone turned, a camera that changed its mode) is looked at
+        # afresh: the last boxes are of another picture
+        resized = gray.shape[:2] != self._size
+        if resized and self._min_face_by_frame:
             self.min_face = self.detector.min_face = video_min_face(*gray.shape[:2])
-        if self.frames % self.every == 0:
+        if resized or self.frames % self.every == 0:
             self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
+            if resized:
+                self._tracks, self._size = [], gray.shape[:2]
         view = self._views[self.frames % len(self._views)]
         crops = self.recognizer.crop(gray, self._found)
         seen = [{view: p} for p in self.recognizer.classify(crops, *view)]

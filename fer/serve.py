@@ -29,7 +29,7 @@ import asyncio
 import errno
 import io
 import json
-import os
+import math
 import queue
 import socket
 import sys
@@ -55,15 +55,18 @@ from fer.common import (
     add_model_options,
     heif_decoder,
     image_kind,
+    usable_cores,
     why_undecodable,
 )
 from fer.faces import add_face_options, add_photo_options
-from fer.recognizer import EmotionRecognizer, ImageError, as_image
+from fer.recognizer import EmotionRecognizer, ImageError, UndecodableImage, as_image
 
 WEB = Path(__file__).resolve().parent / "web"
 MB = 1 << 20
 #: Streams served at once; a client beyond them is told to come back later (close code 1013).
 MAX_STREAMS = 16
+#: Photos a server holds at once, for each worker: a request beyond them gets 503.
+PHOTOS_PER_WORKER = 4
 #: Parts a multipart body may have (a form with the photo and a few fields needs far fewer).
 MAX_PARTS = 16
 DETECTOR_LICENSES = {
@@ -80,13 +83,20 @@ class RequestError(Exception):
         self.status, self.message = status, message
 
 
-def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
+#: What the pictures a server reads are, in its messages.
+READS = "JPEG, PNG, WebP, BMP, TIFF, GIF, AVIF, HEIC"
+
+
+def image_from_bytes(data: bytes, max_pixels: float, what: str = "the body") -> np.ndarray:
     """The pixels of an encoded image, upright as its EXIF orientation says, decoded as the Python
     API decodes a file. Its size is read from the header first, and an image of more than
-    `max_pixels` is refused undecoded."""
+    `max_pixels` is refused undecoded. Messages call the image `what` (the body of a request, a
+    frame of a stream)."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
+        if what != "the body":
+            raise RequestError(400, f"no image: {what} is empty")
         raise RequestError(
             400, "no image: send it as the body (Content-Type: image/jpeg) or as the field 'image'"
         )
@@ -103,11 +113,9 @@ def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         head = data[:32]
         if image_kind(head):  # an image, damaged: a bad request, not a wrong media type
-            raise RequestError(400, f"the body {why_undecodable(head)}") from None
+            raise RequestError(400, f"{what} {why_undecodable(head)}") from None
         raise RequestError(
-            415,
-            f"not an image this server reads (JPEG, PNG, WebP, BMP, TIFF, GIF, AVIF, HEIC): the body "
-            f"{why_undecodable(head)}",
+            415, f"not an image this server reads ({READS}): {what} {why_undecodable(head)}"
         ) from None
     if width * height > max_pixels:
         raise RequestError(
@@ -116,9 +124,15 @@ def image_from_bytes(data: bytes, max_pixels: float) -> np.ndarray:
             f"reads up to {max_pixels / 1e6:g} (fer.serve --max-megapixels)",
         )
     try:
-        return as_image(data)
+        return as_image(data, name=what)
+    except UndecodableImage as e:  # one Pillow knows the size of (ICO, TGA...) but fer not
+        if image_kind(data[:32]):
+            raise RequestError(400, str(e)) from None
+        raise RequestError(
+            415, f"not an image this server reads ({READS}): {what} {why_undecodable(data[:32])}"
+        ) from None
     except ImageError as e:
-        raise RequestError(400, str(e).replace("the bytes", "the body")) from None
+        raise RequestError(400, str(e)) from None
 
 
 def answer(faces: list, pixels: np.ndarray) -> dict[str, Any]:
@@ -211,14 +225,18 @@ class Engine:
         max_pixels: float = 50e6,
         every: int = 2,
     ):
-        self.workers = workers or os.cpu_count() or 1
+        self.workers = workers or usable_cores()
         options = dict(detector=detector, min_face=min_face, align=align, jitter=jitter)
         first = EmotionRecognizer(model, backend=backend, **options)
         self.recognizer = first
         self._idle: queue.SimpleQueue[EmotionRecognizer] = queue.SimpleQueue()
-        self._idle.put(first)
-        for _ in range(self.workers - 1):
-            self._idle.put(EmotionRecognizer(first.classifier, **options))
+        for i in range(self.workers):
+            recognizer = first if i == 0 else EmotionRecognizer(first.classifier, **options)
+            _ = recognizer.detector  # made now: a missing or damaged one stops the start-up
+            self._idle.put(recognizer)
+        # photos in hand (read, waiting or being read): beyond `max_photos`, 503, so that the
+        # bodies held in memory stay bounded
+        self.photos, self.max_photos = 0, PHOTOS_PER_WORKER * self.workers
         self.pool = ThreadPoolExecutor(self.workers, thread_name_prefix="fer-photo")
         # live streams get threads of their own, so a frame never queues behind a large photo
         self.stream_pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="fer-stream")
@@ -255,7 +273,7 @@ class Engine:
     def track(self, tracker, data: bytes) -> dict[str, Any]:
         """The JSON answer for the next frame of a stream (runs in a worker)."""
         start = time.perf_counter()
-        pixels = image_from_bytes(data, self.max_pixels)
+        pixels = image_from_bytes(data, self.max_pixels, "the frame")
         faces = tracker.update(pixels)
         return {**answer(faces, pixels), "ms": round((time.perf_counter() - start) * 1000, 1)}
 
@@ -377,6 +395,7 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
             "backend": engine.recognizer.classifier.backend,
             "detector": engine.recognizer.detector_name,
             "workers": engine.workers,
+            "photos": engine.photos,
             "streams": engine.streams,
         }
 
@@ -406,13 +425,21 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
     async def predict(request: Request) -> Any:
         """Every face of a photo with its emotion: the records of `fer.predict --json`."""
         content_type = request.headers.get("content-type", "")
+        if engine.photos >= engine.max_photos:
+            raise RequestError(
+                503, f"the server is busy with {engine.photos} photos; send this one again shortly"
+            )
+        engine.photos += 1
         try:
-            body = await request.body()
-        except ClientDisconnect:  # the client left mid-upload: nobody to answer
-            return Response(status_code=400)
-        if content_type.lower().startswith("multipart/form-data"):
-            body = await engine.run(multipart_field, body, content_type)
-        return await engine.run(engine.predict, body)
+            try:
+                body = await request.body()
+            except ClientDisconnect:  # the client left mid-upload: nobody to answer
+                return Response(status_code=400)
+            if content_type.lower().startswith("multipart/form-data"):
+                body = await engine.run(multipart_field, body, content_type)
+            return await engine.run(engine.predict, body)
+        finally:
+            engine.photos -= 1
 
     @app.websocket("/api/stream")
     async def stream(websocket: WebSocket):
@@ -422,8 +449,12 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
             await websocket.close(code=1013, reason=f"{MAX_STREAMS} streams are live; try later")
             return
         engine.streams += 1
-        tracker = engine.recognizer.tracker(every=engine.every)
         try:
+            try:
+                tracker = engine.recognizer.tracker(every=engine.every)
+            except FerError as e:
+                await websocket.close(code=1011, reason=str(e)[:120])
+                return
             while True:
                 message = await websocket.receive()
                 if message["type"] == "websocket.disconnect":
@@ -462,7 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=os.cpu_count() or 1,
+        default=usable_cores(),
         help="inference threads (requests computed at once)",
     )
     p.add_argument(
@@ -497,8 +528,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if min(args.workers, args.every) < 1 or args.max_body_mb <= 0 or args.max_megapixels <= 0:
+    sizes = (args.max_body_mb, args.max_megapixels)
+    if min(args.workers, args.every) < 1 or not all(0 < x < math.inf for x in sizes):  # nan too
         raise FerError("--workers, --every, --max-body-mb and --max-megapixels must be positive")
+    if not 0 <= args.port <= 65535:
+        raise FerError(f"--port {args.port} is not a port: give one of 0-65535 (0: any free one)")
     import uvicorn
 
     sock = bind(args.host, args.port)

@@ -2,6 +2,7 @@ import json
 
 import cv2
 import numpy as np
+import pytest
 
 from fer.analyze import cleaning_report
 from fer.analyze import main as analyze
@@ -136,3 +137,56 @@ def test_plot_of_a_run_without_validation_names_no_accuracy(csv_data, tmp_path, 
     )
     assert plot(["--logdir", str(tmp_path / "lightning_logs" / "version_0")]) == 0
     assert titles and titles[0].endswith(": no validation")
+
+
+def test_analyze_replaces_its_outputs_as_one_set_and_checks_out_first(tmp_path, monkeypatch):
+    """Was: a run stopped after its figures left them beside the earlier run's exclude.txt (which
+    training reads), and an --out that is a file was refused only after the data were read."""
+    import fer.analyze
+    from fer.common import FerError
+
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 1))
+    out = tmp_path / "out"
+    args = ["--data", str(root), "--out", str(out), "--per-class", "1", "--random", "4"]
+    assert analyze(args) == 0
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+
+    def stopped(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fer.analyze, "write_text", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        analyze([*args[:-1], "8"])  # other random faces: another random_samples.png
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    monkeypatch.undo()
+    (tmp_path / "file").write_text("not a folder\n")
+    with pytest.raises(FerError, match="--out .* is not a folder"):
+        analyze(["--data", str(tmp_path / "missing"), "--out", str(tmp_path / "file")])
+
+
+def test_a_copy_in_publictest_and_privatetest_crosses_splits():
+    """Was: val and test counted as one side, so a PublicTest face copied in PrivateTest (model
+    selection seeing test faces) was no duplicate across splits. It leaks nothing into training:
+    nothing is excluded or listed as leaked for it."""
+    images = np.stack([face(i % 7, i) for i in range(6)])
+    images[4] = images[3]  # PublicTest face 3 again in PrivateTest
+    images[1] = images[0]  # two training copies: within one split
+    usage = np.array([0, 0, 0, 1, 2, 2], dtype=np.uint8)
+    rep = cleaning_report(images, np.arange(6) % 7, usage, [f"n{i}" for i in range(6)])
+    assert rep["duplicate_groups"] == 2 and rep["cross_split_groups"] == 1
+    assert rep["exclude"] == [] and rep["leaked"] == []
+
+
+def test_the_loss_legend_says_when_the_train_loss_is_not_the_val_cross_entropy(tmp_path):
+    """Was: the train loss (with label smoothing, which keeps it well above 0, or mixup) and the
+    val cross-entropy drawn as one quantity, meeting where the accuracies were 11 points apart."""
+    from fer.plot import curve_labels
+
+    (tmp_path / "hparams.yaml").write_text(
+        "label_smoothing: 0.1\nmixup: 0.2\nclass_weighted_loss: false\n"
+    )
+    labels = curve_labels(tmp_path)
+    assert labels["train/loss_epoch"] == "train objective (label smoothing 0.1, mixup 0.2)"
+    assert labels["val/loss"] == "val cross-entropy"
+    (tmp_path / "hparams.yaml").write_text("label_smoothing: 0.0\nmixup: 0.0\n")
+    assert curve_labels(tmp_path)["train/loss_epoch"] == "train"

@@ -323,3 +323,18 @@ def test_other_local_ranks_wait_for_rank_0_to_decode_and_cache(tmp_path, monkeyp
     start = time.monotonic()
     fer.data._wait_for(cache, marker, start_grace=0.2)
     assert time.monotonic() - start < 5 and not cache.exists()
+
+
+def test_a_split_folder_fer_does_not_read_is_named_in_a_warning(tmp_path, caplog):
+    """Was: a dataset with train/ val/ test/ loaded train and test and left val/ out silently."""
+    import cv2
+
+    from fer.data import load_fer
+
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    (root / "val" / "happy").mkdir(parents=True)
+    cv2.imwrite(str(root / "val" / "happy" / "v.png"), face(3, 0))
+    with caplog.at_level("WARNING", logger="fer"):
+        data = load_fer(root, tmp_path / "cache")
+    assert len(data.labels) == 21
+    assert any("val is not read" in r.getMessage() for r in caplog.records), caplog.text

@@ -47,6 +47,15 @@ def test_detectors_are_chosen_by_name():
         make_detector("mtcnn")
 
 
+@pytest.mark.parametrize("photos", [False, True])
+@pytest.mark.parametrize("detector", ["yunet", "haar"])
+def test_a_long_strip_is_looked_at_without_an_error(detector, photos):
+    """Was (Haar): a 16x30000 picture shrunk to 0 rows for the cascade, an OpenCV assertion that
+    fer.serve answered with 500."""
+    for shape in ((16, 30000), (30000, 16)):
+        assert make_detector(detector, photos=photos).detect(np.zeros(shape, np.uint8)) == []
+
+
 def test_a_damaged_yunet_file_is_refused_with_one_line(tmp_path):
     bad = tmp_path / YUNET.name
     shutil.copy(YUNET, bad)

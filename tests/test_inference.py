@@ -1340,6 +1340,78 @@ def test_evaluation_on_unmarked_data_scores_the_faces_the_model_held_out(trained
         )
 
 
+def test_a_share_drawn_from_other_data_than_the_models_is_flagged(trained, tmp_path, capsys):
+    """On data without PublicTest, val (and --split test without a test split) is the share of
+    training faces the model's run held out, which is held out from the model only if it was
+    trained on these data. Was: a model trained elsewhere (the shipped one on data/fer2013, scored
+    on Kaggle's train.csv) was scored on faces it may have trained on, labelled '(PublicTest)'."""
+    data = tmp_path / "train_only"
+    shutil.copytree(trained["data"] / "train", data / "train")
+    model = tmp_path / "model"
+    shutil.copytree(trained["export"], model)
+    args = ["--ckpt", str(model), "--data", str(data), "--backend", "torch", "--json"]
+    for split in ("val", "test"):
+        assert evaluate([*args, "--split", split]) == 0
+        m = json.loads(capsys.readouterr().out)
+        assert m["split"] == "val" and "stratified" in m["evaluated"]
+        assert "PublicTest" not in m["evaluated"]
+        assert f"CAUTION: the model was trained on {trained['data']}" in m["evaluated"]
+    meta = json.loads((model / "model.json").read_text())
+    meta["training_config"]["data"] = str(data)  # as if its run had been on these very data
+    (model / "model.json").write_text(json.dumps(meta))
+    assert evaluate([*args, "--split", "val"]) == 0
+    assert "CAUTION" not in json.loads(capsys.readouterr().out)["evaluated"]
+
+
+def test_evaluate_says_what_a_figure_cannot_show(trained, tmp_path, capsys):
+    """A --skip list that names no face of the data (was: 'without 0 faces', as if checked), --tta
+    flip on a model that mirrors already (was: recorded as if it changed something), and a class
+    without faces (was: recall 0.000, as if every one of them were missed)."""
+    from fer.evaluate import format_table
+
+    data = make_folder(tmp_path / "d", per_class=(0, 1, 0))
+    (tmp_path / "other.txt").write_text("elsewhere/Training_1.png\n")
+    args = ["--data", str(data), "--split", "val", "--json"]
+    assert (
+        evaluate([*args, "--ckpt", str(trained["ckpt"]), "--skip", str(tmp_path / "other.txt")])
+        == 0
+    )
+    assert (
+        "none of its names is a face of these data"
+        in json.loads(capsys.readouterr().out)["evaluated"]
+    )
+    assert evaluate([*args, "--tta", "flip"]) == 0  # the shipped model averages mirror images
+    m = json.loads(capsys.readouterr().out)
+    assert "--tta flip adds nothing" in m["evaluated"]
+    m["per_class"]["disgust"]["support"] = 0
+    row = next(line for line in format_table(m).splitlines() if line.startswith("disgust"))
+    assert row.split()[2:4] == ["n/a", "n/a"]
+
+
+def test_evaluate_replaces_its_outputs_as_one_set(trained, tmp_path, monkeypatch):
+    """Was: a run stopped after its figures left them beside the earlier run's metrics.json, and
+    a run without --gradcam left the earlier gradcam.png beside its own figures."""
+    import fer.evaluate
+
+    out = tmp_path / "out"
+    args = ["--ckpt", str(trained["ckpt"]), "--data", str(trained["data"]), "--out", str(out)]
+    assert evaluate([*args, "--split", "val", "--gradcam", "2"]) == 0
+    before = _files(out)
+    assert "gradcam.png" in before
+
+    def stopped(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fer.evaluate, "write_text", stopped)  # metrics.json, the last file
+    with pytest.raises(KeyboardInterrupt):
+        evaluate([*args, "--split", "train"])
+    assert _files(out) == before
+    monkeypatch.undo()
+    assert evaluate([*args, "--split", "train"]) == 0
+    assert sorted(_files(out)) == sorted(set(before) - {"gradcam.png"})
+    assert json.loads((out / "metrics.json").read_text())["split"] == "train"
+
+
 def test_a_validation_score_is_never_recorded_as_a_test_score(trained, tmp_path, capsys):
     """Was: --split test on data without a test split scored PublicTest and labelled it test."""
     data = make_folder(tmp_path / "d", per_class=(2, 2, 0))  # no PrivateTest

@@ -288,6 +288,25 @@ def test_a_16_bit_picture_is_read_alike_by_every_path(tmp_path, capsys, exported
     assert np.abs(saved.astype(int) - to_gray(big)).max() <= 1  # nothing drawn: no face found
 
 
+@pytest.mark.parametrize("top", [200, 4095])
+def test_a_16_bit_picture_gives_the_python_api_the_same_pixels_from_a_file_and_from_pil(
+    tmp_path, top
+):
+    """Was: a PIL image of a 16-bit PNG whose values stayed within 0-255 was taken as 8-bit, while
+    the file itself was read as 16-bit (by the range its values use): one picture, two images."""
+    from PIL import Image
+
+    from fer.recognizer import as_image
+
+    deep = (np.linspace(0, top, 64 * 64).reshape(64, 64)).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "deep.png"), deep)
+    with Image.open(tmp_path / "deep.png") as image:
+        from_pil = as_image(image)
+    from fer.common import to_uint8
+
+    assert np.array_equal(to_uint8(from_pil), to_uint8(as_image(tmp_path / "deep.png")))
+
+
 def test_faces_in_a_12_bit_photo_are_found_and_read_as_in_its_8_bit_original(real_faces):
     """A photo whose 16-bit pixels hold 12-bit values (a raw converter's output) is not read as a
     nearly black one: the same faces, the same emotions, as its 8-bit original."""

@@ -306,6 +306,28 @@ def test_a_tracker_runs_one_row_of_one_member_a_face_and_a_model_without_mirror_
         assert np.allclose(list(face.probabilities.values()), own, atol=1e-5)
 
 
+def test_a_frame_of_another_size_is_looked_at_afresh(rec, real_faces):
+    """A stream whose frames change size (a phone turned, a camera that changed its mode) has its
+    faces found again on the first frame of the new size, with the smallest face for that size.
+    (Was: the last frame's boxes, in another picture's coordinates, until the next detection,
+    and the smallest face of the first frame's size for ever.)"""
+    from fer.faces import iou, video_min_face
+
+    tracker = rec.tracker(every=10)
+    big = photo_with(real_faces[:1], 1280, 960, size=220, x=900, y=600)
+    (first,) = tracker.update(big)
+    assert tracker.min_face == video_min_face(960, 1280)
+    small = photo_with(real_faces[:1], 320, 240, size=110, x=30, y=40)
+    (second,) = tracker.update(small)
+    assert iou(second.box, (30, 40, 110, 110)) > 0.4, second.box
+    assert tracker.min_face == video_min_face(240, 320) < video_min_face(960, 1280)
+    # a size given by the caller stays as it was given
+    fixed = rec.tracker(every=10, min_face=50)
+    fixed.update(big)
+    fixed.update(small)
+    assert fixed.min_face == 50
+
+
 def test_a_frame_that_fails_part_way_leaves_the_tracker_as_it_was(real_faces):
     """A frame whose classification fails (here: a member's graph, on a newcomer's first frame)
     raises, and the next frames go on as if it had not come: a face tracked before it, absent

@@ -74,6 +74,26 @@ def png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", bytes(10))
 
 
+def ico(image: np.ndarray) -> bytes:
+    """An ICO file (a format Pillow reads the size of, and fer's decoders do not decode)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "ICO")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The server's engine in this process (the shipped model, one worker), for the tests that
+    reach inside: its app is driven by Starlette's TestClient."""
+    from fer.serve import Engine
+
+    engine = Engine(workers=1, min_face=MIN_FACE)
+    yield engine
+    engine.close()
+
+
 def test_the_page_and_its_assets_are_served_and_need_nothing_from_elsewhere(server):
     url, _ = server
     page = httpx.get(url)
@@ -134,6 +154,12 @@ def test_bad_input_gets_a_clear_answer_and_the_server_keeps_serving(server):
         (post(url, png_header(10000, 6000), "image/png"), 413, "megapixels"),  # never decoded
         (httpx.post(f"{url}/api/predict", files={"photo": ("a.jpg", b"x")}), 400, "'image'"),
         (post(url, bytes(21 << 20)), 413, "20 MB"),
+        (post(url, ico(np.zeros((16, 16, 3), np.uint8)), "image/x-icon"), 415, "not an image"),
+        (
+            post(url, cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()),
+            400,
+            "the body:",
+        ),
     ]
     for response, status, words in cases:
         assert response.status_code == status, (status, response.text)
@@ -165,7 +191,9 @@ def test_a_client_that_leaves_mid_upload_costs_nothing(server):
     assert "Traceback" not in (home.parent / "serve.log").read_text()
 
 
-def test_pictures_the_python_api_reads_are_answered_as_it_answers_them(server, tmp_path):
+def test_pictures_the_python_api_reads_are_answered_as_it_answers_them(
+    real_faces, server, tmp_path
+):
     """A float TIFF brighter than 1 and tiny pictures: what the Python API gives for the same
     file. (Were: a plain-text 500, from the array checks and from YuNet's rows of infinities.)"""
     from PIL import Image
@@ -174,8 +202,10 @@ def test_pictures_the_python_api_reads_are_answered_as_it_answers_them(server, t
 
     url, _ = server
     recognizer = EmotionRecognizer(min_face=MIN_FACE)
-    gray = np.random.default_rng(0).random((60, 80)).astype(np.float32)
-    Image.fromarray(gray * 1000, "F").save(tmp_path / "float.tif")
+    gray = photo_with(real_faces[:1], 320, 240, size=120, x=100, y=60)[..., 0] / 255
+    gray[:8, :8] = 1000  # brighter than 1: white
+    Image.fromarray(gray.astype(np.float32), "F").save(tmp_path / "float.tif")
+    assert recognizer.predict(tmp_path / "float.tif")  # faces to compare, not []
     pictures = [tmp_path / "float.tif"]
     for h, w in [(8, 9), (10, 12), (16, 12), (16, 64)]:
         cv2.imwrite(str(tmp_path / f"{w}x{h}.png"), np.zeros((h, w), np.uint8))
@@ -256,6 +286,87 @@ def test_eight_clients_at_once_are_all_answered(real_faces, server):
     assert figures["errors"] == [] and 0 < figures["p50_ms"] <= figures["p95_ms"]
 
 
+def test_a_stream_that_cannot_start_is_closed_and_not_counted(engine, monkeypatch):
+    """Was: a stream whose tracker could not be made (a damaged detector file) stayed counted,
+    and after 16 such connects every stream was refused until a restart."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from fer.common import FerError
+    from fer.serve import MAX_STREAMS, create_app
+
+    def broken(**_):
+        raise FerError("the YuNet face detector is damaged")
+
+    client = TestClient(create_app(engine))
+    with monkeypatch.context() as m:
+        m.setattr(engine.recognizer, "tracker", broken)
+        for _ in range(MAX_STREAMS + 1):
+            with pytest.raises(WebSocketDisconnect) as closed:
+                with client.websocket_connect("/api/stream") as ws:
+                    ws.receive_json()
+            assert closed.value.code == 1011 and "damaged" in closed.value.reason
+    assert client.get("/api/health").json()["streams"] == 0
+    with client.websocket_connect("/api/stream") as ws:  # and streams are still served
+        ws.send_bytes(b"")
+        assert ws.receive_json() == {"error": "no image: the frame is empty"}
+
+
+def test_a_damaged_face_detector_stops_the_server_at_start(monkeypatch):
+    """Was: found only by the first request, after the server said it was up: every photo got 400
+    (the client's fault, said the code) and health said ok."""
+    import fer.faces
+    from fer.common import FerError
+    from fer.serve import Engine
+
+    monkeypatch.setattr(fer.faces, "YUNET_SHA256", "0" * 64)
+    with pytest.raises(FerError, match="damaged"):
+        Engine(workers=1)
+
+
+def test_photos_beyond_what_the_server_holds_get_503(engine):
+    """The bodies a server holds at once are bounded: beyond PHOTOS_PER_WORKER a worker, 503 (was:
+    every request's body kept while it waited, memory growing with the clients); requests that
+    fail give their place back."""
+    from starlette.testclient import TestClient
+
+    from fer.serve import PHOTOS_PER_WORKER, create_app
+
+    client = TestClient(create_app(engine))
+    body = jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60))
+    assert client.post("/api/predict", content=b"text").status_code == 415
+    assert client.post("/api/predict", content=body).status_code == 200
+    assert client.get("/api/health").json()["photos"] == 0
+    assert engine.max_photos == PHOTOS_PER_WORKER * engine.workers
+    engine.photos = engine.max_photos  # as many in hand as the server holds
+    try:
+        busy = client.post("/api/predict", content=body)
+    finally:
+        engine.photos = 0
+    assert busy.status_code == 503 and "busy" in busy.json()["error"]
+
+
+def test_a_multipart_upload_is_parsed_without_a_temporary_file(engine, monkeypatch):
+    """The form is parsed in memory: with every way of making a temporary file broken, a
+    multipart upload of several MB is still answered (Starlette's own parser would spool it to
+    disk, which the running server's test cannot see once the file is unlinked)."""
+    from starlette.testclient import TestClient
+
+    from fer.serve import create_app
+
+    def no_file(*args, **kwargs):
+        raise AssertionError("a temporary file was made")
+
+    for name in ("TemporaryFile", "SpooledTemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, no_file)
+    noise = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), np.uint8)
+    body = cv2.imencode(".png", noise)[1].tobytes()
+    assert len(body) > 3 << 20
+    client = TestClient(create_app(engine))
+    r = client.post("/api/predict", files={"image": ("noise.png", body, "image/png")})
+    assert r.status_code == 200 and r.json()["width"] == 1500
+
+
 def test_cli_errors_are_one_line(tmp_path):
     import socket
 
@@ -271,13 +382,29 @@ def test_cli_errors_are_one_line(tmp_path):
         )
     assert run.returncode == 2 and "--port" in run.stderr and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1
+    for args, words in [
+        (["--port", "0", "--model", str(tmp_path / "nothing")], "does not exist"),
+        (["--port", "70000"], "is not a port"),
+        (["--port", "0", "--max-body-mb", "nan"], "must be positive"),
+        (["--port", "0", "--max-megapixels", "inf"], "must be positive"),
+    ]:
+        run = subprocess.run(
+            [sys.executable, "-m", "fer.serve", *args], capture_output=True, text=True, timeout=120
+        )
+        assert run.returncode == 2 and words in run.stderr, (args, run.stderr)
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs CPU affinity")
+def test_the_default_workers_are_the_cores_the_server_may_use():
+    """Was: os.cpu_count(), all the machine's cores, also where taskset or a container's CPU set
+    allows fewer."""
     run = subprocess.run(
-        [sys.executable, "-m", "fer.serve", "--model", str(tmp_path / "nothing")],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        [sys.executable, "-c", "import os, sys; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))});"
+         "from fer.serve import build_parser; print(build_parser().get_default('workers'))"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0 and run.stdout.strip() == "1", run.stderr
 
 
 @pytest.fixture(scope="module")
