@@ -302,6 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.download import resolve_data
 
     check_outputs({}, folders={"--out": args.out})  # before the data are read
+    outputs = OutputSet(args.out, OUTPUTS, "cleaning.json")
     args.data = resolve_data(args.data)
     data = load_fer(args.data, args.cache_dir)
     out = Path(args.out)
@@ -311,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # the set of files replaces an earlier run's whole: no figure of another run is left beside
     # this one's lists (an interrupted run leaves the earlier set as it was)
-    with OutputSet(out, OUTPUTS, "cleaning.json") as folder:
+    with outputs as folder:
         files = [
             out / f.name for f in figures(folder, data, rep, args.per_class, args.random, args.seed)
         ]

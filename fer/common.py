@@ -574,13 +574,17 @@ class OutputSet:
     folder:`) and put in the place of an earlier run's (the files of `out` the glob patterns
     `owned` name) together, once the block has ended well: `last`, the file that says a set is
     complete, is removed first and put in last, and the earlier outputs this run did not make are
-    removed (their names in `removed`). A block that fails or is stopped (Ctrl-C, or SIGTERM,
-    raised as Terminated inside it) leaves `out` as it was, and no folder it made; while the files
-    are put in place, both signals are ignored."""
+    removed (their names in `removed`); an output that is a link is written through (as
+    `atomic_path` writes it). A block that fails or is stopped (Ctrl-C, or SIGTERM, raised as
+    Terminated inside it) leaves `out` as it was, and no folder it made; an output name that is a
+    folder there is refused when the set is made (make it before the work; for names without
+    wildcards), and again before anything is replaced; while the files are put in place or the hidden folder is
+    removed, both signals are ignored."""
 
     def __init__(self, out: str | Path, owned: Sequence[str], last: str):
         self.out, self.owned, self.last = Path(out), tuple(owned), last
         self.removed: list[str] = []
+        self._refuse_folders(n for n in self.owned if not any(c in n for c in "*?["))
 
     def __enter__(self) -> Path:
         out = self.out
@@ -597,8 +601,8 @@ class OutputSet:
     def __exit__(self, kind, value, traceback) -> None:
         failed = kind is not None
         try:
+            self._run.finishing()
             if not failed:
-                self._run.finishing()
                 self._put_in_place()
         except BaseException:
             failed = True
@@ -607,20 +611,39 @@ class OutputSet:
             shutil.rmtree(self.folder, ignore_errors=True)
             self._leave(failed)
 
+    def _refuse_folders(self, names: Iterable[str]) -> None:
+        for name in names:
+            if (self.out / name).is_dir():
+                raise FerError(
+                    f"{self.out / name} is a folder, where this writes a file; move it away or "
+                    "choose another folder"
+                )
+
     def _put_in_place(self) -> None:
         new = {f.name for f in self.folder.iterdir()}
         old = {f.name for pattern in self.owned for f in self.out.glob(pattern)}
+        self._refuse_folders(new | old)
+        last = self.out / self.last
         try:
-            (self.out / self.last).unlink(missing_ok=True)
+            if not last.is_symlink():  # a link is written through, last
+                last.unlink(missing_ok=True)
             for name in sorted(new - {self.last}):
-                os.replace(self.folder / name, self.out / name)
+                self._put(name)
             self.removed = sorted(old - new)
             for name in self.removed:
                 (self.out / name).unlink(missing_ok=True)
             if self.last in new:
-                os.replace(self.folder / self.last, self.out / self.last)
+                self._put(self.last)
         except OSError as e:
             raise FerError(f"cannot replace the files in {self.out}: {e.strerror}") from e
+
+    def _put(self, name: str) -> None:
+        made, there = self.folder / name, self.out / name
+        if there.is_symlink() or write_target(there)[1]:  # a link, a device, a pipe
+            with atomic_path(there) as tmp:
+                shutil.copyfile(made, tmp)
+        else:
+            os.replace(made, there)
 
     def _leave(self, failed: bool) -> None:
         if failed:

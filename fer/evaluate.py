@@ -290,12 +290,16 @@ def evaluate(
         if known is None:
             note += "; the model does not record its split, so fer.train's defaults were assumed"
         trained_on = {(c or {}).get("data") for c in classifier.training_configs()}
-        here = os.path.realpath(data_path)
-        if not all(d and os.path.realpath(d) == here for d in trained_on):
-            named = ", ".join(sorted(str(d) for d in trained_on if d)) or "data it does not record"
+        if None in trained_on:
             note += (
-                f"; CAUTION: the model was trained on {named}, not on {data_path}, so this share "
-                "was not held out from it and may hold faces it trained on"
+                "; CAUTION: the model does not record the data it was trained on, so this share "
+                "may not be held out from it"
+            )
+        elif not all(same_data(d, data_path) for d in trained_on):
+            note += (
+                f"; CAUTION: the model was trained on {', '.join(sorted(trained_on))}, not on "
+                f"{data_path}, so this share was not held out from it and may hold faces it "
+                "trained on"
             )
     if skip:
         keep = not_listed(data, index, skip)
@@ -315,6 +319,21 @@ def evaluate(
     m = metrics_from_confusion(confusion_matrix(y, probs.argmax(1)))
     m["split"] = scored
     return m, faces, y, probs, note
+
+
+def same_data(recorded: str, given: str | Path) -> bool:
+    """Whether the data a model's run recorded (as given to fer.train, often relative to where it
+    ran) are the data at `given`: the same file or folder from here, or, relative, the end of its
+    path (data/fer2013 recorded, /home/me/fer/data/fer2013 given)."""
+    here = Path(os.path.realpath(given))
+    if os.path.realpath(recorded) == str(here):
+        return True
+    parts = Path(os.path.normpath(recorded)).parts
+    return (
+        not Path(recorded).is_absolute()
+        and ".." not in parts
+        and here.parts[-len(parts) :] == parts
+    )
 
 
 def compare(other, args: argparse.Namespace, faces: np.ndarray, probs: np.ndarray, y: np.ndarray):
@@ -358,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.out:  # refused before the faces are scored, as are the models below
         check_outputs({}, folders={"--out": args.out})
+        outputs = OutputSet(args.out, OUTPUTS, "metrics.json")
     backend = "torch" if args.gradcam and args.backend == "auto" else args.backend
     classifier = load_classifier(args.ckpt, backend=backend)
     if args.gradcam > 0 and classifier.model is None:
@@ -384,7 +404,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.out:  # the set of files replaces an earlier run's whole (its gradcam.png too)
         out = Path(args.out)
         label = f"{Path(args.data).name} {m['split']}, TTA {args.tta}"
-        with OutputSet(out, OUTPUTS, "metrics.json") as folder:
+        with outputs as folder:
             files = write_figures(folder, m, faces, y, probs, label)
             if args.gradcam > 0:
                 files.append(folder / "gradcam.png")

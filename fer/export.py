@@ -411,6 +411,10 @@ def write_files(spec, model, folder: Path, args, faces: np.ndarray | None) -> No
     write_text(folder / "model.json", json.dumps(spec.to_json(), indent=2) + "\n")
 
 
+#: An export's files in its folder (none other is touched there), model.json written last.
+EXPORT_OUTPUTS = ("model.json", "model.safetensors", "model.onnx", "model.part[0-9]*.onnx")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fer.inference import resolve_model_path, torch_model
@@ -421,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise FerError("--out is empty; give the folder to write the model into")
     out = Path(args.out)
     check_outputs({}, folders={"--out": out})
+    outputs = OutputSet(out, EXPORT_OUTPUTS, "model.json")  # refuses a folder named model.json
     paths = [Path(c) for c in args.ckpt]
     for path in paths:
         if not path.exists():
@@ -449,7 +454,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
     # the files are made beside those they replace, in a hidden folder: a stopped or failed
     # export leaves the folder as it was (and one into its own folder loses nothing)
-    outputs = OutputSet(out, ("model.json", "model.safetensors", "model*.onnx"), "model.json")
     try:
         with outputs as folder:
             write_files(spec, model, folder, args, faces)

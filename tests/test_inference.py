@@ -287,6 +287,56 @@ def test_an_export_that_stops_midway_leaves_the_export_in_its_folder(
     assert np.abs(got - expected).max() < 1e-2
 
 
+def test_an_export_touches_only_its_own_files_and_refuses_a_folder_in_their_place(
+    trained, tmp_path, monkeypatch
+):
+    """Found by a review of the change that stages exports: model_backup.onnx beside an export
+    was removed as 'of an earlier export', and a folder named model.onnx was found only while the
+    files were being put in place, after model.json had gone (the earlier export lost)."""
+    import fer.export
+
+    out = tmp_path / "out"
+    shutil.copytree(trained["export"], out)
+    for name in ("model_backup.onnx", "models.onnx", "model.part0.onnx.bak"):
+        (out / name).write_text("mine\n")
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out), "--no-onnx"]) == 0
+    assert (out / "model_backup.onnx").read_text() == "mine\n" and (out / "models.onnx").exists()
+    assert (out / "model.part0.onnx.bak").exists() and not (out / "model.onnx").exists()
+    before = _files(out)
+    (out / "model.onnx").mkdir()
+    monkeypatch.setattr(fer.export, "read_members", None)  # refused before the models are read
+    with pytest.raises(FerError, match="model.onnx is a folder"):
+        export(["--ckpt", str(trained["ckpt"]), "--out", str(out)])
+    (out / "model.onnx").rmdir()
+    assert _files(out) == before
+
+
+def test_evaluate_writes_through_an_output_that_is_a_link(trained, tmp_path):
+    """Was (in the change that stages --out): metrics.json, a link to a results folder, replaced
+    by a plain file and the linked file left as it was."""
+    kept, out = tmp_path / "results", tmp_path / "out"
+    kept.mkdir()
+    out.mkdir()
+    (kept / "run1.json").write_text("{}\n")
+    (out / "metrics.json").symlink_to(kept / "run1.json")
+    args = ["--ckpt", str(trained["ckpt"]), "--data", str(trained["data"]), "--out", str(out)]
+    assert evaluate([*args, "--split", "val"]) == 0
+    assert (out / "metrics.json").is_symlink()
+    assert json.loads((kept / "run1.json").read_text())["split"] == "val"
+
+
+def test_recorded_data_are_the_same_data_from_another_folder(tmp_path):
+    """fer.train records --data as given, often relative to where it ran: from another folder the
+    same data end with that path (was: CAUTION on the model's own validation share)."""
+    from fer.evaluate import same_data
+
+    given = tmp_path / "project" / "data" / "fer.csv"
+    assert same_data("data/fer.csv", given) and same_data("./data/fer.csv", given)
+    assert same_data(str(given), given)
+    assert not same_data("other/fer.csv", given) and not same_data("../data/fer.csv", given)
+    assert not same_data(str(tmp_path / "elsewhere" / "fer.csv"), given)
+
+
 def test_an_export_stopped_by_sigterm_leaves_the_folder_as_it_was(trained, tmp_path):
     """Was: SIGTERM (kill, timeout, docker stop) ended an export at once, with a half-written
     temporary graph and no model.json left in the folder."""

@@ -338,11 +338,11 @@ def test_photos_beyond_what_the_server_holds_get_503(engine):
     assert client.post("/api/predict", content=body).status_code == 200
     assert client.get("/api/health").json()["photos"] == 0
     assert engine.max_photos == PHOTOS_PER_WORKER * engine.workers
-    engine.photos = engine.max_photos  # as many in hand as the server holds
+    held, engine.photos = engine.photos, engine.max_photos  # as many in hand as it holds
     try:
         busy = client.post("/api/predict", content=body)
     finally:
-        engine.photos = 0
+        engine.photos = held
     assert busy.status_code == 503 and "busy" in busy.json()["error"]
 
 
