@@ -6,12 +6,12 @@
 # peaking at 0.1, label smoothing 0.1, seed 42. Selected on PublicTest (the validation split) only.
 # About 105 minutes on a 2-core CPU with bf16 (about 7 hours in fp32 on one without). Evaluates the
 # best checkpoint plain and with flip TTA. It was shipped until cnn5_strong_ema.sh replaced it
-# (`bash experiments/ship.sh runs/cnn5_strong DATA`).
+# (`bash experiments/ship.sh checkpoints runs/cnn5_strong DATA --ckpt runs/cnn5_strong --half`).
 # Usage: bash experiments/cnn5_strong.sh [DATA]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
 ROOT=runs/cnn5_strong
-python -m fer.train --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" --default-root-dir "$ROOT" \
+python -m fer.train --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" --no-test --default-root-dir "$ROOT" \
     --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 \
     --seed 42 --json "$ROOT/summary.json"
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"

@@ -6,7 +6,8 @@
 # PublicTest (the validation split) only. On a 2-core CPU with bf16, 109 minutes of fitting in the
 # session that first ran it and 64 minutes re-run alone (about four times as long in fp32 on a CPU
 # without bf16). Evaluates the best checkpoint plain and with flip TTA, then ships
-# it (to $OUT, default checkpoints/): float16 weights, with the exported files' own PublicTest
+# it (to $OUT, default runs/cnn5_strong_ema/export; OUT=checkpoints would make it the shipped
+# model, as it was before the ensemble): float16 weights, with the exported files' own PublicTest
 # figures in model.json. It is the first member of the shipped ensemble: experiments/ensemble.sh
 # runs this script with OUT=runs/cnn5_strong_ema/export. A run cut short continues where it stopped
 # (--ckpt-path last); a finished one is not trained again.
@@ -17,9 +18,9 @@ ROOT=runs/cnn5_strong_ema
 if [ ! -f "$ROOT/summary.json" ]; then
     resume=()
     compgen -G "$ROOT/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
-    python -m fer.train --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" --default-root-dir "$ROOT" \
+    python -m fer.train --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" --no-test --default-root-dir "$ROOT" \
         --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --ema 0.999 \
         --seed 42 --json "$ROOT/summary.json" "${resume[@]}"
 fi
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"
-bash experiments/ship.sh "${OUT:-checkpoints}" "$ROOT" "$DATA" --ckpt "$ROOT" --half
+bash experiments/ship.sh "${OUT:-$ROOT/export}" "$ROOT" "$DATA" --ckpt "$ROOT" --half

@@ -3,13 +3,13 @@
 # default then (1.2M parameters, widths 32-64-128-256, whole faces), bf16 on CPU, 60 epochs of the "light" batched augmentation
 # (flip, rotation, scale, shift), SGD one-cycle peaking at 0.1, label smoothing 0.1, seed 42.
 # Selected on PublicTest (the validation split) only. About 70 minutes alone on a 2-core CPU with
-# bf16. Evaluates the best checkpoint plain and with flip TTA; `bash experiments/ship.sh
-# runs/cnn_baseline DATA` would make it the shipped model again.
+# bf16. Evaluates the best checkpoint plain and with flip TTA; `bash experiments/ship.sh checkpoints
+# runs/cnn_baseline DATA --ckpt runs/cnn_baseline` would make it the shipped model again.
 # Usage: bash experiments/cnn_baseline.sh [DATA]   (default data/fer2013)
 set -euo pipefail
 DATA=${1:-data/fer2013}
 ROOT=runs/cnn_baseline
-python -m fer.train --model cnn --widths 32 64 128 256 --crop 0 --data "$DATA" --default-root-dir "$ROOT" \
+python -m fer.train --model cnn --widths 32 64 128 256 --crop 0 --data "$DATA" --no-test --default-root-dir "$ROOT" \
     --max-epochs 60 --batch-size 128 --lr 0.1 --augment light --label-smoothing 0.1 \
     --seed 42 --json "$ROOT/summary.json"
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"

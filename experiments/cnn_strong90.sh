@@ -9,7 +9,7 @@
 set -euo pipefail
 DATA=${1:-data/fer2013}
 ROOT=runs/cnn_strong90
-python -m fer.train --model cnn --widths 32 64 128 256 --crop 0 --data "$DATA" --default-root-dir "$ROOT" \
+python -m fer.train --model cnn --widths 32 64 128 256 --crop 0 --data "$DATA" --no-test --default-root-dir "$ROOT" \
     --max-epochs 90 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 \
     --seed 42 --json "$ROOT/summary.json"
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"

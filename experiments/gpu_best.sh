@@ -6,7 +6,7 @@
 set -euo pipefail
 DATA=${1:-data/fer2013}
 ROOT=runs/gpu_best
-python -m fer.train --model cnn --data "$DATA" --default-root-dir "$ROOT" \
+python -m fer.train --model cnn --data "$DATA" --no-test --default-root-dir "$ROOT" \
     --widths 64 128 256 512 --crop 0 --depth 3 --dropout 0.4 --max-epochs 250 --batch-size 128 \
     --optimizer sgd --lr 0.05 --scheduler cosine --warmup-epochs 5 --augment strong --label-smoothing 0.1 \
     --accelerator gpu --devices 1 --seed 42 --json "$ROOT/summary.json"

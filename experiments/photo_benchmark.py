@@ -1,6 +1,6 @@
 """Photo benchmark: faces of every size in phone-like photos, found and read through fer's API.
 
-    python experiments/photo_benchmark.py --data data/fer2013 [--photos 150] [--seed 1] [--out docs/photo_benchmark]
+    python experiments/photo_benchmark.py --data data/fer2013 [--photos 150] [--seed 0] [--out docs/photo_benchmark]
 
 Makes phone-like photos from PublicTest faces (never committed; they live in a temporary folder):
 frames from 640x480 to 4032x3024 in both orientations, 1-3 faces each from 24 to 2000 px wide on a

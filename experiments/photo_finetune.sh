@@ -18,7 +18,8 @@
 # The shipped files came from this with OUT=checkpoints (the members trained, it exports and
 # scores them). AUGMENT=camera (default photo) fine-tunes with `camera` instead (photo's
 # degradations and, on 30% of the faces, the few pixels and JPEG of a small face in a photo), and
-# RUNS (default runs/photo) is where the members' runs go.
+# RUNS (default runs/photo) is where the members' runs go. The starting point is kept in
+# runs/photo/base (a copy of MODEL when it is given), which `fer.evaluate --compare` can take.
 # Usage: [OUT=...] [AUGMENT=...] [RUNS=...] bash experiments/photo_finetune.sh [DATA] [MODEL]
 set -euo pipefail
 DATA=${1:-data/fer2013}
@@ -26,9 +27,13 @@ MODEL=${2:-runs/photo/base}
 AUGMENT=${AUGMENT:-photo}
 RUNS=${RUNS:-runs/photo}
 OUT=${OUT:-$RUNS/export}
-if [ "$MODEL" = runs/photo/base ] && [ ! -f runs/photo/base/model.json ]; then
+if [ ! -f runs/photo/base/model.json ]; then  # the starting point, kept for --compare
     mkdir -p runs/photo/base
-    git archive 5ff26c9 checkpoints | tar -x --strip-components 1 -C runs/photo/base
+    if [ "$MODEL" = runs/photo/base ]; then
+        git archive 5ff26c9 checkpoints | tar -x --strip-components 1 -C runs/photo/base
+    else  # a copy: with OUT=checkpoints and MODEL=checkpoints, the model in MODEL is replaced
+        cp "$MODEL"/model.json "$MODEL"/model.safetensors "$MODEL"/model*.onnx runs/photo/base/
+    fi
 fi
 tune() {  # ROOT MEMBER, then the member's own options
     local root=$1 member=$2

@@ -7,7 +7,7 @@
 set -euo pipefail
 DATA=${1:-data/fer2013}
 ROOT=runs/vgg16_scratch_small
-python -m fer.train --model vgg --no-pretrained --data "$DATA" --default-root-dir "$ROOT" \
+python -m fer.train --model vgg --no-pretrained --data "$DATA" --no-test --default-root-dir "$ROOT" \
     --image-size 48 --freeze-epochs 0 --max-epochs 6 --limit-train-batches 300 --batch-size 64 \
     --optimizer adamw --lr 1e-4 --weight-decay 1e-4 --scheduler cosine --warmup-epochs 0 \
     --augment light --seed 42 --json "$ROOT/summary.json"

@@ -5,7 +5,7 @@
 # NOT YET RUN: no GPU and no download were available where this project was developed.
 set -euo pipefail
 DATA=${1:-data/fer2013}
-python -m fer.train --model vgg --data "$DATA" --default-root-dir runs/vgg16_transfer \
+python -m fer.train --model vgg --data "$DATA" --no-test --default-root-dir runs/vgg16_transfer \
     --image-size 96 --freeze-epochs 3 --backbone-lr-ratio 0.1 --max-epochs 40 --batch-size 64 \
     --optimizer sgd --lr 0.01 --scheduler cosine --augment strong --label-smoothing 0.1 \
     --accelerator gpu --devices 1 --precision 16-mixed --seed 42 --json runs/vgg16_transfer/summary.json
