@@ -19,20 +19,33 @@
 # scores them). AUGMENT=camera (default photo) fine-tunes with `camera` instead (photo's
 # degradations and, on 30% of the faces, the few pixels and JPEG of a small face in a photo), and
 # RUNS (default runs/photo) is where the members' runs go. The starting point is kept in
-# runs/photo/base (a copy of MODEL when it is given), which `fer.evaluate --compare` can take.
+# RUNS/base (copied from MODEL when it is given, from git when not; a RUNS started from
+# another MODEL is refused), which the members start from and `fer.evaluate --compare` takes.
 # Usage: [OUT=...] [AUGMENT=...] [RUNS=...] bash experiments/photo_finetune.sh [DATA] [MODEL]
 set -euo pipefail
 DATA=${1:-data/fer2013}
-MODEL=${2:-runs/photo/base}
+GIVEN=${2:-}  # the starting point; none: the ensemble of commit 5ff26c9, from git
 AUGMENT=${AUGMENT:-photo}
 RUNS=${RUNS:-runs/photo}
 OUT=${OUT:-$RUNS/export}
-if [ ! -f runs/photo/base/model.json ]; then  # the starting point, kept for --compare
-    mkdir -p runs/photo/base
-    if [ "$MODEL" = runs/photo/base ]; then
-        git archive 5ff26c9 checkpoints | tar -x --strip-components 1 -C runs/photo/base
-    else  # a copy: with OUT=checkpoints and MODEL=checkpoints, the model in MODEL is replaced
-        cp "$MODEL"/model.json "$MODEL"/model.safetensors "$MODEL"/model*.onnx runs/photo/base/
+MODEL=$RUNS/base  # a copy of the starting point, which the members start from and --compare takes
+SOURCE=${GIVEN:-git 5ff26c9}
+if [ -f "$MODEL/model.json" ]; then
+    # a base without a record was made by this script before it kept one: from git
+    started=$(cat "$MODEL/SOURCE" 2>/dev/null || echo "git 5ff26c9")
+    if [ "$started" != "$SOURCE" ]; then
+        echo "error: $RUNS was started from $started, not $SOURCE: give another RUNS" >&2
+        exit 2
+    fi
+else  # copied first: with OUT=checkpoints and MODEL checkpoints, the model given is replaced
+    mkdir -p "$MODEL"
+    echo "$SOURCE" > "$MODEL/SOURCE"
+    if [ -z "$GIVEN" ]; then
+        git archive 5ff26c9 checkpoints | tar -x --strip-components 1 -C "$MODEL"
+    else  # an export, model.json last
+        for f in "$GIVEN"/model.safetensors "$GIVEN"/model*.onnx "$GIVEN"/model.json; do
+            if [ -e "$f" ]; then cp "$f" "$MODEL"/; fi
+        done
     fi
 fi
 tune() {  # ROOT MEMBER, then the member's own options

@@ -26,7 +26,6 @@ from fer.common import (
     OutputSet,
     Parser,
     add_debug_flag,
-    check_outputs,
     run_cli,
     save_figure,
     write_text,
@@ -301,8 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.data import load_fer
     from fer.download import resolve_data
 
-    check_outputs({}, folders={"--out": args.out})  # before the data are read
-    outputs = OutputSet(args.out, OUTPUTS, "cleaning.json")
+    outputs = OutputSet(args.out, OUTPUTS, "cleaning.json")  # checked before the data are read
     args.data = resolve_data(args.data)
     data = load_fer(args.data, args.cache_dir)
     out = Path(args.out)

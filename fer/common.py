@@ -333,6 +333,21 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def same_data(recorded: str, given: str | Path) -> bool:
+    """Whether the data a model's run recorded (as given to fer.train, often relative to where it
+    ran) are the data at `given`: the same file or folder from here, or, relative, the end of its
+    path (data/fer2013 recorded, /home/me/fer/data/fer2013 given)."""
+    here = Path(os.path.realpath(given))
+    if os.path.realpath(recorded) == str(here):
+        return True
+    parts = Path(os.path.normpath(recorded)).parts
+    return (
+        not Path(recorded).is_absolute()
+        and ".." not in parts
+        and here.parts[-len(parts) :] == parts
+    )
+
+
 def file_sha256(path: str | Path) -> str:
     """Hex SHA-256 of a file's bytes."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -547,13 +562,17 @@ class Stoppable:
     whatever arrives (a second Ctrl-C); on leaving, their handlers are put back. Off the main
     thread, where Python cannot catch signals, it changes nothing."""
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    #: raised as Terminated: SIGTERM (kill, timeout, docker stop) and SIGHUP (the terminal or
+    #: ssh session closed), where the system has it
+    ENDING = (signal.SIGTERM,) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+    SIGNALS = (signal.SIGINT, *ENDING)
 
     def __enter__(self) -> Stoppable:
         self.before: dict[int, Any] = {}
         if threading.current_thread() is threading.main_thread():
             self.before = {s: signal.getsignal(s) for s in self.SIGNALS}
-            signal.signal(signal.SIGTERM, self._stop)
+            for s in self.ENDING:
+                signal.signal(s, self._stop)
         return self
 
     @staticmethod
@@ -576,14 +595,16 @@ class OutputSet:
     complete, is removed first and put in last, and the earlier outputs this run did not make are
     removed (their names in `removed`); an output that is a link is written through (as
     `atomic_path` writes it). A block that fails or is stopped (Ctrl-C, or SIGTERM, raised as
-    Terminated inside it) leaves `out` as it was, and no folder it made; an output name that is a
-    folder there is refused when the set is made (make it before the work; for names without
-    wildcards), and again before anything is replaced; while the files are put in place or the hidden folder is
-    removed, both signals are ignored."""
+    Terminated inside it) leaves `out` as it was, and no folder it made. Making the set checks
+    `out` as `check_outputs` checks the folder `option` names, and refuses an output name (without
+    wildcards) that is a folder there: make it before the work. Folder names are checked again
+    before anything is replaced; while the files are put in place or the hidden folder is
+    removed, Ctrl-C and SIGTERM are ignored."""
 
-    def __init__(self, out: str | Path, owned: Sequence[str], last: str):
+    def __init__(self, out: str | Path, owned: Sequence[str], last: str, option: str = "--out"):
         self.out, self.owned, self.last = Path(out), tuple(owned), last
         self.removed: list[str] = []
+        check_outputs({}, folders={option: self.out})
         self._refuse_folders(n for n in self.owned if not any(c in n for c in "*?["))
 
     def __enter__(self) -> Path:

@@ -486,10 +486,9 @@ def read_exclusions(path: str | Path | None) -> set[str]:
     }
 
 
-def not_listed(data: FerData, index: torch.Tensor, path: str | Path | None) -> np.ndarray:
-    """For each face of `index`, whether its name is absent from the list at `path` (all True
-    without one): the faces an evaluation with --skip keeps."""
-    listed = read_exclusions(path)
+def not_listed(data: FerData, index: torch.Tensor, listed: set[str]) -> np.ndarray:
+    """For each face of `index`, whether its name is absent from `listed` (read_exclusions of a
+    list): the faces an evaluation with --skip keeps."""
     return np.array([data.names[i] not in listed for i in index.tolist()], dtype=bool)
 
 

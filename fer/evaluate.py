@@ -9,7 +9,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,8 +23,8 @@ from fer.common import (
     OutputSet,
     Parser,
     add_debug_flag,
-    check_outputs,
     run_cli,
+    same_data,
     save_figure,
     write_text,
 )
@@ -302,9 +301,10 @@ def evaluate(
                 "trained on"
             )
     if skip:
-        keep = not_listed(data, index, skip)
+        listed = read_exclusions(skip)
+        keep = not_listed(data, index, listed)
         note += f", without {int((~keep).sum())} faces listed in {skip}"
-        if not read_exclusions(skip) & set(data.names):
+        if not listed & set(data.names):
             note += " (none of its names is a face of these data: a list made for other data?)"
         index = index[np.flatnonzero(keep)]
     if tta == "flip" and classifier.spec.options.get("flip"):
@@ -319,21 +319,6 @@ def evaluate(
     m = metrics_from_confusion(confusion_matrix(y, probs.argmax(1)))
     m["split"] = scored
     return m, faces, y, probs, note
-
-
-def same_data(recorded: str, given: str | Path) -> bool:
-    """Whether the data a model's run recorded (as given to fer.train, often relative to where it
-    ran) are the data at `given`: the same file or folder from here, or, relative, the end of its
-    path (data/fer2013 recorded, /home/me/fer/data/fer2013 given)."""
-    here = Path(os.path.realpath(given))
-    if os.path.realpath(recorded) == str(here):
-        return True
-    parts = Path(os.path.normpath(recorded)).parts
-    return (
-        not Path(recorded).is_absolute()
-        and ".." not in parts
-        and here.parts[-len(parts) :] == parts
-    )
 
 
 def compare(other, args: argparse.Namespace, faces: np.ndarray, probs: np.ndarray, y: np.ndarray):
@@ -376,7 +361,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.inference import load_classifier
 
     if args.out:  # refused before the faces are scored, as are the models below
-        check_outputs({}, folders={"--out": args.out})
         outputs = OutputSet(args.out, OUTPUTS, "metrics.json")
     backend = "torch" if args.gradcam and args.backend == "auto" else args.backend
     classifier = load_classifier(args.ckpt, backend=backend)

@@ -43,7 +43,6 @@ from fer.common import (
     Terminated,
     add_debug_flag,
     atomic_path,
-    check_outputs,
     file_sha256,
     run_cli,
     write_text,
@@ -424,8 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.out:
         raise FerError("--out is empty; give the folder to write the model into")
     out = Path(args.out)
-    check_outputs({}, folders={"--out": out})
-    outputs = OutputSet(out, EXPORT_OUTPUTS, "model.json")  # refuses a folder named model.json
+    outputs = OutputSet(out, EXPORT_OUTPUTS, "model.json")  # checked before the models are read
     paths = [Path(c) for c in args.ckpt]
     for path in paths:
         if not path.exists():

@@ -270,10 +270,14 @@ class Classifier:
 
     def training_configs(self) -> list[dict | None]:
         """The fer.train options each network of the model was trained with (one for each member
-        of an ensemble), None where the export does not record them."""
-        return [m.get("training_config") for m in self.spec.extra.get("members", [])] or [
-            self.spec.extra.get("training_config")
-        ]
+        of an ensemble, and of an ensemble among them), None where the export does not record
+        them."""
+
+        def networks(record: dict) -> list[dict | None]:
+            members = record.get("members") or []
+            return [c for m in members for c in networks(m)] or [record.get("training_config")]
+
+        return networks(self.spec.extra)
 
     def training_split(self) -> tuple[float, int] | None:
         """(val_fraction, seed) the model was trained with, which decide the validation faces of

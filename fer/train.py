@@ -31,6 +31,7 @@ from fer.common import (
     default_precision,
     run_cli,
     run_config_path,
+    same_data,
     write_text,
 )
 from fer.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
@@ -431,7 +432,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         except yaml.YAMLError as e:
             raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
         words += config_words(parser, cfg, path)
-    where, recorded = resumed_options(first)
+    # the run resumed is found as fer.train finds it: --ckpt-path and --default-root-dir from the
+    # command line over those of the --config file
+    where, recorded = resumed_options(parser.parse_known_args(words + argv)[0])
     if recorded:  # a resumed run goes on with its own options, apart from those given again
         explicit = build_parser()  # what the user gives (flags, --config): None where silent
         explicit.set_defaults(**{a.dest: None for a in explicit._actions if a.dest != "help"})
@@ -439,7 +442,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         for option in RESUME_KEEPS:
             mine, theirs = getattr(given, option), recorded.get(option)
             same = (
-                os.path.realpath(mine) == os.path.realpath(theirs)  # ./data/x is data/x
+                same_data(theirs, mine)  # ./data/x is data/x, also from another folder
                 if option == "data" and mine is not None and theirs is not None
                 else str(mine) == str(theirs)
             )

@@ -328,7 +328,7 @@ def test_evaluate_writes_through_an_output_that_is_a_link(trained, tmp_path):
 def test_recorded_data_are_the_same_data_from_another_folder(tmp_path):
     """fer.train records --data as given, often relative to where it ran: from another folder the
     same data end with that path (was: CAUTION on the model's own validation share)."""
-    from fer.evaluate import same_data
+    from fer.common import same_data
 
     given = tmp_path / "project" / "data" / "fer.csv"
     assert same_data("data/fer.csv", given) and same_data("./data/fer.csv", given)
@@ -337,9 +337,11 @@ def test_recorded_data_are_the_same_data_from_another_folder(tmp_path):
     assert not same_data(str(tmp_path / "elsewhere" / "fer.csv"), given)
 
 
-def test_an_export_stopped_by_sigterm_leaves_the_folder_as_it_was(trained, tmp_path):
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGHUP"])
+def test_an_export_stopped_by_sigterm_leaves_the_folder_as_it_was(trained, tmp_path, signal_name):
     """Was: SIGTERM (kill, timeout, docker stop) ended an export at once, with a half-written
-    temporary graph and no model.json left in the folder."""
+    temporary graph and no model.json left in the folder; then SIGHUP (the terminal or ssh
+    session closed) left the hidden folder of the new files behind."""
     out = tmp_path / "out"
     shutil.copytree(trained["export"], out)
     before = _files(out)
@@ -348,7 +350,7 @@ def test_an_export_stopped_by_sigterm_leaves_the_folder_as_it_was(trained, tmp_p
         "import fer.export\n"
         "from fer.common import run_cli\n"
         "def stop(*_):\n"
-        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        f"    os.kill(os.getpid(), signal.{signal_name})\n"
         "    time.sleep(30)\n"
         "fer.export.export_onnx = stop\n"
         "run_cli(fer.export.main, sys.argv[1:])\n"
@@ -401,6 +403,11 @@ def test_a_mirroring_ensemble_inside_a_mirroring_one_mirrors_once(trained, tmp_p
     for backend in ("torch", "onnx"):
         got = load_classifier(outer, backend=backend).predict_proba(faces)
         assert np.abs(got - expected).max() < 1e-5, backend
+    # the training options of every network, the inner ensemble's too (was: one None for it, so
+    # fer.evaluate said the model recorded neither its split nor its data); other.ckpt, away
+    # from its run, records none
+    first, nudged, last = load_classifier(outer).training_configs()
+    assert first["data"] == last["data"] == str(trained["data"]) and nudged is None
 
 
 def test_an_exported_model_is_read_from_its_own_files_only(trained, tmp_path):

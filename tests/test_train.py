@@ -175,6 +175,36 @@ def test_a_resumed_run_keeps_every_recorded_option_and_refuses_its_data_changed(
     assert parse_args(resume).default_root_dir == str(tmp_path)
 
 
+def test_a_run_resumed_through_a_config_file_or_from_another_folder_is_that_run(
+    tmp_path, monkeypatch
+):
+    """Found by a fresh-eyes review: with --default-root-dir in a --config file, the options were
+    read from ./lightning_logs (another run, or none: 'no last.ckpt') while training resumed the
+    config's run; and the run's recorded relative --data, given again from another folder as the
+    path to the same file, was refused as other data."""
+    from fer.train import parse_args
+
+    project = tmp_path / "project"
+    run = run_dir(project / "runs" / "exp")
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": "data/mine.csv", "batch_size": 32}))
+    other = run_dir(project)  # ./lightning_logs holds another run
+    (other / "checkpoints").mkdir(parents=True)
+    (other / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (other / "config.yaml").write_text(yaml.safe_dump({"data": "wrong.csv", "batch_size": 64}))
+    (project / "exp.yaml").write_text("default_root_dir: runs/exp\n")
+    monkeypatch.chdir(project)
+    args = parse_args(["--config", "exp.yaml", "--ckpt-path", "last"])
+    assert (args.data, args.batch_size, args.default_root_dir) == ("data/mine.csv", 32, "runs/exp")
+    monkeypatch.chdir(tmp_path)  # the same run and data, from the folder above
+    mine = str(project / "data" / "mine.csv")
+    resume = ["--default-root-dir", str(project / "runs" / "exp"), "--ckpt-path", "last"]
+    assert parse_args([*resume, "--data", mine]).data == mine
+    with pytest.raises(FerError, match="the run resumed was made with --data data/mine.csv"):
+        parse_args([*resume, "--data", str(tmp_path / "data" / "other.csv")])
+
+
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
