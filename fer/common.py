@@ -45,6 +45,8 @@ IMAGE_EXTENSIONS = {
     ".png",
     ".jpg",
     ".jpeg",
+    ".jpe",
+    ".jfif",
     ".bmp",
     ".tif",
     ".tiff",
@@ -430,11 +432,15 @@ def check_outputs(
     folders: dict[str, str | Path | None] | None = None,
 ) -> None:
     """Refuse, before any work, the output files (option -> path; None and '-' for stdout are
-    left alone) that could not be written: a folder, one in a place no file can be made, one
+    left alone) that could not be written: an empty name, a folder, one in a place no file can be made, one
     that is an input file, or two options naming one file (stdout too), or a file and an output
     folder (`folders`, option -> path), and output folders where no file can be made. Makes no
     folder: those a file goes in are made when it is written, so a run refused later leaves none
     behind."""
+    for option, path in [*outputs.items(), *(folders or {}).items()]:
+        if path is not None and str(path) == "":  # Path("") would be this folder
+            kind = "folder" if option in (folders or {}) else "file"
+            raise FerError(f"{option} is empty (an unset variable?); give the {kind} to write")
     read = {Path(p).resolve() for p in inputs}
     named = {Path(p).resolve(): option for option, p in (folders or {}).items() if p is not None}
     to_stdout = [option for option, path in outputs.items() if str(path) == "-"]
@@ -588,6 +594,24 @@ class Stoppable:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
+def remove_dead_runs_folders(out: Path) -> None:
+    """Remove the hidden folders (.new-PID-*) that OutputSets of processes no longer running left
+    in `out` (killed outright: SIGKILL, a power cut); those of runs still going stay. POSIX only
+    (on Windows os.kill(pid, 0) would stop the process)."""
+    if os.name != "posix":
+        return
+    for folder in out.glob(".new-*-*"):
+        pid = folder.name.split("-")[1]
+        if not (pid.isdigit() and folder.is_dir()) or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:  # a process of another user: running
+            pass
+
+
 class OutputSet:
     """The outputs of one run, made in a hidden folder inside `out` (`with OutputSet(...) as
     folder:`) and put in the place of an earlier run's (the files of `out` the glob patterns
@@ -595,7 +619,8 @@ class OutputSet:
     complete, is removed first and put in last, and the earlier outputs this run did not make are
     removed (their names in `removed`); an output that is a link is written through (as
     `atomic_path` writes it). A block that fails or is stopped (Ctrl-C, or SIGTERM, raised as
-    Terminated inside it) leaves `out` as it was, and no folder it made. Making the set checks
+    Terminated inside it) leaves `out` as it was, and no folder it made; one killed outright
+    leaves its hidden folder, which the next set made in `out` removes. Making the set checks
     `out` as `check_outputs` checks the folder `option` names, and refuses an output name (without
     wildcards) that is a folder there: make it before the work. Folder names are checked again
     before anything is replaced; while the files are put in place or the hidden folder is
@@ -613,7 +638,8 @@ class OutputSet:
         self._run = Stoppable().__enter__()
         try:
             out.mkdir(parents=True, exist_ok=True)
-            self.folder = Path(tempfile.mkdtemp(prefix=".new-", dir=out))
+            remove_dead_runs_folders(out)
+            self.folder = Path(tempfile.mkdtemp(prefix=f".new-{os.getpid()}-", dir=out))
         except BaseException:
             self._leave(failed=True)
             raise

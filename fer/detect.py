@@ -40,7 +40,12 @@ from fer.faces import add_face_options
 
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m fer.detect", description="Detect faces and their emotions in video.")
-    p.add_argument("--source", default="0", help="webcam index, video file or stream URL")
+    p.add_argument(
+        "--source",
+        default="0",
+        help="webcam index (digits), video file (./NAME for a file named with digits only) or "
+        "stream URL",
+    )
     add_model_options(p)
     p.add_argument("--output", help="write the annotated video here (.mp4 or .avi)")
     p.add_argument(
@@ -91,13 +96,19 @@ ANNOUNCED_SLACK = 0.02
 
 def open_source(source: str) -> cv2.VideoCapture:
     is_camera = source.isdigit()
-    if not is_camera and "://" not in source and not Path(source).is_file():
-        what = "is a folder, not a video" if Path(source).is_dir() else "does not exist"
+    path = Path(source)  # a file, or a device or pipe (/dev/video0): OpenCV opens them
+    if not is_camera and "://" not in source and (path.is_dir() or not path.exists()):
+        what = "is a folder, not a video" if path.is_dir() else "does not exist"
         raise FerError(
             f"video {source} {what}; pass a webcam index (0), a video file or a stream URL"
         )
     cap = cv2.VideoCapture(int(source) if is_camera else source)
     if not cap.isOpened():
+        if is_camera and Path(source).is_file():  # digits name a webcam, also beside such a file
+            raise FerError(
+                f"could not open webcam {source}; a file of that name is here: pass ./{source} "
+                "to read the file"
+            )
         what = f"webcam {source}" if is_camera else f"video {source}"
         raise FerError(f"could not open {what}; check that it exists and that OpenCV can decode it")
     return cap
@@ -287,10 +298,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
-        raise FerError(f"no frames could be read from {args.source}")
-    if tmp_video is not None:
+        if not code:
+            raise FerError(f"no frames could be read from {args.source}")
+    if tmp_video is not None and frames:
         os.replace(tmp_video, video_target)
-    if tmp_json is not None:
+    if tmp_json is not None and frames:
         os.replace(tmp_json, json_target)
     total = time.perf_counter() - start
     if undecoded > unread_run:
@@ -299,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "(a damaged video?) and are left out; the JSON lines keep the video's frame numbers",
             file=sys.stderr,
         )
-    if not with_faces:
+    if frames and not with_faces:
         print(
             f"note: no face found in {frames} frames; the smallest face looked for was "
             f"{tracker.min_face} px (--min-face sets it)",
@@ -320,8 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             143: "stopped by SIGTERM: ",
         }[code]
         + f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
-        + (f"; wrote {args.output}" if args.output else "")
-        + (f"; wrote {args.json}" if args.json and args.json != "-" else ""),
+        + (f"; wrote {args.output}" if args.output and frames else "")
+        + (f"; wrote {args.json}" if args.json and args.json != "-" and frames else ""),
         file=sys.stderr,
     )
     return code

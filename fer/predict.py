@@ -92,6 +92,8 @@ def gather(
     the files named or found under folders, apart from those in the --save folder SAVE when the
     walk comes upon it (the photos an earlier run drew); and errors for paths that give none."""
     files, errors = [], []
+    if "" in paths:  # Path("") would be this folder, read whole
+        raise FerError("an empty path was given (an unset variable?); name photos or folders")
     for text in paths:
         p = Path(text)
         try:
@@ -100,8 +102,9 @@ def gather(
             errors.append(f"{p}: {e.strerror}")
             continue
         if is_dir:
-            found = images_under(p, leave_out=save)
-            if not found:
+            found, unread = images_under(p, leave_out=save)
+            errors += unread
+            if not found and not unread:
                 errors.append(f"{p}: no images in this folder")
             files += [(f, f.relative_to(p)) for f in found]
         elif is_file:
@@ -115,17 +118,21 @@ def gather(
     return files, errors
 
 
-def images_under(folder: Path, leave_out: str | None = None) -> list[Path]:
-    """The photos in a folder and its subfolders, linked ones too (a library that links a folder
-    in), each folder read once: under its own path where the folder holds it, else through the
-    first link to it in name order (a link back up the tree ends there). A subfolder that is the
-    folder `leave_out` is not read."""
-    found, links = [], []
+def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path], list[str]]:
+    """(the photos in a folder and its subfolders, what could not be read there): linked
+    subfolders are read too (a library that links a folder in), each folder once: under its own
+    path where the folder holds it, else through the first link to it in name order (a link back
+    up the tree ends there). A subfolder that is the folder `leave_out` is not read. A folder that
+    cannot be listed and a photo's name linked to nothing are errors."""
+    found, links, errors = [], [], []
     seen = {os.path.realpath(leave_out)} if leave_out else set()
     seen.discard(os.path.realpath(folder))
 
+    def unreadable(e: OSError) -> None:
+        errors.append(f"{e.filename}: {e.strerror}")
+
     def walk(top: str, follow: bool) -> None:
-        for root, dirs, names in os.walk(top, followlinks=follow):
+        for root, dirs, names in os.walk(top, followlinks=follow, onerror=unreadable):
             real = os.path.realpath(root)
             if real in seen:
                 dirs.clear()
@@ -136,16 +143,19 @@ def images_under(folder: Path, leave_out: str | None = None) -> list[Path]:
                 links.extend(
                     os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))
                 )
-            found.extend(
-                Path(root) / n
-                for n in names
-                if Path(n).suffix.lower() in PHOTO_EXTENSIONS and (Path(root) / n).is_file()
-            )
+            for n in names:
+                path = Path(root) / n
+                if path.suffix.lower() not in PHOTO_EXTENSIONS:
+                    continue
+                if path.is_file():
+                    found.append(path)
+                elif path.is_symlink() and not path.exists():
+                    errors.append(f"{path}: a link to nothing")
 
     walk(str(folder), False)
     for link in sorted(links):
         walk(link, True)
-    return sorted(found)
+    return sorted(found), errors
 
 
 def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
@@ -461,6 +471,15 @@ def write_results(args: argparse.Namespace, records: list[dict], errors: list[st
     --json and --csv files."""
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
+    try:
+        print_results(args, records)
+    finally:  # also when the reader of stdout left early (`| head`): the files are written
+        save_files(args, records)
+
+
+def print_results(args: argparse.Namespace, records: list[dict]) -> None:
+    """Each face's line (on stderr when stdout carries --json or --csv), and --json or --csv
+    given as '-'."""
     machine_stdout = "-" in (args.json, args.csv)
     out = sys.stderr if machine_stdout else sys.stdout
     for r in records:
@@ -479,7 +498,6 @@ def write_results(args: argparse.Namespace, records: list[dict], errors: list[st
         sys.stdout.write(json_text(records))
     if args.csv == "-":
         sys.stdout.write(csv_text(records))
-    save_files(args, records)
 
 
 def save_files(args: argparse.Namespace, records: list[dict], files_only: bool = False) -> None:

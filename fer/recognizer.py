@@ -110,7 +110,7 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
             why = why_undecodable(bytes(image[:32]))
             raise UndecodableImage(f"not a readable image: {name} {why}")
         return check_image(_decoded(pixels), name)
-    if type(image).__module__.startswith("PIL."):
+    if any(kind.__module__.startswith("PIL.") for kind in type(image).__mro__):  # plugins' too
         return check_image(_from_pil(image), "PIL image")
     if isinstance(image, np.ndarray):
         if image.dtype.kind == "f":

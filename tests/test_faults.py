@@ -209,6 +209,41 @@ def test_sigterm_keeps_what_detect_wrote_playable(tmp_path, exported, monkeypatc
     assert not list(out.glob(".*part*"))
 
 
+@pytest.mark.parametrize("stop", ["ctrl-c", "sigterm"])
+def test_detect_stopped_before_its_first_frame_says_stopped(
+    tmp_path, exported, monkeypatch, capsys, stop
+):
+    """Ctrl-C or SIGTERM while the first frame is awaited (a webcam warming up) is a stop: exit
+    130 or 143 and "stopped by", no file left. (Was: "error: no frames could be read", exit 2.)"""
+    import fer.detect
+
+    video = make_video(tmp_path / "in.mp4", frames=5)
+    opened = fer.detect.open_source
+
+    class StoppedAtOnce:
+        def __init__(self, source):
+            self.cap = opened(source)
+
+        def read(self):
+            if stop == "ctrl-c":
+                raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGTERM)
+            return self.cap.read()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(fer.detect, "open_source", StoppedAtOnce)
+    out = tmp_path / "out"
+    args = ["--source", str(video), "--model", str(exported), "--detector", "haar"]
+    args += ["--output", str(out / "a.mp4"), "--json", str(out / "frames.jsonl")]
+    with sigterm_fails_the_test():
+        assert fer.detect.main(args) == (143 if stop == "sigterm" else 130)
+    err = capsys.readouterr().err
+    assert "stopped by" in err and "0 frames" in err, err
+    assert not out.exists() or not list(out.iterdir())
+
+
 def test_a_resumed_run_stands_for_no_checkpoint_until_it_finishes_again(
     tmp_path, monkeypatch, csv_data
 ):

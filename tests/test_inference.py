@@ -907,6 +907,32 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
     assert not list(tmp_path.glob("*.jsonl"))
 
 
+def test_detect_digit_named_video_is_a_webcam_index_and_the_error_says_how_to_read_it(
+    tmp_path, monkeypatch
+):
+    """A --source of digits is a webcam index even when a file of that name is here (the default
+    source 0 must stay the webcam); when that webcam cannot be opened, the error says to pass
+    ./NAME to read the file."""
+    from fer.detect import open_source
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "7").write_bytes(b"not a video")
+    with pytest.raises(FerError, match=r"could not open webcam 7; .*pass \./7 to read the file"):
+        open_source("7")
+    with pytest.raises(FerError, match="could not open webcam 8; check") as e:
+        open_source("8")
+    assert "./8" not in str(e.value)
+
+
+def test_detect_takes_a_device_or_pipe_as_source(tmp_path):
+    """A V4L2 camera (/dev/video0) or a named pipe is given to OpenCV, which decides; /dev/null
+    is then a video OpenCV cannot open. (Was: refused as 'does not exist'.)"""
+    from fer.detect import open_source
+
+    with pytest.raises(FerError, match="could not open video /dev/null; check"):
+        open_source("/dev/null")
+
+
 def test_detect_writes_into_folders_it_creates_and_json_dash_is_stdout(
     exported, tmp_path, capsys, monkeypatch
 ):

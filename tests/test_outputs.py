@@ -3,6 +3,7 @@ any photo or frame is read (never after hours of work), an output never replaces
 closed pipe ends a run as the reader wanted, and names that are not UTF-8 still come out."""
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
+from fer.predict import main as predict_main
 from tests.conftest import face, make_video, photo_with
 from tests.test_errors import assert_one_line_error, cli
 
@@ -744,3 +746,100 @@ def test_a_stream_named_as_an_output_is_appended_to_once(tmp_path, photos, monke
     assert text.startswith("old line\na line\n")
     records = json.loads(text.removeprefix("old line\na line\n"))  # one array, whole
     assert sorted(Path(r["file"]).name for r in records) == ["p0.png", "p1.png", "p2.png"]
+
+
+def test_an_output_set_removes_hidden_folders_of_runs_that_died(tmp_path):
+    """A run killed outright (SIGKILL, a power cut) leaves its hidden folder in --out; the next
+    run into that folder removes it, and leaves those of runs still going."""
+    from fer.common import OutputSet
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid names no process now
+    stale = tmp_path / f".new-{dead.pid}-abc"
+    stale.mkdir()
+    (stale / "model.json").write_text("{}")
+    alive = tmp_path / f".new-{os.getpid()}-xyz"  # a run going on beside this one
+    alive.mkdir()
+    other = tmp_path / ".new-notes"  # not a name an output set gives: not its to remove
+    other.mkdir()
+    with OutputSet(tmp_path, ["result.txt"], "result.txt") as folder:
+        assert folder.name.startswith(f".new-{os.getpid()}-")
+        (folder / "result.txt").write_text("done")
+    assert not stale.exists()
+    assert alive.is_dir() and other.is_dir()
+    assert (tmp_path / "result.txt").read_text() == "done"
+
+
+def test_predict_keeps_its_json_when_stdouts_reader_leaves_early(
+    tmp_path, capsys, exported, photos, monkeypatch
+):
+    """`fer.predict DIR --json F --csv G | head -1`: the reader of the printed lines leaves, and F
+    and G are still written whole. (Was: the lines were printed before the files were written, so
+    the broken pipe ended the run with neither.)"""
+
+    class Gone(io.StringIO):
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    out, table = tmp_path / "out.json", tmp_path / "out.csv"
+    argv = [str(photos), "--model", str(exported), "--no-detect", "--json", str(out)]
+    with pytest.raises(BrokenPipeError):  # run_cli makes it exit 141, quietly
+        predict_main([*argv, "--csv", str(table)])
+    assert len(json.loads(out.read_text())) == 3
+    assert len(table.read_text().splitlines()) == 4  # a header and three faces
+
+
+def test_predict_names_the_folders_it_cannot_list_and_the_links_to_nothing(
+    tmp_path, capsys, exported, photos, monkeypatch
+):
+    """A subfolder that cannot be listed and a photo's name linked to nothing are one line each on
+    stderr, the other photos are read, and the exit status is 1. (Was: both passed over in
+    silence, exit 0; a folder that could not be listed was said to have no images.)"""
+    locked = photos / "locked"
+    locked.mkdir()
+    cv2.imwrite(str(locked / "q.png"), face(5, 5))
+    (photos / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    scandir = os.scandir
+
+    def refused(path="."):
+        if Path(path) == locked:  # as a folder of mode 000 is for a user who is not root
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refused)
+    code, out, err = cli("predict", [str(photos), "--model", str(exported), "--no-detect"], capsys)
+    assert code == 1, err
+    assert f"{locked}: Permission denied" in err
+    assert f"{photos / 'gone.jpg'}: a link to nothing" in err
+    assert out.count("p") >= 3 and "q.png" not in out
+    code, out, err = cli("predict", [str(locked), "--model", str(exported), "--no-detect"], capsys)
+    assert code == 1 and f"{locked}: Permission denied" in err, err  # as a missing file is
+    assert "no images in this folder" not in err
+
+
+@pytest.mark.parametrize("option", ["photo", "--save", "--json", "--csv"])
+def test_an_empty_path_is_refused_not_read_as_this_folder(
+    tmp_path, capsys, exported, photos, monkeypatch, option
+):
+    """`fer.predict "$DIR"` with DIR unset read the whole current folder, and `--save ""` saved
+    nothing, in silence: an empty path is one line of error before any photo is read."""
+    monkeypatch.chdir(photos)
+    argv = ["--model", str(exported), "--no-detect"]
+    argv += [""] if option == "photo" else [str(photos), option, ""]
+    code, out, err = cli("predict", argv, capsys)
+    assert_one_line_error(code, err, "empty")
+    assert "p0.png" not in out
+
+
+def test_jfif_and_jpe_photos_are_found_in_folders(tmp_path, capsys, exported, photos):
+    """.jfif (how browsers on Windows save a downloaded JPEG) and .jpe are JPEG names: found when a
+    folder is walked, as when named. (Was: 'no images in this folder'.)"""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    jpeg = cv2.imencode(".jpg", face(1, 1))[1].tobytes()
+    (folder / "a.jfif").write_bytes(jpeg)
+    (folder / "b.JPE").write_bytes(jpeg)
+    code, out, err = cli("predict", [str(folder), "--model", str(exported), "--no-detect"], capsys)
+    assert code == 0, err
+    assert "a.jfif" in out and "b.JPE" in out

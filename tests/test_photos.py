@@ -25,7 +25,7 @@ from fer.faces import (
     non_max_suppression,
 )
 from fer.predict import main as predict
-from tests.conftest import photo_with
+from tests.conftest import face, photo_with
 
 TURN = {6: cv2.ROTATE_90_COUNTERCLOCKWISE, 8: cv2.ROTATE_90_CLOCKWISE, 3: cv2.ROTATE_180}
 
@@ -511,3 +511,26 @@ def test_without_pillow_heif_a_heic_photo_says_what_to_install(tmp_path, monkeyp
         assert "needs pillow-heif (pip install pillow-heif)" in why_unreadable(path)
     finally:
         heif_decoder.cache_clear()
+
+
+def test_a_pil_image_from_a_pillow_plugin_is_taken(tmp_path, exported):
+    """A HEIC opened with PIL (pillow-heif's plugin, which fer itself registers to read HEIC) is a
+    PIL image like any other: read upright, as its file is. (Was: TypeError 'expected a path,
+    image bytes, a PIL image or a numpy array, not HeifImageFile'.)"""
+    from PIL import Image
+
+    from fer.recognizer import EmotionRecognizer
+
+    photo = cv2.cvtColor(face(3, 3), cv2.COLOR_GRAY2BGR)
+    save_as_phone(tmp_path / "p.heic", cv2.resize(photo, (96, 64)), 6)
+    rec = EmotionRecognizer(exported, detector=None)
+    with Image.open(tmp_path / "p.heic") as image:
+        assert not type(image).__module__.startswith("PIL.")
+        from_pil = rec.predict(image)
+    from_file = rec.predict(tmp_path / "p.heic")
+    assert len(from_pil) == 1
+    np.testing.assert_allclose(
+        list(from_pil[0].probabilities.values()),
+        list(from_file[0].probabilities.values()),
+        atol=1e-4,
+    )
