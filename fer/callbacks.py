@@ -70,7 +70,9 @@ class PredictionGridLogger(pl.Callback):
     def __init__(self, n: int = 32):
         self.n = n
 
-    def on_validation_end(self, trainer, pl_module) -> None:
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        # at the epoch's end, not the validation's: the network val/acc scored is still in place
+        # (with --ema the average, which EMAWeightAveraging, a later callback, then swaps out)
         dm = getattr(trainer, "datamodule", None)
         if (
             trainer.sanity_checking
@@ -182,9 +184,22 @@ class RunRecord(pl.Callback):
 
     def __init__(self, config: dict[str, Any], resumed_from: str | None = None):
         self.config, self.resumed_from = config, resumed_from
+        self._recorded = False
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        if not (trainer.is_global_zero and stage == "fit" and run_dir(trainer)):
+        if stage == "fit" and not self.resumed_from:
+            self._record(trainer)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        # a resumed run, at its first batch (also mid-epoch, where no epoch starts): once its
+        # checkpoint's state is restored and found to fit (FerModule.on_train_start); one refused
+        # or failing before leaves the run as it was
+        if self.resumed_from and not self._recorded:
+            self._record(trainer)
+
+    def _record(self, trainer) -> None:
+        self._recorded = True
+        if not (trainer.is_global_zero and run_dir(trainer)):
             return
         # A finished run resumed for more epochs is unfinished again: its folder stands for no
         # best checkpoint until fer.train writes the new summary.json at the end.
@@ -224,9 +239,8 @@ class EpochSeed(pl.Callback):
         self.seed = seed
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
-        pl.seed_everything(
-            self.seed * 1000 + trainer.current_epoch + 997 * trainer.global_rank, verbose=False
-        )
+        seed = self.seed * 1000 + trainer.current_epoch + 997 * trainer.global_rank
+        pl.seed_everything(seed % 2**32, verbose=False)  # numpy's range; below it, as it is
 
 
 class AtLeastOneBatch(pl.Callback):

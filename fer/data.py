@@ -12,6 +12,7 @@ import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -520,6 +521,10 @@ class BatchSampler(Sampler[torch.Tensor]):
             weights,
         )
         self.epoch = 0
+        #: the batches of the current epoch already trained on, asked as each pass begins: a run
+        #: resumed mid-epoch goes on with the others, in the epoch's own order (Lightning restores
+        #: its count, and counts the epoch's end by it), rather than beginning the epoch again
+        self.batches_done: Callable[[], int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -549,7 +554,9 @@ class BatchSampler(Sampler[torch.Tensor]):
             if self.train and len(order) >= self.batch_size
             else len(order)
         )
-        for i in range(0, stop, self.batch_size):
+        done = self.batches_done() if self.train and self.batches_done else 0
+        start = done * self.batch_size if 0 < done < len(self) else 0
+        for i in range(start, stop, self.batch_size):
             yield order[i : i + self.batch_size]
 
     def __len__(self) -> int:
@@ -722,13 +729,18 @@ class FerDataModule(pl.LightningDataModule):
         # A DataLoader draws its workers' base seed when iterated, from the global RNG unless given a
         # generator; its own keeps that draw from shifting the augmentation and dropout streams,
         # whose position would then depend on when Lightning creates the iterator (it differs on resume).
+        faces = TensorFaces(d.images, d.labels, self._teacher() if train else None)
+        sampler.batches_done = self._batches_done
         return DataLoader(
-            TensorFaces(d.images, d.labels, self._teacher() if train else None),
-            sampler=sampler,
-            batch_size=None,
-            pin_memory=pin,
-            generator=torch.Generator(),
+            faces, sampler=sampler, batch_size=None, pin_memory=pin, generator=torch.Generator()
         )
+
+    def _batches_done(self) -> int:
+        """The batches of the current epoch the trainer has trained on (restored on resume)."""
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return 0
+        return trainer.fit_loop.epoch_loop.batch_progress.current.completed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True)

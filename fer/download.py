@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 from fer.common import EMOTIONS, FerError
@@ -21,14 +22,29 @@ DEFAULT_DATA = Path("data/fer2013")
 #: Faces in a complete download: 28,709 Training; PublicTest + PrivateTest in test/.
 EXPECTED_FACES = {"train": 28_709, "test": 7_178}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-MANUAL = (
-    f"get it by hand with `kaggle datasets download {DATASET} -p {DEFAULT_DATA} --unzip` "
-    "(or the competition's fer2013.csv) and pass --data PATH"
-)
 
 
-def count_faces(root: Path) -> dict[str, int]:
-    """Image files per split folder of a Kaggle folder layout, checking the seven class folders."""
+def manual(to: Path = DEFAULT_DATA) -> str:
+    """How to get the data without kagglehub, into `to`."""
+    return (
+        f"get it by hand with `kaggle datasets download {DATASET} -p {to} --unzip` (or the "
+        "competition's fer2013.csv) and pass --data PATH"
+    )
+
+
+def reason(e: BaseException) -> str:
+    """Why a download failed, in one line: an HTTP library's own cause ("Caused by ...") rather
+    than the connection pool and URL around it."""
+    text = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+    caused = re.search(r"\(Caused by \w+\((.*)\)\)$", text)
+    if caused:
+        text = caused.group(1).strip("'\"")
+    return re.sub(r"^HTTPS?Connection(Pool)?\([^)]*\): ", "", text)
+
+
+def count_faces(root: Path, to: Path = DEFAULT_DATA) -> dict[str, int]:
+    """Image files per split folder of a Kaggle folder layout, checking the seven class folders
+    (`to`: where the data was to be linked, for the error's advice)."""
     counts = {}
     for split in EXPECTED_FACES:
         folders = (
@@ -38,12 +54,28 @@ def count_faces(root: Path) -> dict[str, int]:
         if missing:
             raise FerError(
                 f"the {DATASET} download in {root} is incomplete: {split}/ lacks "
-                f"{', '.join(missing)}; delete that folder and run again, or {MANUAL}"
+                f"{', '.join(missing)}; delete that folder and run again, or {manual(to)}"
             )
         counts[split] = sum(
             1 for e in EMOTIONS for f in folders[e].iterdir() if f.suffix.lower() in IMAGE_SUFFIXES
         )
     return counts
+
+
+def fetch(to: Path) -> Path:
+    """kagglehub's download of the dataset (its cache folder); errors in one line."""
+    try:
+        import kagglehub
+
+        return Path(kagglehub.dataset_download(DATASET))
+    except ImportError as e:
+        raise FerError(
+            f"downloading {DATASET} needs kagglehub (pip install kagglehub); or {manual(to)}"
+        ) from e
+    except Exception as e:  # no network, HTTP errors, a full disk: kagglehub raises many types
+        raise FerError(
+            f"could not download {DATASET} from Kaggle ({reason(e)}); {manual(to)}"
+        ) from e
 
 
 def download(to: Path = DEFAULT_DATA) -> Path:
@@ -56,6 +88,7 @@ def download(to: Path = DEFAULT_DATA) -> Path:
             f"{to} exists and is not a link to a download; move it away or link another folder "
             "(a FER-2013 folder of your own needs no download: train on it with --data PATH)"
         )
+    made = [f for f in [to.parent, *to.parent.parents] if not os.path.lexists(f)]
     try:
         to.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -63,24 +96,22 @@ def download(to: Path = DEFAULT_DATA) -> Path:
             f"cannot create the folder {to.parent} ({e.strerror}); choose another place"
         ) from e
     try:
-        import kagglehub
-
-        folder = Path(kagglehub.dataset_download(DATASET))
-    except ImportError as e:
-        raise FerError(
-            f"downloading {DATASET} needs kagglehub (pip install kagglehub); or {MANUAL}"
-        ) from e
-    except Exception as e:  # no network, HTTP errors, a full disk: kagglehub raises many types
-        reason = str(e).splitlines()[0][:100] if str(e) else type(e).__name__
-        raise FerError(f"could not download {DATASET} from Kaggle ({reason}); {MANUAL}") from e
-    counts = count_faces(folder)
-    if counts != EXPECTED_FACES:
-        got = ", ".join(f"{counts[s]:,} {s}" for s in EXPECTED_FACES)
-        want = ", ".join(f"{n:,} {s}" for s, n in EXPECTED_FACES.items())
-        raise FerError(
-            f"the {DATASET} download in {folder} is incomplete ({got} faces, expected {want}); "
-            f"delete that folder and run again, or {MANUAL}"
-        )
+        folder = fetch(to)
+        counts = count_faces(folder, to)
+        if counts != EXPECTED_FACES:
+            got = ", ".join(f"{counts[s]:,} {s}" for s in EXPECTED_FACES)
+            want = ", ".join(f"{n:,} {s}" for s, n in EXPECTED_FACES.items())
+            raise FerError(
+                f"the {DATASET} download in {folder} is incomplete ({got} faces, expected "
+                f"{want}); delete that folder and run again, or {manual(to)}"
+            )
+    except BaseException:
+        for f in made:  # the folders made for the link, left empty
+            try:
+                f.rmdir()
+            except OSError:
+                break
+        raise
     if to.is_symlink():
         to.unlink()
     try:

@@ -412,19 +412,28 @@ def non_max_suppression(
     return kept
 
 
+#: The Haar cascade's window (haarcascade_frontalface_default.xml): the smallest face it sees, in
+#: pixels of the copy it scans.
+HAAR_WINDOW = 24
+
+
 class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade, run on a copy shrunk to `work_width` pixels for speed.
 
-    `min_face` is the smallest face searched for, in pixels of the original image. The defaults
-    suit video (640x480 at 30+ FPS on a 2-core CPU); photos use a wider work size and finer steps.
+    `min_face` is the smallest face searched for, in pixels of the original image (None or 0:
+    from the cascade's window, HAAR_WINDOW px, at `work_width`). With `grow`, a copy wider than
+    `work_width` is scanned where `min_face` would be narrower than the window there, up to the
+    image's own size. The defaults suit video (640x480 at 30+ FPS on a 2-core CPU); photos use a
+    wider work size and finer steps.
     """
 
     def __init__(
         self,
         work_width: int = 240,
-        min_face: int = 80,
+        min_face: int | None = 80,
         scale_factor: float = 1.2,
         min_neighbors: int = 4,
+        grow: bool = False,
     ):
         if not hasattr(cv2, "CascadeClassifier"):
             raise FerError(
@@ -442,17 +451,22 @@ class HaarFaceDetector:
             min_neighbors,
             min_face,
         )
+        self.grow = grow
 
     name = "haar"
 
     @classmethod
-    def for_photos(cls, min_face: int = 24) -> HaarFaceDetector:
-        return cls(work_width=800, min_face=min_face, scale_factor=1.1, min_neighbors=5)
+    def for_photos(cls, min_face: int | None = None) -> HaarFaceDetector:
+        """Photos seen 800 px wide: faces from HAAR_WINDOW px there (24 px in photos up to 800 px
+        wide, 3% of the width in wider ones), or from `min_face` px, seen as wide as that needs."""
+        return cls(work_width=800, min_face=min_face, scale_factor=1.1, min_neighbors=5, grow=True)
 
     def detect(self, image: np.ndarray) -> list[Face]:
         gray = to_gray(image)
         h, w = gray.shape[:2]
         scale = min(1.0, self.work_width / w) if self.work_width else 1.0
+        if self.grow and self.min_face:  # narrower than the cascade's window there: wider
+            scale = min(1.0, max(scale, HAAR_WINDOW / self.min_face))
         small = (
             cv2.resize(
                 gray,
@@ -463,7 +477,7 @@ class HaarFaceDetector:
             else gray
         )
         small = cv2.equalizeHist(small)
-        min_px = max(int(self.min_face * scale), 20)
+        min_px = max(round((self.min_face or 0) * scale), HAAR_WINDOW)
         found = self.cascade.detectMultiScale(
             small,
             scaleFactor=self.scale_factor,
@@ -475,9 +489,14 @@ class HaarFaceDetector:
         ]
 
 
-#: The smallest face looked for in video: VIDEO_MIN_FACE px, or a sixth of the frame's shorter side
-#: in frames smaller than 480 px (a 320x240 clip: 40 px), whose faces are smaller too.
-VIDEO_MIN_FACE, VIDEO_MIN_FACE_SHARE = 80, 6
+#: The smallest face looked for in video by default: VIDEO_MIN_FACE px, or a sixth of the frame's
+#: shorter side in frames smaller than 480 px (a 320x240 clip: 40 px), whose faces are smaller too.
+#: YuNet looks at frames up to VIDEO_WORK_SIZE px on their longer side, where it finds faces from
+#: VIDEO_MIN_FACE px: in larger frames the faces it finds surely are larger in proportion (240 px
+#: in 1920x1080), whatever the smallest face asked for (a larger first copy would leave the faces
+#: close to the camera unfound: video looks at the smaller copies only when the first finds no
+#: face, or one too large for it); Haar looks for a smallest face given at the size it needs.
+VIDEO_MIN_FACE, VIDEO_MIN_FACE_SHARE, VIDEO_WORK_SIZE = 80, 6, 640
 
 
 def video_min_face(height: int, width: int) -> int:
@@ -487,15 +506,20 @@ def video_min_face(height: int, width: int) -> int:
 
 def make_detector(name: str, photos: bool = False, min_face: int | None = None) -> FaceDetector:
     """The detector called `name` (yunet or haar), set up for photos or for video, looking for
-    faces of at least `min_face` px (default: 40 in photos, VIDEO_MIN_FACE in video; Haar: 24 in
-    photos)."""
+    faces of at least `min_face` px (default: 40 in photos, VIDEO_MIN_FACE in video, which
+    EmotionTracker sets by each frame's size (video_min_face); Haar in photos: HAAR_WINDOW px of
+    the photo seen 800 px wide)."""
     if name == "yunet":
         if photos:
             return YuNetFaceDetector.for_photos(PHOTO_MIN_FACE if min_face is None else min_face)
-        return YuNetFaceDetector(min_face=VIDEO_MIN_FACE if min_face is None else min_face)
+        return YuNetFaceDetector(
+            min_face=VIDEO_MIN_FACE if min_face is None else min_face, work_size=VIDEO_WORK_SIZE
+        )
     if name == "haar":
         if photos:
-            return HaarFaceDetector.for_photos(24 if min_face is None else min_face)
+            return HaarFaceDetector.for_photos(min_face)
+        if min_face:
+            return HaarFaceDetector(min_face=min_face, grow=True)
         return HaarFaceDetector(min_face=VIDEO_MIN_FACE if min_face is None else min_face)
     raise FerError(f"unknown detector {name!r}; choose from {', '.join(DETECTORS)}")
 
@@ -619,7 +643,8 @@ def add_photo_options(parser) -> None:
         "--min-face",
         type=positive,
         help="photos: the smallest face to look for, in pixels of the photo; smaller finds smaller "
-        "faces and takes longer (default: 40 for YuNet, 24 for Haar)",
+        "faces and takes longer (default: 40 for YuNet; for Haar 24, or 3%% of the width of "
+        "photos over 800 px wide)",
     )
     parser.add_argument(
         "--no-jitter",

@@ -182,6 +182,25 @@ class FerModule(pl.LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).float().softmax(1)
 
+    def on_train_start(self) -> None:
+        """A one-cycle schedule restored from a checkpoint (restored by now, unlike at fit start)
+        must span the run's steps as they are now: resumed with epochs of another number of
+        batches (an --exclude list that grew, other devices) it would fail midway ('Tried to step
+        N times') or end unfinished."""
+        steps = int(self.trainer.estimated_stepping_batches)
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if (
+                isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
+                and sched.total_steps != steps
+            ):
+                raise FerError(
+                    f"the run resumed has a one-cycle schedule laid out for {sched.total_steps} "
+                    f"steps, and its epochs as they are now would take {steps} (its data, "
+                    "--exclude list or devices changed): resume it as it was, or start a new run "
+                    "from its weights with --init"
+                )
+
     def configure_optimizers(self):
         hp = self.hparams
         # Frozen parameters (a backbone before fine-tuning) join later, through the callback.

@@ -378,10 +378,13 @@ PRECISIONS = ("auto", "32-true", "32", "16-mixed", "16", "bf16-mixed", "bf16", "
 PRECISIONS += ("bf16-true", "64-true", "64", "transformer-engine", "transformer-engine-float16")
 
 #: A run resumed by --ckpt-path takes its recorded options (its config.yaml), and refuses these
-#: given again with another value (as flags or in a --config file): its data and the batches its
-#: schedule and records were laid out for. Its weights come from the checkpoint, not from the
-#: --init it started from. A switch it was made with (--no-test, --compile) stays on.
-RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches")
+#: given again with another value (as flags or in a --config file; recorded as null too): its data
+#: and split (another seed or share draws another validation share, holding faces it trained on),
+#: the batches its schedule and records were laid out for, and the optimizer and schedule whose
+#: states the checkpoint holds. Its weights come from the checkpoint, not from the --init it
+#: started from. A switch it was made with (--no-test, --compile) stays on.
+RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches", "seed", "val_fraction")
+RESUME_KEEPS += ("exclude", "optimizer", "scheduler")
 #: Where the run goes on is the checkpoint's business (its version folder) and the command line's
 #: (--default-root-dir), not the folder the run was first made in.
 RESUME_TAKES_FROM_CHECKPOINT = ("init", "init_member", "config", "debug", "default_root_dir")
@@ -446,10 +449,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                 if option == "data" and mine is not None and theirs is not None
                 else str(mine) == str(theirs)
             )
-            if mine is not None and theirs is not None and not same:
+            # recorded as null: all batches, no exclusion list (a run without --data took the
+            # default folder, which --data may name)
+            compared = option in recorded and (theirs is not None or option != "data")
+            if mine is not None and compared and not same:
                 flag = "--" + option.replace("_", "-")
+                made = f"without {flag}" if theirs is None else f"with {flag} {theirs}"
                 raise FerError(
-                    f"{flag} {mine}: the run resumed was made with {flag} {theirs} ({where}); "
+                    f"{flag} {mine}: the run resumed was made {made} ({where}); "
                     "resume it as it was, or start a new run from its weights with --init"
                 )
         kept = {k: v for k, v in recorded.items() if k not in RESUME_TAKES_FROM_CHECKPOINT}
@@ -505,6 +512,16 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError("--limit-train-batches 0 would train nothing; leave it out to train on all")
     if args.limit_val_batches == 0 and args.patience > 0:
         raise FerError("--patience stops on val/acc, which --limit-val-batches 0 never computes")
+    if args.limit_val_batches == 0 and args.scheduler == "plateau":
+        raise FerError(
+            "--scheduler plateau follows val/acc, which --limit-val-batches 0 never computes"
+        )
+    for option in ("weight_decay", "warmup_epochs", "freeze_epochs", "backbone_lr_ratio"):
+        value = getattr(args, option)
+        if not (value >= 0 and math.isfinite(value)):  # nan too
+            raise FerError(f"--{option.replace('_', '-')} must be >= 0, got {value}")
+    if args.model == "vgg" and args.image_size < 32:  # VGG16's five poolings halve it to 1 px
+        raise FerError(f"--image-size must be at least 32 for --model vgg, got {args.image_size}")
 
 
 def find_last_checkpoint(root: Path) -> Path:
@@ -529,8 +546,8 @@ def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
     if planned is not None and planned != args.max_epochs:
         raise FerError(
             f"{ckpt} belongs to a run planned for {planned} epochs, and its one-cycle schedule "
-            f"cannot stretch to {args.max_epochs}: resume with --max-epochs {planned}, or train "
-            "with --scheduler cosine to extend runs"
+            f"cannot stretch to {args.max_epochs}: resume with --max-epochs {planned}, or start "
+            f"a new run from its weights with --init {ckpt} --scheduler cosine"
         )
 
 
@@ -607,6 +624,29 @@ def stopped_code(trainer, stop: SystemExit) -> int:
     raise stop
 
 
+def check_checkpoint(path: Path) -> None:
+    """Refuse, before any run folder is made, a --ckpt-path that is no Lightning checkpoint (one
+    fer.train wrote: weights, optimizer and loop states)."""
+    import torch
+
+    if path.is_dir():
+        raise FerError(
+            f"checkpoint {path} is a folder; name a .ckpt file in its checkpoints/ (last.ckpt), "
+            "or give the run's root folder as --default-root-dir with --ckpt-path last"
+        )
+    if not path.is_file():
+        raise FerError(f"checkpoint {path} does not exist")
+    try:  # mapped, not read: the trainer reads it
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a zip of tensors, or one holding other objects
+        ckpt = None
+    if not (isinstance(ckpt, dict) and {"state_dict", "loops", "epoch"} <= ckpt.keys()):
+        raise FerError(
+            f"{path} is not a Lightning checkpoint to resume (fer.train writes them in "
+            "lightning_logs/version_N/checkpoints/); to start from a model's weights, use --init"
+        )
+
+
 def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]:
     """(root folder, checkpoint to resume or None, version folder to keep writing into or None)."""
     root = Path(args.default_root_dir)
@@ -614,8 +654,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]
     if ckpt_path == "last":
         ckpt_path = str(find_last_checkpoint(root))
     if ckpt_path:
-        if not Path(ckpt_path).is_file():
-            raise FerError(f"checkpoint {ckpt_path} does not exist")
+        check_checkpoint(Path(ckpt_path))
         m = re.search(r"version_(\d+)[/\\]checkpoints[/\\][^/\\]+$", str(Path(ckpt_path).resolve()))
         if m and Path(ckpt_path).resolve().parents[2] == (root / "lightning_logs").resolve():
             version = int(m.group(1))  # keep writing into the interrupted run's folder
@@ -864,8 +903,14 @@ def report(
     summary["best_epoch"] = int(m.group(1)) if m else None
     code = 0
     if dm.has_test() and not args.no_test and not args.fast_dev_run:
+        if best:  # its state_dict: the averaged weights with --ema (Lightning's test would load
+            # the raw ones, its EMA callback still holding fit's average); the test needs no more
+            import torch
+
+            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+            module.load_state_dict(state)
         try:
-            results = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+            results = trainer.test(module, datamodule=dm, ckpt_path=None, verbose=False)
         except SystemExit as e:
             code = stopped_code(trainer, e)
             summary["test_interrupted"] = True

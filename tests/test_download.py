@@ -83,6 +83,34 @@ def test_offline_is_one_line_naming_the_dataset_and_the_ways_around(kaggle, monk
     assert "Failed to resolve" in err and not os.path.lexists("data/fer2013")
 
 
+def test_offline_names_the_cause_and_the_folder_asked_for_and_leaves_no_folder(
+    kaggle, monkeypatch, capsys
+):
+    """The cause is said whole (it was cut at 100 characters, mid-URL, before the reason), the
+    command to get the data by hand names the --to folder (it named data/fer2013), and no empty
+    folder is left behind."""
+    import kagglehub
+
+    message = (
+        "HTTPSConnectionPool(host='api.kaggle.com', port=443): Max retries exceeded with url: "
+        '/v1/datasets.DatasetApiService/GetDataset (Caused by NameResolutionError("HTTPSConnection'
+        "(host='api.kaggle.com', port=443): Failed to resolve 'api.kaggle.com' ([Errno -2] Name or "
+        'service not known)"))'
+    )
+
+    def offline(*args, **kwargs):
+        raise ConnectionError(message)
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    with pytest.raises(SystemExit) as e:
+        run_cli(data_main, ["download", "--to", "mine/fer"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1
+    assert "Failed to resolve 'api.kaggle.com' ([Errno -2] Name or service not known)" in err
+    assert "-p mine/fer" in err and "data/fer2013" not in err
+    assert not os.path.lexists("mine")
+
+
 @pytest.mark.parametrize("blocker", ["folder", "file in the way"])
 def test_a_destination_that_cannot_be_linked_is_refused_before_downloading(
     kaggle, tmp_path, blocker

@@ -534,3 +534,32 @@ def test_a_pil_image_from_a_pillow_plugin_is_taken(tmp_path, exported):
         list(from_file[0].probabilities.values()),
         atol=1e-4,
     )
+
+
+class SeenByTheCascade:
+    """Haar's cascade, recording the picture it scans and the smallest face it looks for there."""
+
+    def __init__(self, cascade):
+        self.cascade, self.seen = cascade, []
+
+    def detectMultiScale(self, image, **kw):  # noqa: N802 (OpenCV's name)
+        self.seen.append((image.shape[1], kw["minSize"][0]))
+        return self.cascade.detectMultiScale(image, **kw)
+
+
+@pytest.mark.parametrize("photos", [True, False])
+def test_haar_looks_for_the_smallest_face_asked_for_in_large_pictures(photos):
+    """--detector haar --min-face 30 in a 4000x3000 photo (or 100 in a 1920x1080 frame) looks for
+    faces from 30 px (100 px) of the picture. (Was: the cascade saw the photo 800 px wide and the
+    frame 240, where its 24 px window is 100 and 160 px: faces were missed whatever --min-face
+    said.) By default photos are still seen 800 px wide."""
+    width, asked = (4000, 30) if photos else (1920, 100)
+    detector = make_detector("haar", photos=photos, min_face=asked)
+    detector.cascade = spy = SeenByTheCascade(detector.cascade)
+    detector.detect(np.zeros((width * 9 // 16, width), np.uint8))
+    ((seen_width, window),) = spy.seen
+    assert window * width / seen_width <= asked
+    default = make_detector("haar", photos=photos)  # as before
+    default.cascade = spy = SeenByTheCascade(default.cascade)
+    default.detect(np.zeros((width * 9 // 16, width), np.uint8))
+    assert spy.seen == [(800, 24)] if photos else [(240, 24)]

@@ -175,6 +175,41 @@ def test_a_resumed_run_keeps_every_recorded_option_and_refuses_its_data_changed(
     assert parse_args(resume).default_root_dir == str(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "recorded,flag,value",
+    [
+        ({"seed": 42}, "--seed", "1"),  # another validation share drawn: training faces in it
+        ({"val_fraction": 0.1}, "--val-fraction", "0.02"),  # more batches than its one cycle
+        ({"exclude": None}, "--exclude", "leaks.txt"),
+        ({"limit_train_batches": None}, "--limit-train-batches", "5"),  # one cycle left unfinished
+        ({"scheduler": "onecycle"}, "--scheduler", "cosine"),  # KeyError: 'lr_lambdas'
+        ({"optimizer": "sgd"}, "--optimizer", "adamw"),  # KeyError: 'step'
+    ],
+)
+def test_a_resumed_run_refuses_what_would_change_its_split_or_schedule(
+    tmp_path, recorded, flag, value
+):
+    """Found by a fresh-eyes review: these were taken on resume, and each gave validation faces
+    it had trained on, a schedule left unfinished, or a traceback midway; an option recorded as
+    null (all batches, no exclusion list) was not compared at all."""
+    from fer.train import parse_args
+
+    run = run_dir(tmp_path)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / "config.yaml").write_text(yaml.safe_dump({"batch_size": 32, **recorded}))
+    resume = ["--ckpt-path", "last", "--default-root-dir", str(tmp_path)]
+    with pytest.raises(
+        FerError, match=f"{flag} {value}: the run resumed was made with(out)? {flag}"
+    ):
+        parse_args([*resume, flag, value])
+    (option,) = recorded
+    kept = getattr(parse_args(resume), option)
+    assert kept == recorded[option]
+    if kept is not None:  # given again as it was: fine
+        assert getattr(parse_args([*resume, flag, str(kept)]), option) == kept
+
+
 def test_a_run_resumed_through_a_config_file_or_from_another_folder_is_that_run(
     tmp_path, monkeypatch
 ):
@@ -296,6 +331,125 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
     assert [int(r["epoch"]) for r in metrics(fresh)] == [0, 1, 2, 3]  # a new run, not a resume
 
 
+def test_a_resume_that_fails_before_training_leaves_the_finished_run_as_it_was(
+    csv_data, tmp_path, monkeypatch
+):
+    """A resume that fails while the checkpoint's state is restored (a state that does not fit
+    the options given) leaves the finished run its summary.json and config.yaml. (Was: both
+    changed first, so fer.evaluate then called it a run with no summary, and its config.yaml
+    recorded options that made every later resume fail again.)"""
+    from pytorch_lightning.trainer.connectors.checkpoint_connector import _CheckpointConnector
+
+    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    base += ["--scheduler", "cosine"]
+    assert train([*base, "--max-epochs", "2"]) == 0
+    run = run_dir(tmp_path)
+    before = {name: (run / name).read_text() for name in ("summary.json", "config.yaml")}
+
+    def broken(self):
+        raise RuntimeError("a state that does not fit")
+
+    monkeypatch.setattr(_CheckpointConnector, "restore_training_state", broken)
+    with pytest.raises(RuntimeError, match="does not fit"):
+        train([*base, "--max-epochs", "4", "--ckpt-path", "last"])
+    assert {name: (run / name).read_text() for name in before} == before
+
+
+@pytest.mark.parametrize("given", ["export", "weights", "folder", "text"])
+def test_ckpt_path_that_is_no_lightning_checkpoint_is_one_line_before_any_run_folder(
+    csv_data, tmp_path, exported, given
+):
+    """--ckpt-path naming an export's weights, a folder or another file: one line, and no run
+    folder made. (Was: a pickle traceback after version_0/ was made; a folder 'does not exist'.)"""
+    path = {
+        "export": exported / "model.json",
+        "weights": exported / "model.safetensors",
+        "folder": exported,
+        "text": tmp_path / "notes.ckpt",
+    }[given]
+    if given == "text":
+        path.write_text("not a checkpoint")
+    root = tmp_path / "runs"
+    args = ["--data", str(csv_data), "--default-root-dir", str(root), *TINY]
+    needle = "is a folder" if given == "folder" else "is not a Lightning checkpoint"
+    with pytest.raises(FerError, match=needle):
+        train([*args, "--ckpt-path", str(path)])
+    assert not (root / "lightning_logs").exists()
+
+
+def test_a_one_cycle_run_resumed_with_fewer_batches_an_epoch_is_refused_before_training(
+    csv_data, tmp_path, monkeypatch
+):
+    """A one-cycle schedule is laid out for the run's steps; resumed when its epochs hold another
+    number of batches (its --exclude list grew, other devices), it would fail midway ('Tried to
+    step N times') or end unfinished: one line before any training, the run left as it was."""
+    import fer.callbacks
+
+    listed = tmp_path / "exclude.txt"
+    listed.write_text("")
+    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    base += ["--exclude", str(listed), "--max-epochs", "3"]
+    seed = fer.callbacks.EpochSeed.on_train_epoch_start
+
+    def stopped_after_the_first_epoch(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise KeyboardInterrupt
+        seed(self, trainer, pl_module)
+
+    monkeypatch.setattr(
+        fer.callbacks.EpochSeed, "on_train_epoch_start", stopped_after_the_first_epoch
+    )
+    assert train(base) == 130  # 56 training faces: 3 batches of 16 an epoch, 9 steps planned
+    monkeypatch.undo()
+    run = run_dir(tmp_path)
+    config = (run / "config.yaml").read_text()
+    rows = [f"fer2013.csv:{i}" for i in (*range(8), 12)]  # nine training faces less: 2 batches
+    listed.write_text("\n".join(rows) + "\n")
+    with pytest.raises(FerError, match="laid out for 9 steps.*would take 6"):
+        train([*base, "--ckpt-path", "last"])
+    assert (run / "config.yaml").read_text() == config and not (run / "resumed.log").exists()
+    listed.write_text("")  # as it was: it goes on
+    assert train([*base, "--ckpt-path", "last"]) == 0
+
+
+def test_a_run_stopped_mid_epoch_goes_on_with_the_batches_it_had_not_trained_on(
+    csv_data, tmp_path, monkeypatch
+):
+    """Ctrl-C in the middle of an epoch, then --ckpt-path last: the epoch goes on with the batch
+    it was stopped in and those after it, as a run never stopped takes them. (Was: the epoch
+    began again, so its first batches were trained on twice and its last ones never.)"""
+    import fer.data
+
+    seen: list[list[int]] = []
+    getitem = fer.data.TensorFaces.__getitem__
+
+    def recorded(self, index):
+        if len(self) == 56:  # the training faces (validation has 14)
+            seen.append(sorted(index.tolist()))
+        return getitem(self, index)
+
+    monkeypatch.setattr(fer.data.TensorFaces, "__getitem__", recorded)
+    base = ["--data", str(csv_data), "--no-test", *TINY, "--max-epochs", "2"]
+    assert train([*base, "--default-root-dir", str(tmp_path / "whole")]) == 0
+    whole, seen[:] = list(seen), []  # 3 batches of 16 an epoch
+    step = FerModule.training_step
+
+    def stopped_in_the_second_batch_of_epoch_1(self, batch, batch_idx):
+        if self.current_epoch == 1 and batch_idx == 1:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(FerModule, "training_step", stopped_in_the_second_batch_of_epoch_1)
+    stopped = ["--default-root-dir", str(tmp_path / "stopped")]
+    assert train([*base, *stopped]) == 130
+    monkeypatch.setattr(FerModule, "training_step", step)
+    assert train([*base, *stopped, "--ckpt-path", "last"]) == 0
+    assert len(whole) == 6 and seen[:5] == whole[:5]  # epoch 0, and epoch 1 up to the stop
+    assert seen[5:] == whole[4:]  # the batch it stopped in, then the last
+    log = tmp_path / "stopped" / "lightning_logs" / "version_0" / "resumed.log"
+    assert "resumed from" in log.read_text()  # noted also when resumed mid-epoch
+
+
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
     base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
     assert train([*base, "--max-epochs", "2"]) == 0
@@ -388,6 +542,58 @@ def test_ema_checkpoints_hold_the_averaged_weights(csv_data, tmp_path):
     # resuming restores both the running weights and their average
     assert train([*base, "--max-epochs", "3", "--ema", "0.9", "--ckpt-path", "last"]) == 0
     assert torch.load(path, weights_only=True, map_location="cpu")["epoch"] == 2
+
+
+def test_ema_runs_score_the_test_split_with_the_averaged_weights(csv_data, tmp_path, monkeypatch):
+    """The test split is scored with the best checkpoint's averaged weights, those val/acc chose
+    and the export ships. (Was: the EMA callback, still holding fit's average, loaded the raw
+    weights of the checkpoint's current_model_state for the test: summary.json's test_acc, hp/
+    test_acc and the test confusion matrix were of another network.)"""
+    seen: dict = {}
+
+    def record(self):
+        seen.update({k: v.detach().clone() for k, v in self.state_dict().items()})
+
+    monkeypatch.setattr(FerModule, "on_test_start", record)
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), *TINY]
+    args += ["--scheduler", "cosine", "--max-epochs", "2", "--ema", "0.9"]
+    assert train(args) == 0
+    summary = json.loads((run_dir(tmp_path) / "summary.json").read_text())
+    assert "test_acc" in summary
+    ckpt = torch.load(summary["best_checkpoint"], weights_only=True, map_location="cpu")
+    averaged, current = ckpt["state_dict"], ckpt["current_model_state"]
+    floats = [k for k, v in averaged.items() if v.is_floating_point()]
+    assert any(not torch.equal(averaged[k], current[k]) for k in floats)  # two networks
+    assert all(torch.equal(seen[k], averaged[k]) for k in floats)
+
+
+def test_ema_runs_draw_the_prediction_grid_with_the_averaged_weights(
+    csv_data, tmp_path, monkeypatch
+):
+    """val/predictions (the grid of faces with their predicted emotions) shows the network the
+    epoch's val/acc scored: with --ema the average. (Was: drawn once the callback had put the raw
+    weights back.)"""
+    import fer.callbacks
+    from fer.common import EMOTIONS, preprocess
+
+    grids = []
+    draw = fer.callbacks.face_grid
+
+    def spy(faces, captions, **kw):
+        grids.append((faces.copy(), list(captions)))
+        return draw(faces, captions, **kw)
+
+    monkeypatch.setattr(fer.callbacks, "face_grid", spy)
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    assert train([*args, "--scheduler", "cosine", "--max-epochs", "2", "--ema", "0.9"]) == 0
+    faces, captions = grids[-1]
+    module = FerModule.load_from_checkpoint(
+        run_dir(tmp_path) / "checkpoints" / "last.ckpt", map_location="cpu"
+    ).eval()
+    with torch.no_grad():
+        probs = module(preprocess(torch.from_numpy(faces))).float().softmax(1)
+    expected = [f"{EMOTIONS[p]}\n{probs[i, p]:.2f}" for i, p in enumerate(probs.argmax(1))]
+    assert [c.split(" -> ")[1] for c in captions] == expected
 
 
 def test_vgg_freezes_then_finetunes_the_backbone(folder_data, tmp_path):
@@ -531,6 +737,24 @@ def test_bf16_and_fp32_reach_similar_accuracy_on_real_faces(shared_data, tmp_pat
     assert abs(acc["bf16-mixed"] - acc["32-true"]) < 0.04, acc
 
 
+def test_any_seed_fer_train_takes_seeds_every_epoch():
+    """A seed of 4,294,968 or more (a date, 20240101) made every epoch's seed pass numpy's 2**32
+    (a traceback after setup, leaving a version folder); a seed below that keeps its epochs'."""
+    from types import SimpleNamespace
+
+    from fer.callbacks import EpochSeed
+
+    trainer = SimpleNamespace(current_epoch=3, global_rank=1)
+    EpochSeed(20240101).on_train_epoch_start(trainer, None)
+    a = torch.rand(3)
+    EpochSeed(20240101).on_train_epoch_start(trainer, None)
+    assert torch.equal(a, torch.rand(3))
+    EpochSeed(7).on_train_epoch_start(trainer, None)
+    b = torch.rand(3)
+    torch.manual_seed(7 * 1000 + 3 + 997)  # what seed 7 gave before
+    assert torch.equal(b, torch.rand(3))
+
+
 def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
     """Was: RuntimeError inside Lightning's weight averaging (the class-weight buffer appeared
     after the averaged copy was made)."""
@@ -561,6 +785,13 @@ def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
         ("val_fraction: .nan", "--val-fraction must be between 0 and 1"),
         ("lr: .nan", "--lr: must be greater than 0"),
         ("mixup: .nan", "--mixup must be >= 0"),
+        # were tracebacks once training had started, leaving a version_N folder
+        ("weight_decay: -0.001", "--weight-decay must be >= 0"),
+        ("warmup_epochs: .nan", "--warmup-epochs must be >= 0"),
+        ("model: vgg\nimage_size: 24", "--image-size must be at least 32"),
+        ("scheduler: plateau\nlimit_val_batches: 0", "--scheduler plateau follows val/acc"),
+        ("freeze_epochs: -1", "--freeze-epochs must be >= 0"),
+        ("backbone_lr_ratio: -1", "--backbone-lr-ratio must be >= 0"),
     ],
 )
 def test_config_values_get_the_checks_of_the_command_line(tmp_path, capsys, entry, needle):
