@@ -170,23 +170,20 @@ def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
     assert "SIGTERM" in out.err
 
 
-@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
-def test_sigterm_keeps_what_detect_wrote_playable(tmp_path, exported, monkeypatch, stop):
-    """Was: SIGTERM (timeout, kill, docker stop) left only hidden .part files, the mp4 without the
-    index that makes it play; now it stops as Ctrl-C does, keeping every frame processed. Either
-    way the exit status says it was stopped (130 after Ctrl-C, as fer.predict and fer.train; was 0)."""
+def stopped_source(stop: str, at_read: int):
+    """fer.detect's open_source, whose video is stopped at its read number `at_read`: by Ctrl-C,
+    or by SIGTERM sent to this process."""
     import fer.detect
 
-    video = make_video(tmp_path / "in.mp4", frames=30)
     opened = fer.detect.open_source
 
-    class KilledAtFrame5:
+    class Stopped:
         def __init__(self, source):
             self.cap, self.reads = opened(source), 0
 
         def read(self):
             self.reads += 1
-            if self.reads == 6:
+            if self.reads == at_read:
                 if stop == "ctrl-c":
                     raise KeyboardInterrupt
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -195,7 +192,18 @@ def test_sigterm_keeps_what_detect_wrote_playable(tmp_path, exported, monkeypatc
         def __getattr__(self, name):
             return getattr(self.cap, name)
 
-    monkeypatch.setattr(fer.detect, "open_source", KilledAtFrame5)
+    return Stopped
+
+
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_sigterm_keeps_what_detect_wrote_playable(tmp_path, exported, monkeypatch, stop):
+    """Was: SIGTERM (timeout, kill, docker stop) left only hidden .part files, the mp4 without the
+    index that makes it play; now it stops as Ctrl-C does, keeping every frame processed. Either
+    way the exit status says it was stopped (130 after Ctrl-C, as fer.predict and fer.train; was 0)."""
+    import fer.detect
+
+    video = make_video(tmp_path / "in.mp4", frames=30)
+    monkeypatch.setattr(fer.detect, "open_source", stopped_source(stop, at_read=6))
     out = tmp_path
     args = ["--source", str(video), "--model", str(exported), "--detector", "haar"]
     args += ["--output", str(out / "a.mp4"), "--json", str(out / "frames.jsonl")]
@@ -218,22 +226,7 @@ def test_detect_stopped_before_its_first_frame_says_stopped(
     import fer.detect
 
     video = make_video(tmp_path / "in.mp4", frames=5)
-    opened = fer.detect.open_source
-
-    class StoppedAtOnce:
-        def __init__(self, source):
-            self.cap = opened(source)
-
-        def read(self):
-            if stop == "ctrl-c":
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signal.SIGTERM)
-            return self.cap.read()
-
-        def __getattr__(self, name):
-            return getattr(self.cap, name)
-
-    monkeypatch.setattr(fer.detect, "open_source", StoppedAtOnce)
+    monkeypatch.setattr(fer.detect, "open_source", stopped_source(stop, at_read=1))
     out = tmp_path / "out"
     args = ["--source", str(video), "--model", str(exported), "--detector", "haar"]
     args += ["--output", str(out / "a.mp4"), "--json", str(out / "frames.jsonl")]
