@@ -12,7 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import yaml
-from pytorch_lightning.callbacks import BaseFinetuning
+from pytorch_lightning.callbacks import BaseFinetuning, EMAWeightAveraging
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -290,3 +290,14 @@ class CheckpointOnInterrupt(pl.Callback):
             if trainer.is_global_zero:
                 why = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
                 print(f"\ninterrupted ({why}): saved {path}; resume with --ckpt-path last")
+
+
+class AveragedWeights(EMAWeightAveraging):
+    """Lightning's EMAWeightAveraging, whose checkpoints hold the averaged weights as their
+    state_dict (what val/acc scored and the export ships) and the raw ones apart, for a resume.
+    Outside fitting (the test of the best checkpoint), the checkpoint's state_dict is the network:
+    Lightning's callback, still holding fit's average then, would load the raw weights over it."""
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if trainer.state.fn == TrainerFn.FITTING:
+            super().on_load_checkpoint(trainer, pl_module, checkpoint)

@@ -594,21 +594,37 @@ class Stoppable:
             signal.signal(s, signal.SIG_DFL if handler is None else handler)
 
 
+def _this_host() -> str:
+    """Six hex digits naming this machine, in the hidden folders of OutputSet: a process id means
+    something only on the machine (and in the process namespace) that gave it."""
+    import socket
+
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+#: The hidden folder of an OutputSet: .new-PID-HOST- and mkdtemp's eight characters.
+RUN_FOLDER = re.compile(r"\.new-(\d{1,10})-([0-9a-f]{6})-[a-z0-9_]{8}")
+
+
 def remove_dead_runs_folders(out: Path) -> None:
-    """Remove the hidden folders (.new-PID-*) that OutputSets of processes no longer running left
-    in `out` (killed outright: SIGKILL, a power cut); those of runs still going stay. POSIX only
-    (on Windows os.kill(pid, 0) would stop the process)."""
+    """Remove the hidden folders that OutputSets of processes of this machine no longer running
+    left in `out` (killed outright: SIGKILL, a power cut); those of runs still going, of other
+    machines (a shared folder) and every other folder stay. POSIX only (on Windows os.kill(pid,
+    0) would stop the process)."""
     if os.name != "posix":
         return
-    for folder in out.glob(".new-*-*"):
-        pid = folder.name.split("-")[1]
-        if not (pid.isdigit() and folder.is_dir()) or int(pid) == os.getpid():
+    for folder in out.glob(".new-*"):
+        m = RUN_FOLDER.fullmatch(folder.name)
+        if not (m and m.group(2) == _this_host() and folder.is_dir() and not folder.is_symlink()):
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid():
             continue
         try:
-            os.kill(int(pid), 0)
+            os.kill(pid, 0)
         except ProcessLookupError:
             shutil.rmtree(folder, ignore_errors=True)
-        except OSError:  # a process of another user: running
+        except (OSError, OverflowError):  # a process of another user: running; no such pid
             pass
 
 
@@ -627,6 +643,8 @@ class OutputSet:
     removed, Ctrl-C and SIGTERM are ignored."""
 
     def __init__(self, out: str | Path, owned: Sequence[str], last: str, option: str = "--out"):
+        if str(out) == "":  # Path("") would be this folder
+            raise FerError(f"{option} is empty (an unset variable?); give the folder to write")
         self.out, self.owned, self.last = Path(out), tuple(owned), last
         self.removed: list[str] = []
         check_outputs({}, folders={option: self.out})
@@ -639,7 +657,8 @@ class OutputSet:
         try:
             out.mkdir(parents=True, exist_ok=True)
             remove_dead_runs_folders(out)
-            self.folder = Path(tempfile.mkdtemp(prefix=f".new-{os.getpid()}-", dir=out))
+            prefix = f".new-{os.getpid()}-{_this_host()}-"
+            self.folder = Path(tempfile.mkdtemp(prefix=prefix, dir=out))
         except BaseException:
             self._leave(failed=True)
             raise

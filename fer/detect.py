@@ -65,9 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-face",
         type=int,
         help="smallest face to find, in pixels of the frame (default: 80, or a sixth of the "
-        "frame's shorter side in frames under 480 px); YuNet looks at frames up to 640 px wide, "
-        "so in larger ones it finds faces surely from 80 px in proportion (240 in 1920x1080), "
-        "while Haar looks for a smaller face given at the size it needs",
+        "frame's shorter side in frames under 480 px). By default frames are looked at up to 640 "
+        "px on their longer side (YuNet) or 240 px wide (Haar), so larger frames find faces "
+        "surely only from 240 px (YuNet) or 192 px (Haar) in 1920x1080; Haar looks for a "
+        "--min-face given at the size it needs, which takes longer (YuNet does not)",
     )
     p.add_argument(
         "--smooth",

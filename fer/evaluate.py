@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.download import resolve_data
     from fer.inference import load_classifier
 
-    if args.out:  # refused before the faces are scored, as are the models below
+    if args.out is not None:  # refused before the faces are scored, as are the models below
         outputs = OutputSet(args.out, OUTPUTS, "metrics.json")
     backend = "torch" if args.gradcam and args.backend == "auto" else args.backend
     classifier = load_classifier(args.ckpt, backend=backend)
@@ -385,7 +385,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if other is not None:
         m["comparison"] = compare(other, args, faces, probs, y)
     print(note, file=sys.stderr)
-    if args.out:  # the set of files replaces an earlier run's whole (its gradcam.png too)
+    if (
+        args.out is not None
+    ):  # the set of files replaces an earlier run's whole (its gradcam.png too)
         out = Path(args.out)
         label = f"{Path(args.data).name} {m['split']}, TTA {args.tta}"
         with outputs as folder:
@@ -406,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{c['only_this_right']} faces, only the other on {c['only_other_right']}: exact "
                 f"McNemar p = {c['mcnemar_p']:.3g}"
             )
-        if args.out:
+        if args.out is not None:
             print("wrote " + ", ".join(str(f) for f in files))
     return 0
 

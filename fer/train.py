@@ -444,9 +444,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         given = explicit.parse_args(words + argv)
         for option in RESUME_KEEPS:
             mine, theirs = getattr(given, option), recorded.get(option)
+            if option == "limit_train_batches" and theirs is None:
+                theirs = 1.0  # all batches, as a share (1, an int, is one batch)
             same = (
                 same_data(theirs, mine)  # ./data/x is data/x, also from another folder
-                if option == "data" and mine is not None and theirs is not None
+                if option in ("data", "exclude") and mine is not None and theirs is not None
                 else str(mine) == str(theirs)
             )
             # recorded as null: all batches, no exclusion list (a run without --data took the
@@ -636,9 +638,17 @@ def check_checkpoint(path: Path) -> None:
         )
     if not path.is_file():
         raise FerError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:  # a permission refused: one line naming the file (run_cli)
+        zipped = f.read(4) == b"PK\x03\x04"  # how torch.save begins its files
     try:  # mapped, not read: the trainer reads it
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a zip of tensors, or one holding other objects
+    except Exception as e:  # not a zip of tensors, or one holding other objects
+        if zipped:  # a torch file that does not read
+            why = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FerError(
+                f"checkpoint {path} is damaged (cut short while it was written or copied?): "
+                f"{why}; resume from another one"
+            ) from e
         ckpt = None
     if not (isinstance(ckpt, dict) and {"state_dict", "loops", "epoch"} <= ckpt.keys()):
         raise FerError(
@@ -790,7 +800,6 @@ def initial_weights(args: argparse.Namespace) -> dict:
 def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path: str | None):
     from pytorch_lightning.callbacks import (
         EarlyStopping,
-        EMAWeightAveraging,
         LearningRateMonitor,
         ModelCheckpoint,
         TQDMProgressBar,
@@ -798,6 +807,7 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
 
     from fer.callbacks import (
         AtLeastOneBatch,
+        AveragedWeights,
         BackboneFreeze,
         CheckpointOnInterrupt,
         ConfusionMatrixLogger,
@@ -834,7 +844,7 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
         )
     if args.ema:
         # Validation, the checkpoints' state_dict and so every export see the averaged weights.
-        callbacks.append(EMAWeightAveraging(decay=args.ema))
+        callbacks.append(AveragedWeights(decay=args.ema))
     if args.patience > 0:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
     if args.model == "vgg" and args.freeze_epochs > 0:
@@ -903,14 +913,8 @@ def report(
     summary["best_epoch"] = int(m.group(1)) if m else None
     code = 0
     if dm.has_test() and not args.no_test and not args.fast_dev_run:
-        if best:  # its state_dict: the averaged weights with --ema (Lightning's test would load
-            # the raw ones, its EMA callback still holding fit's average); the test needs no more
-            import torch
-
-            state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-            module.load_state_dict(state)
         try:
-            results = trainer.test(module, datamodule=dm, ckpt_path=None, verbose=False)
+            results = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
         except SystemExit as e:
             code = stopped_code(trainer, e)
             summary["test_interrupted"] = True

@@ -755,19 +755,43 @@ def test_an_output_set_removes_hidden_folders_of_runs_that_died(tmp_path):
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # its pid names no process now
-    stale = tmp_path / f".new-{dead.pid}-abc"
+    with OutputSet(tmp_path, ["result.txt"], "result.txt") as folder:
+        name = folder.name  # .new-PID-HOST-XXXXXXXX
+        (folder / "result.txt").write_text("done")
+    assert name.startswith(f".new-{os.getpid()}-")
+    _, _, host, random = name.split("-")
+    stale = tmp_path / f".new-{dead.pid}-{host}-{random}"
     stale.mkdir()
     (stale / "model.json").write_text("{}")
-    alive = tmp_path / f".new-{os.getpid()}-xyz"  # a run going on beside this one
-    alive.mkdir()
-    other = tmp_path / ".new-notes"  # not a name an output set gives: not its to remove
-    other.mkdir()
+    alive = tmp_path / f".new-{os.getpid()}-{host}-abcd1234"  # a run going on beside this one
+    elsewhere = tmp_path / f".new-{dead.pid}-{'0' * len(host)}-{random}"  # another machine's
+    mine = [tmp_path / f".new-{dead.pid}-my_photos", tmp_path / ".new-20240101123000-x"]
+    for folder in (alive, elsewhere, *mine):  # none of them its to remove
+        folder.mkdir()
+        (folder / "keep.txt").write_text("precious")
     with OutputSet(tmp_path, ["result.txt"], "result.txt") as folder:
-        assert folder.name.startswith(f".new-{os.getpid()}-")
-        (folder / "result.txt").write_text("done")
+        (folder / "result.txt").write_text("again")
     assert not stale.exists()
-    assert alive.is_dir() and other.is_dir()
-    assert (tmp_path / "result.txt").read_text() == "done"
+    assert all((f / "keep.txt").is_file() for f in (alive, elsewhere, *mine))
+    assert (tmp_path / "result.txt").read_text() == "again"
+
+
+@pytest.mark.parametrize("command", ["analyze", "evaluate", "export"])
+def test_an_empty_out_is_refused_by_every_command(tmp_path, capsys, monkeypatch, command, exported):
+    """--out "" (an unset variable) would be this folder: analyze wrote its figures there and
+    replaced the files of an earlier run it found, evaluate wrote nothing in silence."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    argv = {
+        "analyze": ["--data", "data.csv"],
+        "evaluate": ["--ckpt", str(exported), "--data", "data.csv"],
+        "export": ["--ckpt", str(exported)],
+    }[command]
+    code, _, err = cli(command, [*argv, "--out", ""], capsys)
+    assert_one_line_error(code, err, "--out")
+    assert "empty" in err
+    assert list(work.iterdir()) == []
 
 
 def test_predict_keeps_its_json_when_stdouts_reader_leaves_early(

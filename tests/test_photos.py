@@ -562,4 +562,4 @@ def test_haar_looks_for_the_smallest_face_asked_for_in_large_pictures(photos):
     default = make_detector("haar", photos=photos)  # as before
     default.cascade = spy = SeenByTheCascade(default.cascade)
     default.detect(np.zeros((width * 9 // 16, width), np.uint8))
-    assert spy.seen == [(800, 24)] if photos else [(240, 24)]
+    assert spy.seen == ([(800, 24)] if photos else [(240, 24)])

@@ -210,6 +210,30 @@ def test_a_resumed_run_refuses_what_would_change_its_split_or_schedule(
         assert getattr(parse_args([*resume, flag, str(kept)]), option) == kept
 
 
+def test_a_resumed_run_takes_its_exclusion_list_and_all_batches_however_they_are_written(
+    tmp_path, monkeypatch
+):
+    """Found by a review of the change that compared them: --exclude naming the recorded list by
+    another path to the same file, and --limit-train-batches 1.0 against a run recorded with all
+    batches (null), are the same run."""
+    from fer.train import parse_args
+
+    run = run_dir(tmp_path)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    recorded = {"batch_size": 32, "exclude": "lists/excl.txt", "limit_train_batches": None}
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "excl.txt").write_text("")
+    monkeypatch.chdir(tmp_path)
+    resume = ["--ckpt-path", "last", "--default-root-dir", str(tmp_path)]
+    for same in ("./lists/excl.txt", str(tmp_path / "lists" / "excl.txt")):
+        assert parse_args([*resume, "--exclude", same]).exclude == same
+    assert parse_args([*resume, "--limit-train-batches", "1.0"]).limit_train_batches == 1.0
+    with pytest.raises(FerError, match="made with --exclude lists/excl.txt"):
+        parse_args([*resume, "--exclude", "other.txt"])
+
+
 def test_a_run_resumed_through_a_config_file_or_from_another_folder_is_that_run(
     tmp_path, monkeypatch
 ):
@@ -448,6 +472,40 @@ def test_a_run_stopped_mid_epoch_goes_on_with_the_batches_it_had_not_trained_on(
     assert seen[5:] == whole[4:]  # the batch it stopped in, then the last
     log = tmp_path / "stopped" / "lightning_logs" / "version_0" / "resumed.log"
     assert "resumed from" in log.read_text()  # noted also when resumed mid-epoch
+
+
+def test_ctrl_c_while_the_best_checkpoint_is_read_for_the_test_keeps_the_summary(
+    csv_data, tmp_path, monkeypatch
+):
+    """Ctrl-C while the best checkpoint is read for the final test: the finished run keeps its
+    summary.json (test_interrupted) and exits 130. (A version of this change that read the
+    checkpoint before the test gave a traceback and no summary.)"""
+    from pytorch_lightning.trainer.connectors.checkpoint_connector import _CheckpointConnector
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    restore = _CheckpointConnector._restore_modules_and_callbacks
+
+    def stopped(self, checkpoint_path=None, *args, **kwargs):
+        if self.trainer.state.fn == TrainerFn.TESTING and checkpoint_path:  # reading it
+            raise KeyboardInterrupt
+        return restore(self, checkpoint_path, *args, **kwargs)
+
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), *TINY]
+    monkeypatch.setattr(_CheckpointConnector, "_restore_modules_and_callbacks", stopped)
+    assert train([*args, "--max-epochs", "1"]) == 130
+    summary = json.loads((run_dir(tmp_path) / "summary.json").read_text())
+    assert summary["test_interrupted"] is True and "test_acc" not in summary
+
+
+def test_a_damaged_or_unreadable_checkpoint_is_said_so(csv_data, tmp_path):
+    """A checkpoint cut short is 'damaged', not 'not a Lightning checkpoint ... use --init'."""
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    assert train([*args, "--max-epochs", "1", "--scheduler", "cosine"]) == 0
+    last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:5000])
+    with pytest.raises(FerError, match="damaged") as e:
+        train([*args, "--max-epochs", "2", "--scheduler", "cosine", "--ckpt-path", "last"])
+    assert "--init" not in str(e.value)
 
 
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
