@@ -197,6 +197,11 @@ class RunRecord(pl.Callback):
         if self.resumed_from and not self._recorded:
             self._record(trainer)
 
+    def on_train_end(self, trainer, pl_module) -> None:
+        # a run resumed with no training batch left (stopped in its last validation)
+        if self.resumed_from and not self._recorded:
+            self._record(trainer)
+
     def _record(self, trainer) -> None:
         self._recorded = True
         if not (trainer.is_global_zero and run_dir(trainer)):

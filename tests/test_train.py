@@ -508,6 +508,28 @@ def test_a_damaged_or_unreadable_checkpoint_is_said_so(csv_data, tmp_path):
     assert "--init" not in str(e.value)
 
 
+def test_a_run_stopped_in_its_last_validation_notes_its_resume(csv_data, tmp_path, monkeypatch):
+    """Stopped while its last epoch was validated, a resumed run has no training batch left: its
+    resume is still noted in resumed.log, and it ends with its summary. (Found by a review: the
+    note was made at the first training batch only.)"""
+    step = FerModule.validation_step
+
+    def stopped_in_the_last_validation(self, batch, batch_idx):
+        if self.current_epoch == 1 and not self.trainer.sanity_checking:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    base += ["--max-epochs", "2", "--scheduler", "cosine"]
+    monkeypatch.setattr(FerModule, "validation_step", stopped_in_the_last_validation)
+    assert train(base) == 130
+    monkeypatch.setattr(FerModule, "validation_step", step)
+    assert train([*base, "--ckpt-path", "last"]) == 0
+    run = run_dir(tmp_path)
+    assert "resumed from" in (run / "resumed.log").read_text()
+    assert (run / "summary.json").is_file()
+
+
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
     base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
     assert train([*base, "--max-epochs", "2"]) == 0
