@@ -628,6 +628,21 @@ def remove_dead_runs_folders(out: Path) -> None:
             pass
 
 
+def missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those above it that are not there yet (the deepest first): the folders a run
+    that makes `folder` makes, for `remove_empty` to take away again when it fails."""
+    return [f for f in [folder, *folder.parents] if not os.path.lexists(f)]
+
+
+def remove_empty(folders: Iterable[Path]) -> None:
+    """Remove the folders `missing_folders` listed, deepest first, up to one that is not empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
+
+
 class OutputSet:
     """The outputs of one run, made in a hidden folder inside `out` (`with OutputSet(...) as
     folder:`) and put in the place of an earlier run's (the files of `out` the glob patterns
@@ -643,16 +658,14 @@ class OutputSet:
     removed, Ctrl-C and SIGTERM are ignored."""
 
     def __init__(self, out: str | Path, owned: Sequence[str], last: str, option: str = "--out"):
-        if str(out) == "":  # Path("") would be this folder
-            raise FerError(f"{option} is empty (an unset variable?); give the folder to write")
         self.out, self.owned, self.last = Path(out), tuple(owned), last
         self.removed: list[str] = []
-        check_outputs({}, folders={option: self.out})
+        check_outputs({}, folders={option: out})  # '' too, which Path makes this folder
         self._refuse_folders(n for n in self.owned if not any(c in n for c in "*?["))
 
     def __enter__(self) -> Path:
         out = self.out
-        self._made = [f for f in [out, *out.parents] if not (f.exists() or f.is_symlink())]
+        self._made = missing_folders(out)
         self._run = Stoppable().__enter__()
         try:
             out.mkdir(parents=True, exist_ok=True)
@@ -713,11 +726,7 @@ class OutputSet:
 
     def _leave(self, failed: bool) -> None:
         if failed:
-            for folder in self._made:  # the folders this run made, left empty
-                try:
-                    folder.rmdir()
-                except OSError:
-                    break
+            remove_empty(self._made)  # the folders this run made, left empty
         self._run.__exit__(None, None, None)
 
 

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-from fer.common import EMOTIONS, FerError
+from fer.common import EMOTIONS, FerError, missing_folders, remove_empty
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def download(to: Path = DEFAULT_DATA) -> Path:
             f"{to} exists and is not a link to a download; move it away or link another folder "
             "(a FER-2013 folder of your own needs no download: train on it with --data PATH)"
         )
-    made = [f for f in [to.parent, *to.parent.parents] if not os.path.lexists(f)]
+    made = missing_folders(to.parent)
     try:
         to.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -106,11 +106,7 @@ def download(to: Path = DEFAULT_DATA) -> Path:
                 f"{want}); delete that folder and run again, or {manual(to)}"
             )
     except BaseException:
-        for f in made:  # the folders made for the link, left empty
-            try:
-                f.rmdir()
-            except OSError:
-                break
+        remove_empty(made)  # the folders made for the link, left empty
         raise
     if to.is_symlink():
         to.unlink()
