@@ -38,7 +38,7 @@ def main() -> None:
     for size in (48, 24, 12, 6, 3):
         layers = target_layers(model, size)
         hot, moved = masking_drop(model, faces, labels, layers, mirror=classifier.mirror)
-        maps = cam_maps(model, faces, labels, layers)
+        maps = cam_maps(model, faces, labels, layers, classifier.mirror)
         flat = float((maps.reshape(len(maps), -1).std(1) < 1e-3).mean())
         print(f"{size:>8} {hot:>9.4f} {moved:>12.4f} {hot - moved:>7.4f} {flat:>10.1%}")
 

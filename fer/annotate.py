@@ -43,13 +43,12 @@ def draw(
     for face in faces:
         if face.box is None:
             continue
-        (x, y, w, h), p = face.box, np.array(list(face.probabilities.values()))
-        k = int(p.argmax())
-        color = COLORS[EMOTIONS[k]]
+        x, y, w, h = face.box
+        color = COLORS[face.emotion]
         cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
         _text(
             frame,
-            f"{EMOTIONS[k]} {p[k]:.0%}",
+            f"{face.emotion} {face.confidence:.0%}",
             x,
             max(y - round(26 * unit), 0),
             0.65 * unit,
@@ -61,7 +60,8 @@ def draw(
             by = min(max(y, 0), max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
             roi = frame[by : by + row * len(EMOTIONS) + 4, bx : bx + panel_w]
             roi[:] = (roi * 0.35).astype(np.uint8)  # darken the background under the panel
-            for i, (name, v) in enumerate(zip(EMOTIONS, p)):
+            for i, name in enumerate(EMOTIONS):  # by name: `probabilities` may be in any order
+                v = face.probabilities.get(name, 0.0)
                 top = by + 2 + i * row
                 cv2.putText(
                     frame,

@@ -241,7 +241,7 @@ def gradcam_figure(classifier, faces: np.ndarray, y: np.ndarray, per_class: int)
         [rng.permutation(np.flatnonzero(y == c))[:per_class] for c in range(NUM_CLASSES)]
     )
     model = classifier.model
-    heat = cam_maps(model, faces[pick], y[pick], target_layers(model))
+    heat = cam_maps(model, faces[pick], y[pick], target_layers(model), classifier.mirror)
     overlays = np.stack(
         [
             show_cam_on_image(

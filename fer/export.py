@@ -301,6 +301,7 @@ _OF_THE_FILES = (
     "export_command",
     "stored_dtype",
     "weights_sha256",
+    "safetensors_sha256",
     "onnx_sha256",
     "onnx_int8",
     "onnx_single_view",
@@ -378,6 +379,8 @@ def write_files(spec, model, folder: Path, args, faces: np.ndarray | None) -> No
             str(tmp),
             metadata={"arch": spec.arch},
         )
+    # checked wherever the weights are read (safetensors has no checksum of its own)
+    spec.extra["safetensors_sha256"] = file_sha256(folder / "model.safetensors")
     if getattr(model, "flip", False) and not args.no_onnx:
         # the graph sees each face once; fer.inference.Classifier feeds it the face and its mirror
         # as two rows and averages them, or, in video, one of them a frame

@@ -60,9 +60,17 @@ def target_layers(model: nn.Module, size: int = CAM_SIZE) -> list[nn.Conv2d]:
 
 
 def cam_maps(
-    model: nn.Module, faces: np.ndarray, labels: Sequence[int], layers: list[nn.Module]
+    model: nn.Module,
+    faces: np.ndarray,
+    labels: Sequence[int],
+    layers: list[nn.Module],
+    mirror: bool = False,
 ) -> np.ndarray:
-    """(N, 48, 48) Grad-CAM maps in [0, 1] for the given class of each face."""
+    """(N, 48, 48) Grad-CAM maps in [0, 1] for the given class of each face. A model that
+    answers with the mean over a face and its mirror image (`mirror`, a Classifier's, or an
+    ensemble's own `flip`) gets the mean of the face's map and the mirrored map of its mirror
+    image, scaled to [0, 1] again."""
+    from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     model = model.float().eval()
@@ -72,13 +80,17 @@ def cam_maps(
     crops = {
         m: getattr(net, "crop", 0) for net in networks(model) for m in net.modules() if m in layers
     }
+    targets = [ClassifierOutputTarget(int(c)) for c in labels]
     try:
         with PlacedGradCAM(model=model, target_layers=layers, crops=crops) as cam:
-            return cam(
-                input_tensor=preprocess(faces).contiguous(),
-                targets=[ClassifierOutputTarget(int(c)) for c in labels],
-            )
+            x = preprocess(faces).contiguous()
+            maps = cam(input_tensor=x, targets=targets)
+            if not (mirror or flip):
+                return maps
+            seen = cam(input_tensor=x.flip(-1).contiguous(), targets=targets)[:, :, ::-1]
+            return scale_cam_image((maps + seen) / 2).astype(np.float32)
     finally:
+        model.zero_grad(set_to_none=True)  # the model may be a loaded classifier's, kept
         if hasattr(model, "flip"):
             model.flip = flip
 
@@ -114,10 +126,10 @@ def masking_drop(
 ) -> tuple[float, float]:
     """Mean drop of the labelled class's probability when the hottest `share` of each face's map
     is set to the mean face value, and when the same mask is moved to a random place instead.
-    With `mirror` (a Classifier's `mirror`), the probability is the mean over the masked face and
-    its mirror image, as that model answers."""
+    With `mirror` (a Classifier's `mirror`), the maps are of both views and the probability is
+    the mean over the masked face and its mirror image, as that model answers."""
     model = model.float().eval()
-    maps = cam_maps(model, faces, labels, layers)
+    maps = cam_maps(model, faces, labels, layers, mirror)
     hot = maps >= np.quantile(maps.reshape(len(maps), -1), 1 - share, axis=1)[:, None, None]
     rng = np.random.default_rng(seed)
     moved = np.stack(

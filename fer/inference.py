@@ -336,7 +336,7 @@ class Classifier:
             raise FerError(f"part must be None or 0..{self.parts - 1}, with tta none")
         faces = np.ascontiguousarray(faces)  # numpy, or a CPU tensor's values
         if faces.dtype.kind == "f":
-            if len(faces) and (faces.min() < 0 or faces.max() > 1):
+            if len(faces) and not (faces.min() >= 0 and faces.max() <= 1):  # NaN: refused
                 raise FerError(
                     f"float faces must be scaled to 0..1 (these span {float(faces.min()):g}.."
                     f"{float(faces.max()):g}); pass uint8 0..255 faces or divide by 255"
@@ -565,6 +565,14 @@ def read_weights(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], Path]:
     from safetensors.torch import load_file
 
     weights = folder / "model.safetensors"
+    # an export records its weight file's SHA-256 (a float graph's exports before 2026-12-04 as
+    # the file the graph reads): bytes changed in the tensors would load as other weights or NaN
+    expected = spec.extra.get("safetensors_sha256") or spec.extra.get("weights_sha256")
+    if expected and weights.is_file() and file_sha256(weights) != expected:
+        raise FerError(
+            f"{weights} is damaged or is not this export's weight file (its SHA-256 is not the "
+            f"one {folder / 'model.json'} records); export the model again, or copy it again"
+        )
     try:
         state = load_file(weights)
     except (SafetensorError, OSError) as e:

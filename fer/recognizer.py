@@ -46,6 +46,12 @@ from fer.faces import (
 from fer.inference import TTA_MODES, Classifier, load_classifier
 
 
+#: A float image array holds 0..1; values up to this far outside (the overshoot of cubic or
+#: Lanczos resampling of a 0..1 picture, about a tenth) are clipped, as a float file's are.
+#: Further out, the array is on another scale (0..255, say): refused.
+FLOAT_OVERSHOOT = 0.25
+
+
 class ImageError(FerError, ValueError):
     """A picture that cannot be used: undecodable, empty, or too small to hold a face."""
 
@@ -114,11 +120,13 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
         return check_image(_from_pil(image), "PIL image")
     if isinstance(image, np.ndarray):
         if image.dtype.kind == "f":
-            if image.size and (np.nanmin(image) < 0 or np.nanmax(image) > 1):
+            low, high = (np.nanmin(image), np.nanmax(image)) if image.size else (0, 0)
+            if low < -FLOAT_OVERSHOOT or high > 1 + FLOAT_OVERSHOOT:
                 raise ImageError(
-                    "a float image must be scaled to 0..1; pass uint8 or divide by 255"
+                    f"a float image must be scaled to 0..1 (this one spans {low:g}..{high:g}); "
+                    "pass uint8 or divide by 255"
                 )
-            image = (np.nan_to_num(image) * 255).round().astype(np.uint8)
+            return check_image(_decoded(image), "image array")
         elif image.dtype not in (np.uint8, np.uint16):
             raise TypeError(
                 f"image arrays must be uint8, uint16 or float in 0..1, not {image.dtype}"

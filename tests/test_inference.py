@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from fer.common import EMOTIONS, FerError
+from fer.common import EMOTIONS, FerError, file_sha256
 from fer.data import evaluation_split, load_fer
 from fer.evaluate import confusion_matrix, format_table, metrics_from_confusion
 from fer.evaluate import main as evaluate
@@ -1153,7 +1153,6 @@ def test_a_run_folder_teaches_as_its_best_checkpoint(trained, tmp_path):
 def test_teacher_targets_are_cached_per_model_not_per_weight_file(trained, tmp_path):
     """Was: the cache key hashed model.safetensors alone, so exports with the same weights but
     another model.json (--flip) or another graph (--int8) were served each other's targets."""
-    from fer.common import file_sha256
     from fer.data import teacher_log_probs
 
     images = torch.from_numpy(np.stack([face(i % 7, i) for i in range(40)]))
@@ -1250,7 +1249,8 @@ def test_a_mirroring_ensemble_runs_either_view_alone_and_their_mean_is_its_answe
 
 def halved_copy(export: Path, dest: Path) -> tuple[Path, dict]:
     """A copy of an export with its weights halved (a second member with weights of its own, so
-    that a piece run by the wrong member shows), and the export's own weights."""
+    that a piece run by the wrong member shows), recorded as a weights-only export (its graphs,
+    made for the old weights, removed), and the export's own weights."""
     from safetensors.torch import load_file, save_file
 
     other = shutil.copytree(export, dest)
@@ -1259,6 +1259,13 @@ def halved_copy(export: Path, dest: Path) -> tuple[Path, dict]:
         {k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()},
         str(other / "model.safetensors"),
     )
+    meta = json.loads((other / "model.json").read_text())
+    for key in ("weights_sha256", "onnx_sha256", "onnx_parts"):
+        meta.pop(key, None)
+    for graph in other.glob("model*.onnx"):
+        graph.unlink()
+    meta["safetensors_sha256"] = file_sha256(other / "model.safetensors")
+    (other / "model.json").write_text(json.dumps(meta))
     return other, state
 
 
@@ -1374,6 +1381,24 @@ def test_an_int8_ensemble_has_int8_member_graphs_whose_mean_is_its_answer(traine
         (out / changed).write_bytes(kept)
 
 
+@pytest.mark.parametrize("kind", [[], ["--no-onnx"], ["--half"], ["--int8"]])
+def test_a_damaged_weight_file_is_refused_where_it_is_read(trained, tmp_path, kind):
+    """Was: model.safetensors with bytes overwritten loaded on the torch backend (nothing checked
+    its SHA-256 there, and only float ONNX exports recorded it) and gave NaN probabilities,
+    shown as 'angry'."""
+    out = tmp_path / "export"
+    extra = [*kind, str(trained["data"])] if kind == ["--int8"] else kind
+    assert export(["--ckpt", str(trained["ckpt"]), "--out", str(out), *extra]) == 0
+    weights = out / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-600:-300] = b"\xff" * 300  # tensor data, after the header
+    weights.write_bytes(bytes(raw))
+    with pytest.raises(FerError, match="model.safetensors is damaged"):
+        load_classifier(out, backend="torch")
+    if kind == ["--int8"]:  # its graph holds its own weights: still read
+        assert load_classifier(out, backend="onnx").predict_proba(face(3, 1)).shape == (1, 7)
+
+
 def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
     classifier = load_classifier(trained["export"])
     faces = np.stack([face(i % 7, i) for i in range(4)])
@@ -1385,6 +1410,8 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
     )
     with pytest.raises(FerError, match="scaled to 0..1"):
         classifier.predict_proba(faces.astype(np.float32))  # 0..255 floats: garbage before
+    with pytest.raises(FerError, match="scaled to 0..1"):  # was: NaN probabilities
+        classifier.predict_proba(np.where(faces == faces.max(), np.nan, faces / 255.0))
     with pytest.raises(FerError, match="uint8"):
         classifier.predict_proba(faces.astype(np.int32))
     # colour or channels-last faces: one clear error (was: 3 rows a face, after the switch to numpy)

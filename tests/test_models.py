@@ -205,3 +205,25 @@ def test_a_narrow_residual_network_gets_the_gradients_of_the_reference_convoluti
     with torch.backends.mkldnn.flags(enabled=False):
         reference = gradients(x.clone().contiguous())
     assert all(torch.allclose(g, r, rtol=1e-4, atol=1e-6) for g, r in zip(got, reference))
+
+
+def test_gradcam_of_a_model_that_averages_a_face_and_its_mirror_explains_both():
+    """A model whose answer is the mean over a face and its mirror image (the shipped ensemble)
+    gets the mean of the two views' maps, so the map of a mirrored face is the mirrored map
+    (was: the face's own view alone, a map of half the answer); and no gradients are left on the
+    model, which may be a loaded classifier's."""
+    import numpy as np
+
+    from fer.gradcam import cam_maps, target_layers
+
+    torch.manual_seed(0)
+    model = build_model("ensemble", members=[{"arch": "cnn", "options": {"widths": [8, 8, 8, 8]}}])
+    faces = np.random.default_rng(0).integers(0, 255, (4, 48, 48), dtype=np.uint8)
+    layers = target_layers(model)
+    maps = cam_maps(model, faces, [3] * 4, layers, mirror=True)
+    mirrored = cam_maps(model, faces[:, :, ::-1].copy(), [3] * 4, layers, mirror=True)
+    assert np.allclose(maps, mirrored[:, :, ::-1], atol=1e-5)
+    one_view = cam_maps(model, faces, [3] * 4, layers)
+    assert not np.allclose(maps, one_view, atol=1e-3)
+    assert maps.min() >= 0 and np.allclose(maps.reshape(4, -1).max(1), 1)
+    assert all(p.grad is None for p in model.parameters())

@@ -563,3 +563,21 @@ def test_haar_looks_for_the_smallest_face_asked_for_in_large_pictures(photos):
     default.cascade = spy = SeenByTheCascade(default.cascade)
     default.detect(np.zeros((width * 9 // 16, width), np.uint8))
     assert spy.seen == ([(800, 24)] if photos else [(240, 24)])
+
+
+def test_faces_are_drawn_by_their_emotions_names_not_the_order_of_their_probabilities():
+    """Was: draw took the label and the bars by position in `probabilities`, so a face rebuilt
+    from a record whose keys were sorted (neutral at 0.7) was drawn 'sad 70%' with the bars of
+    other emotions."""
+    from fer.annotate import draw
+    from fer.recognizer import FaceEmotion
+
+    values = dict(zip(EMOTIONS, (0.05, 0.0, 0.05, 0.05, 0.1, 0.05, 0.7)))
+    frames = []
+    for probabilities in (values, dict(sorted(values.items()))):
+        frame = np.zeros((480, 640, 3), np.uint8)
+        draw(frame, [FaceEmotion((100, 100, 120, 150), None, "neutral", 0.7, probabilities)])
+        frames.append(frame)
+    assert np.array_equal(frames[0], frames[1])
+    label = frames[0][60:100, 100:220]  # the label above the box: in neutral's colour
+    assert (label == (180, 180, 180)).all(axis=2).mean() > 0.2

@@ -141,6 +141,17 @@ def test_pil_images_of_every_mode_and_single_channel_arrays_are_read(rec):
         rec.predict_faces(Image.fromarray(face48.astype(np.float32)))  # mode F, 0..255
 
 
+def test_a_float_picture_resampled_a_little_past_0_1_is_read_clipped(rec):
+    """Cubic resampling of a 0..1 picture overshoots both ends (-0.09..1.13 on a photo): was
+    refused whole, with advice to divide by 255 that would have made it black."""
+    picture = face(3, 5) / 255.0
+    overshot = picture * 1.2 - 0.1
+    got = rec.predict_faces(overshot)[0].probabilities
+    assert got == rec.predict_faces(np.clip(overshot, 0, 1))[0].probabilities
+    with pytest.raises(ValueError, match=r"scaled to 0..1 \(this one spans \d+\.\.\d+\)"):
+        rec.predict_faces(face(3, 5).astype(np.float32))
+
+
 @pytest.mark.parametrize(
     "image,error,message",
     [

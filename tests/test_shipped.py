@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from fer.common import file_sha256
 from fer.evaluate import photo_degradations
 from fer.inference import SHIPPED, load_classifier
 
@@ -20,6 +21,8 @@ def test_shipped_model_is_small_and_self_describing():
     files += [part["file"] for part in meta.get("onnx_parts", [])]
     assert sorted(files) == sorted(f.name for f in SHIPPED.glob("model.*"))
     assert sum((SHIPPED / f).stat().st_size for f in files) <= 25_000_000
+    # its weight file's SHA-256, checked wherever the weights are read (was: not recorded)
+    assert meta["safetensors_sha256"] == file_sha256(SHIPPED / "model.safetensors")
 
 
 @pytest.fixture(scope="module")
@@ -105,5 +108,5 @@ def test_gradcam_of_the_shipped_model_points_at_what_drives_it(shared_data):
     layers = target_layers(model)
     hot, elsewhere = masking_drop(model, faces, labels, layers, mirror=classifier.mirror)
     assert hot > elsewhere + 0.03, (hot, elsewhere)
-    maps = cam_maps(model, faces, labels, layers)
+    maps = cam_maps(model, faces, labels, layers, classifier.mirror)
     assert (maps.reshape(len(maps), -1).std(1) < 1e-3).mean() < 0.1
