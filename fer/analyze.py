@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
     )
     p.add_argument("--out", required=True, help="folder for the report, figures and exclusion list")
-    p.add_argument("--per-class", type=int, default=8, help="faces per emotion in the sample grid")
-    p.add_argument("--random", type=int, default=48, help="faces in the random grid")
+    p.add_argument(
+        "--per-class", type=count, default=8, help="faces per emotion in the sample grid"
+    )
+    p.add_argument("--random", type=count, default=48, help="faces in the random grid")
     p.add_argument(
         "--blank-std",
         type=float,
@@ -55,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="dataset cache folder")
     add_debug_flag(p)
     return p
+
+
+def count(text: str) -> int:
+    """A number of faces to show: 0 or more."""
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return n
 
 
 def split_names(usage: np.ndarray) -> np.ndarray:
@@ -78,7 +88,11 @@ def cleaning_report(
     names: list[str],
     blank_std: float = BLANK_STD,
 ) -> dict[str, Any]:
-    """Blank faces, duplicate groups (within / across splits, conflicting labels) and the exclusion list."""
+    """Blank faces, duplicate groups (within / across splits, conflicting labels) and the exclusion
+    list: the training-side copies of a val/test face, and, on data without PublicTest markers
+    (where fer.train draws its validation faces from the training ones, by its seed), every copy
+    of a face found more than once among the training faces, so that no copy trains while
+    another validates."""
     from fer.data import PRIVATE_TEST, PUBLIC_TEST, UNMARKED_TEST
 
     splits = split_names(usage)
@@ -86,6 +100,7 @@ def cleaning_report(
     blank = np.flatnonzero(std < blank_std)
     groups = find_duplicates(images)
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
+    drawn_val = not (usage == PUBLIC_TEST).any()
     # train 0, val 1 (PublicTest), test 2: a copy in PublicTest and PrivateTest crosses splits too
     split_of = held_out.astype(int) + np.isin(usage, [PRIVATE_TEST, UNMARKED_TEST])
     # fer.train --exclude drops training faces only: a blank val/test face is reported, not listed
@@ -103,6 +118,8 @@ def cleaning_report(
             exclude |= {names[i] for i in g if not held_out[i]}
             if not held_out[g].all():
                 leaked |= {names[i] for i in g if held_out[i]}
+        elif drawn_val:  # the validation share may take one copy and leave the others
+            exclude |= {names[i] for i in g}
     return {
         "samples": int(len(images)),
         "blank_std_threshold": blank_std,
@@ -265,7 +282,7 @@ def figures(
         save_figure(fig, paths[-1])
     shown = [g for g in rep["groups"] if g["conflicting_labels"] or g["cross_split"]][:12]
     if shown:
-        idx = [index[n] for g in shown for n in g["names"][:2]]
+        idx = [index[n] for g in shown for n in shown_pair(g)]
         caps = [f"{EMOTIONS[labels[i]]}\n{splits[i]}" for i in idx]
         fig = face_grid(
             images[idx],
@@ -276,6 +293,17 @@ def figures(
         paths.append(out / "duplicates.png")
         save_figure(fig, paths[-1])
     return paths
+
+
+def shown_pair(group: dict[str, Any]) -> list[str]:
+    """Two faces of a duplicate group that show why it is drawn: the first and the first in
+    another split (a group crossing splits), else the first with another label."""
+    first = group["names"][0]
+    for key in ("splits", "labels"):
+        other = next((n for n, v in zip(group["names"], group[key]) if v != group[key][0]), None)
+        if other is not None:
+            return [first, other]
+    return group["names"][:2]
 
 
 #: What --out holds after a run: its figures, reports and lists (cleaning.json written last).

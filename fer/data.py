@@ -158,11 +158,11 @@ def _folder_files(root: Path) -> list[tuple[str, int, int, int]]:
 
 def _cache_key(kind: str, files: list[Path], entries: list | None) -> str:
     h = hashlib.sha1(f"{CACHE_VERSION}|{kind}".encode())
-    for f in files:
+    for f in files:  # a name that is not UTF-8 (surrogates in Python) hashed as its bytes
         st = f.stat()
-        h.update(f"|{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
+        h.update(f"|{f.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode(errors="surrogateescape"))
     for e in entries or ():
-        h.update(f"|{e[0]}|{e[2]}|{e[3]}".encode())
+        h.update(f"|{e[0]}|{e[2]}|{e[3]}".encode(errors="surrogateescape"))
     return h.hexdigest()[:20]
 
 
@@ -482,7 +482,7 @@ def read_exclusions(path: str | Path | None) -> set[str]:
         raise FerError(f"exclusion list {p} does not exist; create it with python -m fer.analyze")
     return {
         line.strip()
-        for line in p.read_text().splitlines()
+        for line in p.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
         if line.strip() and not line.startswith("#")
     }
 

@@ -139,7 +139,10 @@ def mcnemar_p(only_a: int, only_b: int) -> float:
 
 
 def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
-    """Accuracy, macro-F1 and per-class precision / recall / F1 / support from a confusion matrix."""
+    """Accuracy, macro-F1 and per-class precision / recall / F1 / support from a confusion matrix.
+    As scikit-learn computes them: macro-F1 is the mean over the classes of the labels or the
+    predictions (a class predicted but without faces counts 0); a class without faces has no
+    recall, and, unless it was predicted, no precision or F1 either (None, null in JSON)."""
     cm = np.asarray(cm, dtype=np.int64)
     tp = np.diag(cm).astype(float)
     support, predicted = cm.sum(1), cm.sum(0)
@@ -151,7 +154,7 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
         out=np.zeros_like(tp),
         where=(precision + recall) > 0,
     )
-    present = support > 0
+    present = (support > 0) | (predicted > 0)
     return {
         "accuracy": float(tp.sum() / max(cm.sum(), 1)),
         "accuracy_ci95": wilson_interval(int(tp.sum()), int(cm.sum())),
@@ -159,9 +162,9 @@ def metrics_from_confusion(cm: np.ndarray) -> dict[str, Any]:
         "samples": int(cm.sum()),
         "per_class": {
             name: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
+                "precision": float(precision[i]) if present[i] else None,
+                "recall": float(recall[i]) if support[i] else None,
+                "f1": float(f1[i]) if present[i] else None,
                 "support": int(support[i]),
             }
             for i, name in enumerate(EMOTIONS)
@@ -175,10 +178,11 @@ def format_table(m: dict[str, Any]) -> str:
     lines = [f"{'emotion':<10}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
     for name, r in m["per_class"].items():
         # a class without faces here has no recall: n/a rather than 0
-        recall, f1 = (
-            f"{r[k]:>10.3f}" if r["support"] else f"{'n/a':>10}" for k in ("recall", "f1")
+        precision, recall, f1 = (
+            f"{'n/a':>10}" if r[k] is None else f"{r[k]:>10.3f}"
+            for k in ("precision", "recall", "f1")
         )
-        lines.append(f"{name:<10}{r['precision']:>10.3f}{recall}{f1}{r['support']:>10d}")
+        lines.append(f"{name:<10}{precision}{recall}{f1}{r['support']:>10d}")
     lines.append(
         f"\naccuracy {m['accuracy']:.4f} (95% CI {lo:.3f}-{hi:.3f})   macro-F1 {m['macro_f1']:.4f}   "
         f"on {m['samples']} faces"
@@ -204,11 +208,10 @@ def write_figures(
     paths = [out / "confusion_matrix.png"]
     save_figure(fig, paths[-1])
 
-    recall = [m["per_class"][e]["recall"] for e in EMOTIONS]
+    recall = [m["per_class"][e]["recall"] for e in EMOTIONS]  # None: a class without faces
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    bars = ax.bar(EMOTIONS, recall, color=plt.cm.tab10(np.arange(NUM_CLASSES)))
-    support = [m["per_class"][e]["support"] for e in EMOTIONS]
-    ax.bar_label(bars, labels=[f"{r:.2f}" if n else "n/a" for r, n in zip(recall, support)])
+    bars = ax.bar(EMOTIONS, [r or 0 for r in recall], color=plt.cm.tab10(np.arange(NUM_CLASSES)))
+    ax.bar_label(bars, labels=["n/a" if r is None else f"{r:.2f}" for r in recall])
     ax.axhline(m["accuracy"], color="k", ls="--", lw=1, label=f"overall {m['accuracy']:.3f}")
     ax.set(ylim=(0, 1.05), ylabel="accuracy (recall)", title=f"Per-class accuracy — {label}")
     ax.legend(loc="lower right")
@@ -286,7 +289,15 @@ def evaluate(
     fraction, seed = known or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
     index, scored, note = evaluation_split(data, split, fraction, seed)
     if scored == "val" and not (data.usage == PUBLIC_TEST).any():  # a share drawn from train
-        if known is None:
+        configs = classifier.training_configs()
+        shares = {(c.get("seed"), c.get("val_fraction")) for c in configs if c}
+        if known is None and all(configs) and len(shares) > 1 and None not in sum(shares, ()):
+            held = ", ".join(f"seed {s} at {f:.0%}" for s, f in sorted(shares))
+            note += (
+                f"; CAUTION: the model's networks held out other shares of these data ({held}), "
+                "so this share (fer.train's defaults) holds faces some of them trained on"
+            )
+        elif known is None:
             note += "; the model does not record its split, so fer.train's defaults were assumed"
         trained_on = {(c or {}).get("data") for c in classifier.training_configs()}
         if None in trained_on:
@@ -304,8 +315,10 @@ def evaluate(
         listed = read_exclusions(skip)
         keep = not_listed(data, index, listed)
         note += f", without {int((~keep).sum())} faces listed in {skip}"
-        if not listed & set(data.names):
+        if listed and not listed & set(data.names):  # an empty list: nothing to skip
             note += " (none of its names is a face of these data: a list made for other data?)"
+        if len(index) and not keep.any():
+            raise FerError(f"all {len(index)} faces of the {scored} split are listed in {skip}")
         index = index[np.flatnonzero(keep)]
     if tta == "flip" and classifier.spec.options.get("flip"):
         note += (

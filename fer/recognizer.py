@@ -45,7 +45,6 @@ from fer.faces import (
 )
 from fer.inference import TTA_MODES, Classifier, load_classifier
 
-
 #: A float image array holds 0..1; values up to this far outside (the overshoot of cubic or
 #: Lanczos resampling of a 0..1 picture, about a tenth) are clipped, as a float file's are.
 #: Further out, the array is on another scale (0..255, say): refused.

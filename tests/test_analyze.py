@@ -120,8 +120,16 @@ def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
         == 0
     )
     run = tmp_path / "lightning_logs" / "version_0"
+    import fer.plot
+
+    drawn = []
+    with pytest.MonkeyPatch.context() as mp:  # the figure itself (was: only the file's size)
+        mp.setattr(fer.plot, "save_figure", lambda fig, path: drawn.append(fig))
+        assert plot(["--logdir", str(run)]) == 0
+    lines = [line for ax in drawn[0].axes for line in ax.lines]  # train and val loss, accuracy
+    assert len(lines) == 4 and all(line.get_xdata().tolist() == [1, 2] for line in lines)
     assert plot(["--logdir", str(run)]) == 0
-    assert (run / "curves.png").stat().st_size > 10_000
+    assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_plot_of_a_run_without_validation_names_no_accuracy(csv_data, tmp_path, monkeypatch):
@@ -190,3 +198,59 @@ def test_the_loss_legend_says_when_the_train_loss_is_not_the_val_cross_entropy(t
     assert labels["val/loss"] == "val cross-entropy"
     (tmp_path / "hparams.yaml").write_text("label_smoothing: 0.0\nmixup: 0.0\n")
     assert curve_labels(tmp_path)["train/loss_epoch"] == "train"
+
+
+def test_a_face_whose_file_name_is_not_utf8_is_analysed_and_listed(tmp_path):
+    """Was: a Latin-1 file name in the folder stopped fer.analyze (and evaluate, train) with a
+    UnicodeEncodeError traceback while the dataset cache key was made."""
+    import os
+
+    from fer.data import read_exclusions
+
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 1))
+    leak = next((root / "test" / "fear").glob("PublicTest_*")).read_bytes()
+    name = os.fsdecode(b"Training_caf\xe9.png")  # a copy of a PublicTest face: excluded
+    (root / "train" / "fear" / name).write_bytes(leak)
+    out = tmp_path / "report"
+    assert analyze(["--data", str(root), "--out", str(out), "--random", "4"]) == 0
+    excluded = read_exclusions(out / "exclude.txt")
+    assert [n for n in excluded if n.endswith(name)] == [f"train/fear/{name}"]
+
+
+@pytest.mark.parametrize("option", ["--random", "--per-class"])
+def test_a_negative_number_of_faces_to_show_is_refused(tmp_path, option, capsys):
+    """Was: --random -3 drew all faces but 3, --per-class -2 four a class under '-2 random...'."""
+    with pytest.raises(SystemExit) as e:
+        analyze(["--data", str(tmp_path), "--out", str(tmp_path / "r"), option, "-3"])
+    assert e.value.code == 2 and f"argument {option}: must be 0 or more" in capsys.readouterr().err
+
+
+def test_duplicates_shown_across_splits_are_a_pair_that_crosses():
+    """Was: the first two copies of a group were drawn under 'Duplicates across splits', two
+    Training copies for a group of Training, Training, PublicTest."""
+    from fer.analyze import shown_pair
+
+    group = {"names": ["a", "b", "c"], "splits": ["Training", "Training", "PublicTest"],
+             "labels": ["angry"] * 3, "cross_split": True, "conflicting_labels": False}  # fmt: skip
+    assert shown_pair(group) == ["a", "c"]
+    group.update(labels=["angry", "angry", "sad"], cross_split=False, splits=["Training"] * 3)
+    assert shown_pair(group) == ["a", "c"]  # the labels that disagree
+
+
+def test_on_data_without_publictest_every_copy_of_a_training_duplicate_is_excluded():
+    """Without PublicTest markers fer.train draws its validation faces from the training ones, so
+    one copy of a face could train while another validates, whatever the seed: every copy is
+    listed (was: none, 'within a split')."""
+    from fer.data import UNMARKED_TEST, UNMARKED_TRAIN
+
+    images = np.stack([face(i % 7, i) for i in range(12)])
+    images[5] = images[1]
+    images[9] = images[1]
+    labels = np.array([i % 7 for i in range(12)])
+    usage = np.array([UNMARKED_TRAIN] * 10 + [UNMARKED_TEST] * 2, dtype=np.uint8)
+    names = [f"n{i}" for i in range(12)]
+    rep = cleaning_report(images, labels, usage, names)
+    assert rep["exclude"] == ["n1", "n5", "n9"] and rep["leaked"] == []
+    usage[:10] = 0  # Training, with PublicTest faces: copies within Training stay
+    usage[10:] = 1
+    assert cleaning_report(images, labels, usage, names)["exclude"] == []

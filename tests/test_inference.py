@@ -525,6 +525,28 @@ def test_metrics_from_a_known_confusion_matrix():
     )  # absent classes excluded
 
 
+def test_macro_f1_counts_a_class_predicted_without_faces_and_json_has_no_figure_it_lacks():
+    """As scikit-learn's f1_score(average="macro"): the classes of the labels or the
+    predictions, one predicted but absent counting 0 (was: left out, 0.667 for 0.571). A class
+    without faces has no recall (null in metrics.json, was 0.0 as if every face were missed)."""
+    y_true = np.array([0, 0, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6])
+    y_pred = np.array([0, 1, 2, 1, 3, 1, 4, 1, 5, 1, 6, 1])
+    m = metrics_from_confusion(confusion_matrix(y_true, y_pred))
+    assert m["macro_f1"] == pytest.approx(4 / 7)  # six classes at 2/3, disgust at 0
+    disgust = m["per_class"]["disgust"]
+    assert disgust == {"precision": 0.0, "recall": None, "f1": 0.0, "support": 0}
+    m = metrics_from_confusion(confusion_matrix(y_true, y_true))
+    assert m["per_class"]["disgust"] == {
+        "precision": None,
+        "recall": None,
+        "f1": None,
+        "support": 0,
+    }
+    assert m["macro_f1"] == 1.0
+    row = next(line for line in format_table(m).splitlines() if line.startswith("disgust"))
+    assert row.split()[1:4] == ["n/a", "n/a", "n/a"]
+
+
 @pytest.mark.parametrize(
     "only_a,only_b,p", [(0, 6, 2 / 64), (6, 0, 2 / 64), (1, 9, 22 / 1024), (3, 3, 1.0), (0, 0, 1.0)]
 )
@@ -1474,11 +1496,8 @@ def test_a_share_drawn_from_other_data_than_the_models_is_flagged(trained, tmp_p
 
 
 def test_evaluate_says_what_a_figure_cannot_show(trained, tmp_path, capsys):
-    """A --skip list that names no face of the data (was: 'without 0 faces', as if checked), --tta
-    flip on a model that mirrors already (was: recorded as if it changed something), and a class
-    without faces (was: recall 0.000, as if every one of them were missed)."""
-    from fer.evaluate import format_table
-
+    """A --skip list that names no face of the data (was: 'without 0 faces', as if checked), and
+    --tta flip on a model that mirrors already (was: recorded as if it changed something)."""
     data = make_folder(tmp_path / "d", per_class=(0, 1, 0))
     (tmp_path / "other.txt").write_text("elsewhere/Training_1.png\n")
     args = ["--data", str(data), "--split", "val", "--json"]
@@ -1493,9 +1512,43 @@ def test_evaluate_says_what_a_figure_cannot_show(trained, tmp_path, capsys):
     assert evaluate([*args, "--tta", "flip"]) == 0  # the shipped model averages mirror images
     m = json.loads(capsys.readouterr().out)
     assert "--tta flip adds nothing" in m["evaluated"]
-    m["per_class"]["disgust"]["support"] = 0
-    row = next(line for line in format_table(m).splitlines() if line.startswith("disgust"))
-    assert row.split()[2:4] == ["n/a", "n/a"]
+
+
+def test_a_skip_list_that_is_empty_or_removes_every_face_is_said_so(trained, tmp_path, capsys):
+    """An empty leaked.txt (fer.analyze found no leak) is no 'list made for other data?' (was:
+    warned, and recorded in metrics.json); a list naming every face of the split scored says
+    so (was: 'no samples in the test split', on data whose val split was scored)."""
+    data = make_folder(tmp_path / "d", per_class=(0, 1, 0))
+    empty = tmp_path / "leaked.txt"
+    empty.write_text("# no face of the validation or test split has an exact copy in training\n")
+    args = ["--ckpt", str(trained["ckpt"]), "--data", str(data), "--json"]
+    assert evaluate([*args, "--skip", str(empty)]) == 0
+    assert "other data" not in json.loads(capsys.readouterr().out)["evaluated"]
+    every = tmp_path / "every.txt"
+    every.write_text("\n".join(str(p.relative_to(data)) for p in sorted(data.rglob("*.png"))))
+    with pytest.raises(FerError, match=f"all 7 faces of the val split are listed in {every}"):
+        evaluate([*args, "--skip", str(every)])
+
+
+def test_an_ensemble_of_runs_with_other_validation_shares_is_flagged(trained, tmp_path, capsys):
+    """Was: members trained with different seeds gave no split, fer.train's default was assumed,
+    and the note said only that the model records none: no CAUTION, though some members trained
+    on faces of that share."""
+    data = tmp_path / "train_only"
+    shutil.copytree(trained["data"] / "train", data / "train")
+    model = tmp_path / "model"
+    assert export(["--ckpt", str(trained["ckpt"]), str(trained["ckpt"]), "--out", str(model)]) == 0
+    meta = json.loads((model / "model.json").read_text())
+    for member, seed in zip(meta["members"], (42, 7)):
+        member["training_config"].update(data=str(data), seed=seed)
+    (model / "model.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert evaluate(["--ckpt", str(model), "--data", str(data), "--split", "val", "--json"]) == 0
+    note = json.loads(capsys.readouterr().out)["evaluated"]
+    assert (
+        "CAUTION: the model's networks held out other shares of these data (seed 7 at 10%, seed 42 at 10%)"
+        in note
+    )
 
 
 def test_evaluate_replaces_its_outputs_as_one_set(trained, tmp_path, monkeypatch):
