@@ -255,10 +255,10 @@ def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
             parts = s.split()
             if len(parts) != size:
                 raise FerError(
-                    f"{source} row {row + 2}: {len(parts)} pixel values, expected {size}"
+                    f"{source} line {row + 2}: {len(parts)} pixel values, expected {size}"
                 )
             if not all(p.isdigit() and int(p) <= 255 for p in parts):
-                raise FerError(f"{source} row {row + 2}: pixels must be integers 0..255")
+                raise FerError(f"{source} line {row + 2}: pixels must be integers 0..255")
         # every row is right, in a form the fast parser took otherwise (none, say): row by row
         grid = np.array([s.split() for s in text], dtype=np.int32).reshape(n, size)
     return grid[:, :size].astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
@@ -291,7 +291,7 @@ def read_csv(files: list[Path]) -> FerData:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise FerError(
-                f"{f} row {row + 2}: emotion {df['emotion'].iloc[row]!r} is not a label 0..{NUM_CLASSES - 1}"
+                f"{f} line {row + 2}: emotion {df['emotion'].iloc[row]!r} is not a label 0..{NUM_CLASSES - 1}"
             )
         if "Usage" in df.columns:
             usage_text = df["Usage"].str.strip()

@@ -10,7 +10,7 @@ into its own folder. With --half the weights are stored in float16 (half the siz
 network still computes in float32: loading casts them back.
 With --int8 DATA, model.onnx is instead a graph with 8-bit weights and activations of its own
 (onnxruntime static quantization, calibrated on training faces of DATA), about three times faster
-on a CPU with AVX-512 and 1.7-1.9 times on an AVX2-only one (docs/performance.md); the PyTorch
+on a CPU with AVX-512 and 1.8 times on an AVX2-only one (docs/performance.md); the PyTorch
 backend still runs the float weights of model.safetensors.
 With --flip, the model averages every face with its mirror image; its ONNX graph sees one view a
 row, and fer.inference.Classifier gives it both (model.json records `onnx_single_view`).
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATA",
         help="make model.onnx (and an ensemble's member graphs) int8 graphs calibrated on "
         "training faces of DATA (FER-2013 CSV or folder): about 3x faster on a CPU with "
-        "AVX-512, 1.7-1.9x with AVX2 only, within a few faces of the float model's accuracy",
+        "AVX-512, 1.8x with AVX2 only, within a few faces of the float model's accuracy",
     )
     p.add_argument(
         "--metrics",

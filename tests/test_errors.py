@@ -65,7 +65,7 @@ GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
         (
             "csv pixel count",
             lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n1,1 2 3,Training\n"),
-            ["row 3", "3 pixel values, expected 2304"],
+            ["line 3", "3 pixel values, expected 2304"],
         ),
         (  # the total is right: every face after them was shifted by a pixel, silently
             "csv pixel counts that cancel out",
@@ -74,14 +74,14 @@ GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
                 f"emotion,pixels,Usage\n0,{GOOD},Training\n1,{GOOD.rsplit(' ', 1)[0]},Training\n"
                 f"2,{GOOD} 7,Training\n",
             ),
-            ["row 3", "2303 pixel values, expected 2304"],
+            ["line 3", "2303 pixel values, expected 2304"],
         ),
         (
             "csv non-numbers",
             lambda t: csv_with(
                 t, f"emotion,pixels,Usage\n0,{GOOD.replace('9', 'x', 1)},Training\n"
             ),
-            ["row 2", "integers 0..255"],
+            ["line 2", "integers 0..255"],
         ),
         (
             "csv unknown usage",
@@ -91,7 +91,7 @@ GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
         (
             "csv label out of range",
             lambda t: csv_with(t, f"emotion,pixels,Usage\n9,{GOOD},Training\n"),
-            ["row 2", "'9' is not a label 0..6"],
+            ["line 2", "'9' is not a label 0..6"],
         ),
         ("csv empty", lambda t: csv_with(t, ""), ["is empty"]),
     ],
