@@ -183,7 +183,11 @@ def main() -> int:
     p.add_argument("--model", help="exported model for inference/detect (default: the shipped one)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=40, help="timed training steps per pipeline")
-    p.add_argument("--json", default="docs/benchmark.json")
+    p.add_argument(
+        "--json",
+        default="runs/benchmark.json",
+        help="the figures (the docs' records: docs/benchmark*.json)",
+    )
     p.add_argument(
         "--csv-rows", type=int, default=35887, help="rows of the CSV to parse (the full Kaggle CSV)"
     )
@@ -191,6 +195,7 @@ def main() -> int:
         "--frames", type=int, default=900, help="frames of the detection video (10 per face)"
     )
     args = p.parse_args()
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # runs/ on a fresh clone
     root = Path(args.data)
     results: dict[str, float | str] = {
         "machine": f"{machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads",

@@ -27,7 +27,9 @@ from fer.detect import main as detect  # noqa: E402
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/fer2013")
-    p.add_argument("--out", default="docs/detect_frame.jpg")
+    p.add_argument(
+        "--out", default="runs/detect_frame.jpg", help="the README's picture: docs/detect_frame.jpg"
+    )
     args = p.parse_args()
     faces = [
         cv2.imread(str(sorted((Path(args.data) / "test" / emotion).glob("PublicTest_*"))[0]), 0)

@@ -34,13 +34,13 @@ def main() -> None:
         help="how each member sees a face (flip: as fer.export --flip does inside)",
     )
     args = p.parse_args()
-    from fer.data import evaluation_split, load_fer, not_listed
+    from fer.data import evaluation_split, load_fer, not_listed, read_exclusions
     from fer.inference import load_classifier
 
     data = load_fer(args.data)
     index, _, _ = evaluation_split(data, "val")
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
-    kept = not_listed(data, index, args.skip)
+    kept = not_listed(data, index, read_exclusions(args.skip))
     probs = {}
     for spec in args.members:
         name, model = spec.split("=", 1)
@@ -48,9 +48,13 @@ def main() -> None:
 
     def report(names: tuple[str, ...]) -> None:
         right = np.mean([probs[n] for n in names], 0).argmax(1) == labels
-        print(
-            f"{'+'.join(names):40s} {100 * right.mean():6.2f}%  without skipped {100 * right[kept].mean():6.2f}%"
+        rest = (
+            f"  without skipped {100 * right[kept].mean():6.2f}% "
+            f"({kept.sum()} of {len(kept)} faces kept)"
+            if args.skip
+            else ""
         )
+        print(f"{'+'.join(names):40s} {100 * right.mean():6.2f}%{rest}")
 
     for r in range(1, len(probs) + 1):
         for names in itertools.combinations(probs, r):

@@ -103,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="score this many PublicTest faces, drawn with --seed (default: all)",
     )
-    p.add_argument("--out", default="docs/ensemble_subsets", help="writes OUT.json and OUT.md")
+    p.add_argument(
+        "--out",
+        default="runs/ensemble_subsets",
+        help="writes OUT.json and OUT.md (the docs' record: docs/ensemble_subsets)",
+    )
     args = p.parse_args(argv)
     if args.photos < 1:
         p.error("--photos must be at least 1")

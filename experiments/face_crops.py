@@ -63,6 +63,8 @@ def measure(
 ):
     rng = np.random.default_rng(seed)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
+    if not len(index):
+        raise SystemExit("error: the data have no PublicTest faces (files or rows marked so)")
     pick = index[torch_perm(len(index), seed)[:n]].numpy()
     detector = make_detector(detector_name)
     if width:
@@ -82,6 +84,9 @@ def measure(
         originals.append(data.images[i].numpy())
         for s, dy, a in crops:
             crops[s, dy, a].append(crop_faces(frame, [shifted(best, dy)], a, s)[0])
+    if not found:  # nothing to score: said so, rather than stacking no crops
+        return {"detector": detector_name, "faces": n, "found": 0, "detect_ms": 1000 * seconds / n,
+                "max_angle": max_angle, "original_accuracy": None, "accuracy": {}}  # fmt: skip
     y = np.array(labels)
     acc = {
         key: float((classifier.predict_proba(np.stack(c)).argmax(1) == y).mean())
@@ -122,6 +127,9 @@ def main() -> None:
         for angle in (0.0, args.angle):
             r = measure(data, classifier, name, args.faces, angle, width=args.work_width)
             results.append(r)
+            if not r["found"]:
+                print(f"{name:6s} turned up to {angle:4.0f} deg: found no face of {r['faces']}")
+                continue
             best = max(r["accuracy"], key=r["accuracy"].get)
             print(
                 f"{name:6s} turned up to {angle:4.0f} deg: found {r['found']}/{r['faces']} "

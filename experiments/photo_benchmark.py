@@ -177,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
         help="YuNet's pyramid in photos: faces seen from SMALLEST px, copies STEP times smaller "
         "(default: fer.faces.PHOTO_SMALLEST, PHOTO_PYRAMID_STEP)",
     )
-    p.add_argument("--out", default="docs/photo_benchmark", help="writes OUT.json and OUT.md")
+    p.add_argument(
+        "--out",
+        default="runs/photo_benchmark",
+        help="writes OUT.json and OUT.md (the docs' record: docs/photo_benchmark)",
+    )
     args = p.parse_args(argv)
     if args.photos < 1:
         p.error("--photos must be at least 1")
@@ -196,6 +200,8 @@ def main(argv: list[str] | None = None) -> int:
 
     data = load_fer(args.data)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
+    if not len(index):
+        p.error(f"{args.data} has no PublicTest faces (files or rows marked so) to make photos of")
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -10,6 +10,8 @@ Each results row is one JSON record in docs/results/ (the file's name is the row
     fitting_minutes       the training's wall time without data loading and scoring
     fitting_note          what the minutes were made of (CPU shared, resumed, ...)
     machine               {"cpu", "cores", "bf16", "gpu"}: what it was trained (or scored) on
+                          (bf16: true, false, or for a run made on two machines a text saying
+                          which part had it)
     metrics               fer.evaluate on PublicTest (3,589 faces): accuracy, accuracy_flip
                           (--tta flip), accuracy_without_leaked (--skip leaked.txt, 3,341 faces),
                           in percent; macro_f1, macro_f1_flip
@@ -122,7 +124,12 @@ def f1(v: float | None) -> str:
 def machine(m: dict | None, short: bool = False) -> str:
     if not m:
         return ""
-    bf16 = "native bf16" if m["bf16"] else "no bf16 (fp32)"
+    # a run made on two machines says which part ran on which: bf16 is then that text
+    bf16 = (
+        m["bf16"]
+        if isinstance(m["bf16"], str)
+        else ("native bf16" if m["bf16"] else "no bf16 (fp32)")
+    )
     if short:
         return f"{m['cores']}-core CPU with {bf16}"
     gpu = {True: ", GPU", False: ", no GPU"}.get(m.get("gpu"), "")

@@ -214,12 +214,17 @@ def main(argv=None) -> int:
     p.add_argument("--data", default="data/fer2013", help="FER-2013 in the Kaggle folder layout")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--requests", type=int, default=50, help="requests per client")
-    p.add_argument("--seconds", type=float, default=30, help="how long the live loop is read")
+    p.add_argument(
+        "--seconds", type=int, default=30, help="how long the live loop is read (1 or more)"
+    )
     p.add_argument("--model", help="the server's --model (default: the shipped model)")
     p.add_argument("--every", type=int, default=2, help="the server's --every")
     p.add_argument("--json", help="write the figures to this file")
     p.add_argument("--screenshot", help="save a PNG of the page here")
     args = p.parse_args(argv)
+    for option in ("seconds", "clients", "requests", "every"):
+        if getattr(args, option) < 1:  # was: 0 readings, then min([]) after minutes of work
+            p.error(f"--{option} must be 1 or more")
     # SIGTERM (timeout, kill) ends the run as Ctrl-C does, through the `finally`s that stop the
     # server and the browser it started; by default it would end this process alone
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))

@@ -37,18 +37,23 @@ def main() -> None:
     p.add_argument("--skip", help="leaked.txt from python -m fer.analyze: also score without them")
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 3], help="pixels")
     args = p.parse_args()
-    from fer.data import evaluation_split, load_fer, not_listed
+    from fer.data import evaluation_split, load_fer, not_listed, read_exclusions
     from fer.inference import load_classifier
 
     data = load_fer(args.data)
     index, _, _ = evaluation_split(data, "val")
     faces, labels = data.images[index], data.labels[index].numpy()
-    kept = not_listed(data, index, args.skip)
+    kept = not_listed(data, index, read_exclusions(args.skip))
     classifier = load_classifier(args.model, backend="auto")
 
     def score(name: str, probs: np.ndarray) -> None:
         right = probs.argmax(1) == labels
-        rest = f"  without skipped {100 * right[kept].mean():6.2f}%" if args.skip else ""
+        rest = (
+            f"  without skipped {100 * right[kept].mean():6.2f}% "
+            f"({kept.sum()} of {len(kept)} faces kept)"
+            if args.skip
+            else ""
+        )
         print(f"{name:28s} {100 * right.mean():6.2f}%{rest}", flush=True)
 
     plain = classifier.predict_proba(faces)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import tempfile
 from pathlib import Path
 
 FACE_IMAGES = ("val/predictions",)  # tags whose images show dataset faces
@@ -22,7 +23,6 @@ FILES = ("config.yaml", "hparams.yaml", "metrics.csv", "confusion_val.json")
 def ship(run: Path, dest: Path, every: int = 5) -> dict[str, int]:
     """Write the filtered copy of `run` into `dest`; returns how many values were kept per tag."""
     from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
-    from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
     files = sorted(run.glob("events.out.tfevents.*"))
     if not files:
@@ -35,9 +35,29 @@ def ship(run: Path, dest: Path, every: int = 5) -> dict[str, int]:
         for v in ev.summary.value
         if v.tag in SKETCHES
     }
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
+    # made beside `dest` and put in its place once complete: a run stopped midway, or one that
+    # thins a shipped record in place (dest is run), leaves the record as it was
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    new = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=dest.parent))
+    try:
+        kept = _write(run, new, events, last_step, every)
+        if dest.exists():
+            old = dest.with_name(f"{new.name}.old")
+            dest.rename(old)
+            new.rename(dest)
+            shutil.rmtree(old)
+        else:
+            new.rename(dest)
+    finally:
+        if new.exists():
+            shutil.rmtree(new)
+    return kept
+
+
+def _write(run: Path, dest: Path, events: list, last_step: dict, every: int) -> dict[str, int]:
+    """The filtered events and the run's files, into the empty folder `dest`."""
+    from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
     writer = EventFileWriter(str(dest))
     kept: dict[str, int] = {}
     for ev in events:

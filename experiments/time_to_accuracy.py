@@ -42,7 +42,13 @@ def run_curve(folder: Path) -> list[tuple[float, float]]:
         return [(float(t), float(a)) for t, a in curve]
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    versions = sorted(folder.glob("lightning_logs/version_*")) or [folder]
+    versions = (
+        sorted(  # by number: version_10 after version_2
+            folder.glob("lightning_logs/version_*"),
+            key=lambda v: (0, int(v.name[8:]), "") if v.name[8:].isdigit() else (1, 0, v.name),
+        )
+        or [folder]
+    )
     points: list[tuple[float, float]] = []
     offset = 0.0
     for version in versions:
@@ -169,7 +175,11 @@ def main() -> None:
     )
     p.add_argument("--title", default="", help="the machine, for the plot's title")
     p.add_argument("--target", type=float, default=0.68, help="a dashed line at this accuracy")
-    p.add_argument("--out", default="docs/time_to_accuracy.png")
+    p.add_argument(
+        "--out",
+        default="runs/time_to_accuracy.png",
+        help="the docs' plot: docs/time_to_accuracy.png",
+    )
     p.add_argument("--json", help="also write the curves here")
     args = p.parse_args()
     import matplotlib.pyplot as plt
@@ -191,10 +201,11 @@ def main() -> None:
         if name in finals:  # the product of the whole recipe, scored apart
             line.append((line[-1][0], finals[name]))
         curves[name] = line
-    if set(clocks) - set(curves):
-        raise SystemExit(
-            f"error: --clock names no --recipe: {', '.join(set(clocks) - set(curves))}"
-        )
+    for flag, names in (("--clock", clocks), ("--final", finals)):
+        if set(names) - set(curves):
+            raise SystemExit(
+                f"error: {flag} names no --recipe: {', '.join(sorted(set(names) - set(curves)))}"
+            )
     fig, ax = plt.subplots(figsize=(8, 4.8))
     labels = []  # (x of the line's end, best accuracy, x of the best epoch, colour)
     for name, line in curves.items():
@@ -231,6 +242,7 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     label_best_epochs(ax, labels)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_figure(fig, args.out)
     if args.json:
         Path(args.json).write_text(json.dumps(curves, indent=1) + "\n")

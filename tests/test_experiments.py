@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.conftest import make_folder
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -156,6 +158,15 @@ def test_ship_logs_keeps_curves_and_confusion_matrices_but_no_faces(folder_data,
     assert {"config.yaml", "metrics.csv"} <= shipped and not any(
         n.endswith(".ckpt") for n in shipped
     )
+    # a shipped record thinned again in place keeps its files (was: its folder was deleted
+    # before anything was read from it but the events: config.yaml, metrics.csv... lost)
+    cmd[cmd.index(str(run))] = str(tmp_path / "logs" / "shipped_x")
+    cmd[cmd.index("2")] = "4"
+    out = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = {f.name for f in (tmp_path / "logs" / "shipped_x").iterdir()}
+    assert {"config.yaml", "metrics.csv"} <= again and len(again) == len(shipped)
+    assert not [f for f in (tmp_path / "logs").iterdir() if f.name != "shipped_x"]
 
 
 def test_shipped_training_record_shows_in_tensorboard():
@@ -203,7 +214,7 @@ def test_shift_tta_moves_faces_by_whole_pixels_and_scores_every_view(folder_data
     assert torch.equal(right[:, :, 2:], faces[:, :, :-2]) and torch.equal(up[:, :-3], faces[:, 3:])
     assert torch.equal(right[:, :, 0], faces[:, :, 0]) and torch.equal(up[:, -1], faces[:, -1])
     skip = tmp_path / "leaked.txt"
-    first = sorted((folder_data / "test" / "happy").iterdir())[0]
+    first = sorted((folder_data / "test" / "happy").glob("PublicTest_*"))[0]  # a val face
     skip.write_text(f"test/happy/{first.name}\n")
     cmd = [sys.executable, "experiments/shift_tta.py", "--data", str(folder_data)]
     cmd += ["--shifts", "1", "--skip", str(skip)]
@@ -213,6 +224,35 @@ def test_shift_tta_moves_faces_by_whole_pixels_and_scores_every_view(folder_data
     names = [r.split("  ")[0].strip() for r in rows]
     assert names[0] == "as they are" and names[-1] == "mean of the 5 views (1 px)"
     assert len(rows) == 6 and all("without skipped" in r for r in rows)
+    # the listed face is left out (was: the list's path taken as the names, so none was)
+    n = len(list((folder_data / "test").rglob("PublicTest_*")))
+    assert all(f"({n - 1} of {n} faces kept)" in r for r in rows), rows[0]
+    cmd.remove("--skip")
+    cmd.remove(str(skip))
+    run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]  # was: a TypeError without --skip
+    assert len(run.stdout.splitlines()) == 6 and "without skipped" not in run.stdout
+
+
+def test_ensemble_combinations_leaves_out_the_faces_listed(folder_data, tmp_path):
+    """Was: the --skip list's path was taken as the names (no face left out, 'without skipped'
+    the same figure), and without --skip a TypeError."""
+    skip = tmp_path / "leaked.txt"
+    first = sorted((folder_data / "test" / "happy").glob("PublicTest_*"))[0]  # a val face
+    skip.write_text(f"test/happy/{first.name}\n")
+    n = len(list((folder_data / "test").rglob("PublicTest_*")))
+    cmd = [sys.executable, "experiments/ensemble_combinations.py", "--data", str(folder_data)]
+    shipped = ROOT / "checkpoints"
+    cmd += ["--tta", "none", f"a={shipped}", f"b={shipped}"]
+    for extra, kept in (([], None), (["--skip", str(skip)], n - 1)):
+        run = subprocess.run(cmd + extra, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        rows = run.stdout.splitlines()
+        assert [r.split()[0] for r in rows] == ["a", "b", "a+b"]
+        if kept:
+            assert all(f"({kept} of {n} faces kept)" in r for r in rows), rows
+        else:
+            assert "without skipped" not in run.stdout
 
 
 def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tmp_path, capsys):
@@ -449,3 +489,52 @@ def test_no_experiment_scores_privatetest_or_replaces_the_shipped_model_unasked(
             assert "--no-test" in command, (script.name, command)
         if script.name != "ensemble.sh":
             assert "OUT:-checkpoints" not in text and "OUT=${OUT:-checkpoints}" not in text, script
+
+
+def test_scripts_that_need_publictest_faces_say_so_and_one_with_no_face_found_scores_none(
+    tmp_path, monkeypatch
+):
+    """Were: photo_benchmark.py on data without PublicTest names ended in 'ValueError: high <= 0',
+    and face_crops.py, when its detector found no face, in 'need at least one array to stack'."""
+    data = make_folder(tmp_path / "d", per_class=(2, 0, 0))
+    cmd = [sys.executable, "experiments/photo_benchmark.py", "--data", str(data), "--photos", "1"]
+    cmd += ["--out", str(tmp_path / "p")]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "has no PublicTest faces" in run.stderr, run.stderr[-500:]
+    assert "Traceback" not in run.stderr
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import face_crops
+
+    from fer.data import load_fer
+    from fer.inference import load_classifier
+
+    class Blind:
+        name = "haar"
+
+        def detect(self, image):
+            return []
+
+    monkeypatch.setattr(face_crops, "make_detector", lambda name: Blind())
+    with_faces = make_folder(tmp_path / "e", per_class=(0, 1, 0))
+    r = face_crops.measure(load_fer(str(with_faces)), load_classifier(), "haar", 3, 0.0)
+    assert r["found"] == 0 and r["accuracy"] == {} and r["original_accuracy"] is None
+
+
+def test_serve_benchmark_refuses_a_reading_time_that_reads_nothing():
+    """Was: --seconds 0.5 took int(0.5) = 0 readings, then failed on min([]) after the load test."""
+    for value in ("0", "0.5"):
+        cmd = [sys.executable, "experiments/serve_benchmark.py", "--seconds", value]
+        run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+        assert run.returncode == 2 and "--seconds" in run.stderr, run.stderr[-500:]
+
+
+def test_no_experiment_writes_into_docs_unless_told_to():
+    """The committed records in docs/ are replaced only by a command that names them. Was: five
+    scripts wrote there by default, so a quick look (--photos 2, --faces 20) replaced a record of
+    hours."""
+    import re
+
+    for script in sorted((ROOT / "experiments").glob("*.py")):
+        defaults = re.findall(r"default=\s*\"(docs/[^\"]*)\"", script.read_text())
+        assert not defaults, (script.name, defaults)

@@ -71,3 +71,35 @@ def test_the_plot_draws_a_record_on_a_committed_run_clock_then_its_final_score(t
     assert (tmp_path / "t.png").stat().st_size > 0
     bad = subprocess.run(script + args[:-4] + ["--clock", "A"], capture_output=True, text=True)
     assert bad.returncode == 1 and "expected NAME=VALUE" in bad.stderr
+
+
+def test_a_recipes_runs_are_read_in_the_order_of_their_numbers(tmp_path):
+    """Was: version_10 read before version_2 (sorted as text), so the line ended on the earlier
+    run's figures."""
+    from time_to_accuracy import run_curve
+    from torch.utils.tensorboard import SummaryWriter
+
+    for version, accs in (("version_2", (0.30, 0.35)), ("version_10", (0.50, 0.60, 0.65))):
+        with SummaryWriter(str(tmp_path / "lightning_logs" / version)) as w:
+            for step, acc in enumerate(accs):
+                w.add_scalar("val/acc", acc, step, walltime=1000.0 + 60 * step)
+    assert [a for _, a in run_curve(tmp_path)] == pytest.approx([0.30, 0.35, 0.50, 0.60, 0.65])
+
+
+def test_a_final_score_for_no_recipe_is_refused(tmp_path):
+    """Was: a misspelt --final name was passed over in silence, its score never drawn."""
+    import json
+    import subprocess
+
+    record = tmp_path / "r.json"
+    record.write_text(json.dumps({"name": "r", "curve": [[3, 0.5], [6, 0.6]]}))
+    script = [
+        sys.executable,
+        str(Path(__file__).resolve().parents[1] / "experiments" / "time_to_accuracy.py"),
+    ]
+    args = ["--out", str(tmp_path / "t.png"), "--recipe", f"ensemble={record}"]
+    bad = subprocess.run(
+        script + args + ["--final", "ensembel=0.7"], capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "--final names no --recipe: ensembel" in bad.stderr
+    assert not (tmp_path / "t.png").exists()
