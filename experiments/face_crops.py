@@ -66,6 +66,7 @@ def measure(
     if not len(index):
         raise SystemExit("error: the data have no PublicTest faces (files or rows marked so)")
     pick = index[torch_perm(len(index), seed)[:n]].numpy()
+    n = len(pick)  # all there are, when fewer
     detector = make_detector(detector_name)
     if width:
         set_work_size(detector, width)
@@ -120,6 +121,8 @@ def main() -> None:
     p.add_argument("--work-width", type=int, default=0, help="detectors' work width (0: default)")
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args()
+    if args.faces < 1:
+        p.error("--faces must be 1 or more")
     data = load_fer(args.data)
     classifier = load_classifier(backend="auto")
     results = []

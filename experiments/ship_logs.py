@@ -36,18 +36,25 @@ def ship(run: Path, dest: Path, every: int = 5) -> dict[str, int]:
         if v.tag in SKETCHES
     }
     # made beside `dest` and put in its place once complete: a run stopped midway, or one that
-    # thins a shipped record in place (dest is run), leaves the record as it was
+    # thins a shipped record in place (dest is run), leaves the record as it was; a link is
+    # written through
+    dest = dest.resolve() if dest.is_symlink() else dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     new = Path(tempfile.mkdtemp(prefix=f".{dest.name}.new-", dir=dest.parent))
+    new.chmod(0o755)  # as a folder made by mkdir (mkdtemp's is the owner's alone)
+    old = new.with_name(f"{new.name}.old")
     try:
         kept = _write(run, new, events, last_step, every)
-        if dest.exists():
-            old = dest.with_name(f"{new.name}.old")
-            dest.rename(old)
+        try:
+            if dest.exists():
+                dest.rename(old)
             new.rename(dest)
+        except BaseException:  # stopped between the two: the record goes back in its place
+            if old.exists() and not dest.exists():
+                old.rename(dest)
+            raise
+        if old.exists():
             shutil.rmtree(old)
-        else:
-            new.rename(dest)
     finally:
         if new.exists():
             shutil.rmtree(new)

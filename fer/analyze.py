@@ -88,19 +88,36 @@ def cleaning_report(
     names: list[str],
     blank_std: float = BLANK_STD,
 ) -> dict[str, Any]:
-    """Blank faces, duplicate groups (within / across splits, conflicting labels) and the exclusion
-    list: the training-side copies of a val/test face, and, on data without PublicTest markers
-    (where fer.train draws its validation faces from the training ones, by its seed), every copy
-    of a face found more than once among the training faces, so that no copy trains while
-    another validates."""
-    from fer.data import PRIVATE_TEST, PUBLIC_TEST, UNMARKED_TEST
+    """Blank faces, duplicate groups (within / across splits, conflicting labels), the exclusion
+    list (blank training faces and the training-side copies of a val/test face), and, on data
+    without PublicTest markers, where fer.train draws its validation faces from the training
+    ones by its seed, the duplicate groups that draw splits at fer.train's defaults (a copy
+    validating while another trains): `straddling`, None on data with markers."""
+    import torch
+
+    from fer.data import (
+        DEFAULT_SEED,
+        DEFAULT_VAL_FRACTION,
+        PRIVATE_TEST,
+        PUBLIC_TEST,
+        UNMARKED_TEST,
+        FerData,
+        split_indices,
+    )
 
     splits = split_names(usage)
     std = images.reshape(len(images), -1).std(1)
     blank = np.flatnonzero(std < blank_std)
     groups = find_duplicates(images)
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
-    drawn_val = not (usage == PUBLIC_TEST).any()
+    straddling = None
+    if not (usage == PUBLIC_TEST).any():  # fer.train's own split, at its defaults
+        data = FerData(*(torch.from_numpy(np.asarray(a)) for a in (images, labels, usage)), names)
+        val = np.zeros(len(images), bool)
+        val[split_indices(data, DEFAULT_VAL_FRACTION, DEFAULT_SEED)[0]["val"].numpy()] = True
+        pool = ~held_out
+        straddling = [[names[i] for i in g] for g in groups if (val[g] & pool[g]).any()
+                      and (~val[g] & pool[g]).any()]  # fmt: skip
     # train 0, val 1 (PublicTest), test 2: a copy in PublicTest and PrivateTest crosses splits too
     split_of = held_out.astype(int) + np.isin(usage, [PRIVATE_TEST, UNMARKED_TEST])
     # fer.train --exclude drops training faces only: a blank val/test face is reported, not listed
@@ -118,8 +135,6 @@ def cleaning_report(
             exclude |= {names[i] for i in g if not held_out[i]}
             if not held_out[g].all():
                 leaked |= {names[i] for i in g if held_out[i]}
-        elif drawn_val:  # the validation share may take one copy and leave the others
-            exclude |= {names[i] for i in g}
     return {
         "samples": int(len(images)),
         "blank_std_threshold": blank_std,
@@ -139,7 +154,20 @@ def cleaning_report(
         "groups": records,
         "exclude": sorted(exclude),
         "leaked": sorted(leaked),
+        "straddling": straddling,
     }
+
+
+def straddling_note(rep: dict[str, Any]) -> str:
+    """What data without PublicTest markers risk: duplicates split by fer.train's own draw."""
+    from fer.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+
+    return (
+        "no PublicTest markers: fer.train draws its validation faces from the training ones, "
+        f"and at its defaults (--seed {DEFAULT_SEED}, --val-fraction {DEFAULT_VAL_FRACTION:g}) "
+        f"{len(rep['straddling'])} duplicate groups have a copy on each side (cleaning.json, "
+        '"straddling"); other seeds split others'
+    )
 
 
 def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
@@ -153,8 +181,10 @@ def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
         f"- groups whose labels disagree: {rep['conflicting_label_groups']}",
         f"- exclusion list for `fer.train --exclude`: {len(rep['exclude'])} training samples",
         f"- val/test faces with an exact training copy (`fer.evaluate --skip leaked.txt`): {len(rep['leaked'])}",
-        "",
     ]
+    if rep.get("straddling") is not None:
+        lines.append(f"- {straddling_note(rep)}")
+    lines.append("")
     if rep["blank"]:
         lines += [
             "## Blank faces",
@@ -378,6 +408,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(rep['exclude'])} training samples in {out / 'exclude.txt'}, "
         f"{len(rep['leaked'])} val/test faces with a training copy in {out / 'leaked.txt'}"
     )
+    if rep["straddling"] is not None:
+        print(f"note: {straddling_note(rep)}")
     print(
         "wrote "
         + ", ".join(str(p) for p in files)

@@ -337,9 +337,13 @@ class Classifier:
         faces = np.ascontiguousarray(faces)  # numpy, or a CPU tensor's values
         if faces.dtype.kind == "f":
             if len(faces) and not (faces.min() >= 0 and faces.max() <= 1):  # NaN: refused
+                low, high = float(faces.min()), float(faces.max())
+                advice = (  # a little past 0..1, as resampling leaves faces: clipping is right
+                    "clip them to 0..1" if -0.5 < low and high < 1.5 else "divide them by 255"
+                )
                 raise FerError(
-                    f"float faces must be scaled to 0..1 (these span {float(faces.min()):g}.."
-                    f"{float(faces.max()):g}); pass uint8 0..255 faces or divide by 255"
+                    f"float faces must be scaled to 0..1 (these span {low:g}..{high:g}): "
+                    f"{advice}, or pass uint8 0..255 faces"
                 )
         elif faces.dtype != np.uint8:
             raise FerError(f"faces must be uint8 (0..255) or float in 0..1, not {faces.dtype}")

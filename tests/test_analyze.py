@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer.analyze import cleaning_report
+from fer.analyze import cleaning_markdown, cleaning_report
 from fer.analyze import main as analyze
 from fer.plot import main as plot
 from fer.train import main as train
@@ -237,20 +237,34 @@ def test_duplicates_shown_across_splits_are_a_pair_that_crosses():
     assert shown_pair(group) == ["a", "c"]  # the labels that disagree
 
 
-def test_on_data_without_publictest_every_copy_of_a_training_duplicate_is_excluded():
-    """Without PublicTest markers fer.train draws its validation faces from the training ones, so
-    one copy of a face could train while another validates, whatever the seed: every copy is
-    listed (was: none, 'within a split')."""
-    from fer.data import UNMARKED_TEST, UNMARKED_TRAIN
+def test_on_data_without_publictest_duplicates_split_by_fer_trains_draw_are_named():
+    """Without PublicTest markers fer.train draws its validation faces from the training ones,
+    so one copy of a face may validate while another trains: the groups its default draw splits
+    are named, the draw being fer.train's own (was: 'within a split', nothing said). No face is
+    excluded for it: a face whose copies all train is kept."""
+    import torch
 
-    images = np.stack([face(i % 7, i) for i in range(12)])
-    images[5] = images[1]
-    images[9] = images[1]
-    labels = np.array([i % 7 for i in range(12)])
-    usage = np.array([UNMARKED_TRAIN] * 10 + [UNMARKED_TEST] * 2, dtype=np.uint8)
-    names = [f"n{i}" for i in range(12)]
+    from fer.data import (
+        DEFAULT_SEED,
+        DEFAULT_VAL_FRACTION,
+        UNMARKED_TEST,
+        UNMARKED_TRAIN,
+        FerData,
+        split_indices,
+    )
+
+    images = np.stack([face(i % 7, i) for i in range(140)])
+    for a in range(0, 140, 5):  # 28 pairs of copies
+        images[a + 1] = images[a]
+    labels = np.array([i % 7 for i in range(140)])
+    usage = np.array([UNMARKED_TRAIN] * 130 + [UNMARKED_TEST] * 10, dtype=np.uint8)
+    names = [f"n{i}" for i in range(140)]
     rep = cleaning_report(images, labels, usage, names)
-    assert rep["exclude"] == ["n1", "n5", "n9"] and rep["leaked"] == []
-    usage[:10] = 0  # Training, with PublicTest faces: copies within Training stay
-    usage[10:] = 1
-    assert cleaning_report(images, labels, usage, names)["exclude"] == []
+    data = FerData(*(torch.from_numpy(a) for a in (images, labels, usage)), names)
+    val = set(split_indices(data, DEFAULT_VAL_FRACTION, DEFAULT_SEED)[0]["val"].tolist())
+    split = [[f"n{a}", f"n{a + 1}"] for a in range(0, 130, 5) if (a in val) != (a + 1 in val)]
+    assert split and rep["straddling"] == split and rep["exclude"] == []
+    assert "duplicate groups have a copy on each side" in cleaning_markdown(rep, "x")
+    usage[:130] = 0  # Training, with PublicTest faces: fer.train draws nothing
+    usage[130:] = 1
+    assert cleaning_report(images, labels, usage, names)["straddling"] is None

@@ -517,8 +517,12 @@ def test_scripts_that_need_publictest_faces_say_so_and_one_with_no_face_found_sc
 
     monkeypatch.setattr(face_crops, "make_detector", lambda name: Blind())
     with_faces = make_folder(tmp_path / "e", per_class=(0, 1, 0))
-    r = face_crops.measure(load_fer(str(with_faces)), load_classifier(), "haar", 3, 0.0)
+    r = face_crops.measure(load_fer(str(with_faces)), load_classifier(), "haar", 10, 0.0)
     assert r["found"] == 0 and r["accuracy"] == {} and r["original_accuracy"] is None
+    assert r["faces"] == 7  # all the PublicTest faces there are, of 10 asked for
+    cmd = [sys.executable, "experiments/face_crops.py", "--faces", "0"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--faces must be 1 or more" in run.stderr  # was: ZeroDivision
 
 
 def test_serve_benchmark_refuses_a_reading_time_that_reads_nothing():
@@ -538,3 +542,50 @@ def test_no_experiment_writes_into_docs_unless_told_to():
     for script in sorted((ROOT / "experiments").glob("*.py")):
         defaults = re.findall(r"default=\s*\"(docs/[^\"]*)\"", script.read_text())
         assert not defaults, (script.name, defaults)
+
+
+def test_ship_logs_stopped_while_putting_the_copy_in_place_leaves_the_record_as_it_was(
+    tmp_path, monkeypatch
+):
+    """Were: a run stopped between taking the old record away and putting the new one in its
+    place deleted the new one and left the old under a hidden name (no record at all); a record
+    that is a link was replaced by a folder, the link left hidden; the folder was its owner's
+    alone (mode 0700)."""
+    from pathlib import Path as P
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    import ship_logs
+
+    run = tmp_path / "run"
+    with SummaryWriter(str(run)) as w:
+        for step in range(3):
+            w.add_scalar("val/acc", 0.5 + step / 10, step)
+    (run / "config.yaml").write_text("seed: 0\n")
+    logs = tmp_path / "logs"
+    ship_logs.ship(run, logs / "shipped_x")
+    before = sorted(f.name for f in (logs / "shipped_x").iterdir())
+    assert "config.yaml" in before and (logs / "shipped_x").stat().st_mode & 0o777 == 0o755
+
+    rename, calls = P.rename, []
+
+    def stopped(self, target):
+        calls.append(self)
+        if len(calls) == 2:  # the new record into place
+            raise KeyboardInterrupt
+        return rename(self, target)
+
+    monkeypatch.setattr(P, "rename", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        ship_logs.ship(run, logs / "shipped_x")
+    monkeypatch.setattr(P, "rename", rename)
+    assert sorted(f.name for f in (logs / "shipped_x").iterdir()) == before
+    assert [f.name for f in logs.iterdir()] == ["shipped_x"]
+
+    target = tmp_path / "elsewhere"
+    (logs / "shipped_x").rename(target)
+    (logs / "shipped_x").symlink_to(target)
+    ship_logs.ship(run, logs / "shipped_x")
+    assert (logs / "shipped_x").is_symlink() and (target / "config.yaml").is_file()
+    assert [f.name for f in logs.iterdir()] == ["shipped_x"]

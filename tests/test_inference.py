@@ -1430,8 +1430,12 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
         classifier.predict_proba(faces[..., ::-1].copy()),
         classifier.predict_proba(faces[..., ::-1]),
     )
-    with pytest.raises(FerError, match="scaled to 0..1"):
+    with pytest.raises(FerError, match="scaled to 0..1 .*divide them by 255"):
         classifier.predict_proba(faces.astype(np.float32))  # 0..255 floats: garbage before
+    overshot = faces / 255.0
+    overshot[0, 0, :2] = (-0.05, 1.08)  # as cubic resampling leaves a 0..1 face
+    with pytest.raises(FerError, match="clip them to 0..1"):  # was: 'divide by 255', to black
+        classifier.predict_proba(overshot)
     with pytest.raises(FerError, match="scaled to 0..1"):  # was: NaN probabilities
         classifier.predict_proba(np.where(faces == faces.max(), np.nan, faces / 255.0))
     with pytest.raises(FerError, match="uint8"):
