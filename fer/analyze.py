@@ -95,9 +95,8 @@ def cleaning_report(
     validating while another trains): `straddling`, None on data with markers."""
     import torch
 
+    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from fer.data import (
-        DEFAULT_SEED,
-        DEFAULT_VAL_FRACTION,
         PRIVATE_TEST,
         PUBLIC_TEST,
         UNMARKED_TEST,
@@ -160,7 +159,7 @@ def cleaning_report(
 
 def straddling_note(rep: dict[str, Any]) -> str:
     """What data without PublicTest markers risk: duplicates split by fer.train's own draw."""
-    from fer.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
 
     return (
         "no PublicTest markers: fer.train draws its validation faces from the training ones, "

@@ -15,32 +15,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-#: Named presets. Angles in degrees; scale and translate as fractions of the face size.
-PRESETS: dict[str, dict[str, float]] = {
-    "none": {},
-    "flip": {"flip": 0.5},
-    "light": {"flip": 0.5, "rotate": 10, "scale": 0.10, "translate": 0.10},
-    "strong": {
-        "flip": 0.5,
-        "rotate": 15,
-        "scale": 0.15,
-        "translate": 0.12,
-        "brightness": 0.25,
-        "contrast": 0.25,
-        "erase": 0.5,
-    },
-    "photo": {
-        "flip": 0.5,
-        "rotate": 10,
-        "scale": 0.10,
-        "translate": 0.10,
-        "exposure": 0.3,
-        "blur": 0.3,
-        "noise": 0.3,
-    },
-}
-#: `photo`, and the few pixels and JPEG of a small face in a photo on 30% of the faces.
-PRESETS["camera"] = {**PRESETS["photo"], "camera": 0.3}
+from fer.choices import PRESETS
+
 #: The `exposure`, `blur` and `noise` options give the share of faces so degraded; how much: a gain
 #: (log-uniform) and an offset that may push pixels past black or white (clipped, as a sensor
 #: clips), a Gaussian blur of sigma in px at 48x48, and Gaussian noise of sigma in 0..1 units.

@@ -25,7 +25,8 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Sampler
 
-from fer.augment import PRESETS, augment_batch
+from fer.augment import augment_batch
+from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION, PRESETS
 from fer.common import (
     EMOTIONS,
     IMAGE_SIZE,
@@ -46,9 +47,6 @@ USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest", "train", "te
 TRAINING, PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TRAIN, UNMARKED_TEST = range(5)
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
 CACHE_VERSION = "2"
-#: fer.train's defaults for drawing a validation split from data without PublicTest markers.
-DEFAULT_VAL_FRACTION = 0.1
-DEFAULT_SEED = 42
 HOW_TO_GET = (
     "leave out --data to download FER-2013 into data/fer2013 (or run python -m fer.data download), "
     "or pass --data PATH to a fer2013.csv or a msambare/fer2013 folder"

@@ -274,9 +274,8 @@ def evaluate(
     """(metrics, faces, labels, probabilities, note) for one split of a dataset, without the
     faces named in the file `skip`. metrics["split"] names the split actually scored; on data
     without PublicTest markers, val is the share of training faces the model itself held out."""
+    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from fer.data import (
-        DEFAULT_SEED,
-        DEFAULT_VAL_FRACTION,
         PUBLIC_TEST,
         evaluation_split,
         load_fer,

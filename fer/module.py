@@ -16,11 +16,9 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
+from fer.choices import OPTIMIZERS, SCHEDULERS
 from fer.common import EMOTIONS, NUM_CLASSES, FerError
 from fer.models import build_model
-
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULERS = ("onecycle", "cosine", "plateau", "none")
 
 
 class FerModule(pl.LightningModule):

@@ -21,7 +21,14 @@ from typing import Any
 
 import yaml
 
-from fer.augment import PRESETS
+from fer.choices import (
+    DEFAULT_SEED,
+    DEFAULT_VAL_FRACTION,
+    OPTIMIZERS,
+    PRESETS,
+    SCHEDULERS,
+    TRAINABLE,
+)
 from fer.common import (
     IMAGE_SIZE,
     FerError,
@@ -34,9 +41,6 @@ from fer.common import (
     same_data,
     write_text,
 )
-from fer.data import DEFAULT_SEED, DEFAULT_VAL_FRACTION
-from fer.models import TRAINABLE
-from fer.module import OPTIMIZERS, SCHEDULERS
 
 log = logging.getLogger("fer")
 

@@ -244,9 +244,8 @@ def test_on_data_without_publictest_duplicates_split_by_fer_trains_draw_are_name
     excluded for it: a face whose copies all train is kept."""
     import torch
 
+    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from fer.data import (
-        DEFAULT_SEED,
-        DEFAULT_VAL_FRACTION,
         UNMARKED_TEST,
         UNMARKED_TRAIN,
         FerData,

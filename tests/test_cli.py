@@ -82,3 +82,23 @@ def test_photo_options_are_shared_and_a_min_face_below_one_is_refused(module, ca
     with pytest.raises(SystemExit) as e:
         parser.parse_args(["--min-face", "0"] + ["x.jpg"] * (module == "fer.predict"))
     assert e.value.code == 2 and "--min-face: must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "command", ["train", "evaluate", "predict", "detect", "export", "analyze", "plot", "serve"]
+)
+def test_help_loads_neither_pytorch_nor_lightning(command):
+    """--help answers at once: it imports neither PyTorch nor Lightning (was: fer.train's took
+    5 s, loading both for the names of its presets, optimizers and defaults)."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['fer.{command}', '--help']\n"
+        "try:\n"
+        f"    runpy.run_module('fer.{command}', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('torch', 'pytorch_lightning') if m in sys.modules))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-1000:]
+    assert "usage:" in run.stdout and run.stdout.strip().splitlines()[-1] == "[]"

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from fer.augment import PRESETS, augment_batch
+from fer.augment import augment_batch
+from fer.choices import PRESETS
 from fer.common import EMOTIONS, FerError, to_face48
 from fer.data import (
     PUBLIC_TEST,

@@ -17,8 +17,6 @@ MODELS: dict[str, str] = {
     "vgg": "fer.models.vgg:VGG16Transfer",
     "ensemble": "fer.models.ensemble:Ensemble",
 }
-#: What fer.train trains; an ensemble is assembled from trained members by fer.export.
-TRAINABLE = ("cnn", "vgg")
 
 
 def model_class(name: str) -> type[nn.Module]:
