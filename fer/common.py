@@ -209,7 +209,15 @@ def why_unreadable(path: str | Path) -> str:
 
 
 #: The first bytes of the formats a truncated file is recognised by, for one-line errors.
-IMAGE_MAGIC = ((b"\xff\xd8", "JPEG"), (b"\x89PNG", "PNG"), (b"RIFF", "WebP"), (b"GIF8", "GIF"))
+IMAGE_MAGIC = (
+    (b"\xff\xd8", "JPEG"),
+    (b"\x89PNG", "PNG"),
+    (b"RIFF", "WebP"),
+    (b"GIF8", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
 AVIF_BRANDS = (b"avif", b"avis")  # the brands of an ISO file (its bytes 8-12) that hold AVIF
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # HEIC
 

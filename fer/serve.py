@@ -5,8 +5,8 @@ a photo dropped on it, and says which model is running; everything it loads ship
 (fer/web/), so it works offline. Programs use the JSON API:
 
     POST /api/predict    an image as the body (Content-Type: image/...) or as the multipart field
-                         `image`; answers {"faces": [...], "width": W, "height": H}, the records of
-                         fer.predict --json, boxes in the photo's displayed (EXIF-upright) pixels
+                         `image`; answers {"faces": [...], "width": W, "height": H}, the face records of
+                         fer.predict --json (without file and detector), boxes in the photo's displayed (EXIF-upright) pixels
     WS   /api/stream     the live loop: send encoded frames (JPEG, PNG, WebP) as binary messages,
                          receive one JSON message a frame, faces smoothed over frames as fer.detect
     GET  /api/health     {"status": "ok", ...}
@@ -110,7 +110,8 @@ def image_from_bytes(data: bytes, max_pixels: float, what: str = "the body") -> 
         raise RequestError(
             413, f"the image has more than {max_pixels / 1e6:g} megapixels"
         ) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, RuntimeError):
+        # (RuntimeError: Pillow's AVIF plugin, on a damaged file)
         head = data[:32]
         if image_kind(head):  # an image, damaged: a bad request, not a wrong media type
             raise RequestError(400, f"{what} {why_undecodable(head)}") from None
@@ -396,6 +397,7 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
             "detector": engine.recognizer.detector_name,
             "workers": engine.workers,
             "photos": engine.photos,
+            "max_photos": engine.max_photos,
             "streams": engine.streams,
         }
 
@@ -423,18 +425,25 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
         },
     )
     async def predict(request: Request) -> Any:
-        """Every face of a photo with its emotion: the records of `fer.predict --json`."""
+        """Every face of a photo with its emotion: the face records of `fer.predict --json`
+        (without its file and detector)."""
         content_type = request.headers.get("content-type", "")
-        if engine.photos >= engine.max_photos:
-            raise RequestError(
-                503, f"the server is busy with {engine.photos} photos; send this one again shortly"
-            )
+
+        def refuse_when_busy() -> None:
+            if engine.photos >= engine.max_photos:
+                raise RequestError(
+                    503,
+                    f"the server is busy with {engine.photos} photos; send this one again shortly",
+                )
+
+        refuse_when_busy()  # before its body is read, when it can be
+        try:  # counted once its body has come: a client that sends nothing holds no place
+            body = await request.body()
+        except ClientDisconnect:  # the client left mid-upload: nobody to answer
+            return Response(status_code=400)
+        refuse_when_busy()
         engine.photos += 1
         try:
-            try:
-                body = await request.body()
-            except ClientDisconnect:  # the client left mid-upload: nobody to answer
-                return Response(status_code=400)
             if content_type.lower().startswith("multipart/form-data"):
                 body = await engine.run(multipart_field, body, content_type)
             return await engine.run(engine.predict, body)
@@ -564,8 +573,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
     # a frame over --max-body-mb closes the stream (1009); at most 4 frames wait in its queue
+    # Ctrl-C stops it within 5 s even while a client holds a connection open (an upload that
+    # never ends, say): uvicorn would wait for every connection to close
     config = uvicorn.Config(
-        app, log_level="warning", ws_max_size=int(args.max_body_mb * MB), ws_max_queue=4
+        app,
+        log_level="warning",
+        ws_max_size=int(args.max_body_mb * MB),
+        ws_max_queue=4,
+        timeout_graceful_shutdown=5,
     )
     try:
         uvicorn.Server(config).run(sockets=[sock])
