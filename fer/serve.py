@@ -441,6 +441,8 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
             body = await request.body()
         except ClientDisconnect:  # the client left mid-upload: nobody to answer
             return Response(status_code=400)
+        except asyncio.CancelledError:  # the server stops (Ctrl-C) while it waits for the body
+            return Response(status_code=503)
         refuse_when_busy()
         engine.photos += 1
         try:

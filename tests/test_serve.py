@@ -650,3 +650,32 @@ def test_the_serve_benchmark_stopped_by_sigterm_stops_its_server(tmp_path):
         for pid in servers:  # an orphan of the old script would run on after the test
             if not gone(pid, 0.5):
                 os.kill(pid, 9)
+
+
+def test_ctrl_c_stops_the_server_while_an_upload_never_ends(tmp_path):
+    """Was: with a client that sent headers and then nothing, Ctrl-C left the server running
+    until that client went away (uvicorn waits for every connection), saying nothing."""
+    import signal
+    import socket
+
+    log = tmp_path / "serve.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fer.serve", "--port", "0", "--workers", "1"],
+            stdout=subprocess.PIPE, stderr=err, text=True, cwd=Path(__file__).resolve().parents[1],
+        )  # fmt: skip
+        try:
+            url = re.search(r"http://\S+", proc.stdout.readline()).group(0)
+            host, port = url.removeprefix("http://").split(":")
+            with socket.create_connection((host, int(port))) as sock:
+                sock.sendall(
+                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                    b"Content-Length: 100000\r\n\r\n\xff\xd8"
+                )
+                assert httpx.get(f"{url}/api/health").json()["status"] == "ok"
+                proc.send_signal(signal.SIGINT)
+                assert proc.wait(timeout=60) == 130  # stopped, the client still connected
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert "Traceback" not in log.read_text()
