@@ -87,7 +87,8 @@ class PredictionGridLogger(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         with torch.no_grad():
-            probs = pl_module(preprocess(faces).to(pl_module.device)).float().softmax(1).cpu()
+            x = preprocess(faces).to(pl_module.device, pl_module.dtype)  # *-true: bf16, fp16, fp64
+            probs = pl_module(x).float().softmax(1).cpu()
         pl_module.train(was_training)
         pred = probs.argmax(1)
         captions = [
@@ -110,20 +111,21 @@ class PredictionGridLogger(pl.Callback):
 
 
 class BackboneFreeze(BaseFinetuning):
-    """Trains the head alone for `unfreeze_at_epoch` epochs, then the backbone too at `lr_ratio`
-    times the head's learning rate. The new parameter group joins the LR schedule, so one-cycle
-    and cosine schedules drive both groups."""
+    """Trains the head alone for `unfreeze_at_epoch` epochs (0: none), then the backbone too at
+    `lr_ratio` times the head's learning rate. The new parameter group joins the LR schedule, so
+    one-cycle and cosine schedules drive both groups."""
 
     def __init__(self, unfreeze_at_epoch: int = 3, lr_ratio: float = 0.1):
         super().__init__()
         self.unfreeze_at_epoch, self.lr_ratio = unfreeze_at_epoch, lr_ratio
 
     def freeze_before_training(self, pl_module) -> None:
-        if self.unfreeze_at_epoch > 0:
-            self.freeze(pl_module.backbone, train_bn=False)
+        # frozen until its group joins, at epoch 0 when no epoch is frozen: the optimizer is made
+        # with the head's parameters alone, and the backbone gets its own learning rate then
+        self.freeze(pl_module.backbone, train_bn=False)
 
     def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
-        if self.unfreeze_at_epoch == 0 or epoch < self.unfreeze_at_epoch:
+        if epoch < self.unfreeze_at_epoch:
             return
         if len(optimizer.param_groups) == 1:  # the unfreeze epoch: the backbone joins
             head = optimizer.param_groups[0]

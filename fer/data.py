@@ -535,8 +535,9 @@ class BatchSampler(Sampler[torch.Tensor]):
 
     def _order(self) -> torch.Tensor:
         rank, world = self._rank_world()
-        if not self.train:
-            return torch.arange(self.n)[rank::world]
+        if not self.train:  # one fixed shuffle: a share of the batches (--limit-val-batches)
+            # holds every class, not the first ones read (faces are read class by class)
+            return torch.randperm(self.n, generator=torch.Generator().manual_seed(0))[rank::world]
         g = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
         if self.weights is not None:
             order = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
@@ -762,6 +763,8 @@ class FerDataModule(pl.LightningDataModule):
         if self.trainer is not None and self.trainer.training:
             x = augment_batch(x, self.hparams.augment)
         x = normalize(x)
+        if self.trainer is not None:  # a *-true precision's weights are bf16, fp16 or fp64
+            x = x.to(self.trainer.lightning_module.dtype)
         if self.hparams.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return (x, *targets)

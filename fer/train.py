@@ -851,7 +851,7 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
         callbacks.append(AveragedWeights(decay=args.ema))
     if args.patience > 0:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
-    if args.model == "vgg" and args.freeze_epochs > 0:
+    if args.model == "vgg" and (args.freeze_epochs > 0 or args.backbone_lr_ratio != 1):
         callbacks.append(BackboneFreeze(args.freeze_epochs, args.backbone_lr_ratio))
     return callbacks
 
