@@ -36,21 +36,22 @@ class ConfusionMatrixLogger(pl.Callback):
         cm = pl_module.confusion.get(stage)
         if cm is None or trainer.sanity_checking or not trainer.is_global_zero:
             return
+        epoch = trainer.current_epoch
+        if stage == "test":  # the epoch of the weights tested: the checkpoint's (the best one),
+            # else the last trained (the loop's count has passed it when fitting ends)
+            loaded = getattr(pl_module, "loaded_epoch", None)
+            epoch = loaded if trainer.ckpt_path and loaded is not None else max(epoch - 1, 0)
         for logger in trainer.loggers:
             if hasattr(logger.experiment, "add_figure"):
                 acc = cm.diag().sum().item() / max(cm.sum().item(), 1)
-                title = (
-                    f"{stage} epoch {trainer.current_epoch}: acc {acc:.3f} on {int(cm.sum())} faces"
-                )
+                title = f"{stage} epoch {epoch}: acc {acc:.3f} on {int(cm.sum())} faces"
                 logger.experiment.add_figure(
-                    f"{stage}/confusion_matrix",
-                    confusion_figure(cm, title),
-                    global_step=trainer.current_epoch,
+                    f"{stage}/confusion_matrix", confusion_figure(cm, title), global_step=epoch
                 )
         if run_dir(trainer):
             record = {
                 "stage": stage,
-                "epoch": trainer.current_epoch,
+                "epoch": epoch,
                 "classes": list(EMOTIONS),
                 "matrix": cm.tolist(),
             }

@@ -75,6 +75,10 @@ class FerModule(pl.LightningModule):
             raise AttributeError(f"model {self.hparams.model!r} has no backbone")
         return self.model.backbone
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the epoch whose weights these are: a test of the best checkpoint names it
+        self.loaded_epoch = checkpoint.get("epoch")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 

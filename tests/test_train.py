@@ -84,6 +84,11 @@ def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_
         cm.sum() == 14
         and abs(events.Scalars("val/acc")[-1].value - cm.diag().sum() / cm.sum()) < 1e-6
     )
+    # the test's matrix is named by the epoch of the checkpoint tested, the best (was: by the
+    # loop's count after fitting, 2, an epoch that never ran)
+    tested = json.loads((run / "confusion_test.json").read_text())
+    assert tested["epoch"] == summary["best_epoch"] and summary["best_epoch"] in (0, 1)
+    assert [e.step for e in events.Images("test/confusion_matrix")] == [summary["best_epoch"]]
     # config.yaml reproduces the run: same options, same numbers
     config = yaml.safe_load((run / "config.yaml").read_text())
     assert config["max_epochs"] == 2 and config["widths"] == [8, 16]
