@@ -591,6 +591,11 @@ def test_a_photo_picked_on_the_page_is_drawn_with_its_faces(real_faces, server, 
         driver.find_element("id", "photo-input").send_keys(str(text))
         wait_for(lambda: "not an image" in status.text, 60, "the error")
         assert "error" in status.get_attribute("class")
+        # the photo before, with its faces, is not left under the error (was: it stayed drawn)
+        size = driver.execute_script(
+            "const c = document.getElementById('photo-canvas'); return [c.width, c.height]"
+        )
+        assert size == [0, 0]
     finally:
         driver.quit()
 

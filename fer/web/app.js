@@ -168,8 +168,13 @@ async function startCamera() {
     if (ws !== live.ws) return;
     live.inFlight -= 1;
     const answer = JSON.parse(event.data);
-    if (answer.error) setStatus(status, answer.error, true);
-    else {
+    if (answer.error) {
+      setStatus(status, answer.error, true);
+      // the last good frame's faces are not this frame's: no box stays over the moving video
+      const overlay = $("overlay");
+      overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+      $("live-faces").replaceChildren();
+    } else {
       if (status.classList.contains("error")) setStatus(status, "Live: frames go to this server only and are not stored.");
       showFrame(answer);
     }
@@ -256,6 +261,9 @@ async function predictPhoto(file) {
   const status = $("photo-status"), request = ++photoRequest;
   setStatus(status, `Reading ${file.name}…`);
   $("photo-faces").replaceChildren();
+  const shownBefore = $("photo-canvas");  // the last photo and its faces are not this one's
+  shownBefore.width = 0;
+  shownBefore.height = 0;
   let answer;
   try {
     const res = await fetch("/api/predict", {
