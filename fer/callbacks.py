@@ -112,21 +112,20 @@ class PredictionGridLogger(pl.Callback):
 
 
 class BackboneFreeze(BaseFinetuning):
-    """Trains the head alone for `unfreeze_at_epoch` epochs (0: none), then the backbone too at
-    `lr_ratio` times the head's learning rate. The new parameter group joins the LR schedule, so
-    one-cycle and cosine schedules drive both groups."""
+    """Trains the head alone for `unfreeze_at_epoch` epochs, then the backbone too at `lr_ratio`
+    times the head's learning rate. The new parameter group joins the LR schedule, so one-cycle
+    and cosine schedules drive both groups."""
 
     def __init__(self, unfreeze_at_epoch: int = 3, lr_ratio: float = 0.1):
         super().__init__()
         self.unfreeze_at_epoch, self.lr_ratio = unfreeze_at_epoch, lr_ratio
 
     def freeze_before_training(self, pl_module) -> None:
-        # frozen until its group joins, at epoch 0 when no epoch is frozen: the optimizer is made
-        # with the head's parameters alone, and the backbone gets its own learning rate then
-        self.freeze(pl_module.backbone, train_bn=False)
+        if self.unfreeze_at_epoch > 0:
+            self.freeze(pl_module.backbone, train_bn=False)
 
     def finetune_function(self, pl_module, epoch: int, optimizer) -> None:
-        if epoch < self.unfreeze_at_epoch:
+        if self.unfreeze_at_epoch == 0 or epoch < self.unfreeze_at_epoch:
             return
         if len(optimizer.param_groups) == 1:  # the unfreeze epoch: the backbone joins
             head = optimizer.param_groups[0]

@@ -214,10 +214,10 @@ IMAGE_MAGIC = (
     (b"\x89PNG", "PNG"),
     (b"RIFF", "WebP"),
     (b"GIF8", "GIF"),
-    (b"BM", "BMP"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
 )
+BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)  # the DIB headers of BMP files (bytes 14-18)
 AVIF_BRANDS = (b"avif", b"avis")  # the brands of an ISO file (its bytes 8-12) that hold AVIF
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # HEIC
 
@@ -229,6 +229,8 @@ def image_kind(head: bytes) -> str | None:
         return "AVIF"
     if head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS and heif_decoder():
         return "HEIC/HEIF"
+    if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in BMP_HEADER_SIZES:
+        return "BMP"  # "BM", then a DIB header of a size BMP knows: not any text such as "BMW..."
     return next((kind for magic, kind in IMAGE_MAGIC if head.startswith(magic)), None)
 
 

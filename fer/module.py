@@ -119,7 +119,8 @@ class FerModule(pl.LightningModule):
         if self.hparams.mixup > 0:
             # mixup (Zhang et al., 2018): each face blended with another of the batch, in a share
             # lam ~ Beta(a, a) for the whole batch; the loss blends both faces' targets alike.
-            lam = float(torch.distributions.Beta(self.hparams.mixup, self.hparams.mixup).sample())
+            a = torch.tensor(self.hparams.mixup, dtype=torch.float32)  # bf16-true sets the
+            lam = float(torch.distributions.Beta(a, a).sample())  # default dtype: no Beta there
             perm = torch.randperm(len(y), device=y.device)
             logits = self(lam * x + (1 - lam) * x[perm])
             loss = lam * self._train_loss(logits, y, teacher) + (1 - lam) * self._train_loss(

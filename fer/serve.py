@@ -428,24 +428,18 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
         """Every face of a photo with its emotion: the face records of `fer.predict --json`
         (without its file and detector)."""
         content_type = request.headers.get("content-type", "")
-
-        def refuse_when_busy() -> None:
-            if engine.photos >= engine.max_photos:
-                raise RequestError(
-                    503,
-                    f"the server is busy with {engine.photos} photos; send this one again shortly",
-                )
-
-        refuse_when_busy()  # before its body is read, when it can be
-        try:  # counted once its body has come: a client that sends nothing holds no place
-            body = await request.body()
-        except ClientDisconnect:  # the client left mid-upload: nobody to answer
-            return Response(status_code=400)
-        except asyncio.CancelledError:  # the server stops (Ctrl-C) while it waits for the body
-            return Response(status_code=503)
-        refuse_when_busy()
-        engine.photos += 1
+        if engine.photos >= engine.max_photos:
+            raise RequestError(
+                503, f"the server is busy with {engine.photos} photos; send this one again shortly"
+            )
+        engine.photos += 1  # from its first byte: the bodies held in memory stay bounded
         try:
+            try:
+                body = await request.body()
+            except ClientDisconnect:  # the client left mid-upload: nobody to answer
+                return Response(status_code=400)
+            except asyncio.CancelledError:  # the server stops (Ctrl-C) while the body comes
+                return JSONResponse({"error": "the server is stopping"}, status_code=503)
             if content_type.lower().startswith("multipart/form-data"):
                 body = await engine.run(multipart_field, body, content_type)
             return await engine.run(engine.predict, body)

@@ -228,7 +228,8 @@ def _model_options(g) -> None:
         "--backbone-lr-ratio",
         type=float,
         default=0.1,
-        help="vgg: backbone LR as a fraction of the head's",
+        help="vgg: backbone LR as a fraction of the head's, once it is unfrozen (with "
+        "--freeze-epochs 0 the backbone trains at the head's LR)",
     )
 
 
@@ -851,7 +852,7 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
         callbacks.append(AveragedWeights(decay=args.ema))
     if args.patience > 0:
         callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
-    if args.model == "vgg" and (args.freeze_epochs > 0 or args.backbone_lr_ratio != 1):
+    if args.model == "vgg" and args.freeze_epochs > 0:
         callbacks.append(BackboneFreeze(args.freeze_epochs, args.backbone_lr_ratio))
     return callbacks
 

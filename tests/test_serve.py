@@ -369,39 +369,14 @@ def test_damaged_pictures_of_every_format_get_400_and_a_stream_goes_on(engine):
         answer = client.post("/api/predict", content=body)
         assert answer.status_code == 400, (kind, answer.text)
         assert "damaged" in answer.json()["error"], (kind, answer.text)
+    text = client.post("/api/predict", content=b"BMW sales report 2024\n" * 4)
+    assert text.status_code == 415 and "not an image" in text.json()["error"]  # not a 'BMP'
     frame = jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60))
     with client.websocket_connect("/api/stream") as ws:
         for body in (frame, damaged["AVIF"], frame):
             ws.send_bytes(body)
             answers = ws.receive_json()
             assert ("error" in answers) == (body is not frame), answers
-
-
-def test_an_upload_that_has_not_arrived_holds_no_place(server):
-    """Was: a photo was counted from its first byte, so clients that sent headers and then
-    nothing (as many as the server holds photos) got every other photo 503, for as long as
-    they stayed."""
-    import socket
-
-    url, _ = server
-    host, port = url.removeprefix("http://").split(":")
-    health = httpx.get(f"{url}/api/health").json()
-    slow = []
-    try:
-        for _ in range(health["max_photos"]):
-            sock = socket.create_connection((host, int(port)))
-            sock.sendall(
-                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
-                b"Content-Length: 100000\r\n\r\n\xff\xd8"
-            )
-            slow.append(sock)
-        time.sleep(0.5)
-        ok = post(url, jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60)))
-        assert ok.status_code == 200, ok.text
-        assert httpx.get(f"{url}/api/health").json()["photos"] == 0
-    finally:
-        for sock in slow:
-            sock.close()
 
 
 def test_a_multipart_upload_is_parsed_without_a_temporary_file(engine, monkeypatch):
