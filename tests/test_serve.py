@@ -654,7 +654,9 @@ def test_ctrl_c_stops_the_server_while_an_upload_never_ends(tmp_path):
                 )
                 assert httpx.get(f"{url}/api/health").json()["status"] == "ok"
                 proc.send_signal(signal.SIGINT)
-                assert proc.wait(timeout=60) == 130  # stopped, the client still connected
+                # stopped, the client still connected: 130 when uvicorn passes the interrupt
+                # on, 0 when its shutdown ends cleanly (the waiting request answered 503)
+                assert proc.wait(timeout=60) in (0, 130)
         finally:
             if proc.poll() is None:
                 proc.kill()
