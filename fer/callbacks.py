@@ -11,6 +11,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 import yaml
 from pytorch_lightning.callbacks import BaseFinetuning, EMAWeightAveraging
 from pytorch_lightning.plugins import TorchCheckpointIO
@@ -150,6 +151,20 @@ class BackboneFreeze(BaseFinetuning):
                 self.make_trainable(pl_module.backbone)
                 for config in trainer.lr_scheduler_configs:
                     self._cover_every_group(config.scheduler, len(optimizer.param_groups))
+
+    def on_after_backward(self, trainer, pl_module) -> None:
+        """Under DDP, the backbone's gradients averaged over the ranks, as DDP averages the head's.
+        DDP registers the parameters that need gradients when it wraps the model, after this
+        callback froze the backbone (also on a resumed run): it never syncs the backbone's, and
+        each rank's backbone would drift on its own once unfrozen (Lightning issue #20340).
+        Gradients DDP did average are the same on every rank: averaging them again keeps them."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return
+        world = dist.get_world_size()
+        for p in pl_module.backbone.parameters():
+            if p.requires_grad and p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad.div_(world)
 
     def _cover_every_group(self, sched, groups: int) -> None:
         """Give the schedule an entry for the backbone's group: a fresh one on the unfreeze epoch,

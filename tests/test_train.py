@@ -2,6 +2,7 @@ import csv
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -759,6 +760,38 @@ def test_ddp_on_two_cpu_processes_covers_the_whole_validation_set(tmp_path):
     assert cm.sum() == 21 and cm.sum(1).tolist() == [3] * 7
     val_acc = float(metrics(tmp_path / "r")[-1]["val/acc"])
     assert abs(val_acc - cm.diag().sum().item() / 21) < 1e-6
+
+
+def test_ddp_keeps_vggs_backbone_the_same_on_every_rank_after_it_is_unfrozen(tmp_path):
+    """Was: the backbone, frozen before DDP wrapped the model, was never registered with it, so
+    once unfrozen its gradients stayed on each rank: the ranks' backbones drifted apart (Lightning
+    issue #20340) and only rank 0's was saved."""
+    from tests.conftest import make_folder
+
+    data = make_folder(tmp_path / "d", per_class=(4, 3, 0))
+    probe = (
+        "import sys, pytorch_lightning as pl, fer.train as T\n"
+        "class Probe(pl.Callback):\n"
+        "    def on_train_end(self, trainer, pl_module):\n"
+        "        s = sum(p.double().sum().item() for p in pl_module.model.backbone.parameters())\n"
+        "        print(f'RANK {trainer.global_rank} BACKBONE {s:.10f}', flush=True)\n"
+        "build = T.build_callbacks\n"
+        "T.build_callbacks = lambda *a, **k: build(*a, **k) + [Probe()]\n"
+        "sys.exit(T.main(sys.argv[1:]))\n"
+    )
+    args = ["--model", "vgg", "--no-pretrained", "--image-size", "32", "--data", str(data)]
+    args += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--max-epochs", "2"]
+    args += ["--freeze-epochs", "1", "--default-root-dir", str(tmp_path / "r"), "--no-test"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = tmp_path / "probe.py"  # a file: DDP starts rank 1 by running the command again
+    script.write_text(probe)
+    out = subprocess.run(
+        [sys.executable, str(script), *args, *TINY], capture_output=True, text=True, env=env,
+        timeout=600, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    sums = dict(re.findall(r"RANK (\d) BACKBONE (\S+)", out.stdout + out.stderr))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], sums
 
 
 @pytest.mark.slow  # CI runs it too (.ci/run): 90 s here, mostly decoding 32,298 PNGs
