@@ -298,7 +298,7 @@ def evaluate(
             )
         elif known is None:
             note += "; the model does not record its split, so fer.train's defaults were assumed"
-        trained_on = {(c or {}).get("data") for c in classifier.training_configs()}
+        trained_on = {(c or {}).get("data") for c in configs}
         if None in trained_on:
             note += (
                 "; CAUTION: the model does not record the data it was trained on, so this share "

@@ -217,6 +217,12 @@ def resolve_model_path(path: Path) -> Path:
     )
 
 
+#: A float picture holds 0..1; values up to this far outside (the overshoot of cubic or Lanczos
+#: resampling of a 0..1 picture, about a tenth) are that scale, clipped (fer.recognizer reads such
+#: a picture so); further out, the values are on another scale (0..255, say).
+FLOAT_OVERSHOOT = 0.25
+
+
 class Classifier:
     """A trained emotion classifier: uint8 48x48 faces in, class probabilities out.
 
@@ -338,9 +344,8 @@ class Classifier:
         if faces.dtype.kind == "f":
             if len(faces) and not (faces.min() >= 0 and faces.max() <= 1):  # NaN: refused
                 low, high = float(faces.min()), float(faces.max())
-                advice = (  # a little past 0..1, as resampling leaves faces: clipping is right
-                    "clip them to 0..1" if -0.5 < low and high < 1.5 else "divide them by 255"
-                )
+                near = -FLOAT_OVERSHOOT <= low and high <= 1 + FLOAT_OVERSHOOT
+                advice = "clip them to 0..1" if near else "divide them by 255"
                 raise FerError(
                     f"float faces must be scaled to 0..1 (these span {low:g}..{high:g}): "
                     f"{advice}, or pass uint8 0..255 faces"

@@ -43,12 +43,7 @@ from fer.faces import (
     to_gray,
     video_min_face,
 )
-from fer.inference import TTA_MODES, Classifier, load_classifier
-
-#: A float image array holds 0..1; values up to this far outside (the overshoot of cubic or
-#: Lanczos resampling of a 0..1 picture, about a tenth) are clipped, as a float file's are.
-#: Further out, the array is on another scale (0..255, say): refused.
-FLOAT_OVERSHOOT = 0.25
+from fer.inference import FLOAT_OVERSHOOT, TTA_MODES, Classifier, load_classifier
 
 
 class ImageError(FerError, ValueError):
