@@ -452,13 +452,8 @@ def onnx_session(spec: ModelSpec, onnx_file: Path):
             f"{onnx_file} is not the graph {meta} was exported with (it is left from, or copied "
             "from, another export); export again with python -m fer.export"
         )
-    weights = onnx_file.with_name("model.safetensors")
-    expected = spec.extra.get("weights_sha256")
-    if expected and weights.is_file() and file_sha256(weights) != expected:
-        raise FerError(
-            f"{weights} is not the weight file {onnx_file} was exported with; export both again "
-            "with python -m fer.export"
-        )
+    if spec.extra.get("weights_sha256"):  # a float graph, which reads model.safetensors
+        check_weight_file(spec, onnx_file.parent)
     whole = _ort_session(onnx_file)
     cores = usable_cores()
     if cores < 2:
@@ -565,6 +560,21 @@ def _ort_session(onnx_file: Path, threads: int = 0):
         ) from e
 
 
+def check_weight_file(spec: ModelSpec, folder: Path) -> Path:
+    """The export's model.safetensors, once it is the file its model.json records (its SHA-256:
+    `safetensors_sha256`, or for a float graph's exports before 2026-12-04 `weights_sha256`):
+    bytes changed in the tensors would load as other weights or NaN, and a float graph reads
+    them at fixed offsets."""
+    weights = folder / "model.safetensors"
+    expected = spec.extra.get("safetensors_sha256") or spec.extra.get("weights_sha256")
+    if expected and weights.is_file() and file_sha256(weights) != expected:
+        raise FerError(
+            f"{weights} is damaged or is not the weight file {folder / 'model.json'} records (its "
+            "SHA-256 differs); export the model again with python -m fer.export, or copy it again"
+        )
+    return weights
+
+
 def read_weights(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], Path]:
     """(spec, state dict, file read) of a Lightning checkpoint or an export (folder or its files)."""
     if path.suffix == ".ckpt":
@@ -573,15 +583,7 @@ def read_weights(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor], Path]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    weights = folder / "model.safetensors"
-    # an export records its weight file's SHA-256 (a float graph's exports before 2026-12-04 as
-    # the file the graph reads): bytes changed in the tensors would load as other weights or NaN
-    expected = spec.extra.get("safetensors_sha256") or spec.extra.get("weights_sha256")
-    if expected and weights.is_file() and file_sha256(weights) != expected:
-        raise FerError(
-            f"{weights} is damaged or is not this export's weight file (its SHA-256 is not the "
-            f"one {folder / 'model.json'} records); export the model again, or copy it again"
-        )
+    weights = check_weight_file(spec, folder)
     try:
         state = load_file(weights)
     except (SafetensorError, OSError) as e:
