@@ -67,6 +67,8 @@ MB = 1 << 20
 MAX_STREAMS = 16
 #: Photos a server holds at once, for each worker: a request beyond them gets 503.
 PHOTOS_PER_WORKER = 4
+#: Seconds a request body may go without a byte before the request gets 408 (--upload-timeout)
+UPLOAD_TIMEOUT = 30.0
 #: Parts a multipart body may have (a form with the photo and a few fields needs far fewer).
 MAX_PARTS = 16
 DETECTOR_LICENSES = {
@@ -313,10 +315,12 @@ class BodyLimit:
     """ASGI middleware: a request body over `limit` bytes gets 413 before it is read whole, by its
     Content-Length when it has one, else as soon as the bytes received pass the limit. (FastAPI's
     own max_body_size answers an oversized Content-Length with a plain-text 413; every error of
-    this API is JSON.)"""
+    this API is JSON.) A body whose next bytes do not come within `idle` seconds gets 408: a
+    client that stalls mid-upload would otherwise hold one of the server's places for photos for
+    as long as it keeps its connection open (uvicorn has no such timeout of its own)."""
 
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
+    def __init__(self, app, limit: int, idle: float = UPLOAD_TIMEOUT):
+        self.app, self.limit, self.idle = app, limit, idle
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -327,15 +331,24 @@ class BodyLimit:
         length = dict(scope["headers"]).get(b"content-length", b"0")
         if length.isdigit() and int(length) > self.limit:
             return await _send_error(send, too_large)
-        received, started = 0, False
+        received, started, whole = 0, False, False
+        stalled = RequestError(
+            408, f"no byte of the body came for {self.idle:g} s (fer.serve --upload-timeout)"
+        )
 
         async def limited_receive():
-            nonlocal received
-            message = await receive()
+            nonlocal received, whole
+            if whole:  # the body is in: what comes now is the client leaving, whenever it does
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle)
+            except TimeoutError:
+                raise stalled from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
                     raise too_large
+                whole = not message.get("more_body", False)
             return message
 
         async def watched_send(message):
@@ -346,7 +359,7 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, watched_send)
         except RequestError as e:
-            if e is not too_large or started:
+            if e not in (too_large, stalled) or started:
                 raise
             await _send_error(send, e)
 
@@ -358,7 +371,7 @@ async def _send_error(send, error: RequestError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(engine: Engine, max_body: int = 20 * MB):
+def create_app(engine: Engine, max_body: int = 20 * MB, upload_timeout: float = UPLOAD_TIMEOUT):
     """The ASGI application: the page, the JSON API and the live stream, over `engine`."""
     app = FastAPI(
         title="fer",
@@ -478,7 +491,7 @@ def create_app(engine: Engine, max_body: int = 20 * MB):
         finally:
             engine.streams -= 1
 
-    return BodyLimit(app, max_body)
+    return BodyLimit(app, max_body, upload_timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -510,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-body-mb", type=float, default=20, help="largest request body, MB")
     p.add_argument(
+        "--upload-timeout",
+        type=float,
+        default=UPLOAD_TIMEOUT,
+        help="seconds an upload may go without a byte before it gets 408 (its place for a photo "
+        "freed)",
+    )
+    p.add_argument(
         "--max-megapixels", type=float, default=50, help="largest image, by its header, megapixels"
     )
     add_debug_flag(p)
@@ -533,9 +553,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    sizes = (args.max_body_mb, args.max_megapixels)
+    sizes = (args.max_body_mb, args.max_megapixels, args.upload_timeout)
     if min(args.workers, args.every) < 1 or not all(0 < x < math.inf for x in sizes):  # nan too
-        raise FerError("--workers, --every, --max-body-mb and --max-megapixels must be positive")
+        raise FerError(
+            "--workers, --every, --max-body-mb, --max-megapixels and --upload-timeout must be "
+            "positive"
+        )
     if not 0 <= args.port <= 65535:
         raise FerError(f"--port {args.port} is not a port: give one of 0-65535 (0: any free one)")
     import uvicorn
@@ -552,7 +575,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_pixels=args.max_megapixels * 1e6,
         every=args.every,
     )
-    app = create_app(engine, max_body=int(args.max_body_mb * MB))
+    app = create_app(engine, int(args.max_body_mb * MB), args.upload_timeout)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(

@@ -191,6 +191,41 @@ def test_a_client_that_leaves_mid_upload_costs_nothing(server):
     assert "Traceback" not in (home.parent / "serve.log").read_text()
 
 
+def test_uploads_that_stall_give_their_place_back(real_faces, tmp_path):
+    """Was: a client that sent a photo's headers and first bytes and then nothing held one of
+    the server's places for photos for as long as it kept the connection open; PHOTOS_PER_WORKER
+    such clients made every other upload a 503. Now a body whose next bytes do not come within
+    --upload-timeout seconds gets 408 and its place is free again."""
+    import socket
+
+    from fer.serve import PHOTOS_PER_WORKER
+
+    log = tmp_path / "serve.log"
+    with running_server("--workers", "1", "--upload-timeout", "1", log=log) as url:
+        host, port = url.removeprefix("http://").split(":")
+        stalled = []
+        try:
+            for _ in range(PHOTOS_PER_WORKER):
+                sock = socket.create_connection((host, int(port)))
+                stalled.append(sock)
+                sock.sendall(
+                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                    b"Content-Length: 100000\r\n\r\n\xff\xd8"
+                )
+            held = lambda: httpx.get(f"{url}/api/health").json()["photos"] == PHOTOS_PER_WORKER  # noqa: E731
+            wait_for(held, 30, "the stalled uploads counted")
+            time.sleep(2)  # past --upload-timeout
+            body = jpeg(photo_with(real_faces[:1], 320, 240, size=100, x=100, y=60))
+            assert post(url, body).status_code == 200
+            stalled[0].settimeout(10)
+            head = stalled[0].recv(4096).decode("latin-1")
+            assert head.startswith("HTTP/1.1 408") and "--upload-timeout" in head
+        finally:
+            for sock in stalled:
+                sock.close()
+    assert "Traceback" not in log.read_text()
+
+
 def test_pictures_the_python_api_reads_are_answered_as_it_answers_them(
     real_faces, server, tmp_path
 ):
