@@ -24,7 +24,7 @@ from fer.models import build_model
 class FerModule(pl.LightningModule):
     """Classifies 48x48 faces into the seven FER-2013 emotions.
 
-    Logs `train/loss`, `train/acc`, `val/loss`, `val/acc`, `val/f1`, `val/recall_<emotion>` and
+    Logs `train/loss_step`, `train/loss_epoch`, `train/acc`, `val/loss`, `val/acc`, `val/f1`, `val/recall_<emotion>` and
     the same under `test/`. The confusion matrix of the last val/test epoch is kept in
     `self.confusion[stage]` for callbacks to draw. The checkpoint holds every argument here, so
     `FerModule.load_from_checkpoint(path)` rebuilds the model with nothing else.
@@ -131,7 +131,19 @@ class FerModule(pl.LightningModule):
             logits = self(x)
             loss = self._train_loss(logits, y, teacher)
         self.train_acc(logits, y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(y))
+        # the names Lightning gives a value logged on_step and on_epoch; the epoch's mean covers
+        # every rank's faces under DDP, as train/acc does, and a step's value (rank 0's) costs
+        # no exchange between the ranks
+        self.log("train/loss_step", loss, prog_bar=True)
+        self.log(
+            "train/loss_epoch",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=len(y),
+        )
         self.log(
             "train/acc",
             self.train_acc,

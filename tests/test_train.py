@@ -794,6 +794,45 @@ def test_ddp_keeps_vggs_backbone_the_same_on_every_rank_after_it_is_unfrozen(tmp
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], sums
 
 
+def test_ddp_logs_the_mean_training_loss_of_every_rank(tmp_path):
+    """Was: train/loss_epoch under DDP was rank 0's mean alone (logged without sync_dist), while
+    train/acc, a torchmetrics metric, covered every rank's faces."""
+    from tests.conftest import make_folder
+
+    data = make_folder(tmp_path / "d", per_class=(4, 3, 0))
+    probe = (
+        "import sys, pytorch_lightning as pl, fer.train as T\n"
+        "class Probe(pl.Callback):\n"
+        "    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):\n"
+        "        loss, n = outputs['loss'].item(), len(batch[1])\n"
+        "        print(f'RANK {trainer.global_rank} LOSS {loss!r} FACES {n}', flush=True)\n"
+        "build = T.build_callbacks\n"
+        "T.build_callbacks = lambda *a, **k: build(*a, **k) + [Probe()]\n"
+        "sys.exit(T.main(sys.argv[1:]))\n"
+    )
+    args = ["--data", str(data), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
+    args += ["--max-epochs", "1", "--default-root-dir", str(tmp_path / "r"), "--no-test"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    script = tmp_path / "probe.py"  # a file: DDP starts rank 1 by running the command again
+    script.write_text(probe)
+    out = subprocess.run(
+        [sys.executable, str(script), *args, *TINY], capture_output=True, text=True, env=env,
+        timeout=300, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    steps = re.findall(r"RANK (\d) LOSS (\S+) FACES (\d+)", out.stdout + out.stderr)
+    mean = {
+        rank: sum(float(v) * int(n) for r, v, n in steps if r == rank)
+        / sum(int(n) for r, _, n in steps if r == rank)
+        for rank in ("0", "1")
+    }
+    every = sum(float(v) * int(n) for _, v, n in steps) / sum(int(n) for *_, n in steps)
+    assert abs(mean["0"] - every) > 1e-3  # the ranks' faces differ, and so do their losses
+    rows = metrics(tmp_path / "r")
+    logged = [float(row["train/loss"]) for row in rows if row["train/loss"]]  # epochs' means
+    assert len(logged) == 1 and abs(logged[0] - every) < 1e-4, (logged, mean, every)
+
+
 @pytest.mark.slow  # CI runs it too (.ci/run): 90 s here, mostly decoding 32,298 PNGs
 def test_real_data_short_run(shared_data, tmp_path):
     args = [
