@@ -36,8 +36,9 @@ def draw(
     frame: np.ndarray, faces: Sequence[FaceEmotion], fps: float | None = None, bars: bool = True
 ) -> None:
     """Draw the faces (and the frames per second, when given) on a BGR picture, in place; sizes
-    follow the picture's width (tuned for 640x480)."""
-    unit = max(frame.shape[1] / 640, 0.5)
+    follow the picture's size (tuned for 640x480, and as large as they fit a 640x480 picture
+    scaled to fit this one: a panorama's panel is no taller than the panorama)."""
+    unit = max(min(frame.shape[1] / 640, frame.shape[0] / 480), 0.5)
     row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
     panel_w = name_w + bar_w + round(8 * unit)
     for face in faces:

@@ -21,6 +21,7 @@ import stat
 import sys
 import tempfile
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,7 +129,10 @@ def decode_image(data: bytes | np.ndarray, upright: bool = False) -> np.ndarray 
     # OpenCV applies the EXIF orientation for any flags but IMREAD_UNCHANGED; not AVIF's, which
     # its container holds (rotation and mirror boxes): Pillow reads that as an EXIF orientation
     flags = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR if upright else cv2.IMREAD_UNCHANGED
-    image = cv2.imdecode(buf, flags)
+    try:
+        image = cv2.imdecode(buf, flags)
+    except cv2.error:  # a header claiming more than OpenCV decodes (OPENCV_MAX_SIDE...), say
+        image = None
     brand = bytes(buf[8:12]) if bytes(buf[4:8]) == b"ftyp" else b""
     if upright and image is not None and brand in AVIF_BRANDS:
         image = turned_upright(image, avif_orientation(buf))
@@ -202,12 +206,16 @@ def why_unreadable(path: str | Path) -> str:
     """Why read_image gave nothing for a file, from its first bytes, for a one-line error."""
     try:
         with open(path, "rb") as f:
-            head = f.read(32)
+            head = f.read(HEADER_BYTES)
     except OSError as e:
         return f"cannot be read ({e.strerror})"
     return why_undecodable(head)
 
 
+#: The first bytes of an encoded image that why_undecodable reads (its size is in them).
+HEADER_BYTES = 1 << 16
+#: The largest image OpenCV decodes: 2^20 px a side, 2^30 pixels (its CV_IO_MAX_IMAGE_* defaults).
+OPENCV_MAX_SIDE, OPENCV_MAX_PIXELS = 1 << 20, 1 << 30
 #: The first bytes of the formats a truncated file is recognised by, for one-line errors.
 IMAGE_MAGIC = (
     (b"\xff\xd8", "JPEG"),
@@ -256,8 +264,33 @@ def why_undecodable(head: bytes) -> str:
     if brand in AVIF_BRANDS and not opencv_reads_avif():
         return "is AVIF, which this OpenCV build cannot decode; convert it to JPEG or PNG"
     if kind := image_kind(head):
+        if claim := oversized(head):
+            return (
+                f"has a header claiming {claim}: damaged, or larger than OpenCV decodes "
+                f"({OPENCV_MAX_SIDE:,} px a side, {OPENCV_MAX_PIXELS / 1e6:,.0f} megapixels)"
+            )
         return f"is a truncated or damaged {kind} file"
     return "is not an image file OpenCV can decode"
+
+
+def oversized(head: bytes) -> str | None:
+    """What an encoded image's header (its first HEADER_BYTES) claims of its size, as
+    "WxH pixels", where that is more than OpenCV decodes, or "over N megapixels" where Pillow
+    finds it too large to say; else None."""
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():  # a large image's, a damaged header's ("Corrupt EXIF")
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(head)) as header:  # reads the header, not the pixels
+                w, h = header.size
+    except Image.DecompressionBombError:
+        return f"over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:,.0f} megapixels"
+    except Exception:  # any plugin's error on a damaged header: no claim read
+        return None
+    if max(w, h) > OPENCV_MAX_SIDE or w * h > OPENCV_MAX_PIXELS:
+        return f"{w}x{h} pixels"
+    return None
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:

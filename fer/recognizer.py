@@ -22,6 +22,7 @@ import numpy as np
 
 from fer.common import (
     EMOTIONS,
+    HEADER_BYTES,
     FerError,
     decode_image,
     read_image,
@@ -107,7 +108,7 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
     if isinstance(image, (bytes, bytearray, memoryview)):
         pixels = decode_image(image, upright=True)
         if pixels is None:
-            why = why_undecodable(bytes(image[:32]))
+            why = why_undecodable(bytes(image[:HEADER_BYTES]))
             raise UndecodableImage(f"not a readable image: {name} {why}")
         return check_image(_decoded(pixels), name)
     if any(kind.__module__.startswith("PIL.") for kind in type(image).__mro__):  # plugins' too

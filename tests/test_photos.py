@@ -326,9 +326,11 @@ def test_huge_photos_go_through_yunet_in_tiles(real_faces, monkeypatch):
 
 def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, tmp_path, capsys):
     """JPEG, PNG (8- and 16-bit gray, RGBA), WebP, BMP, TIFF, AVIF and HEIC are read; a truncated
-    JPEG, AVIF or HEIC, a text file named .jpg and a 1x3000 strip are one line each on stderr, and
-    every other file is still scored and written, with exit 1. (Was: the strip stopped the run with
-    a traceback; a damaged AVIF was said to be a kind OpenCV cannot decode; HEIC was not read.)"""
+    JPEG, AVIF or HEIC, a text file named .jpg, a 1x3000 strip and a BMP whose header claims more
+    pixels than OpenCV decodes are one line each on stderr, and every other file is still scored
+    and written, with exit 1. (Was: the strip stopped the run with a traceback; a damaged AVIF was
+    said to be a kind OpenCV cannot decode; HEIC was not read; the BMP's cv2.error was printed as
+    OpenCV's two-line assertion, and the Python API raised it as no ImageError.)"""
     photo = photo_with(real_faces[:1], 700, 500, 200)
     gray = cv2.cvtColor(photo, cv2.COLOR_BGR2GRAY)
     good = {
@@ -359,6 +361,9 @@ def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, t
     (tmp_path / "i_cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
     (tmp_path / "j_text.jpg").write_text("not a photo")
     cv2.imwrite(str(tmp_path / "k_strip.png"), np.zeros((1, 3000), np.uint8))
+    bmp = bytearray((tmp_path / "f.bmp").read_bytes())
+    bmp[22:26] = (2_000_000).to_bytes(4, "little")  # a damaged height: OpenCV raised cv2.error
+    (tmp_path / "q_tall.bmp").write_bytes(bmp)
     out = tmp_path / "out" / "p.json"
     code, captured = run_predict([str(tmp_path), "--json", str(out)], capsys)
     assert code == 1
@@ -369,6 +374,7 @@ def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, t
         ("i_cut.jpg", "truncated"),
         ("j_text.jpg", "not an image file"),
         ("k_strip.png", "3000x1 pixels is too small"),
+        ("q_tall.bmp", "has a header claiming over"),
         *([("m_cut.avif", "is a truncated or damaged AVIF file")] if avif else []),
     ]:
         (line,) = [x for x in lines if name in x]
@@ -581,3 +587,18 @@ def test_faces_are_drawn_by_their_emotions_names_not_the_order_of_their_probabil
     assert np.array_equal(frames[0], frames[1])
     label = frames[0][60:100, 100:220]  # the label above the box: in neutral's colour
     assert (label == (180, 180, 180)).all(axis=2).mean() > 0.2
+
+
+@pytest.mark.parametrize("width, height", [(4000, 300), (640, 480), (300, 4000)])
+def test_the_probability_panel_fits_a_picture_of_any_shape(width, height):
+    """Was: sizes followed the picture's width alone, so on a 4000x300 panorama the panel beside
+    a face was 788 px tall, over the whole picture and its other faces."""
+    from fer.annotate import draw
+    from fer.recognizer import FaceEmotion
+
+    frame = np.full((height, width, 3), 128, np.uint8)
+    probabilities = dict(zip(EMOTIONS, (0.1, 0.0, 0.1, 0.6, 0.1, 0.05, 0.05)))
+    draw(frame, [FaceEmotion((20, 100, 60, 60), None, "happy", 0.6, probabilities)])
+    beside = frame[100:, 86:]  # right of the box, below its label: the panel, darkened
+    rows = np.flatnonzero((beside < 60).all(axis=2).any(axis=1))
+    assert 0 < rows[-1] - rows[0] + 1 <= 0.3 * height

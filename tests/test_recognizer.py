@@ -17,7 +17,7 @@ from fer import EmotionRecognizer, FaceEmotion
 from fer.common import EMOTIONS, FerError
 from fer.inference import SHIPPED, load_classifier
 from fer.predict import main as predict
-from fer.recognizer import ImageError
+from fer.recognizer import ImageError, UndecodableImage
 from tests.conftest import RowCounter, copy_without_parts, face, photo_with
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,6 +174,17 @@ def test_an_undecodable_file_is_a_fer_error(rec, tmp_path):
     (tmp_path / "notes.jpg").write_text("not an image")
     with pytest.raises(FerError, match="notes.jpg: not a readable image"):
         rec.predict(tmp_path / "notes.jpg")
+
+
+def test_a_header_claiming_more_pixels_than_opencv_decodes_is_an_image_error(rec, tmp_path):
+    """Was: OpenCV raised cv2.error for it (neither an ImageError nor a ValueError), from a file
+    and from its bytes alike."""
+    bmp = bytearray(cv2.imencode(".bmp", np.full((20, 30, 3), 128, np.uint8))[1].tobytes())
+    bmp[22:26] = (2_000_000).to_bytes(4, "little")  # the height: 30 x 2,000,000 pixels
+    (tmp_path / "tall.bmp").write_bytes(bmp)
+    for picture in (tmp_path / "tall.bmp", bytes(bmp)):
+        with pytest.raises(UndecodableImage, match="header claiming 30x2000000 pixels"):
+            rec.predict(picture)
 
 
 def test_bad_options_are_refused(tmp_path):
