@@ -428,6 +428,11 @@ def split_indices(
         )
     if (u == PRIVATE_TEST).any():
         test = u == PRIVATE_TEST
+        if left := int((u == UNMARKED_TEST).sum()):
+            notes.append(
+                f"{left} face{'s' if left > 1 else ''} of test/ without a Kaggle prefix "
+                "(PublicTest_, PrivateTest_) in no split: the test split is the PrivateTest faces"
+            )
     else:
         test = u == UNMARKED_TEST
         if not test.any():

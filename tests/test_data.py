@@ -60,6 +60,20 @@ def test_canonical_split_from_file_prefixes(tmp_path):
     assert notes == []
 
 
+def test_test_faces_without_a_prefix_beside_private_test_are_named_in_a_note(tmp_path):
+    """Was: with PrivateTest faces in test/, the test split is PrivateTest, and a face added to
+    test/ without a Kaggle prefix (a user's own) was in no split, and nothing said so."""
+    import cv2
+
+    root = make_folder(tmp_path / "d", per_class=(3, 2, 1))
+    cv2.imwrite(str(root / "test" / "happy" / "my_face.png"), face(3, 9))
+    data = load_fer(root)
+    splits, notes = split_indices(data)
+    assert len(data) == 43 and sum(len(v) for v in splits.values()) == 42
+    (note,) = notes
+    assert "1 face of test/" in note and "in no split" in note
+
+
 def test_public_test_without_private_test_gives_no_test_split(tmp_path):
     data = load_fer(make_folder(tmp_path / "d", per_class=(3, 2, 0)))
     splits, notes = split_indices(data)
