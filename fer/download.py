@@ -26,9 +26,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def manual(to: Path = DEFAULT_DATA) -> str:
     """How to get the data without kagglehub, into `to`."""
+    then = "" if Path(to) == DEFAULT_DATA else f" and pass --data {to}"  # found there unasked
     return (
-        f"get it by hand with `kaggle datasets download {DATASET} -p {to} --unzip` (or the "
-        "competition's fer2013.csv) and pass --data PATH"
+        f"get it by hand with `kaggle datasets download {DATASET} -p {to} --unzip`{then}, or "
+        "the competition's fer2013.csv with --data PATH"
     )
 
 
@@ -101,21 +102,32 @@ def download(to: Path = DEFAULT_DATA) -> Path:
         if counts != EXPECTED_FACES:
             got = ", ".join(f"{counts[s]:,} {s}" for s in EXPECTED_FACES)
             want = ", ".join(f"{n:,} {s}" for s, n in EXPECTED_FACES.items())
+            short = any(counts[s] < n for s, n in EXPECTED_FACES.items())
             raise FerError(
-                f"the {DATASET} download in {folder} is incomplete ({got} faces, expected "
+                f"the {DATASET} download in {folder} is "
+                f"{'incomplete' if short else 'not the one fer knows'} ({got} faces, expected "
                 f"{want}); delete that folder and run again, or {manual(to)}"
             )
     except BaseException:
         remove_empty(made)  # the folders made for the link, left empty
         raise
-    if to.is_symlink():
-        to.unlink()
+    before = os.readlink(to) if to.is_symlink() else None
+    # the new link is made beside the old one and put in its place at once: a failure or an
+    # interrupt leaves the old link (or none, where there was none) and nothing half-made
+    made_link = to.with_name(f".{to.name}.{os.getpid()}.link")
     try:
-        os.symlink(folder.resolve(), to, target_is_directory=True)
-    except OSError as e:
+        os.symlink(folder.resolve(), made_link, target_is_directory=True)
+        os.replace(made_link, to)
+    except BaseException as e:
+        if os.path.lexists(made_link):
+            os.unlink(made_link)
+        if not isinstance(e, OSError):
+            raise
         raise FerError(
             f"could not link {to} to the download in {folder} ({e.strerror}); pass --data {folder}"
         ) from e
+    if before is not None and Path(before).resolve() != folder.resolve():
+        log.info("%s linked to %s before; now to the download", to, before)
     log.info("FER-2013 (%s) is in %s, linked at %s", DATASET, folder, to)
     return to
 
@@ -125,6 +137,11 @@ def resolve_data(path: str | Path | None) -> str:
     location, downloaded there first when it is missing (or a broken link)."""
     if path is not None:
         return str(path)
+    if DEFAULT_DATA.is_dir() and not DEFAULT_DATA.is_symlink() and not any(DEFAULT_DATA.iterdir()):
+        raise FerError(
+            f"{DEFAULT_DATA} holds no FER-2013 data (an empty folder): remove it to download "
+            "FER-2013 there, put the data in it by hand, or pass --data PATH"
+        )
     if DEFAULT_DATA.exists():
         return str(DEFAULT_DATA)
     log.info("no data at %s: downloading FER-2013 (%s) from Kaggle", DEFAULT_DATA, DATASET)

@@ -126,3 +126,31 @@ def test_a_destination_that_cannot_be_linked_is_refused_before_downloading(
     with pytest.raises(FerError, match=needle):
         data_main(["download", "--to", to])
     assert kaggle["calls"] == []
+
+
+def test_a_link_that_cannot_be_made_leaves_the_old_one(kaggle, tmp_path, monkeypatch):
+    """Was: the old link was removed before the new one was made, so a failure (or an
+    interrupt) in between left no data at data/fer2013 at all."""
+    old = make_folder(tmp_path / "mine", per_class=(1, 1, 0))
+    Path("data").mkdir()
+    os.symlink(old, "data/fer2013", target_is_directory=True)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", refuse)
+    with pytest.raises(FerError, match="could not link data/fer2013"):
+        fer.download.download()
+    assert Path("data/fer2013").resolve() == old.resolve()
+    assert os.listdir("data") == ["fer2013"]  # nothing half-made beside it
+
+
+def test_an_empty_default_folder_says_how_to_download_into_it(kaggle, capsys):
+    """Was: with an empty data/fer2013 (a download by hand that never finished), training
+    without --data said to leave out --data to download, which is what the user had done."""
+    Path("data/fer2013").mkdir(parents=True)
+    with pytest.raises(SystemExit, match="2"):
+        run_cli(train, ["--max-epochs", "1"])
+    err = capsys.readouterr().err
+    assert "data/fer2013 holds no FER-2013 data" in err and "remove" in err
+    assert "leave out --data" not in err and kaggle["calls"] == []
