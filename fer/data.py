@@ -229,7 +229,21 @@ def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
     return FerData(images, labels, usage, names, str(root), skipped=bad, nonstandard=odd)
 
 
-def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
+def csv_line(path: Path, row: int) -> int:
+    """The line number (from 1) in a CSV file of its `row`th data row (from 0) as pandas reads
+    it: after the header, blank lines (and lines of spaces) left out. For messages only: it reads
+    the file again."""
+    seen = -2  # the header is row -1
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for number, line in enumerate(f, 1):
+            if line.strip():
+                seen += 1
+                if seen == row:
+                    return number
+    return number
+
+
+def _parse_pixels(pixels: pd.Series, source: Path) -> np.ndarray:
     """Space-separated pixel strings -> (N, 48, 48) uint8, without a Python loop per pixel."""
     n, size = len(pixels), IMAGE_SIZE * IMAGE_SIZE
     text = pixels.astype(str)
@@ -249,14 +263,17 @@ def _parse_pixels(pixels: pd.Series, source: str, rows: pd.Index) -> np.ndarray:
         or (grid[:, size] != -1).any()
         or (n and (grid[:, :size].min() < 0 or grid[:, :size].max() > 255))
     ):
-        for row, s in zip(rows, text):  # slow path, only to name the bad row
+        for row, s in enumerate(text):  # slow path, only to name the bad row
             parts = s.split()
             if len(parts) != size:
                 raise FerError(
-                    f"{source} line {row + 2}: {len(parts)} pixel values, expected {size}"
+                    f"{source} line {csv_line(source, row)}: {len(parts)} pixel values, "
+                    f"expected {size}"
                 )
-            if not all(p.isdigit() and int(p) <= 255 for p in parts):
-                raise FerError(f"{source} line {row + 2}: pixels must be integers 0..255")
+            if not all(p.isascii() and p.isdigit() and int(p) <= 255 for p in parts):
+                raise FerError(
+                    f"{source} line {csv_line(source, row)}: pixels must be integers 0..255"
+                )
         # every row is right, in a form the fast parser took otherwise (none, say): row by row
         grid = np.array([s.split() for s in text], dtype=np.int32).reshape(n, size)
     return grid[:, :size].astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
@@ -289,7 +306,8 @@ def read_csv(files: list[Path]) -> FerData:
         if bad.any():
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise FerError(
-                f"{f} line {row + 2}: emotion {df['emotion'].iloc[row]!r} is not a label 0..{NUM_CLASSES - 1}"
+                f"{f} line {csv_line(f, row)}: emotion {df['emotion'].iloc[row]!r} is not a "
+                f"label 0..{NUM_CLASSES - 1}"
             )
         if "Usage" in df.columns:
             usage_text = df["Usage"].str.strip()
@@ -303,7 +321,7 @@ def read_csv(files: list[Path]) -> FerData:
         else:
             code = UNMARKED_TEST if f.name.lower() == "test.csv" else UNMARKED_TRAIN
             usage = np.full(len(df), code, np.uint8)
-        images = _parse_pixels(df["pixels"], str(f), df.index)
+        images = _parse_pixels(df["pixels"], f)
         names = [f"{f.name}:{i}" for i in range(len(df))]
         parts.append((images, emotion.to_numpy(np.int64), usage, names))
     if not parts:

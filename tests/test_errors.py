@@ -41,6 +41,7 @@ def csv_with(tmp_path, text: str):
 
 
 GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
+SUPERSCRIPT = GOOD.replace("9", "\u00b2", 1)  # "²": a digit to str.isdigit, not to int()
 
 
 @pytest.mark.parametrize(
@@ -82,6 +83,25 @@ GOOD = pixels(np.zeros((48, 48), np.uint8) + 9)
                 t, f"emotion,pixels,Usage\n0,{GOOD.replace('9', 'x', 1)},Training\n"
             ),
             ["line 2", "integers 0..255"],
+        ),
+        (  # was "line 3": the blank lines pandas skips were not counted
+            "csv pixel count after blank lines",
+            lambda t: csv_with(
+                t, f"emotion,pixels,Usage\n\n0,{GOOD},Training\n  \n1,1 2 3,Training\n"
+            ),
+            ["line 5", "3 pixel values, expected 2304"],
+        ),
+        (  # was a traceback: "²".isdigit() is true, and int("²") a ValueError
+            "csv unicode digits",
+            lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{SUPERSCRIPT},Training\n"),
+            ["line 2", "integers 0..255"],
+        ),
+        (
+            "csv label out of range after a blank line",
+            lambda t: csv_with(
+                t, f"emotion,pixels,Usage\n0,{GOOD},Training\n\n9,{GOOD},Training\n"
+            ),
+            ["line 4", "'9' is not a label 0..6"],
         ),
         (
             "csv unknown usage",
