@@ -93,9 +93,10 @@ def resolve_source(path: str | Path) -> tuple[str, list[Path]]:
             files.append(p.parent / "test.csv")
         return "csv", files
     if p.is_dir():
+        csvs = {f.name.lower(): f for f in sorted(p.iterdir()) if f.is_file()}  # FER2013.csv too
         for name in CSV_NAMES:
-            if (p / name).is_file():
-                return resolve_source(p / name)
+            if name in csvs:
+                return resolve_source(csvs[name])
         if split_folders(p):
             return "folder", [p]
         raise FerError(
@@ -115,7 +116,12 @@ def split_folders(root: Path) -> dict[str, Path]:
     found = {}
     for d in sorted(root.iterdir()):
         if d.name.lower() in ("train", "test") and d.is_dir():
-            found.setdefault(d.name.lower(), d)
+            if d.name.lower() in found:
+                raise FerError(
+                    f"two {d.name.lower()} folders in {root}: {found[d.name.lower()].name}/ and "
+                    f"{d.name}/; move their faces into one"
+                )
+            found[d.name.lower()] = d
     return found
 
 
@@ -138,14 +144,23 @@ def _folder_files(root: Path) -> list[tuple[str, int, int, int]]:
             if label is None:
                 unknown.append(f"{top.name}/{cls_dir.name}")
                 continue
-            for dirpath, dirs, files in os.walk(cls_dir):
+            seen = set()  # linked folders are followed, each once (a link to a parent ends)
+            for dirpath, dirs, files in os.walk(cls_dir, followlinks=True):
+                if os.path.realpath(dirpath) in seen:
+                    dirs[:] = []
+                    continue
+                seen.add(os.path.realpath(dirpath))
                 dirs[:] = [d for d in dirs if not d.startswith(".")]
                 for f in sorted(files):
                     if f.startswith("."):
                         continue
                     full = os.path.join(dirpath, f)
-                    st = os.stat(full)
-                    entries.append((os.path.relpath(full, root), label, st.st_size, st.st_mtime_ns))
+                    try:
+                        st = os.stat(full)
+                        size, mtime = st.st_size, st.st_mtime_ns
+                    except OSError:  # a broken link, say: skipped as unreadable when decoded
+                        size, mtime = -1, 0
+                    entries.append((os.path.relpath(full, root), label, size, mtime))
     if unknown:
         raise FerError(
             f"unknown class folders in {root}: {', '.join(unknown)}; folders must be named "

@@ -368,3 +368,29 @@ def test_a_split_folder_fer_does_not_read_is_named_in_a_warning(tmp_path, caplog
         data = load_fer(root, tmp_path / "cache")
     assert len(data.labels) == 21
     assert any("val is not read" in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_folder_odds_a_user_may_have_are_read_or_named(tmp_path, caplog):
+    """Were: a broken link among the faces stopped the whole load (FileNotFoundError); a linked
+    folder inside a class folder was passed over; with both train/ and Train/ one was read and
+    the other dropped, silently."""
+    import logging
+
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    os.symlink(tmp_path / "gone.png", root / "train" / "happy" / "Training_gone.png")
+    more = make_folder(tmp_path / "more", per_class=(1, 0, 0))
+    os.symlink(more / "train" / "sad", root / "train" / "sad" / "more")
+    with caplog.at_level(logging.WARNING):
+        data = load_fer(root, cache_dir=tmp_path / "cache")
+    assert len(data) == 7 * 3 + 1  # the broken link skipped, the linked folder's face read
+    assert "skipped 1 files that are not readable images" in caplog.text
+    assert any("more" in n for n in data.names)
+    (root / "Train").mkdir()
+    with pytest.raises(FerError, match="two train folders"):
+        load_fer(root, cache_dir=tmp_path / "cache")
+
+
+def test_a_csv_named_in_capitals_is_found_in_its_folder(tmp_path):
+    path = make_csv(tmp_path / "d" / "fer2013.csv", per_class=(2, 1, 1))
+    path.rename(tmp_path / "d" / "FER2013.csv")
+    assert len(load_fer(tmp_path / "d", cache_dir=tmp_path / "cache")) == 7 * 4
