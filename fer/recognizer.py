@@ -134,10 +134,16 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
 
 def _decoded(pixels: np.ndarray) -> np.ndarray:
     """A decoded file's pixels as an array the API takes: float images (TIFF, HDR, PFM) hold
-    0..1 by convention, kept as 8-bit with brighter values clipped to white; signed and 32-bit
-    integers (TIFF) come to 8 bits by the range their values use (fer.common.to_uint8)."""
+    0..1 by convention, kept as 8-bit with brighter values clipped to white, except one of whole
+    numbers 0..255 beyond that (an 8-bit picture saved as float, as cv2.imwrite saves a float
+    array to TIFF), read as the 8-bit values it holds; signed and 32-bit integers (TIFF) come to
+    8 bits by the range their values use (fer.common.to_uint8)."""
     if pixels.dtype.kind == "f":
-        return (np.clip(np.nan_to_num(pixels), 0, 1) * 255).round().astype(np.uint8)
+        pixels = np.nan_to_num(pixels)
+        if pixels.size and 1 + FLOAT_OVERSHOOT < pixels.max() <= 255 and pixels.min() >= 0:
+            if np.array_equal(pixels, np.round(pixels)):
+                return pixels.astype(np.uint8)
+        return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
     if pixels.dtype not in (np.uint8, np.uint16):
         return to_uint8(pixels)
     return pixels

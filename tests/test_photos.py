@@ -602,3 +602,24 @@ def test_the_probability_panel_fits_a_picture_of_any_shape(width, height):
     beside = frame[100:, 86:]  # right of the box, below its label: the panel, darkened
     rows = np.flatnonzero((beside < 60).all(axis=2).any(axis=1))
     assert 0 < rows[-1] - rows[0] + 1 <= 0.3 * height
+
+
+def test_a_float_file_of_whole_numbers_0_255_is_read_as_8_bit(real_faces, tmp_path):
+    """Was: float files were read as 0..1 and clipped, so a uint8 picture saved as float32 (as
+    cv2.imwrite writes a float array to TIFF) was all white: 'no face found'. A float file of
+    other values (HDR) is still read as 0..1, brighter values clipped to white."""
+    from fer import EmotionRecognizer
+
+    photo = cv2.cvtColor(photo_with(real_faces[:1], 400, 300, 150, x=120, y=70), cv2.COLOR_BGR2GRAY)
+    cv2.imwrite(str(tmp_path / "as_float.tiff"), photo.astype(np.float32))
+    cv2.imwrite(str(tmp_path / "hdr_like.tiff"), photo.astype(np.float32) / 200)  # up to 1.27
+    rec = EmotionRecognizer()
+    (want,) = rec.predict(photo)
+    (got,) = rec.predict(tmp_path / "as_float.tiff")
+    assert got.box == want.box and got.probabilities == want.probabilities
+    clipped = np.clip(photo.astype(np.float32) / 200, 0, 1)
+    from fer.recognizer import as_image
+
+    assert np.array_equal(
+        as_image(tmp_path / "hdr_like.tiff"), (clipped * 255).round().astype(np.uint8)
+    )
