@@ -124,13 +124,19 @@ def test_capitalised_split_folders_and_hidden_folders(tmp_path):
     assert len(splits["train"]) + len(splits["val"]) == 14
 
 
-def test_cache_is_reused_and_invalidated_when_the_data_changes(tmp_path):
+def test_cache_is_reused_and_invalidated_when_the_data_changes(tmp_path, monkeypatch):
+    import fer.data
+
     root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    decoded = []
+    read = fer.data.read_folder
+    monkeypatch.setattr(fer.data, "read_folder", lambda *a, **k: decoded.append(1) or read(*a, **k))
     first = load_fer(root)
     cache_files = list((tmp_path / "cache").glob("*.safetensors"))
     assert len(cache_files) == 1
     again = load_fer(root)
     assert torch.equal(first.images, again.images) and first.names == again.names
+    assert len(decoded) == 1  # the second load read the cache, not the files
     extra = root / "train" / "happy" / "Training_new.png"
     import cv2
 
@@ -146,6 +152,7 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     (cache,) = (tmp_path / "cache").glob("*.safetensors")
     cache.write_bytes(cache.read_bytes()[:100])
     assert torch.equal(load_fer(root).images, first.images)
+    assert cache.stat().st_size > 100  # written again, whole
 
 
 def test_colour_and_odd_size_images_become_48x48_gray():
@@ -157,6 +164,10 @@ def test_colour_and_odd_size_images_become_48x48_gray():
     ):
         out = to_face48(img)
         assert out.shape == (48, 48) and out.dtype == np.uint8
+    assert (to_face48(np.full((48, 48), 65535, np.uint16)) == 255).all()  # 16 bits: full is white
+    blue = np.zeros((48, 48, 3), np.uint8)
+    blue[..., 0] = 255  # OpenCV's BGR: pure blue is gray 29 (0.114 of 255)
+    assert (to_face48(blue) == 29).all()
 
 
 def test_missing_data_names_the_path_and_how_to_get_it(tmp_path):
@@ -187,6 +198,7 @@ def test_a_share_of_the_evaluation_batches_holds_every_class(folder_data):
     loader = dm.val_dataloader()
     first = [labels[b].unique().numel() for b in loader.sampler][0]
     assert first >= 4
+    loader.sampler.set_epoch(1)  # a later epoch: the same batches
     again = [b.tolist() for b in dm.val_dataloader().sampler]
     assert again == [b.tolist() for b in loader.sampler]
 
@@ -198,6 +210,10 @@ def test_train_batches_are_equal_per_rank_and_reshuffled_each_epoch(monkeypatch)
     s.set_epoch(1)
     e1 = torch.cat(list(s))
     assert len(list(s)) == len(s) == 3 and not torch.equal(e0, e1)
+    monkeypatch.setattr(BatchSampler, "_rank_world", staticmethod(lambda: (0, 2)))
+    r0 = BatchSampler(50, 8, train=True, seed=3)
+    assert len(r0) == len(s) and [len(b) for b in r0] == [len(b) for b in s]  # equal per rank
+    assert not set(torch.cat(list(r0)).tolist()) & set(e0.tolist())  # and each rank its own
 
 
 @pytest.mark.parametrize("preset", list(PRESETS))

@@ -403,6 +403,15 @@ def test_a_mirroring_ensemble_inside_a_mirroring_one_mirrors_once(trained, tmp_p
     for backend in ("torch", "onnx"):
         got = load_classifier(outer, backend=backend).predict_proba(faces)
         assert np.abs(got - expected).max() < 1e-5, backend
+    # each member sees each face twice (the face and its mirror), not four times
+    import torch
+
+    model = load_classifier(outer, backend="torch")
+    rows = []
+    first_conv = next(m for m in model.model.modules() if isinstance(m, torch.nn.Conv2d))
+    first_conv.register_forward_hook(lambda module, inputs, output: rows.append(len(inputs[0])))
+    model.predict_proba(faces)
+    assert sum(rows) == 2 * len(faces)
     # the training options of every network, the inner ensemble's too (was: one None for it, so
     # fer.evaluate said the model recorded neither its split nor its data); other.ckpt, away
     # from its run, records none
@@ -917,7 +926,7 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
     if source == "clips":
         (tmp_path / "clips").mkdir()
 
-    with pytest.raises(FerError, match=message):
+    with pytest.raises(FerError, match=message) as e:
         detect(
             [
                 "--source",
@@ -926,6 +935,7 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
                 str(tmp_path / "x.jsonl"),
             ]
         )
+    assert "\n" not in str(e.value)
     assert not list(tmp_path.glob("*.jsonl"))
 
 

@@ -187,7 +187,8 @@ def test_a_client_that_leaves_mid_upload_costs_nothing(server):
                 b"Content-Length: 5000000\r\n\r\n\xff\xd8" + bytes(1 << 20)
             )
     assert httpx.get(f"{url}/api/health").json()["status"] == "ok"
-    time.sleep(1)
+    freed = lambda: httpx.get(f"{url}/api/health").json()["photos"] == 0  # noqa: E731
+    wait_for(freed, 10, "the places of the uploads the clients left")
     assert "Traceback" not in (home.parent / "serve.log").read_text()
 
 

@@ -76,17 +76,17 @@ def test_shipped_model_reads_faces_that_photos_degraded(public_test_read):
 
 
 def test_shipped_onnx_matches_pytorch(shared_data):
-    """The same probabilities from both backends; an int8 graph labels faces as the float weights."""
+    """The shipped graphs are int8 (a float export's graphs match PyTorch to 1e-4: tests of
+    test_inference.py): they label faces as the float weights do, with probabilities a little
+    apart (on these 512 faces 99.0% the same label, 0.0015 apart on average, 0.030 at most)."""
     from fer.data import load_fer
 
+    assert "onnx_int8" in json.loads((SHIPPED / "model.json").read_text())
     faces = load_fer(shared_data / "fer2013").images[:512].numpy()
     a = load_classifier(backend="torch").predict_proba(faces)
     b = load_classifier(backend="onnx").predict_proba(faces)
-    if "onnx_int8" in json.loads((SHIPPED / "model.json").read_text()):
-        assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
-        assert np.abs(a - b).max() < 0.05
-    else:
-        assert np.abs(a - b).max() < 1e-4
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.98
+    assert np.abs(a - b).max() < 0.05 and np.abs(a - b).mean() < 0.005
 
 
 @pytest.mark.slow  # CI runs these too: .ci/run

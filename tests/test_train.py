@@ -575,6 +575,7 @@ def test_a_true_precision_trains_validates_and_tests(folder_data, tmp_path, prec
     assert train([*args, "--mixup", "0.2"]) == 0  # mixup's Beta has no bf16 or fp16 sampler
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["precision"] == precision and 0 <= summary["best_val_acc"] <= 1
+    assert 0 <= summary["test_acc"] <= 1  # and it tested
 
 
 def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
@@ -918,6 +919,8 @@ def test_any_seed_fer_train_takes_seeds_every_epoch():
     a = torch.rand(3)
     EpochSeed(20240101).on_train_epoch_start(trainer, None)
     assert torch.equal(a, torch.rand(3))
+    EpochSeed(20240101).on_train_epoch_start(SimpleNamespace(current_epoch=4, global_rank=1), None)
+    assert not torch.equal(a, torch.rand(3))  # another epoch, other draws
     EpochSeed(7).on_train_epoch_start(trainer, None)
     b = torch.rand(3)
     torch.manual_seed(7 * 1000 + 3 + 997)  # what seed 7 gave before
