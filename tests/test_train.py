@@ -763,6 +763,30 @@ def test_ddp_on_two_cpu_processes_covers_the_whole_validation_set(tmp_path):
     assert abs(val_acc - cm.diag().sum().item() / 21) < 1e-6
 
 
+def ddp_run_with(callback: str, args: list[str], tmp_path: Path, timeout: float) -> str:
+    """What both ranks printed in a fer.train run (ARGS, TINY, --no-test) on 2 CPU processes
+    with DDP, with a callback whose methods are `callback`'s code added to fer's own. The run is
+    a file: DDP starts rank 1 by running the command again."""
+    import textwrap
+
+    script = tmp_path / "probe.py"
+    script.write_text(
+        "import sys, pytorch_lightning as pl, fer.train as T\n"
+        "class Probe(pl.Callback):\n"
+        f"{textwrap.indent(callback, '    ')}"
+        "build = T.build_callbacks\n"
+        "T.build_callbacks = lambda *a, **k: build(*a, **k) + [Probe()]\n"
+        "sys.exit(T.main(sys.argv[1:]))\n"
+    )
+    args = [*args, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-test"]
+    out = subprocess.run(
+        [sys.executable, str(script), *args, *TINY], capture_output=True, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout, cwd=Path(__file__).parents[1],
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout + out.stderr
+
+
 def test_ddp_keeps_vggs_backbone_the_same_on_every_rank_after_it_is_unfrozen(tmp_path):
     """Was: the backbone, frozen before DDP wrapped the model, was never registered with it, so
     once unfrozen its gradients stayed on each rank: the ranks' backbones drifted apart (Lightning
@@ -771,27 +795,14 @@ def test_ddp_keeps_vggs_backbone_the_same_on_every_rank_after_it_is_unfrozen(tmp
 
     data = make_folder(tmp_path / "d", per_class=(4, 3, 0))
     probe = (
-        "import sys, pytorch_lightning as pl, fer.train as T\n"
-        "class Probe(pl.Callback):\n"
-        "    def on_train_end(self, trainer, pl_module):\n"
-        "        s = sum(p.double().sum().item() for p in pl_module.model.backbone.parameters())\n"
-        "        print(f'RANK {trainer.global_rank} BACKBONE {s:.10f}', flush=True)\n"
-        "build = T.build_callbacks\n"
-        "T.build_callbacks = lambda *a, **k: build(*a, **k) + [Probe()]\n"
-        "sys.exit(T.main(sys.argv[1:]))\n"
+        "def on_train_end(self, trainer, pl_module):\n"
+        "    s = sum(p.double().sum().item() for p in pl_module.model.backbone.parameters())\n"
+        "    print(f'RANK {trainer.global_rank} BACKBONE {s:.10f}', flush=True)\n"
     )
     args = ["--model", "vgg", "--no-pretrained", "--image-size", "32", "--data", str(data)]
-    args += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--max-epochs", "2"]
-    args += ["--freeze-epochs", "1", "--default-root-dir", str(tmp_path / "r"), "--no-test"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    script = tmp_path / "probe.py"  # a file: DDP starts rank 1 by running the command again
-    script.write_text(probe)
-    out = subprocess.run(
-        [sys.executable, str(script), *args, *TINY], capture_output=True, text=True, env=env,
-        timeout=600, cwd=Path(__file__).parents[1],
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    sums = dict(re.findall(r"RANK (\d) BACKBONE (\S+)", out.stdout + out.stderr))
+    args += ["--max-epochs", "2", "--freeze-epochs", "1", "--default-root-dir", str(tmp_path / "r")]
+    printed = ddp_run_with(probe, args, tmp_path, timeout=600)
+    sums = dict(re.findall(r"RANK (\d) BACKBONE (\S+)", printed))
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"], sums
 
 
@@ -802,26 +813,13 @@ def test_ddp_logs_the_mean_training_loss_of_every_rank(tmp_path):
 
     data = make_folder(tmp_path / "d", per_class=(4, 3, 0))
     probe = (
-        "import sys, pytorch_lightning as pl, fer.train as T\n"
-        "class Probe(pl.Callback):\n"
-        "    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):\n"
-        "        loss, n = outputs['loss'].item(), len(batch[1])\n"
-        "        print(f'RANK {trainer.global_rank} LOSS {loss!r} FACES {n}', flush=True)\n"
-        "build = T.build_callbacks\n"
-        "T.build_callbacks = lambda *a, **k: build(*a, **k) + [Probe()]\n"
-        "sys.exit(T.main(sys.argv[1:]))\n"
+        "def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):\n"
+        "    loss, n = outputs['loss'].item(), len(batch[1])\n"
+        "    print(f'RANK {trainer.global_rank} LOSS {loss!r} FACES {n}', flush=True)\n"
     )
-    args = ["--data", str(data), "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]
-    args += ["--max-epochs", "1", "--default-root-dir", str(tmp_path / "r"), "--no-test"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    script = tmp_path / "probe.py"  # a file: DDP starts rank 1 by running the command again
-    script.write_text(probe)
-    out = subprocess.run(
-        [sys.executable, str(script), *args, *TINY], capture_output=True, text=True, env=env,
-        timeout=300, cwd=Path(__file__).parents[1],
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-2000:]
-    steps = re.findall(r"RANK (\d) LOSS (\S+) FACES (\d+)", out.stdout + out.stderr)
+    args = ["--data", str(data), "--max-epochs", "1", "--default-root-dir", str(tmp_path / "r")]
+    printed = ddp_run_with(probe, args, tmp_path, timeout=300)
+    steps = re.findall(r"RANK (\d) LOSS (\S+) FACES (\d+)", printed)
     mean = {
         rank: sum(float(v) * int(n) for r, v, n in steps if r == rank)
         / sum(int(n) for r, _, n in steps if r == rank)
