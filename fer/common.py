@@ -275,8 +275,8 @@ def why_undecodable(head: bytes) -> str:
 
 def oversized(head: bytes) -> str | None:
     """What an encoded image's header (its first HEADER_BYTES) claims of its size, as
-    "WxH pixels", where that is more than OpenCV decodes, or "over N megapixels" where Pillow
-    finds it too large to say; else None."""
+    "WxH pixels" (or "N megapixels", as Pillow's refusal of a very large one says), where that is
+    more than OpenCV decodes; else None."""
     from PIL import Image
 
     try:
@@ -284,8 +284,10 @@ def oversized(head: bytes) -> str | None:
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(head)) as header:  # reads the header, not the pixels
                 w, h = header.size
-    except Image.DecompressionBombError:
-        return f"over {2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:,.0f} megapixels"
+    except Image.DecompressionBombError as e:  # over twice Pillow's limit, far below OpenCV's
+        said = re.search(r"\((\d+) pixels\)", str(e))
+        pixels = int(said.group(1)) if said else 0
+        return f"{pixels / 1e6:,.0f} megapixels" if pixels > OPENCV_MAX_PIXELS else None
     except Exception:  # any plugin's error on a damaged header: no claim read
         return None
     if max(w, h) > OPENCV_MAX_SIDE or w * h > OPENCV_MAX_PIXELS:

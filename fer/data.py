@@ -110,18 +110,25 @@ def resolve_source(path: str | Path) -> tuple[str, list[Path]]:
 OTHER_SPLIT_FOLDERS = ("val", "valid", "validation", "dev", "eval")
 
 
+def encloses(folder: str | Path, inner: str | Path) -> bool:
+    """Whether `folder` (links followed) is `inner` or holds it: a link to it from inside
+    `inner` goes back up the tree."""
+    outer, inner = os.path.realpath(folder), os.path.realpath(inner)
+    return inner == outer or inner.startswith(outer.rstrip(os.sep) + os.sep)
+
+
 def split_folders(root: Path) -> dict[str, Path]:
     """The train/ and test/ folders of a folder dataset, their names matched case-insensitively
     (Train/, TEST/), by split."""
     found = {}
     for d in sorted(root.iterdir()):
         if d.name.lower() in ("train", "test") and d.is_dir():
-            if d.name.lower() in found:
+            first = found.setdefault(d.name.lower(), d)  # a link to the other one: read once
+            if os.path.realpath(first) != os.path.realpath(d):
                 raise FerError(
-                    f"two {d.name.lower()} folders in {root}: {found[d.name.lower()].name}/ and "
-                    f"{d.name}/; move their faces into one"
+                    f"two {d.name.lower()} folders in {root}: {first.name}/ and {d.name}/; move "
+                    "their faces into one"
                 )
-            found[d.name.lower()] = d
     return found
 
 
@@ -144,13 +151,18 @@ def _folder_files(root: Path) -> list[tuple[str, int, int, int]]:
             if label is None:
                 unknown.append(f"{top.name}/{cls_dir.name}")
                 continue
-            seen = set()  # linked folders are followed, each once (a link to a parent ends)
+            seen = set()  # linked folders are followed, each once
             for dirpath, dirs, files in os.walk(cls_dir, followlinks=True):
-                if os.path.realpath(dirpath) in seen:
+                here = os.path.realpath(dirpath)
+                if here in seen:
                     dirs[:] = []
                     continue
-                seen.add(os.path.realpath(dirpath))
-                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                seen.add(here)
+                dirs[:] = [
+                    d
+                    for d in dirs
+                    if not d.startswith(".") and not encloses(os.path.join(dirpath, d), cls_dir)
+                ]
                 for f in sorted(files):
                     if f.startswith("."):
                         continue

@@ -111,10 +111,13 @@ def download(to: Path = DEFAULT_DATA) -> Path:
     except BaseException:
         remove_empty(made)  # the folders made for the link, left empty
         raise
-    before = os.readlink(to) if to.is_symlink() else None
+    before = (to.parent / os.readlink(to)).resolve() if to.is_symlink() else None
     # the new link is made beside the old one and put in its place at once: a failure or an
-    # interrupt leaves the old link (or none, where there was none) and nothing half-made
-    made_link = to.with_name(f".{to.name}.{os.getpid()}.link")
+    # interrupt leaves the old link (or none, where there was none) and nothing half-made; one
+    # left by a run killed in between is replaced
+    made_link = to.with_name(f".{to.name}.new-link")
+    if made_link.is_symlink():
+        made_link.unlink()
     try:
         os.symlink(folder.resolve(), made_link, target_is_directory=True)
         os.replace(made_link, to)
@@ -126,7 +129,7 @@ def download(to: Path = DEFAULT_DATA) -> Path:
         raise FerError(
             f"could not link {to} to the download in {folder} ({e.strerror}); pass --data {folder}"
         ) from e
-    if before is not None and Path(before).resolve() != folder.resolve():
+    if before is not None and before != folder.resolve():
         log.info("%s linked to %s before; now to the download", to, before)
     log.info("FER-2013 (%s) is in %s, linked at %s", DATASET, folder, to)
     return to

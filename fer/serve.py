@@ -338,11 +338,11 @@ class BodyLimit:
 
         async def limited_receive():
             nonlocal received, whole
-            if whole:  # the body is in: what comes now is the client leaving, whenever it does
-                return await receive()
+            if whole or started:  # the body is in, or the answer going out: what comes now is
+                return await receive()  # the client leaving, whenever it does
             try:
                 message = await asyncio.wait_for(receive(), self.idle)
-            except TimeoutError:
+            except (TimeoutError, asyncio.TimeoutError):  # two classes before Python 3.11
                 raise stalled from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))

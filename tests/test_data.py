@@ -410,3 +410,16 @@ def test_a_csv_named_in_capitals_is_found_in_its_folder(tmp_path):
     path = make_csv(tmp_path / "d" / "fer2013.csv", per_class=(2, 1, 1))
     path.rename(tmp_path / "d" / "FER2013.csv")
     assert len(load_fer(tmp_path / "d", cache_dir=tmp_path / "cache")) == 7 * 4
+
+
+def test_links_back_up_the_tree_and_a_linked_split_folder_are_read_once(tmp_path):
+    """Was (in this change's first version): a link to train/ inside train/happy read every
+    class's faces again, labelled happy; a train -> Train link was 'two train folders'."""
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    os.symlink("..", root / "train" / "happy" / "up")  # back to train/
+    os.symlink(".", root / "train" / "sad" / "here")
+    assert len(load_fer(root, cache_dir=tmp_path / "c1")) == 7 * 3
+    (root / "train").rename(root / "Train")
+    os.symlink("Train", root / "train")
+    data = load_fer(root, cache_dir=tmp_path / "c2")
+    assert len(data) == 7 * 3 and sorted(data.labels.tolist()) == sorted(list(range(7)) * 3)

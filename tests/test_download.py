@@ -154,3 +154,11 @@ def test_an_empty_default_folder_says_how_to_download_into_it(kaggle, capsys):
     err = capsys.readouterr().err
     assert "data/fer2013 holds no FER-2013 data" in err and "remove" in err
     assert "leave out --data" not in err and kaggle["calls"] == []
+
+
+def test_a_link_left_half_made_by_a_killed_run_is_replaced(kaggle, tmp_path):
+    Path("data").mkdir()
+    os.symlink(tmp_path / "gone", "data/.fer2013.new-link")  # killed between link and rename
+    fer.download.download()
+    assert Path("data/fer2013").resolve() == kaggle["folder"].resolve()
+    assert os.listdir("data") == ["fer2013"]

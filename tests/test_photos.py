@@ -374,7 +374,7 @@ def test_every_format_is_read_and_each_unreadable_file_is_one_line(real_faces, t
         ("i_cut.jpg", "truncated"),
         ("j_text.jpg", "not an image file"),
         ("k_strip.png", "3000x1 pixels is too small"),
-        ("q_tall.bmp", "has a header claiming over"),
+        ("q_tall.bmp", "has a header claiming 1,400 megapixels"),
         *([("m_cut.avif", "is a truncated or damaged AVIF file")] if avif else []),
     ]:
         (line,) = [x for x in lines if name in x]

@@ -188,6 +188,14 @@ def test_a_header_claiming_more_pixels_than_opencv_decodes_is_an_image_error(rec
     for picture in (tmp_path / "tall.bmp", bytes(bmp)):
         with pytest.raises(UndecodableImage, match="header claiming 30x2000000 pixels"):
             rec.predict(picture)
+    # a damaged file OpenCV would decode whole, of more pixels than Pillow opens: damaged
+    import struct
+    import zlib
+
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", 15_000, 15_000, 8, 0, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    with pytest.raises(UndecodableImage, match="is a truncated or damaged PNG file"):
+        rec.predict(png + bytes(100))
 
 
 def test_bad_options_are_refused(tmp_path):
