@@ -38,6 +38,11 @@ def draw(
     """Draw the faces (and the frames per second, when given) on a BGR picture, in place; sizes
     follow the picture's size (tuned for 640x480, and as large as they fit a 640x480 picture
     scaled to fit this one: a panorama's panel is no taller than the panorama)."""
+    if not frame.flags.writeable:
+        raise ValueError(
+            "fer.annotate.draw draws in place, and this picture is read-only: pass a "
+            "copy (picture.copy())"
+        )
     unit = max(min(frame.shape[1] / 640, frame.shape[0] / 480), 0.5)
     row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
     panel_w = name_w + bar_w + round(8 * unit)

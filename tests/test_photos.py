@@ -623,3 +623,16 @@ def test_a_float_file_of_whole_numbers_0_255_is_read_as_8_bit(real_faces, tmp_pa
     assert np.array_equal(
         as_image(tmp_path / "hdr_like.tiff"), (clipped * 255).round().astype(np.uint8)
     )
+
+
+def test_drawing_on_a_read_only_picture_says_to_pass_a_copy():
+    """Was: OpenCV's 'Expected Ptr<cv::UMat> for argument img' (a picture from np.frombuffer or
+    a decoded video frame marked read-only, say)."""
+    from fer.annotate import draw
+    from fer.recognizer import FaceEmotion
+
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame.flags.writeable = False
+    probabilities = dict(zip(EMOTIONS, (0.1, 0.0, 0.1, 0.6, 0.1, 0.05, 0.05)))
+    with pytest.raises(ValueError, match=r"read-only.*\.copy\(\)"):
+        draw(frame, [FaceEmotion((100, 100, 80, 80), None, "happy", 0.6, probabilities)])
