@@ -198,13 +198,24 @@ class FerModule(pl.LightningModule):
         return self(x).float().softmax(1)
 
     def on_train_start(self) -> None:
-        """A one-cycle schedule restored from a checkpoint (restored by now, unlike at fit start)
-        must span the run's steps as they are now: resumed with epochs of another number of
-        batches (an --exclude list that grew, other devices) it would fail midway ('Tried to step
-        N times') or end unfinished."""
+        """Schedules restored from a checkpoint (restored by now, unlike at fit start): a cosine
+        one sets the learning rates of its own curve, which may be longer than the old run's;
+        a one-cycle one must span the run's steps as they are now: resumed with epochs of another
+        number of batches (an --exclude list that grew, other devices) it would fail midway
+        ('Tried to step N times') or end unfinished."""
         steps = int(self.trainer.estimated_stepping_batches)
         for config in self.trainer.lr_scheduler_configs:
             sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                # the cosine curve is made anew for the run's length, and a resumed run may be
+                # longer: the learning rates restored with the optimizer are the old curve's (0
+                # where it ended), so the first step takes the new curve's own (at any other
+                # time they are the same)
+                step = sched.last_epoch
+                for group, base, curve in zip(
+                    sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas
+                ):
+                    group["lr"] = base * curve(step)
             if (
                 isinstance(sched, torch.optim.lr_scheduler.OneCycleLR)
                 and sched.total_steps != steps

@@ -1,6 +1,7 @@
 import csv
 import json
 import logging
+import math
 import os
 import re
 import subprocess
@@ -512,6 +513,28 @@ def test_a_damaged_or_unreadable_checkpoint_is_said_so(csv_data, tmp_path):
     with pytest.raises(FerError, match="damaged") as e:
         train([*args, "--max-epochs", "2", "--scheduler", "cosine", "--ckpt-path", "last"])
     assert "--init" not in str(e.value)
+
+
+def test_a_cosine_run_resumed_for_more_epochs_goes_on_along_its_new_curve(
+    csv_data, tmp_path, monkeypatch
+):
+    """Was: the learning rate restored with the optimizer (0, where the first run's curve ended)
+    drove the first step after the resume; the new, longer curve began a step later."""
+    lrs = []
+    step = FerModule.training_step
+
+    def noted(self, batch, batch_idx):
+        lrs.append((self.trainer.global_step, self.trainer.optimizers[0].param_groups[0]["lr"]))
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(FerModule, "training_step", noted)
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    args += ["--scheduler", "cosine", "--warmup-epochs", "0", "--lr", "0.1"]
+    assert train([*args, "--max-epochs", "2"]) == 0
+    first = len(lrs)  # steps of two epochs
+    assert train([*args, "--max-epochs", "4", "--ckpt-path", "last"]) == 0
+    (at, lr), total = lrs[first], 2 * first
+    assert at == first and lr == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * at / total)))
 
 
 def test_a_run_stopped_in_its_last_validation_notes_its_resume(csv_data, tmp_path, monkeypatch):
