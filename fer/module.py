@@ -75,9 +75,26 @@ class FerModule(pl.LightningModule):
             raise AttributeError(f"model {self.hparams.model!r} has no backbone")
         return self.model.backbone
 
+    #: What torch.compile's wrapper (fer.train --compile) adds to the network's parameter names.
+    COMPILED = "model._orig_mod."
+
+    @staticmethod
+    def _renamed(state: dict[str, Any], old: str, new: str) -> dict[str, Any]:
+        return {new + k[len(old) :] if k.startswith(old) else k: v for k, v in state.items()}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # the plain network's names, so that load_from_checkpoint rebuilds it from them
+        checkpoint["state_dict"] = self._renamed(checkpoint["state_dict"], self.COMPILED, "model.")
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # the epoch whose weights these are: a test of the best checkpoint names it
         self.loaded_epoch = checkpoint.get("epoch")
+        # names for this network as it is: compiled (a resumed --compile run) or plain (also a
+        # checkpoint saved with the wrapper's names, as they were before on_save_checkpoint)
+        state = self._renamed(checkpoint["state_dict"], self.COMPILED, "model.")
+        if hasattr(self.model, "_orig_mod"):
+            state = self._renamed(state, "model.", self.COMPILED)
+        checkpoint["state_dict"] = state
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)

@@ -624,6 +624,41 @@ def test_checkpoint_rebuilds_its_own_model(csv_data, tmp_path):
     assert module(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
 
 
+@pytest.mark.slow  # CI runs it too (.ci/run): torch.compile takes half a minute here
+def test_a_compiled_run_saves_checkpoints_that_load_and_resume(csv_data, tmp_path):
+    """Was: a --compile run's checkpoints held the compiled wrapper's keys (model._orig_mod.*),
+    so FerModule.load_from_checkpoint, which rebuilds the plain network, refused them."""
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    args += ["--compile", "--scheduler", "cosine", "--ema", "0.9"]  # with the averaged weights
+    assert train([*args, "--max-epochs", "1"]) == 0
+    last = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    assert not any("_orig_mod" in k for k in torch.load(last, weights_only=False)["state_dict"])
+    module = FerModule.load_from_checkpoint(last, map_location="cpu")
+    assert module(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
+    assert train([*args, "--max-epochs", "2", "--ckpt-path", "last"]) == 0  # compiled again
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+
+
+def test_checkpoints_of_compiled_and_plain_networks_load_into_either(csv_data, tmp_path):
+    """The keys torch.compile's wrapper adds (model._orig_mod.*) are left out of a checkpoint and
+    put back for a compiled network, so one loads into either; one saved with them (before this
+    was so) loads into a plain network too."""
+    import pytorch_lightning as pl
+
+    hparams = {"model": "cnn", "model_options": {"widths": [8, 16], "depth": 1}}
+    plain = FerModule(**hparams)
+    compiled = FerModule(**hparams)
+    compiled.model = torch.compile(compiled.model)  # compiled at its first call, never here
+    for saved, into in ((compiled, plain), (plain, compiled), (compiled, compiled)):
+        checkpoint = {"state_dict": saved.state_dict(), "pytorch-lightning_version": pl.__version__}
+        saved.on_save_checkpoint(checkpoint)
+        into.on_load_checkpoint(checkpoint)
+        into.load_state_dict(checkpoint["state_dict"])
+    old = {"state_dict": compiled.state_dict()}  # as saved before: the wrapper's keys
+    plain.on_load_checkpoint(old)
+    plain.load_state_dict(old["state_dict"])
+
+
 def test_a_residual_network_trains_and_exports_to_onnx_that_agrees(csv_data, tmp_path):
     import numpy as np
 
