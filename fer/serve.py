@@ -154,7 +154,7 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
         raise RequestError(400, "a multipart/form-data body needs a boundary in its Content-Type")
     fields: dict[str, list[list[bytes]]] = {}
     part: dict[str, Any] = {}
-    parts = 0
+    parts, ended = 0, False
 
     def on_part_begin() -> None:
         nonlocal parts
@@ -181,6 +181,10 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
         name = disposition.get(b"name", b"").decode("utf-8", "replace")
         fields.setdefault(name, []).append(part["data"])
 
+    def on_end() -> None:
+        nonlocal ended
+        ended = True
+
     parser = MultipartParser(
         boundary,
         {
@@ -190,6 +194,7 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
             "on_header_end": on_header_end,
             "on_part_data": on_part_data,
             "on_part_end": on_part_end,
+            "on_end": on_end,
         },
     )
     try:
@@ -199,6 +204,8 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
         raise
     except Exception as e:  # python-multipart raises its own error types
         raise RequestError(400, f"a malformed multipart/form-data body: {e}") from None
+    if name not in fields and not ended:
+        raise RequestError(400, "the multipart body ends before its closing boundary (cut short?)")
     if name not in fields:
         got = ", ".join(repr(k) for k in fields) or "none"
         raise RequestError(400, f"the multipart body has no field {name!r} (fields: {got})")

@@ -301,6 +301,10 @@ def test_multipart_bodies_hold_one_image_and_few_parts(server):
     assert two.status_code == 400 and "send one" in two.json()["error"]
     many = form(*[("x", b"")] * 40)
     assert many.status_code == 400 and "parts" in many.json()["error"]
+    # cut short in the image (was: "the multipart body has no field 'image' (fields: none)")
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\n'.encode()
+    cut = post(url, head + small[:100], f"multipart/form-data; boundary={boundary}")
+    assert cut.status_code == 400 and "ends before its closing boundary" in cut.json()["error"]
     assert httpx.head(url).status_code == 200
 
 
