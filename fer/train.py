@@ -386,10 +386,13 @@ PRECISIONS += ("bf16-true", "64-true", "64", "transformer-engine", "transformer-
 #: given again with another value (as flags or in a --config file; recorded as null too): its data
 #: and split (another seed or share draws another validation share, holding faces it trained on),
 #: the batches its schedule and records were laid out for, and the optimizer and schedule whose
-#: states the checkpoint holds. Its weights come from the checkpoint, not from the --init it
-#: started from. A switch it was made with (--no-test, --compile) stays on.
+#: states the checkpoint holds (they restore its learning rate, weight decay and backbone's share
+#: of the rate). Its weights come from the checkpoint, not from the --init it started from. A switch it was made with (--no-test, --compile) stays on; --compile, which
+#: renames the network's parameters where callbacks keep them (the averaged weights of --ema, the
+#: backbone's of vgg), is not added to a run made without it.
 RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches", "seed", "val_fraction")
-RESUME_KEEPS += ("exclude", "optimizer", "scheduler")
+RESUME_KEEPS += ("exclude", "optimizer", "scheduler", "compile", "lr", "weight_decay")
+RESUME_KEEPS += ("backbone_lr_ratio",)
 #: Where the run goes on is the checkpoint's business (its version folder) and the command line's
 #: (--default-root-dir), not the folder the run was first made in.
 RESUME_TAKES_FROM_CHECKPOINT = ("init", "init_member", "config", "debug", "default_root_dir")
@@ -461,10 +464,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             compared = option in recorded and (theirs is not None or option != "data")
             if mine is not None and compared and not same:
                 flag = "--" + option.replace("_", "-")
-                made = f"without {flag}" if theirs is None else f"with {flag} {theirs}"
+                made = f"without {flag}" if theirs in (None, False) else f"with {flag} {theirs}"
                 raise FerError(
-                    f"{flag} {mine}: the run resumed was made {made} ({where}); "
-                    "resume it as it was, or start a new run from its weights with --init"
+                    f"{flag if mine is True else f'{flag} {mine}'}: the run resumed was made "
+                    f"{made} ({where}); resume it as it was, or start a new run from its weights "
+                    "with --init"
                 )
         kept = {k: v for k, v in recorded.items() if k not in RESUME_TAKES_FROM_CHECKPOINT}
         words = config_words(parser, kept, where, strict=False) + words

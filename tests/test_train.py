@@ -137,9 +137,11 @@ def test_a_run_resumed_without_its_options_continues_as_it_was_recorded(tmp_path
     (run / "config.yaml").write_text(yaml.safe_dump({**recorded, **recorded_crop}))
     args = parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path)])
     assert (args.widths, args.crop, args.lr, args.max_epochs) == ([32, 64, 128, 256], 0, 0.05, 30)
-    # what the command line says still wins (and check_resumable then judges it)
-    args = parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path), "--lr", "0.2"])
-    assert args.lr == 0.2
+    # another learning rate is refused: the optimizer's and schedule's states hold the run's own
+    with pytest.raises(FerError, match="--lr 0.2: the run resumed was made with --lr 0.05"):
+        parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path), "--lr", "0.2"])
+    args = parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path), "--lr", "0.05"])
+    assert args.lr == 0.05
 
 
 def test_a_resumed_run_keeps_every_recorded_option_and_refuses_its_data_changed(tmp_path):
@@ -637,6 +639,21 @@ def test_a_compiled_run_saves_checkpoints_that_load_and_resume(csv_data, tmp_pat
     assert module(torch.zeros(2, 1, 48, 48)).shape == (2, 7)
     assert train([*args, "--max-epochs", "2", "--ckpt-path", "last"]) == 0  # compiled again
     assert torch.load(last, weights_only=False)["epoch"] == 1
+
+
+def test_compile_is_not_added_to_a_resumed_run(csv_data, tmp_path):
+    """Was: a run made without --compile could be resumed with it, and then failed as Lightning
+    restored the weights its callbacks keep under the plain names (--ema's raw weights, vgg's
+    backbone groups) into the compiled network's."""
+    args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    args += ["--scheduler", "cosine", "--ema", "0.9"]
+    assert train([*args, "--max-epochs", "1"]) == 0
+    with pytest.raises(FerError, match=r"^--compile: the run resumed was made without --compile"):
+        train([*args, "--max-epochs", "2", "--ckpt-path", "last", "--compile"])
+    # nor another learning rate (was: taken into config.yaml, while the optimizer's and the
+    # schedule's states restored the old one)
+    with pytest.raises(FerError, match=r"^--lr 0.5: the run resumed was made with --lr"):
+        train([*args, "--max-epochs", "2", "--ckpt-path", "last", "--lr", "0.5"])
 
 
 def test_checkpoints_of_compiled_and_plain_networks_load_into_either(csv_data, tmp_path):
