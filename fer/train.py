@@ -108,6 +108,13 @@ def fill_model_defaults(args: argparse.Namespace, recorded: dict | None = None) 
         setattr(args, option, list(value) if isinstance(value, list) else value)
 
 
+def home(path: str) -> str:
+    """A path option's value with a leading ~ made the home folder: the shell does it for a bare
+    word, not for a quoted one or a --config file's value (Lightning's logger would, and the
+    checkpoints would not)."""
+    return os.path.expanduser(path)
+
+
 def resumed_checkpoint(args: argparse.Namespace) -> Path:
     """The checkpoint --ckpt-path names (`last`: the newest last.ckpt under the root folder)."""
     if args.ckpt_path == "last":
@@ -120,8 +127,18 @@ def resumed_options(args: argparse.Namespace) -> tuple[Path | None, dict | None]
     if not args.ckpt_path:
         return None, None
     config = run_config_path(resumed_checkpoint(args))
-    recorded = yaml.safe_load(config.read_text()) if config.is_file() else None
+    recorded = read_yaml(config) if config.is_file() else None
     return config, (recorded if isinstance(recorded, dict) else None)
+
+
+def read_yaml(path: Path) -> Any:
+    """A YAML file's content, or a one-line error saying why it has none."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise FerError(f"{path} is not a text file (a YAML file of options)") from None
+    except yaml.YAMLError as e:
+        raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -132,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--config",
+        type=home,
         help="YAML file of options (a run's config.yaml reproduces it); flags override it. One "
         "that does not name crop trains on whole faces, as runs recorded before --crop did",
     )
@@ -147,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_options(g) -> None:
     g.add_argument(
         "--data",
+        type=home,
         help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
     )
     g.add_argument(
@@ -171,10 +190,14 @@ def _data_options(g) -> None:
         help="val share of train when the data has no PublicTest",
     )
     g.add_argument(
-        "--exclude", help="file of sample names to drop from training (from python -m fer.analyze)"
+        "--exclude",
+        type=home,
+        help="file of sample names to drop from training (from python -m fer.analyze)",
     )
     g.add_argument(
-        "--cache-dir", help="where decoded datasets are cached (default ~/.cache/fer or $FER_CACHE)"
+        "--cache-dir",
+        type=home,
+        help="where decoded datasets are cached (default ~/.cache/fer or $FER_CACHE)",
     )
     g.add_argument(
         "--strict",
@@ -219,7 +242,9 @@ def _model_options(g) -> None:
         help="vgg: random initialisation instead of ImageNet weights",
     )
     g.add_argument(
-        "--weights", help="vgg: local VGG16 state dict (.pth or .safetensors) for the backbone"
+        "--weights",
+        type=home,
+        help="vgg: local VGG16 state dict (.pth or .safetensors) for the backbone",
     )
     g.add_argument(
         "--freeze-epochs", type=int, default=3, help="vgg: epochs with the backbone frozen"
@@ -286,12 +311,14 @@ def _optimisation_options(g) -> None:
     )
     g.add_argument(
         "--teacher",
+        type=home,
         metavar="MODEL",
         help="knowledge distillation: learn also the class probabilities that this trained model "
         "(an export folder such as checkpoints/, a .ckpt, or a run folder) gives each training face",
     )
     g.add_argument(
         "--init",
+        type=home,
         metavar="MODEL",
         help="fine-tune: start from the weights of a trained model (an export folder such as "
         "checkpoints/, a .ckpt, or a run folder) rather than at random; give the same model "
@@ -365,16 +392,19 @@ def _run_options(g) -> None:
     )
     g.add_argument(
         "--ckpt-path",
+        type=home,
         help="resume from a checkpoint; 'last' finds the newest last.ckpt under the root dir",
     )
     g.add_argument(
-        "--default-root-dir", default=".", help="runs go to DIR/lightning_logs/version_N"
+        "--default-root-dir", type=home, default=".", help="runs go to DIR/lightning_logs/version_N"
     )
     g.add_argument(
         "--no-test", action="store_true", help="skip testing the best checkpoint after fitting"
     )
     g.add_argument(
-        "--json", help="also write the final summary as JSON to this file ('-': to stdout)"
+        "--json",
+        type=home,
+        help="also write the final summary as JSON to this file ('-': to stdout)",
     )
 
 
@@ -392,7 +422,10 @@ PRECISIONS += ("bf16-true", "64-true", "64", "transformer-engine", "transformer-
 #: backbone's of vgg), is not added to a run made without it.
 RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches", "seed", "val_fraction")
 RESUME_KEEPS += ("exclude", "optimizer", "scheduler", "compile", "lr", "weight_decay")
-RESUME_KEEPS += ("backbone_lr_ratio",)
+RESUME_KEEPS += ("backbone_lr_ratio", "warmup_epochs")
+#: and the network its checkpoint holds: another shape would not take its weights, and other
+#: crops or faces' size would be recorded for a run that trained otherwise
+RESUME_KEEPS += ("widths", "depth", "residual", "crop", "image_size")
 #: Where the run goes on is the checkpoint's business (its version folder) and the command line's
 #: (--default-root-dir), not the folder the run was first made in.
 RESUME_TAKES_FROM_CHECKPOINT = ("init", "init_member", "config", "debug", "default_root_dir")
@@ -407,6 +440,8 @@ def config_words(
     if not isinstance(cfg, dict):
         raise FerError(f"{path} is not a mapping of options")
     actions = {a.dest: a for a in parser._actions if a.option_strings}
+    if odd := [k for k in cfg if not isinstance(k, str)]:  # YAML reads on, yes, 1 as no names
+        raise FerError(f"{path}: keys must be option names, not {odd[0]!r}")
     cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
     unknown = sorted(set(cfg) - set(actions))
     if unknown and strict:
@@ -438,10 +473,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         path = Path(first.config)
         if not path.is_file():
             raise FerError(f"config file {path} does not exist")
-        try:
-            cfg = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise FerError(f"{path} is not valid YAML: {str(e).splitlines()[0]}") from e
+        cfg = read_yaml(path) or {}
         words += config_words(parser, cfg, path)
     # the run resumed is found as fer.train finds it: --ckpt-path and --default-root-dir from the
     # command line over those of the --config file
@@ -464,7 +496,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             compared = option in recorded and (theirs is not None or option != "data")
             if mine is not None and compared and not same:
                 flag = "--" + option.replace("_", "-")
-                made = f"without {flag}" if theirs in (None, False) else f"with {flag} {theirs}"
+                made = (
+                    f"without {flag}"
+                    if theirs is None or theirs is False
+                    else f"with {flag} {theirs}"
+                )
                 raise FerError(
                     f"{flag if mine is True else f'{flag} {mine}'}: the run resumed was made "
                     f"{made} ({where}); resume it as it was, or start a new run from its weights "

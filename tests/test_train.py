@@ -1437,3 +1437,69 @@ def test_a_diverged_run_ends_with_an_error_not_a_success(csv_data, tmp_path):
     with pytest.raises(FerError, match="training diverged in epoch 0: its mean loss is nan"):
         train([*args, "--max-epochs", "2", "--lr", "1e30", "--scheduler", "cosine"])
     assert not list(tmp_path.rglob("summary.json"))
+
+
+def test_a_tilde_in_a_path_option_is_the_home_folder_wherever_it_comes_from(tmp_path, monkeypatch):
+    """Was: '~/runs' from a --config file (or quoted) stayed literal, so Lightning's logger wrote
+    to $HOME/runs while the checkpoints went to ./~/runs, and --ckpt-path last then resumed from
+    there without the run's config.yaml, with every option at its default."""
+    from fer.train import parse_args
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "c.yaml"
+    config.write_text("default_root_dir: ~/runs\nexclude: ~/leaked.txt\n")
+    for args in (["--config", str(config)], ["--default-root-dir", "~/runs"]):
+        assert parse_args(args).default_root_dir == str(tmp_path / "runs")
+    assert parse_args(["--config", str(config)]).exclude == str(tmp_path / "leaked.txt")
+
+
+def test_a_resumed_run_refuses_another_network_shape_or_warmup(tmp_path):
+    """Were: --widths, --depth or --residual given otherwise crashed with a size-mismatch
+    traceback; --crop or --warmup-epochs (which a one-cycle schedule's restored state ignores)
+    went into config.yaml alone."""
+    from fer.train import parse_args
+
+    run = run_dir(tmp_path)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    recorded = {"model": "cnn", "widths": [8, 16], "depth": 1, "crop": 0, "residual": False}
+    recorded["warmup_epochs"] = 1.0
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    base = ["--ckpt-path", "last", "--default-root-dir", str(tmp_path)]
+    for extra, message in (
+        (["--widths", "4", "4"], "--widths [4, 4]: the run resumed was made with --widths [8, 16]"),
+        (["--depth", "2"], "--depth 2: the run resumed was made with --depth 1"),
+        (["--residual"], "--residual: the run resumed was made without --residual"),
+        (["--crop", "40"], "--crop 40: the run resumed was made with --crop 0"),
+        (["--warmup-epochs", "0.5"], "--warmup-epochs 0.5: the run resumed was made with"),
+    ):
+        with pytest.raises(FerError, match=re.escape(message)):
+            parse_args([*base, *extra])
+    assert parse_args([*base, "--widths", "8", "16"]).widths == [8, 16]  # the same is fine
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("on: true\n", "keys must be option names"),  # YAML reads `on` as True
+        (b"\xff\xfe\x00bad", "is not a text file"),
+    ],
+)
+def test_a_config_file_yaml_cannot_take_is_one_line(tmp_path, text, message):
+    from fer.train import parse_args
+
+    config = tmp_path / "c.yaml"
+    config.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(FerError, match=message):
+        parse_args(["--config", str(config)])
+
+
+def test_a_resumed_runs_damaged_config_yaml_is_one_line(tmp_path):
+    from fer.train import parse_args
+
+    run = run_dir(tmp_path)
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (run / "config.yaml").write_text("model: [cnn\n")
+    with pytest.raises(FerError, match="config.yaml is not valid YAML"):
+        parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path)])
