@@ -273,6 +273,18 @@ def why_undecodable(head: bytes) -> str:
     return "is not an image file OpenCV can decode"
 
 
+def header_size(data: bytes) -> tuple[int, int]:
+    """(width, height) as an encoded image's header gives them, read by Pillow without decoding
+    the pixels; Pillow's errors raised (DecompressionBombError over twice its pixel limit, others
+    for a header it cannot read), its warnings (a large image, "Corrupt EXIF") kept quiet."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with Image.open(io.BytesIO(data)) as header:
+            return header.size
+
+
 def oversized(head: bytes) -> str | None:
     """What an encoded image's header (its first HEADER_BYTES) claims of its size, as
     "WxH pixels" (or "N megapixels", as Pillow's refusal of a very large one says), where that is
@@ -280,10 +292,7 @@ def oversized(head: bytes) -> str | None:
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():  # a large image's, a damaged header's ("Corrupt EXIF")
-            warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(head)) as header:  # reads the header, not the pixels
-                w, h = header.size
+        w, h = header_size(head)
     except Image.DecompressionBombError as e:  # over twice Pillow's limit, far below OpenCV's
         said = re.search(r"\((\d+) pixels\)", str(e))
         pixels = int(said.group(1)) if said else 0

@@ -121,14 +121,13 @@ def download(to: Path = DEFAULT_DATA) -> Path:
     try:
         os.symlink(folder.resolve(), made_link, target_is_directory=True)
         os.replace(made_link, to)
-    except BaseException as e:
-        if os.path.lexists(made_link):
-            os.unlink(made_link)
-        if not isinstance(e, OSError):
-            raise
+    except OSError as e:
         raise FerError(
             f"could not link {to} to the download in {folder} ({e.strerror}); pass --data {folder}"
         ) from e
+    finally:  # gone once it took the old link's place
+        if os.path.lexists(made_link):
+            os.unlink(made_link)
     if before is not None and before != folder.resolve():
         log.info("%s linked to %s before; now to the download", to, before)
     log.info("FER-2013 (%s) is in %s, linked at %s", DATASET, folder, to)

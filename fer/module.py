@@ -24,8 +24,8 @@ from fer.models import build_model
 class FerModule(pl.LightningModule):
     """Classifies 48x48 faces into the seven FER-2013 emotions.
 
-    Logs `train/loss_step`, `train/loss_epoch`, `train/acc`, `val/loss`, `val/acc`, `val/f1`, `val/recall_<emotion>` and
-    the same under `test/`. The confusion matrix of the last val/test epoch is kept in
+    Logs `train/loss_step`, `train/loss_epoch`, `train/acc`, `val/loss`, `val/acc`, `val/f1`,
+    `val/recall_<emotion>` and the same under `test/`. The confusion matrix of the last val/test epoch is kept in
     `self.confusion[stage]` for callbacks to draw. The checkpoint holds every argument here, so
     `FerModule.load_from_checkpoint(path)` rebuilds the model with nothing else.
     """

@@ -5,8 +5,9 @@ a photo dropped on it, and says which model is running; everything it loads ship
 (fer/web/), so it works offline. Programs use the JSON API:
 
     POST /api/predict    an image as the body (Content-Type: image/...) or as the multipart field
-                         `image`; answers {"faces": [...], "width": W, "height": H}, the face records of
-                         fer.predict --json (without file and detector), boxes in the photo's displayed (EXIF-upright) pixels
+                         `image`; answers {"faces": [...], "width": W, "height": H}, the face
+                         records of fer.predict --json (without file and detector), boxes in the
+                         photo's displayed (EXIF-upright) pixels
     WS   /api/stream     the live loop: send encoded frames (JPEG, PNG, WebP) as binary messages,
                          receive one JSON message a frame, faces smoothed over frames as fer.detect
     GET  /api/health     {"status": "ok", ...}
@@ -27,14 +28,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import io
 import json
 import math
 import queue
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,6 +52,7 @@ from fer.common import (
     Parser,
     add_debug_flag,
     add_model_options,
+    header_size,
     heif_decoder,
     image_kind,
     usable_cores,
@@ -104,10 +104,7 @@ def image_from_bytes(data: bytes, max_pixels: float, what: str = "the body") -> 
         )
     heif_decoder()  # Pillow reads a HEIC photo's size too
     try:
-        with warnings.catch_warnings():  # PIL warns of large images; the limit below decides
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as header:  # reads the header, not the pixels
-                width, height = header.size
+        width, height = header_size(data)  # the limit below decides, not PIL's warning
     except Image.DecompressionBombError:
         raise RequestError(
             413, f"the image has more than {max_pixels / 1e6:g} megapixels"

@@ -108,13 +108,6 @@ def fill_model_defaults(args: argparse.Namespace, recorded: dict | None = None) 
         setattr(args, option, list(value) if isinstance(value, list) else value)
 
 
-def home(path: str) -> str:
-    """A path option's value with a leading ~ made the home folder: the shell does it for a bare
-    word, not for a quoted one or a --config file's value (Lightning's logger would, and the
-    checkpoints would not)."""
-    return os.path.expanduser(path)
-
-
 def resumed_checkpoint(args: argparse.Namespace) -> Path:
     """The checkpoint --ckpt-path names (`last`: the newest last.ckpt under the root folder)."""
     if args.ckpt_path == "last":
@@ -147,9 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a FER-2013 emotion classifier with PyTorch Lightning. Runs land in "
         "DEFAULT_ROOT_DIR/lightning_logs/version_N/ (TensorBoard events, config.yaml, metrics.csv, checkpoints/).",
     )
+    # path options take ~ as the home folder: the shell does it for a bare word, not for a
+    # quoted one or a --config file's value (Lightning's logger would, the checkpoints would not)
     p.add_argument(
         "--config",
-        type=home,
+        type=os.path.expanduser,
         help="YAML file of options (a run's config.yaml reproduces it); flags override it. One "
         "that does not name crop trains on whole faces, as runs recorded before --crop did",
     )
@@ -165,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _data_options(g) -> None:
     g.add_argument(
         "--data",
-        type=home,
+        type=os.path.expanduser,
         help="FER-2013: a Kaggle CSV (fer2013.csv, icml_face_data.csv, train.csv) or a folder with train/ test/ (default: data/fer2013, downloaded from Kaggle with kagglehub when it is not there; a path given here is never downloaded)",
     )
     g.add_argument(
@@ -191,12 +186,12 @@ def _data_options(g) -> None:
     )
     g.add_argument(
         "--exclude",
-        type=home,
+        type=os.path.expanduser,
         help="file of sample names to drop from training (from python -m fer.analyze)",
     )
     g.add_argument(
         "--cache-dir",
-        type=home,
+        type=os.path.expanduser,
         help="where decoded datasets are cached (default ~/.cache/fer or $FER_CACHE)",
     )
     g.add_argument(
@@ -243,7 +238,7 @@ def _model_options(g) -> None:
     )
     g.add_argument(
         "--weights",
-        type=home,
+        type=os.path.expanduser,
         help="vgg: local VGG16 state dict (.pth or .safetensors) for the backbone",
     )
     g.add_argument(
@@ -311,14 +306,14 @@ def _optimisation_options(g) -> None:
     )
     g.add_argument(
         "--teacher",
-        type=home,
+        type=os.path.expanduser,
         metavar="MODEL",
         help="knowledge distillation: learn also the class probabilities that this trained model "
         "(an export folder such as checkpoints/, a .ckpt, or a run folder) gives each training face",
     )
     g.add_argument(
         "--init",
-        type=home,
+        type=os.path.expanduser,
         metavar="MODEL",
         help="fine-tune: start from the weights of a trained model (an export folder such as "
         "checkpoints/, a .ckpt, or a run folder) rather than at random; give the same model "
@@ -392,18 +387,21 @@ def _run_options(g) -> None:
     )
     g.add_argument(
         "--ckpt-path",
-        type=home,
+        type=os.path.expanduser,
         help="resume from a checkpoint; 'last' finds the newest last.ckpt under the root dir",
     )
     g.add_argument(
-        "--default-root-dir", type=home, default=".", help="runs go to DIR/lightning_logs/version_N"
+        "--default-root-dir",
+        type=os.path.expanduser,
+        default=".",
+        help="runs go to DIR/lightning_logs/version_N",
     )
     g.add_argument(
         "--no-test", action="store_true", help="skip testing the best checkpoint after fitting"
     )
     g.add_argument(
         "--json",
-        type=home,
+        type=os.path.expanduser,
         help="also write the final summary as JSON to this file ('-': to stdout)",
     )
 
@@ -417,8 +415,8 @@ PRECISIONS += ("bf16-true", "64-true", "64", "transformer-engine", "transformer-
 #: and split (another seed or share draws another validation share, holding faces it trained on),
 #: the batches its schedule and records were laid out for, and the optimizer and schedule whose
 #: states the checkpoint holds (they restore its learning rate, weight decay and backbone's share
-#: of the rate). Its weights come from the checkpoint, not from the --init it started from. A switch it was made with (--no-test, --compile) stays on; --compile, which
-#: renames the network's parameters where callbacks keep them (the averaged weights of --ema, the
+#: of the rate). Its weights come from the checkpoint, not from the --init it started from. A
+#: switch it was made with (--no-test, --compile) stays on; --compile, which renames the network's parameters where callbacks keep them (the averaged weights of --ema, the
 #: backbone's of vgg), is not added to a run made without it.
 RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches", "seed", "val_fraction")
 RESUME_KEEPS += ("exclude", "optimizer", "scheduler", "compile", "lr", "weight_decay")
