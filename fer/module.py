@@ -109,7 +109,10 @@ class FerModule(pl.LightningModule):
         return F.cross_entropy(
             logits.float(),
             y,
-            weight=self.class_weight if train and self.hparams.class_weighted_loss else None,
+            # in float32, as the logits: a *-true precision casts the buffer with the network
+            weight=self.class_weight.float()
+            if train and self.hparams.class_weighted_loss
+            else None,
             label_smoothing=self.hparams.label_smoothing if train else 0.0,
         )
 

@@ -590,6 +590,14 @@ def test_the_precision_auto_picks_is_the_one_the_trainer_uses_and_is_logged(
     assert ("no native bf16" in caplog.text) == (used == "32-true")
 
 
+def test_a_true_precision_trains_with_a_class_weighted_loss(folder_data, tmp_path):
+    """Was: the class weights were cast with the network to bf16 and met float32 logits in the
+    loss: 'expected scalar type Float but found BFloat16' at the first step (found by a review)."""
+    args = ["--data", str(folder_data), "--default-root-dir", str(tmp_path), "--max-epochs", "1"]
+    args += [*TINY[:-2], "--precision", "bf16-true", "--balance", "loss", "--no-test"]
+    assert train(args) == 0
+
+
 @pytest.mark.parametrize("precision", ["bf16-true", "64-true"])
 def test_a_true_precision_trains_validates_and_tests(folder_data, tmp_path, precision):
     """Was: the batch was made float32 after Lightning's own cast (it was uint8 then), so the
