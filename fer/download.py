@@ -111,7 +111,7 @@ def download(to: Path = DEFAULT_DATA) -> Path:
     except BaseException:
         remove_empty(made)  # the folders made for the link, left empty
         raise
-    before = (to.parent / os.readlink(to)).resolve() if to.is_symlink() else None
+    before = os.path.realpath(to) if to.is_symlink() else None  # for the log; a loop is fine
     # the new link is made beside the old one and put in its place at once: a failure or an
     # interrupt leaves the old link (or none, where there was none) and nothing half-made; one
     # left by a run killed in between is replaced
@@ -128,7 +128,7 @@ def download(to: Path = DEFAULT_DATA) -> Path:
     finally:  # gone once it took the old link's place
         if os.path.lexists(made_link):
             os.unlink(made_link)
-    if before is not None and before != folder.resolve():
+    if before is not None and before != os.path.realpath(folder):
         log.info("%s linked to %s before; now to the download", to, before)
     log.info("FER-2013 (%s) is in %s, linked at %s", DATASET, folder, to)
     return to
