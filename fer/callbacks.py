@@ -185,7 +185,7 @@ class StopOnDivergence(pl.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         metrics = trainer.callback_metrics
-        loss = metrics.get("train/loss_epoch", metrics.get("train/loss"))
+        loss = metrics.get("train/loss_epoch")
         if loss is not None and not math.isfinite(float(loss)):
             raise FerError(
                 f"training diverged in epoch {trainer.current_epoch}: its mean loss is "

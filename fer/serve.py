@@ -48,6 +48,7 @@ from starlette.requests import ClientDisconnect
 
 from fer.annotate import COLORS
 from fer.common import (
+    HEADER_BYTES,
     FerError,
     Parser,
     add_debug_flag,
@@ -111,7 +112,7 @@ def image_from_bytes(data: bytes, max_pixels: float, what: str = "the body") -> 
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, RuntimeError):
         # (RuntimeError: Pillow's AVIF plugin, on a damaged file)
-        head = data[:32]
+        head = data[:HEADER_BYTES]
         if image_kind(head):  # an image, damaged: a bad request, not a wrong media type
             raise RequestError(400, f"{what} {why_undecodable(head)}") from None
         raise RequestError(
@@ -126,10 +127,11 @@ def image_from_bytes(data: bytes, max_pixels: float, what: str = "the body") -> 
     try:
         return as_image(data, name=what)
     except UndecodableImage as e:  # one Pillow knows the size of (ICO, TGA...) but fer not
-        if image_kind(data[:32]):
+        if image_kind(data[:HEADER_BYTES]):
             raise RequestError(400, str(e)) from None
         raise RequestError(
-            415, f"not an image this server reads ({READS}): {what} {why_undecodable(data[:32])}"
+            415,
+            f"not an image this server reads ({READS}): {what} {why_undecodable(data[:HEADER_BYTES])}",
         ) from None
     except ImageError as e:
         raise RequestError(400, str(e)) from None

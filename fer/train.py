@@ -587,7 +587,8 @@ def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
     config = run_config_path(ckpt)
     if args.scheduler != "onecycle" or not config.is_file():
         return
-    planned = (yaml.safe_load(config.read_text()) or {}).get("max_epochs")
+    recorded = read_yaml(config)
+    planned = recorded.get("max_epochs") if isinstance(recorded, dict) else None
     if planned is not None and planned != args.max_epochs:
         raise FerError(
             f"{ckpt} belongs to a run planned for {planned} epochs, and its one-cycle schedule "
