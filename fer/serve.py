@@ -19,7 +19,8 @@ a frame never queues behind a large photo (the cores are still shared). Bad inpu
 and the server goes on: a body over --max-body-mb is refused with 413 before it is read whole, an
 image whose header claims more than --max-megapixels with 413 before it is decoded, what is not
 an image with 415, an image that cannot be used with 400, each with a JSON {"error": "..."}
-naming the problem (and a bug with a JSON 500). Uploads are kept in memory only, never written
+naming the problem (and a bug with a JSON 500); a page of another site (--allow-origin apart)
+is refused with 403. Uploads are kept in memory only, never written
 to disk or logged.
 """
 
@@ -38,6 +39,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
@@ -377,8 +379,35 @@ async def _send_error(send, error: RequestError) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_app(engine: Engine, max_body: int = 20 * MB, upload_timeout: float = UPLOAD_TIMEOUT):
-    """The ASGI application: the page, the JSON API and the live stream, over `engine`."""
+def foreign_origin(headers, allowed: Sequence[str]) -> str | None:
+    """The Origin of a request from a page of another site, unless `allowed` lets it in ("*": any
+    site); None for the server's own page and for clients that are no browser (they send none). A
+    browser sends a page's Origin with its WebSockets and posts, and leaves the check to the
+    server: without it, any page the user has open could use the server."""
+    origin = headers.get("origin")
+    if origin is None or "*" in allowed or origin.rstrip("/") in allowed:
+        return None
+    if urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
+        return None
+    return origin
+
+
+def create_app(
+    engine: Engine,
+    max_body: int = 20 * MB,
+    upload_timeout: float = UPLOAD_TIMEOUT,
+    allow_origins: Sequence[str] = (),
+):
+    """The ASGI application: the page, the JSON API and the live stream, over `engine`; pages of
+    other sites (`allow_origins` apart) may not post photos or stream."""
+    allow_origins = tuple(o.rstrip("/") for o in allow_origins)
+
+    def refused(origin: str) -> str:
+        return (
+            f"a page of {origin} may not use this server; start it with --allow-origin {origin} "
+            "to let it"
+        )
+
     app = FastAPI(
         title="fer",
         summary="Facial emotion recognition: the shipped FER-2013 model over HTTP",
@@ -447,6 +476,8 @@ def create_app(engine: Engine, max_body: int = 20 * MB, upload_timeout: float = 
         """Every face of a photo with its emotion: the face records of `fer.predict --json`
         (without its file and detector)."""
         content_type = request.headers.get("content-type", "")
+        if origin := foreign_origin(request.headers, allow_origins):
+            raise RequestError(403, refused(origin))
         if engine.photos >= engine.max_photos:
             raise RequestError(
                 503, f"the server is busy with {engine.photos} photos; send this one again shortly"
@@ -468,6 +499,9 @@ def create_app(engine: Engine, max_body: int = 20 * MB, upload_timeout: float = 
     @app.websocket("/api/stream")
     async def stream(websocket: WebSocket):
         """Frames in (binary messages), faces out (one JSON message a frame)."""
+        if origin := foreign_origin(websocket.headers, allow_origins):
+            await websocket.close(code=1008, reason=refused(origin)[:120])  # a 403 handshake
+            return
         await websocket.accept()
         if engine.streams >= MAX_STREAMS:
             await websocket.close(code=1013, reason=f"{MAX_STREAMS} streams are live; try later")
@@ -538,6 +572,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-megapixels", type=float, default=50, help="largest image, by its header, megapixels"
     )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let pages of this site (https://example.org; '*': any) post photos and stream, as "
+        "the server's own page does; repeat for more",
+    )
     add_debug_flag(p)
     return p
 
@@ -581,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_pixels=args.max_megapixels * 1e6,
         every=args.every,
     )
-    app = create_app(engine, int(args.max_body_mb * MB), args.upload_timeout)
+    app = create_app(engine, int(args.max_body_mb * MB), args.upload_timeout, args.allow_origin)
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     print(

@@ -111,7 +111,7 @@ def fill_model_defaults(args: argparse.Namespace, recorded: dict | None = None) 
 def resumed_checkpoint(args: argparse.Namespace) -> Path:
     """The checkpoint --ckpt-path names (`last`: the newest last.ckpt under the root folder)."""
     if args.ckpt_path == "last":
-        return find_last_checkpoint(Path(args.default_root_dir))
+        return find_last_checkpoint(Path(args.default_root_dir or "."))
     return Path(args.ckpt_path)
 
 
@@ -393,8 +393,8 @@ def _run_options(g) -> None:
     g.add_argument(
         "--default-root-dir",
         type=os.path.expanduser,
-        default=".",
-        help="runs go to DIR/lightning_logs/version_N",
+        help="runs go to DIR/lightning_logs/version_N (default: the current folder; with "
+        "--ckpt-path, the run's own)",
     )
     g.add_argument(
         "--no-test", action="store_true", help="skip testing the best checkpoint after fitting"
@@ -437,7 +437,7 @@ def config_words(
     (`strict`), or, in a run recorded by another version of fer, left out."""
     if not isinstance(cfg, dict):
         raise FerError(f"{path} is not a mapping of options")
-    actions = {a.dest: a for a in parser._actions if a.option_strings}
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
     if odd := [k for k in cfg if not isinstance(k, str)]:  # YAML reads on, yes, 1 as no names
         raise FerError(f"{path}: keys must be option names, not {odd[0]!r}")
     cfg = {k.replace("-", "_"): v for k, v in cfg.items()}
@@ -454,6 +454,8 @@ def config_words(
                 raise FerError(f"{path}: {key} must be true or false, got {value!r}")
             words += [flag] if value else []
         else:
+            if isinstance(value, list) and actions[key].nargs not in ("+", "*"):
+                raise FerError(f"{path}: {key} takes one value, not a list: {value}")
             values = value if isinstance(value, list) else [value]
             words += [flag, *map(str, values)]
     return words
@@ -632,6 +634,9 @@ def run(args: argparse.Namespace, stdout) -> int:
     config = {
         k: v for k, v in vars(args).items() if k not in ("config", "debug", "json", "ckpt_path")
     }
+    if ckpt_path:  # the weights the run started from, where a replay of its config.yaml starts
+        recorded = resumed_options(args)[1] or {}
+        config.update({k: recorded.get(k) for k in ("init", "init_member")})
     trainer = build_trainer(
         args, root, version, precision, build_callbacks(args, config, ckpt_path)
     )
@@ -702,17 +707,24 @@ def check_checkpoint(path: Path) -> None:
 
 
 def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]:
-    """(root folder, checkpoint to resume or None, version folder to keep writing into or None)."""
-    root = Path(args.default_root_dir)
+    """(root folder, checkpoint to resume or None, version folder to keep writing into or None).
+    A checkpoint in a run's folder (ROOT/lightning_logs/version_N/checkpoints/) goes on there,
+    unless --default-root-dir names another root; the root is recorded in `args`."""
+    root = Path(args.default_root_dir or ".")
     ckpt_path, version = args.ckpt_path, None
     if ckpt_path == "last":
         ckpt_path = str(find_last_checkpoint(root))
     if ckpt_path:
         check_checkpoint(Path(ckpt_path))
-        m = re.search(r"version_(\d+)[/\\]checkpoints[/\\][^/\\]+$", str(Path(ckpt_path).resolve()))
-        if m and Path(ckpt_path).resolve().parents[2] == (root / "lightning_logs").resolve():
-            version = int(m.group(1))  # keep writing into the interrupted run's folder
+        path = Path(ckpt_path).resolve()
+        m = re.fullmatch(r"version_(\d+)", path.parents[1].name) if len(path.parents) > 3 else None
+        if m and path.parent.name == "checkpoints" and path.parents[2].name == "lightning_logs":
+            if args.default_root_dir is None:
+                root = path.parents[3]
+            if path.parents[2] == (root / "lightning_logs").resolve():
+                version = int(m.group(1))  # keep writing into the interrupted run's folder
         check_resumable(Path(ckpt_path), args)
+    args.default_root_dir = str(root)
     return root, ckpt_path, version
 
 

@@ -728,3 +728,47 @@ def test_ctrl_c_stops_the_server_while_an_upload_never_ends(tmp_path):
             if proc.poll() is None:
                 proc.kill()
     assert "Traceback" not in log.read_text()
+
+
+def test_a_page_of_another_site_is_refused_unless_its_origin_is_allowed(engine):
+    """Was: any web page the user had open could stream frames to the server and post photos to
+    it (a browser sends the page's Origin and leaves the check to the server), taking its
+    streams' places and its cores. Its own page, clients that are no browser (no Origin) and the
+    origins of --allow-origin are served."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from fer.serve import create_app
+
+    frame = cv2.imencode(".png", np.zeros((48, 48), np.uint8))[1].tobytes()
+    for allowed in ((), ("https://fer.example",)):
+        client = TestClient(create_app(engine, allow_origins=allowed))
+        for origin, served in [
+            (None, True),
+            ("http://testserver", True),  # the page it serves (TestClient's host)
+            ("https://evil.example", False),
+            ("http://testserver.evil.example", False),
+            ("https://fer.example", bool(allowed)),
+        ]:
+            headers = {"origin": origin} if origin else {}
+            answer = client.post(
+                "/api/predict", content=frame, headers={**headers, "content-type": "image/png"}
+            )
+            assert answer.status_code == (200 if served else 403), (origin, answer.text)
+            if not served:
+                assert (
+                    origin in answer.json()["error"] and "--allow-origin" in answer.json()["error"]
+                )
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    with client.websocket_connect("/api/stream", headers=headers) as ws:
+                        ws.receive_json()
+                assert closed.value.code == 1008
+            else:
+                with client.websocket_connect("/api/stream", headers=headers) as ws:
+                    ws.send_bytes(frame)
+                    assert ws.receive_json()["faces"] == []
+        assert client.get("/api/health").json()["streams"] == 0
+    client = TestClient(create_app(engine, allow_origins=("*",)))
+    with client.websocket_connect("/api/stream", headers={"origin": "https://any.example"}) as ws:
+        ws.send_bytes(frame)
+        assert ws.receive_json()["faces"] == []

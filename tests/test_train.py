@@ -862,9 +862,12 @@ def ddp_run_with(callback: str, args: list[str], tmp_path: Path, timeout: float)
         "sys.exit(T.main(sys.argv[1:]))\n"
     )
     args = [*args, "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-test"]
+    # buffered output: print(..., flush=True) then writes its line whole, where unbuffered it
+    # writes the text and its newline apart, and the ranks' lines could run into each other
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     out = subprocess.run(
         [sys.executable, str(script), *args, *TINY], capture_output=True, text=True,
-        env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=timeout, cwd=Path(__file__).parents[1],
+        env={**env, "OMP_NUM_THREADS": "1"}, timeout=timeout, cwd=Path(__file__).parents[1],
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout + out.stderr
@@ -1045,6 +1048,9 @@ def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
         ("scheduler: plateau\nlimit_val_batches: 0", "--scheduler plateau follows val/acc"),
         ("freeze_epochs: -1", "--freeze-epochs must be >= 0"),
         ("backbone_lr_ratio: -1", "--backbone-lr-ratio must be >= 0"),
+        # were argparse's usage and "unrecognized arguments: 32", naming no key; the help
+        ("batch_size: [16, 32]", "batch_size takes one value, not a list: [16, 32]"),
+        ("help: true", "unknown options help"),
     ],
 )
 def test_config_values_get_the_checks_of_the_command_line(tmp_path, capsys, entry, needle):
@@ -1511,3 +1517,45 @@ def test_a_resumed_runs_damaged_config_yaml_is_one_line(tmp_path):
     (run / "config.yaml").write_text("model: [cnn\n")
     with pytest.raises(FerError, match="config.yaml is not valid YAML"):
         parse_args(["--ckpt-path", "last", "--default-root-dir", str(tmp_path)])
+
+
+def test_a_checkpoint_resumed_from_another_folder_goes_on_in_its_own_run(
+    csv_data, tmp_path, monkeypatch
+):
+    """Was: --ckpt-path PATH without --default-root-dir went on in a new
+    ./lightning_logs/version_N of the current folder, leaving the run's own folder unfinished."""
+    base = ["--data", str(csv_data), "--no-test", "--scheduler", "cosine", *TINY]
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    assert train([*base, "--max-epochs", "2", "--default-root-dir", str(project)]) == 0
+    monkeypatch.chdir(elsewhere)
+    last = run_dir(project) / "checkpoints" / "last.ckpt"
+    assert train([*base, "--max-epochs", "3", "--ckpt-path", str(last)]) == 0
+    assert [int(r["epoch"]) for r in metrics(project)] == [0, 1, 2]
+    assert not (elsewhere / "lightning_logs").exists()
+    config = yaml.safe_load((run_dir(project) / "config.yaml").read_text())
+    assert config["default_root_dir"] == str(project)
+    # a root folder given explicitly still takes the run elsewhere (a new version folder there)
+    other = tmp_path / "other"
+    assert (
+        train(
+            [*base, "--max-epochs", "4", "--ckpt-path", str(last), "--default-root-dir", str(other)]
+        )
+        == 0
+    )
+    assert [int(r["epoch"]) for r in metrics(other)] == [3]
+
+
+def test_a_resumed_runs_config_yaml_keeps_the_weights_it_started_from(csv_data, tmp_path):
+    """Was: the resumed run's config.yaml recorded init: null, so replaying it with --config
+    trained from scratch, not from the weights the run had started from."""
+    base = ["--data", str(csv_data), "--no-test", "--scheduler", "cosine", *TINY]
+    first = tmp_path / "first"
+    assert train([*base, "--max-epochs", "1", "--default-root-dir", str(first)]) == 0
+    init = str(run_dir(first) / "checkpoints" / "last.ckpt")
+    tuned = tmp_path / "tuned"
+    args = [*base, "--default-root-dir", str(tuned)]
+    assert train([*args, "--max-epochs", "1", "--init", init]) == 0
+    assert train([*args, "--max-epochs", "2", "--ckpt-path", "last"]) == 0
+    config = yaml.safe_load((run_dir(tuned) / "config.yaml").read_text())
+    assert (config["init"], config["max_epochs"]) == (init, 2)
