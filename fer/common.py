@@ -793,6 +793,8 @@ def run_cli(
     debug = "--debug" in args
     if not debug:  # OpenCV's log lines (a decoder's complaint, say) give way to our one-line errors
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        # and FFmpeg's, which it prints itself ('moov atom not found'), read as a video is opened
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
     # file names that are not UTF-8 are printed as the bytes they are (as ls prints them), and in
     # messages escaped, rather than ending the run
     for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):

@@ -16,12 +16,14 @@ import json
 import os
 import queue
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from fer.common import (
     FerError,
@@ -31,6 +33,8 @@ from fer.common import (
     add_debug_flag,
     add_model_options,
     check_outputs,
+    missing_folders,
+    remove_empty,
     run_cli,
     stdout_gone,
     write_target,
@@ -95,9 +99,69 @@ def build_parser() -> argparse.ArgumentParser:
 #: Frames a video may announce beyond those it holds without a warning (a share of them, and at
 #: least 2): containers that give no count estimate it from the duration and the frame rate.
 ANNOUNCED_SLACK = 0.02
+#: Frames in a row that may fail to decode before a file is taken to have ended there (8 s at
+#: 30 frames/s): a damaged header may announce millions of frames it does not hold.
+UNREAD_RUN_LIMIT = 250
+
+
+def video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter | None:
+    """An open cv2.VideoWriter for `path` (MJPG in .avi, MPEG-4 in the rest), or None where
+    OpenCV writes no such file (its extension, or its folder). OpenCV's and FFmpeg's complaints,
+    printed straight to the process's stderr, are held back: the caller says it in one line."""
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    with quiet_stderr():
+        try:
+            writer = cv2.VideoWriter(str(path), fourcc, fps, (width, height))
+        except cv2.error:  # a name OpenCV takes for a pattern of images (x.gif)
+            return None
+    return writer if writer.isOpened() else None
+
+
+def check_video_name(path: Path) -> None:
+    """Refuse, before any frame is read, a --output whose extension OpenCV cannot write (tried on
+    a throwaway file of the same extension)."""
+    with tempfile.TemporaryDirectory() as folder:
+        writer = video_writer(Path(folder) / f"probe{path.suffix}", 30.0, 64, 48)
+        if writer is None:
+            raise FerError(
+                f"cannot write video {path}: OpenCV writes no {path.suffix or 'extensionless'} "
+                "videos here; use a .mp4 or .avi name"
+            )
+        writer.release()
+
+
+@contextlib.contextmanager
+def quiet_stderr():
+    """File descriptor 2 pointed at the null device for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
+    """`frame` scaled whole into width x height and centred on black (a camera turned mid-run,
+    whose frames a video of the first size would drop)."""
+    scale = min(width / frame.shape[1], height / frame.shape[0])
+    w, h = max(1, round(frame.shape[1] * scale)), max(1, round(frame.shape[0] * scale))
+    small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
+    left, top = (width - w) // 2, (height - h) // 2
+    return cv2.copyMakeBorder(
+        small, top, height - h - top, left, width - w - left, cv2.BORDER_CONSTANT, value=0
+    )
 
 
 def open_source(source: str) -> cv2.VideoCapture:
+    if not source:
+        raise FerError(
+            "--source is empty (an unset variable?); give a webcam index (0), a video file or a "
+            "stream URL"
+        )
     is_camera = source.isdigit()
     path = Path(source)  # a file, or a device or pipe (/dev/video0): OpenCV opens them
     if not is_camera and "://" not in source and (path.is_dir() or not path.exists()):
@@ -175,6 +239,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_outputs(
         {"--output": args.output, "--json": args.json}, [source] if source.is_file() else []
     )
+    if args.output:
+        check_video_name(video_target)
+    # the folders the outputs go in that are not there yet, made as they are written and taken
+    # away again, where left empty, by a run that fails
+    made = [missing_folders(t.absolute().parent) for t in (video_target, json_target) if t]
     from fer.annotate import draw
     from fer.recognizer import EmotionRecognizer
 
@@ -197,7 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with_faces = 0  # frames where a face was found
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
-    finished, code = False, 0
+    finished, ran_out, code = False, False, 0
     with Stoppable() as run:
         try:
             if args.json == "-":
@@ -214,9 +283,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ok, frame = cap.read()
                 index += 1
                 if not ok:
-                    if index < announced:
+                    if index < announced and unread_run < UNREAD_RUN_LIMIT:
                         undecoded, unread_run = undecoded + 1, unread_run + 1
                         continue
+                    ran_out = True
                     break
                 unread_run = 0
                 t0 = time.perf_counter()
@@ -228,24 +298,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                     draw(frame, faces, fps, bars=not args.no_bars)
                 if args.output:
                     if writer is None:
-                        out = video_target
+                        out, size = video_target, (frame.shape[1], frame.shape[0])
                         try:
                             out.parent.mkdir(parents=True, exist_ok=True)
                         except OSError as e:
                             raise FerError(f"cannot write video {out}: {e.strerror}") from e
                         tmp_video = out.with_name(f".{out.stem}.part{out.suffix or '.mp4'}")
-                        fourcc = cv2.VideoWriter_fourcc(
-                            *("MJPG" if out.suffix.lower() == ".avi" else "mp4v")
-                        )
-                        video = cv2.VideoWriter(
-                            str(tmp_video), fourcc, fps_in, (frame.shape[1], frame.shape[0])
-                        )
-                        if not video.isOpened():
+                        video = video_writer(tmp_video, fps_in, *size)
+                        if video is None:
                             raise FerError(
                                 f"cannot write video {out}; use a .mp4 or .avi name in a "
                                 "writable folder"
                             )
                         writer = BackgroundWriter(video)
+                    if (frame.shape[1], frame.shape[0]) != size:  # a camera turned mid-run
+                        frame = fit(frame, *size)
                     writer.write(frame)
                 frames += 1  # made (and in the video), whatever its JSON line meets
                 if json_file:
@@ -295,12 +362,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         if tmp is not None:
                             with contextlib.suppress(OSError):  # one never made cannot be removed
                                 Path(tmp).unlink(missing_ok=True)
+                    for folders in made:
+                        remove_empty(folders)
     if writer is not None:
         writer.check()
     if frames == 0:
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:
                 Path(tmp).unlink(missing_ok=True)
+        for folders in made:
+            remove_empty(folders)
         if not code:
             raise FerError(f"no frames could be read from {args.source}")
     if tmp_video is not None and frames:
@@ -320,11 +391,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{tracker.min_face} px (--min-face sets it)",
             file=sys.stderr,
         )
-    ended_short = index >= announced and unread_run > max(2, ANNOUNCED_SLACK * announced)
-    if ended_short:  # the frames it announced ran out there (not a stop)
+    last = index - unread_run  # the frames up to the last one decoded
+    if ran_out and announced - last > max(2, ANNOUNCED_SLACK * announced):  # (not a stop)
         print(
-            f"warning: {args.source} ended after {announced - unread_run} of the {announced} "
-            "frames it announces (a half-copied or damaged file?)",
+            f"warning: {args.source} ended after {last} of the {announced} frames it announces "
+            "(a half-copied or damaged file?)",
             file=sys.stderr,
         )
     print(

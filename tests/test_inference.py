@@ -21,7 +21,15 @@ from fer.export import main as export
 from fer.inference import load_classifier, tta_views
 from fer.predict import main as predict
 from fer.train import main as train
-from tests.conftest import TINY, RowCounter, copy_without_parts, face, make_folder, make_video
+from tests.conftest import (
+    SHARED,
+    TINY,
+    RowCounter,
+    copy_without_parts,
+    face,
+    make_folder,
+    make_video,
+)
 
 
 @pytest.fixture(scope="module")
@@ -664,18 +672,30 @@ def test_inference_preprocessing_is_trainings():
 
 def test_fer_predict_and_detect_run_on_onnxruntime_without_importing_pytorch(tmp_path):
     """The ONNX path (fer.predict, fer.detect, EmotionRecognizer with the shipped model) never
-    imports PyTorch, whose import is most of a run's start-up on a small CPU."""
+    imports PyTorch, whose import is most of a run's start-up on a small CPU. The tracker runs on
+    frames where it finds a face (real ones, where ../shared has them), so that its networks run
+    too (on the blank frame it was given before, they did not)."""
+    from fer.demo import face_video
+
+    happy = SHARED / "fer2013" / "test" / "happy"
+    real = [cv2.imread(str(f), cv2.IMREAD_GRAYSCALE) for f in sorted(happy.glob("*.png"))[:3]]
+    video = tmp_path / "in.mp4"
+    face_video(video, real or [face(3, 0)], frames=8)
     code = (
-        "import sys, numpy as np\n"
+        "import sys, cv2, numpy as np\n"
         "from fer import EmotionRecognizer\n"
         "import fer.predict, fer.detect\n"
         "r = EmotionRecognizer()\n"
         "r.predict_faces(np.zeros((2, 48, 48), np.uint8))\n"
-        "r.tracker().update(np.zeros((240, 320, 3), np.uint8))\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')))\n"
+        f"cap, tracker, read = cv2.VideoCapture({str(video)!r}), r.tracker(), 0\n"
+        "while (frame := cap.read()[1]) is not None:\n"
+        "    read += len(tracker.update(frame))\n"
+        "print(read, sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]", out.stdout[:300]
+    faces, modules = out.stdout.split(" ", 1)
+    assert modules.strip() == "[]", out.stdout[:300]
+    assert int(faces) >= 4 or not real  # the networks ran
 
 
 def test_evaluate_writes_every_file_and_matches_lightning(trained, tmp_path, capsys):
@@ -918,6 +938,7 @@ def test_a_video_write_that_fails_in_the_thread_is_a_one_line_error_not_a_hang()
         ("missing.mp4", "does not exist"),
         ("7", "could not open webcam 7"),
         ("clips", "clips is a folder, not a video"),
+        ("", "--source is empty"),  # was "video  is a folder" (Path("") is this folder)
     ],
 )
 def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
@@ -930,13 +951,13 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
         detect(
             [
                 "--source",
-                source if source.isdigit() else str(tmp_path / source),
+                source if source.isdigit() or not source else str(tmp_path / source),
                 "--json",
-                str(tmp_path / "x.jsonl"),
+                str(tmp_path / "out" / "x.jsonl"),
             ]
         )
     assert "\n" not in str(e.value)
-    assert not list(tmp_path.glob("*.jsonl"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["clips"] if source == "clips" else [])
 
 
 def test_detect_digit_named_video_is_a_webcam_index_and_the_error_says_how_to_read_it(
@@ -1079,18 +1100,42 @@ def test_detect_says_when_it_found_no_face_and_how_small_it_looked(exported, tmp
     [("a.unknown", "cannot write video"), ("file/a.mp4", "cannot write --output .*file/a.mp4")],
     ids=["unknown format", "file in the way"],
 )
-def test_detect_that_fails_leaves_no_partial_files(exported, tmp_path, output, message):
+def test_detect_that_fails_leaves_no_partial_files(
+    exported, tmp_path, monkeypatch, output, message
+):
     """Was: an error after the first frame (a video name OpenCV cannot write) left the hidden
-    .part file of --json behind; a file where --output's folder should be was a traceback."""
-    from fer.detect import main as detect
+    .part file of --json behind; a file where --output's folder should be was a traceback; and
+    the folders made for --json and --output were left behind, empty."""
+    import fer.detect
 
     video = make_video(tmp_path / "in.mp4")
     out = tmp_path / "out"
     out.mkdir()
     (out / "file").write_text("a file where a folder should be")
-    args = ["--source", str(video), "--model", str(exported), "--json", str(out / "f.jsonl")]
+    json_path = out / "new" / "deeper" / "f.jsonl"
+    args = ["--source", str(video), "--model", str(exported), "--json", str(json_path)]
     with pytest.raises(FerError, match=message):
-        detect([*args, "--output", str(out / output)])
+        fer.detect.main([*args, "--output", str(out / output)])
+    assert [p.name for p in out.iterdir()] == ["file"]
+    # an error once frames are read (the video unreadable after its first frames, say)
+    real = fer.detect.open_source
+
+    class Failing:
+        def __init__(self, source):
+            self.cap, self.reads = real(source), 0
+
+        def read(self):
+            self.reads += 1
+            if self.reads > 3:
+                raise FerError("the capture failed")
+            return self.cap.read()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(fer.detect, "open_source", Failing)
+    with pytest.raises(FerError, match="the capture failed"):
+        fer.detect.main([*args, "--output", str(out / "videos" / "a.mp4")])
     assert [p.name for p in out.iterdir()] == ["file"]
 
 
@@ -1121,7 +1166,7 @@ def test_detect_whose_video_encoder_fails_late_keeps_no_file(exported, tmp_path,
     args = ["--source", str(video), "--model", str(exported), "--json", str(out / "f.jsonl")]
     with pytest.raises(FerError, match="cannot write the video: encoder gave up"):
         fer.detect.main([*args, "--output", str(out / "a.mp4")])
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # the folder it made for them too
 
 
 def test_export_of_a_checkpoint_away_from_its_run_records_its_hyper_parameters(trained, tmp_path):
@@ -1686,3 +1731,101 @@ def test_a_process_forked_after_a_face_was_read_reads_faces_too(monkeypatch):
     os.waitpid(pid, 0)
     os.close(read)
     assert answer == b"same"
+
+
+def test_detect_stops_reading_a_video_that_announces_frames_it_does_not_hold(
+    exported, tmp_path, monkeypatch, capsys
+):
+    """Was: a file whose header announced 5,000,000 frames, holding 12, was read until every
+    announced frame had failed to decode (a count near 2**31: half an hour of a full core)."""
+    import struct
+
+    import fer.detect
+
+    cap = cv2.VideoCapture(str(make_video(tmp_path / "in.mp4", frames=12)))
+    video = tmp_path / "bogus.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    while (frame := cap.read()[1]) is not None:
+        writer.write(frame)
+    writer.release()
+    data = bytearray(video.read_bytes())
+    for chunk, offset in ((b"avih", 16), (b"strh", 32), (b"dmlh", 0)):  # the frame counts
+        at = data.find(chunk)
+        if at >= 0:
+            data[at + 8 + offset : at + 12 + offset] = struct.pack("<I", 5_000_000)
+    video.write_bytes(data)
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FRAME_COUNT) == 5_000_000
+    real, reads = fer.detect.open_source, []
+
+    class Counted:
+        def __init__(self, source):
+            self.cap = real(source)
+
+        def read(self):
+            reads.append(1)
+            return self.cap.read()
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(fer.detect, "open_source", Counted)
+    out = tmp_path / "frames.jsonl"
+    args = ["--source", str(video), "--model", str(exported), "--detector", "haar"]
+    assert fer.detect.main([*args, "--json", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 12
+    assert len(reads) < 12 + 2 * fer.detect.UNREAD_RUN_LIMIT
+    assert f"{video} ended after 12 of the 5000000 frames" in capsys.readouterr().err
+
+
+def test_detect_writes_every_frame_of_a_camera_turned_mid_run(exported, tmp_path, monkeypatch):
+    """Was: a camera or stream whose frames changed size (a phone turned) lost every frame of the
+    new size from --output without a word (OpenCV's writer drops them), while --json had them.
+    They are fitted into the video's size, whole and centred."""
+    import fer.detect
+
+    source = make_video(tmp_path / "in.mp4", frames=12)
+
+    class Turned:
+        def __init__(self, _):
+            self.cap, self.reads = cv2.VideoCapture(str(source)), 0
+
+        def read(self):
+            self.reads += 1
+            ok, frame = self.cap.read()
+            if ok and self.reads > 6:
+                frame = cv2.rotate(frame, cv2.ROTATE_90_CLOCKWISE)
+            return ok, frame
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(fer.detect, "open_source", Turned)
+    video, lines = tmp_path / "out.mp4", tmp_path / "out.jsonl"
+    args = ["--source", "0", "--model", str(exported), "--detector", "haar", "--no-bars"]
+    assert fer.detect.main([*args, "--output", str(video), "--json", str(lines)]) == 0
+    written = read_frames(video)
+    assert len(written) == len(lines.read_text().splitlines()) == 12
+    assert all(f.shape == (240, 320, 3) for f in written)
+    turned = written[-1]  # the 240x320 frame, 180x240 in the 320x240 video, black at the sides
+    assert (
+        turned[:, :30].mean() < 8 and turned[:, 290:].mean() < 8 and turned[:, 60:260].mean() > 30
+    )
+
+
+@pytest.mark.parametrize("case", ["half-copied mp4", "webm output"])
+def test_detect_errors_are_one_line_without_ffmpegs_log(exported, tmp_path, case):
+    """Was: FFmpeg's own lines ('[mov,mp4,... @ 0x...] moov atom not found', 'OpenCV: FFMPEG:
+    tag ... is not supported') came before fer's one-line error, from the process's stderr."""
+    video = make_video(tmp_path / "in.mp4")
+    args = ["--model", str(exported), "--detector", "haar"]
+    if case == "half-copied mp4":
+        cut = tmp_path / "cut.mp4"
+        cut.write_bytes(video.read_bytes()[: video.stat().st_size // 2])  # its index is at the end
+        args += ["--source", str(cut)]
+    else:
+        args += ["--source", str(video), "--output", str(tmp_path / "out.webm")]
+    out = subprocess.run(
+        [sys.executable, "-m", "fer.detect", *args], capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 2 and out.stderr.startswith("error: "), out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr

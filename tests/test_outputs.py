@@ -89,6 +89,7 @@ def test_predict_refuses_outputs_it_cannot_write_before_reading_a_photo(
         "json is the source",
         "output is stdout",
         "output is a pipe",
+        "output OpenCV cannot write",
     ],
 )
 def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
@@ -108,6 +109,8 @@ def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
         "json is the source": ("--json", video, "would overwrite"),
         "output is stdout": ("--output", "-", "a video cannot go to stdout"),
         "output is a pipe": ("--output", tmp_path / "pipe", "a device or a pipe"),
+        # was refused only at the first frame, once the model was loaded and the frame read
+        "output OpenCV cannot write": ("--output", tmp_path / "new" / "x.gif", "cannot write"),
     }[case]
 
     def no_source(*args):
@@ -129,6 +132,7 @@ def test_detect_refuses_outputs_it_cannot_write_before_reading_a_frame(
     assert_one_line_error(code, err, needle)
     assert video.read_bytes() == before and (tmp_path / "file").read_text() == "a file"
     assert not list(tmp_path.rglob(".*")), "half-written files left"
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.mark.parametrize("when", ["after a line", "at the end"])
