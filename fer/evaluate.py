@@ -378,7 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     classifier = load_classifier(args.ckpt, backend=backend)
     if args.gradcam > 0 and classifier.model is None:
         raise FerError("--gradcam needs the PyTorch backend: leave out --backend onnx")
-    other = load_classifier(args.compare, backend=args.backend) if args.compare else None
+    try:
+        other = load_classifier(args.compare, backend=args.backend) if args.compare else None
+    except FerError as e:  # said of the compared model, not of --ckpt's
+        raise FerError(f"--compare {args.compare}: {e}") from e
     args.data = resolve_data(args.data)
     m, faces, y, probs, note = evaluate(
         classifier, args.data, args.split, args.tta, args.cache_dir, args.skip

@@ -345,10 +345,16 @@ def read_members(paths: list[Path], flip: bool):
     return spec, state
 
 
-def read_metrics(files: list[str], default_backend: str) -> dict[str, dict]:
+def read_metrics(
+    files: list[str], default_backend: str, models: Sequence[Path] = ()
+) -> dict[str, dict]:
     """The figures of fer.evaluate's metrics.json files, named by split, TTA and, where it is not
-    the one the export runs by default, backend."""
-    metrics = {}
+    the one the export runs by default, backend. Two files of one name are refused; a file that
+    says it measured a model other than `models` (the checkpoints or exports read, and the folder
+    written) is recorded with a warning."""
+    metrics: dict[str, dict] = {}
+    named: dict[str, str] = {}  # name -> the file that gave it
+    known = {p.resolve() for p in models}
     for f in files:
         try:
             m = json.loads(Path(f).read_text())
@@ -361,7 +367,22 @@ def read_metrics(files: list[str], default_backend: str) -> dict[str, dict]:
         name = f"{m.get('split', 'eval')}_tta_{m.get('tta', 'none')}"
         name += "_skip" if m.get("skipped_list") else ""
         other = m.get("backend", default_backend)
-        metrics[name + ("" if other == default_backend else f"_{other}")] = summary
+        name += "" if other == default_backend else f"_{other}"
+        if name in named:
+            raise FerError(
+                f"{named[name]} and {f} both hold figures of {m.get('split', 'eval')} with TTA "
+                f"{m.get('tta', 'none')} on {other}: pass one of them"
+            )
+        named[name], metrics[name] = f, summary
+        measured = m.get("model")
+        if isinstance(measured, str) and measured:
+            where = Path(measured).resolve()
+            if where not in known and where.parent not in known:
+                print(
+                    f"warning: {f} was measured on {measured}, not on a model this export reads "
+                    "or writes; its figures are recorded as this model's",
+                    file=sys.stderr,
+                )
     return metrics
 
 
@@ -439,7 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     spec.extra["export_command"] = "python -m fer.export " + " ".join(
         map(shlex.quote, argv if argv is not None else sys.argv[1:])
     )
-    metrics = read_metrics(args.metrics or [], "torch" if args.no_onnx else "onnx")
+    metrics = read_metrics(args.metrics or [], "torch" if args.no_onnx else "onnx", [*paths, out])
     if metrics:
         spec.extra["metrics"] = metrics
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())

@@ -101,6 +101,14 @@ class ModelSpec:
             raise FerError(
                 f"model metadata lacks {', '.join(missing)}; re-export it with python -m fer.export"
             )
+        kinds = {"arch": str, "options": dict, "classes": list, "preprocessing": dict}
+        for key, kind in kinds.items():
+            if key in d and not isinstance(d[key], kind):
+                what = {str: "a name", dict: "a mapping", list: "a list"}[kind]
+                raise FerError(
+                    f"model.json: {key} must be {what}, not {d[key]!r:.40}; re-export it with "
+                    "python -m fer.export"
+                )
         return cls(
             d["arch"],
             d["options"],
@@ -114,16 +122,23 @@ def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
     """(spec, model state dict) from a Lightning checkpoint, refusing anything that needs unpickling code."""
     import torch
 
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # what torch.save writes: a zip, or (before PyTorch 1.6) a pickle of protocol 2 or more
+    saved = head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
     try:
+        if not saved:  # text (a git-lfs pointer, a web page), or nothing
+            raise ValueError("not a file torch.save writes")
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # the unpickler raises many types on garbage; all mean "not loadable"
-        if "Weights only load failed" in str(e):
+        if saved and "Weights only load failed" in str(e):
             raise FerError(
                 f"{path} holds pickled objects that are not plain tensors; refusing to load it "
                 "(only weights-only checkpoints and safetensors are accepted)"
             ) from e
         raise FerError(
-            f"{path} is not a readable checkpoint (truncated, or not a checkpoint)"
+            f"{path} is not a readable checkpoint (truncated, a git-lfs pointer, or not a "
+            "checkpoint)"
         ) from e
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
         raise FerError(
@@ -203,7 +218,7 @@ def resolve_model_path(path: Path) -> Path:
         best = json.loads(summary.read_text()).get("best_checkpoint")
     except (OSError, json.JSONDecodeError, AttributeError) as e:
         raise FerError(f"{summary} is not a fer.train summary: {e}") from e
-    if not best:
+    if not (isinstance(best, str) and best):
         raise FerError(f"{summary} names no best checkpoint; pass one of the run's .ckpt files")
     best = Path(best)
     # The recorded path is relative to where training ran; the folder may have moved since, so
@@ -406,10 +421,20 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
         raise FerError(f"model {path} does not exist; {hint}")
     path = resolve_model_path(path)
     if path.is_dir() and not (path / "model.json").is_file():
+        ckpts = sorted(path.glob("*.ckpt"))
+        runs = sorted(path.glob("version_*/"), key=lambda r: (len(r.name), r.name))
+        if ckpts:  # a run's checkpoints/
+            hint = f"pass one of its checkpoints: {', '.join(map(str, ckpts[:5]))}"
+        elif runs:  # lightning_logs/
+            hint = f"pass one of its runs: {', '.join(map(str, runs[-5:]))}"
+        else:
+            hint = (
+                "pass a run's lightning_logs/version_N folder, a .ckpt, or a folder python -m "
+                "fer.export wrote"
+            )
         raise FerError(
-            f"{path} holds no exported model (model.json) and no training summary (summary.json); "
-            "pass a run's lightning_logs/version_N folder or a .ckpt, or export one with "
-            f"python -m fer.export --ckpt CKPT --out {path}"
+            f"{path} holds no exported model (model.json) and no training summary "
+            f"(summary.json); {hint}"
         )
     if backend == "auto":
         folder = path if path.is_dir() else path.parent
@@ -597,6 +622,7 @@ def torch_model(spec: ModelSpec, state: dict[str, torch.Tensor], source: Path) -
 
     from fer.models import build_model
 
+    spec.check(str(source))  # other classes: said so, not as the head's size mismatch
     model = build_model(spec.arch, num_classes=len(spec.classes), **spec.options)
     try:
         model.load_state_dict(state, strict=True)

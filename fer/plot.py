@@ -3,6 +3,8 @@
 Writes curves.png (loss and accuracy, train and val, per epoch) into --out (default: the run folder).
 Where the run trained with label smoothing, mixup, class weights or distillation, its train loss is
 that objective, not the cross-entropy of val/loss, and the legend says so: compare the accuracies.
+A run resumed from an earlier epoch's checkpoint is drawn as it went on: the epochs it trained
+again replace those of the attempt it left.
 """
 
 from __future__ import annotations
@@ -10,15 +12,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from fer.common import FerError, Parser, add_debug_flag, run_cli, save_figure
+from fer.common import FerError, Parser, add_debug_flag, check_outputs, run_cli, save_figure
 
 CURVES = {"loss": ("train/loss_epoch", "val/loss"), "accuracy": ("train/acc", "val/acc")}
 
 
 def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value), ...]} from every event file in the run folder."""
+    """{tag: [(step, value), ...]} from every event file in the run folder, in the order written.
+    A run resumed from an earlier checkpoint logs its steps from there again: the points of the
+    branch it left (those of that step and after, written before) are dropped."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+    if logdir.is_file():
+        raise FerError(f"{logdir} is a file, not a run folder; pass lightning_logs/version_N")
     if not logdir.is_dir():
         raise FerError(f"run folder {logdir} does not exist; pass lightning_logs/version_N")
     acc = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
@@ -28,7 +34,15 @@ def read_scalars(logdir: Path) -> dict[str, list[tuple[int, float]]]:
         raise FerError(
             f"no TensorBoard scalars in {logdir}; pass a run folder written by fer.train"
         )
-    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in tags}
+    scalars = {}
+    for tag in tags:
+        points: list[tuple[int, float]] = []
+        for e in acc.Scalars(tag):
+            while points and points[-1][0] >= e.step:  # logged again by a resumed run
+                points.pop()
+            points.append((e.step, e.value))
+        scalars[tag] = points
+    return scalars
 
 
 def curve_labels(logdir: Path) -> dict[str, str]:
@@ -74,7 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     import fer.figures  # noqa: F401  (selects the Agg backend)
 
     logdir = Path(args.logdir)
+    out = Path(args.out) if args.out else logdir
+    check_outputs({}, folders={"--out": args.out})  # an empty name, a file
     scalars = read_scalars(logdir)
+    if not any(tag in scalars for tags in CURVES.values() for tag in tags):
+        raise FerError(
+            f"{logdir} logged no epoch yet (a run stopped in its first epoch?): no curve to draw"
+        )
     epochs = dict(scalars.get("epoch", []))  # Lightning logs the epoch number at every logged step
     labels = curve_labels(logdir)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -92,7 +112,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         fig.suptitle(f"{logdir}: best val/acc {max(v for _, v in accuracies):.4f}")
     else:  # --limit-val-batches 0: no accuracy to name, rather than 0
         fig.suptitle(f"{logdir}: no validation")
-    out = Path(args.out) if args.out else logdir
     save_figure(fig, out / "curves.png")
     print(f"wrote {out / 'curves.png'}")
     return 0

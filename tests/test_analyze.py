@@ -1,4 +1,5 @@
 import json
+import re
 
 import cv2
 import numpy as np
@@ -267,3 +268,67 @@ def test_on_data_without_publictest_duplicates_split_by_fer_trains_draw_are_name
     usage[:130] = 0  # Training, with PublicTest faces: fer.train draws nothing
     usage[130:] = 1
     assert cleaning_report(images, labels, usage, names)["straddling"] is None
+
+
+def test_plot_of_a_run_resumed_from_an_earlier_checkpoint_draws_the_branch_it_kept(
+    tmp_path, monkeypatch
+):
+    """Was: a run resumed from an earlier epoch's checkpoint logs those epochs again, and the plot
+    drew both attempts (the lines folding back) and named the best val/acc of the one left."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    import fer.plot
+
+    run = tmp_path / "version_0"
+    first = SummaryWriter(str(run), filename_suffix=".a")
+    for epoch, acc in enumerate([0.3, 0.4, 0.5, 0.6]):  # the branch left: resumed at epoch 2
+        for tag, value in (("epoch", epoch), ("val/acc", acc), ("train/acc", acc)):
+            first.add_scalar(tag, value, global_step=10 * (epoch + 1))
+    first.close()
+    resumed = SummaryWriter(str(run), filename_suffix=".b")
+    for epoch, acc in [(2, 0.42), (3, 0.45), (4, 0.47)]:
+        for tag, value in (("epoch", epoch), ("val/acc", acc), ("train/acc", acc)):
+            resumed.add_scalar(tag, value, global_step=10 * (epoch + 1))
+    resumed.close()
+    for when, suffix in ((1_700_000_000, ".a"), (1_700_000_100, ".b")):  # as two processes name
+        (made,) = run.glob(f"*{suffix}")  # them: by the time each started (was a counter here)
+        made.rename(run / f"events.out.tfevents.{when}.host.1{suffix}")
+    drawn = []
+    monkeypatch.setattr(fer.plot, "save_figure", lambda fig, path: drawn.append(fig))
+    assert plot(["--logdir", str(run)]) == 0
+    val = next(line for line in drawn[0].axes[1].lines if line.get_label() == "val")
+    assert val.get_xdata().tolist() == [1, 2, 3, 4, 5]
+    assert val.get_ydata().tolist() == pytest.approx([0.3, 0.4, 0.42, 0.45, 0.47])
+    assert drawn[0]._suptitle.get_text().endswith("best val/acc 0.4700")
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no epoch", "logged no epoch yet"),  # was a blank figure, written
+        ("logdir is a file", "is a file, not a run folder"),
+        ("empty out", "--out is empty"),  # was: the run folder, silently
+        ("out is a file", "--out .* is not a folder"),  # was "cannot write to ...: File exists"
+    ],
+)
+def test_plot_refuses_what_it_cannot_draw_or_write_in_one_line(tmp_path, capsys, case, message):
+    from torch.utils.tensorboard import SummaryWriter
+
+    from fer.common import run_cli
+
+    run = tmp_path / "version_0"
+    writer = SummaryWriter(str(run))
+    writer.add_scalar("lr-SGD", 0.1, global_step=1)  # a run stopped in its first epoch
+    writer.close()
+    (tmp_path / "file").write_text("a file\n")
+    argv = {
+        "no epoch": ["--logdir", str(run)],
+        "logdir is a file": ["--logdir", str(tmp_path / "file")],
+        "empty out": ["--logdir", str(run), "--out", ""],
+        "out is a file": ["--logdir", str(run), "--out", str(tmp_path / "file")],
+    }[case]
+    with pytest.raises(SystemExit) as e:
+        run_cli(plot, argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and re.search(message, err) and err.count("\n") == 1, err
+    assert not (run / "curves.png").exists()

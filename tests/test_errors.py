@@ -169,7 +169,23 @@ def test_out_of_range_options(tmp_path, capsys, flag, value, needle):
 
 @pytest.mark.parametrize(
     "case",
-    ["other architecture", "truncated checkpoint", "not a checkpoint", "truncated safetensors"],
+    [
+        "other architecture",
+        "truncated checkpoint",
+        "not a checkpoint",
+        "truncated safetensors",
+        # were "holds pickled objects that are not plain tensors; refusing to load it": torch
+        # says so of any file whose first byte is a pickle instruction ('v', '<', 'g')
+        "git-lfs pointer",
+        "html page",
+        "garbage",
+        "pickled objects",  # a checkpoint torch.save wrote with more than tensors in it
+        # were tracebacks (TypeError)
+        "options not a mapping",
+        "summary naming no path",
+        # was "does not fit a cnn model ... size mismatch" on the PyTorch backend
+        "other classes",
+    ],
 )
 def test_bad_model_files(tmp_path, capsys, exported, case):
     faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
@@ -189,14 +205,46 @@ def test_bad_model_files(tmp_path, capsys, exported, case):
     elif case == "not a checkpoint":
         (tmp_path / "x.ckpt").write_text("just text")
         model, needle = tmp_path / "x.ckpt", "not a readable checkpoint"
+    elif case in ("git-lfs pointer", "html page", "garbage"):
+        (tmp_path / "x.ckpt").write_text(
+            {
+                "git-lfs pointer": "version https://git-lfs.github.com/spec/v1\n"
+                "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+                "size 12345\n",
+                "html page": "<!DOCTYPE html><html><body>Moved</body></html>\n",
+                "garbage": "garbage\n",
+            }[case]
+        )
+        model, needle = tmp_path / "x.ckpt", "not a readable checkpoint"
+    elif case == "pickled objects":
+        import argparse
+
+        import torch
+
+        torch.save(
+            {"state_dict": {}, "hyper_parameters": argparse.Namespace()}, tmp_path / "x.ckpt"
+        )
+        model, needle = tmp_path / "x.ckpt", "holds pickled objects that are not plain tensors"
+    elif case == "options not a mapping":
+        meta = json.loads((exported / "model.json").read_text())
+        (exported / "model.json").write_text(json.dumps({**meta, "options": [1]}))
+        model, needle = exported, "model.json: options must be a mapping"
+    elif case == "summary naming no path":
+        run = tmp_path / "run"
+        run.mkdir()
+        (run / "summary.json").write_text(json.dumps({"best_checkpoint": 3}))
+        model, needle = run, "names no best checkpoint"
+    elif case == "other classes":
+        meta = json.loads((exported / "model.json").read_text())
+        (exported / "model.json").write_text(json.dumps({**meta, "classes": ["a", "b", "c"]}))
+        model, needle = exported, "trained on classes"
     else:
         data = (exported / "model.safetensors").read_bytes()
         (exported / "model.safetensors").write_bytes(data[:200])
         model, needle = exported, "not a readable safetensors file"
     out = tmp_path / "pred.json"
-    code, _, err = cli(
-        "predict", [str(faces), "--model", str(model), "--no-detect", "--json", str(out)], capsys
-    )
+    argv = [str(faces), "--model", str(model), "--no-detect", "--json", str(out)]
+    code, _, err = cli("predict", [*argv, "--backend", "torch"], capsys)
     assert_one_line_error(code, err, needle)
     assert not out.exists()
 

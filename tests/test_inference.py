@@ -1829,3 +1829,58 @@ def test_detect_errors_are_one_line_without_ffmpegs_log(exported, tmp_path, case
     )
     assert out.returncode == 2 and out.stderr.startswith("error: "), out.stderr
     assert out.stderr.count("\n") == 1, out.stderr
+
+
+def test_a_folder_above_or_inside_a_run_is_answered_with_what_it_holds(trained):
+    """Was: a run's checkpoints/ folder, or lightning_logs/, got 'export one with python -m
+    fer.export --ckpt CKPT --out <that folder>', naming none of the checkpoints or runs there."""
+    ckpt = trained["ckpt"]
+    with pytest.raises(FerError) as e:
+        load_classifier(ckpt.parent)
+    assert "pass one of its checkpoints: " in str(e.value) and str(ckpt) in str(e.value)
+    assert "--out" not in str(e.value)
+    with pytest.raises(FerError, match=f"pass one of its runs: {ckpt.parents[1]}"):
+        load_classifier(ckpt.parents[2])
+
+
+def test_an_error_of_the_compared_model_names_compare(trained, tmp_path):
+    """Was: 'fer.evaluate --ckpt EXPORT --backend onnx --compare CKPT' said '--backend onnx needs
+    an exported model', of the model given to --compare, as if --ckpt's were meant."""
+    argv = ["--ckpt", str(trained["export"]), "--data", str(trained["data"]), "--backend", "onnx"]
+    with pytest.raises(FerError, match="^--compare .*: --backend onnx needs an exported model"):
+        evaluate([*argv, "--compare", str(trained["ckpt"]), "--out", str(tmp_path / "e")])
+    with pytest.raises(FerError, match=f"^--compare {tmp_path / 'gone'}: model .* does not exist"):
+        evaluate([*argv, "--compare", str(tmp_path / "gone"), "--out", str(tmp_path / "e")])
+
+
+def test_export_metrics_of_another_model_are_said_so_and_two_of_one_kind_refused(
+    trained, tmp_path, capsys
+):
+    """Was: a metrics.json another model scored was recorded as this model's without a word, and
+    of two files holding the same split and TTA (on two data sets, say) one was dropped."""
+    ckpt = str(trained["ckpt"])
+    mine = tmp_path / "mine.json"
+    figures = {"accuracy": 0.5, "samples": 9, "split": "val", "tta": "none"}
+    mine.write_text(json.dumps({**figures, "model": ckpt}))
+    theirs = tmp_path / "theirs.json"
+    theirs.write_text(json.dumps({**figures, "accuracy": 0.9, "model": str(tmp_path / "x.ckpt")}))
+    out = tmp_path / "out"
+    with pytest.raises(FerError, match="mine.json and .*theirs.json both hold figures of val"):
+        export(
+            ["--ckpt", ckpt, "--out", str(out), "--no-onnx", "--metrics", str(mine), str(theirs)]
+        )
+    assert not out.exists()
+    capsys.readouterr()
+    assert export(["--ckpt", ckpt, "--out", str(out), "--no-onnx", "--metrics", str(mine)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    # scored on the export itself (as experiments/ship.sh scores it), then exported again
+    scored = tmp_path / "scored.json"
+    scored.write_text(json.dumps({**figures, "model": str(out / "model.safetensors")}))
+    assert export(["--ckpt", ckpt, "--out", str(out), "--no-onnx", "--metrics", str(scored)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert export(["--ckpt", ckpt, "--out", str(out), "--no-onnx", "--metrics", str(theirs)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {theirs} was measured on {tmp_path / 'x.ckpt'}" in err
+    assert (
+        json.loads((out / "model.json").read_text())["metrics"]["val_tta_none"]["accuracy"] == 0.9
+    )
