@@ -216,6 +216,70 @@ class BackgroundWriter:
         self.writer.release()
 
 
+#: A live source's frame rate is measured on its first frames, held until then: the rate a camera
+#: announces is often not the one it delivers (in low light, or with a CPU that falls behind).
+MEASURED_FRAMES, MEASURED_SECONDS = 30, 2.0
+
+
+class VideoOutput:
+    """--output: the frames, fitted to the first one's size, written by a BackgroundWriter into a
+    hidden file beside `target` (`tmp`, which the caller puts in place) at `fps`, the source's
+    rate; for a live source (a camera, a stream), at the rate its first frames arrived."""
+
+    def __init__(self, target: Path, fps: float, live: bool):
+        self.target, self.fps, self.live = target, fps, live
+        self.tmp = target.with_name(f".{target.stem}.part{target.suffix or '.mp4'}")
+        self.size: tuple[int, int] | None = None
+        self.writer: BackgroundWriter | None = None
+        self.held: list[tuple[float, np.ndarray]] = []  # (when it arrived, frame)
+
+    def write(self, frame: np.ndarray, arrived: float) -> None:
+        if self.size is None:
+            self.size = (frame.shape[1], frame.shape[0])
+        if (frame.shape[1], frame.shape[0]) != self.size:  # a camera turned mid-run
+            frame = fit(frame, *self.size)
+        if self.writer is not None:
+            self.writer.write(frame)
+            return
+        self.held.append((arrived, frame))
+        span = arrived - self.held[0][0]
+        if not self.live or len(self.held) >= MEASURED_FRAMES or span >= MEASURED_SECONDS:
+            self._open()
+
+    def _open(self) -> None:
+        span = self.held[-1][0] - self.held[0][0]
+        if self.live and span > 0:
+            self.fps = min(max((len(self.held) - 1) / span, 1.0), 120.0)
+        try:
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise FerError(f"cannot write video {self.target}: {e.strerror}") from e
+        video = video_writer(self.tmp, self.fps, *self.size)
+        if video is None:
+            raise FerError(
+                f"cannot write video {self.target}; use a .mp4 or .avi name in a writable folder"
+            )
+        self.writer = BackgroundWriter(video)
+        for _, frame in self.held:
+            self.writer.write(frame)
+        self.held = []
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.writer.error if self.writer is not None else None
+
+    def check(self) -> None:
+        if self.writer is not None:
+            self.writer.check()
+
+    def release(self) -> None:
+        """Write the frames still held (a run shorter than the measure) and close the file."""
+        if self.writer is None and self.held:
+            self._open()
+        if self.writer is not None:
+            self.writer.release()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.every < 1 or args.smooth < 1 or args.max_frames < 0 or (args.min_face or 0) < 0:
@@ -256,8 +320,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FerError:
         cap.release()
         raise
-    writer = tmp_video = json_file = tmp_json = None
+    json_file = tmp_json = None
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
+    video = VideoOutput(video_target, fps_in, not source.is_file()) if args.output else None
+    tmp_video = video.tmp if video else None
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
@@ -296,24 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fps = len(recent) / max(sum(recent), 1e-9)
                 if args.output or args.show:
                     draw(frame, faces, fps, bars=not args.no_bars)
-                if args.output:
-                    if writer is None:
-                        out, size = video_target, (frame.shape[1], frame.shape[0])
-                        try:
-                            out.parent.mkdir(parents=True, exist_ok=True)
-                        except OSError as e:
-                            raise FerError(f"cannot write video {out}: {e.strerror}") from e
-                        tmp_video = out.with_name(f".{out.stem}.part{out.suffix or '.mp4'}")
-                        video = video_writer(tmp_video, fps_in, *size)
-                        if video is None:
-                            raise FerError(
-                                f"cannot write video {out}; use a .mp4 or .avi name in a "
-                                "writable folder"
-                            )
-                        writer = BackgroundWriter(video)
-                    if (frame.shape[1], frame.shape[0]) != size:  # a camera turned mid-run
-                        frame = fit(frame, *size)
-                    writer.write(frame)
+                if video:
+                    video.write(frame, t0)
                 frames += 1  # made (and in the video), whatever its JSON line meets
                 if json_file:
                     faces_d = [f.to_dict() for f in faces]
@@ -344,9 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             run.finishing()  # the files are completed whatever arrives now, a second Ctrl-C too
             try:
                 cap.release()
-                if writer is not None:
-                    writer.release()
-                    if writer.error is not None:
+                if video is not None:
+                    video.release()
+                    if video.error is not None:
                         finished = False  # the video lacks frames: it is not kept
                 if json_file is sys.stdout:
                     try:
@@ -356,6 +406,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         code = code or 141
                 elif json_file:
                     json_file.close()
+            except BaseException:  # the files could not be completed (the video's held frames,
+                finished = False  # a full disk): none is kept
+                raise
             finally:
                 if not finished:  # an error: no half-written files are left behind
                     for tmp in (tmp_video, tmp_json):
@@ -364,8 +417,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 Path(tmp).unlink(missing_ok=True)
                     for folders in made:
                         remove_empty(folders)
-    if writer is not None:
-        writer.check()
+    if video is not None:
+        video.check()
     if frames == 0:
         for tmp in (tmp_video, tmp_json):
             if tmp is not None:

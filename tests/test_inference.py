@@ -1884,3 +1884,74 @@ def test_export_metrics_of_another_model_are_said_so_and_two_of_one_kind_refused
     assert (
         json.loads((out / "model.json").read_text())["metrics"]["val_tta_none"]["accuracy"] == 0.9
     )
+
+
+@pytest.mark.parametrize("frames", [40, 12])
+def test_detect_records_a_camera_at_the_rate_it_delivers_frames(
+    exported, tmp_path, monkeypatch, frames
+):
+    """Was: a camera announcing 30 frames/s and delivering 10 (low light, a slow CPU) was recorded
+    at 30: the video played three times too fast. A live source's rate is measured on its first
+    frames (a run shorter than that: on all of them); a file keeps its own."""
+    from types import SimpleNamespace
+
+    import fer.detect
+
+    source = make_video(tmp_path / "in.mp4", frames=frames)
+    clock = [100.0]
+
+    class SlowCamera:
+        def __init__(self, _):
+            self.cap = cv2.VideoCapture(str(source))
+
+        def read(self):
+            clock[0] += 0.1  # a frame every 0.1 s
+            return self.cap.read()
+
+        def get(self, prop):
+            return 30.0 if prop == cv2.CAP_PROP_FPS else 0.0
+
+        def release(self):
+            self.cap.release()
+
+    monkeypatch.setattr(fer.detect, "open_source", SlowCamera)
+    monkeypatch.setattr(fer.detect, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    video = tmp_path / "out.mp4"
+    args = ["--source", "0", "--model", str(exported), "--detector", "haar", "--output", str(video)]
+    assert fer.detect.main(args) == 0
+    written = cv2.VideoCapture(str(video))
+    assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(10, rel=0.02)
+    assert len(read_frames(video)) == frames
+    monkeypatch.undo()
+    assert fer.detect.main([*args[:1], str(source), *args[2:]]) == 0  # a file: its own rate
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) == pytest.approx(
+        cv2.VideoCapture(str(source)).get(cv2.CAP_PROP_FPS)
+    )
+
+
+def test_detect_whose_video_cannot_be_completed_at_the_end_keeps_no_file(
+    exported, tmp_path, monkeypatch
+):
+    """A camera's frames are held until its rate is measured: a run shorter than that opens its
+    video at the end, and a failure there leaves neither the video nor the JSON lines."""
+    import fer.detect
+
+    source = make_video(tmp_path / "in.mp4", frames=5)
+
+    class Camera:
+        def __init__(self, _):
+            self.cap = cv2.VideoCapture(str(source))
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    def fails(self):
+        raise FerError("cannot write video: the disk is full")
+
+    monkeypatch.setattr(fer.detect, "open_source", Camera)
+    monkeypatch.setattr(fer.detect.VideoOutput, "_open", fails)
+    out = tmp_path / "out"
+    args = ["--source", "0", "--model", str(exported), "--detector", "haar"]
+    with pytest.raises(FerError, match="the disk is full"):
+        fer.detect.main([*args, "--output", str(out / "a.mp4"), "--json", str(out / "a.jsonl")])
+    assert not out.exists()
