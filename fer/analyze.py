@@ -2,8 +2,9 @@
 
 Structure (counts per split x emotion, pixel statistics, shape / channel check), visualisation
 (samples per emotion, random images) and a cleaning report: blank or near-constant faces, exact
-duplicates within and across splits, and duplicates whose labels disagree. Writes an exclusion
-list that `fer.train --exclude` reads.
+duplicates within and across splits (and, counted apart, near copies: faces at most 2 grey levels
+apart at every pixel, which --near lists as copies too), and duplicates whose labels disagree.
+Writes an exclusion list that `fer.train --exclude` reads.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
@@ -33,6 +35,10 @@ from fer.common import (
 
 log = logging.getLogger("fer")
 BLANK_STD = 2.0  # pixel standard deviation (0..255) under which a face is treated as blank
+#: Faces this many grey levels apart at most, at every pixel, are counted as near copies (a
+#: copy rounded or re-encoded). In FER-2013, --near 1 and --near 2 find the same near copies,
+#: --near 4 a few more (docs/data.md).
+NEAR_LEVELS = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,11 +54,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random", type=count, default=48, help="faces in the random grid")
     p.add_argument(
         "--blank-std",
-        type=float,
+        type=non_negative,
         default=BLANK_STD,
         help="pixel std (0..255) under which a face is blank",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--near",
+        type=count,
+        default=0,
+        metavar="LEVELS",
+        help="count as copies (in the groups, exclude.txt and leaked.txt) faces at most LEVELS "
+        f"grey levels apart at every pixel; 0: byte-identical faces only, with the near copies "
+        f"within {NEAR_LEVELS} counted apart",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample grids' random faces")
     p.add_argument("--json", action="store_true", help="print the cleaning report as JSON")
     p.add_argument("--cache-dir", help="dataset cache folder")
     add_debug_flag(p)
@@ -67,18 +82,81 @@ def count(text: str) -> int:
     return n
 
 
+def non_negative(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):  # nan too
+        raise argparse.ArgumentTypeError("must be a number, 0 or more")
+    return value
+
+
 def split_names(usage: np.ndarray) -> np.ndarray:
     from fer.data import USAGES
 
     return np.array(USAGES)[usage]
 
 
-def find_duplicates(images: np.ndarray) -> list[np.ndarray]:
-    """Groups (index arrays, size >= 2) of byte-identical faces."""
-    groups: dict[bytes, list[int]] = defaultdict(list)
+def find_duplicates(
+    images: np.ndarray, levels: int = 0, skip: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Groups (sorted index arrays, size >= 2) of byte-identical faces, and with `levels`, of faces
+    at most that many grey levels apart at every pixel, chained (a near b, b near c: one group);
+    faces `skip` marks (blank ones, which are all near each other) are near no other."""
+    exact: dict[bytes, list[int]] = defaultdict(list)
     for i, img in enumerate(images):
-        groups[hashlib.blake2b(img.tobytes(), digest_size=16).digest()].append(i)
-    return [np.array(g) for g in groups.values() if len(g) > 1]
+        exact[hashlib.blake2b(img.tobytes(), digest_size=16).digest()].append(i)
+    groups = list(exact.values())
+    if levels > 0:
+        first = np.array([g[0] for g in groups])  # one face of each exact group
+        if skip is not None:
+            first = first[~skip[first]]
+        root = {int(i): int(i) for i in first}
+
+        def find(i: int) -> int:
+            while root[i] != i:
+                root[i] = root[root[i]]
+                i = root[i]
+            return i
+
+        for a, b in near_pairs(images[first], levels):
+            root[find(int(first[a]))] = find(int(first[b]))
+        merged: dict[int, list[int]] = defaultdict(list)
+        for g in groups:
+            merged[find(g[0]) if g[0] in root else g[0]] += g
+        groups = list(merged.values())
+    return [np.array(sorted(g)) for g in groups if len(g) > 1]
+
+
+def near_pairs(images: np.ndarray, levels: int) -> list[tuple[int, int]]:
+    """The pairs (i, j) of `images` at most `levels` grey levels apart at every pixel. Faces so
+    close have 8x8 block means (and means) that close too: sorted by their mean, each face is
+    compared with those whose mean is within `levels` above it whose block means all are too,
+    and only those pixel by pixel."""
+    n = len(images)
+    if n < 2:
+        return []
+    faces = images.reshape(n, -1).astype(np.int16)
+    h, w = images.shape[1:3]
+    blocks = (
+        images[:, : h - h % 8, : w - w % 8]
+        .reshape(n, 8, (h - h % 8) // 8, 8, (w - w % 8) // 8)
+        .mean((2, 4), dtype=np.float32)
+        .reshape(n, -1)
+        if h >= 8 and w >= 8
+        else faces.astype(np.float32)
+    )
+    mean = faces.mean(1, dtype=np.float32)
+    order = np.argsort(mean, kind="stable")
+    ends = np.searchsorted(mean[order], mean[order] + levels + 1e-3, side="right")
+    pairs = []
+    for k, i in enumerate(order):
+        others = order[k + 1 : ends[k]]
+        if len(others) == 0:
+            continue
+        others = others[np.abs(blocks[others] - blocks[i]).max(1) <= levels + 1e-3]
+        for j in others:
+            if np.abs(faces[j] - faces[i]).max() <= levels:
+                pairs.append((int(i), int(j)))
+    return pairs
 
 
 def cleaning_report(
@@ -87,9 +165,12 @@ def cleaning_report(
     usage: np.ndarray,
     names: list[str],
     blank_std: float = BLANK_STD,
+    near: int = 0,
 ) -> dict[str, Any]:
-    """Blank faces, duplicate groups (within / across splits, conflicting labels), the exclusion
-    list (blank training faces and the training-side copies of a val/test face), and, on data
+    """Blank faces, duplicate groups (within / across splits, conflicting labels; copies at most
+    `near` grey levels apart at every pixel), the exclusion list (blank training faces and the
+    training-side copies of a val/test face), the val/test faces that have such a copy
+    (`leaked`), with `near` 0 what NEAR_LEVELS would add to those lists (`near_copies`), and, on data
     without PublicTest markers, where fer.train draws its validation faces from the training
     ones by its seed, the duplicate groups that draw splits at fer.train's defaults (a copy
     validating while another trains): `straddling`, None on data with markers."""
@@ -107,7 +188,7 @@ def cleaning_report(
     splits = split_names(usage)
     std = images.reshape(len(images), -1).std(1)
     blank = np.flatnonzero(std < blank_std)
-    groups = find_duplicates(images)
+    groups = find_duplicates(images, near, skip=std < blank_std)
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
     straddling = None
     if not (usage == PUBLIC_TEST).any():  # fer.train's own split, at its defaults
@@ -119,8 +200,7 @@ def cleaning_report(
                       and (~val[g] & pool[g]).any()]  # fmt: skip
     # train 0, val 1 (PublicTest), test 2: a copy in PublicTest and PrivateTest crosses splits too
     split_of = held_out.astype(int) + np.isin(usage, [PRIVATE_TEST, UNMARKED_TEST])
-    # fer.train --exclude drops training faces only: a blank val/test face is reported, not listed
-    records, exclude, leaked = [], {names[i] for i in blank if not held_out[i]}, set()
+    records = []
     for g in groups:
         rec = {
             "names": [names[i] for i in g],
@@ -130,13 +210,24 @@ def cleaning_report(
         rec["cross_split"] = len(set(split_of[g].tolist())) > 1
         rec["conflicting_labels"] = len(set(labels[g].tolist())) > 1
         records.append(rec)
-        if held_out[g].any():  # train-side copies of a val/test face leak it into training
-            exclude |= {names[i] for i in g if not held_out[i]}
-            if not held_out[g].all():
-                leaked |= {names[i] for i in g if held_out[i]}
+    # fer.train --exclude drops training faces only: a blank val/test face is reported, not listed
+    exclude, leaked = copy_lists(groups, held_out, names)
+    exclude |= {names[i] for i in blank if not held_out[i]}
+    near_copies = None
+    if near == 0:  # what the near copies would add
+        more = find_duplicates(images, NEAR_LEVELS, skip=std < blank_std)
+        more_exclude, more_leaked = copy_lists(more, held_out, names)
+        known = {tuple(g) for g in groups}
+        near_copies = {
+            "levels": NEAR_LEVELS,
+            "groups": sum(tuple(g) not in known for g in more),  # with a near copy in them
+            "more_exclude": sorted(more_exclude - exclude),
+            "more_leaked": sorted(more_leaked - leaked),
+        }
     return {
         "samples": int(len(images)),
         "blank_std_threshold": blank_std,
+        "near_levels": near,
         "blank": [
             {
                 "name": names[i],
@@ -153,8 +244,30 @@ def cleaning_report(
         "groups": records,
         "exclude": sorted(exclude),
         "leaked": sorted(leaked),
+        "near_copies": near_copies,
         "straddling": straddling,
     }
+
+
+def copy_lists(
+    groups: list[np.ndarray], held_out: np.ndarray, names: list[str]
+) -> tuple[set[str], set[str]]:
+    """(training faces to exclude, val/test faces leaked) for these groups of copies: the
+    training-side copies of a val/test face leak it into training."""
+    exclude: set[str] = set()
+    leaked: set[str] = set()
+    for g in groups:
+        if held_out[g].any():
+            exclude |= {names[i] for i in g if not held_out[i]}
+            if not held_out[g].all():
+                leaked |= {names[i] for i in g if held_out[i]}
+    return exclude, leaked
+
+
+def copies(rep: dict[str, Any]) -> str:
+    """What the report counts as a copy: 'exact', or 'at most N grey levels apart'."""
+    levels = rep.get("near_levels") or 0
+    return f"at most {levels} grey levels apart" if levels else "exact"
 
 
 def straddling_note(rep: dict[str, Any]) -> str:
@@ -175,12 +288,22 @@ def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
         "",
         f"- samples: {rep['samples']}",
         f"- blank or near-constant faces (pixel std < {rep['blank_std_threshold']}): {len(rep['blank'])}",
-        f"- exact-duplicate groups: {rep['duplicate_groups']} ({rep['duplicate_images']} images)",
+        f"- duplicate groups ({'exact copies' if copies(rep) == 'exact' else 'copies ' + copies(rep)}): {rep['duplicate_groups']} "
+        f"({rep['duplicate_images']} images)",
         f"- groups crossing splits (train, val = PublicTest, test): {rep['cross_split_groups']}",
         f"- groups whose labels disagree: {rep['conflicting_label_groups']}",
         f"- exclusion list for `fer.train --exclude`: {len(rep['exclude'])} training samples",
-        f"- val/test faces with an exact training copy (`fer.evaluate --skip leaked.txt`): {len(rep['leaked'])}",
+        f"- val/test faces with a training copy ({copies(rep)}; `fer.evaluate --skip "
+        f"leaked.txt`): {len(rep['leaked'])}",
     ]
+    if near := rep.get("near_copies"):
+        n, more = near["groups"], near["more_leaked"]
+        lines.append(
+            f"- near copies (at most {near['levels']} grey levels apart at every pixel): {n} "
+            f"group{'s' * (n != 1)} not counted above; `--near {near['levels']}` lists "
+            f"{len(more)} val/test face{'s' * (len(more) != 1)} more as leaked and "
+            f"{len(near['more_exclude'])} training faces more to exclude"
+        )
     if rep.get("straddling") is not None:
         lines.append(f"- {straddling_note(rep)}")
     lines.append("")
@@ -363,7 +486,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Path(args.out)
     info = structure(data)
     rep = cleaning_report(
-        data.images.numpy(), data.labels.numpy(), data.usage.numpy(), data.names, args.blank_std
+        data.images.numpy(),
+        data.labels.numpy(),
+        data.usage.numpy(),
+        data.names,
+        args.blank_std,
+        args.near,
     )
     # the set of files replaces an earlier run's whole: no figure of another run is left beside
     # this one's lists (an interrupted run leaves the earlier set as it was)
@@ -381,8 +509,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         write_text(
             folder / "leaked.txt",
-            "# val/test faces with an exact copy in training: python -m fer.evaluate --skip this file\n"
-            + "".join(n + "\n" for n in rep["leaked"]),
+            f"# val/test faces with a copy in training ({copies(rep)}): python -m fer.evaluate "
+            "--skip this file\n" + "".join(n + "\n" for n in rep["leaked"]),
         )
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "groups"}, indent=2))
@@ -407,6 +535,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(rep['exclude'])} training samples in {out / 'exclude.txt'}, "
         f"{len(rep['leaked'])} val/test faces with a training copy in {out / 'leaked.txt'}"
     )
+    if rep["near_copies"] and (
+        rep["near_copies"]["more_leaked"] or rep["near_copies"]["more_exclude"]
+    ):
+        near = rep["near_copies"]
+        print(
+            f"note: {len(near['more_leaked'])} val/test faces more have a near copy in training "
+            f"(at most {near['levels']} grey levels apart at every pixel); --near "
+            f"{near['levels']} lists them too"
+        )
     if rep["straddling"] is not None:
         print(f"note: {straddling_note(rep)}")
     print(

@@ -332,3 +332,47 @@ def test_plot_refuses_what_it_cannot_draw_or_write_in_one_line(tmp_path, capsys,
     err = capsys.readouterr().err
     assert e.value.code == 2 and re.search(message, err) and err.count("\n") == 1, err
     assert not (run / "curves.png").exists()
+
+
+def test_near_copies_are_reported_and_near_lists_them_as_copies():
+    """Was: only byte-identical faces were copies, so a PublicTest face whose Training copy differs
+    at one pixel by one grey level (31 such faces in FER-2013) was no leak, and nothing said so.
+    The exact lists stay the default (the reported figures without leaked faces are theirs); the
+    report counts the near copies, and `near` (--near) lists them too."""
+    images = np.stack([face(i % 7, i) for i in range(8)]).astype(np.uint8)
+    images[4] = images[0]
+    images[4, 10, 10] = images[0, 10, 10] + 1  # val face 4: training face 0 at one pixel +1
+    images[5] = images[4]
+    images[5, 20, 20] = images[4, 20, 20] - 2  # val face 5: face 4 again, another pixel -2
+    images[6] = images[1]
+    images[6, 30, 30] = images[1, 30, 30] + 3  # val face 6: face 1, 3 grey levels off: no copy
+    usage = np.array([0, 0, 0, 0, 1, 1, 1, 1], dtype=np.uint8)
+    labels, names = np.arange(8) % 7, [f"n{i}" for i in range(8)]
+    exact = cleaning_report(images, labels, usage, names)
+    assert exact["duplicate_groups"] == 0 and exact["leaked"] == [] and exact["exclude"] == []
+    assert exact["near_copies"] == {
+        "levels": 2,
+        "groups": 1,
+        "more_exclude": ["n0"],
+        "more_leaked": ["n4", "n5"],
+    }
+    near = cleaning_report(images, labels, usage, names, near=2)
+    assert near["duplicate_groups"] == 1 and near["groups"][0]["names"] == ["n0", "n4", "n5"]
+    assert near["leaked"] == ["n4", "n5"] and near["exclude"] == ["n0"]
+    assert near["near_copies"] is None  # counted above
+    assert cleaning_report(images, labels, usage, names, near=3)["leaked"] == ["n4", "n5", "n6"]
+    md = cleaning_markdown(exact, "d")
+    assert "near copies (at most 2 grey levels apart at every pixel): 1 group" in md
+    assert "`--near 2` lists 2 val/test faces more as leaked" in md
+
+
+def test_analyze_near_and_blank_std_take_only_sensible_values(tmp_path, capsys):
+    """Was: --blank-std nan wrote NaN into cleaning.json (not JSON to strict readers), and a
+    negative one silently found no blank face."""
+    from fer.common import run_cli
+
+    for flag, value in (("--blank-std", "nan"), ("--blank-std", "-5"), ("--near", "-1")):
+        with pytest.raises(SystemExit) as e:
+            run_cli(analyze, ["--data", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and flag in err and err.count("\n") == 1, err
