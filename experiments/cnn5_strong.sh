@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Five-stage custom CNN (widths 32-64-128-256-512, 4.7M parameters): the default four stages plus a
+# Five-stage custom CNN (widths 32-64-128-256-512, 4.7M parameters): the former default's four stages (32-64-128-256) plus a
 # 512-wide stage on the 3x3 map, which adds capacity where it is cheap (the network trains ~25%
-# slower than the default, ~370 img/s on a 2-core CPU in bf16). The `strong` batched augmentation
+# slower than those four, ~370 img/s on a 2-core CPU in bf16). The `strong` batched augmentation
 # (flip, rotation, scale, shift, brightness/contrast, random erasing), 70 epochs, SGD one-cycle
 # peaking at 0.1, label smoothing 0.1, seed 42. Selected on PublicTest (the validation split) only.
 # About 105 minutes on a 2-core CPU with bf16 (about 7 hours in fp32 on one without). Evaluates the

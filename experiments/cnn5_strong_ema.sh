@@ -4,7 +4,7 @@
 # plus an exponential moving average of the weights (decay 0.999, about 4.5 epochs of steps):
 # validation, checkpoint selection and the exported weights all use the average. Selected on
 # PublicTest (the validation split) only. On a 2-core CPU with bf16, 109 minutes of fitting in the
-# session that first ran it and 64 minutes re-run alone (about four times as long in fp32 on a CPU
+# session that first ran it and 64 minutes re-run alone (four to seven times as long in fp32 on a CPU
 # without bf16). Evaluates the best checkpoint plain and with flip TTA, then ships
 # it (to $OUT, default runs/cnn5_strong_ema/export; OUT=checkpoints would make it the shipped
 # model, as it was before the ensemble): float16 weights, with the exported files' own PublicTest

@@ -2,8 +2,8 @@
 # The first shipped model, until cnn5_strong.sh replaced it: the custom CNN that was fer.train's
 # default then (1.2M parameters, widths 32-64-128-256, whole faces), bf16 on CPU, 60 epochs of the "light" batched augmentation
 # (flip, rotation, scale, shift), SGD one-cycle peaking at 0.1, label smoothing 0.1, seed 42.
-# Selected on PublicTest (the validation split) only. About 70 minutes alone on a 2-core CPU with
-# bf16. Evaluates the best checkpoint plain and with flip TTA; `bash experiments/ship.sh checkpoints
+# Selected on PublicTest (the validation split) only. 99 minutes of fitting on a 2-core CPU with
+# bf16 (docs/results/cnn_baseline.json). Evaluates the best checkpoint plain and with flip TTA; `bash experiments/ship.sh checkpoints
 # runs/cnn_baseline DATA --ckpt runs/cnn_baseline` would make it the shipped model again.
 # Usage: bash experiments/cnn_baseline.sh [DATA]   (default data/fer2013)
 set -euo pipefail

@@ -13,7 +13,7 @@
 # reported on PublicTest, the validation split.
 #
 # Time: about 135 minutes of fitting on 2 cores with AVX-512 BF16 (member 1 64 minutes when run
-# alone, then 27, 27 and 17), plus the scoring; about four times as long on a CPU without bf16.
+# alone, then 27, 27 and 17), plus the scoring; four to seven times as long on a CPU without bf16.
 # What a re-run gives: other weights than the shipped ones. In the one re-run of member 1's recipe
 # measured so far, it scored 69.13% plain on PublicTest in fer.evaluate (69.16% as validated in
 # bf16) against the shipped member's 69.18%, and the four-network ensemble made 71.05% with it

@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         "stream URL",
     )
     add_model_options(p)
-    p.add_argument("--output", help="write the annotated video here (.mp4 or .avi)")
+    p.add_argument("--output", help="write the annotated video here (.mp4, .avi or .mkv)")
     p.add_argument(
         "--json",
         metavar="FILE",
@@ -125,7 +125,7 @@ def check_video_name(path: Path) -> None:
         if writer is None:
             raise FerError(
                 f"cannot write video {path}: OpenCV writes no {path.suffix or 'extensionless'} "
-                "videos here; use a .mp4 or .avi name"
+                "videos here; use a .mp4, .avi or .mkv name"
             )
         writer.release()
 
@@ -257,7 +257,8 @@ class VideoOutput:
         video = video_writer(self.tmp, self.fps, *self.size)
         if video is None:
             raise FerError(
-                f"cannot write video {self.target}; use a .mp4 or .avi name in a writable folder"
+                f"cannot write video {self.target}; use a .mp4, .avi or .mkv name in a "
+                "writable folder"
             )
         self.writer = BackgroundWriter(video)
         for _, frame in self.held:
@@ -292,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.output == "-" or video_in_place:
         raise FerError(
             f"--output {args.output}: a video cannot go to stdout, a device or a pipe; give a "
-            ".mp4 or .avi file name (or no --output, to write none)"
+            ".mp4, .avi or .mkv file name (or no --output, to write none)"
         )
     if args.show and not _has_gui():
         raise FerError(

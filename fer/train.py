@@ -356,7 +356,8 @@ def _hardware_options(g) -> None:
     g.add_argument(
         "--precision",
         default="auto",
-        help="auto = bf16-mixed on CPUs with bf16, 16-mixed on GPUs, else 32-true",
+        help="auto = bf16-mixed on CPUs with bf16 and on GPUs that have it (Ampere and newer), "
+        "16-mixed on older GPUs, else 32-true",
     )
     g.add_argument("--accelerator", default="auto", help="Lightning's: cpu, gpu, mps or auto")
     g.add_argument(
