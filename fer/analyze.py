@@ -95,6 +95,12 @@ def split_names(usage: np.ndarray) -> np.ndarray:
     return np.array(USAGES)[usage]
 
 
+def present_splits(usage: np.ndarray) -> list[str]:
+    """The splits `usage` holds, in one order whatever the source (Training, PublicTest,
+    PrivateTest, train, test), for tables and figures."""
+    return [str(s) for s in split_names(np.unique(usage))]
+
+
 def find_duplicates(
     images: np.ndarray, levels: int = 0, skip: np.ndarray | None = None
 ) -> list[np.ndarray]:
@@ -342,7 +348,7 @@ def structure(data) -> dict[str, Any]:
             e: int(((splits == s) & (data.labels.numpy() == k)).sum())
             for k, e in enumerate(EMOTIONS)
         }
-        for s in dict.fromkeys(splits)
+        for s in present_splits(data.usage.numpy())
     }
     flat = images.reshape(len(images), -1).astype(np.float32)
     stats = {
@@ -350,7 +356,7 @@ def structure(data) -> dict[str, Any]:
             "mean": round(float(flat[splits == s].mean()), 2),
             "std": round(float(flat[splits == s].std()), 2),
         }
-        for s in dict.fromkeys(splits)
+        for s in present_splits(data.usage.numpy())
     }
     return {
         "counts": counts,
@@ -377,7 +383,8 @@ def figures(
 
     df = pd.DataFrame({"emotion": np.array(EMOTIONS)[labels], "split": splits})
     fig, ax = plt.subplots(figsize=(9, 4.2))
-    sns.countplot(df, x="emotion", hue="split", order=EMOTIONS, ax=ax)
+    order = present_splits(data.usage.numpy())
+    sns.countplot(df, x="emotion", hue="split", order=EMOTIONS, hue_order=order, ax=ax)
     for c in ax.containers:
         ax.bar_label(c, fontsize=7)
     ax.set_title(f"Samples per emotion and split ({len(df)} faces)")
@@ -386,25 +393,32 @@ def figures(
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     means = images.reshape(len(images), -1).mean(1)
-    for s in dict.fromkeys(splits):
+    for s in order:
         axes[0].hist(means[splits == s], bins=50, alpha=0.6, density=True, label=s)
     axes[0].set(title="Mean brightness per face", xlabel="mean pixel (0-255)")
     axes[0].legend()
-    axes[1].bar(
+    axes[1].bar(  # a class without faces has no bar (nan), not a mean of 0
         EMOTIONS,
-        [images[labels == k].mean() if (labels == k).any() else 0 for k in range(NUM_CLASSES)],
+        [images[labels == k].mean() if (labels == k).any() else np.nan for k in range(NUM_CLASSES)],
         color="gray",
     )
     axes[1].set(title="Mean pixel per emotion")
+    axes[1].tick_params(axis="x", labelrotation=30)
     paths.append(out / "pixel_stats.png")
     save_figure(fig, paths[-1])
 
-    pick = np.concatenate(
-        [rng.permutation(np.flatnonzero(labels == k))[:per_class] for k in range(NUM_CLASSES)]
-    )
+    # a row an emotion: one with fewer faces than per_class is filled with blank cells
+    faces, captions = [], []
+    blank_face = np.full(images.shape[1:], 255, images.dtype)
+    for k, emotion in enumerate(EMOTIONS):
+        chosen = rng.permutation(np.flatnonzero(labels == k))[:per_class]
+        faces += [images[i] for i in chosen] + [blank_face] * (per_class - len(chosen))
+        captions += [emotion] * len(chosen) + [""] * (per_class - len(chosen))
+        if per_class and not len(chosen):
+            captions[-per_class] = f"no {emotion} face"
     fig = face_grid(
-        images[pick],
-        [EMOTIONS[labels[i]] for i in pick],
+        np.array(faces).reshape(-1, *images.shape[1:]),
+        captions,
         cols=per_class,
         title=f"{per_class} random faces per emotion",
     )

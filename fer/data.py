@@ -336,19 +336,21 @@ def read_csv(files: list[Path]) -> FerData:
                 f"{f} line {csv_line(f, row)}: emotion {df['emotion'].iloc[row]!r} is not a "
                 f"label 0..{NUM_CLASSES - 1}"
             )
+        # the pixels first: a file cut short ends inside them (its last Usage then empty)
+        images = _parse_pixels(df["pixels"], f)
         if "Usage" in df.columns:
             usage_text = df["Usage"].str.strip()
             codes = usage_text.map({u: i for i, u in enumerate(USAGES[:3])})
             if codes.isna().any():
-                unknown = sorted(set(usage_text[codes.isna()]))
+                row = int(np.flatnonzero(codes.isna().to_numpy())[0])
                 raise FerError(
-                    f"{f}: unknown Usage values {unknown}; expected Training, PublicTest or PrivateTest"
+                    f"{f} line {csv_line(f, row)}: Usage {usage_text.iloc[row]!r} is not "
+                    "Training, PublicTest or PrivateTest"
                 )
             usage = codes.to_numpy(np.uint8)
         else:
             code = UNMARKED_TEST if f.name.lower() == "test.csv" else UNMARKED_TRAIN
             usage = np.full(len(df), code, np.uint8)
-        images = _parse_pixels(df["pixels"], f)
         names = [f"{f.name}:{i}" for i in range(len(df))]
         parts.append((images, emotion.to_numpy(np.int64), usage, names))
     if not parts:

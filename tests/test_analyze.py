@@ -1,4 +1,5 @@
 import json
+import math
 import re
 
 import cv2
@@ -7,6 +8,7 @@ import pytest
 
 from fer.analyze import cleaning_markdown, cleaning_report
 from fer.analyze import main as analyze
+from fer.common import EMOTIONS
 from fer.plot import main as plot
 from fer.train import main as train
 from tests.conftest import face, make_csv, make_folder
@@ -376,3 +378,50 @@ def test_analyze_near_and_blank_std_take_only_sensible_values(tmp_path, capsys):
             run_cli(analyze, ["--data", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])
         err = capsys.readouterr().err
         assert e.value.code == 2 and flag in err and err.count("\n") == 1, err
+
+
+def test_the_sample_grid_gives_each_emotion_its_row_and_empty_classes_no_bar(tmp_path, monkeypatch):
+    """Was: a class with fewer faces than --per-class shifted every later row (the disgust row
+    held a disgust face and two fear faces), and a class with none drew a mean pixel of 0."""
+    import shutil
+
+    import matplotlib.pyplot as plt
+
+    root = make_folder(tmp_path / "d", per_class=(3, 1, 0))
+    for extra in sorted((root / "train" / "disgust").glob("*.png"))[1:]:
+        extra.unlink()  # two disgust faces: one in train/, one in test/
+    shutil.rmtree(root / "test" / "fear")
+    shutil.rmtree(root / "train" / "fear")  # and no fear face at all
+    grids, bars = {}, []
+
+    def grid(faces, captions, cols=8, title="", colors=None):
+        grids[title] = (len(faces), list(captions), cols)
+        return plt.figure()
+
+    monkeypatch.setattr("fer.figures.face_grid", grid)
+    real_bar = plt.Axes.bar
+
+    def bar(self, x, height, *args, **kwargs):
+        bars.append(dict(zip(x, height)))
+        return real_bar(self, x, height, *args, **kwargs)
+
+    monkeypatch.setattr(plt.Axes, "bar", bar)
+    assert analyze(["--data", str(root), "--out", str(tmp_path / "o"), "--per-class", "3"]) == 0
+    n, captions, cols = grids["3 random faces per emotion"]
+    assert (n, cols) == (21, 3)
+    rows = [captions[i : i + 3] for i in range(0, 21, 3)]
+    for emotion, row in zip(EMOTIONS, rows):
+        assert all(c in (emotion, "") for c in row[1:]), (emotion, row)
+    assert rows[1] == ["disgust", "disgust", ""] and rows[2] == ["no fear face", "", ""]
+    means = next(b for b in bars if "fear" in b)
+    assert math.isnan(means["fear"]) and means["happy"] > 0
+
+
+def test_splits_come_in_one_order_whatever_the_source(tmp_path):
+    """Was: a folder's test/ was read before its train/, so the table, structure.json and the
+    figures' colours put PublicTest before Training, the other way round from a CSV."""
+    from fer.analyze import structure
+    from fer.data import load_fer
+
+    data = load_fer(make_folder(tmp_path / "d", per_class=(2, 1, 0)), tmp_path / "cache")
+    assert list(structure(data)["counts"]) == ["Training", "PublicTest"]

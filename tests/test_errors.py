@@ -105,8 +105,13 @@ SUPERSCRIPT = GOOD.replace("9", "\u00b2", 1)  # "²": a digit to str.isdigit, no
         ),
         (
             "csv unknown usage",
-            lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Holdout\n"),
-            ["unknown Usage values ['Holdout']"],
+            lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n0,{GOOD},Holdout\n"),
+            ["line 3", "Usage 'Holdout' is not Training, PublicTest or PrivateTest"],
+        ),
+        (  # a download cut short: was "unknown Usage values ['']", with no line
+            "csv cut short",
+            lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n3,{GOOD[:1000]}"),
+            ["line 3", "pixel values, expected 2304"],
         ),
         (
             "csv label out of range",
