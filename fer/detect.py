@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--show",
         action="store_true",
-        help="show the annotated frames in a window (needs a display)",
+        help="show the annotated frames in a window (needs a display; q or Esc closes it)",
     )
     add_face_options(p)
     p.add_argument("--every", type=int, default=1, help="run the face detector every N frames")
@@ -69,19 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--min-face",
         type=int,
         help="smallest face to find, in pixels of the frame (default: 80, or a sixth of the "
-        "frame's shorter side in frames under 480 px). By default frames are looked at up to 640 "
-        "px on their longer side (YuNet) or 240 px wide (Haar), so larger frames find faces "
-        "surely only from 240 px (YuNet) or 192 px (Haar) in 1920x1080; Haar looks for a "
-        "--min-face given at the size it needs, which takes longer (YuNet does not)",
+        "frame's shorter side in frames under 480 px). Frames are looked at shrunk to 640 px on "
+        "their longer side (YuNet) or 240 px wide (Haar), so in larger frames the faces surely "
+        "found start larger: at 240 px (YuNet) or 192 px (Haar) in 1920x1080. A --min-face "
+        "given makes Haar look at the frame as large as it needs, which takes longer; YuNet "
+        "keeps its 640 px",
     )
     p.add_argument(
         "--smooth",
         type=int,
         default=5,
-        help="average each face's probabilities over this many frames (1: off, and each frame "
-        "runs the whole model; otherwise a frame runs one piece of it on each face, e.g. one "
-        "member of an ensemble on the face or its mirror, in turn, and the average spans at "
-        "least one round of the pieces: 6 frames for the shipped model)",
+        metavar="N",
+        help="average each face's probabilities over its last N frames; 1: off, each frame "
+        "runs the whole model. Above 1, each frame runs one piece of the model on each face (one "
+        "member of an ensemble, on the face or its mirror, in turn), and however small N is the "
+        "average spans a round of the pieces (6 frames for the shipped model)",
     )
     p.add_argument(
         "--max-frames",
