@@ -73,6 +73,8 @@ def cam_maps(
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    if len(faces) == 0:  # pytorch-grad-cam fails on an empty batch
+        return np.zeros((0, *np.asarray(faces).shape[1:3]), np.float32)
     model = model.float().eval()
     flip = getattr(model, "flip", False)
     model.flip = False  # the mirrored copy would double the batch the hooks see

@@ -132,6 +132,8 @@ def test_gradcam_of_a_cropping_network_lies_on_its_crop():
     assert np.abs(crop_only[:, border]).max() == 0 and crop_only[:, ~border].max() > 0
     both = cam_maps(model, faces, [0] * 6, target_layers(model))
     assert both.shape == (6, 48, 48) and both[:, border].max() > 0  # the whole-face member
+    # no faces, no maps (was an AttributeError inside pytorch-grad-cam)
+    assert cam_maps(model, faces[:0], [], target_layers(model)).shape == (0, 48, 48)
 
 
 def test_a_residual_network_adds_its_blocks_to_their_shortcuts_and_strides_instead_of_pooling():
