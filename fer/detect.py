@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import queue
+import stat
 import sys
 import tempfile
 import threading
@@ -123,7 +124,7 @@ def check_video_name(path: Path) -> None:
     """Refuse, before any frame is read, a --output whose extension OpenCV cannot write (tried on
     a throwaway file of the same extension)."""
     with tempfile.TemporaryDirectory() as folder:
-        writer = video_writer(Path(folder) / f"probe{path.suffix}", 30.0, 64, 48)
+        writer = video_writer(Path(folder) / f"probe{path.suffix or '.mp4'}", 30.0, 64, 48)
         if writer is None:
             raise FerError(
                 f"cannot write video {path}: OpenCV writes no {path.suffix or 'extensionless'} "
@@ -218,18 +219,21 @@ class BackgroundWriter:
         self.writer.release()
 
 
-#: A live source's frame rate is measured on its first frames, held until then: the rate a camera
-#: announces is often not the one it delivers (in low light, or with a CPU that falls behind).
-MEASURED_FRAMES, MEASURED_SECONDS = 30, 2.0
+#: A camera's frame rate is measured on its first frames, held until then (30, 2 s or 256 MB of
+#: them): the rate it announces is often not the one it delivers (in low light, or with a CPU
+#: that falls behind, when it drops frames). A file or a stream URL delivers every frame, however
+#: slow its reader: its own rate is kept.
+MEASURED_FRAMES, MEASURED_SECONDS, MEASURED_BYTES = 30, 2.0, 256 * 2**20
 
 
 class VideoOutput:
     """--output: the frames, fitted to the first one's size, written by a BackgroundWriter into a
     hidden file beside `target` (`tmp`, which the caller puts in place) at `fps`, the source's
-    rate; for a live source (a camera, a stream), at the rate its first frames arrived."""
+    rate; for a camera (`measure`), at the rate its first frames arrived after the first (which
+    waits for the model's first run)."""
 
-    def __init__(self, target: Path, fps: float, live: bool):
-        self.target, self.fps, self.live = target, fps, live
+    def __init__(self, target: Path, fps: float, measure: bool):
+        self.target, self.fps, self.measure = target, fps, measure
         self.tmp = target.with_name(f".{target.stem}.part{target.suffix or '.mp4'}")
         self.size: tuple[int, int] | None = None
         self.writer: BackgroundWriter | None = None
@@ -244,14 +248,19 @@ class VideoOutput:
             self.writer.write(frame)
             return
         self.held.append((arrived, frame))
-        span = arrived - self.held[0][0]
-        if not self.live or len(self.held) >= MEASURED_FRAMES or span >= MEASURED_SECONDS:
+        enough = (
+            len(self.held) >= MEASURED_FRAMES
+            or arrived - self.held[0][0] >= MEASURED_SECONDS
+            or len(self.held) * frame.nbytes >= MEASURED_BYTES
+        )
+        if not self.measure or enough:
             self._open()
 
     def _open(self) -> None:
-        span = self.held[-1][0] - self.held[0][0]
-        if self.live and span > 0:
-            self.fps = min(max((len(self.held) - 1) / span, 1.0), 120.0)
+        measured = self.held[1:]  # from the second frame: the first waited for the model
+        span = measured[-1][0] - measured[0][0] if len(measured) > 1 else 0.0
+        if self.measure and span > 0:
+            self.fps = min(max((len(measured) - 1) / span, 1.0), 120.0)
         try:
             self.target.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -325,7 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     json_file = tmp_json = None
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    video = VideoOutput(video_target, fps_in, not source.is_file()) if args.output else None
+    camera = args.source.isdigit() or (source.exists() and stat.S_ISCHR(source.stat().st_mode))
+    video = VideoOutput(video_target, fps_in, camera) if args.output else None
     tmp_video = video.tmp if video else None
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.

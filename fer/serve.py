@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import ipaddress
 import json
 import math
 import queue
@@ -385,11 +386,28 @@ def foreign_origin(headers, allowed: Sequence[str]) -> str | None:
     browser sends a page's Origin with its WebSockets and posts, and leaves the check to the
     server: without it, any page the user has open could use the server."""
     origin = headers.get("origin")
-    if origin is None or "*" in allowed or origin.rstrip("/") in allowed:
+    if origin is None or "*" in allowed or origin.rstrip("/").lower() in allowed:
         return None
     if urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
         return None
     return origin
+
+
+def foreign_host(headers, allowed: Sequence[str]) -> str | None:
+    """The Host a request names where it is no loopback name or address, nor the host of a site
+    `allowed` lets in; None where it is. A server listening on loopback is reached by those
+    alone: another name is one an attacker's page points at 127.0.0.1 (DNS rebinding), whose
+    requests a browser sends as the page's own, Origin and Host both the attacker's."""
+    host = headers.get("host", "")
+    name = (urlsplit(f"//{host}").hostname or "") if host else ""
+    if name == "localhost" or name in {urlsplit(o).hostname for o in allowed}:
+        return None
+    try:
+        if ipaddress.ip_address(name).is_loopback:
+            return None
+    except ValueError:
+        pass
+    return host
 
 
 def create_app(
@@ -397,16 +415,27 @@ def create_app(
     max_body: int = 20 * MB,
     upload_timeout: float = UPLOAD_TIMEOUT,
     allow_origins: Sequence[str] = (),
+    local_only: bool = False,
 ):
     """The ASGI application: the page, the JSON API and the live stream, over `engine`; pages of
-    other sites (`allow_origins` apart) may not post photos or stream."""
-    allow_origins = tuple(o.rstrip("/") for o in allow_origins)
+    other sites (`allow_origins` apart) may not post photos or stream, nor, on a server that
+    listens on loopback (`local_only`), requests for a Host of another name."""
+    allow_origins = tuple(o.rstrip("/").lower() for o in allow_origins)
 
-    def refused(origin: str) -> str:
-        return (
-            f"a page of {origin} may not use this server; start it with --allow-origin {origin} "
-            "to let it"
-        )
+    def refused(headers) -> str | None:
+        """Why a post or stream is refused, or None."""
+        if local_only and (host := foreign_host(headers, allow_origins)) is not None:
+            return (
+                f"this server listens on loopback and answers requests for localhost, not for "
+                f"{host!r} (DNS rebinding?); to serve a site through a proxy, start it with "
+                "--allow-origin https://that.site"
+            )
+        if origin := foreign_origin(headers, allow_origins):
+            return (
+                f"a page of {origin} may not use this server; start it with --allow-origin "
+                f"{origin} to let it"
+            )
+        return None
 
     app = FastAPI(
         title="fer",
@@ -476,8 +505,8 @@ def create_app(
         """Every face of a photo with its emotion: the face records of `fer.predict --json`
         (without its file and detector)."""
         content_type = request.headers.get("content-type", "")
-        if origin := foreign_origin(request.headers, allow_origins):
-            raise RequestError(403, refused(origin))
+        if why := refused(request.headers):
+            raise RequestError(403, why)
         if engine.photos >= engine.max_photos:
             raise RequestError(
                 503, f"the server is busy with {engine.photos} photos; send this one again shortly"
@@ -499,8 +528,8 @@ def create_app(
     @app.websocket("/api/stream")
     async def stream(websocket: WebSocket):
         """Frames in (binary messages), faces out (one JSON message a frame)."""
-        if origin := foreign_origin(websocket.headers, allow_origins):
-            await websocket.close(code=1008, reason=refused(origin)[:120])  # a 403 handshake
+        if why := refused(websocket.headers):
+            await websocket.close(code=1008, reason=why[:120])  # a 403 handshake
             return
         await websocket.accept()
         if engine.streams >= MAX_STREAMS:
@@ -584,6 +613,13 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket, or a one-line error saying why there is none."""
     try:
@@ -623,8 +659,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_pixels=args.max_megapixels * 1e6,
         every=args.every,
     )
-    app = create_app(engine, int(args.max_body_mb * MB), args.upload_timeout, args.allow_origin)
     host, port = sock.getsockname()[:2]
+    app = create_app(  # on loopback (the default): requests for a loopback host alone
+        engine,
+        int(args.max_body_mb * MB),
+        args.upload_timeout,
+        args.allow_origin,
+        is_loopback(host),
+    )
     shown = f"[{host}]" if ":" in host else host
     print(
         f"fer.serve: http://{shown}:{port}  ({engine.recognizer.classifier.source}, "

@@ -394,8 +394,8 @@ def _run_options(g) -> None:
     g.add_argument(
         "--default-root-dir",
         type=os.path.expanduser,
-        help="runs go to DIR/lightning_logs/version_N (default: the current folder; with "
-        "--ckpt-path, the run's own)",
+        help="runs go to DIR/lightning_logs/version_N (default: the current folder; a run "
+        "resumed by --ckpt-path goes on in its own unless a root is given, here or in --config)",
     )
     g.add_argument(
         "--no-test", action="store_true", help="skip testing the best checkpoint after fitting"
@@ -638,6 +638,9 @@ def run(args: argparse.Namespace, stdout) -> int:
     if ckpt_path:  # the weights the run started from, where a replay of its config.yaml starts
         recorded = resumed_options(args)[1] or {}
         config.update({k: recorded.get(k) for k in ("init", "init_member")})
+        if args.default_root_dir is None:  # it goes on in its own folder: as it was recorded
+            config["default_root_dir"] = recorded.get("default_root_dir")
+    config["default_root_dir"] = config["default_root_dir"] or "."
     trainer = build_trainer(
         args, root, version, precision, build_callbacks(args, config, ckpt_path)
     )
@@ -710,7 +713,7 @@ def check_checkpoint(path: Path) -> None:
 def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]:
     """(root folder, checkpoint to resume or None, version folder to keep writing into or None).
     A checkpoint in a run's folder (ROOT/lightning_logs/version_N/checkpoints/) goes on there,
-    unless --default-root-dir names another root; the root is recorded in `args`."""
+    unless --default-root-dir names another root."""
     root = Path(args.default_root_dir or ".")
     ckpt_path, version = args.ckpt_path, None
     if ckpt_path == "last":
@@ -725,7 +728,6 @@ def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]
             if path.parents[2] == (root / "lightning_logs").resolve():
                 version = int(m.group(1))  # keep writing into the interrupted run's folder
         check_resumable(Path(ckpt_path), args)
-    args.default_root_dir = str(root)
     return root, ckpt_path, version
 
 

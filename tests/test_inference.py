@@ -1922,11 +1922,20 @@ def test_detect_records_a_camera_at_the_rate_it_delivers_frames(
     written = cv2.VideoCapture(str(video))
     assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(10, rel=0.02)
     assert len(read_frames(video)) == frames
+    # a stream URL delivers every frame however slow the reader (an HTTP file, a buffering RTSP
+    # server): its own rate, where the camera's measure gave the processing's
+    monkeypatch.setattr(fer.detect, "open_source", SlowCamera)
+    assert fer.detect.main([*args[:1], "http://127.0.0.1:9/clip.avi", *args[2:]]) == 0
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) == pytest.approx(30, rel=0.02)
     monkeypatch.undo()
     assert fer.detect.main([*args[:1], str(source), *args[2:]]) == 0  # a file: its own rate
     assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) == pytest.approx(
         cv2.VideoCapture(str(source)).get(cv2.CAP_PROP_FPS)
     )
+    # and an --output without extension is an MP4, as it was before the name was checked
+    plain = tmp_path / "annotated"
+    assert fer.detect.main([*args[:1], str(source), *args[2:-1], str(plain)]) == 0
+    assert len(read_frames(plain)) == frames
 
 
 def test_detect_whose_video_cannot_be_completed_at_the_end_keeps_no_file(

@@ -183,7 +183,7 @@ def test_a_client_that_leaves_mid_upload_costs_nothing(server):
     for _ in range(3):
         with socket.create_connection((host, int(port))) as sock:
             sock.sendall(
-                b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                 b"Content-Length: 5000000\r\n\r\n\xff\xd8" + bytes(1 << 20)
             )
     assert httpx.get(f"{url}/api/health").json()["status"] == "ok"
@@ -210,7 +210,7 @@ def test_uploads_that_stall_give_their_place_back(real_faces, tmp_path):
                 sock = socket.create_connection((host, int(port)))
                 stalled.append(sock)
                 sock.sendall(
-                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                    b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                     b"Content-Length: 100000\r\n\r\n\xff\xd8"
                 )
             time.sleep(3)  # past --upload-timeout (before, every upload got 503 from here on)
@@ -716,7 +716,7 @@ def test_ctrl_c_stops_the_server_while_an_upload_never_ends(tmp_path):
             host, port = url.removeprefix("http://").split(":")
             with socket.create_connection((host, int(port))) as sock:
                 sock.sendall(
-                    b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/jpeg\r\n"
+                    b"POST /api/predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: image/jpeg\r\n"
                     b"Content-Length: 100000\r\n\r\n\xff\xd8"
                 )
                 assert httpx.get(f"{url}/api/health").json()["status"] == "ok"
@@ -772,3 +772,50 @@ def test_a_page_of_another_site_is_refused_unless_its_origin_is_allowed(engine):
     with client.websocket_connect("/api/stream", headers={"origin": "https://any.example"}) as ws:
         ws.send_bytes(frame)
         assert ws.receive_json()["faces"] == []
+
+
+def test_a_server_on_loopback_answers_only_requests_for_a_loopback_host(engine):
+    """Was: a page of evil.example whose name the attacker re-pointed at 127.0.0.1 (DNS
+    rebinding) was same-origin to the browser (Origin and Host both evil.example:8000) and passed
+    the Origin check. A server listening on loopback answers only Host names of loopback (and of
+    the sites --allow-origin lets in, for a proxy that passes their Host on)."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    from fer.serve import create_app
+
+    frame = cv2.imencode(".png", np.zeros((48, 48), np.uint8))[1].tobytes()
+    client = TestClient(
+        create_app(engine, allow_origins=("https://FER.example/",), local_only=True)
+    )
+    for host, served in [
+        ("localhost:8000", True),
+        ("127.0.0.1:8000", True),
+        ("[::1]:8000", True),
+        ("fer.example", True),  # as the proxy of an allowed site passes it on
+        ("evil.example:8000", False),
+        ("localhost.evil.example", False),
+    ]:
+        name = host.rsplit(":", 1)[0] if not host.startswith("[") else host
+        headers = {"host": host, "origin": f"http://{host}"}
+        answer = client.post(
+            "/api/predict", content=frame, headers={**headers, "content-type": "image/png"}
+        )
+        assert answer.status_code == (200 if served else 403), (host, answer.text)
+        if not served:
+            assert "DNS rebinding" in answer.json()["error"] and name in answer.json()["error"]
+            with pytest.raises(WebSocketDisconnect) as closed:
+                with client.websocket_connect("/api/stream", headers=headers) as ws:
+                    ws.receive_json()
+            assert closed.value.code == 1008
+    # --allow-origin is matched as browsers write an origin: scheme and host in lower case
+    answer = client.post(
+        "/api/predict",
+        content=frame,
+        headers={
+            "host": "localhost:8000",
+            "origin": "https://fer.example",
+            "content-type": "image/png",
+        },
+    )
+    assert answer.status_code == 200, answer.text

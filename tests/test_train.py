@@ -1534,7 +1534,21 @@ def test_a_checkpoint_resumed_from_another_folder_goes_on_in_its_own_run(
     assert [int(r["epoch"]) for r in metrics(project)] == [0, 1, 2]
     assert not (elsewhere / "lightning_logs").exists()
     config = yaml.safe_load((run_dir(project) / "config.yaml").read_text())
-    assert config["default_root_dir"] == str(project)
+    assert config["default_root_dir"] == str(project)  # as the run recorded it
+    # a run made in its folder without a root records "." (not the folder's absolute path, which
+    # a replay of its config.yaml from elsewhere would write into), resumed there or from here
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    assert train([*base, "--max-epochs", "1"]) == 0
+    assert train([*base, "--max-epochs", "2", "--ckpt-path", "last"]) == 0
+    assert yaml.safe_load((run_dir(here) / "config.yaml").read_text())["default_root_dir"] == "."
+    monkeypatch.chdir(elsewhere)
+    own = run_dir(here) / "checkpoints" / "last.ckpt"
+    assert train([*base, "--max-epochs", "3", "--ckpt-path", str(own)]) == 0
+    assert [int(r["epoch"]) for r in metrics(here)] == [0, 1, 2]
+    assert yaml.safe_load((run_dir(here) / "config.yaml").read_text())["default_root_dir"] == "."
+    monkeypatch.chdir(tmp_path)
     # a root folder given explicitly still takes the run elsewhere (a new version folder there)
     other = tmp_path / "other"
     assert (
