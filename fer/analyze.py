@@ -542,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + table
     )
     print(
-        f"shape check: {len(info['nonstandard_shapes'])} images were not 48x48 single-channel; "
+        f"shape check: {len(info['nonstandard_shapes'])} images were not 48x48 8-bit "
+        "single-channel; "
         f"{len(info['unreadable_files'])} unreadable files"
     )
     print(

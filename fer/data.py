@@ -225,7 +225,7 @@ def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
 
     def decode(entry):
         img = read_image(root / entry[0])
-        return None if img is None else (to_face48(img), img.shape)
+        return None if img is None else (to_face48(img), img.shape, img.dtype.itemsize)
 
     from rich.progress import track
 
@@ -246,10 +246,11 @@ def read_folder(root: Path, entries: list, strict: bool = False) -> FerData:
         raise FerError(f"no readable images under {root}; {HOW_TO_GET}")
     images = torch.from_numpy(np.stack([faces[i][0] for i in keep]))
     names = [entries[i][0] for i in keep]
-    odd = {
-        entries[i][0]: "x".join(map(str, faces[i][1]))
+    odd = {  # not 48x48, 8-bit and single-channel: "96x96x3", "48x48 16-bit"
+        entries[i][0]: "x".join(map(str, shape)) + (f" {8 * depth}-bit" if depth > 1 else "")
         for i in keep
-        if faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE) and faces[i][1] != (IMAGE_SIZE, IMAGE_SIZE, 1)
+        for _, shape, depth in [faces[i]]
+        if shape not in ((IMAGE_SIZE, IMAGE_SIZE), (IMAGE_SIZE, IMAGE_SIZE, 1)) or depth > 1
     }
     labels = torch.tensor([entries[i][1] for i in keep], dtype=torch.long)
     usage = torch.tensor([_usage_from_name(n, Path(n).parts[0]) for n in names], dtype=torch.uint8)

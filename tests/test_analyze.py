@@ -46,6 +46,8 @@ def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, caps
         str(next((root / "test" / "fear").glob("PublicTest_*"))), cv2.IMREAD_GRAYSCALE
     )
     cv2.imwrite(str(root / "train" / "fear" / "Training_leak.png"), leak)
+    deep = (face(0, 99).astype(np.uint16) * 257).astype(np.uint16)  # a 16-bit 48x48 face
+    cv2.imwrite(str(root / "train" / "angry" / "Training_deep.png"), deep)
     out = tmp_path / "report"
     assert (
         analyze(["--data", str(root), "--out", str(out), "--per-class", "2", "--random", "8"]) == 0
@@ -69,7 +71,8 @@ def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, caps
     m, faces, y, probs, note = evaluate(classifier, str(root), "val", skip=str(out / "leaked.txt"))
     assert m["samples"] == full_m["samples"] - 1 and "without 1 faces" in note
     info = json.loads((out / "structure.json").read_text())
-    assert list(info["nonstandard_shapes"].values()) == ["96x96x3"]
+    # was 96x96x3 alone: the 16-bit face, read as 8-bit, was not named
+    assert sorted(info["nonstandard_shapes"].values()) == ["48x48 16-bit", "96x96x3"]
     assert info["counts"]["Training"]["fear"] == 5
     for name in (
         "class_counts.png",
