@@ -90,8 +90,9 @@ def gather(
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(image file, its name under --save: the path below a folder given, or the file's name) for
     the files named or found under folders, apart from those in the --save folder SAVE when the
-    walk comes upon it (the photos an earlier run drew); and errors for paths that give none."""
+    walk comes upon it and it is fer's own (drawn_into); and errors for paths that give none."""
     files, errors = [], []
+    leave_out = save if save and drawn_into(Path(save)) else None
     if "" in paths:  # Path("") would be this folder, read whole
         raise FerError("an empty path was given (an unset variable?); name photos or folders")
     for text in paths:
@@ -102,7 +103,7 @@ def gather(
             errors.append(f"{p}: {e.strerror}")
             continue
         if is_dir:
-            found, unread = images_under(p, leave_out=save)
+            found, unread = images_under(p, leave_out=leave_out)
             errors += unread
             if not found and not unread:
                 errors.append(f"{p}: no images in this folder")
@@ -118,11 +119,26 @@ def gather(
     return files, errors
 
 
+#: Marks a --save folder as fer's: the walk of a folder that holds it leaves it out.
+SAVE_MARK = ".fer-predict-save"
+
+
+def drawn_into(folder: Path) -> bool:
+    """Whether --save FOLDER holds only what fer.predict drew (its mark), or nothing yet: the
+    walk leaves it out. A folder of the user's own photos is read like any other, and a copy
+    that would overwrite one of them is refused."""
+    try:
+        return not folder.is_dir() or (folder / SAVE_MARK).is_file() or not any(folder.iterdir())
+    except OSError:
+        return False
+
+
 def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path], list[str]]:
     """(the photos in a folder and its subfolders, what could not be read there): linked
     subfolders are read too (a library that links a folder in), each folder once: under its own
     path where the folder holds it, else through the first link to it in name order (a link back
-    up the tree ends there). A subfolder that is the folder `leave_out` is not read. A folder that
+    up the tree ends there). Hidden files and folders (a Mac's '._IMG_0001.JPG' metadata,
+    .thumbnails) are left out, as is a subfolder that is the folder `leave_out`. A folder that
     cannot be listed and a photo's name linked to nothing are errors."""
     found, links, errors = [], [], []
     seen = {os.path.realpath(leave_out)} if leave_out else set()
@@ -138,14 +154,14 @@ def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path]
                 dirs.clear()
                 continue
             seen.add(real)
-            dirs.sort()
+            dirs[:] = sorted(d for d in dirs if not d.startswith("."))
             if not follow:  # the links are followed once every folder's own path is known
                 links.extend(
                     os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))
                 )
             for n in names:
                 path = Path(root) / n
-                if path.suffix.lower() not in PHOTO_EXTENSIONS:
+                if path.suffix.lower() not in PHOTO_EXTENSIONS or n.startswith("."):
                     continue
                 if path.is_file():
                     found.append(path)
@@ -160,19 +176,22 @@ def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path]
 
 def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
     """Where --save writes each photo (a kind OpenCV does not write as itself, e.g. face.gif, as
-    face.gif.png); refused before anything is read when that would overwrite a photo being read,
-    give two photos one name (check_outputs refuses a FOLDER where no file can be made; each copy
+    face.gif.png); refused before anything is read when that would overwrite a photo being read
+    or a file in a folder fer has not drawn into, give two photos one name (check_outputs refuses a FOLDER where no file can be made; each copy
     makes the folders it goes in as it is written)."""
     out, taken = {}, {}
     inputs = {f.resolve() for f, _ in files}
+    ours = drawn_into(Path(folder))  # earlier copies in it are fer's to replace
     for f, name in files:
         path = Path(folder) / name
         if path.suffix.lower() not in SAVE_AS:  # face.gif -> face.gif.png, apart from face.png
             path = path.with_name(path.name + ".png")
         key = path.resolve()
-        if key in inputs:
+        if key in inputs or (not ours and os.path.lexists(path)):
             raise FerError(
-                f"--save {folder} would overwrite the photo {path}; choose another folder"
+                f"--save {folder} would overwrite the photo {path}"
+                + ("" if key in inputs else ", which fer did not draw")
+                + "; choose another folder"
             )
         if key in taken:
             raise FerError(
@@ -334,6 +353,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.top_k < 1:
         raise FerError("--top-k must be at least 1")
     files, errors = gather(args.paths, args.save)
+    if not files and errors:  # nothing to read: said before any output is written over
+        more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
+        raise FerError(f"{errors[0]}{more}; no photo to read")
     check_outputs(
         {"--json": args.json, "--csv": args.csv}, (f for f, _ in files), {"--save": args.save}
     )
@@ -375,6 +397,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def save(pixels: np.ndarray, faces: list, photo: Path) -> None:
         if args.save:
             try:
+                mark = Path(args.save) / SAVE_MARK  # its folder is fer's: walks leave it out
+                if not mark.is_file():
+                    mark.parent.mkdir(parents=True, exist_ok=True)
+                    mark.write_text("annotated copies made by python -m fer.predict --save\n")
                 save_annotated(pixels, faces, saves[photo])
             except (FerError, OSError) as e:  # the photo's results still count; its copy does not
                 errors.append(f"{photo}: annotated copy not saved: {e}")
@@ -407,8 +433,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             save(pixels, [], f)
             return
         image_records = [{"file": str(f), **source} for _ in faces]
-        records.extend(image_records)
+        # pending first: a stop between the two leaves the photo out, not records without faces
         pending.append((image_records, faces, crops, pixels if args.save else None, f))
+        records.extend(image_records)
 
     progress = _progress(len(files))
     stopped = done = 0  # photos gone through (read, resumed or failed): their results are kept

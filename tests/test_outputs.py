@@ -179,7 +179,11 @@ def test_save_keeps_photos_of_one_name_and_two_kinds_apart(tmp_path, capsys, exp
         capsys,
     )
     assert code == 0, err
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["face.gif.png", "face.png"]
+    saved = (tmp_path / "out").iterdir()
+    assert sorted(p.name for p in saved if p.name != ".fer-predict-save") == [
+        "face.gif.png",
+        "face.png",
+    ]
 
 
 def test_a_file_name_that_is_not_utf8_is_read_and_written_back_as_it_is(tmp_path, exported):
@@ -842,7 +846,8 @@ def test_predict_names_the_folders_it_cannot_list_and_the_links_to_nothing(
     assert f"{photos / 'gone.jpg'}: a link to nothing" in err
     assert out.count("p") >= 3 and "q.png" not in out
     code, out, err = cli("predict", [str(locked), "--model", str(exported), "--no-detect"], capsys)
-    assert code == 1 and f"{locked}: Permission denied" in err, err  # as a missing file is
+    # as a missing file is: with nothing else to read, a one-line error (exit status 2)
+    assert_one_line_error(code, err, f"{locked}: Permission denied")
     assert "no images in this folder" not in err
 
 
@@ -871,3 +876,84 @@ def test_jfif_and_jpe_photos_are_found_in_folders(tmp_path, capsys, exported, ph
     code, out, err = cli("predict", [str(folder), "--model", str(exported), "--no-detect"], capsys)
     assert code == 0, err
     assert "a.jfif" in out and "b.JPE" in out
+
+
+def test_predict_save_into_a_folder_of_the_users_photos_is_refused_not_overwriting_them(
+    tmp_path, capsys, exported
+):
+    """Was: --save naming a subfolder of the folder read, which held photos of the user's own,
+    left them unread and overwrote those whose names the copies took. Such a folder is read like
+    any other, and --save refused where a copy would overwrite one of its photos; a folder fer
+    drew into (its mark) is left out, so a run drawing into the library's own folder runs again."""
+    lib = tmp_path / "lib"
+    (lib / "trip").mkdir(parents=True)
+    cv2.imwrite(str(lib / "a.png"), face(0, 0))
+    cv2.imwrite(str(lib / "trip" / "a.png"), face(3, 1))
+    before = (lib / "trip" / "a.png").read_bytes()
+    args = ["--model", str(exported), "--no-detect"]
+    code, _, err = cli("predict", [str(lib), *args, "--save", str(lib / "trip")], capsys)
+    assert_one_line_error(code, err, "would overwrite the photo")
+    assert (lib / "trip" / "a.png").read_bytes() == before
+    mine = tmp_path / "mine"  # a folder of the user's own, outside the one read
+    mine.mkdir()
+    (mine / "a.png").write_bytes(before)
+    code, _, err = cli("predict", [str(lib), *args, "--save", str(mine)], capsys)
+    assert_one_line_error(code, err, "a.png, which fer did not draw")
+    assert (mine / "a.png").read_bytes() == before
+    drawn = lib / "drawn"
+    for _ in range(2):  # its own folder of copies, inside the library: left out the second time
+        code, out, err = cli("predict", [str(lib), *args, "--save", str(drawn)], capsys)
+        assert code == 0, err
+        assert sorted(p.relative_to(drawn).as_posix() for p in drawn.rglob("*.png")) == [
+            "a.png",
+            "trip/a.png",
+        ]
+        assert "drawn" not in out
+
+
+def test_predict_of_nothing_readable_keeps_the_outputs_it_would_have_replaced(
+    tmp_path, capsys, exported
+):
+    """Was: a mistyped folder (or an empty one) ended with exit status 1 after writing empty
+    results over an earlier run's --json and --csv; it is a one-line error before any work."""
+    (tmp_path / "empty").mkdir()
+    out_json, out_csv = tmp_path / "o.json", tmp_path / "o.csv"
+    out_json.write_text("[earlier results]")
+    out_csv.write_text("earlier,results\n")
+    for given, message in (
+        (tmp_path / "typo", "no such file or folder"),
+        (tmp_path / "empty", "no images in this folder"),
+    ):
+        argv = [
+            str(given),
+            "--model",
+            str(exported),
+            "--json",
+            str(out_json),
+            "--csv",
+            str(out_csv),
+        ]
+        code, _, err = cli("predict", argv, capsys)
+        assert_one_line_error(code, err, message)
+        assert out_json.read_text() == "[earlier results]"
+        assert out_csv.read_text() == "earlier,results\n"
+
+
+def test_predict_leaves_hidden_files_and_folders_out_of_a_folder(tmp_path, capsys, exported):
+    """Was: a folder copied from a Mac, full of '._IMG_0001.JPG' (metadata, not images), ended with
+    errors and exit status 1, and photos in hidden folders (.thumbnails) were read as the user's."""
+    lib = tmp_path / "lib"
+    (lib / ".thumbnails").mkdir(parents=True)
+    cv2.imwrite(str(lib / "a.png"), face(0, 0))
+    (lib / "._a.png").write_bytes(b"\x00\x05\x16\x07 Mac OS X metadata")
+    cv2.imwrite(str(lib / ".thumbnails" / "a.png"), face(1, 1))
+    out = tmp_path / "o.json"
+    code, _, err = cli(
+        "predict", [str(lib), "--model", str(exported), "--no-detect", "--json", str(out)], capsys
+    )
+    assert code == 0, err
+    assert [r["file"] for r in json.loads(out.read_text())] == [str(lib / "a.png")]
+    named = tmp_path / "._named.png"  # a hidden file named on the command line is read
+    cv2.imwrite(str(named), face(2, 2))
+    code, _, err = cli("predict", [str(named), "--model", str(exported), "--no-detect"], capsys)
+    assert code == 0, err
