@@ -250,7 +250,7 @@ class VideoOutput:
         self.held.append((arrived, frame))
         enough = (
             len(self.held) >= MEASURED_FRAMES
-            or arrived - self.held[0][0] >= MEASURED_SECONDS
+            or arrived - self.held[min(1, len(self.held) - 1)][0] >= MEASURED_SECONDS
             or len(self.held) * frame.nbytes >= MEASURED_BYTES
         )
         if not self.measure or enough:

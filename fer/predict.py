@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="write a copy of each photo, upright, with its faces drawn (box, emotion, "
         "probability bars) into DIR, under the same names (GIF, PGM and such as NAME.png); "
-        "DIR inside a folder read is not read itself",
+        "DIR is marked as fer's when it starts empty, and a marked DIR inside a folder read is "
+        "not read itself; a file in DIR that is not marked fer's is never overwritten",
     )
     p.add_argument(
         "--json",
@@ -119,7 +120,8 @@ def gather(
     return files, errors
 
 
-#: Marks a --save folder as fer's: the walk of a folder that holds it leaves it out.
+#: Marks a --save folder as fer's (written where the folder starts empty): a run with that
+#: --save leaves it out of the folders it reads, and overwrites the copies in it.
 SAVE_MARK = ".fer-predict-save"
 
 
@@ -188,11 +190,17 @@ def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
             path = path.with_name(path.name + ".png")
         key = path.resolve()
         if key in inputs or (not ours and os.path.lexists(path)):
-            raise FerError(
-                f"--save {folder} would overwrite the photo {path}"
-                + ("" if key in inputs else ", which fer did not draw")
-                + "; choose another folder"
+            hint = (
+                ""
+                if ours
+                else f"; or, if the folder holds only copies an earlier fer drew, delete them or "
+                f"create {SAVE_MARK} in it"
             )
+            if key in inputs:
+                what = f"the photo {path}, which it reads"
+            else:
+                what = f"{path}, which is not marked as a copy fer drew (no {SAVE_MARK} there)"
+            raise FerError(f"--save {folder} would overwrite {what}; choose another folder{hint}")
         if key in taken:
             raise FerError(
                 f"--save {folder}: {taken[key]} and {f} would both be saved as {path}; give "
@@ -362,6 +370,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     earlier = Earlier(records_to_resume(args), args.json)
     earlier.match([f for f, _ in files])
     saves = save_paths(files, args.save) if args.save else {}
+    # the --save folder is marked as fer's where it starts so (missing or empty); a folder of the
+    # user's own files takes the copies of new names, unmarked
+    mark = Path(args.save) / SAVE_MARK if args.save and drawn_into(Path(args.save)) else None
     from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(
@@ -397,8 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def save(pixels: np.ndarray, faces: list, photo: Path) -> None:
         if args.save:
             try:
-                mark = Path(args.save) / SAVE_MARK  # its folder is fer's: walks leave it out
-                if not mark.is_file():
+                if mark is not None and not mark.is_file():
                     mark.parent.mkdir(parents=True, exist_ok=True)
                     mark.write_text("annotated copies made by python -m fer.predict --save\n")
                 save_annotated(pixels, faces, saves[photo])

@@ -399,8 +399,12 @@ def foreign_host(headers, allowed: Sequence[str]) -> str | None:
     alone: another name is one an attacker's page points at 127.0.0.1 (DNS rebinding), whose
     requests a browser sends as the page's own, Origin and Host both the attacker's."""
     host = headers.get("host", "")
-    name = (urlsplit(f"//{host}").hostname or "") if host else ""
-    if name == "localhost" or name in {urlsplit(o).hostname for o in allowed}:
+    name = (urlsplit(f"//{host}").hostname or "").rstrip(".") if host else ""
+    if not host or "*" in allowed:  # no browser sends none; '*': any site, through any name
+        return None
+    if name == "localhost" or name.endswith(".localhost"):
+        return None
+    if name in {urlsplit(o).hostname for o in allowed}:
         return None
     try:
         if ipaddress.ip_address(name).is_loopback:

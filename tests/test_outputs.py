@@ -898,7 +898,18 @@ def test_predict_save_into_a_folder_of_the_users_photos_is_refused_not_overwriti
     mine.mkdir()
     (mine / "a.png").write_bytes(before)
     code, _, err = cli("predict", [str(lib), *args, "--save", str(mine)], capsys)
-    assert_one_line_error(code, err, "a.png, which fer did not draw")
+    assert_one_line_error(code, err, "a.png, which is not marked as a copy fer drew")
+    assert (mine / "a.png").read_bytes() == before
+    # a copy of another name goes in, but the user's folder is not claimed as fer's: a later run
+    # that would overwrite the photo is refused too (was: the mark made it fer's to overwrite)
+    other = tmp_path / "other"
+    other.mkdir()
+    cv2.imwrite(str(other / "b.png"), face(2, 2))
+    code, _, err = cli("predict", [str(other / "b.png"), *args, "--save", str(mine)], capsys)
+    assert code == 0 and not (mine / ".fer-predict-save").exists(), err
+    (other / "a.png").write_bytes(before)
+    code, _, err = cli("predict", [str(other / "a.png"), *args, "--save", str(mine)], capsys)
+    assert_one_line_error(code, err, "not marked as a copy fer drew", ".fer-predict-save")
     assert (mine / "a.png").read_bytes() == before
     drawn = lib / "drawn"
     for _ in range(2):  # its own folder of copies, inside the library: left out the second time

@@ -808,6 +808,14 @@ def test_a_server_on_loopback_answers_only_requests_for_a_loopback_host(engine):
                 with client.websocket_connect("/api/stream", headers=headers) as ws:
                     ws.receive_json()
             assert closed.value.code == 1008
+    # '*' lets any site in, through any Host (a proxy, a forwarded port): was 403 by the Host
+    anyone = TestClient(create_app(engine, allow_origins=("*",), local_only=True))
+    answer = anyone.post(
+        "/api/predict",
+        content=frame,
+        headers={"host": "abc-8000.app.github.dev", "content-type": "image/png"},
+    )
+    assert answer.status_code == 200, answer.text
     # --allow-origin is matched as browsers write an origin: scheme and host in lower case
     answer = client.post(
         "/api/predict",
