@@ -1053,17 +1053,22 @@ def read_frames(video: Path) -> list[np.ndarray]:
     return frames
 
 
+def avi_of(video: Path, avi: Path) -> Path:
+    """`video`'s frames (320x240) as an MJPG AVI, whose header holds a frame count."""
+    cap = cv2.VideoCapture(str(video))
+    writer = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
+    while (frame := cap.read()[1]) is not None:
+        writer.write(frame)
+    writer.release()
+    return avi
+
+
 def test_detect_says_where_a_half_copied_video_ended(exported, tmp_path, capsys):
     """An AVI cut short keeps the frame count of its header: fer.detect reads what there is and
     says the file ended early, where it used to end there in silence."""
     from fer.detect import main as detect
 
-    cap = cv2.VideoCapture(str(make_video(tmp_path / "in.mp4", frames=30)))
-    whole = tmp_path / "whole.avi"
-    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    while (frame := cap.read()[1]) is not None:
-        writer.write(frame)
-    writer.release()
+    whole = avi_of(make_video(tmp_path / "in.mp4", frames=30), tmp_path / "whole.avi")
     half = tmp_path / "half.avi"
     half.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     good = decodable_frames(half)
@@ -1742,12 +1747,7 @@ def test_detect_stops_reading_a_video_that_announces_frames_it_does_not_hold(
 
     import fer.detect
 
-    cap = cv2.VideoCapture(str(make_video(tmp_path / "in.mp4", frames=12)))
-    video = tmp_path / "bogus.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30, (320, 240))
-    while (frame := cap.read()[1]) is not None:
-        writer.write(frame)
-    writer.release()
+    video = avi_of(make_video(tmp_path / "in.mp4", frames=12), tmp_path / "bogus.avi")
     data = bytearray(video.read_bytes())
     for chunk, offset in ((b"avih", 16), (b"strh", 32), (b"dmlh", 0)):  # the frame counts
         at = data.find(chunk)
