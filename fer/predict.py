@@ -87,13 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def gather(
-    paths: Sequence[str], save: str | None = None
+    paths: Sequence[str], leave_out: str | None = None
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
     """(image file, its name under --save: the path below a folder given, or the file's name) for
-    the files named or found under folders, apart from those in the --save folder SAVE when the
-    walk comes upon it and it is fer's own (drawn_into); and errors for paths that give none."""
+    the files named or found under folders, apart from those in the folder `leave_out` (a --save
+    folder of fer's own, drawn_into) when the walk comes upon it; and errors for paths that give
+    none."""
     files, errors = [], []
-    leave_out = save if save and drawn_into(Path(save)) else None
     if "" in paths:  # Path("") would be this folder, read whole
         raise FerError("an empty path was given (an unset variable?); name photos or folders")
     for text in paths:
@@ -176,14 +176,14 @@ def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path]
     return sorted(found), errors
 
 
-def save_paths(files: list[tuple[Path, Path]], folder: str) -> dict[Path, Path]:
+def save_paths(files: list[tuple[Path, Path]], folder: str, ours: bool) -> dict[Path, Path]:
     """Where --save writes each photo (a kind OpenCV does not write as itself, e.g. face.gif, as
     face.gif.png); refused before anything is read when that would overwrite a photo being read
-    or a file in a folder fer has not drawn into, give two photos one name (check_outputs refuses a FOLDER where no file can be made; each copy
-    makes the folders it goes in as it is written)."""
+    or a file in a folder not fer's (`ours`, drawn_into), give two photos one name (check_outputs
+    refuses a FOLDER where no file can be made; each copy makes the folders it goes in as it is
+    written)."""
     out, taken = {}, {}
     inputs = {f.resolve() for f, _ in files}
-    ours = drawn_into(Path(folder))  # earlier copies in it are fer's to replace
     for f, name in files:
         path = Path(folder) / name
         if path.suffix.lower() not in SAVE_AS:  # face.gif -> face.gif.png, apart from face.png
@@ -360,7 +360,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise FerError("--top-k must be at least 1")
-    files, errors = gather(args.paths, args.save)
+    # a --save folder that is fer's (marked, or starting empty): left out of the folders read,
+    # its copies replaced, and marked; a folder of the user's own files takes copies of new names
+    ours = bool(args.save) and drawn_into(Path(args.save))
+    files, errors = gather(args.paths, args.save if ours else None)
     if not files and errors:  # nothing to read: said before any output is written over
         more = f" (and {len(errors) - 1} more errors)" if len(errors) > 1 else ""
         raise FerError(f"{errors[0]}{more}; no photo to read")
@@ -369,10 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     earlier = Earlier(records_to_resume(args), args.json)
     earlier.match([f for f, _ in files])
-    saves = save_paths(files, args.save) if args.save else {}
-    # the --save folder is marked as fer's where it starts so (missing or empty); a folder of the
-    # user's own files takes the copies of new names, unmarked
-    mark = Path(args.save) / SAVE_MARK if args.save and drawn_into(Path(args.save)) else None
+    saves = save_paths(files, args.save, ours) if args.save else {}
+    mark = Path(args.save) / SAVE_MARK if ours else None
     from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(

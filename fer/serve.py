@@ -393,25 +393,25 @@ def foreign_origin(headers, allowed: Sequence[str]) -> str | None:
     return origin
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def foreign_host(headers, allowed: Sequence[str]) -> str | None:
     """The Host a request names where it is no loopback name or address, nor the host of a site
     `allowed` lets in; None where it is. A server listening on loopback is reached by those
     alone: another name is one an attacker's page points at 127.0.0.1 (DNS rebinding), whose
     requests a browser sends as the page's own, Origin and Host both the attacker's."""
     host = headers.get("host", "")
-    name = (urlsplit(f"//{host}").hostname or "").rstrip(".") if host else ""
     if not host or "*" in allowed:  # no browser sends none; '*': any site, through any name
         return None
-    if name == "localhost" or name.endswith(".localhost"):
+    name = (urlsplit(f"//{host}").hostname or "").rstrip(".")
+    if name == "localhost" or name.endswith(".localhost") or is_loopback(name):
         return None
-    if name in {urlsplit(o).hostname for o in allowed}:
-        return None
-    try:
-        if ipaddress.ip_address(name).is_loopback:
-            return None
-    except ValueError:
-        pass
-    return host
+    return None if name in {urlsplit(o).hostname for o in allowed} else host
 
 
 def create_app(
@@ -615,13 +615,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_debug_flag(p)
     return p
-
-
-def is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def bind(host: str, port: int) -> socket.socket:
