@@ -130,7 +130,12 @@ def drawn_into(folder: Path) -> bool:
     walk leaves it out. A folder of the user's own photos is read like any other, and a copy
     that would overwrite one of them is refused."""
     try:
-        return not folder.is_dir() or (folder / SAVE_MARK).is_file() or not any(folder.iterdir())
+        return (
+            not folder.is_dir()
+            or (folder / SAVE_MARK).is_file()
+            # hidden files (a Finder's .DS_Store), which no walk reads, leave it empty
+            or not any(not f.name.startswith(".") for f in folder.iterdir())
+        )
     except OSError:
         return False
 

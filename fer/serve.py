@@ -388,9 +388,18 @@ def foreign_origin(headers, allowed: Sequence[str]) -> str | None:
     origin = headers.get("origin")
     if origin is None or "*" in allowed or origin.rstrip("/").lower() in allowed:
         return None
-    if urlsplit(origin).netloc.lower() == headers.get("host", "").lower():
+    if split(origin).netloc.lower() == headers.get("host", "").lower():
         return None
     return origin
+
+
+def split(url: str):
+    """urlsplit(url), or that of nothing for a malformed one ('http://[x'): a header a client
+    made up names no host, and is refused as another site's, not answered with a 500."""
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return urlsplit("")
 
 
 def is_loopback(host: str) -> bool:
@@ -408,10 +417,10 @@ def foreign_host(headers, allowed: Sequence[str]) -> str | None:
     host = headers.get("host", "")
     if not host or "*" in allowed:  # no browser sends none; '*': any site, through any name
         return None
-    name = (urlsplit(f"//{host}").hostname or "").rstrip(".")
+    name = (split(f"//{host}").hostname or "").rstrip(".")
     if name == "localhost" or name.endswith(".localhost") or is_loopback(name):
         return None
-    return None if name in {urlsplit(o).hostname for o in allowed} else host
+    return None if name and name in {split(o).hostname for o in allowed} else host
 
 
 def create_app(

@@ -912,6 +912,8 @@ def test_predict_save_into_a_folder_of_the_users_photos_is_refused_not_overwriti
     assert_one_line_error(code, err, "not marked as a copy fer drew", ".fer-predict-save")
     assert (mine / "a.png").read_bytes() == before
     drawn = lib / "drawn"
+    drawn.mkdir()
+    (drawn / ".DS_Store").write_bytes(b"Bud1")  # hidden files alone: still empty (Finder makes it)
     for _ in range(2):  # its own folder of copies, inside the library: left out the second time
         code, out, err = cli("predict", [str(lib), *args, "--save", str(drawn)], capsys)
         assert code == 0, err

@@ -795,6 +795,7 @@ def test_a_server_on_loopback_answers_only_requests_for_a_loopback_host(engine):
         ("fer.example", True),  # as the proxy of an allowed site passes it on
         ("evil.example:8000", False),
         ("localhost.evil.example", False),
+        ("[::1", False),  # a malformed Host: was a 500 (urlsplit's ValueError)
     ]:
         name = host.rsplit(":", 1)[0] if not host.startswith("[") else host
         headers = {"host": host, "origin": f"http://{host}"}
