@@ -101,16 +101,25 @@ def present_splits(usage: np.ndarray) -> list[str]:
     return [str(s) for s in split_names(np.unique(usage))]
 
 
-def find_duplicates(
-    images: np.ndarray, levels: int = 0, skip: np.ndarray | None = None
-) -> list[np.ndarray]:
-    """Groups (sorted index arrays, size >= 2) of byte-identical faces, and with `levels`, of faces
-    at most that many grey levels apart at every pixel, chained (a near b, b near c: one group);
-    faces `skip` marks (blank ones, which are all near each other) are near no other."""
+def identical(images: np.ndarray) -> list[list[int]]:
+    """The faces grouped by their bytes (a group of one for a face with no copy)."""
     exact: dict[bytes, list[int]] = defaultdict(list)
     for i, img in enumerate(images):
         exact[hashlib.blake2b(img.tobytes(), digest_size=16).digest()].append(i)
-    groups = list(exact.values())
+    return list(exact.values())
+
+
+def find_duplicates(
+    images: np.ndarray,
+    levels: int = 0,
+    skip: np.ndarray | None = None,
+    exact: list[list[int]] | None = None,
+) -> list[np.ndarray]:
+    """Groups (sorted index arrays, size >= 2) of byte-identical faces (`exact`: identical's, when
+    already made), and with `levels`, of faces at most that many grey levels apart at every pixel,
+    chained (a near b, b near c: one group); faces `skip` marks (blank ones, which are all near
+    each other) are near no other."""
+    groups = identical(images) if exact is None else exact
     if levels > 0:
         first = np.array([g[0] for g in groups])  # one face of each exact group
         if skip is not None:
@@ -196,7 +205,8 @@ def cleaning_report(
     splits = split_names(usage)
     std = images.reshape(len(images), -1).std(1)
     blank = np.flatnonzero(std < blank_std)
-    groups = find_duplicates(images, near, skip=std < blank_std)
+    exact = identical(images)
+    groups = find_duplicates(images, near, skip=std < blank_std, exact=exact)
     held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
     straddling = None
     if not (usage == PUBLIC_TEST).any():  # fer.train's own split, at its defaults
@@ -223,7 +233,7 @@ def cleaning_report(
     exclude |= {names[i] for i in blank if not held_out[i]}
     near_copies = None
     if near == 0:  # what the near copies would add
-        more = find_duplicates(images, NEAR_LEVELS, skip=std < blank_std)
+        more = find_duplicates(images, NEAR_LEVELS, skip=std < blank_std, exact=exact)
         more_exclude, more_leaked = copy_lists(more, held_out, names)
         known = {tuple(g) for g in groups}
         near_copies = {
