@@ -224,6 +224,25 @@ class BackgroundWriter:
 #: that falls behind, when it drops frames). A file or a stream URL delivers every frame, however
 #: slow its reader: its own rate is kept.
 MEASURED_FRAMES, MEASURED_SECONDS, MEASURED_BYTES = 30, 2.0, 256 * 2**20
+#: The frame rates a source may announce and be recorded at (OpenCV writes no video at 90,000
+#: frames/s, the clock rate some recorders copy from RTSP into a file's header, nor at NaN, which
+#: it gives for a source announcing none); outside them, DEFAULT_FPS.
+SOURCE_FPS, DEFAULT_FPS = (0.1, 1000.0), 30.0
+
+
+def source_rate(cap, source: str) -> float:
+    """The rate `source` announces, or DEFAULT_FPS where it announces none or one no video has
+    (said on stderr)."""
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    if SOURCE_FPS[0] <= fps <= SOURCE_FPS[1]:
+        return fps
+    if fps:  # 0: announces none (cameras, many streams)
+        print(
+            f"warning: {source} announces {fps:g} frames/s, a rate no video has; taken as "
+            f"{DEFAULT_FPS:g}",
+            file=sys.stderr,
+        )
+    return DEFAULT_FPS
 
 
 class VideoOutput:
@@ -333,9 +352,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cap.release()
         raise
     json_file = tmp_json = None
-    fps_in = cap.get(cv2.CAP_PROP_FPS) or 30.0
     camera = args.source.isdigit() or (source.exists() and stat.S_ISCHR(source.stat().st_mode))
-    video = VideoOutput(video_target, fps_in, camera) if args.output else None
+    video = (
+        VideoOutput(video_target, source_rate(cap, args.source), camera) if args.output else None
+    )
     tmp_video = video.tmp if video else None
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.

@@ -1063,6 +1063,30 @@ def avi_of(video: Path, avi: Path) -> Path:
     return avi
 
 
+def test_detect_records_a_source_announcing_an_impossible_rate(exported, tmp_path, capsys):
+    """Was: a file whose header announces 90,000 frames/s (an RTSP clock rate copied into the
+    header by a recorder), or a source announcing none that OpenCV gives as NaN, ended at its
+    first frame with "cannot write video ...; use a .mp4, .avi or .mkv name", naming the wrong
+    cause: OpenCV writes no video at such a rate. It is recorded at 30 frames/s, and said so."""
+    import struct
+
+    from fer.detect import main as detect
+
+    avi = avi_of(make_video(tmp_path / "in.mp4", frames=6), tmp_path / "in.avi")
+    data = bytearray(avi.read_bytes())
+    strh = data.find(b"strh")  # the stream header: ... dwScale, dwRate at 28 bytes in
+    assert struct.unpack_from("<II", data, strh + 28) == (1, 30)
+    struct.pack_into("<II", data, strh + 28, 1, 90_000)
+    avi.write_bytes(data)
+    assert cv2.VideoCapture(str(avi)).get(cv2.CAP_PROP_FPS) == 90_000
+    video = tmp_path / "out.mp4"
+    args = ["--source", str(avi), "--model", str(exported), "--detector", "haar"]
+    assert detect([*args, "--output", str(video)]) == 0
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) == pytest.approx(30, rel=0.02)
+    assert len(read_frames(video)) == 6
+    assert "announces 90000 frames/s" in capsys.readouterr().err
+
+
 def test_detect_says_where_a_half_copied_video_ended(exported, tmp_path, capsys):
     """An AVI cut short keeps the frame count of its header: fer.detect reads what there is and
     says the file ended early, where it used to end there in silence."""
