@@ -273,13 +273,18 @@ def why_undecodable(head: bytes) -> str:
     return "is not an image file OpenCV can decode"
 
 
+#: Held while Pillow's warnings are held back: warnings.catch_warnings swaps the process's
+#: filters, so two threads in it at once (fer.serve's) could leave "ignore all" in place for good.
+_QUIET_WARNINGS = threading.Lock()
+
+
 def header_size(data: bytes) -> tuple[int, int]:
     """(width, height) as an encoded image's header gives them, read by Pillow without decoding
     the pixels; Pillow's errors raised (DecompressionBombError over twice its pixel limit, others
     for a header it cannot read), its warnings (a large image, "Corrupt EXIF") kept quiet."""
     from PIL import Image
 
-    with warnings.catch_warnings():
+    with _QUIET_WARNINGS, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with Image.open(io.BytesIO(data)) as header:
             return header.size

@@ -111,6 +111,34 @@ def test_the_page_and_its_assets_are_served_and_need_nothing_from_elsewhere(serv
     assert "MIT" in card["detector_license"] and set(card["colors"]) == set(card["classes"])
 
 
+def test_reading_image_sizes_in_threads_leaves_the_warning_filters_alone():
+    """Was: the server reads each image's size in its worker and stream threads with Pillow's
+    warnings held back by warnings.catch_warnings, which is not thread-safe: two reads at once
+    could restore each other's "ignore every warning" filter, and the whole process then showed
+    no warning again."""
+    import threading
+    import warnings
+
+    from fer.common import header_size
+
+    data = cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes()
+    before = list(warnings.filters)
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch often, as under load
+    try:
+        threads = [
+            threading.Thread(target=lambda: [header_size(data) for _ in range(2000)])
+            for _ in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(switching)
+    assert warnings.filters == before
+
+
 def test_predict_gives_the_python_api_records_as_body_or_multipart_upright(real_faces, server):
     """The same records as EmotionRecognizer.predict, whether the photo is the body or a multipart
     field; a phone portrait stored turned gives its boxes in the displayed orientation."""
