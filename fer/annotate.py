@@ -43,6 +43,11 @@ def draw(
             "fer.annotate.draw draws in place, and this picture is read-only: pass a "
             "copy (picture.copy())"
         )
+    if not frame.flags.c_contiguous:  # a view (rgb[..., ::-1], bgra[..., :3]): OpenCV draws
+        canvas = np.ascontiguousarray(frame)  # on whole arrays only
+        draw(canvas, faces, fps, bars)
+        frame[...] = canvas
+        return
     unit = max(min(frame.shape[1] / 640, frame.shape[0] / 480), 0.5)
     row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
     panel_w = name_w + bar_w + round(8 * unit)

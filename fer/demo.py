@@ -47,6 +47,8 @@ def face_video(
         out.write(f"YUV4MPEG2 W{width} H{height} F{round(fps)}:1 Ip A1:1 C420\n".encode())
     else:
         out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not out.isOpened():  # else every frame would be dropped without a word
+            raise OSError(f"OpenCV cannot write the video {path} (its folder, or its extension)")
     boxes = []
     try:
         for i in range(frames):

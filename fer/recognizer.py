@@ -13,6 +13,7 @@ records), and a video through an `EmotionTracker`, which also smooths each face 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +58,13 @@ class UndecodableImage(ImageError):
 
 @dataclass(frozen=True)
 class FaceEmotion:
-    """One face and its emotion: `box` (x, y, w, h) in the picture's pixels (None for a face given
-    already cropped; for a face the picture's edge cuts, such as a close selfie's chin, it is the
+    """One face and its emotion: `box` (x, y, w, h) in the picture's pixels, None for a face given
+    already cropped. The picture is the upright one: for a file or a PIL image whose EXIF
+    Orientation turns it, the turned picture a viewer shows (draw on `fer.recognizer.as_image` of
+    it). For a face the picture's edge cuts, such as a close selfie's chin, the box is the
     detector's estimate of the whole face and reaches past that edge: clip it before slicing the
-    picture with it), five `landmarks` (the person's right eye, left eye, nose tip, right and
-    left mouth corners; None where the detector gives none), the most likely `emotion` with its
+    picture with it. Five `landmarks` (the person's right eye, left eye, nose tip, right and left
+    mouth corners; None where the detector gives none), the most likely `emotion` with its
     `confidence`, and every emotion's probability in Kaggle's order."""
 
     box: Box | None
@@ -93,6 +96,8 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
     0..1) as a decoded image array. A file, its bytes or a PIL image is turned upright by its EXIF
     orientation, as a photo viewer shows it; an array is taken as it is. Bytes are called `name`
     in messages; those that do not decode raise UndecodableImage."""
+    if isinstance(image, os.PathLike):  # os.scandir's entries, say
+        image = os.fsdecode(image)
     if isinstance(image, (str, Path)):
         if Path(image).is_dir():
             raise IsADirectoryError(
@@ -114,6 +119,8 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
     if any(kind.__module__.startswith("PIL.") for kind in type(image).__mro__):  # plugins' too
         return check_image(_from_pil(image), "PIL image")
     if isinstance(image, np.ndarray):
+        if not image.dtype.isnative:  # big-endian, as some readers of TIFF and FITS give
+            image = image.astype(image.dtype.newbyteorder("="))
         if image.dtype.kind == "f":
             low, high = (np.nanmin(image), np.nanmax(image)) if image.size else (0, 0)
             if low < -FLOAT_OVERSHOOT or high > 1 + FLOAT_OVERSHOOT:
@@ -140,13 +147,23 @@ def _decoded(pixels: np.ndarray) -> np.ndarray:
     8 bits by the range their values use (fer.common.to_uint8)."""
     if pixels.dtype.kind == "f":
         pixels = np.nan_to_num(pixels)
-        if pixels.size and 1 + FLOAT_OVERSHOOT < pixels.max() <= 255 and pixels.min() >= 0:
-            if np.array_equal(pixels, np.round(pixels)):
-                return pixels.astype(np.uint8)
+        if _whole_8bit(pixels):
+            return pixels.astype(np.uint8)
         return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
     if pixels.dtype not in (np.uint8, np.uint16):
         return to_uint8(pixels)
     return pixels
+
+
+def _whole_8bit(pixels: np.ndarray) -> bool:
+    """Whether float pixels are an 8-bit picture saved as float: whole numbers 0..255, beyond
+    0..1 (its overshoot)."""
+    return bool(
+        pixels.size
+        and 1 + FLOAT_OVERSHOOT < pixels.max() <= 255
+        and pixels.min() >= 0
+        and np.array_equal(pixels, np.round(pixels))
+    )
 
 
 def check_image(image: np.ndarray, name: str) -> np.ndarray:
@@ -172,8 +189,9 @@ def _from_pil(image) -> np.ndarray:
     image = ImageOps.exif_transpose(image)
     if image.mode == "L":
         return np.asarray(image)
-    if image.mode == "F":  # float gray: the array checks apply (0..1)
-        return as_image(np.asarray(image))
+    if image.mode == "F":  # float gray: as a file of it is read where it holds whole numbers
+        pixels = np.asarray(image)  # 0..255 (cv2.imwrite's float TIFF), else the array checks
+        return _decoded(pixels) if _whole_8bit(pixels) else as_image(pixels)
     if image.mode.startswith("I"):  # 16- or 32-bit integer gray (PIL opens 16-bit PNGs as I)
         # as 16 bits, as the file would be read, whatever the values' range: to_uint8 decides
         return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
@@ -193,8 +211,9 @@ class EmotionRecognizer:
         recognizers may share (each in its own thread, say: a detector must not be shared).
     detector: "yunet" (default; also gives five landmarks), "haar", or None to take every picture
         as one face already cropped, like FER-2013's.
-    min_face: the smallest face to look for, in pixels of the picture (default 40; smaller
-        finds smaller faces and takes longer).
+    min_face: the smallest face to look for, in pixels of the picture (default: 40 for YuNet;
+        for Haar, its 24 px window on pictures up to 800 px wide, 3% of the width on wider ones);
+        smaller finds smaller faces and takes longer.
     align: level each face by its eyes before cropping (where the detector gives landmarks).
     jitter: read each face found in a picture from nine crops around its box, a little shifted and
         scaled (fer.faces.CROP_JITTER), and average them: closer to the face's own crop, nine

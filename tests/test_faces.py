@@ -156,3 +156,20 @@ def test_each_view_of_a_face_is_the_crop_of_its_shifted_and_scaled_box():
         assert np.abs(view.astype(int) - views[0]).mean() > 4  # and not the centre crop
     for odd in (Face((0, 0, 30, 30)), Face((5, 5, 0, 0))):  # in a corner; a box of no width
         assert crop_views(gray, odd, align=False).shape == (len(CROP_JITTER), 48, 48)
+
+
+def test_a_synthetic_video_that_cannot_be_written_is_an_error(tmp_path):
+    """Was: fer.demo.face_video returned the boxes of a video it never wrote (OpenCV's writer,
+    not opened for a missing folder or an unknown extension, drops every frame without a word),
+    so a benchmark would have measured a missing file."""
+    from fer.demo import face_video
+
+    face = np.full((48, 48), 128, np.uint8)
+    for path in (tmp_path / "missing" / "clip.mp4", tmp_path / "clip.unknown"):
+        with pytest.raises(OSError, match="cannot write the video"):
+            face_video(path, [face], frames=3, width=160, height=120, size=60)
+        assert not path.exists()
+    assert (
+        len(face_video(tmp_path / "clip.mp4", [face], frames=3, width=160, height=120, size=60))
+        == 3
+    )

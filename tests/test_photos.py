@@ -618,6 +618,12 @@ def test_a_float_file_of_whole_numbers_0_255_is_read_as_8_bit(real_faces, tmp_pa
     (want,) = rec.predict(photo)
     (got,) = rec.predict(tmp_path / "as_float.tiff")
     assert got.box == want.box and got.probabilities == want.probabilities
+    # the same file opened by PIL (mode F) reads the same (was: refused, "must be scaled to 0..1")
+    from PIL import Image
+
+    with Image.open(tmp_path / "as_float.tiff") as opened:
+        assert opened.mode == "F"
+        assert [f.to_dict() for f in rec.predict(opened)] == [got.to_dict()]
     clipped = np.clip(photo.astype(np.float32) / 200, 0, 1)
     from fer.recognizer import as_image
 
@@ -637,3 +643,22 @@ def test_drawing_on_a_read_only_picture_says_to_pass_a_copy():
     probabilities = dict(zip(EMOTIONS, (0.1, 0.0, 0.1, 0.6, 0.1, 0.05, 0.05)))
     with pytest.raises(ValueError, match=r"read-only.*\.copy\(\)"):
         draw(frame, [FaceEmotion((100, 100, 80, 80), None, "happy", 0.6, probabilities)])
+
+
+def test_drawing_on_a_view_draws_into_the_picture_it_shows():
+    """Was: OpenCV's "Layout of the output array img is incompatible with cv::Mat" on a view that
+    is not one block of memory, as rgb[..., ::-1] (an RGB picture seen as BGR) and bgra[..., :3]
+    are, which predict takes."""
+    from fer.annotate import draw
+    from fer.recognizer import FaceEmotion
+
+    probabilities = dict(zip(EMOTIONS, (0.1, 0.0, 0.1, 0.6, 0.1, 0.05, 0.05)))
+    faces = [FaceEmotion((100, 100, 80, 80), None, "happy", 0.6, probabilities)]
+    want = np.full((480, 640, 3), 128, np.uint8)
+    draw(want, faces)
+    rgb = np.full((480, 640, 3), 128, np.uint8)
+    draw(rgb[..., ::-1], faces)
+    assert np.array_equal(rgb[..., ::-1], want)
+    bgra = np.full((480, 640, 4), 128, np.uint8)
+    draw(bgra[..., :3], faces)
+    assert np.array_equal(bgra[..., :3], want) and (bgra[..., 3] == 128).all()

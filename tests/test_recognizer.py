@@ -140,8 +140,28 @@ def test_pil_images_of_every_mode_and_single_channel_arrays_are_read(rec):
             list(got[0].probabilities.values()), list(expected["probabilities"].values()), atol=2e-3
         )
     assert len(rec.predict_faces(Image.fromarray(face48).convert("LA"))) == 1
+    # mode F of whole numbers 0..255: the 8-bit picture, as such a file is read; other values
+    # beyond 0..1 are refused as an array of them is
+    as_255 = rec.predict_faces(Image.fromarray(face48.astype(np.float32)))
+    assert as_255[0].to_dict() == expected
     with pytest.raises(ValueError, match="scaled to 0..1"):
-        rec.predict_faces(Image.fromarray(face48.astype(np.float32)))  # mode F, 0..255
+        rec.predict_faces(Image.fromarray(face48.astype(np.float32) + 0.5))
+
+
+def test_a_path_like_entry_and_a_big_endian_array_are_read(rec, real_faces, tmp_path):
+    """Was: TypeError for os.scandir's entries (an os.PathLike that is not a Path), and "image
+    arrays must be uint8, uint16 or float in 0..1, not >u2" for a 16-bit array in big-endian
+    order, as some TIFF and FITS readers give."""
+    photo = photo_with(real_faces)
+    cv2.imwrite(str(tmp_path / "photo.png"), photo)
+    want = [f.to_dict() for f in rec.predict(tmp_path / "photo.png")]
+    assert len(want) == 2
+    (entry,) = os.scandir(tmp_path)
+    assert [f.to_dict() for f in rec.predict(entry)] == want
+    wide = photo.astype(np.uint16) * 257
+    assert [f.to_dict() for f in rec.predict(wide.astype(">u2"))] == [
+        f.to_dict() for f in rec.predict(wide)
+    ]
 
 
 def test_a_float_picture_resampled_a_little_past_0_1_is_read_clipped(rec):
