@@ -395,42 +395,46 @@ class EmotionTracker:
         as a video gives it, a PIL image...), probabilities smoothed over frames."""
         gray = to_gray(as_image(frame))
         # a frame of another size (a phone turned, a camera that changed its mode) is looked at
-        # afresh: the last boxes are of another picture
+        # afresh: the last boxes are of another picture. The tracker's state changes only once
+        # the frame is through: one that fails part-way leaves it as it was, for the next frames
         resized = gray.shape[:2] != self._size
         if resized and self._min_face_by_frame:
             self.min_face = self.detector.min_face = video_min_face(*gray.shape[:2])
+        found, last = self._found, [] if resized else list(self._tracks)
         if resized or self.frames % self.every == 0:
-            self._found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
-            if resized:
-                self._tracks, self._size = [], gray.shape[:2]
+            found = [f for f in self.detector.detect(gray) if f.box[2] >= self.min_face]
         view = self._views[self.frames % len(self._views)]
-        crops = self.recognizer.crop(gray, self._found)
+        crops = self.recognizer.crop(gray, found)
         seen = [{view: p} for p in self.recognizer.classify(crops, *view)]
-        tracks = [self._track(face.box) for face in self._found]
+        tracks = [_take_track(last, face.box) for face in found]
         first = [i for i, track in enumerate(tracks) if track is None]
         for other in self._views if first else ():  # a face seen for the first time: all of it
             if other != view:
                 for i, p in zip(first, self.recognizer.classify(crops[first], *other)):
                     seen[i][other] = p
-        self._tracks, smoothed = [], []
-        for face, track, views in zip(self._found, tracks, seen):
-            track = Track(face.box, []) if track is None else track
-            track.box, track.frames = face.box, (track.frames + [views])[-self.window :]
-            self._tracks.append(track)
+        tracks = [
+            Track(face.box, (([] if track is None else track.frames) + [views])[-self.window :])
+            for face, track, views in zip(found, tracks, seen)
+        ]
+        smoothed = []
+        for track in tracks:
             window: dict[tuple, list[np.ndarray]] = {}
             for v, p in (item for frame_views in track.frames for item in frame_views.items()):
                 window.setdefault(v, []).append(p)
             # any `window` frames in a row ran every piece, and a younger face's first frame did
             smoothed.append(np.mean([np.mean(window[v], 0) for v in self._views], 0))
-        probs = np.array(smoothed).reshape(len(self._found), len(EMOTIONS))
-        self.frames += 1  # last: a frame that failed part-way leaves the tracks as they were
-        return self.recognizer.describe(self._found, probs)
+        probs = np.array(smoothed).reshape(len(found), len(EMOTIONS))
+        faces = self.recognizer.describe(found, probs)
+        self._found, self._tracks, self._size = found, tracks, gray.shape[:2]
+        self.frames += 1
+        return faces
 
-    def _track(self, box: Box) -> Track | None:
-        """The track of the last frame's face that `box` overlaps most (IoU > 0.3), taken from
-        the tracks so that no two faces share one; None for a new face."""
-        best = max(self._tracks, key=lambda t: iou(t.box, box), default=None)
-        if best is None or iou(best.box, box) <= 0.3:
-            return None
-        self._tracks.remove(best)
-        return best
+
+def _take_track(tracks: list[Track], box: Box) -> Track | None:
+    """The track of the last frame's face that `box` overlaps most (IoU > 0.3), taken out of
+    `tracks` so that no two faces share one; None for a new face."""
+    best = max(tracks, key=lambda t: iou(t.box, box), default=None)
+    if best is None or iou(best.box, box) <= 0.3:
+        return None
+    tracks.remove(best)
+    return best
