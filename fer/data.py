@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest", "train", "test")
 TRAINING, PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TRAIN, UNMARKED_TEST = range(5)
 CSV_NAMES = ("fer2013.csv", "icml_face_data.csv", "train.csv")
-CACHE_VERSION = "2"
+CACHE_VERSION = "3"
 HOW_TO_GET = (
     "leave out --data to download FER-2013 into data/fer2013 (or run python -m fer.data download), "
     "or pass --data PATH to a fer2013.csv or a msambare/fer2013 folder"
@@ -200,11 +200,16 @@ def default_cache_dir() -> Path:
 
 
 def _usage_from_name(name: str, split_folder: str) -> int:
+    """A folder dataset's file's usage code: its folder decides train or test, and its Kaggle
+    prefix, where it is one of that folder's, which (Training_ in train/; PublicTest_ or
+    PrivateTest_ in test/). A file moved to the other folder (faces a user holds out) goes with
+    the folder it is in, unmarked."""
     base = os.path.basename(name)
-    for code, prefix in enumerate(USAGES[:3]):
-        if base.startswith(prefix + "_"):
+    train = split_folder.lower() == "train"
+    for code in (TRAINING,) if train else (PUBLIC_TEST, PRIVATE_TEST):
+        if base.startswith(USAGES[code] + "_"):
             return code
-    return UNMARKED_TRAIN if split_folder.lower() == "train" else UNMARKED_TEST
+    return UNMARKED_TRAIN if train else UNMARKED_TEST
 
 
 def check_unreadable(bad: list[str], strict: bool) -> None:
@@ -478,8 +483,8 @@ def split_indices(
         test = u == PRIVATE_TEST
         if left := int((u == UNMARKED_TEST).sum()):
             notes.append(
-                f"{left} face{'s' if left > 1 else ''} of test/ without a Kaggle prefix "
-                "(PublicTest_, PrivateTest_) in no split: the test split is the PrivateTest faces"
+                f"{left} face{'s' if left > 1 else ''} of test/ without a PublicTest_ or "
+                "PrivateTest_ prefix in no split: the test split is the PrivateTest faces"
             )
     else:
         test = u == UNMARKED_TEST

@@ -74,6 +74,34 @@ def test_test_faces_without_a_prefix_beside_private_test_are_named_in_a_note(tmp
     assert "1 face of test/" in note and "in no split" in note
 
 
+def test_the_folder_decides_train_or_test_whatever_a_file_is_named(tmp_path):
+    """Was: the Kaggle prefix alone decided the split, so Training_ faces a user moved into
+    test/ (to hold them out) were still trained on, and a PublicTest_ face moved into train/
+    validated on. The folder decides train or test; within test/ the prefix tells PublicTest from
+    PrivateTest."""
+    root = make_folder(tmp_path / "d", per_class=(3, 2, 1))
+    moved = {
+        root / "train" / "happy" / "Training_03000.png": root
+        / "test"
+        / "happy"
+        / "Training_03000.png",
+        root / "test" / "sad" / "PublicTest_14000.png": root
+        / "train"
+        / "sad"
+        / "PublicTest_14000.png",
+    }
+    for old, new in moved.items():
+        old.rename(new)
+    data = load_fer(root)
+    splits, notes = split_indices(data)
+    split_of = {data.names[i]: name for name, idx in splits.items() for i in idx.tolist()}
+    assert "test/happy/Training_03000.png" not in split_of  # not trained on: held out, in no split
+    assert split_of["train/sad/PublicTest_14000.png"] == "train"
+    assert len(splits["train"]) == 21 and len(splits["val"]) == 13 and len(splits["test"]) == 7
+    (note,) = notes
+    assert "1 face of test/" in note and "in no split" in note
+
+
 def test_public_test_without_private_test_gives_no_test_split(tmp_path):
     data = load_fer(make_folder(tmp_path / "d", per_class=(3, 2, 0)))
     splits, notes = split_indices(data)
