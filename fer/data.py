@@ -322,7 +322,9 @@ def read_csv(files: list[Path]) -> FerData:
             raise FerError(f"{f} is empty; {HOW_TO_GET}") from e
         except (pd.errors.ParserError, UnicodeDecodeError) as e:
             raise FerError(f"{f} is not a readable CSV ({str(e).splitlines()[0]})") from e
-        df.columns = [c.strip() for c in df.columns]
+        df.columns = [c.strip().lower() for c in df.columns]  # Kaggle's emotion, pixels, Usage
+        if df.columns.duplicated().any():
+            raise FerError(f"{f} has two columns of one name: {', '.join(df.columns)}")
         if "pixels" not in df.columns or (
             "emotion" not in df.columns and f.name.lower() != "test.csv"
         ):
@@ -344,9 +346,9 @@ def read_csv(files: list[Path]) -> FerData:
             )
         # the pixels first: a file cut short ends inside them (its last Usage then empty)
         images = _parse_pixels(df["pixels"], f)
-        if "Usage" in df.columns:
-            usage_text = df["Usage"].str.strip()
-            codes = usage_text.map({u: i for i, u in enumerate(USAGES[:3])})
+        if "usage" in df.columns:
+            usage_text = df["usage"].str.strip()
+            codes = usage_text.str.lower().map({u.lower(): i for i, u in enumerate(USAGES[:3])})
             if codes.isna().any():
                 row = int(np.flatnonzero(codes.isna().to_numpy())[0])
                 raise FerError(

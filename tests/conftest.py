@@ -54,7 +54,8 @@ def make_folder(
 
 
 def make_csv(path: Path, per_class=(4, 2, 2), variant: str = "fer2013") -> Path:
-    """fer2013.csv (emotion,pixels,Usage), icml_face_data.csv (emotion, Usage, pixels) or train.csv + test.csv."""
+    """fer2013.csv (emotion,pixels,Usage), icml_face_data.csv (emotion, Usage, pixels), a
+    fer2013.csv with usage in lower case (its header and values) or train.csv + test.csv."""
     rows = []
     for label in range(len(EMOTIONS)):
         for usage, n in zip(("Training", "PublicTest", "PrivateTest"), per_class):
@@ -65,6 +66,9 @@ def make_csv(path: Path, per_class=(4, 2, 2), variant: str = "fer2013") -> Path:
         path.write_text("emotion,pixels,Usage\n" + "".join(f"{e},{p},{u}\n" for e, u, p in rows))
     elif variant == "icml":
         path.write_text("emotion, Usage, pixels\n" + "".join(f"{e},{u},{p}\n" for e, u, p in rows))
+    elif variant == "lower_usage":  # a user's own file
+        text = "emotion,pixels,usage\n" + "".join(f"{e},{p},{u.lower()}\n" for e, u, p in rows)
+        path.write_text(text)
     elif variant == "train_test":
         path.write_text(
             "emotion,pixels\n" + "".join(f"{e},{p}\n" for e, u, p in rows if u == "Training")
