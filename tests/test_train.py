@@ -1235,6 +1235,18 @@ def test_a_missing_teacher_is_refused_before_training(csv_data, tmp_path):
     assert not root.exists()
 
 
+def test_data_that_gives_no_validation_faces_is_refused_before_training(tmp_path):
+    """Was: a train/ folder of one face a class (no PublicTest, none to hold out) gave an empty
+    validation split, and fer.train, its run folder made, ended in a KeyError: 'val'."""
+    from tests.conftest import make_folder
+
+    data = make_folder(tmp_path / "d", per_class=(1, 0, 0), prefixes=("img",) * 3)
+    root = tmp_path / "r"
+    with pytest.raises(FerError, match="no validation faces"):
+        train(["--data", str(data), "--default-root-dir", str(root), *TINY])
+    assert not root.exists()
+
+
 def test_init_starts_from_a_trained_model_or_an_ensemble_member(csv_data, tmp_path, monkeypatch):
     """--init loads the weights of a .ckpt, an export or one member of an exported ensemble (a
     learning rate of 1e-9 leaves them where they were), and refuses a network of another shape."""
