@@ -195,9 +195,11 @@ class FerModule(pl.LightningModule):
             f"{stage}/acc", getattr(self, f"{stage}_acc").compute(), prog_bar=True, sync_dist=True
         )
         self.log(f"{stage}/f1", getattr(self, f"{stage}_f1").compute(), sync_dist=True)
-        for name, r in zip(EMOTIONS, getattr(self, f"{stage}_recall").compute()):
-            self.log(f"{stage}/recall_{name}", r, sync_dist=True)
         self.confusion[stage] = getattr(self, f"{stage}_cm").compute().cpu()
+        present = self.confusion[stage].sum(1) > 0  # an emotion without faces here has no recall
+        for name, r, here in zip(EMOTIONS, getattr(self, f"{stage}_recall").compute(), present):
+            if here:
+                self.log(f"{stage}/recall_{name}", r, sync_dist=True)
         for name in ("acc", "f1", "recall", "cm"):
             getattr(self, f"{stage}_{name}").reset()
 

@@ -1247,6 +1247,22 @@ def test_data_that_gives_no_validation_faces_is_refused_before_training(tmp_path
     assert not root.exists()
 
 
+def test_a_class_without_validation_faces_logs_no_recall(tmp_path):
+    """Was: an emotion with no face in the validation split was logged as recall 0.0 (read: the
+    model misses every such face), where macro-F1 left it out; fer.evaluate says n/a."""
+    from tests.conftest import make_folder
+
+    data = make_folder(tmp_path / "d", per_class=(4, 2, 0))
+    for f in (data / "test" / "disgust").iterdir():
+        f.unlink()
+    root = tmp_path / "r"
+    args = ["--data", str(data), "--default-root-dir", str(root), "--max-epochs", "1", "--no-test"]
+    assert train([*args, *TINY]) == 0
+    rows = [r for r in metrics(root) if r.get("val/acc")]
+    assert rows and all(r.get("val/recall_disgust", "") == "" for r in rows)
+    assert all(r["val/recall_happy"] != "" for r in rows)
+
+
 def test_init_starts_from_a_trained_model_or_an_ensemble_member(csv_data, tmp_path, monkeypatch):
     """--init loads the weights of a .ckpt, an export or one member of an exported ensemble (a
     learning rate of 1e-9 leaves them where they were), and refuses a network of another shape."""
