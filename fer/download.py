@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shlex
 from pathlib import Path
 
 from fer.common import EMOTIONS, FerError, missing_folders, remove_empty
@@ -26,9 +27,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 def manual(to: Path = DEFAULT_DATA) -> str:
     """How to get the data without kagglehub, into `to`."""
-    then = "" if Path(to) == DEFAULT_DATA else f" and pass --data {to}"  # found there unasked
-    return (
-        f"get it by hand with `kaggle datasets download {DATASET} -p {to} --unzip`{then}, or "
+    then = "" if Path(to) == DEFAULT_DATA else f" and pass --data {shlex.quote(str(to))}"
+    return (  # (in data/fer2013 it is found unasked)
+        f"get it by hand with `kaggle datasets download {DATASET} -p {shlex.quote(str(to))} "
+        f"--unzip`{then}, or "
         "the competition's fer2013.csv with --data PATH"
     )
 
@@ -123,7 +125,7 @@ def download(to: Path = DEFAULT_DATA) -> Path:
         os.replace(made_link, to)
     except OSError as e:
         raise FerError(
-            f"could not link {to} to the download in {folder} ({e.strerror}); pass --data {folder}"
+            f"could not link {to} to the download in {folder} ({e.strerror}); pass --data {shlex.quote(str(folder))}"
         ) from e
     finally:  # gone once it took the old link's place
         if os.path.lexists(made_link):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -155,7 +156,7 @@ def read_checkpoint(path: Path) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
         import yaml
 
         spec.extra["training_config"] = yaml.safe_load(config.read_text()) or {}
-        spec.extra["training_command"] = f"python -m fer.train --config {config}"
+        spec.extra["training_command"] = f"python -m fer.train --config {shlex.quote(str(config))}"
     else:  # a checkpoint moved away from its run: its module's own hyper-parameters at least
         spec.extra["training_hparams"] = hp
     state = {

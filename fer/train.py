@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -596,7 +597,7 @@ def check_resumable(ckpt: Path, args: argparse.Namespace) -> None:
         raise FerError(
             f"{ckpt} belongs to a run planned for {planned} epochs, and its one-cycle schedule "
             f"cannot stretch to {args.max_epochs}: resume with --max-epochs {planned}, or start "
-            f"a new run from its weights with --init {ckpt} --scheduler cosine"
+            f"a new run from its weights with --init {shlex.quote(str(ckpt))} --scheduler cosine"
         )
 
 
@@ -1003,7 +1004,8 @@ def report(
             why = "SIGTERM" if code == 143 else "Ctrl-C"
             print(
                 f"interrupted ({why}) while testing the best checkpoint, after training finished; "
-                f"test it with python -m fer.evaluate --ckpt {summary['log_dir']} --split test",
+                "test it with python -m fer.evaluate --ckpt "
+                f"{shlex.quote(str(summary['log_dir']))} --split test",
                 file=sys.stderr,
             )
     return code
@@ -1028,11 +1030,11 @@ def _summary_text(s: dict[str, Any]) -> str:
     elif s.get("test_interrupted"):
         lines.append("  test/acc      none: the test was interrupted")
     lines.append(f"  checkpoint    {s['best_checkpoint']}")
-    lines.append(
-        f"  run folder    {s['log_dir']}  (tensorboard --logdir {Path(s['log_dir'] or '.').parent})"
-    )
+    logs = shlex.quote(str(Path(s["log_dir"] or ".").parent))
+    lines.append(f"  run folder    {s['log_dir']}  (tensorboard --logdir {logs})")
     if s["log_dir"]:  # the run folder stands for its best checkpoint
-        lines.append(f"  evaluate      python -m fer.evaluate --ckpt {s['log_dir']} --split val")
+        run = shlex.quote(str(s["log_dir"]))
+        lines.append(f"  evaluate      python -m fer.evaluate --ckpt {run} --split val")
     return "\n".join(lines)
 
 

@@ -109,6 +109,12 @@ def test_offline_names_the_cause_and_the_folder_asked_for_and_leaves_no_folder(
     assert "Failed to resolve 'api.kaggle.com' ([Errno -2] Name or service not known)" in err
     assert "-p mine/fer" in err and "data/fer2013" not in err
     assert not os.path.lexists("mine")
+    # a folder with a space is quoted, so that the command pasted into a shell names it (was: -p
+    # my data/fer, two arguments)
+    with pytest.raises(SystemExit):
+        run_cli(data_main, ["download", "--to", "my data/fer"])
+    err = capsys.readouterr().err
+    assert "-p 'my data/fer' --unzip` and pass --data 'my data/fer'," in err
 
 
 @pytest.mark.parametrize("blocker", ["folder", "file in the way"])

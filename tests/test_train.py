@@ -1263,6 +1263,21 @@ def test_a_class_without_validation_faces_logs_no_recall(tmp_path):
     assert all(r["val/recall_happy"] != "" for r in rows)
 
 
+def test_the_commands_a_run_prints_name_a_folder_with_spaces_as_one_argument():
+    """Was: 'python -m fer.evaluate --ckpt my runs/lightning_logs/version_0', which a shell
+    splits in two."""
+    import shlex
+
+    from fer.train import _summary_text
+
+    run = "my runs/lightning_logs/version_0"
+    summary = {"model": "cnn", "fit_seconds": 3, "epochs": 1, "best_checkpoint": None}
+    text = _summary_text({**summary, "log_dir": run})
+    (evaluate,) = [line for line in text.splitlines() if "fer.evaluate" in line]
+    assert shlex.split(evaluate)[-4:] == ["--ckpt", run, "--split", "val"]
+    assert "tensorboard --logdir 'my runs/lightning_logs')" in text
+
+
 def test_init_starts_from_a_trained_model_or_an_ensemble_member(csv_data, tmp_path, monkeypatch):
     """--init loads the weights of a .ckpt, an export or one member of an exported ensemble (a
     learning rate of 1e-9 leaves them where they were), and refuses a network of another shape."""
