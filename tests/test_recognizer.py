@@ -381,21 +381,24 @@ def test_a_frame_of_another_size_is_looked_at_afresh(rec, real_faces):
     assert fixed.min_face == 50
 
 
+class FailsOnce:
+    """An onnxruntime session whose first run fails (a member's graph that could not run)."""
+
+    def __init__(self, session):
+        self.session, self.get_inputs, self.armed = session, session.get_inputs, True
+
+    def run(self, names, feed):
+        if self.armed:
+            self.armed = False
+            raise FerError("the graph could not run")
+        return self.session.run(names, feed)
+
+
 def test_a_frame_that_fails_part_way_leaves_the_tracker_as_it_was(real_faces):
     """A frame whose classification fails (here: a member's graph, on a newcomer's first frame)
     raises, and the next frames go on as if it had not come: a face tracked before it, absent
     from it, keeps every piece in its window. (Was: the rotation had moved on, and that face's
     window lacked a piece: KeyError.)"""
-
-    class FailsOnce:
-        def __init__(self, session):
-            self.session, self.get_inputs, self.armed = session, session.get_inputs, True
-
-        def run(self, names, feed):
-            if self.armed:
-                self.armed = False
-                raise FerError("the graph could not run")
-            return self.session.run(names, feed)
 
     classifier = load_classifier(backend="onnx")
     tracker = EmotionRecognizer(classifier).tracker(smooth=5)
@@ -418,16 +421,6 @@ def test_a_frame_that_fails_part_way_keeps_the_tracks_of_the_faces_it_held(real_
     newcomer's first frame, leaves the tracker as a tracker that never saw it: the tracked face
     keeps its window. (Was: its track was taken out of the tracks before the failure, so it
     started afresh, and the next frames' answers were not smoothed over the frames before.)"""
-
-    class FailsOnce:
-        def __init__(self, session):
-            self.session, self.get_inputs, self.armed = session, session.get_inputs, True
-
-        def run(self, names, feed):
-            if self.armed:
-                self.armed = False
-                raise FerError("the graph could not run")
-            return self.session.run(names, feed)
 
     classifier = load_classifier(backend="onnx")
     before = [photo_with(real_faces[:1], size=220)] * 3  # one face, then another in its place
