@@ -41,8 +41,11 @@ def conv_sizes(model: nn.Module) -> dict[nn.Conv2d, int]:
 
 
 def networks(model: nn.Module) -> list[nn.Module]:
-    """The networks of a model: its members if it is an ensemble, else itself."""
-    return list(model.members) if hasattr(model, "members") else [model]
+    """The networks of a model: its members' if it is an ensemble (also of ensembles, as
+    fer.export --ckpt A B nests them), else itself."""
+    if not hasattr(model, "members"):
+        return [model]
+    return [net for member in model.members for net in networks(member)]
 
 
 def target_layers(model: nn.Module, size: int = CAM_SIZE) -> list[nn.Conv2d]:
@@ -76,8 +79,12 @@ def cam_maps(
     if len(faces) == 0:  # pytorch-grad-cam fails on an empty batch
         return np.zeros((0, *np.asarray(faces).shape[1:3]), np.float32)
     model = model.float().eval()
-    flip = getattr(model, "flip", False)
-    model.flip = False  # the mirrored copy would double the batch the hooks see
+    # an ensemble's mirrored copy (at any level) would double the batch the hooks see: off here,
+    # and the mirrored maps taken below instead
+    flips = {m: m.flip for m in model.modules() if isinstance(getattr(m, "flip", None), bool)}
+    flip = any(flips.values())
+    for m in flips:
+        m.flip = False
     # each target layer -> the side of the centre crop its network looks at (0: the whole face)
     crops = {
         m: getattr(net, "crop", 0) for net in networks(model) for m in net.modules() if m in layers
@@ -93,8 +100,8 @@ def cam_maps(
             return scale_cam_image((maps + seen) / 2).astype(np.float32)
     finally:
         model.zero_grad(set_to_none=True)  # the model may be a loaded classifier's, kept
-        if hasattr(model, "flip"):
-            model.flip = flip
+        for m, was in flips.items():
+            m.flip = was
 
 
 class PlacedGradCAM(GradCAM):

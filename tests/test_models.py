@@ -136,6 +136,30 @@ def test_gradcam_of_a_cropping_network_lies_on_its_crop():
     assert cam_maps(model, faces[:0], [], target_layers(model)).shape == (0, 48, 48)
 
 
+def test_gradcam_of_an_ensemble_of_ensembles_reads_every_network():
+    """fer.export --ckpt A B of two ensembles nests them: every network of each gets its layer,
+    and a cropping one its crop (was: one layer an inner ensemble, the last 6 px convolution of
+    all its networks, so the others were left out of the maps)."""
+    import numpy as np
+
+    from fer.gradcam import cam_maps, conv_sizes, networks, target_layers
+
+    torch.manual_seed(0)
+    inner = [
+        {"arch": "cnn", "options": {"widths": [8, 8, 8, 8], "crop": 40}},
+        {"arch": "cnn", "options": {"widths": [8, 8, 8, 8]}},
+    ]
+    ensemble = {"arch": "ensemble", "options": {"members": inner, "flip": True}}
+    model = build_model("ensemble", members=[ensemble, ensemble])
+    assert len(networks(model)) == 4
+    layers = target_layers(model)
+    assert [conv_sizes(net)[m] for net, m in zip(networks(model), layers)] == [5, 6, 5, 6]
+    faces = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
+    maps = cam_maps(model, faces, [0] * 3, layers)
+    assert maps.shape == (3, 48, 48) and maps.max() > 0
+    assert all(m.flip for m in model.members)  # the inner ensembles' mirror restored
+
+
 def test_a_residual_network_adds_its_blocks_to_their_shortcuts_and_strides_instead_of_pooling():
     from fer.models.cnn import Residual
 
