@@ -15,10 +15,14 @@ from fer.common import EMOTIONS  # noqa: E402
 
 
 def confusion_figure(cm, title: str = "Confusion matrix", normalized: bool = True, ax=None):
-    """A labelled heatmap: rows are true emotions, columns predictions; row fractions or counts.
-    Draws into `ax` when given, else into a new figure; returns the figure."""
+    """A labelled heatmap: rows are true emotions, columns predictions; row fractions (a row
+    left empty for an emotion without faces, which has none) or counts. Draws into `ax` when
+    given, else into a new figure; returns the figure."""
     cm = np.asarray(cm, dtype=np.float64)
-    values = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalized else cm
+    sums = cm.sum(1, keepdims=True)
+    values = cm
+    if normalized:
+        values = np.divide(cm, sums, out=np.full_like(cm, np.nan), where=sums > 0)
     if ax is None:
         _, ax = plt.subplots(figsize=(6.4, 5.4))
     sns.heatmap(

@@ -2009,3 +2009,17 @@ def test_detect_whose_video_cannot_be_completed_at_the_end_keeps_no_file(
     with pytest.raises(FerError, match="the disk is full"):
         fer.detect.main([*args, "--output", str(out / "a.mp4"), "--json", str(out / "a.jsonl")])
     assert not out.exists()
+
+
+def test_a_class_without_faces_has_an_empty_row_in_the_normalised_confusion_matrix():
+    """Was: its row of fractions read 0.00 everywhere, the diagonal too (every face missed),
+    where the table and the per-class figure say n/a."""
+    from fer.figures import confusion_figure
+
+    cm = np.diag([5, 0, 3, 9, 4, 2, 6]).astype(float)
+    cm[0, 2] = 1
+    ax = confusion_figure(cm).axes[0]
+    shown = [t.get_text() for t in ax.texts]
+    assert len(shown) == 42 and shown.count("1.00") == 5 and "0.83" in shown
+    counts = confusion_figure(cm, normalized=False).axes[0]
+    assert len(counts.texts) == 49  # counts: a row of zeros is what it is
