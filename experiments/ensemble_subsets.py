@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import shlex
 import sys
 import tempfile
 import time
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             )
     record = {
-        "command": "python experiments/ensemble_subsets.py " + " ".join(sys.argv[1:]),
+        "command": "python experiments/ensemble_subsets.py " + shlex.join(sys.argv[1:]),
         "machine": machine(),
         "model": args.model,
         "public_test_faces": len(sample),

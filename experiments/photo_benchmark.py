@@ -21,6 +21,7 @@ import argparse
 import io
 import json
 import math
+import shlex
 import sys
 import tempfile
 import time
@@ -262,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                 }
             print(f"{name}: {json.dumps(results[name]['all'])}", file=sys.stderr)
             record = {
-                "command": "python experiments/photo_benchmark.py " + " ".join(sys.argv[1:]),
+                "command": "python experiments/photo_benchmark.py " + shlex.join(sys.argv[1:]),
                 "machine": machine(),
                 "photos": args.photos,
                 "results": results,

@@ -3,6 +3,7 @@ full figures)."""
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -258,7 +259,7 @@ def test_ensemble_combinations_leaves_out_the_faces_listed(folder_data, tmp_path
 def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tmp_path, capsys):
     """Three photos (640x480 to 1920x1440) through the shipped model with a given pyramid: its
     record holds faces found, labels and time, and its tables say how they were made."""
-    out = tmp_path / "photos"
+    out = tmp_path / "my photos" / "photos"  # a space: the command recorded quotes it
     cmd = [sys.executable, "experiments/photo_benchmark.py", "--data"]
     cmd += [str(shared_data / "fer2013"), "--photos", "3", "--detectors", "yunet"]
     cmd += ["--second-look", "0.65", "--small-copies", "0.3", "0.7"]
@@ -266,6 +267,7 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
     run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads(out.with_suffix(".json").read_text())
+    assert shlex.split(record["command"])[-2:] == ["--out", str(out)]
     figures = record["results"]["yunet"]["all"]
     assert 0 < figures["found"] <= figures["faces"] and figures["ms_per_photo"] > 0
     # its one-crop labels are those EmotionRecognizer(jitter=False) (fer.predict --no-jitter)
@@ -387,13 +389,14 @@ def test_ensemble_subsets_scores_every_subset_the_whole_one_as_the_model_does(
 
     meta = json.loads((SHIPPED / "model.json").read_text())
     parts = len(meta["onnx_parts"])
-    out = tmp_path / "subsets"
+    out = tmp_path / "sub sets"  # a space: the command recorded quotes it
     cmd = [sys.executable, "experiments/ensemble_subsets.py", "--model", str(SHIPPED), "--data"]
     cmd += [str(shared_data / "fer2013"), "--photos", "3", "--faces", "400", "--seed", "0"]
     cmd += ["--out", str(out)]
     run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stderr[-2000:]
     record = json.loads(out.with_suffix(".json").read_text())
+    assert shlex.split(record["command"])[-2:] == ["--out", str(out)]
     rows = {tuple(r["members"]): r for r in record["subsets"]}
     assert len(rows) == 2**parts - 1
     assert record["public_test_faces"] == 400 and record["public_test_drawn_from"] == 3589
