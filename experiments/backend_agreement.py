@@ -14,12 +14,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fer.common import run_cli  # noqa: E402
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("model", help="an export folder with model.onnx")
     p.add_argument("--data", default="data/fer2013")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from fer.data import evaluation_split, load_fer
     from fer.inference import load_classifier
 
@@ -37,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer.augment import augment_batch  # noqa: E402
-from fer.common import EMOTIONS, cpu_has_bf16, machine, normalize, write_text  # noqa: E402
+from fer.common import EMOTIONS, cpu_has_bf16, machine, normalize, run_cli, write_text  # noqa: E402
 from fer.faces import DETECTORS  # noqa: E402
 from fer.models import build_model  # noqa: E402
 
@@ -175,7 +175,7 @@ def detection_figures(data, args) -> dict[str, float]:
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--data", default="data/fer2013", help="FER-2013 folder layout (train/<emotion>/)"
@@ -194,7 +194,7 @@ def main() -> int:
     p.add_argument(
         "--frames", type=int, default=900, help="frames of the detection video (10 per face)"
     )
-    args = p.parse_args()
+    args = p.parse_args(argv)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)  # runs/ on a fresh clone
     root = Path(args.data)
     results: dict[str, float | str] = {
@@ -399,4 +399,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -20,21 +20,27 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fer.common import FerError, run_cli  # noqa: E402
 from fer.demo import face_video  # noqa: E402
 from fer.detect import main as detect  # noqa: E402
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/fer2013")
     p.add_argument(
         "--out", default="runs/detect_frame.jpg", help="the README's picture: docs/detect_frame.jpg"
     )
-    args = p.parse_args()
-    faces = [
-        cv2.imread(str(sorted((Path(args.data) / "test" / emotion).glob("PublicTest_*"))[0]), 0)
-        for emotion in ("happy", "surprise", "angry", "sad")
-    ]
+    args = p.parse_args(argv)
+    faces = []
+    for emotion in ("happy", "surprise", "angry", "sad"):
+        found = sorted((Path(args.data) / "test" / emotion).glob("PublicTest_*"))
+        if not found:
+            raise FerError(
+                f"no PublicTest face in {Path(args.data) / 'test' / emotion}: --data names "
+                "FER-2013 in Kaggle's folder layout (train/, test/)"
+            )
+        faces.append(cv2.imread(str(found[0]), cv2.IMREAD_GRAYSCALE))
     with tempfile.TemporaryDirectory() as tmp:
         video, annotated = Path(tmp) / "in.mp4", Path(tmp) / "out.mp4"
         lines = Path(tmp) / "frames.jsonl"
@@ -71,4 +77,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

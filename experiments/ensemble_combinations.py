@@ -21,8 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fer.common import run_cli  # noqa: E402
 
-def main() -> None:
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("members", nargs="+", metavar="NAME=MODEL")
     p.add_argument("--data", default="data/fer2013")
@@ -33,7 +35,7 @@ def main() -> None:
         default="flip",
         help="how each member sees a face (flip: as fer.export --flip does inside)",
     )
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from fer.data import evaluation_split, load_fer, not_listed, read_exclusions
     from fer.inference import load_classifier
 
@@ -62,4 +64,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -23,6 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fer.common import run_cli  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.demo import background  # noqa: E402
 from fer.faces import Face, crop_faces, iou, make_detector  # noqa: E402
@@ -112,7 +113,7 @@ def torch_perm(n: int, seed: int):
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/fer2013")
     p.add_argument("--faces", type=int, default=600)
@@ -120,7 +121,7 @@ def main() -> None:
     p.add_argument("--detectors", nargs="+", default=["yunet", "haar"])
     p.add_argument("--work-width", type=int, default=0, help="detectors' work width (0: default)")
     p.add_argument("--json", help="write the figures here")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.faces < 1:
         p.error("--faces must be 1 or more")
     data = load_fer(args.data)
@@ -146,4 +147,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -17,17 +17,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fer.common import run_cli  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.gradcam import cam_maps, masking_drop, target_layers  # noqa: E402
 from fer.inference import load_classifier  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/fer2013")
     p.add_argument("--model", help="default: the shipped model")
     p.add_argument("--faces", type=int, default=500)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     data = load_fer(args.data)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
     pick = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(0))]
@@ -44,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

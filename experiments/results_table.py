@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.common import write_text  # noqa: E402
+from fer.common import run_cli, write_text  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS = "docs/results"
@@ -300,4 +300,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

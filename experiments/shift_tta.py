@@ -21,6 +21,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fer.common import run_cli  # noqa: E402
+
 
 def shift(faces: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """(N, 48, 48) uint8 faces moved right by dx and down by dy pixels, edges repeated."""
@@ -30,13 +32,13 @@ def shift(faces: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     return padded[:, p - dy : p - dy + h, p - dx : p - dx + w].to(torch.uint8)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default="data/fer2013")
     p.add_argument("--model", help="exported model, checkpoint or run folder (default: shipped)")
     p.add_argument("--skip", help="leaked.txt from python -m fer.analyze: also score without them")
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 3], help="pixels")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     from fer.data import evaluation_split, load_fer, not_listed, read_exclusions
     from fer.inference import load_classifier
 
@@ -67,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

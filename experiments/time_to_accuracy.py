@@ -31,6 +31,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from fer.common import run_cli  # noqa: E402
+
 
 def run_curve(folder: Path) -> list[tuple[float, float]]:
     """[(minutes since the run's start, val/acc)] from the event files of one training run, or
@@ -162,7 +164,7 @@ def pairs(specs: list[str], flag: str):
         yield tuple(spec.split("=", 1))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--recipe", action="append", required=True, metavar="NAME=RUN[,RUN...]")
     p.add_argument("--final", action="append", default=[], metavar="NAME=ACC")
@@ -181,7 +183,7 @@ def main() -> None:
         help="the docs' plot: docs/time_to_accuracy.png",
     )
     p.add_argument("--json", help="also write the curves here")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     import matplotlib.pyplot as plt
 
     import fer.figures  # noqa: F401  (selects the Agg backend)
@@ -250,4 +252,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -592,3 +592,13 @@ def test_ship_logs_stopped_while_putting_the_copy_in_place_leaves_the_record_as_
     ship_logs.ship(run, logs / "shipped_x")
     assert (logs / "shipped_x").is_symlink() and (target / "config.yaml").is_file()
     assert [f.name for f in logs.iterdir()] == ["shipped_x"]
+
+
+@pytest.mark.parametrize("script", ["shift_tta.py", "detect_demo.py"])
+def test_an_experiment_given_a_wrong_path_says_so_in_one_line(script, tmp_path):
+    """Were tracebacks: the FerError raised through, or an IndexError where detect_demo.py found
+    no face in the folder. The scripts now end as fer's commands do: one line, status 2."""
+    cmd = [sys.executable, f"experiments/{script}", "--data", str(tmp_path / "none")]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and run.stderr.startswith("error: "), run.stderr[-2000:]
+    assert run.stderr.count("\n") == 1 and str(tmp_path / "none") in run.stderr
