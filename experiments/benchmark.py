@@ -92,6 +92,13 @@ def fer_batches(data: str, batch_size: int):
             yield normalize(augment_batch(x.float().div_(255), "light")), y
 
 
+def shown_faces(frames: int, faces: int, hold: int) -> np.ndarray:
+    """The face (its index) of each frame of fer.demo.face_video(faces, frames=frames,
+    hold=hold): each held `hold` frames, and the first again after the last, where the data holds
+    fewer faces than the frames ask for."""
+    return (np.arange(frames) // hold) % faces
+
+
 def detection_figures(data, args) -> dict[str, float]:
     """For each detector, on one generated 640x480 video of args.frames // 10 PublicTest faces
     (150-230 px, 10 frames each): the share of frames where the face was found (IoU >= 0.3), the
@@ -119,7 +126,7 @@ def detection_figures(data, args) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "faces.mp4"
         truth = face_video(video, list(faces), frames=10 * n_faces, size=(150, 230), hold=10)
-        frame_labels = np.repeat(labels, 10)
+        frame_labels = labels[shown_faces(len(truth), len(labels), hold=10)]
         cap = cv2.VideoCapture(str(video))
         grays = []
         while (ok_frame := cap.read())[0]:
