@@ -522,7 +522,8 @@ def evaluation_split(
         return (
             splits["val"],
             "val",
-            "no PrivateTest or test-folder samples: evaluating the validation split "
+            "no test split (no PrivateTest faces, nor a test folder's or test.csv's faces "
+            "without Kaggle's markers): evaluating the validation split "
             f"{how.strip() if drawn else '(PublicTest)'} instead",
         )
     if split == "test":

@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--split",
         default="test",
         choices=["test", "val", "train"],
-        help="test = PrivateTest (or the test folder; without either, val); val = PublicTest (on "
+        help="test = PrivateTest (or, without Kaggle's markers, the test folder or test.csv; "
+        "without either, val); val = PublicTest (on "
         "data without it, the share of training faces the model's run held out, which is held "
         "out from it only if it was trained on these data: the output says when not)",
     )

@@ -109,6 +109,8 @@ def test_public_test_without_private_test_gives_no_test_split(tmp_path):
     assert any("no test split" in n for n in notes)
     index, scored, note = evaluation_split(data, "test")  # falls back to PublicTest, and says so
     assert torch.equal(index, splits["val"]) and scored == "val" and "PublicTest" in note
+    # (was "no PrivateTest or test-folder samples", of a test folder full of PublicTest faces)
+    assert note.startswith("no test split (no PrivateTest faces") and "test-folder" not in note
 
 
 def test_unmarked_folders_split_stratified_and_seeded(tmp_path):
