@@ -532,13 +532,20 @@ def evaluation_split(
     return splits[split], split, f"evaluating the {split} split{how}"
 
 
+def exclusion_list(path: str | Path) -> Path:
+    """The path of a list of faces to leave out, refused where it names no file: checked before
+    any data is fetched or decoded."""
+    p = Path(path)
+    if not p.is_file():
+        raise FerError(f"exclusion list {p} does not exist; create it with python -m fer.analyze")
+    return p
+
+
 def read_exclusions(path: str | Path | None) -> set[str]:
     """Sample names, one per line: the lists `fer.analyze` writes (exclude.txt, leaked.txt)."""
     if not path:
         return set()
-    p = Path(path)
-    if not p.is_file():
-        raise FerError(f"exclusion list {p} does not exist; create it with python -m fer.analyze")
+    p = exclusion_list(path)
     return {
         line.strip()
         for line in p.read_text(encoding="utf-8", errors="surrogateescape").splitlines()

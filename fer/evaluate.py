@@ -370,6 +370,7 @@ OUTPUTS = (
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from fer.data import exclusion_list
     from fer.download import resolve_data
     from fer.inference import load_classifier
 
@@ -383,6 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         other = load_classifier(args.compare, backend=args.backend) if args.compare else None
     except FerError as e:  # said of the compared model, not of --ckpt's
         raise FerError(f"--compare {args.compare}: {e}") from e
+    if args.skip:  # before the data is fetched or decoded
+        exclusion_list(args.skip)
     args.data = resolve_data(args.data)
     m, faces, y, probs, note = evaluate(
         classifier, args.data, args.split, args.tta, args.cache_dir, args.skip

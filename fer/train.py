@@ -463,6 +463,44 @@ def config_words(
     return words
 
 
+#: A run's recorded options that name files as they were typed (relative to where it started).
+RECORDED_PATHS = ("data", "exclude")
+
+
+def started_in(config: Path, recorded: dict) -> Path | None:
+    """The folder a run was started from, as the place of its config.yaml
+    (ROOT/lightning_logs/version_N/) and its recorded --default-root-dir (ROOT from there) tell;
+    None where they cannot (an absolute root, one that climbs with .., a run folder moved)."""
+    root = Path(os.path.normpath(recorded.get("default_root_dir") or "."))
+    run = config.resolve().parent
+    if root.is_absolute() or ".." in root.parts or run.parent.name != "lightning_logs":
+        return None
+    top = run.parents[1]  # ROOT
+    if root.parts and top.parts[-len(root.parts) :] != root.parts:
+        return None
+    return top.parents[len(root.parts) - 1] if root.parts else top
+
+
+def paths_from_where_it_started(config: Path, recorded: dict) -> dict[str, str]:
+    """The run's recorded relative paths (--data, --exclude; --data left out: the default
+    folder) as found from the folder it started in, where that is not where they lead from here:
+    a checkpoint resumed from another folder still reads its own data."""
+    from fer.download import DEFAULT_DATA
+
+    base = started_in(config, recorded)
+    if base is None:
+        return {}
+    found = {}
+    for option in RECORDED_PATHS:
+        value = recorded.get(option) or (str(DEFAULT_DATA) if option == "data" else None)
+        if not isinstance(value, str) or Path(value).is_absolute():
+            continue
+        there = base / value
+        if os.path.lexists(there) and os.path.realpath(there) != os.path.realpath(value):
+            found[option] = str(there)
+    return found
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Options from the command line over those of a --config file. The file's values become
     command-line words put before the user's, so both go through the same checks."""
@@ -509,6 +547,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     "with --init"
                 )
         kept = {k: v for k, v in recorded.items() if k not in RESUME_TAKES_FROM_CHECKPOINT}
+        kept.update(paths_from_where_it_started(where, recorded))
         words = config_words(parser, kept, where, strict=False) + words
     args = parser.parse_args(words + argv)
     fill_model_defaults(args, recorded or cfg)
@@ -617,14 +656,21 @@ def run(args: argparse.Namespace, stdout) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.model != "vgg" and (args.weights or args.no_pretrained):
         log.info("--weights / --no-pretrained only apply to --model vgg")
-    from fer.download import resolve_data
-
-    args.data = resolve_data(args.data)
     # Heavy imports come after the argument checks, so --help and bad flags answer at once.
     import pytorch_lightning as pl
     import torch
 
+    from fer.data import exclusion_list
+    from fer.download import resolve_data
+    from fer.models.vgg import weights_file
+
+    # the files named are checked before the data is fetched (a download) or decoded
     root, ckpt_path, version = resolve_run(args)
+    if args.exclude:
+        exclusion_list(args.exclude)
+    if args.weights and args.model == "vgg":
+        weights_file(args.weights)
+    args.data = resolve_data(args.data)
     precision = choose_precision(args)
     pl.seed_everything(args.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")

@@ -52,6 +52,25 @@ def test_a_given_data_path_is_never_downloaded(kaggle):
     assert kaggle["calls"] == [] and not (kaggle["work"] / "data").exists()
 
 
+@pytest.mark.parametrize(
+    "command, args, message",
+    [
+        ("train", ["--ckpt-path", "nope.ckpt"], "checkpoint nope.ckpt does not exist"),
+        ("train", ["--exclude", "nope.txt"], "exclusion list nope.txt does not exist"),
+        ("train", ["--model", "vgg", "--weights", "nope.pth"], "weights file nope.pth does not"),
+        ("evaluate", ["--skip", "nope.txt"], "exclusion list nope.txt does not exist"),
+    ],
+)
+def test_a_mistyped_file_is_refused_before_fer2013_is_downloaded(kaggle, command, args, message):
+    """Were refused only after FER-2013 had been downloaded (and decoded) into data/fer2013."""
+    from fer.evaluate import main as evaluate
+
+    main = {"train": train, "evaluate": evaluate}[command]
+    with pytest.raises(FerError, match=message):
+        main([*args, "--max-epochs", "1"] if command == "train" else args)
+    assert kaggle["calls"] == [] and not (kaggle["work"] / "data").exists()
+
+
 def test_download_command_links_the_folder_it_was_asked_for(kaggle, capsys):
     assert data_main(["download", "--to", "mine/fer"]) == 0
     assert Path("mine/fer").resolve() == kaggle["folder"].resolve()

@@ -273,6 +273,41 @@ def test_a_run_resumed_through_a_config_file_or_from_another_folder_is_that_run(
         parse_args([*resume, "--data", str(tmp_path / "data" / "other.csv")])
 
 
+def test_a_run_resumed_from_another_folder_finds_its_data_where_it_started(tmp_path, monkeypatch):
+    """Was: a run's config.yaml records --data and --exclude as typed (data/fer2013), and a
+    checkpoint resumed by its path from another folder read them from there: 'data path
+    data/fer2013 does not exist' (or the download of FER-2013 into that folder, or other data
+    of that name). They are found from the folder the run was started in, which its place and
+    its recorded root tell."""
+    from fer.train import parse_args
+
+    project = tmp_path / "project"
+    run = run_dir(project / "runs" / "exp")
+    (run / "checkpoints").mkdir(parents=True)
+    last = run / "checkpoints" / "last.ckpt"
+    last.write_bytes(b"")
+    recorded = {"data": "data/mine.csv", "exclude": "lists/leaked.txt", "batch_size": 32}
+    (run / "config.yaml").write_text(yaml.safe_dump({**recorded, "default_root_dir": "runs/exp"}))
+    for name in ("data/mine.csv", "lists/leaked.txt", "data/fer2013/train/x.png"):
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "data").mkdir(parents=True)
+    (elsewhere / "data" / "mine.csv").write_text("")  # other data of that name: not the run's
+    monkeypatch.chdir(elsewhere)
+    args = parse_args(["--ckpt-path", str(last)])
+    assert args.data == str(project / "data" / "mine.csv")
+    assert args.exclude == str(project / "lists" / "leaked.txt")
+    # from the folder it started in, as it was recorded
+    monkeypatch.chdir(project)
+    args = parse_args(["--ckpt-path", str(last)])
+    assert (args.data, args.exclude) == ("data/mine.csv", "lists/leaked.txt")
+    # a run made without --data took ./data/fer2013 of its folder
+    (run / "config.yaml").write_text(yaml.safe_dump({"data": None, "default_root_dir": "runs/exp"}))
+    monkeypatch.chdir(elsewhere)
+    assert parse_args(["--ckpt-path", str(last)]).data == str(project / "data" / "fer2013")
+
+
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(

@@ -54,6 +54,17 @@ class VGG16Transfer(nn.Module):
         return self.head(self.backbone(x))
 
 
+def weights_file(weights: str | Path) -> Path:
+    """The path of --weights, refused where it names no file: checked before any data is fetched
+    or decoded."""
+    path = Path(weights)
+    if not path.is_file():
+        raise FerError(
+            f"weights file {path} does not exist; pass a VGG16 state dict or use --no-pretrained"
+        )
+    return path
+
+
 def load_backbone_weights(model: VGG16Transfer, weights: str | Path | None = None) -> str:
     """Load ImageNet features into model.backbone from a file or torchvision's cache/download.
 
@@ -61,11 +72,7 @@ def load_backbone_weights(model: VGG16Transfer, weights: str | Path | None = Non
     .safetensors), either the whole network or its `features` only. Returns where they came from.
     """
     if weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise FerError(
-                f"weights file {path} does not exist; pass a VGG16 state dict or use --no-pretrained"
-            )
+        path = weights_file(weights)
         try:
             if path.suffix == ".safetensors":
                 from safetensors.torch import load_file
