@@ -1006,6 +1006,7 @@ def report(
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     summary: dict[str, Any] = {
         "model": args.model,
+        "data": str(args.data),
         "log_dir": trainer.log_dir,  # every rank asks: it is a collective under DDP
         "best_checkpoint": best or None,
         "best_val_acc": round(float(ckpt_cb.best_model_score), 4)
@@ -1050,8 +1051,7 @@ def report(
             why = "SIGTERM" if code == 143 else "Ctrl-C"
             print(
                 f"interrupted ({why}) while testing the best checkpoint, after training finished; "
-                "test it with python -m fer.evaluate --ckpt "
-                f"{shlex.quote(str(summary['log_dir']))} --split test",
+                f"test it with {evaluate_command(summary, 'test')}",
                 file=sys.stderr,
             )
     return code
@@ -1075,13 +1075,21 @@ def _summary_text(s: dict[str, Any]) -> str:
         lines.append(f"  test/acc      {s['test_acc']:.4f}  (macro-F1 {s['test_f1']:.4f})")
     elif s.get("test_interrupted"):
         lines.append("  test/acc      none: the test was interrupted")
+    if not s["log_dir"]:  # --fast-dev-run: Lightning's trial of the loops, which keeps nothing
+        lines.append("  run folder    none: a --fast-dev-run keeps no run")
+        return "\n".join(lines)
     lines.append(f"  checkpoint    {s['best_checkpoint']}")
-    logs = shlex.quote(str(Path(s["log_dir"] or ".").parent))
+    logs = shlex.quote(str(Path(s["log_dir"]).parent))
     lines.append(f"  run folder    {s['log_dir']}  (tensorboard --logdir {logs})")
-    if s["log_dir"]:  # the run folder stands for its best checkpoint
-        run = shlex.quote(str(s["log_dir"]))
-        lines.append(f"  evaluate      python -m fer.evaluate --ckpt {run} --split val")
+    lines.append(f"  evaluate      {evaluate_command(s, 'val')}")
     return "\n".join(lines)
+
+
+def evaluate_command(s: dict[str, Any], split: str) -> str:
+    """The fer.evaluate command for a run's best checkpoint (its run folder stands for it) on the
+    data it trained on, its paths quoted for a shell."""
+    ckpt, data = shlex.quote(str(s["log_dir"])), shlex.quote(s["data"])
+    return f"python -m fer.evaluate --ckpt {ckpt} --data {data} --split {split}"
 
 
 if __name__ == "__main__":

@@ -1305,12 +1305,17 @@ def test_the_commands_a_run_prints_name_a_folder_with_spaces_as_one_argument():
 
     from fer.train import _summary_text
 
-    run = "my runs/lightning_logs/version_0"
+    run, data = "my runs/lightning_logs/version_0", "my data/fer2013.csv"
     summary = {"model": "cnn", "fit_seconds": 3, "epochs": 1, "best_checkpoint": None}
-    text = _summary_text({**summary, "log_dir": run})
+    text = _summary_text({**summary, "log_dir": run, "data": data})
     (evaluate,) = [line for line in text.splitlines() if "fer.evaluate" in line]
-    assert shlex.split(evaluate)[-4:] == ["--ckpt", run, "--split", "val"]
+    # and the data it trained on (was left out: fer.evaluate then scored data/fer2013, or
+    # downloaded it)
+    assert shlex.split(evaluate)[-6:] == ["--ckpt", run, "--data", data, "--split", "val"]
     assert "tensorboard --logdir 'my runs/lightning_logs')" in text
+    # a --fast-dev-run keeps no run: said, where it printed 'checkpoint None', 'run folder None'
+    text = _summary_text({**summary, "log_dir": None, "data": data})
+    assert "None" not in text and "fer.evaluate" not in text and "keeps no run" in text
 
 
 def test_init_starts_from_a_trained_model_or_an_ensemble_member(csv_data, tmp_path, monkeypatch):
