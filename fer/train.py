@@ -961,14 +961,27 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
 def build_trainer(
     args: argparse.Namespace, root: Path, version: int | None, precision: str, callbacks
 ):
-    import pytorch_lightning as pl
     from pytorch_lightning.loggers import TensorBoardLogger
-
-    from fer.callbacks import AtomicCheckpointIO
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
     logger = TensorBoardLogger(
         root, name="lightning_logs", version=version, default_hp_metric=False
     )
+    try:
+        return _trainer(args, root, precision, callbacks, logger)
+    except (MisconfigurationException, ValueError, TypeError) as e:
+        # what Lightning says of an accelerator, a strategy or devices it cannot have here
+        raise FerError(
+            f"Lightning cannot run here as asked (--accelerator {args.accelerator}, --devices "
+            f"{args.devices}, --strategy {args.strategy}): {str(e).splitlines()[0]}"
+        ) from e
+
+
+def _trainer(args: argparse.Namespace, root: Path, precision: str, callbacks, logger):
+    import pytorch_lightning as pl
+
+    from fer.callbacks import AtomicCheckpointIO
+
     return pl.Trainer(
         max_epochs=args.max_epochs,
         accelerator=args.accelerator,

@@ -1318,6 +1318,25 @@ def test_the_commands_a_run_prints_name_a_folder_with_spaces_as_one_argument():
     assert "None" not in text and "fer.evaluate" not in text and "keeps no run" in text
 
 
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--accelerator", "bogus"], "invalid accelerator name"),
+        (["--strategy", "bogus"], "invalid strategy name"),
+        (["--devices", "0,1"], "should be an int > 0"),
+        (["--accelerator", "mps"], "can not run on your system"),
+    ],
+)
+def test_hardware_the_machine_lacks_is_a_one_line_error(csv_data, tmp_path, flags, message):
+    """Were Lightning's tracebacks (MisconfigurationException, ValueError, TypeError), and the
+    run folder was left behind."""
+    root = tmp_path / "r"
+    args = ["--data", str(csv_data), "--default-root-dir", str(root), *TINY, *flags]
+    with pytest.raises(FerError, match=f"Lightning cannot run here as asked.*{message}"):
+        train(args)
+    assert not (root / "lightning_logs").exists()
+
+
 def test_init_starts_from_a_trained_model_or_an_ensemble_member(csv_data, tmp_path, monkeypatch):
     """--init loads the weights of a .ckpt, an export or one member of an exported ensemble (a
     learning rate of 1e-9 leaves them where they were), and refuses a network of another shape."""
