@@ -6,6 +6,8 @@ from __future__ import annotations
 #: fer.train's defaults for drawing a validation split from data without PublicTest markers.
 DEFAULT_VAL_FRACTION = 0.1
 DEFAULT_SEED = 42
+#: Faces per batch of validation and test, whatever --batch-size (which is training's).
+EVAL_BATCH_SIZE = 512
 #: What fer.train trains; an ensemble is assembled from trained members by fer.export.
 TRAINABLE = ("cnn", "vgg")
 OPTIMIZERS = ("sgd", "adamw")

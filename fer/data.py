@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Sampler
 
 from fer.augment import augment_batch
-from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION, PRESETS
+from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION, EVAL_BATCH_SIZE, PRESETS
 from fer.common import (
     EMOTIONS,
     IMAGE_SIZE,
@@ -714,7 +714,7 @@ class FerDataModule(pl.LightningDataModule):
         self,
         data: str = "data/fer2013",
         batch_size: int = 128,
-        eval_batch_size: int = 512,
+        eval_batch_size: int = EVAL_BATCH_SIZE,
         augment: str = "light",
         val_fraction: float = 0.1,
         seed: int = 0,

@@ -25,6 +25,7 @@ import yaml
 from fer.choices import (
     DEFAULT_SEED,
     DEFAULT_VAL_FRACTION,
+    EVAL_BATCH_SIZE,
     OPTIMIZERS,
     PRESETS,
     SCHEDULERS,
@@ -168,7 +169,8 @@ def _data_options(g) -> None:
         "--batch-size",
         type=positive(int),
         default=128,
-        help="faces per batch (per device with DDP)",
+        help=f"faces per training batch (per device with DDP); validation and test take "
+        f"{EVAL_BATCH_SIZE} a batch",
     )
     g.add_argument(
         "--augment", default="light", choices=list(PRESETS), help="batched augmentation preset"
@@ -379,8 +381,8 @@ def _run_options(g) -> None:
     g.add_argument(
         "--limit-val-batches",
         type=limit,
-        help="validate on this many batches (50) or this share (0.25, at least one); 0: no "
-        "validation",
+        help=f"validate on this many batches of {EVAL_BATCH_SIZE} faces (2) or this share "
+        "(0.25, at least one); 0: no validation",
     )
     g.add_argument(
         "--fast-dev-run",

@@ -68,6 +68,13 @@ def test_help_states_each_default_once_and_only_where_it_says_something(command,
         assert "(default: none)" in text and "(default: 0)" in text  # --tta, --gradcam
     if command == "train":  # an option without help text still says its default
         assert "--optimizer {sgd,adamw} (default: sgd)" in text
+        # validation's batches are not --batch-size's (was: unsaid, so --limit-val-batches 2
+        # with --batch-size 128 validated on 1,024 faces, not 256)
+        from fer.data import FerDataModule
+
+        size = FerDataModule().hparams.eval_batch_size
+        assert f"validate on this many batches of {size} faces" in text
+        assert f"validation and test take {size} a batch" in text
 
 
 @pytest.mark.parametrize("module", ["fer.predict", "fer.serve"])
