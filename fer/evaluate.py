@@ -119,6 +119,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n: int = NUM_CLASSE
     return np.bincount(np.asarray(y_true) * n + np.asarray(y_pred), minlength=n * n).reshape(n, n)
 
 
+def p_text(p: float) -> str:
+    """'= 0.0312', or '< 1e-300' for a p-value below what a float holds (it comes out as 0)."""
+    return f"= {p:.3g}" if p >= 1e-300 else "< 1e-300"
+
+
 def wilson_interval(right: int, total: int, z: float = 1.959964) -> list[float]:
     """Wilson's score interval (95% by default) for an accuracy of right / total: the range that
     sampling `total` faces alone leaves it in."""
@@ -425,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(
                 f"against {c['model']}: accuracy {c['accuracy']:.4f}; only this model right on "
                 f"{c['only_this_right']} faces, only the other on {c['only_other_right']}: exact "
-                f"McNemar p = {c['mcnemar_p']:.3g}"
+                f"McNemar p {p_text(c['mcnemar_p'])}"
             )
         if args.out is not None:
             print("wrote " + ", ".join(str(f) for f in files))

@@ -573,6 +573,14 @@ def test_exact_mcnemar_p_values(only_a, only_b, p):
     assert mcnemar_p(only_a, only_b) == pytest.approx(p)
 
 
+def test_a_p_value_below_what_a_float_holds_is_said_to_be_so():
+    """Was 'McNemar p = 0' where one model alone was right on 2,000 faces (2 / 2**2000)."""
+    from fer.evaluate import mcnemar_p, p_text
+
+    assert p_text(mcnemar_p(2000, 0)) == "< 1e-300"
+    assert p_text(mcnemar_p(5, 15)) == f"= {mcnemar_p(5, 15):.3g}"
+
+
 def test_evaluate_compare_counts_the_faces_only_one_model_gets_right(trained, tmp_path, capsys):
     """--compare scores a second model on the very same faces and says, with McNemar's exact test,
     whether their difference is more than chance."""
