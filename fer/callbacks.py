@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -317,9 +318,12 @@ class CheckpointOnInterrupt(pl.Callback):
         if dirpath:
             path = Path(dirpath) / "last.ckpt"
             trainer.save_checkpoint(path)
+            quoted = shlex.quote(str(path))
             if trainer.is_global_zero:
                 why = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
-                print(f"\ninterrupted ({why}): saved {path}; resume with --ckpt-path last")
+                # its path: from any folder it goes on in its run (--ckpt-path last finds it
+                # from the run's root folder only)
+                print(f"\ninterrupted ({why}): saved {path}; resume with --ckpt-path {quoted}")
 
 
 class AveragedWeights(EMAWeightAveraging):

@@ -4,6 +4,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -481,7 +482,7 @@ def test_a_one_cycle_run_resumed_with_fewer_batches_an_epoch_is_refused_before_t
 
 
 def test_a_run_stopped_mid_epoch_goes_on_with_the_batches_it_had_not_trained_on(
-    csv_data, tmp_path, monkeypatch
+    csv_data, tmp_path, monkeypatch, capsys
 ):
     """Ctrl-C in the middle of an epoch, then --ckpt-path last: the epoch goes on with the batch
     it was stopped in and those after it, as a run never stopped takes them. (Was: the epoch
@@ -509,9 +510,15 @@ def test_a_run_stopped_mid_epoch_goes_on_with_the_batches_it_had_not_trained_on(
 
     monkeypatch.setattr(FerModule, "training_step", stopped_in_the_second_batch_of_epoch_1)
     stopped = ["--default-root-dir", str(tmp_path / "stopped")]
+    capsys.readouterr()
     assert train([*base, *stopped]) == 130
     monkeypatch.setattr(FerModule, "training_step", step)
-    assert train([*base, *stopped, "--ckpt-path", "last"]) == 0
+    # what it says to run, from any folder (was '--ckpt-path last', which from another folder
+    # than the root found no run there)
+    said = re.search(r"resume with (.*)$", capsys.readouterr().out, re.M)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert train([*base, *shlex.split(said.group(1))]) == 0
     assert len(whole) == 6 and seen[:5] == whole[:5]  # epoch 0, and epoch 1 up to the stop
     assert seen[5:] == whole[4:]  # the batch it stopped in, then the last
     log = tmp_path / "stopped" / "lightning_logs" / "version_0" / "resumed.log"
