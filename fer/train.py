@@ -733,6 +733,11 @@ def check_checkpoint(path: Path) -> None:
     fer.train wrote: weights, optimizer and loop states)."""
     import torch
 
+    if path.is_dir() and (path / "model.json").is_file():
+        raise FerError(
+            f"{path} is an exported model, which holds weights but no training state: start a "
+            f"new run from them with --init {shlex.quote(str(path))}"
+        )
     if path.is_dir():
         raise FerError(
             f"checkpoint {path} is a folder; name a .ckpt file in its checkpoints/ (last.ckpt), "

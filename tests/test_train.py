@@ -424,23 +424,27 @@ def test_a_resume_that_fails_before_training_leaves_the_finished_run_as_it_was(
     assert {name: (run / name).read_text() for name in before} == before
 
 
-@pytest.mark.parametrize("given", ["export", "weights", "folder", "text"])
+@pytest.mark.parametrize("given", ["export", "weights", "export folder", "folder", "text"])
 def test_ckpt_path_that_is_no_lightning_checkpoint_is_one_line_before_any_run_folder(
     csv_data, tmp_path, exported, given
 ):
     """--ckpt-path naming an export's weights, a folder or another file: one line, and no run
-    folder made. (Was: a pickle traceback after version_0/ was made; a folder 'does not exist'.)"""
+    folder made. (Was: a pickle traceback after version_0/ was made; a folder 'does not exist';
+    an export's folder, advice to name a .ckpt in its checkpoints/, which it has not.)"""
     path = {
         "export": exported / "model.json",
         "weights": exported / "model.safetensors",
-        "folder": exported,
+        "export folder": exported,
+        "folder": tmp_path,
         "text": tmp_path / "notes.ckpt",
     }[given]
     if given == "text":
         path.write_text("not a checkpoint")
     root = tmp_path / "runs"
     args = ["--data", str(csv_data), "--default-root-dir", str(root), *TINY]
-    needle = "is a folder" if given == "folder" else "is not a Lightning checkpoint"
+    needle = {"folder": "is a folder", "export folder": "is an exported model.*--init"}.get(
+        given, "is not a Lightning checkpoint"
+    )
     with pytest.raises(FerError, match=needle):
         train([*args, "--ckpt-path", str(path)])
     assert not (root / "lightning_logs").exists()
