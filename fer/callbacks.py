@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import shlex
 import time
 from pathlib import Path
@@ -316,7 +317,7 @@ class CheckpointOnInterrupt(pl.Callback):
             return
         dirpath = trainer.checkpoint_callback.dirpath
         if dirpath:
-            path = Path(dirpath) / "last.ckpt"
+            path = Path(os.path.abspath(dirpath)) / "last.ckpt"  # said whole: any folder
             trainer.save_checkpoint(path)
             quoted = shlex.quote(str(path))
             if trainer.is_global_zero:
