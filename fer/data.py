@@ -763,11 +763,6 @@ class FerDataModule(pl.LightningDataModule):
         splits = {k: data.subset(v) for k, v in index.items() if len(v)}
         if "train" not in splits:
             raise FerError(f"{hp.data} has no training samples; {HOW_TO_GET}")
-        if "val" not in splits:  # no PublicTest, and no class with two faces to hold one out
-            raise FerError(
-                f"{hp.data} gives no validation faces: add PublicTest_ faces to test/ (or "
-                "PublicTest rows), or two or more training faces of a class"
-            )
         return splits, notes
 
     def setup(self, stage: str | None = None) -> None:

@@ -819,6 +819,13 @@ def build_data(args: argparse.Namespace):
     if local_rank() == 0:  # DDP's other processes on this node read the caches it writes
         dm.prepare_data()
     dm.setup("fit")
+    if "val" not in dm.splits and args.limit_val_batches != 0:
+        # no PublicTest, and no class with two training faces to hold one out
+        raise FerError(
+            f"{args.data} gives no validation faces: add PublicTest_ faces to test/ (or "
+            "PublicTest rows) or two or more training faces of a class, or train without "
+            "validation (--limit-val-batches 0)"
+        )
     return dm
 
 

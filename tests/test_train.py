@@ -1292,6 +1292,9 @@ def test_data_that_gives_no_validation_faces_is_refused_before_training(tmp_path
     with pytest.raises(FerError, match="no validation faces"):
         train(["--data", str(data), "--default-root-dir", str(root), *TINY])
     assert not root.exists()
+    # without validation (--limit-val-batches 0) it trains, as it did
+    args = ["--data", str(data), "--default-root-dir", str(root), "--max-epochs", "1"]
+    assert train([*args, "--limit-val-batches", "0", "--patience", "0", "--no-test", *TINY]) == 0
 
 
 def test_a_class_without_validation_faces_logs_no_recall(tmp_path):
