@@ -734,9 +734,14 @@ def check_checkpoint(path: Path) -> None:
     import torch
 
     if path.is_dir() and (path / "model.json").is_file():
+        from fer.inference import read_exported
+
+        spec = read_exported(path)[0]
+        members = spec.options.get("members") if spec.arch == "ensemble" else None
+        which = f" --init-member N (0 to {len(members) - 1})" if isinstance(members, list) else ""
         raise FerError(
             f"{path} is an exported model, which holds weights but no training state: start a "
-            f"new run from them with --init {shlex.quote(str(path))}"
+            f"new run from them with --init {shlex.quote(str(path))}{which}"
         )
     if path.is_dir():
         raise FerError(

@@ -445,6 +445,12 @@ def test_ckpt_path_that_is_no_lightning_checkpoint_is_one_line_before_any_run_fo
     needle = {"folder": "is a folder", "export folder": "is an exported model.*--init"}.get(
         given, "is not a Lightning checkpoint"
     )
+    if given == "export folder":  # an ensemble's: which member, as --init asks
+        from fer.inference import SHIPPED
+
+        last = len(json.loads((SHIPPED / "model.json").read_text())["options"]["members"]) - 1
+        with pytest.raises(FerError, match=rf"--init \S+ --init-member N \(0 to {last}\)$"):
+            train([*args, "--ckpt-path", str(SHIPPED)])
     with pytest.raises(FerError, match=needle):
         train([*args, "--ckpt-path", str(path)])
     assert not (root / "lightning_logs").exists()
