@@ -92,11 +92,21 @@ def fer_batches(data: str, batch_size: int):
             yield normalize(augment_batch(x.float().div_(255), "light")), y
 
 
-def shown_faces(frames: int, faces: int, hold: int) -> np.ndarray:
-    """The face (its index) of each frame of fer.demo.face_video(faces, frames=frames,
-    hold=hold): each held `hold` frames, and the first again after the last, where the data holds
-    fewer faces than the frames ask for."""
-    return (np.arange(frames) // hold) % faces
+def score_frames(lines: list[str], truth: list, labels: np.ndarray) -> tuple[int, int]:
+    """(frames where fer.detect --json found the face, those where it also read its label) of the
+    video fer.demo.face_video(faces, hold=10) made, from its true boxes and the faces' labels:
+    each face held 10 frames, and the first again after the last where the data held fewer faces
+    than the frames asked for."""
+    from fer.faces import iou
+
+    found = right = 0
+    for i, (line, box) in enumerate(zip(lines, truth)):
+        r = json.loads(line)
+        hits = [k for k, b in enumerate(r["boxes"]) if iou(tuple(b), box) >= 0.3]
+        if hits:
+            found += 1
+            right += r["labels"][hits[0]] == EMOTIONS[labels[(i // 10) % len(labels)]]
+    return found, right
 
 
 def detection_figures(data, args) -> dict[str, float]:
@@ -111,7 +121,7 @@ def detection_figures(data, args) -> dict[str, float]:
 
     from fer.data import PUBLIC_TEST
     from fer.demo import face_video
-    from fer.faces import iou, make_detector, to_gray
+    from fer.faces import make_detector, to_gray
     from fer.inference import load_classifier
 
     n_faces = max(args.frames // 10, 1)
@@ -126,7 +136,6 @@ def detection_figures(data, args) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         video = Path(tmp) / "faces.mp4"
         truth = face_video(video, list(faces), frames=10 * n_faces, size=(150, 230), hold=10)
-        frame_labels = labels[shown_faces(len(truth), len(labels), hold=10)]
         cap = cv2.VideoCapture(str(video))
         grays = []
         while (ok_frame := cap.read())[0]:
@@ -161,13 +170,7 @@ def detection_figures(data, args) -> dict[str, float]:
             t = time.perf_counter()
             subprocess.run(cmd, check=True, capture_output=True)
             out[f"detect_{name}_fps"] = len(grays) / (time.perf_counter() - t)
-            found = right = 0
-            for line, box, y in zip(jsonl.read_text().splitlines(), truth, frame_labels):
-                r = json.loads(line)
-                hits = [i for i, b in enumerate(r["boxes"]) if iou(tuple(b), box) >= 0.3]
-                if hits:
-                    found += 1
-                    right += r["labels"][hits[0]] == EMOTIONS[y]
+            found, right = score_frames(jsonl.read_text().splitlines(), truth, labels)
             out[f"detect_{name}_found"] = found / len(truth)
             out[f"detect_{name}_label_acc"] = right / max(found, 1)
             print(
