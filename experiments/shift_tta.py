@@ -39,14 +39,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--skip", help="leaked.txt from python -m fer.analyze: also score without them")
     p.add_argument("--shifts", type=int, nargs="+", default=[1, 2, 3], help="pixels")
     args = p.parse_args(argv)
+    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from fer.data import evaluation_split, load_fer, not_listed, read_exclusions
     from fer.inference import load_classifier
 
+    classifier = load_classifier(args.model, backend="auto")
     data = load_fer(args.data)
-    index, _, _ = evaluation_split(data, "val")
+    # on data without PublicTest, the share of training faces the model held out, as fer.evaluate
+    fraction, seed = classifier.training_split() or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
+    index, _, note = evaluation_split(data, "val", fraction, seed)
+    print(note, file=sys.stderr)
     faces, labels = data.images[index], data.labels[index].numpy()
     kept = not_listed(data, index, read_exclusions(args.skip))
-    classifier = load_classifier(args.model, backend="auto")
 
     def score(name: str, probs: np.ndarray) -> None:
         right = probs.argmax(1) == labels

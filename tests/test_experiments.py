@@ -235,6 +235,23 @@ def test_shift_tta_moves_faces_by_whole_pixels_and_scores_every_view(folder_data
     assert len(run.stdout.splitlines()) == 6 and "without skipped" not in run.stdout
 
 
+def test_shift_tta_scores_the_share_of_unmarked_data_the_model_held_out(exported, tmp_path):
+    """Was: on data without PublicTest it always took fer.train's default share (10%, seed 42) as
+    the validation faces, which for a model trained with another share held faces it trained on;
+    fer.evaluate takes the model's own."""
+    meta = json.loads((exported / "model.json").read_text())
+    meta["training_config"] = {"val_fraction": 0.5, "seed": 7}
+    (exported / "model.json").write_text(json.dumps(meta))
+    data = make_folder(tmp_path / "d", per_class=(10, 0, 0), prefixes=("img",) * 3)
+    (tmp_path / "none.txt").write_text("")
+    cmd = [sys.executable, "experiments/shift_tta.py", "--data", str(data), "--model"]
+    cmd += [str(exported), "--shifts", "1", "--skip", str(tmp_path / "none.txt")]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "(35 of 35 faces kept)" in run.stdout.splitlines()[0]  # half of 70, not a tenth
+    assert "50%" in run.stderr and "seed 7" in run.stderr
+
+
 def test_ensemble_combinations_leaves_out_the_faces_listed(folder_data, tmp_path):
     """Was: the --skip list's path was taken as the names (no face left out, 'without skipped'
     the same figure), and without --skip a TypeError."""
