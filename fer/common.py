@@ -601,7 +601,8 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         "--backend",
         default="auto",
         choices=["auto", "torch", "onnx"],
-        help="auto: onnxruntime when the model folder has model.onnx (faster on a CPU), else torch",
+        help="auto: onnxruntime when the model folder has the model.onnx its model.json records "
+        "(faster on a CPU), else torch",
     )
 
 

@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         choices=["auto", "torch", "onnx"],
         help="auto: what fer.predict and fer.detect run, onnxruntime when the model folder has "
-        "model.onnx, else torch (always torch with --gradcam)",
+        "the model.onnx its model.json records, else torch (always torch with --gradcam)",
     )
     p.add_argument(
         "--out", help="folder for metrics.json and figures (nothing is written without it)"

@@ -437,11 +437,10 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
             f"{path} holds no exported model (model.json) and no training summary "
             f"(summary.json); {hint}"
         )
-    if backend == "auto":
+    if backend == "auto":  # onnxruntime where the export has a graph its model.json records
         folder = path if path.is_dir() else path.parent
-        backend = (
-            "onnx" if path.suffix != ".ckpt" and (folder / "model.onnx").is_file() else "torch"
-        )
+        graph = path.suffix != ".ckpt" and (folder / "model.onnx").is_file()
+        backend = "onnx" if graph and records_graph(read_exported(path)[0]) else "torch"
     if backend not in ("torch", "onnx"):
         raise FerError(f"unknown backend {backend!r}; choose torch, onnx or auto")
     if path.suffix == ".ckpt" and backend == "onnx":
@@ -458,20 +457,31 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
     return Classifier(spec, torch_model(spec, state, source), source=str(source))
 
 
+def records_graph(spec: ModelSpec) -> bool:
+    """Whether an export's model.json records its ONNX graph (its SHA-256, or the weights' a float
+    graph reads, or its int8 graph's name): where it does not (an export made with --no-onnx, or
+    by a fer from before they were recorded), a model.onnx beside it may be another export's."""
+    return bool(
+        spec.extra.get("onnx_sha256")
+        or spec.extra.get("weights_sha256")
+        or spec.extra.get("onnx_int8")
+    )
+
+
 def onnx_session(spec: ModelSpec, onnx_file: Path):
     """An onnxruntime session of an exported graph. It must be the graph model.json describes: the
     SHA-256 of model.onnx it records (`onnx_sha256`) is checked, and a model.json that records
-    no graph (an export made with --no-onnx) refuses a model.onnx beside it. A float graph reads
+    no graph (`records_graph`) refuses a model.onnx beside it (the auto backend runs PyTorch). A float graph reads
     its weights from model.safetensors, whose recorded SHA-256 (`weights_sha256`) is checked too,
     or the weights would be misread. (Exports made before onnx_sha256 was recorded are checked
     by weights_sha256 alone; their int8 graphs, named by `onnx_int8`, are not checked.)"""
     meta = onnx_file.with_name("model.json")
     recorded = spec.extra.get("onnx_sha256")
-    if not (recorded or spec.extra.get("weights_sha256") or spec.extra.get("onnx_int8")):
+    if not records_graph(spec):
         raise FerError(
-            f"{meta} records no ONNX graph (an export made with --no-onnx), so {onnx_file} beside "
-            "it is left from another export: export again with python -m fer.export, or delete "
-            "it and use --backend torch"
+            f"{meta} records no ONNX graph (an export made with --no-onnx, or by a fer from before "
+            f"2026-11-26), so {onnx_file} beside it cannot be told from another export's: use "
+            "--backend torch, or export again with python -m fer.export"
         )
     if recorded and file_sha256(onnx_file) != recorded:
         raise FerError(

@@ -171,6 +171,13 @@ def test_a_graph_model_json_does_not_record_is_refused(trained, tmp_path):
     (int8 / "model.json").write_text(json.dumps(meta))
     with pytest.raises(FerError, match="records no ONNX graph"):
         load_classifier(int8, backend="onnx")
+    # the default backend runs its weights in PyTorch, as an export by a fer from before these
+    # were recorded is then run (was: refused, so such a model no longer loaded by default)
+    model = load_classifier(int8, backend="auto")
+    assert model.backend == "torch"
+    faces = np.stack([face(c, 1) for c in range(7)])
+    torch_answer = load_classifier(trained["ckpt"], backend="torch").predict_proba(faces)
+    assert np.allclose(model.predict_proba(faces), torch_answer, atol=1e-6)
 
 
 def test_an_int8_export_of_an_export_does_not_inherit_its_metrics(trained, tmp_path):
