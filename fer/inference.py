@@ -354,11 +354,14 @@ class Classifier:
             raise FerError(f"unknown --tta {tta!r}; choose from {', '.join(TTA_MODES)}")
         if side not in SIDES or (side != "both" and tta != "none"):
             raise FerError(f"side must be one of {', '.join(SIDES)}, and both with tta {tta!r}")
-        if part is not None and (tta != "none" or part not in range(self.parts)):
+        member = isinstance(part, (int, np.integer)) and not isinstance(part, bool)
+        if part is not None and (tta != "none" or not member or part not in range(self.parts)):
             raise FerError(f"part must be None or 0..{self.parts - 1}, with tta none")
         faces = np.ascontiguousarray(faces)  # numpy, or a CPU tensor's values
         if faces.dtype.kind == "f":
-            if len(faces) and not (faces.min() >= 0 and faces.max() <= 1):  # NaN: refused
+            if np.isnan(faces).any():
+                raise FerError("float faces hold NaN (not a number): pass faces of pixels 0..1")
+            if len(faces) and not (faces.min() >= 0 and faces.max() <= 1):
                 low, high = float(faces.min()), float(faces.max())
                 near = -FLOAT_OVERSHOOT <= low and high <= 1 + FLOAT_OVERSHOOT
                 advice = "clip them to 0..1" if near else "divide them by 255"

@@ -1535,8 +1535,12 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
     overshot[0, 0, :2] = (-0.05, 1.08)  # as cubic resampling leaves a 0..1 face
     with pytest.raises(FerError, match="clip them to 0..1"):  # was: 'divide by 255', to black
         classifier.predict_proba(overshot)
-    with pytest.raises(FerError, match="scaled to 0..1"):  # was: NaN probabilities
+    # (was: NaN probabilities; then advice to divide by 255, which cannot help)
+    with pytest.raises(FerError, match="hold NaN"):
         classifier.predict_proba(np.where(faces == faces.max(), np.nan, faces / 255.0))
+    shipped = load_classifier()  # an ensemble: True was taken as its member 1
+    with pytest.raises(FerError, match="part must be None"):
+        shipped.predict_proba(faces, part=True)
     with pytest.raises(FerError, match="uint8"):
         classifier.predict_proba(faces.astype(np.int32))
     # colour or channels-last faces: one clear error (was: 3 rows a face, after the switch to numpy)
