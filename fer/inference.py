@@ -357,7 +357,11 @@ class Classifier:
         member = isinstance(part, (int, np.integer)) and not isinstance(part, bool)
         if part is not None and (tta != "none" or not member or part not in range(self.parts)):
             raise FerError(f"part must be None or 0..{self.parts - 1}, with tta none")
-        faces = np.ascontiguousarray(faces)  # numpy, or a CPU tensor's values
+        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+            raise FerError(f"batch_size must be a count of faces from 1, not {batch_size!r}")
+        if hasattr(faces, "detach"):  # a tensor, on any device, gradients tracked or not
+            faces = faces.detach().cpu().numpy()
+        faces = np.ascontiguousarray(faces)
         if faces.dtype.kind == "f":
             if np.isnan(faces).any():
                 raise FerError("float faces hold NaN (not a number): pass faces of pixels 0..1")

@@ -1538,6 +1538,12 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
     # (was: NaN probabilities; then advice to divide by 255, which cannot help)
     with pytest.raises(FerError, match="hold NaN"):
         classifier.predict_proba(np.where(faces == faces.max(), np.nan, faces / 255.0))
+    import torch
+
+    tracked = torch.from_numpy(faces / 255.0).requires_grad_()  # was: numpy()'s RuntimeError
+    assert np.allclose(classifier.predict_proba(tracked), p, atol=1e-5)
+    with pytest.raises(FerError, match="batch_size must be"):  # was range()'s ValueError
+        classifier.predict_proba(faces, batch_size=0)
     shipped = load_classifier()  # an ensemble: True was taken as its member 1
     with pytest.raises(FerError, match="part must be None"):
         shipped.predict_proba(faces, part=True)
