@@ -125,7 +125,8 @@ def download(to: Path = DEFAULT_DATA) -> Path:
         os.replace(made_link, to)
     except OSError as e:
         raise FerError(
-            f"could not link {to} to the download in {folder} ({e.strerror}); pass --data {shlex.quote(str(folder))}"
+            f"could not link {to} to the download in {folder} ({e.strerror}); pass --data "
+            f"{shlex.quote(str(folder))}"
         ) from e
     finally:  # gone once it took the old link's place
         if os.path.lexists(made_link):

@@ -444,16 +444,18 @@ def load_classifier(path: str | Path | None = None, backend: str = "torch") -> C
             f"{path} holds no exported model (model.json) and no training summary "
             f"(summary.json); {hint}"
         )
+    exported = None  # (spec, folder) of an export, read once
     if backend == "auto":  # onnxruntime where the export has a graph its model.json records
         folder = path if path.is_dir() else path.parent
-        graph = path.suffix != ".ckpt" and (folder / "model.onnx").is_file()
-        backend = "onnx" if graph and records_graph(read_exported(path)[0]) else "torch"
+        if path.suffix != ".ckpt" and (folder / "model.onnx").is_file():
+            exported = read_exported(path)
+        backend = "onnx" if exported and records_graph(exported[0]) else "torch"
     if backend not in ("torch", "onnx"):
         raise FerError(f"unknown backend {backend!r}; choose torch, onnx or auto")
     if path.suffix == ".ckpt" and backend == "onnx":
         raise FerError("--backend onnx needs an exported model; run python -m fer.export first")
     if backend == "onnx":
-        spec, folder = read_exported(path)
+        spec, folder = exported or read_exported(path)
         onnx_file = folder / "model.onnx"
         if not onnx_file.is_file():
             raise FerError(f"no model.onnx in {folder}; re-export with python -m fer.export")
@@ -478,9 +480,9 @@ def records_graph(spec: ModelSpec) -> bool:
 def onnx_session(spec: ModelSpec, onnx_file: Path):
     """An onnxruntime session of an exported graph. It must be the graph model.json describes: the
     SHA-256 of model.onnx it records (`onnx_sha256`) is checked, and a model.json that records
-    no graph (`records_graph`) refuses a model.onnx beside it (the auto backend runs PyTorch). A float graph reads
-    its weights from model.safetensors, whose recorded SHA-256 (`weights_sha256`) is checked too,
-    or the weights would be misread. (Exports made before onnx_sha256 was recorded are checked
+    no graph (`records_graph`) refuses a model.onnx beside it (the auto backend runs PyTorch). A
+    float graph reads its weights from model.safetensors, whose recorded SHA-256
+    (`weights_sha256`) is checked too, or the weights would be misread. (Exports made before onnx_sha256 was recorded are checked
     by weights_sha256 alone; their int8 graphs, named by `onnx_int8`, are not checked.)"""
     meta = onnx_file.with_name("model.json")
     recorded = spec.extra.get("onnx_sha256")
