@@ -466,7 +466,7 @@ def config_words(
 
 
 #: A run's recorded options that name files as they were typed (relative to where it started).
-RECORDED_PATHS = ("data", "exclude")
+RECORDED_PATHS = ("data", "exclude", "teacher", "weights")
 
 
 def started_in(config: Path, recorded: dict) -> Path | None:
@@ -484,8 +484,8 @@ def started_in(config: Path, recorded: dict) -> Path | None:
 
 
 def paths_from_where_it_started(config: Path, recorded: dict) -> dict[str, str]:
-    """The run's recorded relative paths (--data, --exclude; --data left out: the default
-    folder) as found from the folder it started in, where that is not where they lead from here:
+    """The run's recorded relative paths (RECORDED_PATHS; --data left out: the default folder)
+    as found from the folder it started in, where that is not where they lead from here:
     a checkpoint resumed from another folder still reads its own data."""
     from fer.download import DEFAULT_DATA
 
@@ -670,7 +670,7 @@ def run(args: argparse.Namespace, stdout) -> int:
     root, ckpt_path, version = resolve_run(args)
     if args.exclude:
         exclusion_list(args.exclude)
-    if args.weights and args.model == "vgg":
+    if args.weights and backbone_from_file(args, resuming=bool(ckpt_path)):
         weights_file(args.weights)
     args.data = resolve_data(args.data)
     precision = choose_precision(args)
@@ -846,6 +846,12 @@ def model_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"image_size": args.image_size, "dropout": args.dropout}
 
 
+def backbone_from_file(args: argparse.Namespace, resuming: bool) -> bool:
+    """Whether the run reads ImageNet weights into VGG16's backbone (--weights, or torchvision's):
+    not from --init's weights, nor where a resumed checkpoint holds them."""
+    return args.model == "vgg" and not (args.no_pretrained or args.init or resuming)
+
+
 def build_module(args: argparse.Namespace, resuming: bool, init: dict | None = None):
     """The LightningModule; `init`: a state dict to start from (initial_weights)."""
     import torch
@@ -872,7 +878,7 @@ def build_module(args: argparse.Namespace, resuming: bool, init: dict | None = N
     if init is not None:
         module.model.load_state_dict(init, strict=True)  # initial_weights checked it fits
         log.info("initial weights: %s", args.init)
-    elif args.model == "vgg" and not args.no_pretrained and not resuming:
+    elif backbone_from_file(args, resuming):
         log.info("backbone weights: %s", load_backbone_weights(module.model, args.weights))
     if args.compile:
         module.model = torch.compile(module.model)

@@ -288,17 +288,24 @@ def test_a_run_resumed_from_another_folder_finds_its_data_where_it_started(tmp_p
     last = run / "checkpoints" / "last.ckpt"
     last.write_bytes(b"")
     recorded = {"data": "data/mine.csv", "exclude": "lists/leaked.txt", "batch_size": 32}
+    recorded |= {"teacher": "teachers/t.ckpt", "weights": "vgg16.pth"}
     (run / "config.yaml").write_text(yaml.safe_dump({**recorded, "default_root_dir": "runs/exp"}))
-    for name in ("data/mine.csv", "lists/leaked.txt", "data/fer2013/train/x.png"):
+    names = ("data/mine.csv", "lists/leaked.txt", "data/fer2013/train/x.png", "teachers/t.ckpt")
+    for name in (*names, "vgg16.pth"):
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         (project / name).write_text("")
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "data").mkdir(parents=True)
     (elsewhere / "data" / "mine.csv").write_text("")  # other data of that name: not the run's
+    (elsewhere / "teachers").mkdir()
+    (elsewhere / "teachers" / "t.ckpt").write_text("")  # another teacher of that name
     monkeypatch.chdir(elsewhere)
     args = parse_args(["--ckpt-path", str(last)])
     assert args.data == str(project / "data" / "mine.csv")
     assert args.exclude == str(project / "lists" / "leaked.txt")
+    # (the teacher and the VGG weights were read from here: another teacher, or none)
+    assert args.teacher == str(project / "teachers" / "t.ckpt")
+    assert args.weights == str(project / "vgg16.pth")
     # from the folder it started in, as it was recorded
     monkeypatch.chdir(project)
     args = parse_args(["--ckpt-path", str(last)])
@@ -307,6 +314,26 @@ def test_a_run_resumed_from_another_folder_finds_its_data_where_it_started(tmp_p
     (run / "config.yaml").write_text(yaml.safe_dump({"data": None, "default_root_dir": "runs/exp"}))
     monkeypatch.chdir(elsewhere)
     assert parse_args(["--ckpt-path", str(last)]).data == str(project / "data" / "fer2013")
+
+
+def test_a_vgg_run_resumes_without_the_backbone_weights_it_started_from(
+    csv_data, tmp_path, monkeypatch
+):
+    """A resumed run's weights come from its checkpoint: the --weights file it started from
+    (recorded) is not read, so one moved or deleted since does not stop the resume. (A version
+    of the check made before the data is fetched refused it.)"""
+    import fer.models.vgg
+
+    monkeypatch.setattr(fer.models.vgg, "load_backbone_weights", lambda model, weights: weights)
+    weights = tmp_path / "vgg16.pth"
+    weights.write_text("")
+    base = ["--data", str(csv_data), "--model", "vgg", "--image-size", "32", "--no-test"]
+    base += ["--default-root-dir", str(tmp_path / "r"), "--scheduler", "cosine", "--batch-size"]
+    base += ["16", "--precision", "32-true", "--freeze-epochs", "0"]
+    assert train([*base, "--weights", str(weights), "--max-epochs", "1"]) == 0
+    weights.unlink()
+    assert train([*base, "--max-epochs", "2", "--ckpt-path", "last"]) == 0
+    assert [int(r["epoch"]) for r in metrics(tmp_path / "r")] == [0, 1]
 
 
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):
