@@ -360,7 +360,9 @@ class Classifier:
         if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
             raise FerError(f"batch_size must be a count of faces from 1, not {batch_size!r}")
         if hasattr(faces, "detach"):  # a tensor, on any device, gradients tracked or not
-            faces = faces.detach().cpu().numpy()
+            faces = faces.detach().cpu()
+            # float32 for the floats: numpy has no bfloat16, which autocast gives
+            faces = (faces.float() if faces.dtype.is_floating_point else faces).numpy()
         faces = np.ascontiguousarray(faces)
         if faces.dtype.kind == "f":
             if np.isnan(faces).any():

@@ -1542,6 +1542,9 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
 
     tracked = torch.from_numpy(faces / 255.0).requires_grad_()  # was: numpy()'s RuntimeError
     assert np.allclose(classifier.predict_proba(tracked), p, atol=1e-5)
+    # autocast's bfloat16, which numpy has not (was: TypeError 'unsupported ScalarType')
+    bf16 = tracked.detach().bfloat16()
+    assert np.allclose(classifier.predict_proba(bf16), p, atol=0.02)
     with pytest.raises(FerError, match="batch_size must be"):  # was range()'s ValueError
         classifier.predict_proba(faces, batch_size=0)
     shipped = load_classifier()  # an ensemble: True was taken as its member 1
