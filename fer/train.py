@@ -995,10 +995,12 @@ def build_trainer(
     try:
         return _trainer(args, root, precision, callbacks, logger)
     except (MisconfigurationException, ValueError, TypeError) as e:
-        # what Lightning says of an accelerator, a strategy or devices it cannot have here
+        # what Lightning says of an accelerator, a strategy, devices or a precision it cannot
+        # have here
         raise FerError(
             f"Lightning cannot run here as asked (--accelerator {args.accelerator}, --devices "
-            f"{args.devices}, --strategy {args.strategy}): {str(e).splitlines()[0]}"
+            f"{args.devices}, --strategy {args.strategy}, --precision {precision}): "
+            f"{str(e).splitlines()[0]}"
         ) from e
 
 
