@@ -1552,8 +1552,10 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
         shipped.predict_proba(faces, part=True)
     with pytest.raises(FerError, match="uint8"):
         classifier.predict_proba(faces.astype(np.int32))
-    # colour or channels-last faces: one clear error (was: 3 rows a face, after the switch to numpy)
-    for shape in ((4, 3, 48, 48), (4, 48, 48, 1), (48, 48, 3), (48, 48, 1), (5, 64, 64), (48,)):
+    # colour or channels-last faces: one clear error (was: 3 rows a face, after the switch to numpy);
+    # an empty batch of the wrong shape too (was: an answer of shape (0, 7))
+    shapes = ((4, 3, 48, 48), (4, 48, 48, 1), (48, 48, 3), (48, 48, 1), (5, 64, 64), (48,))
+    for shape in shapes + ((0, 64, 64), (0, 3, 48, 48)):
         with pytest.raises(FerError, match="faces must be gray"):
             classifier.predict_proba(np.zeros(shape, np.uint8))
 
