@@ -15,7 +15,12 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 import yaml
-from pytorch_lightning.callbacks import BaseFinetuning, EMAWeightAveraging
+from pytorch_lightning.callbacks import (
+    BaseFinetuning,
+    EarlyStopping,
+    EMAWeightAveraging,
+    ModelCheckpoint,
+)
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
@@ -29,6 +34,58 @@ def run_dir(trainer: pl.Trainer) -> Path | None:
     only rank zero asks.)"""
     logger = trainer.logger
     return Path(logger.log_dir) if logger is not None and getattr(logger, "log_dir", None) else None
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint that, resumed in the run's own folder (`in_place`), keeps its
+    record of the best epochs however that folder's path was written: Lightning restores it only
+    where the path it recorded is the same string as today's, so a run made under a relative
+    root (./lightning_logs/..., the default), resumed from another folder or moved, forgot its
+    best score and took the next epoch as the best, its file written beside the old best's. The
+    recorded paths are read in the folder today's path names. Its state goes by Lightning's name,
+    so checkpoints written with and without it resume each other."""
+
+    def __init__(self, *args: Any, in_place: bool = False, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.in_place = in_place
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        return f"ModelCheckpoint{kwargs!r}"
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        old = state_dict.get("dirpath")
+        if self.in_place and old and self.dirpath and old != self.dirpath:
+
+            def moved(path: Any) -> Any:
+                if not path:
+                    return path
+                rest = os.path.relpath(path, old)
+                return path if rest.startswith("..") else os.path.join(self.dirpath, rest)
+
+            state_dict = dict(state_dict, dirpath=self.dirpath)
+            for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+                if key in state_dict:
+                    state_dict[key] = moved(state_dict[key])
+            if "best_k_models" in state_dict:
+                state_dict["best_k_models"] = {
+                    moved(k): v for k, v in state_dict["best_k_models"].items()
+                }
+        super().load_state_dict(state_dict)
+
+
+class RunEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping that keeps, resumed, the patience it was given (the run's
+    --patience, which config.yaml records): Lightning's takes the checkpoint's. Its count of
+    epochs without improvement and best score are the checkpoint's. Its state goes by Lightning's
+    name."""
+
+    def _generate_state_key(self, **kwargs: Any) -> str:
+        return f"EarlyStopping{kwargs!r}"
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        patience = self.patience
+        super().load_state_dict(state_dict)
+        self.patience = patience
 
 
 class ConfusionMatrixLogger(pl.Callback):

@@ -691,7 +691,11 @@ def run(args: argparse.Namespace, stdout) -> int:
             config["default_root_dir"] = recorded.get("default_root_dir")
     config["default_root_dir"] = config["default_root_dir"] or "."
     trainer = build_trainer(
-        args, root, version, precision, build_callbacks(args, config, ckpt_path)
+        args,
+        root,
+        version,
+        precision,
+        build_callbacks(args, config, ckpt_path, version is not None),
     )
     start = time.time()
     try:
@@ -928,13 +932,11 @@ def initial_weights(args: argparse.Namespace) -> dict:
     return state
 
 
-def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path: str | None):
-    from pytorch_lightning.callbacks import (
-        EarlyStopping,
-        LearningRateMonitor,
-        ModelCheckpoint,
-        TQDMProgressBar,
-    )
+def build_callbacks(
+    args: argparse.Namespace, config: dict[str, Any], ckpt_path: str | None, in_place: bool
+):
+    """The run's callbacks; `in_place`: it goes on in the version folder of `ckpt_path`."""
+    from pytorch_lightning.callbacks import LearningRateMonitor, TQDMProgressBar
 
     from fer.callbacks import (
         AtLeastOneBatch,
@@ -944,6 +946,8 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
         ConfusionMatrixLogger,
         EpochSeed,
         PredictionGridLogger,
+        RunCheckpoint,
+        RunEarlyStopping,
         RunRecord,
         StopOnDivergence,
     )
@@ -952,7 +956,13 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
     callbacks: list = [
         StopOnDivergence(),
         # last.ckpt after every epoch, improved or not: what --ckpt-path last resumes from
-        ModelCheckpoint(monitor=None, save_top_k=1, filename="last", enable_version_counter=False),
+        RunCheckpoint(
+            monitor=None,
+            save_top_k=1,
+            filename="last",
+            enable_version_counter=False,
+            in_place=in_place,
+        ),
         LearningRateMonitor(logging_interval="epoch"),
         ConfusionMatrixLogger(),
         PredictionGridLogger(),
@@ -965,19 +975,20 @@ def build_callbacks(args: argparse.Namespace, config: dict[str, Any], ckpt_path:
     if validating:  # the best epoch on val/acc, first: it is the trainer's checkpoint_callback
         callbacks.insert(
             0,
-            ModelCheckpoint(
+            RunCheckpoint(
                 monitor="val/acc",
                 mode="max",
                 save_top_k=1,
                 filename="epoch{epoch:03d}-acc{val/acc:.4f}",
                 auto_insert_metric_name=False,
+                in_place=in_place,
             ),
         )
     if args.ema:
         # Validation, the checkpoints' state_dict and so every export see the averaged weights.
         callbacks.append(AveragedWeights(decay=args.ema))
     if args.patience > 0:
-        callbacks.append(EarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
+        callbacks.append(RunEarlyStopping(monitor="val/acc", mode="max", patience=args.patience))
     if args.model == "vgg" and args.freeze_epochs > 0:
         callbacks.append(BackboneFreeze(args.freeze_epochs, args.backbone_lr_ratio))
     return callbacks

@@ -427,6 +427,62 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
     assert [int(r["epoch"]) for r in metrics(fresh)] == [0, 1, 2, 3]  # a new run, not a resume
 
 
+def test_a_resumed_run_keeps_its_best_epoch_and_takes_a_new_patience(
+    csv_data, tmp_path, monkeypatch
+):
+    """Was: resumed in a run made under the default root (./lightning_logs), the run forgot its
+    best epoch: Lightning compares the checkpoint folder it recorded (./lightning_logs/...) with
+    the resolved one as strings, so the next epoch became the best whatever it scored, its file
+    written beside the old best's. And Lightning restored the checkpoint's --patience over the
+    one given, which config.yaml recorded."""
+    monkeypatch.chdir(tmp_path)
+    base = ["--data", str(csv_data), "--no-test", "--scheduler", "cosine", *TINY]
+    assert train([*base, "--max-epochs", "2", "--patience", "1"]) == 0
+    assert train([*base, "--max-epochs", "4", "--patience", "5", "--ckpt-path", "last"]) == 0
+    rows = metrics(tmp_path)
+    assert [int(r["epoch"]) for r in rows if r["val/acc"]][:2] == [0, 1]
+    scores = [float(r["val/acc"]) for r in rows if r["val/acc"]]
+    run = run_dir(tmp_path)
+    best = [p.name for p in (run / "checkpoints").glob("epoch*.ckpt")]
+    assert len(best) == 1  # save_top_k=1: the old best file was left beside the new one
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"]
+    kept = next(v for k, v in state.items() if k.startswith("ModelCheckpoint") and v["monitor"])
+    assert float(kept["best_model_score"]) == pytest.approx(max(scores), abs=1e-6)
+    assert Path(kept["best_model_path"]).name == best[0]
+    early = next(v for k, v in state.items() if k.startswith("EarlyStopping"))
+    assert early["patience"] == 5
+    assert yaml.safe_load((run / "config.yaml").read_text())["patience"] == 5
+
+
+def test_a_run_folder_moved_whole_keeps_its_best_epoch_and_lightnings_state_names(tmp_path):
+    """A run resumed in its own folder after the folder moved reads its best epochs' files where
+    they are now; its callbacks' states go by Lightning's names, so checkpoints written before
+    resume with them and the other way round."""
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    from fer.callbacks import RunCheckpoint, RunEarlyStopping
+
+    old, new = tmp_path / "old" / "checkpoints", tmp_path / "new" / "checkpoints"
+    state = {
+        "monitor": "val/acc",
+        "best_model_score": torch.tensor(0.5),
+        "best_model_path": str(old / "epoch001.ckpt"),
+        "dirpath": str(old),
+        "best_k_models": {str(old / "epoch001.ckpt"): torch.tensor(0.5)},
+        "kth_best_model_path": str(old / "epoch001.ckpt"),
+        "kth_value": torch.tensor(0.5),
+        "last_model_path": "",
+    }
+    for in_place, where in ((True, new), (False, old)):
+        callback = RunCheckpoint(dirpath=new, monitor="val/acc", mode="max", in_place=in_place)
+        callback.load_state_dict(dict(state))
+        assert callback.best_model_path == str(where / "epoch001.ckpt")
+        assert (callback.best_model_score is not None) == in_place  # another run's: not its own
+    kwargs = {"monitor": "val/acc", "mode": "max"}
+    assert RunCheckpoint(**kwargs).state_key == ModelCheckpoint(**kwargs).state_key
+    assert RunEarlyStopping(**kwargs).state_key == EarlyStopping(**kwargs).state_key
+
+
 def test_a_resume_that_fails_before_training_leaves_the_finished_run_as_it_was(
     csv_data, tmp_path, monkeypatch
 ):
