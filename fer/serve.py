@@ -69,6 +69,12 @@ WEB = Path(__file__).resolve().parent / "web"
 MB = 1 << 20
 #: Streams served at once; a client beyond them is told to come back later (close code 1013).
 MAX_STREAMS = 16
+#: The most pixels a stream's frame may have (a 4K frame; the page sends them 640 px wide): up to
+#: MAX_STREAMS frames are read at once, whatever --workers says, so they are held well below a
+#: photo's --max-megapixels.
+STREAM_MAX_PIXELS = 3840 * 2160
+#: Seconds a stream may go without a frame before it is closed (code 1000) and its place freed.
+STREAM_IDLE = 60.0
 #: Photos a server holds at once, for each worker: a request beyond them gets 503.
 PHOTOS_PER_WORKER = 4
 #: Seconds a request body may go without a byte before the request gets 408 (--upload-timeout)
@@ -93,11 +99,26 @@ class RequestError(Exception):
 READS = "JPEG, PNG, WebP, BMP, TIFF, GIF, AVIF, HEIC"
 
 
-def image_from_bytes(data: bytes, max_pixels: float, what: str = "the body") -> np.ndarray:
+class PageFiles(StaticFiles):
+    """The page's scripts and styles, checked again (by their ETag) on every load, as the page
+    is: a browser's cache never pairs a newer page with an older app.js."""
+
+    def file_response(self, *args: Any, **kwargs: Any) -> Response:
+        response = super().file_response(*args, **kwargs)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+
+def image_from_bytes(
+    data: bytes,
+    max_pixels: float,
+    what: str = "the body",
+    limit: str = "fer.serve --max-megapixels",
+) -> np.ndarray:
     """The pixels of an encoded image, upright as its EXIF orientation says, decoded as the Python
     API decodes a file. Its size is read from the header first, and an image of more than
     `max_pixels` is refused undecoded. Messages call the image `what` (the body of a request, a
-    frame of a stream)."""
+    frame of a stream) and say what sets the limit (`limit`)."""
     from PIL import Image, UnidentifiedImageError
 
     if not data:
@@ -125,7 +146,7 @@ def image_from_bytes(data: bytes, max_pixels: float, what: str = "the body") -> 
         raise RequestError(
             413,
             f"the image is {width}x{height}, {width * height / 1e6:.1f} megapixels; this server "
-            f"reads up to {max_pixels / 1e6:g} (fer.serve --max-megapixels)",
+            f"reads up to {max_pixels / 1e6:g} ({limit})",
         )
     try:
         return as_image(data, name=what)
@@ -187,19 +208,17 @@ def multipart_field(body: bytes, content_type: str, name: str = "image") -> byte
         nonlocal ended
         ended = True
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-            "on_end": on_end,
-        },
-    )
+    callbacks = {
+        "on_part_begin": on_part_begin,
+        "on_header_field": on_header_field,
+        "on_header_value": on_header_value,
+        "on_header_end": on_header_end,
+        "on_part_data": on_part_data,
+        "on_part_end": on_part_end,
+        "on_end": on_end,
+    }
     try:
+        parser = MultipartParser(boundary, callbacks)  # it refuses some boundaries (too long)
         parser.write(body)
         parser.finalize()
     except RequestError:
@@ -285,7 +304,11 @@ class Engine:
     def track(self, tracker, data: bytes) -> dict[str, Any]:
         """The JSON answer for the next frame of a stream (runs in a worker)."""
         start = time.perf_counter()
-        pixels = image_from_bytes(data, self.max_pixels, "the frame")
+        if self.max_pixels > STREAM_MAX_PIXELS:
+            limit = (STREAM_MAX_PIXELS, "a stream's frames: at most 3840x2160 pixels")
+        else:
+            limit = (self.max_pixels, "fer.serve --max-megapixels")
+        pixels = image_from_bytes(data, limit[0], "the frame", limit[1])
         faces = tracker.update(pixels)
         return {**answer(faces, pixels), "ms": round((time.perf_counter() - start) * 1000, 1)}
 
@@ -475,7 +498,7 @@ def create_app(
     async def page():
         return FileResponse(WEB / "index.html", headers={"Cache-Control": "no-cache"})
 
-    app.mount("/static", StaticFiles(directory=WEB), name="static")
+    app.mount("/static", PageFiles(directory=WEB), name="static")
 
     @app.get("/api/health")
     async def health() -> dict[str, Any]:
@@ -556,7 +579,11 @@ def create_app(
                 await websocket.close(code=1011, reason=str(e)[:120])
                 return
             while True:
-                message = await websocket.receive()
+                try:
+                    message = await asyncio.wait_for(websocket.receive(), STREAM_IDLE)
+                except asyncio.TimeoutError:  # a client that sends nothing keeps no place
+                    await websocket.close(code=1000, reason=f"no frame for {STREAM_IDLE:g} s")
+                    break
                 if message["type"] == "websocket.disconnect":
                     break
                 data = message.get("bytes")
@@ -594,7 +621,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers",
         type=int,
         default=usable_cores(),
-        help="inference threads (requests computed at once)",
+        help="inference threads for photos (photos read at once; live streams, up to 16, have "
+        "a thread each)",
     )
     p.add_argument(
         "--every",

@@ -101,6 +101,9 @@ def test_the_page_and_its_assets_are_served_and_need_nothing_from_elsewhere(serv
     for asset in ("/static/app.js", "/static/style.css"):
         r = httpx.get(url + asset)
         assert r.status_code == 200 and len(r.text) > 100
+        # checked again on every load, as the page is (was: cached by heuristics, so a page of a
+        # newer fer could run with an older app.js)
+        assert r.headers["cache-control"] == "no-cache" and r.headers["etag"]
         # nothing loaded from another host: no quoted absolute URL (src, href, fetch, import, url())
         assert not re.search(r"[\"'`(]\s*(https?:)?//", page.text + r.text)
     assert httpx.get(f"{url}/api/nothing").json() == {"error": "Not Found"}
@@ -333,6 +336,9 @@ def test_multipart_bodies_hold_one_image_and_few_parts(server):
     head = f'--{boundary}\r\nContent-Disposition: form-data; name="image"\r\n\r\n'.encode()
     cut = post(url, head + small[:100], f"multipart/form-data; boundary={boundary}")
     assert cut.status_code == 400 and "ends before its closing boundary" in cut.json()["error"]
+    # a boundary longer than python-multipart takes (was: 500, "internal error", a traceback)
+    long = post(url, b"--" + b"x" * 300, "multipart/form-data; boundary=" + "x" * 300)
+    assert long.status_code == 400 and "malformed multipart" in long.json()["error"]
     assert httpx.head(url).status_code == 200
 
 
@@ -405,6 +411,32 @@ def test_a_stream_that_cannot_start_is_closed_and_not_counted(engine, monkeypatc
     with client.websocket_connect("/api/stream") as ws:  # and streams are still served
         ws.send_bytes(b"")
         assert ws.receive_json() == {"error": "no image: the frame is empty"}
+
+
+def test_a_stream_that_sends_nothing_is_closed_and_frames_stay_small(engine, monkeypatch):
+    """Were: a client that opened a stream and sent nothing kept its place for as long as it stayed
+    connected (16 of them locked every page out of the camera); and a stream's frame could be as
+    large as a photo (50 megapixels), 16 of them read at once whatever --workers said."""
+    from starlette.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    import fer.serve
+    from fer.serve import create_app
+
+    monkeypatch.setattr(fer.serve, "STREAM_IDLE", 0.5, raising=False)  # (was: none)
+    client = TestClient(create_app(engine))
+    with client.websocket_connect("/api/stream") as ws:
+        ws.send_bytes(png_header(4000, 3000))  # 12 megapixels: a photo's size, not a frame's
+        answer = ws.receive_json()
+        assert "4000x3000" in answer["error"] and "stream's frames" in answer["error"], answer
+        ws.send_bytes(jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60)))
+        assert "faces" in ws.receive_json()  # the stream goes on
+        with pytest.raises(WebSocketDisconnect) as closed:
+            ws.receive_json()  # nothing sent for STREAM_IDLE s
+    assert closed.value.code == 1000 and "no frame for 0.5 s" in closed.value.reason
+    assert client.get("/api/health").json()["streams"] == 0
+    photo = client.post("/api/predict", content=png_header(4000, 3000))  # a photo may be
+    assert photo.status_code == 400 and "damaged" in photo.json()["error"], photo.text
 
 
 def test_a_damaged_face_detector_stops_the_server_at_start(monkeypatch):
