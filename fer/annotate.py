@@ -24,12 +24,14 @@ COLORS = {  # BGR
 }
 
 
-def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) -> None:
-    """Text with its top-left corner at (x, y) on a filled box, legible on any background."""
+def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) -> int:
+    """Text with its top-left corner at (x, y) on a filled box, legible on any background; the y
+    of the box's bottom edge."""
     font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(scale * 2))
     (tw, th), base = cv2.getTextSize(text, font, scale, thick)
     cv2.rectangle(frame, (x, y), (x + tw + 8, y + th + base + 6), bg, -1)
     cv2.putText(frame, text, (x + 4, y + th + 3), font, scale, fg, thick, cv2.LINE_AA)
+    return y + th + base + 6
 
 
 def draw(
@@ -37,7 +39,9 @@ def draw(
 ) -> None:
     """Draw the faces (and the frames per second, when given) on a BGR picture, in place; sizes
     follow the picture's size (tuned for 640x480, and as large as they fit a 640x480 picture
-    scaled to fit this one: a panorama's panel is no taller than the panorama)."""
+    scaled to fit this one: a panorama's panel is no taller than the panorama). A face without a
+    box (the whole picture, as fer.predict --no-detect reads it) gets no box, its label and bars
+    at the picture's top left."""
     if not frame.flags.writeable:
         raise ValueError(
             "fer.annotate.draw draws in place, and this picture is read-only: pass a "
@@ -52,12 +56,12 @@ def draw(
     row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
     panel_w = name_w + bar_w + round(8 * unit)
     for face in faces:
-        if face.box is None:
-            continue
-        x, y, w, h = face.box
         color = COLORS[face.emotion]
-        cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
-        _text(
+        whole = face.box is None  # the picture is the face (--no-detect)
+        x, y, w, h = (0, 0, frame.shape[1], frame.shape[0]) if whole else face.box
+        if not whole:
+            cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
+        below = _text(
             frame,
             f"{face.emotion} {face.confidence:.0%}",
             x,
@@ -69,6 +73,8 @@ def draw(
         if bars:
             bx = x + w + 6 if x + w + 6 + panel_w < frame.shape[1] else max(x - panel_w - 6, 0)
             by = min(max(y, 0), max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
+            if whole:  # under the label
+                by = min(below + 1, max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
             roi = frame[by : by + row * len(EMOTIONS) + 4, bx : bx + panel_w]
             roi[:] = (roi * 0.35).astype(np.uint8)  # darken the background under the panel
             for i, name in enumerate(EMOTIONS):  # by name: `probabilities` may be in any order

@@ -56,6 +56,10 @@ IMAGE_EXTENSIONS = {
     ".ppm",
     ".gif",
 }
+#: Files fer.predict looks at in folders: those OpenCV reads, phones' HEIC (which pillow-heif
+#: decodes) and AVIF (which builds with libavif, such as the 4.14 wheels, read; where one does not,
+#: each is said to be unreadable rather than passed over in silence).
+PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif"}
 
 #: fer.train's record of every option of a run, in the run's version folder.
 RUN_CONFIG = "config.yaml"

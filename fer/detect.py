@@ -15,6 +15,7 @@ import contextlib
 import json
 import os
 import queue
+import shlex
 import stat
 import sys
 import tempfile
@@ -27,6 +28,8 @@ import cv2
 import numpy as np
 
 from fer.common import (
+    HEADER_BYTES,
+    PHOTO_EXTENSIONS,
     FerError,
     Parser,
     Stoppable,
@@ -34,6 +37,7 @@ from fer.common import (
     add_debug_flag,
     add_model_options,
     check_outputs,
+    image_kind,
     missing_folders,
     remove_empty,
     run_cli,
@@ -172,6 +176,14 @@ def open_source(source: str) -> cv2.VideoCapture:
         raise FerError(
             f"video {source} {what}; pass a webcam index (0), a video file or a stream URL"
         )
+    if not is_camera and path.suffix.lower() in PHOTO_EXTENSIONS - {".gif"} and path.is_file():
+        with open(path, "rb") as f:
+            kind = image_kind(f.read(HEADER_BYTES))
+        if kind:  # OpenCV would read it as a video of one frame, sideways where EXIF turns it
+            raise FerError(
+                f"{source} is a {kind} photo, not a video; read its faces with "
+                f"python -m fer.predict {shlex.quote(source)}"
+            )
     cap = cv2.VideoCapture(int(source) if is_camera else source)
     if not cap.isOpened():
         if is_camera and Path(source).is_file():  # digits name a webcam, also beside such a file

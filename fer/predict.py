@@ -24,7 +24,7 @@ import numpy as np
 
 from fer.common import (
     EMOTIONS,
-    IMAGE_EXTENSIONS,
+    PHOTO_EXTENSIONS,
     FerError,
     Parser,
     Stoppable,
@@ -334,11 +334,6 @@ class Earlier:
         with the file rewritten."""
         return [r for name, rs in self.by_name.items() if name not in self.taken for r in rs]
 
-
-#: Files looked at in folders: those OpenCV reads, phones' HEIC (which pillow-heif decodes) and
-#: AVIF (which builds with libavif, such as the 4.14 wheels, read; where one does not, each is said
-#: to be unreadable rather than passed over in silence).
-PHOTO_EXTENSIONS = IMAGE_EXTENSIONS | {".heic", ".heif", ".avif"}
 
 #: What --save writes for each input type: the same kind of file, where OpenCV writes it.
 SAVE_AS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}

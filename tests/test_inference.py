@@ -954,6 +954,11 @@ def test_a_video_write_that_fails_in_the_thread_is_a_one_line_error_not_a_hang()
         ("7", "could not open webcam 7"),
         ("clips", "clips is a folder, not a video"),
         ("", "--source is empty"),  # was "video  is a folder" (Path("") is this folder)
+        # was: read as a video of one frame, sideways where its EXIF turns it, smallest face 80 px
+        (
+            "me.JPG",
+            r"me.JPG is a JPEG photo, not a video; read its faces with python -m fer\.predict",
+        ),
     ],
 )
 def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
@@ -961,6 +966,9 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
 
     if source == "clips":
         (tmp_path / "clips").mkdir()
+    if source == "me.JPG":
+        cv2.imwrite(str(tmp_path / "me.jpg"), face(3, 0))
+        (tmp_path / "me.jpg").rename(tmp_path / "me.JPG")
 
     with pytest.raises(FerError, match=message) as e:
         detect(
@@ -972,7 +980,8 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
             ]
         )
     assert "\n" not in str(e.value)
-    assert sorted(p.name for p in tmp_path.iterdir()) == (["clips"] if source == "clips" else [])
+    left = {"clips": ["clips"], "me.JPG": ["me.JPG"]}.get(source, [])
+    assert sorted(p.name for p in tmp_path.iterdir()) == left
 
 
 def test_detect_digit_named_video_is_a_webcam_index_and_the_error_says_how_to_read_it(

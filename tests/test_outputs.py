@@ -186,6 +186,32 @@ def test_save_keeps_photos_of_one_name_and_two_kinds_apart(tmp_path, capsys, exp
     ]
 
 
+def test_save_draws_the_emotion_of_a_whole_picture_read_with_no_detect(tmp_path, capsys, exported):
+    """Was: --no-detect --save wrote each picture as it was, nothing drawn, where --help promises
+    its face drawn (emotion, probability bars)."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    crop = cv2.resize(face(3, 0), (240, 240))
+    cv2.imwrite(str(folder / "face.png"), crop)
+    argv = [
+        str(folder),
+        "--model",
+        str(exported),
+        "--no-detect",
+        "--json",
+        str(tmp_path / "p.json"),
+    ]
+    code, _, err = cli("predict", [*argv, "--save", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    emotion = json.loads((tmp_path / "p.json").read_text())[0]["emotion"]
+    saved = cv2.imread(str(tmp_path / "out" / "face.png"))
+    from fer.annotate import COLORS
+
+    assert tuple(int(v) for v in saved[2, 2]) == COLORS[emotion]  # its label, at the top left
+    changed = np.abs(saved.astype(int) - crop[..., None]).max(2) > 10
+    assert 0.04 < changed.mean() < 0.5  # label and bars drawn, the face still seen
+
+
 def test_a_file_name_that_is_not_utf8_is_read_and_written_back_as_it_is(tmp_path, exported):
     """Old camera cards and zip archives hold names in other encodings: the photo is read, printed
     and its name written to the CSV as the same bytes, on a UTF-8 terminal."""
