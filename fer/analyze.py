@@ -25,6 +25,7 @@ import numpy as np
 from fer.common import (
     EMOTIONS,
     NUM_CLASSES,
+    FerError,
     OutputSet,
     Parser,
     add_debug_flag,
@@ -300,6 +301,16 @@ def straddling_note(rep: dict[str, Any]) -> str:
     )
 
 
+def near_lists(near: dict, quote: str = "") -> str:
+    """What --near would add to the lists: val/test faces leaked and training faces excluded."""
+    leaked, exclude = len(near["more_leaked"]), len(near["more_exclude"])
+    return (
+        f"{quote}--near {near['levels']}{quote} lists {leaked} val/test face"
+        f"{'s' * (leaked != 1)} more as leaked and {exclude} training face"
+        f"{'s' * (exclude != 1)} more to exclude"
+    )
+
+
 def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
     lines = [
         f"# Cleaning report — {source}",
@@ -315,12 +326,10 @@ def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
         f"leaked.txt`): {len(rep['leaked'])}",
     ]
     if near := rep.get("near_copies"):
-        n, more = near["groups"], near["more_leaked"]
+        n = near["groups"]
         lines.append(
             f"- near copies (at most {near['levels']} grey levels apart at every pixel): {n} "
-            f"group{'s' * (n != 1)} not counted above; `--near {near['levels']}` lists "
-            f"{len(more)} val/test face{'s' * (len(more) != 1)} more as leaked and "
-            f"{len(near['more_exclude'])} training faces more to exclude"
+            f"group{'s' * (n != 1)} not counted above; {near_lists(near, '`')}"
         )
     if rep.get("straddling") is not None:
         lines.append(f"- {straddling_note(rep)}")
@@ -503,11 +512,18 @@ OUTPUTS = (
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from fer.data import load_fer
+    from fer.data import encloses, load_fer, split_folders
     from fer.download import resolve_data
 
     outputs = OutputSet(args.out, OUTPUTS, "cleaning.json")  # checked before the data are read
     args.data = resolve_data(args.data)
+    if Path(args.data).is_dir():  # was: its figures read as faces of an emotion the next time
+        for inside in split_folders(Path(args.data)).values():
+            if encloses(inside, args.out):
+                raise FerError(
+                    f"--out {args.out} is inside {inside}, whose pictures are read as faces: "
+                    "put the report beside the data (--out analysis)"
+                )
     data = load_fer(args.data, args.cache_dir)
     out = Path(args.out)
     info = structure(data)
@@ -567,9 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         near = rep["near_copies"]
         print(
-            f"note: {len(near['more_leaked'])} val/test faces more have a near copy in training "
-            f"(at most {near['levels']} grey levels apart at every pixel); --near "
-            f"{near['levels']} lists them too"
+            f"note: near copies (at most {near['levels']} grey levels apart at every pixel): "
+            + near_lists(near)
         )
     if rep["straddling"] is not None:
         print(f"note: {straddling_note(rep)}")

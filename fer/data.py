@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import time
 import warnings
 from collections.abc import Callable
@@ -548,7 +549,8 @@ def read_exclusions(path: str | Path | None) -> set[str]:
     p = exclusion_list(path)
     return {
         line.strip()
-        for line in p.read_text(encoding="utf-8", errors="surrogateescape").splitlines()
+        # (utf-8-sig: a list saved by Windows' Notepad starts with a BOM, not its first name)
+        for line in p.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines()
         if line.strip() and not line.startswith("#")
     }
 
@@ -752,9 +754,22 @@ class FerDataModule(pl.LightningDataModule):
         index, notes = split_indices(data, hp.val_fraction, hp.seed)
         excluded = read_exclusions(hp.exclude)
         if excluded:
+            if not excluded & set(data.names):  # was: trained on every face, leaks and all
+                raise FerError(
+                    f"none of the {len(excluded)} names in {hp.exclude} is a face of {hp.data}: "
+                    "a list made for other data (the same faces in a file of another name?); "
+                    f"make it with python -m fer.analyze --data {shlex.quote(str(hp.data))}"
+                )
             keep = torch.tensor(
                 [data.names[i] not in excluded for i in index["train"].tolist()], dtype=torch.bool
             )
+            if keep.all():
+                log.warning(
+                    "%s names no training face of %s, only validation or test ones (leaked.txt "
+                    "lists those; exclude.txt the training faces to leave out)",
+                    hp.exclude,
+                    hp.data,
+                )
             notes = [
                 *notes,
                 f"excluding {int((~keep).sum())} training samples listed in {hp.exclude}",

@@ -1,4 +1,5 @@
 import json
+import logging
 import math
 import re
 
@@ -8,7 +9,8 @@ import pytest
 
 from fer.analyze import cleaning_markdown, cleaning_report
 from fer.analyze import main as analyze
-from fer.common import EMOTIONS
+from fer.common import EMOTIONS, FerError
+from fer.data import read_exclusions
 from fer.plot import main as plot
 from fer.train import main as train
 from tests.conftest import face, make_csv, make_folder
@@ -34,7 +36,7 @@ def test_cleaning_report_finds_blank_faces_duplicates_and_leaks():
     assert rep["leaked"] == ["n8"]  # the val face itself, for fer.evaluate --skip
 
 
-def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, capsys):
+def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, capsys, caplog):
     root = make_folder(tmp_path / "d", per_class=(4, 2, 1))
     cv2.imwrite(
         str(root / "train" / "happy" / "Training_blank.png"), np.full((48, 48), 7, np.uint8)
@@ -95,6 +97,32 @@ def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, caps
     cleaned.setup("fit")
     kept = set(cleaned.splits["train"].names)
     assert kept == set(full.splits["train"].names) - set(excluded) and not kept & set(excluded)
+    # Were: a list of other data's names (the same faces in a file of another name) was taken
+    # as excluding nothing, leaked.txt (validation faces) too, without a word; and a list saved
+    # with a BOM (Windows' Notepad) lost its first name
+    other = tmp_path / "other.txt"
+    other.write_text("fer2013.csv:1\nfer2013.csv:2\n")
+    with pytest.raises(FerError, match="none of the 2 names in .* is a face of"):
+        FerDataModule(str(root), exclude=str(other)).setup("fit")
+    with caplog.at_level(logging.WARNING, logger="fer.data"):
+        FerDataModule(str(root), exclude=str(out / "leaked.txt")).setup("fit")
+    assert "names no training face" in caplog.text
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(excluded).encode() + b"\r\n")
+    assert read_exclusions(bom) == read_exclusions(out / "exclude.txt")
+
+
+def test_analyze_refuses_a_report_inside_the_faces_it_reads(tmp_path):
+    """Was: --out data/train/angry/report was written, and its figures were read as angry training
+    faces by every later run (--out data/train/report: the next run refused the data)."""
+    root = make_folder(tmp_path / "d")
+    for out in (root / "train" / "angry" / "report", root / "Test" / "r"):
+        if out.parent.name == "Test":
+            (root / "test").rename(root / "Test")  # the split's folder is matched in any case
+        with pytest.raises(FerError, match="is inside .* whose pictures are read as faces"):
+            analyze(["--data", str(root), "--out", str(out)])
+        assert not out.exists()
+    assert analyze(["--data", str(root), "--out", str(root / "analysis")]) == 0  # beside them
 
 
 def test_analyze_on_a_csv(tmp_path):
@@ -369,6 +397,27 @@ def test_near_copies_are_reported_and_near_lists_them_as_copies():
     md = cleaning_markdown(exact, "d")
     assert "near copies (at most 2 grey levels apart at every pixel): 1 group" in md
     assert "`--near 2` lists 2 val/test faces more as leaked" in md
+
+
+def test_the_near_copies_note_counts_the_training_faces_it_would_exclude(tmp_path, capsys):
+    """Was: a training face one grey level from a face already leaked (so no val/test face more)
+    printed "note: 0 val/test faces more have a near copy in training", and not the training
+    face --near would exclude, which cleaning.md counted."""
+    rows = [face(i, i).astype(int) for i in range(4)]
+    near = rows[0].copy()
+    near[10, 10] += 1
+    pixels = [rows[0], rows[1], near, rows[0], rows[2], rows[3]]  # 3: PublicTest copy of 0
+    usage = ["Training"] * 3 + ["PublicTest", "PublicTest", "PrivateTest"]
+    lines = ["emotion,pixels,Usage"] + [
+        f"{i % 7},{' '.join(map(str, p.ravel()))},{u}"
+        for i, (p, u) in enumerate(zip(pixels, usage))
+    ]
+    (tmp_path / "fer2013.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r"
+    assert analyze(["--data", str(tmp_path / "fer2013.csv"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "lists 0 val/test faces more as leaked and 1 training face more to exclude" in printed
+    assert "and 1 training face more to exclude" in (out / "cleaning.md").read_text()
 
 
 def test_analyze_near_and_blank_std_take_only_sensible_values(tmp_path, capsys):

@@ -41,6 +41,10 @@ def test_csv_variants_give_the_same_faces(tmp_path, variant):
         assert len(data) == 7 * 6
         assert torch.equal(data.images[0], torch.from_numpy(face(0, 0)))
         assert data.labels.tolist().count(3) == 6
+        # each face with its own label: the row of its class's bar (a mapping of the emotion
+        # column to other classes, or faces and labels read apart, would pass the count above)
+        bar = data.images[:, :, 6:42].float().mean(2).argmax(1)
+        assert torch.equal((bar - 4) // 6, data.labels.long())
     splits, _ = split_indices(data)
     if variant == "train_test":  # no Usage: val is drawn from train, test is test.csv
         assert len(splits["train"]) + len(splits["val"]) == 21 and len(splits["test"]) == 21
