@@ -517,8 +517,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     outputs = OutputSet(args.out, OUTPUTS, "cleaning.json")  # checked before the data are read
     args.data = resolve_data(args.data)
-    if Path(args.data).is_dir():  # was: its figures read as faces of an emotion the next time
-        for inside in split_folders(Path(args.data)).values():
+    root = Path(args.data).expanduser()  # (as the data are read: ~/fer from a config file)
+    if root.is_dir():  # was: its figures read as faces of an emotion the next time
+        for inside in split_folders(root).values():
             if encloses(inside, args.out):
                 raise FerError(
                     f"--out {args.out} is inside {inside}, whose pictures are read as faces: "

@@ -41,7 +41,8 @@ def draw(
     follow the picture's size (tuned for 640x480, and as large as they fit a 640x480 picture
     scaled to fit this one: a panorama's panel is no taller than the panorama). A face without a
     box (the whole picture, as fer.predict --no-detect reads it) gets no box, its label and bars
-    at the picture's top left."""
+    at the picture's top left (bars where they leave half the picture free, nothing on a picture
+    under four labels tall, such as a 48x48 crop)."""
     if not frame.flags.writeable:
         raise ValueError(
             "fer.annotate.draw draws in place, and this picture is read-only: pass a "
@@ -58,6 +59,8 @@ def draw(
     for face in faces:
         color = COLORS[face.emotion]
         whole = face.box is None  # the picture is the face (--no-detect)
+        if whole and frame.shape[0] < 4 * round(26 * unit):
+            continue  # a crop too small for a label that does not hide it (48x48): left as it is
         x, y, w, h = (0, 0, frame.shape[1], frame.shape[0]) if whole else face.box
         if not whole:
             cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
@@ -70,12 +73,13 @@ def draw(
             (0, 0, 0),
             color,
         )
-        if bars:
+        panel_h = row * len(EMOTIONS) + 4
+        # a whole picture's panel goes under its label, where it leaves half the picture free
+        fits = below + 1 + panel_h <= frame.shape[0] and 2 * panel_w <= frame.shape[1]
+        if bars and (fits or not whole):
             bx = x + w + 6 if x + w + 6 + panel_w < frame.shape[1] else max(x - panel_w - 6, 0)
-            by = min(max(y, 0), max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
-            if whole:  # under the label
-                by = min(below + 1, max(frame.shape[0] - row * len(EMOTIONS) - 4, 0))
-            roi = frame[by : by + row * len(EMOTIONS) + 4, bx : bx + panel_w]
+            by = below + 1 if whole else min(max(y, 0), max(frame.shape[0] - panel_h, 0))
+            roi = frame[by : by + panel_h, bx : bx + panel_w]
             roi[:] = (roi * 0.35).astype(np.uint8)  # darken the background under the panel
             for i, name in enumerate(EMOTIONS):  # by name: `probabilities` may be in any order
                 v = face.probabilities.get(name, 0.0)

@@ -243,6 +243,8 @@ def image_kind(head: bytes) -> str | None:
         return "HEIC/HEIF"
     if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in BMP_HEADER_SIZES:
         return "BMP"  # "BM", then a DIB header of a size BMP knows: not any text such as "BMW..."
+    if head[:4] == b"RIFF" and head[8:12] != b"WEBP":
+        return None  # another RIFF file: an AVI video, a WAV sound
     return next((kind for magic, kind in IMAGE_MAGIC if head.startswith(magic)), None)
 
 

@@ -757,8 +757,9 @@ class FerDataModule(pl.LightningDataModule):
             if not excluded & set(data.names):  # was: trained on every face, leaks and all
                 raise FerError(
                     f"none of the {len(excluded)} names in {hp.exclude} is a face of {hp.data}: "
-                    "a list made for other data (the same faces in a file of another name?); "
-                    f"make it with python -m fer.analyze --data {shlex.quote(str(hp.data))}"
+                    "a list made for other data (the same faces in a file of another name?), or "
+                    "its faces were removed from the data (drop --exclude then); make it with "
+                    f"python -m fer.analyze --data {shlex.quote(str(hp.data))}"
                 )
             keep = torch.tensor(
                 [data.names[i] not in excluded for i in index["train"].tolist()], dtype=torch.bool

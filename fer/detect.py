@@ -179,7 +179,9 @@ def open_source(source: str) -> cv2.VideoCapture:
     if not is_camera and path.suffix.lower() in PHOTO_EXTENSIONS - {".gif"} and path.is_file():
         with open(path, "rb") as f:
             kind = image_kind(f.read(HEADER_BYTES))
-        if kind:  # OpenCV would read it as a video of one frame, sideways where EXIF turns it
+        # OpenCV would read it as a video of one frame, sideways where EXIF turns it (AVIF and
+        # HEIF files may hold a sequence of pictures: left to OpenCV)
+        if kind and kind not in ("AVIF", "HEIC/HEIF"):
             raise FerError(
                 f"{source} is a {kind} photo, not a video; read its faces with "
                 f"python -m fer.predict {shlex.quote(source)}"

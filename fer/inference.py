@@ -380,7 +380,8 @@ class Classifier:
         if faces.ndim == 2:
             faces = faces[None]
         if len(faces) == 0:
-            standardize(faces)  # the shape checked: an empty batch of 64x64 faces is a mistake too
+            if faces.ndim > 1:  # the shape checked: an empty batch of 64x64 faces is a mistake
+                standardize(faces)  # too ([], a picture's crops where no face was found, is not)
             return np.zeros((0, len(self.classes)), np.float32)
         out = []
         for i in range(0, len(faces), batch_size):

@@ -578,10 +578,13 @@ def create_app(
             except FerError as e:
                 await websocket.close(code=1011, reason=str(e)[:120])
                 return
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + STREAM_IDLE  # a frame answered moves it on, nothing else
             while True:
                 try:
-                    message = await asyncio.wait_for(websocket.receive(), STREAM_IDLE)
-                except asyncio.TimeoutError:  # a client that sends nothing keeps no place
+                    wait = max(deadline - loop.time(), 0.0)
+                    message = await asyncio.wait_for(websocket.receive(), wait)
+                except asyncio.TimeoutError:  # a client that sends no frame keeps no place
                     await websocket.close(code=1000, reason=f"no frame for {STREAM_IDLE:g} s")
                     break
                 if message["type"] == "websocket.disconnect":
@@ -595,6 +598,7 @@ def create_app(
                 except RequestError as e:
                     answer = {"error": e.message}
                 await websocket.send_json(answer)
+                deadline = loop.time() + STREAM_IDLE
         except WebSocketDisconnect:
             pass
         finally:

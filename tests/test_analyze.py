@@ -112,16 +112,18 @@ def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, caps
     assert read_exclusions(bom) == read_exclusions(out / "exclude.txt")
 
 
-def test_analyze_refuses_a_report_inside_the_faces_it_reads(tmp_path):
+def test_analyze_refuses_a_report_inside_the_faces_it_reads(tmp_path, monkeypatch):
     """Was: --out data/train/angry/report was written, and its figures were read as angry training
     faces by every later run (--out data/train/report: the next run refused the data)."""
     root = make_folder(tmp_path / "d")
+    monkeypatch.setenv("HOME", str(tmp_path))
     for out in (root / "train" / "angry" / "report", root / "Test" / "r"):
         if out.parent.name == "Test":
             (root / "test").rename(root / "Test")  # the split's folder is matched in any case
-        with pytest.raises(FerError, match="is inside .* whose pictures are read as faces"):
-            analyze(["--data", str(root), "--out", str(out)])
-        assert not out.exists()
+        for data in (str(root), "~/d"):  # ~ as a config file gives it
+            with pytest.raises(FerError, match="is inside .* whose pictures are read as faces"):
+                analyze(["--data", data, "--out", str(out)])
+            assert not out.exists()
     assert analyze(["--data", str(root), "--out", str(root / "analysis")]) == 0  # beside them
 
 

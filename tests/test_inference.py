@@ -963,12 +963,16 @@ def test_a_video_write_that_fails_in_the_thread_is_a_one_line_error_not_a_hang()
 )
 def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
     from fer.detect import main as detect
+    from fer.detect import open_source
 
     if source == "clips":
         (tmp_path / "clips").mkdir()
     if source == "me.JPG":
         cv2.imwrite(str(tmp_path / "me.jpg"), face(3, 0))
         (tmp_path / "me.jpg").rename(tmp_path / "me.JPG")
+        # a video named as a photo (RIFF, as WebP is) is still read as a video
+        make_video(tmp_path / "clip.avi", frames=3).rename(tmp_path / "clip.webp")
+        assert open_source(str(tmp_path / "clip.webp")).isOpened()
 
     with pytest.raises(FerError, match=message) as e:
         detect(
@@ -980,7 +984,7 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
             ]
         )
     assert "\n" not in str(e.value)
-    left = {"clips": ["clips"], "me.JPG": ["me.JPG"]}.get(source, [])
+    left = {"clips": ["clips"], "me.JPG": ["clip.webp", "me.JPG"]}.get(source, [])
     assert sorted(p.name for p in tmp_path.iterdir()) == left
 
 
@@ -1567,6 +1571,7 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
     for shape in shapes + ((0, 64, 64), (0, 3, 48, 48)):
         with pytest.raises(FerError, match="faces must be gray"):
             classifier.predict_proba(np.zeros(shape, np.uint8))
+    assert classifier.predict_proba([]).shape == (0, 7)  # no crops: no answers, not an error
 
 
 def test_evaluation_on_unmarked_data_scores_the_faces_the_model_held_out(trained, tmp_path, capsys):

@@ -10,6 +10,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -423,17 +424,39 @@ def test_a_stream_that_sends_nothing_is_closed_and_frames_stay_small(engine, mon
     import fer.serve
     from fer.serve import create_app
 
-    monkeypatch.setattr(fer.serve, "STREAM_IDLE", 0.5, raising=False)  # (was: none)
+    def receive(ws, seconds: float = 30.0) -> dict:
+        """The next answer; a stream that neither answers nor closes fails, not hangs, the test."""
+        got: list = []
+        reader = threading.Thread(target=lambda: got.append(catch(ws.receive_json)), daemon=True)
+        reader.start()
+        reader.join(seconds)
+        assert got, f"no answer and no close in {seconds} s"
+        if isinstance(got[0], BaseException):
+            raise got[0]
+        return got[0]
+
+    def catch(fn):
+        try:
+            return fn()
+        except BaseException as e:  # raised in the test's thread
+            return e
+
+    monkeypatch.setattr(fer.serve, "STREAM_IDLE", 1.0, raising=False)  # (was: none)
     client = TestClient(create_app(engine))
-    with client.websocket_connect("/api/stream") as ws:
-        ws.send_bytes(png_header(4000, 3000))  # 12 megapixels: a photo's size, not a frame's
-        answer = ws.receive_json()
-        assert "4000x3000" in answer["error"] and "stream's frames" in answer["error"], answer
-        ws.send_bytes(jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60)))
-        assert "faces" in ws.receive_json()  # the stream goes on
-        with pytest.raises(WebSocketDisconnect) as closed:
-            ws.receive_json()  # nothing sent for STREAM_IDLE s
-    assert closed.value.code == 1000 and "no frame for 0.5 s" in closed.value.reason
+    for pings in (False, True):
+        with client.websocket_connect("/api/stream") as ws:
+            ws.send_bytes(png_header(4000, 3000))  # 12 megapixels: a photo's size, not a frame's
+            answer = receive(ws)
+            assert "4000x3000" in answer["error"] and "stream's frames" in answer["error"], answer
+            ws.send_bytes(jpeg(photo_with([face(3, 0)], 320, 240, size=100, x=100, y=60)))
+            assert "faces" in receive(ws)  # the stream goes on
+            with pytest.raises(WebSocketDisconnect) as closed:
+                for _ in range(12):  # text, not frames, for 3 s: no frame, so no place
+                    if pings:
+                        ws.send_text("ping")
+                    receive(ws, 0.25 if pings else 30.0)
+                    time.sleep(0.25)
+        assert closed.value.code == 1000 and "no frame for 1 s" in closed.value.reason
     assert client.get("/api/health").json()["streams"] == 0
     photo = client.post("/api/predict", content=png_header(4000, 3000))  # a photo may be
     assert photo.status_code == 400 and "damaged" in photo.json()["error"], photo.text
