@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     data = load_fer(args.data)
     index, _, _ = evaluation_split(data, "val")
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
-    kept = not_listed(data, index, read_exclusions(args.skip))
+    kept = not_listed(data, index, read_exclusions(args.skip, data))
     probs = {}
     for spec in args.members:
         name, model = spec.split("=", 1)

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     index, _, note = evaluation_split(data, "val", fraction, seed)
     print(note, file=sys.stderr)
     faces, labels = data.images[index], data.labels[index].numpy()
-    kept = not_listed(data, index, read_exclusions(args.skip))
+    kept = not_listed(data, index, read_exclusions(args.skip, data))
 
     def score(name: str, probs: np.ndarray) -> None:
         right = probs.argmax(1) == labels

@@ -512,7 +512,7 @@ OUTPUTS = (
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from fer.data import encloses, load_fer, split_folders
+    from fer.data import encloses, exclusion_lines, load_fer, split_folders
     from fer.download import resolve_data
 
     outputs = OutputSet(args.out, OUTPUTS, "cleaning.json")  # checked before the data are read
@@ -548,12 +548,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_text(
             folder / "exclude.txt",
             "# training samples to drop: blank faces and train copies of val/test faces\n"
-            + "".join(n + "\n" for n in rep["exclude"]),
+            + exclusion_lines(data, rep["exclude"]),
         )
         write_text(
             folder / "leaked.txt",
             f"# val/test faces with a copy in training ({copies(rep)}): python -m fer.evaluate "
-            "--skip this file\n" + "".join(n + "\n" for n in rep["leaked"]),
+            "--skip this file\n" + exclusion_lines(data, rep["leaked"]),
         )
     if args.json:
         print(json.dumps({k: v for k, v in rep.items() if k != "groups"}, indent=2))

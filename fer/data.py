@@ -10,10 +10,11 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -542,17 +543,58 @@ def exclusion_list(path: str | Path) -> Path:
     return p
 
 
-def read_exclusions(path: str | Path | None) -> set[str]:
-    """Sample names, one per line: the lists `fer.analyze` writes (exclude.txt, leaked.txt)."""
+#: A CSV face's name (FILE:N, its data row): lists that name faces so record what they hold too.
+CSV_FACE = re.compile(r".+\.csv:\d+")
+
+
+def face_digest(face: np.ndarray | torch.Tensor) -> str:
+    """A short digest of a face's pixels: what an exclusion list records beside a CSV face's name,
+    which says only where the face is in the file."""
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(face, np.uint8)).tobytes()).hexdigest()[
+        :16
+    ]
+
+
+def exclusion_lines(data: FerData, names: Iterable[str]) -> str:
+    """The lines of an exclusion list naming `names`: a CSV face's name, a tab and its digest (so
+    that the list refuses a file whose rows moved since), a folder face's path alone."""
+    where = {n: i for i, n in enumerate(data.names)}
+    return "".join(
+        f"{n}\t{face_digest(data.images[where[n]])}\n" if CSV_FACE.fullmatch(n) else f"{n}\n"
+        for n in names
+    )
+
+
+def read_exclusions(path: str | Path | None, data: FerData | None = None) -> set[str]:
+    """Sample names, one per line: the lists `fer.analyze` writes (exclude.txt, leaked.txt). With
+    `data`, a CSV face the list records the digest of must still be that face: a list made before
+    the file's rows moved (reordered, or some removed) would name other faces, and is refused."""
     if not path:
         return set()
     p = exclusion_list(path)
-    return {
-        line.strip()
-        # (utf-8-sig: a list saved by Windows' Notepad starts with a BOM, not its first name)
-        for line in p.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines()
-        if line.strip() and not line.startswith("#")
-    }
+    listed = {}
+    # (utf-8-sig: a list saved by Windows' Notepad starts with a BOM, not its first name)
+    for line in p.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, tab, digest = line.rpartition("\t")
+        if not (tab and re.fullmatch(r"[0-9a-f]{16}", digest.strip())):
+            name, digest = line, ""
+        listed[name.strip()] = digest.strip()
+    if data is not None:
+        where = {n: i for i, n in enumerate(data.names)}
+        moved = [
+            n
+            for n, d in listed.items()
+            if d and n in where and face_digest(data.images[where[n]]) != d
+        ]
+        if moved:
+            raise FerError(
+                f"{len(moved)} of the faces {p} names by their row are not the faces it was made "
+                f"from ({moved[0]} holds another face): the file's rows moved since (reordered, "
+                "or some removed); make the list again with python -m fer.analyze"
+            )
+    return set(listed)
 
 
 def not_listed(data: FerData, index: torch.Tensor, listed: set[str]) -> np.ndarray:
@@ -752,7 +794,7 @@ class FerDataModule(pl.LightningDataModule):
         hp = self.hparams
         data = load_fer(hp.data, hp.cache_dir, hp.strict)
         index, notes = split_indices(data, hp.val_fraction, hp.seed)
-        excluded = read_exclusions(hp.exclude)
+        excluded = read_exclusions(hp.exclude, data)
         if excluded:
             if not excluded & set(data.names):  # was: trained on every face, leaks and all
                 raise FerError(

@@ -317,7 +317,7 @@ def evaluate(
                 "trained on"
             )
     if skip:
-        listed = read_exclusions(skip)
+        listed = read_exclusions(skip, data)
         keep = not_listed(data, index, listed)
         note += f", without {int((~keep).sum())} faces listed in {skip}"
         if listed and not listed & set(data.names):  # an empty list: nothing to skip

@@ -134,6 +134,33 @@ def test_analyze_on_a_csv(tmp_path):
     assert json.loads((out / "structure.json").read_text())["counts"]["PrivateTest"]["happy"] == 1
 
 
+def test_a_csv_exclusion_list_is_refused_once_the_files_rows_moved(tmp_path):
+    """A CSV's faces are named by their row: was, a list made before the rows were reordered
+    named other faces, and training excluded those while the leaked copies stayed in. Each CSV
+    face's line now records its pixels' digest, which must still match."""
+    from fer.data import FerDataModule, load_fer
+
+    path = make_csv(tmp_path / "d" / "fer2013.csv", per_class=(3, 1, 1))
+    lines = path.read_text().splitlines()
+    leak = lines[4].replace(",PublicTest", ",Training")  # PublicTest face of row 3, trained on
+    path.write_text("\n".join([*lines, leak]) + "\n")
+    out = tmp_path / "r"
+    assert analyze(["--data", str(path), "--out", str(out)]) == 0
+    listed = [n for n in (out / "exclude.txt").read_text().splitlines() if not n.startswith("#")]
+    assert len(listed) == 1 and re.fullmatch(r"fer2013\.csv:35\t[0-9a-f]{16}", listed[0])
+    module = FerDataModule(str(path), exclude=str(out / "exclude.txt"))
+    module.setup("fit")
+    assert "fer2013.csv:35" not in module.splits["train"].names
+    assert read_exclusions(out / "leaked.txt", load_fer(path)) == {"fer2013.csv:3"}
+    path.write_text("\n".join([lines[0], leak, *lines[1:]]) + "\n")  # the same rows, moved
+    for listing in ("exclude.txt", "leaked.txt"):
+        with pytest.raises(FerError, match="not the faces it was made from"):
+            read_exclusions(out / listing, load_fer(path))
+    with pytest.raises(FerError, match="not the faces it was made from"):
+        FerDataModule(str(path), exclude=str(out / "exclude.txt")).setup("fit")
+    assert read_exclusions(out / "exclude.txt") == {"fer2013.csv:35"}  # names, without data
+
+
 def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
     assert (
         train(
