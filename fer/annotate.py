@@ -24,10 +24,15 @@ COLORS = {  # BGR
 }
 
 
+def _thick(scale: float) -> int:
+    """The stroke of text drawn at `scale`."""
+    return max(1, round(scale * 2))
+
+
 def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) -> int:
     """Text with its top-left corner at (x, y) on a filled box, legible on any background; the y
     of the box's bottom edge."""
-    font, thick = cv2.FONT_HERSHEY_SIMPLEX, max(1, round(scale * 2))
+    font, thick = cv2.FONT_HERSHEY_SIMPLEX, _thick(scale)
     (tw, th), base = cv2.getTextSize(text, font, scale, thick)
     cv2.rectangle(frame, (x, y), (x + tw + 8, y + th + base + 6), bg, -1)
     cv2.putText(frame, text, (x + 4, y + th + 3), font, scale, fg, thick, cv2.LINE_AA)
@@ -42,7 +47,7 @@ def draw(
     scaled to fit this one: a panorama's panel is no taller than the panorama). A face without a
     box (the whole picture, as fer.predict --no-detect reads it) gets no box, its label and bars
     at the picture's top left (bars where they leave half the picture free, nothing on a picture
-    under four labels tall, such as a 48x48 crop)."""
+    under four labels tall or narrower than its label, such as a 64x64 crop)."""
     if not frame.flags.writeable:
         raise ValueError(
             "fer.annotate.draw draws in place, and this picture is read-only: pass a "
@@ -59,14 +64,18 @@ def draw(
     for face in faces:
         color = COLORS[face.emotion]
         whole = face.box is None  # the picture is the face (--no-detect)
-        if whole and frame.shape[0] < 4 * round(26 * unit):
-            continue  # a crop too small for a label that does not hide it (48x48): left as it is
+        label = f"{face.emotion} {face.confidence:.0%}"
+        if whole:  # a crop too small for a label that does not hide it (64x64): left as it is
+            scale = 0.65 * unit
+            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, _thick(scale))
+            if frame.shape[0] < 4 * (th + base + 6) or frame.shape[1] < tw + 8:
+                continue
         x, y, w, h = (0, 0, frame.shape[1], frame.shape[0]) if whole else face.box
         if not whole:
             cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
         below = _text(
             frame,
-            f"{face.emotion} {face.confidence:.0%}",
+            label,
             x,
             max(y - round(26 * unit), 0),
             0.65 * unit,

@@ -232,6 +232,7 @@ IMAGE_MAGIC = (
 BMP_HEADER_SIZES = (12, 40, 52, 56, 64, 108, 124)  # the DIB headers of BMP files (bytes 14-18)
 AVIF_BRANDS = (b"avif", b"avis")  # the brands of an ISO file (its bytes 8-12) that hold AVIF
 HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")  # HEIC
+SEQUENCE_BRANDS = (b"avis", b"hevc", b"hevx", b"msf1")  # of those, the brands of moving pictures
 
 
 def image_kind(head: bytes) -> str | None:

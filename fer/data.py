@@ -544,15 +544,16 @@ def exclusion_list(path: str | Path) -> Path:
 
 
 #: A CSV face's name (FILE:N, its data row): lists that name faces so record what they hold too.
-CSV_FACE = re.compile(r".+\.csv:\d+")
+CSV_FACE = re.compile(r".+\.csv:\d+", re.IGNORECASE)
 
 
-def face_digest(face: np.ndarray | torch.Tensor) -> str:
-    """A short digest of a face's pixels: what an exclusion list records beside a CSV face's name,
-    which says only where the face is in the file."""
-    return hashlib.sha256(np.ascontiguousarray(np.asarray(face, np.uint8)).tobytes()).hexdigest()[
-        :16
-    ]
+def face_digest(data: FerData, i: int) -> str:
+    """A short digest of face i: its pixels, label and split. An exclusion list records it beside
+    a CSV face's name, which says only where the face is in the file (a leaked face and its
+    training copy share their pixels, not their split)."""
+    h = hashlib.sha256(np.ascontiguousarray(np.asarray(data.images[i], np.uint8)).tobytes())
+    h.update(bytes([int(data.labels[i]), int(data.usage[i])]))
+    return h.hexdigest()[:16]
 
 
 def exclusion_lines(data: FerData, names: Iterable[str]) -> str:
@@ -560,7 +561,7 @@ def exclusion_lines(data: FerData, names: Iterable[str]) -> str:
     that the list refuses a file whose rows moved since), a folder face's path alone."""
     where = {n: i for i, n in enumerate(data.names)}
     return "".join(
-        f"{n}\t{face_digest(data.images[where[n]])}\n" if CSV_FACE.fullmatch(n) else f"{n}\n"
+        f"{n}\t{face_digest(data, where[n])}\n" if CSV_FACE.fullmatch(n) else f"{n}\n"
         for n in names
     )
 
@@ -574,25 +575,37 @@ def read_exclusions(path: str | Path | None, data: FerData | None = None) -> set
     p = exclusion_list(path)
     listed = {}
     # (utf-8-sig: a list saved by Windows' Notepad starts with a BOM, not its first name)
-    for line in p.read_text(encoding="utf-8-sig", errors="surrogateescape").splitlines():
+    text = p.read_text(encoding="utf-8-sig", errors="surrogateescape")
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        name, tab, digest = line.rpartition("\t")
-        if not (tab and re.fullmatch(r"[0-9a-f]{16}", digest.strip())):
-            name, digest = line, ""
-        listed[name.strip()] = digest.strip()
+        name, _, digest = (part.strip() for part in line.partition("\t"))
+        digest = digest.split("\t")[0].strip().lower()  # (a tab left after it by an editor)
+        if digest and not re.fullmatch(r"[0-9a-f]{16}", digest):
+            raise FerError(
+                f"{p}, line {number}: {digest!r} after the tab is not a face's digest (16 hex "
+                "digits, as fer.analyze writes them); a name alone is a line too"
+            )
+        listed[name] = digest
     if data is not None:
         where = {n: i for i, n in enumerate(data.names)}
         moved = [
-            n
-            for n, d in listed.items()
-            if d and n in where and face_digest(data.images[where[n]]) != d
+            n for n, d in listed.items() if d and n in where and face_digest(data, where[n]) != d
         ]
         if moved:
             raise FerError(
                 f"{len(moved)} of the faces {p} names by their row are not the faces it was made "
-                f"from ({moved[0]} holds another face): the file's rows moved since (reordered, "
-                "or some removed); make the list again with python -m fer.analyze"
+                f"from ({moved[0]} holds another face, label or split): the file changed since "
+                "(its rows reordered, some removed); make the list again with python -m fer.analyze"
+            )
+        unchecked = [n for n, d in listed.items() if not d and n in where and CSV_FACE.fullmatch(n)]
+        if unchecked:
+            log.warning(
+                "%s names %d CSV faces by their row alone (a list by hand or by an older fer): "
+                "whether they are still the faces it meant cannot be checked; if the file changed "
+                "since, make the list again with python -m fer.analyze",
+                p,
+                len(unchecked),
             )
     return set(listed)
 

@@ -30,6 +30,7 @@ import numpy as np
 from fer.common import (
     HEADER_BYTES,
     PHOTO_EXTENSIONS,
+    SEQUENCE_BRANDS,
     FerError,
     Parser,
     Stoppable,
@@ -178,10 +179,11 @@ def open_source(source: str) -> cv2.VideoCapture:
         )
     if not is_camera and path.suffix.lower() in PHOTO_EXTENSIONS - {".gif"} and path.is_file():
         with open(path, "rb") as f:
-            kind = image_kind(f.read(HEADER_BYTES))
-        # OpenCV would read it as a video of one frame, sideways where EXIF turns it (AVIF and
-        # HEIF files may hold a sequence of pictures: left to OpenCV)
-        if kind and kind not in ("AVIF", "HEIC/HEIF"):
+            head = f.read(HEADER_BYTES)
+        kind = image_kind(head)
+        # OpenCV would read it as a video of one frame, sideways where EXIF turns it (an AVIF or
+        # HEIF file of a sequence brand holds moving pictures: left to OpenCV)
+        if kind and not (head[4:8] == b"ftyp" and head[8:12] in SEQUENCE_BRANDS):
             raise FerError(
                 f"{source} is a {kind} photo, not a video; read its faces with "
                 f"python -m fer.predict {shlex.quote(source)}"

@@ -579,7 +579,7 @@ def create_app(
                 await websocket.close(code=1011, reason=str(e)[:120])
                 return
             loop = asyncio.get_running_loop()
-            deadline = loop.time() + STREAM_IDLE  # a frame answered moves it on, nothing else
+            deadline = loop.time() + STREAM_IDLE  # a frame read moves it on, nothing else
             while True:
                 try:
                     wait = max(deadline - loop.time(), 0.0)
@@ -598,7 +598,8 @@ def create_app(
                 except RequestError as e:
                     answer = {"error": e.message}
                 await websocket.send_json(answer)
-                deadline = loop.time() + STREAM_IDLE
+                if "error" not in answer:  # a frame read: the stream is live
+                    deadline = loop.time() + STREAM_IDLE
         except WebSocketDisconnect:
             pass
         finally:

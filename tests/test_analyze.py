@@ -152,13 +152,45 @@ def test_a_csv_exclusion_list_is_refused_once_the_files_rows_moved(tmp_path):
     module.setup("fit")
     assert "fer2013.csv:35" not in module.splits["train"].names
     assert read_exclusions(out / "leaked.txt", load_fer(path)) == {"fer2013.csv:3"}
-    path.write_text("\n".join([lines[0], leak, *lines[1:]]) + "\n")  # the same rows, moved
-    for listing in ("exclude.txt", "leaked.txt"):
+    swapped = [*lines, lines[4]]
+    swapped[4] = leak  # the leaked face and its training copy trade rows: same pixels, two splits
+    moved = [lines[0], leak, *lines[1:]]  # the same rows, moved
+    for rows in (moved, swapped):
+        path.write_text("\n".join(rows) + "\n")
+        for listing in ("exclude.txt", "leaked.txt"):
+            with pytest.raises(FerError, match="not the faces it was made from"):
+                read_exclusions(out / listing, load_fer(path))
         with pytest.raises(FerError, match="not the faces it was made from"):
-            read_exclusions(out / listing, load_fer(path))
-    with pytest.raises(FerError, match="not the faces it was made from"):
-        FerDataModule(str(path), exclude=str(out / "exclude.txt")).setup("fit")
+            FerDataModule(str(path), exclude=str(out / "exclude.txt")).setup("fit")
     assert read_exclusions(out / "exclude.txt") == {"fer2013.csv:35"}  # names, without data
+    # an editor's trailing tab or capitals are the same digest; something else is refused
+    name, digest = listed[0].split("\t")
+    edited = tmp_path / "edited.txt"
+    edited.write_text(f"{name}\t{digest.upper()}\t\n")
+    assert read_exclusions(edited) == {"fer2013.csv:35"}
+    edited.write_text(f"{name}\tleaked\n")
+    with pytest.raises(FerError, match="line 1: 'leaked' after the tab is not a face's digest"):
+        read_exclusions(edited)
+
+
+def test_a_csv_of_any_suffix_case_gets_digests_and_a_list_without_them_is_warned_of(
+    tmp_path, caplog
+):
+    """(Found by the review of the change: FER2013.CSV's lists held no digest.)"""
+    from fer.data import load_fer
+
+    path = make_csv(tmp_path / "d" / "FER2013.CSV", per_class=(3, 1, 1))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[4].replace(",PublicTest", ",Training")]) + "\n")
+    out = tmp_path / "r"
+    assert analyze(["--data", str(path), "--out", str(out)]) == 0
+    line = (out / "exclude.txt").read_text().splitlines()[1]
+    assert re.fullmatch(r"FER2013\.CSV:35\t[0-9a-f]{16}", line)
+    bare = tmp_path / "bare.txt"
+    bare.write_text("FER2013.CSV:35\n")
+    with caplog.at_level(logging.WARNING, logger="fer.data"):
+        assert read_exclusions(bare, load_fer(path)) == {"FER2013.CSV:35"}
+    assert "names 1 CSV faces by their row alone" in caplog.text
 
 
 def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):

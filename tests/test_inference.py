@@ -973,6 +973,20 @@ def test_detect_bad_sources_are_one_line_errors(source, message, tmp_path):
         # a video named as a photo (RIFF, as WebP is) is still read as a video
         make_video(tmp_path / "clip.avi", frames=3).rename(tmp_path / "clip.webp")
         assert open_source(str(tmp_path / "clip.webp")).isOpened()
+        # a phone's HEIC or AVIF still photo is a photo too (the review: it was left to OpenCV)
+        import pillow_heif
+        from PIL import Image
+
+        pillow_heif.register_heif_opener()
+        for kind in ("heic", "avif"):
+            still = tmp_path / "stills" / f"p.{kind}"
+            still.parent.mkdir(exist_ok=True)
+            Image.fromarray(face(3, 0)).convert("RGB").save(
+                still, {"heic": "HEIF"}.get(kind, "AVIF")
+            )
+            with pytest.raises(FerError, match=rf"p\.{kind} is a .* photo, not a video"):
+                open_source(str(still))
+        shutil.rmtree(tmp_path / "stills")
 
     with pytest.raises(FerError, match=message) as e:
         detect(

@@ -193,7 +193,8 @@ def test_save_draws_the_emotion_of_a_whole_picture_read_with_no_detect(tmp_path,
     folder.mkdir()
     crop = cv2.resize(face(3, 0), (240, 240))
     cv2.imwrite(str(folder / "face.png"), crop)
-    cv2.imwrite(str(folder / "small.png"), face(3, 0))  # a 48x48 crop: no room for them
+    small = cv2.resize(face(3, 0), (64, 64))  # a 64x64 crop: no room for them
+    cv2.imwrite(str(folder / "small.png"), small)
     argv = [
         str(folder),
         "--model",
@@ -213,8 +214,8 @@ def test_save_draws_the_emotion_of_a_whole_picture_read_with_no_detect(tmp_path,
     changed = np.abs(saved.astype(int) - crop[..., None]).max(2) > 10
     assert 0.04 < changed.mean() < 0.5  # label and bars drawn, the face still seen
     # the review of the change: a label and panel would hide all of a 48x48 crop
-    small = cv2.imread(str(tmp_path / "out" / "small.png"), cv2.IMREAD_GRAYSCALE)
-    assert np.array_equal(small, face(3, 0)) and "small.png" in answers
+    saved = cv2.imread(str(tmp_path / "out" / "small.png"), cv2.IMREAD_GRAYSCALE)
+    assert np.array_equal(saved, small) and "small.png" in answers
 
 
 def test_a_file_name_that_is_not_utf8_is_read_and_written_back_as_it_is(tmp_path, exported):
