@@ -461,7 +461,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # (its name cut: a name the system takes, up to 255 bytes, still gets its temporary file)
+        prefix = f".{path.name[:64]}."
+        fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise FerError(
             f"cannot write to {path.parent}: {e.strerror}; choose a writable folder"
@@ -470,7 +472,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        os.chmod(tmp_path, 0o644)
+        try:  # a file replaced keeps its mode (one kept private stays so); a new one is 0644
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            mode = 0o644
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except OSError as e:
         raise FerError(
@@ -507,8 +513,19 @@ def check_outputs(
         if path is not None and str(path) == "":  # Path("") would be this folder
             kind = "folder" if option in (folders or {}) else "file"
             raise FerError(f"{option} is empty (an unset variable?); give the {kind} to write")
-    read = {Path(p).resolve() for p in inputs}
-    named = {Path(p).resolve(): option for option, p in (folders or {}).items() if p is not None}
+    for option, path in [*outputs.items(), *(folders or {}).items()]:
+        if path is not None and str(path) != "-":
+            try:
+                os.stat(path)
+            except OSError as e:  # not there yet is fine; a link leading back to itself is not
+                if e.errno == errno.ELOOP:
+                    raise FerError(f"{option} {path}: {e.strerror}") from None
+
+    def real(p: str | Path) -> Path:  # (Path.resolve raises RuntimeError on a link loop)
+        return Path(os.path.realpath(p))
+
+    read = {real(p) for p in inputs}
+    named = {real(p): option for option, p in (folders or {}).items() if p is not None}
     to_stdout = [option for option, path in outputs.items() if str(path) == "-"]
     if len(to_stdout) > 1:
         raise FerError(f"{' and '.join(to_stdout)} would both write to stdout; give one a file")
@@ -518,7 +535,7 @@ def check_outputs(
         path = Path(path)
         if path.is_dir():
             raise FerError(f"{option} {path} is a folder; give the name of a file to write")
-        key = path.resolve()
+        key = real(path)
         if key in read:
             raise FerError(f"{option} {path} would overwrite an input; choose another name")
         if key in named:
@@ -618,8 +635,13 @@ def add_debug_flag(parser: argparse.ArgumentParser) -> None:
 
 
 class Terminated(BaseException):
-    """SIGTERM (kill, timeout, docker stop) arrived: stop the work as Ctrl-C does, keeping what
-    was done."""
+    """SIGTERM (kill, timeout, docker stop) or SIGHUP (the terminal closed) arrived: stop the work
+    as Ctrl-C does, keeping what was done. `name` is the signal's, `code` the exit status a shell
+    reports for a process it ended (128 + its number)."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(signum)
+        self.name, self.code = signal.Signals(signum).name, 128 + int(signum)
 
 
 def stdout_gone() -> None:
@@ -645,12 +667,15 @@ class Stoppable:
         if threading.current_thread() is threading.main_thread():
             self.before = {s: signal.getsignal(s) for s in self.SIGNALS}
             for s in self.ENDING:
-                signal.signal(s, self._stop)
+                # a signal the process was started ignoring stays ignored: `nohup` (SIGHUP) runs
+                # on after the terminal closes
+                if self.before[s] is not signal.SIG_IGN:
+                    signal.signal(s, self._stop)
         return self
 
     @staticmethod
     def _stop(signum, frame):
-        raise Terminated
+        raise Terminated(signum)
 
     def finishing(self) -> None:
         for s in self.before:
@@ -797,6 +822,10 @@ class OutputSet:
         self._run.__exit__(None, None, None)
 
 
+#: What writing a file can meet where the fault is the disk's, not the program's.
+FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
+
+
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> None:
@@ -821,17 +850,19 @@ def run_cli(
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except Terminated:  # SIGTERM inside a Stoppable block, which cleaned up after itself
-        print("stopped", file=sys.stderr)
-        sys.exit(143)
+    except Terminated as e:  # SIGTERM or SIGHUP inside a Stoppable block, which cleaned up
+        print(f"stopped by {e.name}", file=sys.stderr)
+        sys.exit(e.code)
     except FerError as e:
         if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    except OSError as e:  # a file the system refused (a name too long, no permission), named
-        if debug or e.filename is None:
+    except OSError as e:  # a file the system refused (a name too long, no permission), named,
+        # or a disk that takes no more (a write or close names no file)
+        if debug or (e.filename is None and e.errno not in FULL_DISK):
             raise
-        print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"error: {where}{e.strerror}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

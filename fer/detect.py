@@ -382,6 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     frames, start, fps = 0, time.perf_counter(), 0.0
     recent: list[float] = []
     finished, ran_out, code = False, False, 0
+    stopped_by = ""  # the signal that stopped the run (Terminated's)
     with Stoppable() as run:
         try:
             if args.json == "-":
@@ -437,8 +438,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except BrokenPipeError:  # `--json - | head`: the reader has what it wanted; stop there
             stdout_gone()
             finished, code = True, 141  # 128 + SIGPIPE, as a process SIGPIPE ended reports
-        except Terminated:
-            finished, code = True, 143  # 128 + SIGTERM, as a shell reports a process SIGTERM ended
+        except Terminated as e:  # 128 + SIGTERM (or SIGHUP), as a shell reports it
+            finished, code, stopped_by = True, e.code, e.name
         finally:
             run.finishing()  # the files are completed whatever arrives now, a second Ctrl-C too
             try:
@@ -505,8 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             0: "",
             130: "stopped by Ctrl-C: ",
             141: "stopped, its reader gone: ",
-            143: "stopped by SIGTERM: ",
-        }[code]
+        }.get(code, f"stopped by {stopped_by}: ")
         + f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
         + (f"; wrote {args.output}" if args.output and frames else "")
         + (f"; wrote {args.json}" if args.json and args.json != "-" and frames else ""),

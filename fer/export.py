@@ -479,9 +479,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with outputs as folder:
             write_files(spec, model, folder, args, faces)
-    except Terminated:
-        print("stopped: nothing written", file=sys.stderr)
-        return 143
+    except Terminated as e:
+        print(f"stopped by {e.name}: nothing written", file=sys.stderr)
+        return e.code
     stale = outputs.removed
     print(
         f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "

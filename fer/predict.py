@@ -449,6 +449,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         records.extend(image_records)
 
     progress = _progress(len(files))
+    why = ""  # what stopped the run, if anything did
     stopped = done = 0  # photos gone through (read, resumed or failed): their results are kept
     save_failed = False  # a periodic save failed (said once)
     with Stoppable() as run:
@@ -470,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush()  # a decoded photo is not kept waiting for others
             flush()
         except (KeyboardInterrupt, Terminated) as e:
-            stopped = 143 if isinstance(e, Terminated) else 130
+            stopped, why = (e.code, e.name) if isinstance(e, Terminated) else (130, "Ctrl-C")
         # a library read for an hour keeps its results: the photos read are written, whatever
         # arrives now (a second Ctrl-C, SIGTERM)
         run.finishing()
@@ -492,7 +493,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     if stopped:
-        why = "SIGTERM" if stopped == 143 else "Ctrl-C"
         print(
             f"stopped by {why} after {done} of {len(files)} photos; the results of those read are "
             "written",

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fer.common import run_cli
-from tests.conftest import make_csv, make_folder, pixels
+from tests.conftest import make_csv, make_folder, make_video, pixels
 
 TINY = ["--widths", "8", "--depth", "1", "--precision", "32-true", "--fast-dev-run"]
 
@@ -329,6 +329,33 @@ def test_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, expo
     )
     assert_one_line_error(code, err, "No space left on device", "check free space")
     assert not out.exists() and not list(tmp_path.glob(".pred.json*"))
+
+
+def test_detect_on_a_full_disk_is_one_line(tmp_path, capsys, exported):
+    """Was: fer.detect's JSON lines meeting a full disk (here /dev/full, which takes nothing)
+    ended in a traceback and exit 1: the write names no file, so the error was taken for a bug."""
+    video = make_video(tmp_path / "in.mp4", frames=3)
+    args = ["--source", str(video), "--model", str(exported), "--detector", "haar"]
+    code, _, err = cli("detect", [*args, "--json", "/dev/full"], capsys)
+    assert_one_line_error(code, err, "No space left on device")
+
+
+def test_an_output_through_a_link_loop_is_one_line_and_a_long_name_is_written(
+    tmp_path, capsys, exported
+):
+    """Were: --json naming a symbolic link to itself ended in a RuntimeError traceback; and a name
+    of 242-255 characters, which the system takes, was refused at the end of the run (its
+    temporary file's name, 14 characters longer, was not)."""
+    faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
+    (tmp_path / "loop").symlink_to("loop")
+    argv = [str(faces), "--model", str(exported), "--no-detect"]
+    for out in (tmp_path / "loop", tmp_path / "loop" / "p.json"):
+        code, _, err = cli("predict", [*argv, "--json", str(out)], capsys)
+        assert_one_line_error(code, err, "Too many levels of symbolic links")
+    long = tmp_path / ("p" * 245 + ".json")
+    code, _, err = cli("predict", [*argv, "--json", str(long)], capsys)
+    assert code == 0, err
+    assert len(json.loads(long.read_text())) == 7 and not list(tmp_path.glob(".p*"))
 
 
 def test_a_name_the_system_refuses_is_one_line(tmp_path, capsys):

@@ -170,6 +170,32 @@ def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
     assert "SIGTERM" in out.err
 
 
+@pytest.mark.parametrize("nohup", [False, True])
+def test_a_run_under_nohup_goes_on_when_the_terminal_closes(nohup):
+    """Was: Stoppable put its own handler over the SIGHUP that `nohup` ignores, so closing the
+    terminal stopped `nohup python -m fer.predict folder &` (and reported SIGTERM, exit 143)."""
+    script = (
+        "import os, signal\n"
+        "from fer.common import Stoppable, run_cli\n"
+        "def main(argv):\n"
+        "    with Stoppable():\n"
+        "        os.kill(os.getpid(), signal.SIGHUP)\n"
+        "        print('went on')\n"
+        "run_cli(main, [])\n"
+    )
+
+    def start() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN if nohup else signal.SIG_DFL)
+
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, preexec_fn=start
+    )
+    if nohup:
+        assert done.returncode == 0 and "went on" in done.stdout, done.stderr
+    else:  # the terminal closed: stopped, and said so (128 + SIGHUP)
+        assert done.returncode == 129 and "stopped by SIGHUP" in done.stderr, done.stderr
+
+
 def stopped_source(stop: str, at_read: int):
     """fer.detect's open_source, whose video is stopped at its read number `at_read`: by Ctrl-C,
     or by SIGTERM sent to this process."""

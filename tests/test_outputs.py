@@ -788,6 +788,20 @@ def test_a_stream_named_as_an_output_is_appended_to_once(tmp_path, photos, monke
     assert sorted(Path(r["file"]).name for r in records) == ["p0.png", "p1.png", "p2.png"]
 
 
+def test_a_file_replaced_keeps_its_mode(tmp_path):
+    """Was: every file written over was made 0644, so a results file kept private (0600) became
+    readable by every user of the machine."""
+    from fer.common import write_text
+
+    private = tmp_path / "results.json"
+    private.write_text("{}")
+    private.chmod(0o600)
+    write_text(private, '{"new": 1}')
+    assert private.read_text() == '{"new": 1}' and (private.stat().st_mode & 0o777) == 0o600
+    write_text(tmp_path / "new.json", "{}")
+    assert ((tmp_path / "new.json").stat().st_mode & 0o777) == 0o644
+
+
 def test_an_output_set_removes_hidden_folders_of_runs_that_died(tmp_path):
     """A run killed outright (SIGKILL, a power cut) leaves its hidden folder in --out; the next
     run into that folder removes it, and leaves those of runs still going."""
@@ -803,16 +817,23 @@ def test_an_output_set_removes_hidden_folders_of_runs_that_died(tmp_path):
     stale = tmp_path / f".new-{dead.pid}-{host}-{random}"
     stale.mkdir()
     (stale / "model.json").write_text("{}")
-    alive = tmp_path / f".new-{os.getpid()}-{host}-abcd1234"  # a run going on beside this one
+    # runs going on beside this one: another process (the review: this process's own folder is
+    # passed over before any check, so a check that removed live runs' folders passed the test)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    alive = [tmp_path / f".new-{pid}-{host}-abcd1234" for pid in (running.pid, os.getpid())]
     elsewhere = tmp_path / f".new-{dead.pid}-{'0' * len(host)}-{random}"  # another machine's
     mine = [tmp_path / f".new-{dead.pid}-my_photos", tmp_path / ".new-20240101123000-x"]
-    for folder in (alive, elsewhere, *mine):  # none of them its to remove
-        folder.mkdir()
-        (folder / "keep.txt").write_text("precious")
-    with OutputSet(tmp_path, ["result.txt"], "result.txt") as folder:
-        (folder / "result.txt").write_text("again")
+    try:
+        for folder in (*alive, elsewhere, *mine):  # none of them its to remove
+            folder.mkdir()
+            (folder / "keep.txt").write_text("precious")
+        with OutputSet(tmp_path, ["result.txt"], "result.txt") as folder:
+            (folder / "result.txt").write_text("again")
+    finally:
+        running.kill()
+        running.wait()
     assert not stale.exists()
-    assert all((f / "keep.txt").is_file() for f in (alive, elsewhere, *mine))
+    assert all((f / "keep.txt").is_file() for f in (*alive, elsewhere, *mine))
     assert (tmp_path / "result.txt").read_text() == "again"
 
 
