@@ -442,6 +442,16 @@ def write_target(path: str | Path) -> tuple[Path, bool]:
     return (Path(os.path.realpath(path)) if path.is_symlink() else path), False
 
 
+def umask() -> int:
+    """The process's umask, read without setting it (os.umask sets it, for every thread): from
+    /proc where Linux gives it, else the usual 022."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022
+
+
 @contextlib.contextmanager
 def _in_place(path: Path) -> Iterator[Path]:
     try:
@@ -461,8 +471,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # (its name cut: a name the system takes, up to 255 bytes, still gets its temporary file)
-        prefix = f".{path.name[:64]}."
+        # (its name cut: a name the system takes, up to 255 bytes, still gets its temporary file;
+        # 40 characters are at most 160 bytes)
+        prefix = f".{path.name[:40]}."
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise FerError(
@@ -472,10 +483,10 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        try:  # a file replaced keeps its mode (one kept private stays so); a new one is 0644
-            mode = stat.S_IMODE(path.stat().st_mode)
+        try:  # a file replaced keeps its mode (one kept private stays so); a new one the umask's
+            mode = path.stat().st_mode & 0o777
         except OSError:
-            mode = 0o644
+            mode = 0o666 & ~umask()
         os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except OSError as e:
@@ -496,6 +507,12 @@ def write_text(path: str | Path, text: str) -> None:
         return
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def real_path(path: str | Path) -> Path:
+    """`path` absolute, with its links followed: what names one file however it is spelled.
+    (Path.resolve raises RuntimeError on a link that leads back to itself; this leaves it.)"""
+    return Path(os.path.realpath(path))
 
 
 def check_outputs(
@@ -521,11 +538,8 @@ def check_outputs(
                 if e.errno == errno.ELOOP:
                     raise FerError(f"{option} {path}: {e.strerror}") from None
 
-    def real(p: str | Path) -> Path:  # (Path.resolve raises RuntimeError on a link loop)
-        return Path(os.path.realpath(p))
-
-    read = {real(p) for p in inputs}
-    named = {real(p): option for option, p in (folders or {}).items() if p is not None}
+    read = {real_path(p) for p in inputs}
+    named = {real_path(p): option for option, p in (folders or {}).items() if p is not None}
     to_stdout = [option for option, path in outputs.items() if str(path) == "-"]
     if len(to_stdout) > 1:
         raise FerError(f"{' and '.join(to_stdout)} would both write to stdout; give one a file")
@@ -535,7 +549,7 @@ def check_outputs(
         path = Path(path)
         if path.is_dir():
             raise FerError(f"{option} {path} is a folder; give the name of a file to write")
-        key = real(path)
+        key = real_path(path)
         if key in read:
             raise FerError(f"{option} {path} would overwrite an input; choose another name")
         if key in named:
@@ -862,7 +876,9 @@ def run_cli(
         # or a disk that takes no more (a write or close names no file)
         if debug or (e.filename is None and e.errno not in FULL_DISK):
             raise
-        where = f"{e.filename}: " if e.filename is not None else ""
-        print(f"error: {where}{e.strerror}", file=sys.stderr)
+        if e.filename is not None:
+            print(f"error: {e.filename}: {e.strerror}", file=sys.stderr)
+        else:
+            print(f"error: {e.strerror}, writing the outputs; check free space", file=sys.stderr)
         sys.exit(2)
     sys.exit(code or 0)

@@ -44,6 +44,7 @@ from fer.common import (
     add_debug_flag,
     atomic_path,
     file_sha256,
+    real_path,
     run_cli,
     write_text,
 )
@@ -354,7 +355,7 @@ def read_metrics(
     written) is recorded with a warning."""
     metrics: dict[str, dict] = {}
     named: dict[str, str] = {}  # name -> the file that gave it
-    known = {p.resolve() for p in models}
+    known = {real_path(p) for p in models}
     for f in files:
         try:
             m = json.loads(Path(f).read_text())
@@ -376,7 +377,7 @@ def read_metrics(
         named[name], metrics[name] = f, summary
         measured = m.get("model")
         if isinstance(measured, str) and measured:
-            where = Path(measured).resolve()
+            where = real_path(measured)
             if where not in known and where.parent not in known:
                 print(
                     f"warning: {f} was measured on {measured}, not on a model this export reads "

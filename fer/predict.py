@@ -33,6 +33,7 @@ from fer.common import (
     add_model_options,
     atomic_path,
     check_outputs,
+    real_path,
     run_cli,
     to_uint8,
     write_target,
@@ -116,7 +117,7 @@ def gather(
         else:
             errors.append(f"{p}: no such file or folder")
     seen: set[Path] = set()  # a photo named twice (a folder and a file in it) is read once
-    files = [(f, n) for f, n in files if not (f.resolve() in seen or seen.add(f.resolve()))]
+    files = [(f, n) for f, n in files if not (real_path(f) in seen or seen.add(real_path(f)))]
     return files, errors
 
 
@@ -188,12 +189,12 @@ def save_paths(files: list[tuple[Path, Path]], folder: str, ours: bool) -> dict[
     refuses a FOLDER where no file can be made; each copy makes the folders it goes in as it is
     written)."""
     out, taken = {}, {}
-    inputs = {f.resolve() for f, _ in files}
+    inputs = {real_path(f) for f, _ in files}
     for f, name in files:
         path = Path(folder) / name
         if path.suffix.lower() not in SAVE_AS:  # face.gif -> face.gif.png, apart from face.png
             path = path.with_name(path.name + ".png")
-        key = path.resolve()
+        key = real_path(path)
         if key in inputs or (not ours and os.path.lexists(path)):
             hint = (
                 ""
@@ -306,11 +307,11 @@ class Earlier:
         these photos' records alone would lose them."""
         if not self.by_name:
             return
-        bases = [Path.cwd(), Path(self.json_file).resolve().parent]
-        places = {(base / name).resolve(): name for name in self.by_name for base in bases[::-1]}
+        bases = [Path.cwd(), real_path(self.json_file).parent]
+        places = {real_path(base / name): name for name in self.by_name for base in bases[::-1]}
         used: set[str] = set()
         for photo in photos:
-            name = str(photo) if str(photo) in self.by_name else places.get(photo.resolve())
+            name = str(photo) if str(photo) in self.by_name else places.get(real_path(photo))
             if name is not None and name not in used:
                 self.names[photo] = name
                 used.add(name)

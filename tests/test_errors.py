@@ -352,10 +352,19 @@ def test_an_output_through_a_link_loop_is_one_line_and_a_long_name_is_written(
     for out in (tmp_path / "loop", tmp_path / "loop" / "p.json"):
         code, _, err = cli("predict", [*argv, "--json", str(out)], capsys)
         assert_one_line_error(code, err, "Too many levels of symbolic links")
-    long = tmp_path / ("p" * 245 + ".json")
-    code, _, err = cli("predict", [*argv, "--json", str(long)], capsys)
-    assert code == 0, err
-    assert len(json.loads(long.read_text())) == 7 and not list(tmp_path.glob(".p*"))
+    saved = tmp_path / "saved"
+    assert cli("predict", [*argv, "--save", str(saved)], capsys)[0] == 0  # fer's folder now
+    copy = next(saved.rglob("*.png"))
+    copy.unlink()
+    copy.symlink_to(copy.name)  # a copy's name, a link to itself
+    code, _, err = cli("predict", [*argv, "--save", str(saved)], capsys)
+    assert code == 0 and "Traceback" not in err, err  # (was: RuntimeError, a traceback)
+    assert copy.is_file() and not copy.is_symlink()  # fer's copy, in fer's folder, again
+    for long in (tmp_path / ("p" * 245 + ".json"), tmp_path / ("😀" * 61 + ".json")):  # 249 bytes
+        code, _, err = cli("predict", [*argv, "--json", str(long)], capsys)
+        assert code == 0, err
+        assert len(json.loads(long.read_text())) == 7
+    assert not list(tmp_path.glob(".*"))  # no temporary file left
 
 
 def test_a_name_the_system_refuses_is_one_line(tmp_path, capsys):

@@ -4,6 +4,7 @@ import json
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -372,7 +373,13 @@ def test_an_export_stopped_by_sigterm_leaves_the_folder_as_it_was(trained, tmp_p
     )
     args = ["--ckpt", str(trained["ckpt"]), "--out", str(out)]
     done = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        # as from a terminal, also where the tests run under nohup (which a run ignoring
+        # SIGHUP respects: it would not stop)
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     code = {"SIGTERM": 143, "SIGHUP": 129}[signal_name]  # 128 + its number (was 143 for both)
     assert done.returncode == code and f"stopped by {signal_name}: nothing written" in done.stderr

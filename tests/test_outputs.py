@@ -798,8 +798,15 @@ def test_a_file_replaced_keeps_its_mode(tmp_path):
     private.chmod(0o600)
     write_text(private, '{"new": 1}')
     assert private.read_text() == '{"new": 1}' and (private.stat().st_mode & 0o777) == 0o600
-    write_text(tmp_path / "new.json", "{}")
-    assert ((tmp_path / "new.json").stat().st_mode & 0o777) == 0o644
+    private.chmod(0o2640)  # not the setgid bit (the review of the change)
+    write_text(private, "{}")
+    assert (private.stat().st_mode & 0o7777) == 0o640
+    old = os.umask(0o077)
+    try:  # a new file as the umask says (was: 0644 whatever it said)
+        write_text(tmp_path / "new.json", "{}")
+    finally:
+        os.umask(old)
+    assert ((tmp_path / "new.json").stat().st_mode & 0o777) == 0o600
 
 
 def test_an_output_set_removes_hidden_folders_of_runs_that_died(tmp_path):
