@@ -2,6 +2,7 @@
 and the server keeps serving, the live stream frees what a client leaves, load is answered in full,
 and the page works in a real browser (headless Debian Chromium with a fake camera)."""
 
+import base64
 import io
 import json
 import os
@@ -99,6 +100,10 @@ def test_the_page_and_its_assets_are_served_and_need_nothing_from_elsewhere(serv
     url, _ = server
     page = httpx.get(url)
     assert page.status_code == 200 and "<video" in page.text
+    # statuses (errors too) are announced by screen readers; the list of live faces, rebuilt for
+    # every frame, is not (was: announced up to 30 times a second)
+    assert page.text.count('class="status" role="status"') == 2
+    assert "aria-live" not in page.text
     for asset in ("/static/app.js", "/static/style.css"):
         r = httpx.get(url + asset)
         assert r.status_code == 200 and len(r.text) > 100
@@ -724,6 +729,43 @@ def test_a_photo_picked_on_the_page_is_drawn_with_its_faces(real_faces, server, 
             "const c = document.getElementById('photo-canvas'); return [c.width, c.height]"
         )
         assert size == [0, 0]
+        # The review of the page (2026-12-05) found, and these were:
+        # the same file picked again (as after a 503) was no change: nothing was sent
+        text.write_bytes(photo.read_bytes())
+        driver.find_element("id", "photo-input").send_keys(str(text))
+        wait_for(lambda: "notes.jpg: 900x600, 2 faces" in status.text, 60, "the file again")
+        # a photo dropped beside the drop zone (on the video) opened in place of the page
+        dropped = driver.execute_script(
+            "const bytes = Uint8Array.from(atob(arguments[0]), (c) => c.charCodeAt(0));"
+            "const data = new DataTransfer();"
+            "data.items.add(new File([bytes], 'dropped.jpg', { type: 'image/jpeg' }));"
+            "const drop = new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true });"
+            "return !document.getElementById('video').dispatchEvent(drop);",  # default prevented
+            base64.b64encode(photo.read_bytes()).decode(),
+        )
+        assert dropped
+        wait_for(lambda: "dropped.jpg: 900x600, 2 faces" in status.text, 60, "the dropped photo")
+        # the keyboard could not reach the picker (its input was display: none)
+        driver.execute_script("document.activeElement.blur(); window.focus()")
+        from selenium.webdriver.common.keys import Keys
+
+        body = driver.find_element("tag name", "body")
+        focused = []
+        for _ in range(8):
+            body.send_keys(Keys.TAB)
+            focused.append(driver.execute_script("return document.activeElement.id"))
+        assert "photo-input" in focused, focused
+        # a face's bars went past the picture's right edge into the letterbox beside it
+        outside = driver.execute_script(
+            "const c = document.createElement('canvas'); c.width = 400; c.height = 200;"
+            "const ctx = c.getContext('2d'); ctx.translate(100, 0);"  # a picture 200 px wide
+            "const face = { box: [60, 20, 40, 40], emotion: 'happy', confidence: 0.9,"
+            "  probabilities: { happy: 0.9, sad: 0.1 } };"
+            "drawFace(ctx, face, 1, 1, 1, 200);"
+            "const px = ctx.getImageData(300, 0, 100, 200).data;"
+            "return px.some((v, i) => i % 4 === 3 && v > 0);"
+        )
+        assert outside is False
     finally:
         driver.quit()
 

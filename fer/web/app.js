@@ -36,7 +36,9 @@ async function loadModel() {
 
 // One face drawn as fer.annotate draws it: a box in the emotion's colour, the emotion on a filled
 // label, and every emotion's probability as bars on a dark panel beside the face.
-function drawFace(ctx, face, sx, sy, unit) {
+// `width`: the right edge of the picture in the context's units (the panel stays inside it, not
+// in a letterbox beside it).
+function drawFace(ctx, face, sx, sy, unit, width = ctx.canvas.width) {
   const [x, y, w, h] = [face.box[0] * sx, face.box[1] * sy, face.box[2] * sx, face.box[3] * sy];
   const color = card.colors[face.emotion] || "#ffffff";
   ctx.lineWidth = Math.max(2, 2 * unit);
@@ -54,8 +56,7 @@ function drawFace(ctx, face, sx, sy, unit) {
   ctx.fillText(label, x + 5 * unit, ly + 4 * unit);
   const rows = card.classes.length ? card.classes : Object.keys(face.probabilities);
   const row = Math.round(14 * unit), panelW = 150 * unit, panelH = rows.length * row + 8 * unit;
-  const canvasW = ctx.canvas.width;
-  const px = x + w + 6 * unit + panelW <= canvasW ? x + w + 6 * unit : Math.max(0, x - panelW - 6 * unit);
+  const px = x + w + 6 * unit + panelW <= width ? x + w + 6 * unit : Math.max(0, x - panelW - 6 * unit);
   ctx.fillStyle = "rgba(20, 20, 20, 0.75)";
   ctx.fillRect(px, y, panelW, panelH);
   ctx.font = `${Math.round(11 * unit)}px system-ui, sans-serif`;
@@ -232,7 +233,8 @@ function showFrame(answer) {
   ctx.clearRect(0, 0, overlay.width, overlay.height);
   ctx.save();
   ctx.translate(ox, oy);
-  for (const face of answer.faces) drawFace(ctx, face, fit, fit, Math.max(0.6, (answer.width * fit) / 640));
+  const unit = Math.max(0.6, (answer.width * fit) / 640);
+  for (const face of answer.faces) drawFace(ctx, face, fit, fit, unit, answer.width * fit);
   ctx.restore();
   listFaces($("live-faces"), answer.faces);
   video.dataset.frames = String(Number(video.dataset.frames || 0) + 1);
@@ -289,8 +291,10 @@ async function predictPhoto(file) {
   canvas.width = answer.width;
   canvas.height = answer.height;
   const shown = bitmap !== null;
-  if (shown) ctx.drawImage(bitmap, 0, 0, answer.width, answer.height);
-  else {
+  if (shown) {
+    ctx.drawImage(bitmap, 0, 0, answer.width, answer.height);
+    bitmap.close();  // its pixels freed now, not whenever the garbage is collected
+  } else {
     ctx.fillStyle = "#333";
     ctx.fillRect(0, 0, canvas.width, canvas.height);
   }
@@ -305,15 +309,20 @@ async function predictPhoto(file) {
 
 function setUpPhoto() {
   const drop = $("drop"), input = $("photo-input");
-  input.addEventListener("change", () => { if (input.files.length) predictPhoto(input.files[0]); });
+  input.addEventListener("change", () => {
+    if (input.files.length) predictPhoto(input.files[0]);
+    input.value = "";  // the same file picked again (after a 503, say) is a change too
+  });
   for (const name of ["dragenter", "dragover"]) {
-    drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.add("over"); });
+    drop.addEventListener(name, () => drop.classList.add("over"));
   }
-  for (const name of ["dragleave", "drop"]) {
-    drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.remove("over"); });
-  }
-  drop.addEventListener("drop", (e) => {
-    const file = e.dataTransfer.files[0];
+  for (const name of ["dragleave", "drop"]) drop.addEventListener(name, () => drop.classList.remove("over"));
+  // a photo dropped anywhere on the page is read: the browser would otherwise open the file in
+  // place of the page, ending a live session
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    const file = e.dataTransfer && e.dataTransfer.files[0];
     if (file) predictPhoto(file);
   });
 }
