@@ -632,6 +632,22 @@ def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera,
         status = driver.find_element("id", "live-status")
         assert "error" not in status.get_attribute("class"), status.text
         assert driver.find_element("id", "stop").is_enabled()
+        # a server that stops answering (stalled): the last faces and frame rate are taken off
+        # the video, and the page says it waits (were: left as they were, no word)
+        driver.execute_script("live.ws.send = () => {};")  # as if no frame came through
+        wait_for(lambda: "Waiting for the server" in status.text, 30, "the wait said")
+        assert live_labels(driver) == [] and page_fps(driver) == 0
+        # a server that cannot be reached (stopped) is said so (was: "The server closed the
+        # stream.", which it never opened)
+        driver.find_element("id", "stop").click()
+        driver.execute_script(
+            "const Real = WebSocket;"
+            "window.WebSocket = function () { return new Real('ws://127.0.0.1:9/api/stream'); };"
+            "window.WebSocket.OPEN = Real.OPEN;"
+        )
+        driver.find_element("id", "start").click()
+        wait_for(lambda: "Could not reach the server" in status.text, 30, "the error")
+        assert driver.find_element("id", "start").is_enabled()
     finally:
         driver.quit()
 

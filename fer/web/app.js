@@ -106,10 +106,32 @@ function listFaces(ul, faces) {
 // for a video out of view); `shown` is the number of the frame the video shows and `shownAt` when
 // the browser said so, `sent` the number of the last frame sent
 const FRAME_WAIT_MS = 500;
+// no answer for STALL_MS (a server stalled or far too busy): the last faces and frame rate are
+// taken off the video, and the page says it waits
+const STALL_MS = 3000;
 const live = {
   running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null,
-  shown: -1, shownAt: 0, sent: null, retry: null,
+  shown: -1, shownAt: 0, sent: null, retry: null, stall: null,
 };
+
+function clearLive() {
+  const overlay = $("overlay");
+  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
+  $("live-faces").replaceChildren();
+  $("fps").textContent = "– frames/s";
+  delete $("fps").dataset.fps;
+  $("latency").textContent = "";
+}
+
+function watchAnswers(ws) {
+  clearTimeout(live.stall);
+  live.stall = setTimeout(() => {
+    if (ws !== live.ws || !live.running) return;
+    clearLive();
+    live.answered = [];
+    setStatus($("live-status"), `Waiting for the server: no answer for ${STALL_MS / 1000} s.`, true);
+  }, STALL_MS);
+}
 
 function watchFrames(video, stream) {
   if (!video.requestVideoFrameCallback) return;
@@ -160,14 +182,18 @@ async function startCamera() {
   ws.binaryType = "arraybuffer";
   // every handler checks that its socket is still the live one: a stopped session's late events
   // must not touch the next one
+  let opened = false;  // a stream that never opened: the server was not reached
   ws.onopen = () => {
     if (ws !== live.ws) return;
+    opened = true;
+    watchAnswers(ws);
     setStatus(status, "Live: frames go to this server only and are not stored.");
     for (let i = 0; i < IN_FLIGHT; i++) sendFrame();
   };
   ws.onmessage = (event) => {
     if (ws !== live.ws) return;
     live.inFlight -= 1;
+    watchAnswers(ws);
     const answer = JSON.parse(event.data);
     if (answer.error) {
       setStatus(status, answer.error, true);
@@ -183,7 +209,8 @@ async function startCamera() {
   };
   ws.onclose = (event) => {
     if (ws !== live.ws || !live.running) return;
-    setStatus(status, `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`, true);
+    setStatus(status, opened ? `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`
+      : `Could not reach the server at ${location.host} (is fer.serve still running?).`, true);
     stopCamera();
   };
 }
@@ -246,12 +273,8 @@ function stopCamera() {
   live.ws = null;
   if (live.stream) live.stream.getTracks().forEach((t) => t.stop());
   live.stream = null;
-  const overlay = $("overlay");
-  overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
-  $("live-faces").replaceChildren();
-  $("fps").textContent = "– frames/s";
-  delete $("fps").dataset.fps;
-  $("latency").textContent = "";
+  clearTimeout(live.stall);
+  clearLive();
   $("start").disabled = false;
   $("stop").disabled = true;
 }
