@@ -179,6 +179,7 @@ async function startCamera() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/api/stream`);
   live.ws = ws;
+  watchAnswers(ws);  // a server that takes the connection and never opens it is waited for too
   ws.binaryType = "arraybuffer";
   // every handler checks that its socket is still the live one: a stopped session's late events
   // must not touch the next one
@@ -210,7 +211,8 @@ async function startCamera() {
   ws.onclose = (event) => {
     if (ws !== live.ws || !live.running) return;
     setStatus(status, opened ? `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`
-      : `Could not reach the server at ${location.host} (is fer.serve still running?).`, true);
+      : `Could not open the stream: the server at ${location.host} is not running, or it refused ` +
+        "this page (its log says why; see --allow-origin).", true);
     stopCamera();
   };
 }
@@ -260,6 +262,9 @@ function showFrame(answer) {
   ctx.clearRect(0, 0, overlay.width, overlay.height);
   ctx.save();
   ctx.translate(ox, oy);
+  ctx.beginPath();  // nothing drawn in the letterbox around the picture (a panel near its edge)
+  ctx.rect(0, 0, answer.width * fit, answer.height * fit);
+  ctx.clip();
   const unit = Math.max(0.6, (answer.width * fit) / 640);
   for (const face of answer.faces) drawFace(ctx, face, fit, fit, unit, answer.width * fit);
   ctx.restore();
@@ -275,6 +280,10 @@ function stopCamera() {
   live.stream = null;
   clearTimeout(live.stall);
   clearLive();
+  const status = $("live-status");
+  if (status.textContent.startsWith("Waiting for the server")) {  // a wait that is over
+    setStatus(status, "Frames go to this server only and are not stored.");
+  }
   $("start").disabled = false;
   $("stop").disabled = true;
 }
@@ -309,7 +318,7 @@ async function predictPhoto(file) {
     // the browser turns the photo upright by its EXIF orientation, as the server does
     bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   } catch (e) { /* drawn on grey below */ }
-  if (request !== photoRequest) return;
+  if (request !== photoRequest) { if (bitmap) bitmap.close(); return; }
   const canvas = $("photo-canvas"), ctx = canvas.getContext("2d");
   canvas.width = answer.width;
   canvas.height = answer.height;
