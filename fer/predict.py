@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--save",
         metavar="DIR",
         help="write a copy of each photo, upright, with its faces drawn (box, emotion, "
-        "probability bars) into DIR, under the same names (GIF, PGM and such as NAME.png); "
+        "probability bars; with --no-detect, the emotion and bars at its top left where they "
+        "leave the picture visible, a 48x48 crop copied as it is) into DIR, under the same names (GIF, PGM and such as NAME.png); "
         "DIR is marked as fer's when it starts empty, and a marked DIR inside a folder read is "
         "not read itself; a file in DIR that is not marked fer's is never overwritten",
     )

@@ -645,7 +645,11 @@ def build_parser() -> argparse.ArgumentParser:
         "freed)",
     )
     p.add_argument(
-        "--max-megapixels", type=float, default=50, help="largest image, by its header, megapixels"
+        "--max-megapixels",
+        type=float,
+        default=50,
+        help="largest photo, by its header, megapixels (a live stream's frames: at most 8.3, "
+        "a 3840x2160 frame's)",
     )
     p.add_argument(
         "--allow-origin",
