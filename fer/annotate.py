@@ -29,14 +29,21 @@ def _thick(scale: float) -> int:
     return max(1, round(scale * 2))
 
 
+def _text_box(text: str, scale: float) -> tuple[int, int, int]:
+    """(width, height) of the filled box `_text` draws for `text` at `scale`, and the text's own
+    height above its baseline."""
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, _thick(scale))
+    return tw + 8, th + base + 6, th
+
+
 def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) -> int:
     """Text with its top-left corner at (x, y) on a filled box, legible on any background; the y
     of the box's bottom edge."""
+    w, h, th = _text_box(text, scale)
+    cv2.rectangle(frame, (x, y), (x + w, y + h), bg, -1)
     font, thick = cv2.FONT_HERSHEY_SIMPLEX, _thick(scale)
-    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
-    cv2.rectangle(frame, (x, y), (x + tw + 8, y + th + base + 6), bg, -1)
     cv2.putText(frame, text, (x + 4, y + th + 3), font, scale, fg, thick, cv2.LINE_AA)
-    return y + th + base + 6
+    return y + h
 
 
 def draw(
@@ -66,9 +73,8 @@ def draw(
         whole = face.box is None  # the picture is the face (--no-detect)
         label = f"{face.emotion} {face.confidence:.0%}"
         if whole:  # a crop too small for a label that does not hide it (64x64): left as it is
-            scale = 0.65 * unit
-            (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, _thick(scale))
-            if frame.shape[0] < 4 * (th + base + 6) or frame.shape[1] < tw + 8:
+            label_w, label_h, _ = _text_box(label, 0.65 * unit)
+            if frame.shape[0] < 4 * label_h or frame.shape[1] < label_w:
                 continue
         x, y, w, h = (0, 0, frame.shape[1], frame.shape[0]) if whole else face.box
         if not whole:

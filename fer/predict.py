@@ -118,8 +118,12 @@ def gather(
         else:
             errors.append(f"{p}: no such file or folder")
     seen: set[Path] = set()  # a photo named twice (a folder and a file in it) is read once
-    files = [(f, n) for f, n in files if not (real_path(f) in seen or seen.add(real_path(f)))]
-    return files, errors
+    once = []
+    for f, n in files:
+        if (key := real_path(f)) not in seen:
+            seen.add(key)
+            once.append((f, n))
+    return once, errors
 
 
 #: Marks a --save folder as fer's (written where the folder starts empty): a run with that

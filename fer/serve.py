@@ -272,6 +272,12 @@ class Engine:
         # live streams get threads of their own, so a frame never queues behind a large photo
         self.stream_pool = ThreadPoolExecutor(MAX_STREAMS, thread_name_prefix="fer-stream")
         self.max_pixels, self.every = max_pixels, every
+        # a stream's frames: STREAM_MAX_PIXELS at most, and what sets their limit, for messages
+        self.frame_limit = (
+            (STREAM_MAX_PIXELS, "a stream's frames: at most 3840x2160 pixels")
+            if max_pixels > STREAM_MAX_PIXELS
+            else (max_pixels, "fer.serve --max-megapixels")
+        )
         self.streams = 0
         from PIL import Image
 
@@ -304,11 +310,7 @@ class Engine:
     def track(self, tracker, data: bytes) -> dict[str, Any]:
         """The JSON answer for the next frame of a stream (runs in a worker)."""
         start = time.perf_counter()
-        if self.max_pixels > STREAM_MAX_PIXELS:
-            limit = (STREAM_MAX_PIXELS, "a stream's frames: at most 3840x2160 pixels")
-        else:
-            limit = (self.max_pixels, "fer.serve --max-megapixels")
-        pixels = image_from_bytes(data, limit[0], "the frame", limit[1])
+        pixels = image_from_bytes(data, self.frame_limit[0], "the frame", self.frame_limit[1])
         faces = tracker.update(pixels)
         return {**answer(faces, pixels), "ms": round((time.perf_counter() - start) * 1000, 1)}
 

@@ -38,6 +38,7 @@ from fer.common import (
     add_debug_flag,
     check_outputs,
     default_precision,
+    real_path,
     run_cli,
     run_config_path,
     same_data,
@@ -498,7 +499,7 @@ def paths_from_where_it_started(config: Path, recorded: dict) -> dict[str, str]:
         if not isinstance(value, str) or Path(value).is_absolute():
             continue
         there = base / value
-        if os.path.lexists(there) and os.path.realpath(there) != os.path.realpath(value):
+        if os.path.lexists(there) and real_path(there) != real_path(value):
             found[option] = str(there)
     return found
 
