@@ -545,6 +545,8 @@ def exclusion_list(path: str | Path) -> Path:
 
 #: A CSV face's name (FILE:N, its data row): lists that name faces so record what they hold too.
 CSV_FACE = re.compile(r".+\.csv:\d+", re.IGNORECASE)
+# a CSV face's line whose tab became spaces: its name, the spaces, its digest
+SPACED_DIGEST = re.compile(r"(.+\.csv:\d+)(\s+)([0-9a-f]{16})", re.IGNORECASE)
 
 
 def face_digest(data: FerData, i: int) -> str:
@@ -579,7 +581,9 @@ def read_exclusions(path: str | Path | None, data: FerData | None = None) -> set
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        name, _, digest = (part.strip() for part in line.partition("\t"))
+        spaced = SPACED_DIGEST.fullmatch(line.strip())  # an editor turned the tab into spaces
+        name, _, digest = spaced.groups() if spaced else line.partition("\t")
+        name = name.strip()
         digest = digest.split("\t")[0].strip().lower()  # (a tab left after it by an editor)
         if digest and not re.fullmatch(r"[0-9a-f]{16}", digest):
             raise FerError(

@@ -357,7 +357,8 @@ class Classifier:
         member = isinstance(part, (int, np.integer)) and not isinstance(part, bool)
         if part is not None and (tta != "none" or not member or part not in range(self.parts)):
             raise FerError(f"part must be None or 0..{self.parts - 1}, with tta none")
-        if not (isinstance(batch_size, (int, np.integer)) and batch_size >= 1):
+        count = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+        if not (count and batch_size >= 1):
             raise FerError(f"batch_size must be a count of faces from 1, not {batch_size!r}")
         if hasattr(faces, "detach"):  # a tensor, on any device, gradients tracked or not
             faces = faces.detach().cpu()

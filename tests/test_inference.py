@@ -1582,6 +1582,8 @@ def test_predict_proba_takes_uint8_or_unit_floats_and_refuses_the_rest(trained):
     assert np.allclose(classifier.predict_proba(bf16), p, atol=0.02)
     with pytest.raises(FerError, match="batch_size must be"):  # was range()'s ValueError
         classifier.predict_proba(faces, batch_size=0)
+    with pytest.raises(FerError, match="batch_size must be"):  # was one face a batch
+        classifier.predict_proba(faces, batch_size=True)
     shipped = load_classifier()  # an ensemble: True was taken as its member 1
     with pytest.raises(FerError, match="part must be None"):
         shipped.predict_proba(faces, part=True)
