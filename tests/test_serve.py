@@ -641,6 +641,26 @@ def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera,
         assert "Waiting" not in status.text and "error" not in status.get_attribute("class")
         driver.find_element("id", "start").click()
         wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label} again")
+        # the page hidden (another tab, a minimised window): the stream and camera pause (were
+        # left running, sending stale frames when the browser's timers let it, and closed by the
+        # server once a minute went by without one), and go on when it is shown again
+        visible = "Object.defineProperty(document, 'visibilityState', {value: '%s', configurable:"
+        visible += " true}); document.dispatchEvent(new Event('visibilitychange'));"
+        driver.execute_script(visible % "hidden")
+        wait_for(lambda: httpx.get(f"{url}/api/health").json()["streams"] == 0, 30, "no stream")
+        assert "Paused" in status.text and live_labels(driver) == []
+        assert driver.execute_script("return live.stream") is None  # the camera let go
+        driver.execute_script(visible % "visible")
+        wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label} again")
+        assert httpx.get(f"{url}/api/health").json()["streams"] == 1
+        driver.find_element("id", "stop").click()  # stopped by hand: not started when shown
+        driver.execute_script(visible % "hidden")
+        driver.execute_script(visible % "visible")
+        time.sleep(1)
+        assert driver.execute_script("return live.running") is False
+        assert driver.find_element("id", "start").is_enabled()
+        driver.find_element("id", "start").click()
+        wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label} again")
         # a server that cannot be reached (stopped) is said so (was: "The server closed the
         # stream.", which it never opened)
         driver.find_element("id", "stop").click()

@@ -359,7 +359,21 @@ function setUpPhoto() {
   });
 }
 
+// a page out of sight (another tab, a minimised window) pauses its live session: the browser
+// stops showing the camera's frames and slows the page's timers, so what it would send is stale
+// and sparse (the server closes a stream that sends nothing for a minute); shown again, it goes on
+let pausedHidden = false;
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "hidden" && live.running) {
+    stopCamera();
+    pausedHidden = true;
+    setStatus($("live-status"), "Paused while the page is out of sight: it goes on when shown.");
+  } else if (document.visibilityState === "visible" && pausedHidden) {
+    pausedHidden = false;
+    startCamera();
+  }
+});
 $("start").addEventListener("click", startCamera);
-$("stop").addEventListener("click", stopCamera);
+$("stop").addEventListener("click", () => { pausedHidden = false; stopCamera(); });
 setUpPhoto();
 loadModel();
