@@ -24,6 +24,26 @@ COLORS = {  # BGR
 }
 
 
+def _inks(frame: np.ndarray):
+    """The picture's own colour for an 8-bit BGR one: 16-bit or float values, an opaque alpha
+    after BGRA's colour, a gray's luminance."""
+    scales = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 257}
+    scale = 1 / 255 if frame.dtype.kind == "f" else scales.get(frame.dtype)
+    if scale is None:
+        raise TypeError(
+            f"fer.annotate.draw draws on uint8, uint16 or float pictures, not {frame.dtype}"
+        )
+    channels = 1 if frame.ndim == 2 else frame.shape[2]
+
+    def ink(bgr: tuple[int, int, int]) -> tuple:
+        if channels == 1:
+            bgr = (0.114 * bgr[0] + 0.587 * bgr[1] + 0.299 * bgr[2],)
+        values = tuple(v * scale for v in bgr) + ((255 * scale,) if channels == 4 else ())
+        return values if frame.dtype.kind == "f" else tuple(round(v) for v in values)
+
+    return ink
+
+
 def _thick(scale: float) -> int:
     """The stroke of text drawn at `scale`."""
     return max(1, round(scale * 2))
@@ -65,11 +85,12 @@ def draw(
         draw(canvas, faces, fps, bars)
         frame[...] = canvas
         return
+    ink = _inks(frame)
     unit = max(min(frame.shape[1] / 640, frame.shape[0] / 480), 0.5)
     row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
     panel_w = name_w + bar_w + round(8 * unit)
     for face in faces:
-        color = COLORS[face.emotion]
+        color = ink(COLORS[face.emotion])
         whole = face.box is None  # the picture is the face (--no-detect)
         label = f"{face.emotion} {face.confidence:.0%}"
         if whole:  # a crop too small for a label that does not hide it (64x64): left as it is
@@ -79,15 +100,10 @@ def draw(
         x, y, w, h = (0, 0, frame.shape[1], frame.shape[0]) if whole else face.box
         if not whole:
             cv2.rectangle(frame, (x, y), (x + w, y + h), color, max(2, round(2 * unit)))
-        below = _text(
-            frame,
-            label,
-            x,
-            max(y - round(26 * unit), 0),
-            0.65 * unit,
-            (0, 0, 0),
-            color,
-        )
+        # the label inside the picture, also for a face its edge cuts (a close selfie's)
+        label_x = min(max(x, 0), max(frame.shape[1] - _text_box(label, 0.65 * unit)[0] - 1, 0))
+        top = max(y - round(26 * unit), 0)
+        below = _text(frame, label, label_x, top, 0.65 * unit, ink((0, 0, 0)), color)
         panel_h = row * len(EMOTIONS) + 4
         # a whole picture's panel goes under its label, where it leaves half the picture free
         fits = below + 1 + panel_h <= frame.shape[0] and 2 * panel_w <= frame.shape[1]
@@ -95,7 +111,8 @@ def draw(
             bx = x + w + 6 if x + w + 6 + panel_w < frame.shape[1] else max(x - panel_w - 6, 0)
             by = below + 1 if whole else min(max(y, 0), max(frame.shape[0] - panel_h, 0))
             roi = frame[by : by + panel_h, bx : bx + panel_w]
-            roi[:] = (roi * 0.35).astype(np.uint8)  # darken the background under the panel
+            shade = roi if roi.ndim == 2 else roi[..., :3]  # (not the alpha)
+            shade[:] = (shade * 0.35).astype(frame.dtype)  # darken the background under the panel
             for i, name in enumerate(EMOTIONS):  # by name: `probabilities` may be in any order
                 v = face.probabilities.get(name, 0.0)
                 top = by + 2 + i * row
@@ -105,14 +122,20 @@ def draw(
                     (bx + 4, top + row - 5),
                     cv2.FONT_HERSHEY_SIMPLEX,
                     0.45 * unit,
-                    (255, 255, 255),
+                    ink((255, 255, 255)),
                     1,
                     cv2.LINE_AA,
                 )
                 x0 = bx + name_w
-                cv2.rectangle(frame, (x0, top + 3), (x0 + bar_w, top + row - 3), (90, 90, 90), 1)
                 cv2.rectangle(
-                    frame, (x0, top + 3), (x0 + int(bar_w * v), top + row - 3), COLORS[name], -1
+                    frame, (x0, top + 3), (x0 + bar_w, top + row - 3), ink((90, 90, 90)), 1
+                )
+                cv2.rectangle(
+                    frame,
+                    (x0, top + 3),
+                    (x0 + int(bar_w * v), top + row - 3),
+                    ink(COLORS[name]),
+                    -1,
                 )
     if fps is not None:
-        _text(frame, f"{fps:5.1f} FPS", 8, 8, 0.65 * unit, (255, 255, 255), (0, 0, 0))
+        _text(frame, f"{fps:5.1f} FPS", 8, 8, 0.65 * unit, ink((255, 255, 255)), ink((0, 0, 0)))

@@ -14,6 +14,7 @@ records), and a video through an `EmotionTracker`, which also smooths each face 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,13 +100,26 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
     if isinstance(image, os.PathLike):  # os.scandir's entries, say
         image = os.fsdecode(image)
     if isinstance(image, (str, Path)):
-        if Path(image).is_dir():
+        shown = (
+            str(image)
+            if len(str(image)) <= 200
+            else f"{str(image)[:80]}... ({len(str(image))} characters)"
+        )
+        try:
+            folder, file = Path(image).is_dir(), Path(image).is_file()
+        except OSError:  # a name too long for a path: a data: URL, a file's text
+            folder = file = False
+        if folder:
             raise IsADirectoryError(
-                f"{image} is a folder, not a picture: give one picture at a time "
+                f"{shown} is a folder, not a picture: give one picture at a time "
                 "(python -m fer.predict reads folders)"
             )
-        if not Path(image).is_file():
-            raise FileNotFoundError(f"{image}: no such file")
+        if not file:
+            web = re.match(r"(https?|ftp|data):", str(image), re.IGNORECASE)
+            raise FileNotFoundError(
+                f"{shown}: no such file"
+                + ("; fer reads files on this machine: download the picture first" if web else "")
+            )
         pixels = read_image(image, upright=True)
         if pixels is None:
             raise UndecodableImage(f"{image}: not a readable image: it {why_unreadable(image)}")
@@ -141,29 +155,33 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
 
 def _decoded(pixels: np.ndarray) -> np.ndarray:
     """A decoded file's pixels as an array the API takes: float images (TIFF, HDR, PFM) hold
-    0..1 by convention, kept as 8-bit with brighter values clipped to white, except one of whole
-    numbers 0..255 beyond that (an 8-bit picture saved as float, as cv2.imwrite saves a float
-    array to TIFF), read as the 8-bit values it holds; signed and 32-bit integers (TIFF) come to
-    8 bits by the range their values use (fer.common.to_uint8)."""
+    0..1 by convention, kept as 8-bit with brighter values clipped to white, except an 8-bit
+    picture saved as float (`_8bit_as_float`), read on its 0..255 scale; signed and 32-bit
+    integers (TIFF) come to 8 bits by the range their values use (fer.common.to_uint8)."""
     if pixels.dtype.kind == "f":
         pixels = np.nan_to_num(pixels)
-        if _whole_8bit(pixels):
-            return pixels.astype(np.uint8)
+        if _8bit_as_float(pixels):
+            return np.clip(pixels, 0, 255).round().astype(np.uint8)
         return (np.clip(pixels, 0, 1) * 255).round().astype(np.uint8)
     if pixels.dtype not in (np.uint8, np.uint16):
         return to_uint8(pixels)
     return pixels
 
 
-def _whole_8bit(pixels: np.ndarray) -> bool:
-    """Whether float pixels are an 8-bit picture saved as float: whole numbers 0..255, beyond
-    0..1 (its overshoot)."""
-    return bool(
-        pixels.size
-        and 1 + FLOAT_OVERSHOOT < pixels.max() <= 255
-        and pixels.min() >= 0
-        and np.array_equal(pixels, np.round(pixels))
-    )
+def _8bit_as_float(pixels: np.ndarray) -> bool:
+    """Whether a float file's pixels are an 8-bit picture saved as float (as cv2.imwrite saves a
+    float array to TIFF), not a 0..1 one: on 0..255 (with a resampling's overshoot), beyond 0..1
+    and its overshoot, and either whole numbers or mostly above 1 (where a 0..1 picture has only
+    its highlights: a blurred or resized 8-bit picture, whose values are not whole)."""
+    if not pixels.size:
+        return False
+    low, high = pixels.min(), pixels.max()
+    if not (
+        1 + FLOAT_OVERSHOOT < high <= 255 * (1 + FLOAT_OVERSHOOT) and low >= -255 * FLOAT_OVERSHOOT
+    ):
+        return False
+    whole = low >= 0 and high <= 255 and np.array_equal(pixels, np.round(pixels))
+    return bool(whole or np.median(pixels) > 1 + FLOAT_OVERSHOOT)
 
 
 def check_image(image: np.ndarray, name: str) -> np.ndarray:
@@ -186,15 +204,22 @@ def _from_pil(image) -> np.ndarray:
     turned upright as its EXIF Orientation tag says (as a path is)."""
     from PIL import ImageOps
 
+    try:
+        image.load()  # the pixels of a lazily opened file: decoded now
+    except (OSError, ValueError, AssertionError) as e:  # (Pillow asserts an open file)
+        why = "its file was closed" if isinstance(e, AssertionError) else f"{e}".rstrip(".")
+        raise UndecodableImage(f"PIL image: not a readable image: {why}") from e
     image = ImageOps.exif_transpose(image)
     if image.mode == "L":
         return np.asarray(image)
-    if image.mode == "F":  # float gray: as a file of it is read where it holds whole numbers
-        pixels = np.asarray(image)  # 0..255 (cv2.imwrite's float TIFF), else the array checks
-        return _decoded(pixels) if _whole_8bit(pixels) else as_image(pixels)
+    if image.mode == "F":  # float gray: as a file of it is read where it holds an 8-bit
+        pixels = np.asarray(image)  # picture (cv2.imwrite's float TIFF), else the array checks
+        return _decoded(pixels) if _8bit_as_float(pixels) else as_image(pixels)
     if image.mode.startswith("I"):  # 16- or 32-bit integer gray (PIL opens 16-bit PNGs as I)
-        # as 16 bits, as the file would be read, whatever the values' range: to_uint8 decides
-        return np.clip(np.asarray(image), 0, 65535).astype(np.uint16)
+        pixels = np.asarray(image)  # 16-bit values as 16 bits, as the file would be read
+        if pixels.size and (pixels.min() < 0 or pixels.max() > 65535):
+            return _decoded(pixels)  # others by the range they use, as a 32-bit file is
+        return pixels.astype(np.uint16)
     keep_alpha = "A" in image.mode or "a" in image.mode or "transparency" in image.info
     try:
         rgb = np.asarray(image.convert("RGBA" if keep_alpha else "RGB"))
@@ -368,8 +393,12 @@ class EmotionTracker:
         every: int = 1,
         min_face: int | None = None,
     ):
-        if smooth < 1 or every < 1 or (min_face is not None and min_face < 0):
-            raise FerError("smooth and every must be at least 1, min_face at least 0")
+        counts = all(
+            isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1
+            for n in (smooth, every)
+        )
+        if not counts or (min_face is not None and min_face < 0):
+            raise FerError("smooth and every must be whole numbers from 1, min_face at least 0")
         if recognizer.detector_name is None:
             raise FerError("tracking faces in video needs a face detector (yunet or haar)")
         self.recognizer = recognizer

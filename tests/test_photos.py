@@ -632,6 +632,85 @@ def test_a_float_file_of_whole_numbers_0_255_is_read_as_8_bit(real_faces, tmp_pa
     )
 
 
+def test_a_float_file_of_0_255_values_not_whole_is_read_on_that_scale(real_faces, tmp_path):
+    """Was: only whole numbers 0..255 were taken as an 8-bit picture saved as float; a blurred or
+    resized one (values like 6.5..202.2, most of them far above 1) was read as 0..1, all white:
+    'no face found'. By path, from a PIL image of the file, and as the array itself (which is
+    refused as before: an array's scale is the caller's to say) alike."""
+    from PIL import Image
+
+    from fer import EmotionRecognizer
+    from fer.recognizer import ImageError, as_image
+
+    photo = cv2.cvtColor(photo_with(real_faces[:1], 400, 300, 150, x=120, y=70), cv2.COLOR_BGR2GRAY)
+    soft = cv2.GaussianBlur(photo.astype(np.float32), (3, 3), 0) * 0.97 + 0.3
+    assert not np.array_equal(soft, np.round(soft))
+    cv2.imwrite(str(tmp_path / "soft.tiff"), soft)
+    want = np.clip(soft, 0, 255).round().astype(np.uint8)
+    assert np.array_equal(as_image(tmp_path / "soft.tiff"), want)
+    with Image.open(tmp_path / "soft.tiff") as opened:
+        assert np.array_equal(as_image(opened), want)
+    (face,) = EmotionRecognizer().predict(tmp_path / "soft.tiff")
+    assert face.emotion == "happy"
+    with pytest.raises(ImageError, match="must be scaled to 0..1"):
+        as_image(soft)
+
+
+def test_faces_are_drawn_alike_on_every_kind_of_picture_as_image_gives():
+    """Was: draw put 8-bit BGR colours in any picture, so on a 16-bit one (as_image of a 16-bit
+    PNG) boxes and labels came out near black and the panel's darkening wrapped around to black;
+    on a BGRA one (as_image of an RGBA PIL image) all it drew had alpha 0, invisible once saved.
+    Each kind now gets the 8-bit BGR drawing in its own values."""
+    from fer.annotate import COLORS, draw
+    from fer.recognizer import FaceEmotion
+
+    probabilities = dict(zip(EMOTIONS, (0.1, 0.0, 0.1, 0.6, 0.1, 0.05, 0.05)))
+    face = FaceEmotion((200, 150, 160, 180), None, "happy", 0.6, probabilities)
+    base = np.random.default_rng(0).integers(60, 200, (480, 640, 3)).astype(np.uint8)
+    want = base.copy()
+    draw(want, [face])
+    drawn = (want != base).any(axis=2)
+    edge = (150, slice(220, 340))  # the box's top edge
+    assert (want[edge] == COLORS["happy"]).all()
+    deep = base.astype(np.uint16) * 257
+    draw(deep, [face])
+    assert (deep[edge] == np.array(COLORS["happy"]) * 257).all()
+    # the same picture at 257 times the values, but for the text's smoothed edges (OpenCV smooths
+    # 8-bit pictures' only)
+    off = (np.abs(deep / 257 - want) > 3).any(axis=2)
+    assert not off[~drawn].any() and off.sum() < 0.15 * drawn.sum()
+    bgra = np.dstack([base, np.full(base.shape[:2], 128, np.uint8)])  # half transparent
+    draw(bgra, [face])
+    assert np.array_equal(bgra[..., :3], want)
+    assert (bgra[edge][:, 3] == 255).all() and (bgra[..., 3][~drawn] == 128).all()  # drawn: opaque
+    gray = cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)
+    draw(gray, [face])
+    box_edge = gray[150, 220:340]  # the box's top edge: happy's colour, as gray
+    assert (
+        np.abs(box_edge.astype(int) - cv2.cvtColor(want, cv2.COLOR_BGR2GRAY)[150, 220:340]) <= 1
+    ).all()
+    with pytest.raises(TypeError, match="uint8, uint16 or float"):
+        draw(base.astype(np.int32), [face])
+
+
+def test_a_label_stays_inside_the_picture_for_a_face_its_edge_cuts():
+    """Was: the label was drawn from the box's left edge, so for a face reaching past the
+    picture's left edge (a close selfie) it was cut ('se 90%'), and at the right edge its
+    percentage was."""
+    from fer.annotate import _text_box, draw
+    from fer.recognizer import FaceEmotion
+
+    probabilities = dict(zip(EMOTIONS, (0.0, 0.0, 0.0, 0.05, 0.0, 0.9, 0.05)))
+    for box in ((-60, 150, 200, 200), (560, 100, 120, 150)):
+        frame = np.zeros((480, 640, 3), np.uint8)
+        draw(frame, [FaceEmotion(box, None, "surprise", 0.9, probabilities)], bars=False)
+        label_w, label_h, _ = _text_box("surprise 90%", 0.65)
+        label_y = box[1] - round(26 * 1.0)
+        drawn = frame[label_y : label_y + label_h - 3]  # the label's rows, above the box's edge
+        label = np.flatnonzero((drawn != 0).any(axis=(0, 2)))
+        assert label[-1] - label[0] + 1 >= label_w, box  # all of it (cut: narrower)
+
+
 def test_drawing_on_a_read_only_picture_says_to_pass_a_copy():
     """Was: OpenCV's 'Expected Ptr<cv::UMat> for argument img' (a picture from np.frombuffer or
     a decoded video frame marked read-only, say)."""

@@ -17,7 +17,7 @@ from fer import EmotionRecognizer, FaceEmotion
 from fer.common import EMOTIONS, FerError
 from fer.inference import SHIPPED, load_classifier
 from fer.predict import main as predict
-from fer.recognizer import ImageError, UndecodableImage
+from fer.recognizer import ImageError, UndecodableImage, as_image
 from tests.conftest import RowCounter, copy_without_parts, face, photo_with
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,12 +140,13 @@ def test_pil_images_of_every_mode_and_single_channel_arrays_are_read(rec):
             list(got[0].probabilities.values()), list(expected["probabilities"].values()), atol=2e-3
         )
     assert len(rec.predict_faces(Image.fromarray(face48).convert("LA"))) == 1
-    # mode F of whole numbers 0..255: the 8-bit picture, as such a file is read; other values
-    # beyond 0..1 are refused as an array of them is
-    as_255 = rec.predict_faces(Image.fromarray(face48.astype(np.float32)))
-    assert as_255[0].to_dict() == expected
+    # mode F of an 8-bit picture (whole numbers 0..255, or mostly above 1 within 0..255): the
+    # 8-bit picture, as such a file is read; values of another scale are refused as an array of
+    # them is
+    for eight_bit in (face48.astype(np.float32), face48.astype(np.float32) + 0.3):
+        assert rec.predict_faces(Image.fromarray(eight_bit))[0].to_dict() == expected
     with pytest.raises(ValueError, match="scaled to 0..1"):
-        rec.predict_faces(Image.fromarray(face48.astype(np.float32) + 0.5))
+        rec.predict_faces(Image.fromarray(face48.astype(np.float32) * 100))
 
 
 def test_a_path_like_entry_and_a_big_endian_array_are_read(rec, real_faces, tmp_path):
@@ -185,12 +186,50 @@ def test_a_float_picture_resampled_a_little_past_0_1_is_read_clipped(rec):
         (np.zeros((1, 3000), np.uint8), ValueError, "3000x1 pixels is too small"),
         ("missing.jpg", FileNotFoundError, "no such file"),
         ("album", IsADirectoryError, "is a folder, not a picture: give one picture at a time"),
+        # was OSError 'File name too long' quoting all of it (a data: URL, a file's text)
+        ("data:image/png;base64," + "A" * 5000, FileNotFoundError, "data:image/png;base64,AAA"),
+        ("https://example.com/a.jpg", FileNotFoundError, "reads files on this machine"),
     ],
 )
 def test_a_wrong_picture_is_a_clear_error(rec, image, error, message, tmp_path):
     (tmp_path / "album").mkdir()
-    with pytest.raises(error, match=re.escape(message)):
-        rec.predict(str(tmp_path / image) if isinstance(image, str) else image)
+    local = isinstance(image, str) and ":" not in image
+    with pytest.raises(error, match=re.escape(message)) as raised:
+        rec.predict(str(tmp_path / image) if local else image)
+    assert len(str(raised.value)) < 400
+
+
+def test_a_pil_image_that_cannot_be_read_is_an_undecodable_image(rec, tmp_path):
+    """Was Pillow's own errors: OSError 'image file is truncated' (a path or bytes of the same
+    file are an UndecodableImage) and a bare AssertionError for an image whose file was closed."""
+    from PIL import Image
+
+    photo = np.random.default_rng(0).integers(0, 255, (60, 80, 3), np.uint8)
+    body = cv2.imencode(".jpg", photo)[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(body[: len(body) * 3 // 4])  # its header whole
+    with Image.open(tmp_path / "cut.jpg") as cut:
+        with pytest.raises(UndecodableImage, match="truncated"):
+            rec.predict(cut)
+    (tmp_path / "whole.jpg").write_bytes(body)
+    with Image.open(tmp_path / "whole.jpg") as closed:
+        pass
+    with pytest.raises(UndecodableImage, match="closed"):
+        rec.predict(closed)
+
+
+def test_a_pil_image_of_32_bit_integers_is_read_as_its_file_is(rec, tmp_path):
+    """Was: a PIL image of mode I holding 24-bit values was clipped at 65535, all white (no
+    face), where its file is brought to 8 bits by the range its values use."""
+    from PIL import Image
+
+    picture = np.ascontiguousarray(face(3, 5).astype(np.int32) << 16)  # 0..255 * 65536
+    Image.fromarray(picture).save(tmp_path / "wide.tiff")
+    with Image.open(tmp_path / "wide.tiff") as opened:
+        assert opened.mode == "I"
+        assert np.array_equal(as_image(opened), as_image(tmp_path / "wide.tiff"))
+    assert as_image(tmp_path / "wide.tiff").max() > 200  # not white: the face's own values
+    small = Image.fromarray(face(3, 5).astype(np.int32) * 257)  # 16-bit values: kept as 16 bits
+    assert np.array_equal(as_image(small), face(3, 5).astype(np.uint16) * 257)
 
 
 def test_an_undecodable_file_is_a_fer_error(rec, tmp_path):
@@ -227,6 +266,10 @@ def test_bad_options_are_refused(tmp_path):
         EmotionRecognizer(tmp_path / "nothing")
     with pytest.raises(FerError, match="needs a face detector"):
         EmotionRecognizer(detector=None).tracker()
+    rec = EmotionRecognizer()
+    for options in ({"smooth": 7.5}, {"every": 1.5}, {"smooth": True}):  # was a TypeError later
+        with pytest.raises(FerError, match="smooth and every must be whole numbers from 1"):
+            rec.tracker(**options)
 
 
 def test_a_tracker_averages_each_face_over_its_last_frames(rec, real_faces):
