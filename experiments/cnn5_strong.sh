@@ -7,11 +7,12 @@
 # About 105 minutes on a 2-core CPU with bf16 (about 7 hours in fp32 on one without). Evaluates the
 # best checkpoint plain and with flip TTA. It was shipped until cnn5_strong_ema.sh replaced it
 # (`bash experiments/ship.sh checkpoints runs/cnn5_strong DATA --ckpt runs/cnn5_strong --half`).
+# A run cut short continues where it stopped (--ckpt-path last); a finished one is not trained again.
 # Usage: bash experiments/cnn5_strong.sh [DATA]   (default data/fer2013)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/train_once.sh"
 DATA=${1:-data/fer2013}
 ROOT=runs/cnn5_strong
-python -m fer.train --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" --no-test --default-root-dir "$ROOT" \
-    --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 \
-    --seed 42 --json "$ROOT/summary.json"
+train_once "$ROOT" --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" \
+    --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --seed 42
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"

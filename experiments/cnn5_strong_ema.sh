@@ -13,14 +13,11 @@
 # (--ckpt-path last); a finished one is not trained again.
 # Usage: bash experiments/cnn5_strong_ema.sh [DATA]   (default data/fer2013)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/train_once.sh"
 DATA=${1:-data/fer2013}
 ROOT=runs/cnn5_strong_ema
-if [ ! -f "$ROOT/summary.json" ]; then
-    resume=()
-    compgen -G "$ROOT/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
-    python -m fer.train --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" --no-test --default-root-dir "$ROOT" \
-        --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --ema 0.999 \
-        --seed 42 --json "$ROOT/summary.json" "${resume[@]}"
-fi
+train_once "$ROOT" --model cnn --widths 32 64 128 256 512 --crop 0 --data "$DATA" \
+    --max-epochs 70 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --ema 0.999 \
+    --seed 42
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"
 bash experiments/ship.sh "${OUT:-$ROOT/export}" "$ROOT" "$DATA" --ckpt "$ROOT" --half

@@ -5,11 +5,12 @@
 # Selected on PublicTest (the validation split) only. About 100 minutes on a 2-core CPU with bf16.
 # Result (docs/results.md): no better than the 60-epoch light baseline; the network underfits
 # the stronger augmentation in this budget (final train accuracy 0.76).
+# A run cut short continues where it stopped (--ckpt-path last); a finished one is not trained again.
 # Usage: bash experiments/cnn_strong90.sh [DATA]   (default data/fer2013)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/train_once.sh"
 DATA=${1:-data/fer2013}
 ROOT=runs/cnn_strong90
-python -m fer.train --model cnn --widths 32 64 128 256 --crop 0 --data "$DATA" --no-test --default-root-dir "$ROOT" \
-    --max-epochs 90 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 \
-    --seed 42 --json "$ROOT/summary.json"
+train_once "$ROOT" --model cnn --widths 32 64 128 256 --crop 0 --data "$DATA" \
+    --max-epochs 90 --batch-size 128 --lr 0.1 --augment strong --label-smoothing 0.1 --seed 42
 bash experiments/evaluate_best.sh "$ROOT" "$DATA"

@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.common import FerError, run_cli  # noqa: E402
+from fer.common import FerError, atomic_path, check_outputs, run_cli  # noqa: E402
 from fer.demo import face_video  # noqa: E402
 from fer.detect import main as detect  # noqa: E402
 
@@ -32,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         "--out", default="runs/detect_frame.jpg", help="the README's picture: docs/detect_frame.jpg"
     )
     args = p.parse_args(argv)
+    # refused before the work: a folder, a place no file can be made, a kind OpenCV cannot write
+    check_outputs({"--out": args.out})
+    if not cv2.haveImageWriter(args.out):
+        raise FerError(
+            f"--out {args.out}: OpenCV writes no image of this kind; end the name in .jpg or .png"
+        )
     faces = []
     for emotion in ("happy", "surprise", "angry", "sad"):
         found = sorted((Path(args.data) / "test" / emotion).glob("PublicTest_*"))
@@ -70,8 +76,11 @@ def main(argv: list[str] | None = None) -> int:
         while len(tiles) < 4:
             tiles.append(np.zeros_like(tiles[0]))
         grid = np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:4])])
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(args.out, grid)
+        ok, encoded = cv2.imencode(Path(args.out).suffix, grid)
+        if not ok:
+            raise FerError(f"OpenCV could not encode {args.out}")
+        with atomic_path(args.out) as part:  # an interrupted write leaves the old picture
+            part.write_bytes(encoded.tobytes())
     print(f"wrote {args.out}")
     return 0
 

@@ -8,8 +8,10 @@
 # Every member is trained here from the data alone; one whose run was cut short continues where it
 # stopped, a finished one is not trained again. Members are scored alone (ROOT/eval*), the exported
 # ensemble by experiments/ship.sh (plain, flip TTA and without leaked PublicTest faces, recorded in
-# OUT/model.json), and the members' TensorBoard records are copied, without face images, to
-# lightning_logs/shipped_member_*. Last, the time-to-accuracy plot. Everything is selected and
+# OUT/model.json); with OUT=checkpoints, the members' TensorBoard records are copied, without
+# face images, to lightning_logs/shipped_member_* (each from the version folder its run finished
+# in, which its summary.json names). Last, the time-to-accuracy plot, into PLOT. Everything is
+# selected and
 # reported on PublicTest, the validation split.
 #
 # Time: about 135 minutes of fitting on 2 cores with AVX-512 BF16 (member 1 64 minutes when run
@@ -20,24 +22,36 @@
 # against 71.22% with the shipped member 1 (both float32; the shipped float16 export scores
 # 71.19%): expect the ensemble near 71.05-71.22%, not exactly 71.19%. Member 2's command, run
 # twice, made the same weights bit for bit.
-# Usage: bash experiments/ensemble.sh [DATA]   (default data/fer2013; the shipped model goes to
-#        $OUT, default checkpoints/)
+# Usage: [OUT=...] [PLOT=...] bash experiments/ensemble.sh [DATA]   (default data/fer2013)
+#   OUT: the exported ensemble (default runs/ensemble/export; OUT=checkpoints would make it the
+#     shipped model again, in place of the model fine-tuned for photos);
+#   PLOT: the time-to-accuracy plot (default runs/ensemble/time_to_accuracy.png; the docs' plot is
+#     PLOT=docs/time_to_accuracy.png).
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/train_once.sh"
 DATA=${1:-data/fer2013}
-OUT=${OUT:-checkpoints}
+OUT=${OUT:-runs/ensemble/export}
+PLOT=${PLOT:-runs/ensemble/time_to_accuracy.png}
 
 CNN5=runs/cnn5_strong_ema/export
-[ -f "$CNN5/model.json" ] || OUT=$CNN5 bash experiments/cnn5_strong_ema.sh "$DATA"
+# member 1 is done when experiments/ship.sh has finished with it: its last step records the
+# figures in model.json (its first export, made before the scoring, holds none)
+python -c 'import json, sys; sys.exit("metrics" not in json.load(open(sys.argv[1])))' \
+    "$CNN5/model.json" 2> /dev/null || OUT=$CNN5 bash experiments/cnn5_strong_ema.sh "$DATA"
 bash experiments/ensemble_members.sh "$DATA"
 for member in runs/member_w160 runs/member_w192 runs/member_crop40; do
     bash experiments/evaluate_best.sh "$member" "$DATA"
 done
 bash experiments/ship.sh "$OUT" runs/ensemble "$DATA" --ckpt "$CNN5" runs/member_w160 \
     runs/member_w192 runs/member_crop40 --flip --half
-python experiments/ship_logs.py runs/cnn5_strong_ema/lightning_logs/version_0 shipped_member_cnn5
-for member in w160 w192 crop40; do
-    python experiments/ship_logs.py runs/member_$member/lightning_logs/version_0 "shipped_member_$member"
-done
+if [ "$OUT" = checkpoints ]; then  # the shipped members' TensorBoard records: only when shipping
+    run=$(run_folder runs/cnn5_strong_ema)
+    python experiments/ship_logs.py "$run" shipped_member_cnn5
+    for member in w160 w192 crop40; do
+        run=$(run_folder "runs/member_$member")
+        python experiments/ship_logs.py "$run" "shipped_member_$member"
+    done
+fi
 # PublicTest accuracy against fitting time, beside the distilled student of
 # experiments/distill_student.sh and member 1's recipe with 110 epochs (ensemble_members.sh
 # candidates), when there. docs/results.md gives the command that drew the committed plot from the
@@ -49,7 +63,7 @@ EXTRA=()
     "small CNN 32-64-128-160 distilled from the earlier 3-network ensemble, 28 epochs=runs/student_w160")
 [ -f runs/cnn5_strong_ema110/summary.json ] && EXTRA+=(--recipe \
     "member 1's recipe with 110 epochs (not shipped)=runs/cnn5_strong_ema110")
-python experiments/time_to_accuracy.py --out docs/time_to_accuracy.png \
+python experiments/time_to_accuracy.py --out "$PLOT" \
     --recipe "small CNN 32-64-128-160, 45 epochs=runs/member_w160" \
     --recipe "small CNN 24-48-96-192, 45 epochs=runs/member_w192" \
     --recipe "small CNN 32-64-128-160 on 40x40 crops, 42 epochs=runs/member_crop40" \

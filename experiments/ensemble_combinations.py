@@ -4,6 +4,8 @@ Each member (a checkpoint or an export) scores the PublicTest faces once, with f
 exported ensemble does inside (`fer.export --flip`); every combination of two or more members is the
 plain mean of their probabilities, scored on all faces and without the faces `fer.analyze` lists in
 leaked.txt. Weights stay in float32 here, so the exported (float16) ensemble may differ by a face.
+On data without PublicTest, the faces are the share of Training the members held out (the share
+and seed their runs recorded), as fer.evaluate takes them.
 
     python experiments/ensemble_combinations.py --data data/fer2013 \\
         --skip runs/ensemble/analysis/leaked.txt \\
@@ -21,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.common import run_cli  # noqa: E402
+from fer.common import FerError, run_cli  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,17 +38,30 @@ def main(argv: list[str] | None = None) -> None:
         help="how each member sees a face (flip: as fer.export --flip does inside)",
     )
     args = p.parse_args(argv)
-    from fer.data import evaluation_split, load_fer, not_listed, read_exclusions
+    from time_to_accuracy import pairs
+
+    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+    from fer.data import PUBLIC_TEST, evaluation_split, load_fer, not_listed, read_exclusions
     from fer.inference import load_classifier
 
+    members = dict(pairs(args.members, "member"))  # a member without NAME= refused before any work
+    classifiers = {name: load_classifier(model) for name, model in members.items()}
     data = load_fer(args.data)
-    index, _, _ = evaluation_split(data, "val")
+    # on data without PublicTest, the share of training faces the members held out, as
+    # fer.evaluate takes it (fer.train's default where none is recorded); members that do not
+    # record one share and seed may each have trained on faces the others held out
+    splits = {c.training_split() for c in classifiers.values()}
+    if not (data.usage == PUBLIC_TEST).any() and len(splits) > 1:
+        raise FerError(
+            f"{args.data} has no PublicTest faces, and the members do not record one validation "
+            "share and seed: no training faces are known to be held out from all of them"
+        )
+    fraction, seed = splits.pop() or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
+    index, _, note = evaluation_split(data, "val", fraction, seed)
+    print(note, file=sys.stderr)
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()
     kept = not_listed(data, index, read_exclusions(args.skip, data))
-    probs = {}
-    for spec in args.members:
-        name, model = spec.split("=", 1)
-        probs[name] = load_classifier(model).predict_proba(faces, tta=args.tta)
+    probs = {name: c.predict_proba(faces, tta=args.tta) for name, c in classifiers.items()}
 
     def report(names: tuple[str, ...]) -> None:
         right = np.mean([probs[n] for n in names], 0).argmax(1) == labels

@@ -18,16 +18,13 @@
 # exports and scores three ensembles of them (runs/ens_b, runs/ens_e, runs/ens_b53).
 # Usage: bash experiments/ensemble_members.sh [DATA] [candidates]   (default data/fer2013)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/train_once.sh"
 DATA=${1:-data/fer2013}
 train_member() {  # ROOT, then the member's own options
     local root=$1
     shift
-    [ -f "$root/summary.json" ] && return 0
-    local resume=()
-    compgen -G "$root/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
-    python -m fer.train --model cnn --data "$DATA" --default-root-dir "$root" \
-        --batch-size 128 --lr 0.1 --label-smoothing 0.1 --crop 0 --no-test \
-        --json "$root/summary.json" "$@" "${resume[@]}"
+    train_once "$root" --model cnn --data "$DATA" --batch-size 128 --lr 0.1 \
+        --label-smoothing 0.1 --crop 0 "$@"
 }
 light_member() { train_member "$@" --augment light; }
 light_member runs/member_w160 --widths 32 64 128 160 --seed 7 --max-epochs 45

@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.common import run_cli  # noqa: E402
+from fer.common import check_outputs, run_cli, write_text  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.demo import background  # noqa: E402
 from fer.faces import Face, crop_faces, iou, make_detector  # noqa: E402
@@ -124,6 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.faces < 1:
         p.error("--faces must be 1 or more")
+    check_outputs({"--json": args.json})  # before minutes of work
     data = load_fer(args.data)
     classifier = load_classifier(backend="auto")
     results = []
@@ -143,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
             for key, v in r["accuracy"].items():
                 print(f"    {key:32s} {v:.4f}")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        write_text(args.json, json.dumps(results, indent=2) + "\n")  # atomic
 
 
 if __name__ == "__main__":

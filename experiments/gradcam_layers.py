@@ -17,7 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.common import run_cli  # noqa: E402
+from fer.common import FerError, run_cli  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.gradcam import cam_maps, masking_drop, target_layers  # noqa: E402
 from fer.inference import load_classifier  # noqa: E402
@@ -29,8 +29,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--model", help="default: the shipped model")
     p.add_argument("--faces", type=int, default=500)
     args = p.parse_args(argv)
+    if args.faces < 1:
+        p.error("--faces must be 1 or more")
     data = load_fer(args.data)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
+    if not len(index):
+        raise FerError(f"{args.data} has no PublicTest faces (files or rows marked so) to map")
     pick = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(0))]
     faces, labels = data.images[pick[: args.faces]].numpy(), data.labels[pick[: args.faces]].numpy()
     classifier = load_classifier(args.model)

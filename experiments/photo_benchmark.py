@@ -285,8 +285,8 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
     def figures(sub: list[dict]) -> dict:
         found = [r for r in sub if r["found"]]
 
-        def share(key: str) -> float:  # of the found faces
-            return round(sum(r[key] for r in found) / max(len(found), 1), 4)
+        def share(key: str) -> float | None:  # of the found faces; None (n/a) where none was
+            return round(sum(r[key] for r in found) / len(found), 4) if found else None
 
         return {
             "faces": len(sub),
@@ -301,9 +301,8 @@ def summarize(rows: list[dict], n_photos: int) -> dict:
     out = {"all": figures(faces)}
     out["all"]["false_per_photo"] = round(sum(r["false"] for r in photos) / n_photos, 3)
     out["all"]["ms_per_photo"] = round(float(np.mean([r["ms"] for r in photos])), 1)
-    out["all"]["found_share_40_2000"] = figures(
-        [r for r in faces if not r["band"].startswith("24")]
-    )["found_share"]
+    large = [r for r in faces if not r["band"].startswith("24")]  # n/a (None) where none is
+    out["all"]["found_share_40_2000"] = figures(large)["found_share"] if large else None
     out["all"]["interval_95"] = intervals(rows)
     order = {  # smallest first; conditions as CONDITIONS lists them
         "band": lambda k: int(k.split("-")[0]),
@@ -368,6 +367,11 @@ def intervals(rows: list[dict], draws: int = 2000, seed: int = 0) -> dict:
     }
 
 
+def rate(v: float | None) -> str:
+    """A share in percent, or n/a for a rate of found faces where none was found."""
+    return "n/a" if v is None else f"{v:.1%}"
+
+
 def tables(record: dict) -> str:
     lines = [
         "# Faces in phone-like photos",
@@ -382,11 +386,11 @@ def tables(record: dict) -> str:
         a = res["all"]
         lines += [
             f"**{name}**: {a['found']} of {a['faces']} faces found ({a['found_share']:.1%}; "
-            f"{a['found_share_40_2000']:.1%} of those 40-2000 px), {a['false_per_photo']} false "
-            f"faces per photo, labels {a['label_acc_found']:.1%} right on found faces "
-            f"({a['label_acc_found_one_crop']:.1%} read from one crop each, as --no-jitter reads "
-            f"them) against {a['label_acc_true_squares']:.1%} for the same faces cut from the "
-            f"photo at their true squares and {a['label_acc_crops']:.1%} as 48x48 crops, "
+            f"{rate(a['found_share_40_2000'])} of those 40-2000 px), {a['false_per_photo']} false "
+            f"faces per photo, labels {rate(a['label_acc_found'])} right on found faces "
+            f"({rate(a['label_acc_found_one_crop'])} read from one crop each, as --no-jitter "
+            f"reads them) against {rate(a['label_acc_true_squares'])} for the same faces cut from "
+            f"the photo at their true squares and {rate(a['label_acc_crops'])} as 48x48 crops, "
             f"{a['ms_per_photo']:.0f} ms per photo",
             "",
         ]
@@ -421,9 +425,9 @@ def tables(record: dict) -> str:
             ]
             for k, f in res[key].items():
                 row = (
-                    f"| {k} | {f['faces']} | {f['found_share']:.1%} | {f['label_acc_found']:.1%} "
-                    f"| {f['label_acc_found_one_crop']:.1%} | {f['label_acc_true_squares']:.1%} "
-                    f"| {f['label_acc_crops']:.1%} |"
+                    f"| {k} | {f['faces']} | {f['found_share']:.1%} | {rate(f['label_acc_found'])} "
+                    f"| {rate(f['label_acc_found_one_crop'])} "
+                    f"| {rate(f['label_acc_true_squares'])} | {rate(f['label_acc_crops'])} |"
                 )
                 if extra:
                     row += f" {f['false_per_photo']} | {f['ms_per_photo']:.0f} |"

@@ -14,7 +14,8 @@
 # 841, 640, 434 and 412 s of fitting (members 0-3) on a 2-core AMD EPYC in fp32 (no bf16). A member
 # cut short continues with --ckpt-path last; a finished one is skipped. With OUT=checkpoints, each
 # shipped member's TensorBoard record, without face images, is copied to
-# lightning_logs/shipped_photo_memberN.
+# lightning_logs/shipped_photo_memberN (from the version folder its run finished in, which its
+# summary.json names).
 # The shipped files came from this with OUT=checkpoints (the members trained, it exports and
 # scores them). AUGMENT=camera (default photo) fine-tunes with `camera` instead (photo's
 # degradations and, on 30% of the faces, the few pixels and JPEG of a small face in a photo), and
@@ -23,6 +24,7 @@
 # another MODEL is refused), which the members start from and `fer.evaluate --compare` takes.
 # Usage: [OUT=...] [AUGMENT=...] [RUNS=...] bash experiments/photo_finetune.sh [DATA] [MODEL]
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/train_once.sh"
 DATA=${1:-data/fer2013}
 GIVEN=${2:-}  # the starting point; none: the ensemble of commit 5ff26c9, from git
 AUGMENT=${AUGMENT:-photo}
@@ -37,27 +39,30 @@ if [ -f "$MODEL/model.json" ]; then
         echo "error: $RUNS was started from $started, not $SOURCE: give another RUNS" >&2
         exit 2
     fi
-else  # copied first: with OUT=checkpoints and MODEL checkpoints, the model given is replaced
-    mkdir -p "$MODEL"
-    echo "$SOURCE" > "$MODEL/SOURCE"
+else  # made beside it and renamed into place last: a copy cut short leaves no base that looks
+    # complete (and with OUT=checkpoints and MODEL checkpoints, the model given is copied before
+    # it is replaced)
+    part=$MODEL.partial
+    rm -rf -- "$part"
+    mkdir -p "$part"
+    echo "$SOURCE" > "$part/SOURCE"
     if [ -z "$GIVEN" ]; then
-        git archive 5ff26c9 checkpoints | tar -x --strip-components 1 -C "$MODEL"
-    else  # an export, model.json last
+        git archive 5ff26c9 checkpoints | tar -x --strip-components 1 -C "$part"
+    else  # an export
         for f in "$GIVEN"/model.safetensors "$GIVEN"/model*.onnx "$GIVEN"/model.json; do
-            if [ -e "$f" ]; then cp "$f" "$MODEL"/; fi
+            if [ -e "$f" ]; then cp "$f" "$part"/; fi
         done
+        [ -f "$part/model.json" ] || { echo "error: $GIVEN holds no model.json" >&2; exit 2; }
     fi
+    rm -rf -- "$MODEL"
+    mv -- "$part" "$MODEL"
 fi
 tune() {  # ROOT MEMBER, then the member's own options
     local root=$1 member=$2
     shift 2
-    [ -f "$root/summary.json" ] && return 0
-    local resume=()
-    compgen -G "$root/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
-    python -m fer.train --model cnn --data "$DATA" --default-root-dir "$root" \
-        --init "$MODEL" --init-member "$member" --augment "$AUGMENT" --batch-size 128 --lr 0.01 \
-        --scheduler cosine --warmup-epochs 0.5 --label-smoothing 0.1 --max-epochs 4 --no-test \
-        --json "$root/summary.json" "$@" "${resume[@]}"
+    train_once "$root" --model cnn --data "$DATA" --init "$MODEL" --init-member "$member" \
+        --augment "$AUGMENT" --batch-size 128 --lr 0.01 --scheduler cosine --warmup-epochs 0.5 \
+        --label-smoothing 0.1 --max-epochs 4 "$@"
 }
 tune "$RUNS/member0" 0 --widths 32 64 128 256 512 --crop 0
 tune "$RUNS/member1" 1 --widths 32 64 128 160 --crop 0
@@ -78,6 +83,6 @@ bash experiments/ship.sh "$OUT" "$RUNS" "$DATA" --ckpt "$RUNS/member0" "$RUNS/me
     "$RUNS/member3" --flip --half --int8 "$DATA"
 [ "$OUT" = checkpoints ] || exit 0  # the shipped members' TensorBoard records: only when shipping
 for member in 0 2 3; do
-    python experiments/ship_logs.py "$RUNS/member$member/lightning_logs/version_0" \
-        "shipped_photo_member$member" --every 1
+    run=$(run_folder "$RUNS/member$member")
+    python experiments/ship_logs.py "$run" "shipped_photo_member$member" --every 1
 done

@@ -227,11 +227,14 @@ def main(argv=None) -> int:
     for option in ("seconds", "clients", "requests", "every"):
         if getattr(args, option) < 1:  # was: 0 readings, then min([]) after minutes of work
             p.error(f"--{option} must be 1 or more")
+    from fer.common import atomic_path, check_outputs, machine, write_text
+
+    # refused before the server starts, not after minutes of measuring
+    check_outputs({"--json": args.json, "--screenshot": args.screenshot})
     # SIGTERM (timeout, kill) ends the run as Ctrl-C does, through the `finally`s that stop the
     # server and the browser it started; by default it would end this process alone
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
-    from fer.common import machine
     from fer.demo import face_video
 
     face, name = first_face(Path(args.data))
@@ -289,12 +292,11 @@ def main(argv=None) -> int:
                             "the photo's faces",
                         )
                         time.sleep(1)
-                        driver.save_screenshot(args.screenshot)
+                        with atomic_path(args.screenshot) as part:  # PNG, whatever its name
+                            part.write_bytes(driver.get_screenshot_as_png())
                 finally:
                     driver.quit()
     if args.json:
-        from fer.common import write_text
-
         write_text(args.json, json.dumps(out, indent=2) + "\n")
     return 0 if out["load"]["lost"] == 0 else 1
 

@@ -184,10 +184,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--json", help="also write the curves here")
     args = p.parse_args(argv)
+    from fer.common import check_outputs, save_figure, write_text
+
+    check_outputs({"--out": args.out, "--json": args.json})  # before any curve is read
     import matplotlib.pyplot as plt
 
     import fer.figures  # noqa: F401  (selects the Agg backend)
-    from fer.common import save_figure
 
     finals = {k: float(v) for k, v in pairs(args.final, "--final")}
     clocks = dict(pairs(args.clock, "--clock"))
@@ -244,10 +246,9 @@ def main(argv: list[str] | None = None) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     label_best_epochs(ax, labels)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_figure(fig, args.out)
+    save_figure(fig, args.out)  # both atomic: an interrupt leaves the old files
     if args.json:
-        Path(args.json).write_text(json.dumps(curves, indent=1) + "\n")
+        write_text(args.json, json.dumps(curves, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -497,9 +497,9 @@ def test_records_name_the_cpu_by_family_and_model_where_its_name_is_shared():
 def test_no_experiment_scores_privatetest_or_replaces_the_shipped_model_unasked():
     """Every training run of the scripts leaves PrivateTest alone (--no-test: it is kept for
     judging a release, and its score would go into the shipped TensorBoard records), and a script
-    ships to checkpoints/ only when that is what it is for (ensemble.sh, photo_finetune.sh with
-    OUT=checkpoints). Were: seven scripts scored PrivateTest, and cnn5_strong_ema.sh, the command
-    the docs give for 'member 1 alone', replaced the shipped model with that one network."""
+    ships to checkpoints/ only when told to (OUT=checkpoints). Were: seven scripts scored
+    PrivateTest, cnn5_strong_ema.sh, the command the docs give for 'member 1 alone', replaced the
+    shipped model with that one network, and ensemble.sh with the ensemble shipped before."""
     import re
 
     for script in sorted((ROOT / "experiments").glob("*.sh")):
@@ -507,8 +507,7 @@ def test_no_experiment_scores_privatetest_or_replaces_the_shipped_model_unasked(
         commands = re.findall(r"python -m fer\.train (?:.*\\\n)*.*", text)
         for command in commands:
             assert "--no-test" in command, (script.name, command)
-        if script.name != "ensemble.sh":
-            assert "OUT:-checkpoints" not in text and "OUT=${OUT:-checkpoints}" not in text, script
+        assert "OUT:-checkpoints" not in text and "OUT=${OUT:-checkpoints}" not in text, script
 
 
 def test_scripts_that_need_publictest_faces_say_so_and_one_with_no_face_found_scores_none(
@@ -643,3 +642,293 @@ def test_the_detection_benchmark_scores_each_frame_against_the_face_it_shows(tmp
         shown = int(np.argmin([abs(grey - v) for v in (40, 140, 240)]))
         lines.append(json.dumps({"boxes": [[x, y, w, h]], "labels": [EMOTIONS[labels[shown]]]}))
     assert score_frames(lines, truth, labels) == (75, 75)
+
+
+FAKE_PYTHON = """#!{exe}
+# `python` as the experiment scripts call it, for tests of what they run: each call is logged
+# (one JSON list a line), `-c` runs for real, fer.export writes a model.json (with the figures
+# when given --metrics, as ship.sh's last step records them), and nothing else is done
+import json, os, sys
+from pathlib import Path
+
+args = sys.argv[1:]
+if args[:1] == ["-c"]:
+    os.execv({exe!r}, [{exe!r}, *args])
+with open(os.environ["FAKE_LOG"], "a") as f:
+    f.write(json.dumps(args) + "\\n")
+if args[:2] == ["-m", "fer.export"]:
+    out = Path(args[args.index("--out") + 1])
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {{"val_tta_none": {{"accuracy": 0.7}}}}
+    meta = {{"metrics": figures}} if "--metrics" in args else {{}}
+    (out / "model.json").write_text(json.dumps(meta))
+"""
+
+# `tar -x ... -C DIR` that puts model.json in DIR, then fails where FAKE_TAR_FAILS is set (as an
+# extraction stopped before the graphs would); `git` that does nothing
+FAKE_TAR = """#!/bin/bash
+while [ $# -gt 0 ]; do [ "$1" = -C ] && dir=$2; shift; done
+echo '{}' > "$dir/model.json"
+[ -z "${FAKE_TAR_FAILS:-}" ]
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path):
+    """A folder to run the experiment scripts in, with fakes of python, git and tar first on the
+    PATH: runs/, checkpoints/ and docs/ there are the test's own; returns (folder, run), where
+    run(script, *args, **env) runs `bash experiments/SCRIPT ARGS` and gives (the process, the
+    python calls it made)."""
+    work, bin_ = tmp_path / "work", tmp_path / "bin"
+    work.mkdir()
+    bin_.mkdir()
+    (work / "experiments").symlink_to(ROOT / "experiments")
+    for name, text in (
+        ("python", FAKE_PYTHON.format(exe=sys.executable)),
+        ("tar", FAKE_TAR),
+        ("git", "#!/bin/bash\n"),
+    ):
+        (bin_ / name).write_text(text)
+        (bin_ / name).chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+
+    def run(script: str, *args: str, **extra: str):
+        log.write_text("")
+        environ = {**os.environ, "PATH": f"{bin_}{os.pathsep}{os.environ['PATH']}"}
+        environ.update(FAKE_LOG=str(log), **extra)
+        done = subprocess.run(
+            ["bash", f"experiments/{script}", *args],
+            cwd=work,
+            env=environ,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        return done, [json.loads(line) for line in log.read_text().splitlines()]
+
+    return work, run
+
+
+def finished(work: Path, root: str, version: int = 0) -> None:
+    """ROOT's run as fer.train leaves it when it has finished in lightning_logs/version_N."""
+    (work / root).mkdir(parents=True, exist_ok=True)
+    log_dir = f"{root}/lightning_logs/version_{version}"
+    (work / root / "summary.json").write_text(json.dumps({"log_dir": log_dir}))
+
+
+def module_calls(calls: list[list[str]], module: str) -> list[list[str]]:
+    return [c for c in calls if c[:2] == ["-m", module]]
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        "cnn_baseline.sh",
+        "cnn5_strong.sh",
+        "cnn_strong90.sh",
+        "vgg16_scratch_small.sh",
+        "gpu_best.sh",
+        "vgg16_transfer.sh",
+        "cnn5_strong_ema.sh",
+        "distill_student.sh",
+    ],
+)
+def test_a_training_script_trains_once_resumes_a_run_cut_short_and_scores_its_rows_figures(
+    workdir, script
+):
+    """Were: six older scripts trained again from the start over a finished run, or over one cut
+    short (the newer ones skip and resume); gpu_best.sh scored only ten-crop TTA, which its row
+    has no column for, and vgg16_transfer.sh scored nothing."""
+    work, run = workdir
+    done, calls = run(script, "DATA")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (train,) = module_calls(calls, "fer.train")
+    assert "--no-test" in train and "--ckpt-path" not in train
+    root = train[train.index("--default-root-dir") + 1]
+    assert train[train.index("--json") + 1] == f"{root}/summary.json"
+    evaluate = module_calls(calls, "fer.evaluate")
+    ttas = {c[c.index("--tta") + 1] for c in evaluate if "--tta" in c}
+    assert {"none", "flip"} <= ttas, ttas  # plain and flip, and plain without the leaked faces
+    assert any("--skip" in c and "--tta" not in c for c in evaluate)
+
+    last = work / root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True)
+    last.write_bytes(b"")
+    done, calls = run(script, "DATA")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (train,) = module_calls(calls, "fer.train")
+    assert train[train.index("--ckpt-path") :][:2] == ["--ckpt-path", "last"]
+
+    finished(work, root)
+    done, calls = run(script, "DATA")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert not module_calls(calls, "fer.train") and module_calls(calls, "fer.evaluate")
+
+
+def test_distilling_from_the_four_network_ensemble_takes_it_from_git(workdir):
+    """Was: the `shipped` mode's teacher was checkpoints/, the model fine-tuned for photos since
+    2026-12-02, not the four-network ensemble its row's 68.18% was distilled from."""
+    work, run = workdir
+    done, calls = run("distill_student.sh", "DATA", "ens4")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (train,) = module_calls(calls, "fer.train")
+    teacher = train[train.index("--teacher") + 1]
+    assert teacher == "runs/ensemble_5ff26c9" and (work / teacher / "model.json").is_file()
+    assert train[train.index("--default-root-dir") + 1] == "runs/student_ens4"
+    done, _ = run("distill_student.sh", "DATA", "shipped")
+    assert done.returncode == 2 and "ens4" in done.stderr
+
+
+def test_the_ensemble_script_ships_nothing_unasked_and_finishes_member_1s_scoring(workdir):
+    """Were: ensemble.sh exported into checkpoints/ by default (the older ensemble in place of the
+    shipped model) and always drew its plot into docs/; it took member 1 for done when ship.sh's
+    first export was there, before its scoring, so an interrupted ship.sh was never finished; and
+    it copied each member's records from lightning_logs/version_0, which is a start stopped before
+    its first checkpoint when the run was made again in version_1."""
+    work, run = workdir
+    for root in ("runs/cnn5_strong_ema", "runs/member_w160", "runs/member_w192"):
+        finished(work, root, version=1)
+    finished(work, "runs/member_crop40", version=1)
+    (work / "runs/cnn5_strong_ema/export").mkdir()
+    (work / "runs/cnn5_strong_ema/export/model.json").write_text("{}")  # no figures yet
+    done, calls = run("ensemble.sh", "DATA")
+    assert done.returncode == 0, done.stderr[-2000:]
+    exports = [c[c.index("--out") + 1] for c in module_calls(calls, "fer.export")]
+    assert "runs/cnn5_strong_ema/export" in exports  # member 1 scored and shipped to its folder
+    assert "checkpoints" not in exports and not (work / "checkpoints").exists()
+    (plot,) = [c for c in calls if c[0] == "experiments/time_to_accuracy.py"]
+    assert not plot[plot.index("--out") + 1].startswith("docs/")
+    assert not [c for c in calls if c[0] == "experiments/ship_logs.py"]  # not shipped
+
+    done, calls = run("ensemble.sh", "DATA", OUT="checkpoints", PLOT="docs/t.png")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "runs/cnn5_strong_ema/export" not in [  # done now: not scored again
+        c[c.index("--out") + 1] for c in module_calls(calls, "fer.export")
+    ]
+    logs = [c[1] for c in calls if c[0] == "experiments/ship_logs.py"]
+    assert len(logs) == 4 and all(r.endswith("/lightning_logs/version_1") for r in logs), logs
+    (plot,) = [c for c in calls if c[0] == "experiments/time_to_accuracy.py"]
+    assert plot[plot.index("--out") + 1] == "docs/t.png"
+
+
+def test_photo_finetune_ships_the_records_of_the_runs_that_finished(workdir, tmp_path):
+    """Was: each shipped member's TensorBoard record was copied from lightning_logs/version_0,
+    which is an aborted start's when the run was made again in version_1."""
+    work, run = workdir
+    model = tmp_path / "given"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    for member in range(4):
+        finished(work, f"runs/photo/member{member}", version=1)
+    done, calls = run("photo_finetune.sh", "DATA", str(model), OUT="checkpoints")
+    assert done.returncode == 0, done.stderr[-2000:]
+    logs = [c[1] for c in calls if c[0] == "experiments/ship_logs.py"]
+    assert logs == [f"runs/photo/member{m}/lightning_logs/version_1" for m in (0, 2, 3)]
+
+
+def test_photo_finetune_stopped_while_taking_its_start_from_git_takes_it_again(workdir):
+    """Was: the ensemble was extracted straight into RUNS/base, model.json before the graphs, so
+    a run stopped midway left a base every later run took for complete."""
+    work, run = workdir
+    done, _ = run("photo_finetune.sh", "DATA", FAKE_TAR_FAILS="1")
+    assert done.returncode != 0
+    assert not (work / "runs/photo/base/model.json").exists()
+    done, calls = run("photo_finetune.sh", "DATA")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (work / "runs/photo/base/model.json").is_file()
+    assert (work / "runs/photo/base/SOURCE").read_text() == "git 5ff26c9\n"
+    assert not (work / "runs/photo/base.partial").exists()
+    trains = module_calls(calls, "fer.train")
+    assert len(trains) == 4 and all("runs/photo/base" in c for c in trains)
+
+
+def test_ensemble_combinations_scores_the_share_of_unmarked_data_the_members_held_out(
+    exported, tmp_path
+):
+    """Was: on data without PublicTest it took fer.train's default share (10%, seed 42) and said
+    nothing, so members trained with another share were scored on faces they trained on; and a
+    member given without NAME= ended in a traceback."""
+    meta = json.loads((exported / "model.json").read_text())
+    meta["training_config"] = {"val_fraction": 0.5, "seed": 7}
+    (exported / "model.json").write_text(json.dumps(meta))
+    data = make_folder(tmp_path / "d", per_class=(10, 0, 0), prefixes=("img",) * 3)
+    (tmp_path / "none.txt").write_text("")
+    cmd = [sys.executable, "experiments/ensemble_combinations.py", "--data", str(data)]
+    cmd += ["--skip", str(tmp_path / "none.txt"), f"a={exported}", f"b={exported}"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert all("(35 of 35 faces kept)" in r for r in run.stdout.splitlines())  # half of 70
+    assert "50%" in run.stderr and "seed 7" in run.stderr
+    run = subprocess.run(
+        cmd[:-1] + [str(exported)], cwd=ROOT, env=env(), capture_output=True, text=True
+    )
+    assert run.returncode != 0 and "NAME=" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_gradcam_layers_on_data_without_publictest_says_so_in_one_line(tmp_path):
+    """Was: a ValueError traceback from the empty set of faces."""
+    data = make_folder(tmp_path / "d", per_class=(2, 0, 0))
+    cmd = [sys.executable, "experiments/gradcam_layers.py", "--data", str(data)]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "has no PublicTest faces" in run.stderr, run.stderr[-2000:]
+    assert run.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", ["folder", "no extension"])
+def test_detect_demo_refuses_a_picture_it_cannot_write_before_the_work(shared_data, tmp_path, kind):
+    """Were: cv2.imwrite's answer was not read, so a folder as --out printed 'wrote' and exited 0
+    with nothing written, and a name without an extension ended in a cv2.error traceback, each
+    after the whole demo had run."""
+    out = tmp_path / ("pictures.jpg" if kind == "folder" else "picture")
+    if kind == "folder":
+        out.mkdir()
+    data = shared_data / "fer2013"  # real faces: the demo finds them, and would run through
+    cmd = [sys.executable, "experiments/detect_demo.py", "--data", str(data)]
+    run = subprocess.run(
+        cmd + ["--out", str(out)], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600
+    )
+    assert run.returncode == 2 and run.stderr.startswith("error: --out"), run.stderr[-2000:]
+    assert run.stderr.count("\n") == 1 and "wrote" not in run.stdout
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(
+    "script, options",
+    [
+        ("time_to_accuracy.py", ["--recipe", "a=docs/results/first_run.json", "--json"]),
+        ("face_crops.py", ["--json"]),
+        ("serve_benchmark.py", ["--json"]),
+        ("serve_benchmark.py", ["--screenshot"]),
+    ],
+)
+def test_an_experiment_refuses_an_output_it_cannot_write_before_the_work(tmp_path, script, options):
+    """Were: the output was written only after the work (a plot drawn, faces detected and read,
+    a server loaded and a browser driven for minutes), then failed on a folder given as the file;
+    and not atomically, so an interrupt left half of it. The data named here are not there: the
+    output is checked first."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    cmd = [sys.executable, f"experiments/{script}", *options, str(folder)]
+    cmd += ["--out", str(tmp_path / "plot.png")] if script == "time_to_accuracy.py" else []
+    cmd += [] if script == "time_to_accuracy.py" else ["--data", str(tmp_path / "none")]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and run.stderr.startswith(f"error: {options[-1]} "), run.stderr
+    assert "is a folder" in run.stderr and not (tmp_path / "plot.png").exists()
+
+
+def test_photo_benchmark_says_na_for_rates_of_found_faces_where_none_was_found():
+    """Was: labels '0.0% right on found faces' (and 0.0% in each table row) where no face was
+    found, as if every one found had been read wrong."""
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from photo_benchmark import summarize, tables
+
+    face = {"band": "40-99 px", "condition": "clean", "exif": False, "frame": "640x480"}
+    face |= {"found": False, "correct": False, "correct_one_crop": False, "k": 0}
+    face |= {"crop_correct": True, "square_correct": True}
+    photo = {"photo": True, "k": 0, "frame": "640x480", "ms": 5.0, "false": 0}
+    record = {"command": "c", "photos": 1, "machine": "m"}
+    record["results"] = {"yunet": summarize([face, photo], 1)}
+    assert record["results"]["yunet"]["all"]["label_acc_found"] is None
+    text = tables(record)
+    assert "labels n/a right on found faces (n/a read from one crop" in text
+    assert "| 40-99 px | 1 | 0.0% | n/a | n/a | n/a | n/a |" in text
