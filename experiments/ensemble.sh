@@ -70,7 +70,7 @@ python experiments/time_to_accuracy.py --out "$PLOT" \
     --recipe "the first run: small CNN on 40x40 crops, 20 epochs (run in fp32, drawn on member 4's epoch times)=docs/results/first_run.json" \
     --clock "the first run: small CNN on 40x40 crops, 20 epochs (run in fp32, drawn on member 4's epoch times)=runs/member_crop40" \
     --recipe "five-stage CNN, 70 epochs (member 1)=runs/cnn5_strong_ema" \
-    "${EXTRA[@]}" \
+    ${EXTRA[@]+"${EXTRA[@]}"} \
     --recipe "$ENSEMBLE=runs/cnn5_strong_ema,runs/member_w160,runs/member_w192,runs/member_crop40" \
     --final "$ENSEMBLE=$(python -c "import json; print(json.load(open('$OUT/model.json'))['metrics']['val_tta_none']['accuracy'])")" \
     --title "2-core AMD EPYC with AVX-512 BF16, no GPU"

@@ -50,13 +50,15 @@ def main(argv: list[str] | None = None) -> None:
     # on data without PublicTest, the share of training faces the members held out, as
     # fer.evaluate takes it (fer.train's default where none is recorded); members that do not
     # record one share and seed may each have trained on faces the others held out
-    splits = {c.training_split() for c in classifiers.values()}
+    splits = {
+        c.training_split() or (DEFAULT_VAL_FRACTION, DEFAULT_SEED) for c in classifiers.values()
+    }
     if not (data.usage == PUBLIC_TEST).any() and len(splits) > 1:
         raise FerError(
             f"{args.data} has no PublicTest faces, and the members do not record one validation "
             "share and seed: no training faces are known to be held out from all of them"
         )
-    fraction, seed = splits.pop() or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
+    fraction, seed = splits.pop()
     index, _, note = evaluation_split(data, "val", fraction, seed)
     print(note, file=sys.stderr)
     faces, labels = data.images[index].numpy(), data.labels[index].numpy()

@@ -11,8 +11,9 @@ train_once() {
     [ -f "$root/summary.json" ] && return 0
     local resume=()
     compgen -G "$root/lightning_logs/version_*/checkpoints/last.ckpt" > /dev/null && resume=(--ckpt-path last)
+    # (${a[@]+"${a[@]}"}: bash before 4.4, such as macOS's 3.2, calls an empty array unbound)
     python -m fer.train --default-root-dir "$root" --no-test --json "$root/summary.json" \
-        "$@" "${resume[@]}"
+        "$@" ${resume[@]+"${resume[@]}"}
 }
 
 # run_folder ROOT: the version folder the run of ROOT finished in, as its summary.json records it

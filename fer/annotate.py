@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from fer.common import EMOTIONS
+from fer.inference import FLOAT_OVERSHOOT
 from fer.recognizer import FaceEmotion
 
 COLORS = {  # BGR
@@ -25,15 +26,22 @@ COLORS = {  # BGR
 
 
 def _inks(frame: np.ndarray):
-    """The picture's own colour for an 8-bit BGR one: 16-bit or float values, an opaque alpha
-    after BGRA's colour, a gray's luminance."""
-    scales = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 257}
-    scale = 1 / 255 if frame.dtype.kind == "f" else scales.get(frame.dtype)
+    """The picture's own colour for an 8-bit BGR one: 16-bit values, float ones on 0..1 (or on
+    0..255, where the picture's values go beyond 0..1), an opaque alpha after BGRA's colour, a
+    gray's luminance."""
+    channels = 1 if frame.ndim == 2 else frame.shape[2]
+    if frame.ndim not in (2, 3) or channels not in (1, 3, 4):
+        raise TypeError(
+            f"fer.annotate.draw draws on gray, BGR or BGRA pictures, not of shape {frame.shape}"
+        )
+    if frame.dtype.kind == "f":
+        scale = 1 if frame.size and np.nanmax(frame) > 1 + FLOAT_OVERSHOOT else 1 / 255
+    else:
+        scale = {np.dtype(np.uint8): 1, np.dtype(np.uint16): 257}.get(frame.dtype)
     if scale is None:
         raise TypeError(
             f"fer.annotate.draw draws on uint8, uint16 or float pictures, not {frame.dtype}"
         )
-    channels = 1 if frame.ndim == 2 else frame.shape[2]
 
     def ink(bgr: tuple[int, int, int]) -> tuple:
         if channels == 1:
@@ -69,7 +77,8 @@ def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) ->
 def draw(
     frame: np.ndarray, faces: Sequence[FaceEmotion], fps: float | None = None, bars: bool = True
 ) -> None:
-    """Draw the faces (and the frames per second, when given) on a BGR picture, in place; sizes
+    """Draw the faces (and the frames per second, when given) on a picture in place (BGR, BGRA or
+    gray; 8-bit, 16-bit or float, as fer.recognizer.as_image gives it), in its own values; sizes
     follow the picture's size (tuned for 640x480, and as large as they fit a 640x480 picture
     scaled to fit this one: a panorama's panel is no taller than the panorama). A face without a
     box (the whole picture, as fer.predict --no-detect reads it) gets no box, its label and bars

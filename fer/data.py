@@ -545,8 +545,9 @@ def exclusion_list(path: str | Path) -> Path:
 
 #: A CSV face's name (FILE:N, its data row): lists that name faces so record what they hold too.
 CSV_FACE = re.compile(r".+\.csv:\d+", re.IGNORECASE)
-# a CSV face's line whose tab became spaces: its name, the spaces, its digest
-SPACED_DIGEST = re.compile(r"(.+\.csv:\d+)(\s+)([0-9a-f]{16})", re.IGNORECASE)
+# a CSV face's line whose tab became spaces: its name, spaces, its digest and, after spaces,
+# anything (as after a second tab)
+SPACED_DIGEST = re.compile(r"(.+\.csv:\d+)\s+(\S+)(?:\s.*)?", re.IGNORECASE)
 
 
 def face_digest(data: FerData, i: int) -> str:
@@ -581,13 +582,16 @@ def read_exclusions(path: str | Path | None, data: FerData | None = None) -> set
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
-        spaced = SPACED_DIGEST.fullmatch(line.strip())  # an editor turned the tab into spaces
-        name, _, digest = spaced.groups() if spaced else line.partition("\t")
-        name = name.strip()
-        digest = digest.split("\t")[0].strip().lower()  # (a tab left after it by an editor)
+        spaced = "\t" not in line and SPACED_DIGEST.fullmatch(line.strip())
+        if spaced:  # an editor turned the tab into spaces
+            name, digest = spaced.group(1), spaced.group(2)
+        else:  # (a tab left after the digest by an editor, or a note after it)
+            name, _, digest = line.partition("\t")
+            digest = digest.split("\t")[0]
+        name, digest = name.strip(), digest.strip().lower()
         if digest and not re.fullmatch(r"[0-9a-f]{16}", digest):
             raise FerError(
-                f"{p}, line {number}: {digest!r} after the tab is not a face's digest (16 hex "
+                f"{p}, line {number}: {digest!r} after the name is not a face's digest (16 hex "
                 "digits, as fer.analyze writes them); a name alone is a line too"
             )
         listed[name] = digest

@@ -153,6 +153,11 @@ def as_image(image: Any, name: str = "the bytes") -> np.ndarray:
     )
 
 
+#: The largest share of a float picture's pixels strictly between 0 and 1 for which, beyond 0..1, it
+#: is taken for an 8-bit picture saved as float (`_8bit_as_float`)
+FRACTION_8BIT = 0.05
+
+
 def _decoded(pixels: np.ndarray) -> np.ndarray:
     """A decoded file's pixels as an array the API takes: float images (TIFF, HDR, PFM) hold
     0..1 by convention, kept as 8-bit with brighter values clipped to white, except an 8-bit
@@ -171,8 +176,9 @@ def _decoded(pixels: np.ndarray) -> np.ndarray:
 def _8bit_as_float(pixels: np.ndarray) -> bool:
     """Whether a float file's pixels are an 8-bit picture saved as float (as cv2.imwrite saves a
     float array to TIFF), not a 0..1 one: on 0..255 (with a resampling's overshoot), beyond 0..1
-    and its overshoot, and either whole numbers or mostly above 1 (where a 0..1 picture has only
-    its highlights: a blurred or resized 8-bit picture, whose values are not whole)."""
+    and its overshoot, and with few values between 0 and 1 (FRACTION_8BIT), where a 0..1 picture
+    has most of its own, whatever share of it its highlights over 1 fill; resampling an 8-bit
+    picture leaves such values only where its black meets the rest."""
     if not pixels.size:
         return False
     low, high = pixels.min(), pixels.max()
@@ -180,8 +186,8 @@ def _8bit_as_float(pixels: np.ndarray) -> bool:
         1 + FLOAT_OVERSHOOT < high <= 255 * (1 + FLOAT_OVERSHOOT) and low >= -255 * FLOAT_OVERSHOOT
     ):
         return False
-    whole = low >= 0 and high <= 255 and np.array_equal(pixels, np.round(pixels))
-    return bool(whole or np.median(pixels) > 1 + FLOAT_OVERSHOOT)
+    between = np.count_nonzero((pixels > 0) & (pixels < 1))
+    return bool(between < FRACTION_8BIT * pixels.size)
 
 
 def check_image(image: np.ndarray, name: str) -> np.ndarray:

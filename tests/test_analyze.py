@@ -169,7 +169,7 @@ def test_a_csv_exclusion_list_is_refused_once_the_files_rows_moved(tmp_path):
     edited.write_text(f"{name}\t{digest.upper()}\t\n")
     assert read_exclusions(edited) == {"fer2013.csv:35"}
     edited.write_text(f"{name}\tleaked\n")
-    with pytest.raises(FerError, match="line 1: 'leaked' after the tab is not a face's digest"):
+    with pytest.raises(FerError, match="line 1: 'leaked' after the name is not a face's digest"):
         read_exclusions(edited)
     # an editor that turns tabs into spaces: the line named no face, and the face was trained on
     path.write_text("\n".join([*lines, leak]) + "\n")  # the rows the list was made from
@@ -178,6 +178,12 @@ def test_a_csv_exclusion_list_is_refused_once_the_files_rows_moved(tmp_path):
     edited.write_text(f"{name}  0123456789abcdef\n")  # ... and its digest is still checked
     with pytest.raises(FerError, match="not the faces it was made from"):
         read_exclusions(edited, load_fer(path))
+    edited.write_text(f"{name}    {digest}    # a note\n")  # after it, anything: as after a tab
+    assert read_exclusions(edited, load_fer(path)) == {"fer2013.csv:35"}
+    for wrong in ("0123456789abcde", "leaked"):  # was: one name of no face, with no word
+        edited.write_text(f"{name}    {wrong}\n")
+        with pytest.raises(FerError, match=f"line 1: '{wrong}' after the name is not a face's"):
+            read_exclusions(edited)
 
 
 def test_a_csv_of_any_suffix_case_gets_digests_and_a_list_without_them_is_warned_of(

@@ -4,6 +4,7 @@ full figures)."""
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -863,6 +864,24 @@ def test_ensemble_combinations_scores_the_share_of_unmarked_data_the_members_hel
         cmd[:-1] + [str(exported)], cwd=ROOT, env=env(), capture_output=True, text=True
     )
     assert run.returncode != 0 and "NAME=" in run.stderr and "Traceback" not in run.stderr
+    # a member that records no share is taken to have held out fer.train's default one, as
+    # fer.evaluate takes it: beside a member recording that share, one share (was: refused)
+    unknown = tmp_path / "unknown"
+    shutil.copytree(exported, unknown)
+    del meta["training_config"]
+    (unknown / "model.json").write_text(json.dumps(meta))
+    meta["training_config"] = {"val_fraction": 0.1, "seed": 42}
+    (exported / "model.json").write_text(json.dumps(meta))
+    run = subprocess.run(
+        cmd[:-2] + [f"a={exported}", f"b={unknown}"],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0 and "10%" in run.stderr, run.stderr[-2000:]
+    assert all("(7 of 7 faces kept)" in r for r in run.stdout.splitlines())
 
 
 def test_gradcam_layers_on_data_without_publictest_says_so_in_one_line(tmp_path):

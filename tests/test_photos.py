@@ -654,6 +654,21 @@ def test_a_float_file_of_0_255_values_not_whole_is_read_on_that_scale(real_faces
     assert face.emotion == "happy"
     with pytest.raises(ImageError, match="must be scaled to 0..1"):
         as_image(soft)
+    # ... also on a black backdrop, most of its pixels 0 (an 8-bit picture letterboxed, resized)
+    backdrop = np.zeros((600, 800), np.float32)
+    backdrop[150:450, 200:600] = soft
+    cv2.imwrite(str(tmp_path / "letterboxed.tiff"), cv2.resize(backdrop, (790, 590)))
+    (face,) = EmotionRecognizer().predict(tmp_path / "letterboxed.tiff")
+    assert face.emotion == "happy"
+    # a 0..1 picture whose highlights (a window behind the face, 2.0) fill most of it is still
+    # read as 0..1, its highlights white (was, in this rule's first form: read on 0..255, black)
+    window = np.full((300, 400), 2.0, np.float32)
+    window[50:250, 100:300] = photo[50:250, 100:300] / 255
+    for name in ("window.hdr", "window.tiff"):
+        cv2.imwrite(str(tmp_path / name), cv2.cvtColor(window, cv2.COLOR_GRAY2BGR))
+        read = as_image(tmp_path / name)
+        assert abs(int(read[150, 200, 0]) - int(photo[150, 200])) <= 3, name
+        assert (read[0, 0] == 255).all()
 
 
 def test_faces_are_drawn_alike_on_every_kind_of_picture_as_image_gives():
@@ -683,6 +698,14 @@ def test_faces_are_drawn_alike_on_every_kind_of_picture_as_image_gives():
     draw(bgra, [face])
     assert np.array_equal(bgra[..., :3], want)
     assert (bgra[edge][:, 3] == 255).all() and (bgra[..., 3][~drawn] == 128).all()  # drawn: opaque
+    for scale in (1 / 255, 1.0):  # float pictures, on 0..1 or on 0..255 (as OpenCV code keeps them)
+        floats = base.astype(np.float32) * scale
+        draw(floats, [face])
+        assert np.allclose(floats[edge] / scale, COLORS["happy"])
+        off = (np.abs(floats / scale - want) > 3).any(axis=2)
+        assert not off[~drawn].any() and off.sum() < 0.15 * drawn.sum()
+    with pytest.raises(TypeError, match="gray, BGR or BGRA pictures, not of shape"):
+        draw(np.zeros((480, 640, 2), np.uint8), [face])  # was: gray and alpha drawn as B and G
     gray = cv2.cvtColor(base, cv2.COLOR_BGR2GRAY)
     draw(gray, [face])
     box_edge = gray[150, 220:340]  # the box's top edge: happy's colour, as gray

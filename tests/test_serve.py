@@ -661,6 +661,24 @@ def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera,
         assert driver.find_element("id", "start").is_enabled()
         driver.find_element("id", "start").click()
         wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label} again")
+        # hidden while the camera is being opened: paused once it opens (was: started hidden)
+        driver.find_element("id", "stop").click()
+        driver.execute_script(
+            "const real = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);"
+            "navigator.mediaDevices.getUserMedia = async (c) => {"
+            "  await new Promise((r) => { window.openCamera = r; }); return real(c); };"
+        )
+        driver.find_element("id", "start").click()
+        driver.execute_script(visible % "hidden")
+        driver.execute_script("window.openCamera()")
+        wait_for(lambda: "Paused" in status.text, 30, "the pause said")
+        time.sleep(1)
+        assert driver.execute_script("return live.running") is False
+        assert httpx.get(f"{url}/api/health").json()["streams"] == 0
+        driver.execute_script("setTimeout(() => window.openCamera(), 300)")  # opened when asked
+        driver.execute_script(visible % "visible")
+        wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label} again")
+        driver.execute_script("delete navigator.mediaDevices.getUserMedia")  # the browser's own
         # a server that cannot be reached (stopped) is said so (was: "The server closed the
         # stream.", which it never opened)
         driver.find_element("id", "stop").click()

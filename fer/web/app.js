@@ -109,6 +109,12 @@ const FRAME_WAIT_MS = 500;
 // no answer for STALL_MS (a server stalled or far too busy): the last faces and frame rate are
 // taken off the video, and the page says it waits
 const STALL_MS = 3000;
+// a page out of sight (another tab, a minimised window) pauses its live session, also one it was
+// starting: the browser stops showing the camera's frames and slows the page's timers, so what it
+// would send is stale and sparse (the server closes a stream that sends nothing for a minute);
+// shown again, it goes on
+let pausedHidden = false;
+const PAUSED = "Paused while the page is out of sight: it goes on when shown.";
 const live = {
   running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null,
   shown: -1, shownAt: 0, sent: null, retry: null, stall: null,
@@ -164,6 +170,14 @@ async function startCamera() {
     if (stream) stream.getTracks().forEach((t) => t.stop());
     setStatus(status, `No camera: ${e.name === "NotAllowedError" ? "permission was refused" : e.message || e.name}`, true);
     $("start").disabled = false;
+    return;
+  }
+  if (document.visibilityState === "hidden") {  // hidden while the camera was being opened
+    stream.getTracks().forEach((t) => t.stop());
+    $("video").srcObject = null;
+    $("start").disabled = false;
+    pausedHidden = true;
+    setStatus(status, PAUSED);
     return;
   }
   live.stream = stream;
@@ -359,15 +373,11 @@ function setUpPhoto() {
   });
 }
 
-// a page out of sight (another tab, a minimised window) pauses its live session: the browser
-// stops showing the camera's frames and slows the page's timers, so what it would send is stale
-// and sparse (the server closes a stream that sends nothing for a minute); shown again, it goes on
-let pausedHidden = false;
 document.addEventListener("visibilitychange", () => {
   if (document.visibilityState === "hidden" && live.running) {
     stopCamera();
     pausedHidden = true;
-    setStatus($("live-status"), "Paused while the page is out of sight: it goes on when shown.");
+    setStatus($("live-status"), PAUSED);
   } else if (document.visibilityState === "visible" && pausedHidden) {
     pausedHidden = false;
     startCamera();
