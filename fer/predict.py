@@ -272,6 +272,11 @@ def records_to_resume(args: argparse.Namespace) -> list[dict]:
     return records
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 face', '2 faces'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def is_record(r: object) -> bool:
     """Whether `r` is a record as fer.predict --json writes them: a face of a photo, with its box
     (None with --no-detect) and probabilities, or a photo's note (no face found)."""
@@ -493,9 +498,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_results(args, records, errors)
     n_faces = sum("emotion" in r for r in records)
     print(
-        f"{n_faces} faces in {read + resumed} images"
+        f"{counted(n_faces, 'face')} in {counted(read + resumed, 'image')}"
         + (f" ({resumed} read by the run resumed)" if resumed else "")
-        + (f", {len(errors)} errors" if errors else ""),
+        + (f", {counted(len(errors), 'error')}" if errors else ""),
         file=sys.stderr,
     )
     if stopped:

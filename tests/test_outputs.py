@@ -311,6 +311,15 @@ def test_a_damaged_bmp_or_tiff_is_one_line_on_stderr(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 1 and len(lines) == 3, r.stderr  # two errors and the summary
     assert all(line.startswith("error: ") for line in lines[:2]) and "2 errors" in lines[2]
+    # one of each is said in the singular (was: '1 faces in 1 images, 1 errors')
+    cv2.imwrite(str(folder / "face.png"), face(3, 0))
+    (folder / "cut.tif").unlink()
+    r = subprocess.run(
+        [sys.executable, "-m", "fer.predict", str(folder), "--no-detect"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.stderr.strip().splitlines()[-1] == "1 face in 1 image, 1 error", r.stderr
 
 
 def test_a_16_bit_picture_is_read_alike_by_every_path(tmp_path, capsys, exported):
