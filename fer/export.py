@@ -88,7 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics",
         nargs="+",
         metavar="JSON",
-        help="metrics.json files from fer.evaluate to record in model.json (e.g. plain and flip TTA)",
+        help="metrics.json files from fer.evaluate of the model this export makes (of --out's "
+        "export, or of the one --ckpt exported without a --flip it lacks; e.g. plain and flip "
+        "TTA), to record in model.json",
     )
     add_debug_flag(p)
     return p
@@ -320,20 +322,23 @@ def provenance(spec, measured: bool = True) -> dict:
 
 
 def read_members(paths: list[Path], flip: bool):
-    """(spec, state) of the model to export from the models at `paths`: the one model, or an
-    ensemble that averages them (with `flip`, and their mirror images). Members must share their
-    classes and preprocessing. A member that is itself a mirroring ensemble stops mirroring
-    inside a mirroring one: its answer averaged over a face and its mirror is the same, in half
-    the work."""
+    """(spec, state, alone) of the model to export from the models at `paths`: the one model, or an
+    ensemble that averages them (with `flip`, and their mirror images); `alone` when it computes
+    what its one source does (no other network, no mirror the source did not average already).
+    Members must share their classes and preprocessing. A member that is itself a mirroring
+    ensemble stops mirroring inside a mirroring one: its answer averaged over a face and its mirror
+    is the same, in half the work."""
     from fer.inference import ModelSpec, read_weights
 
     read = [read_weights(p) for p in paths]
     for spec, _, source in read:
         spec.check(str(source))
+    mirrors = [s.arch == "ensemble" and bool(s.options.get("flip")) for s, _, _ in read]
+    alone = len(read) == 1 and (not flip or mirrors[0])
     if len(read) == 1 and not flip:
         spec, state, _ = read[0]
         spec.extra = provenance(spec, measured=False)  # its metrics: only those of --metrics
-        return spec, state
+        return spec, state, alone
     members = [{"arch": s.arch, "options": dict(s.options)} for s, _, _ in read]
     for member in members:
         if flip and member["arch"] == "ensemble":
@@ -343,19 +348,24 @@ def read_members(paths: list[Path], flip: bool):
         "members": [{"source": str(p), **provenance(s)} for p, (s, _, _) in zip(paths, read)]
     }
     state = {f"members.{i}.{k}": v for i, (_, st, _) in enumerate(read) for k, v in st.items()}
-    return spec, state
+    return spec, state, alone
 
 
 def read_metrics(
-    files: list[str], default_backend: str, models: Sequence[Path] = ()
+    files: list[str],
+    default_backend: str,
+    models: Sequence[Path] = (),
+    parts: Sequence[Path] = (),
 ) -> dict[str, dict]:
     """The figures of fer.evaluate's metrics.json files, named by split, TTA and, where it is not
-    the one the export runs by default, backend. Two files of one name are refused; a file that
-    says it measured a model other than `models` (the checkpoints or exports read, and the folder
-    written) is recorded with a warning."""
+    the one the export runs by default, backend. Two files of one name are refused, and so is a
+    file that says it measured one of `parts`, models the export reads but does not compute
+    alone (an ensemble's members, a network its --flip export averages with its mirror); one that
+    says it measured a model other than `models` (what the export computes: the folder written,
+    and its one source exported as it computes) and `parts` is recorded with a warning."""
     metrics: dict[str, dict] = {}
     named: dict[str, str] = {}  # name -> the file that gave it
-    known = {real_path(p) for p in models}
+    known, read = {real_path(p) for p in models}, {real_path(p) for p in parts}
     for f in files:
         try:
             m = json.loads(Path(f).read_text())
@@ -378,6 +388,13 @@ def read_metrics(
         measured = m.get("model")
         if isinstance(measured, str) and measured:
             where = real_path(measured)
+            if where in read or where.parent in read:
+                raise FerError(
+                    f"{f} scored {measured}, which this export averages with other networks or "
+                    "with its mirror image: not the model this export makes; export it, score "
+                    "the export (python -m fer.evaluate --ckpt OUT) and export again with --metrics "
+                    "of that"
+                )
             if where not in known and where.parent not in known:
                 print(
                     f"warning: {f} was measured on {measured}, not on a model this export reads "
@@ -454,14 +471,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not path.exists():
             raise FerError(f"checkpoint {path} does not exist")
     paths = [resolve_model_path(p) for p in paths]
-    spec, state = read_members(paths, args.flip)
+    spec, state, alone = read_members(paths, args.flip)
     if args.half:  # round once: the safetensors and ONNX files then hold the same weights
         state = {k: v.half().float() if v.is_floating_point() else v for k, v in state.items()}
     model = torch_model(spec, state, paths[0])  # proves the weights fit the architecture
     spec.extra["export_command"] = "python -m fer.export " + " ".join(
         map(shlex.quote, argv if argv is not None else sys.argv[1:])
     )
-    metrics = read_metrics(args.metrics or [], "torch" if args.no_onnx else "onnx", [*paths, out])
+    backend = "torch" if args.no_onnx else "onnx"
+    same, parts = ([*paths, out], []) if alone else ([out], paths)
+    metrics = read_metrics(args.metrics or [], backend, same, parts)
     if metrics:
         spec.extra["metrics"] = metrics
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())

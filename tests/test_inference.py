@@ -1978,6 +1978,40 @@ def test_export_metrics_of_another_model_are_said_so_and_two_of_one_kind_refused
     )
 
 
+def test_export_metrics_of_what_it_does_not_compute_alone_are_refused(trained, tmp_path):
+    """Was: the figures of one member were recorded as the whole ensemble's (and shown by
+    fer.serve as the model's accuracy), and a network's plain figures as its --flip export's, which
+    averages each face with its mirror: the file scored a model the export reads, so not even a
+    warning. Figures of the export itself, or of its one source exported as it computes, stay."""
+    ckpt = str(trained["ckpt"])
+    member = tmp_path / "member.json"
+    figures = {"accuracy": 0.5, "samples": 9, "split": "val", "tta": "none"}
+    member.write_text(json.dumps({**figures, "model": ckpt}))
+    out = tmp_path / "out"
+    for options in (["--ckpt", ckpt, ckpt], ["--ckpt", ckpt, "--flip"]):
+        with pytest.raises(FerError, match="member.json scored .* not the model this export makes"):
+            export([*options, "--out", str(out), "--no-onnx", "--metrics", str(member)])
+        assert not out.exists()
+    # the ensemble scored as exported (as experiments/ship.sh scores it), then exported again
+    assert export(["--ckpt", ckpt, ckpt, "--out", str(out), "--no-onnx"]) == 0
+    scored = tmp_path / "scored.json"
+    scored.write_text(json.dumps({**figures, "accuracy": 0.6, "model": str(out)}))
+    assert (
+        export(["--ckpt", ckpt, ckpt, "--out", str(out), "--no-onnx", "--metrics", str(scored)])
+        == 0
+    )
+    assert (
+        json.loads((out / "model.json").read_text())["metrics"]["val_tta_none"]["accuracy"] == 0.6
+    )
+    # a mirroring export of a mirroring export computes what it does: its figures stay
+    flipped = tmp_path / "flipped"
+    assert export(["--ckpt", ckpt, "--flip", "--out", str(flipped), "--no-onnx"]) == 0
+    of_flipped = tmp_path / "of_flipped.json"
+    of_flipped.write_text(json.dumps({**figures, "model": str(flipped)}))
+    again = ["--ckpt", str(flipped), "--flip", "--out", str(tmp_path / "again"), "--no-onnx"]
+    assert export([*again, "--metrics", str(of_flipped)]) == 0
+
+
 @pytest.mark.parametrize("frames", [40, 12])
 def test_detect_records_a_camera_at_the_rate_it_delivers_frames(
     exported, tmp_path, monkeypatch, frames
