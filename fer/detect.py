@@ -383,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     recent: list[float] = []
     finished, ran_out, code = False, False, 0
     stopped_by = ""  # the signal that stopped the run (Terminated's)
+    bar = frames_progress(announced)
+    bar.start()
     with Stoppable() as run:
         try:
             if args.json == "-":
@@ -398,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             while True:
                 ok, frame = cap.read()
                 index += 1
+                bar.update(0, completed=min(index + ok, announced))
                 if not ok:
                     if index < announced and unread_run < UNREAD_RUN_LIMIT:
                         undecoded, unread_run = undecoded + 1, unread_run + 1
@@ -442,6 +445,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             finished, code, stopped_by = True, e.code, e.name
         finally:
             run.finishing()  # the files are completed whatever arrives now, a second Ctrl-C too
+            bar.stop()
             try:
                 cap.release()
                 if video is not None:
@@ -513,6 +517,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     return code
+
+
+def frames_progress(total: int):
+    """A progress bar on stderr over a video file's `total` frames (task 0), updated a few times a
+    second and gone once the run ends; none for a camera or a stream (no total), nor where stderr
+    is no terminal."""
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress
+
+    console = Console(stderr=True)
+    bar = Progress(
+        *Progress.get_default_columns()[:2],  # what it reads, and the bar
+        MofNCompleteColumn(),
+        *Progress.get_default_columns()[2:],  # the share done, the time left
+        console=console,
+        transient=True,
+        disable=not (total > 0 and console.is_terminal),
+    )
+    bar.add_task("reading frames", total=total)
+    return bar
 
 
 def _has_gui() -> bool:

@@ -1039,3 +1039,45 @@ def test_predict_leaves_hidden_files_and_folders_out_of_a_folder(tmp_path, capsy
     cv2.imwrite(str(named), face(2, 2))
     code, _, err = cli("predict", [str(named), "--model", str(exported), "--no-detect"], capsys)
     assert code == 0, err
+
+
+def run_on_a_terminal(cmd: list[str], timeout: float = 300) -> tuple[int, str]:
+    """Run `cmd` with its stderr on a pseudo-terminal, as a user's shell runs it: its exit status
+    and what it wrote there."""
+    import pty
+    import select
+
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=child, env={**os.environ, "TERM": "xterm"}
+    )
+    os.close(child)
+    out = b""
+    while True:
+        ready, _, _ = select.select([main], [], [], timeout)
+        if not ready:
+            proc.kill()
+            break
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    return proc.wait(timeout=timeout), out.decode(errors="replace")
+
+
+def test_detect_shows_its_progress_through_a_video_file_on_a_terminal(exported, tmp_path):
+    """Was: nothing until the end (3 minutes of silence for a 10-minute clip at 100 frames/s).
+    A file's frames are counted against those it announces; not where stderr is no terminal."""
+    clip = make_video(tmp_path / "clip.mp4", frames=40)
+    cmd = [sys.executable, "-m", "fer.detect", "--source", str(clip), "--model", str(exported)]
+    code, err = run_on_a_terminal([*cmd, "--json", str(tmp_path / "a.jsonl")])
+    assert code == 0, err
+    assert re.search(r"reading frames.*40/40", err), err
+    piped = subprocess.run(
+        [*cmd, "--json", str(tmp_path / "b.jsonl")], capture_output=True, text=True, timeout=300
+    )
+    assert piped.returncode == 0 and "reading frames" not in piped.stderr, piped.stderr
