@@ -377,12 +377,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     from fer.data import exclusion_list
     from fer.download import resolve_data
-    from fer.inference import load_classifier
+    from fer.inference import load_classifier, records_graph
 
     if args.out is not None:  # refused before the faces are scored, as are the models below
         outputs = OutputSet(args.out, OUTPUTS, "metrics.json")
     backend = "torch" if args.gradcam and args.backend == "auto" else args.backend
     classifier = load_classifier(args.ckpt, backend=backend)
+    if backend != args.backend and records_graph(classifier.spec):  # auto would run the graph
+        print(
+            "note: --gradcam scores the model with PyTorch (its float weights), not the ONNX "
+            "graph fer.predict runs: the figures may differ from those by a few faces",
+            file=sys.stderr,
+        )
     if args.gradcam > 0 and classifier.model is None:
         raise FerError("--gradcam needs the PyTorch backend: leave out --backend onnx")
     try:
@@ -424,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         print(json.dumps(m, indent=2))
     else:
-        print(format_table(m) + f"   (TTA {args.tta})")
+        print(format_table(m) + f"   (TTA {args.tta}, {classifier.backend})")
         if args.compare:
             c = m["comparison"]
             print(

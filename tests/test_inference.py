@@ -19,7 +19,7 @@ from fer.data import evaluation_split, load_fer
 from fer.evaluate import confusion_matrix, format_table, metrics_from_confusion
 from fer.evaluate import main as evaluate
 from fer.export import main as export
-from fer.inference import load_classifier, tta_views
+from fer.inference import SHIPPED, load_classifier, tta_views
 from fer.predict import main as predict
 from fer.train import main as train
 from tests.conftest import (
@@ -790,6 +790,19 @@ def test_evaluate_writes_every_file_and_matches_lightning(trained, tmp_path, cap
         == 0
     )
     assert json.loads(capsys.readouterr().out)["samples"] == 21  # PrivateTest_ files only
+
+
+def test_evaluate_says_which_backend_scored_and_that_gradcam_changes_it(trained, capsys):
+    """Was: --gradcam, which needs PyTorch, scored the shipped model's float weights in place of
+    its int8 graph, and the accuracy moved with nothing on the screen to say why."""
+    base = ["--ckpt", str(SHIPPED), "--data", str(trained["data"]), "--split", "val"]
+    assert evaluate(base) == 0
+    captured = capsys.readouterr()
+    assert "(TTA none, onnx)" in captured.out and "--gradcam" not in captured.err
+    assert evaluate([*base, "--gradcam", "1"]) == 0  # no --out: nothing drawn, still PyTorch
+    captured = capsys.readouterr()
+    assert "(TTA none, torch)" in captured.out
+    assert "note: --gradcam scores the model with PyTorch" in captured.err
 
 
 def test_evaluate_split_rule_for_a_private_test_only_folder(tmp_path):
