@@ -102,14 +102,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         for tag in tags:
             points = scalars.get(tag, [])
             if points:
-                xs = [epochs.get(step, i) + 1 for i, (step, _) in enumerate(points)]
+                # epochs from 0, as Lightning, the checkpoints' names and the summary count them
+                xs = [epochs.get(step, i) for i, (step, _) in enumerate(points)]
                 ax.plot(xs, [v for _, v in points], marker="o", ms=3, label=labels[tag])
         ax.set(title=name, xlabel="epoch")
         ax.grid(alpha=0.3)
         ax.legend()
     accuracies = scalars.get("val/acc")
     if accuracies:
-        fig.suptitle(f"{logdir}: best val/acc {max(v for _, v in accuracies):.4f}")
+        i, (step, best) = max(enumerate(accuracies), key=lambda p: p[1][1])  # the first of ties
+        fig.suptitle(f"{logdir}: best val/acc {best:.4f} at epoch {int(epochs.get(step, i))}")
     else:  # --limit-val-batches 0: no accuracy to name, rather than 0
         fig.suptitle(f"{logdir}: no validation")
     save_figure(fig, out / "curves.png")

@@ -235,7 +235,12 @@ def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
         mp.setattr(fer.plot, "save_figure", lambda fig, path: drawn.append(fig))
         assert plot(["--logdir", str(run)]) == 0
     lines = [line for ax in drawn[0].axes for line in ax.lines]  # train and val loss, accuracy
-    assert len(lines) == 4 and all(line.get_xdata().tolist() == [1, 2] for line in lines)
+    # epochs numbered as the checkpoints' names and the run's summary number them, from 0 (were
+    # from 1: the summary's 'best at epoch 1' was the plot's second point, at 2)
+    assert len(lines) == 4 and all(line.get_xdata().tolist() == [0, 1] for line in lines)
+    summary = json.loads((run / "summary.json").read_text())
+    best = f"best val/acc {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']}"
+    assert best in drawn[0].get_suptitle()
     assert plot(["--logdir", str(run)]) == 0
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
 
@@ -404,9 +409,9 @@ def test_plot_of_a_run_resumed_from_an_earlier_checkpoint_draws_the_branch_it_ke
     monkeypatch.setattr(fer.plot, "save_figure", lambda fig, path: drawn.append(fig))
     assert plot(["--logdir", str(run)]) == 0
     val = next(line for line in drawn[0].axes[1].lines if line.get_label() == "val")
-    assert val.get_xdata().tolist() == [1, 2, 3, 4, 5]
+    assert val.get_xdata().tolist() == [0, 1, 2, 3, 4]
     assert val.get_ydata().tolist() == pytest.approx([0.3, 0.4, 0.42, 0.45, 0.47])
-    assert drawn[0]._suptitle.get_text().endswith("best val/acc 0.4700")
+    assert drawn[0].get_suptitle().endswith("best val/acc 0.4700 at epoch 4")
 
 
 @pytest.mark.parametrize(
