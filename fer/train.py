@@ -733,9 +733,10 @@ def stopped_code(trainer, stop: SystemExit) -> int:
     raise stop
 
 
-def check_checkpoint(path: Path) -> None:
+def check_checkpoint(path: Path) -> int:
     """Refuse, before any run folder is made, a --ckpt-path that is no Lightning checkpoint (one
-    fer.train wrote: weights, optimizer and loop states)."""
+    fer.train wrote: weights, optimizer and loop states); the number of epochs it trained whole
+    (where a resume goes on from)."""
     import torch
 
     if path.is_dir() and (path / "model.json").is_file():
@@ -772,6 +773,10 @@ def check_checkpoint(path: Path) -> None:
             f"{path} is not a Lightning checkpoint to resume (fer.train writes them in "
             "lightning_logs/version_N/checkpoints/); to start from a model's weights, use --init"
         )
+    try:  # the epochs whose batches all ran: Lightning goes on with the next
+        return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+    except (KeyError, TypeError, ValueError):
+        return 0  # (another Lightning's layout: left to Lightning)
 
 
 def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]:
@@ -783,7 +788,14 @@ def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]
     if ckpt_path == "last":
         ckpt_path = str(find_last_checkpoint(root))
     if ckpt_path:
-        check_checkpoint(Path(ckpt_path))
+        trained = check_checkpoint(Path(ckpt_path))
+        if trained >= args.max_epochs:  # Lightning would end at once, having trained nothing
+            raise FerError(
+                f"{ckpt_path} ends a run that trained all its {trained} epochs (--max-epochs "
+                f"{args.max_epochs}): nothing is left to train; give a larger --max-epochs to "
+                "train on (a one-cycle schedule cannot stretch: start a new run with --init), or "
+                "score it with python -m fer.evaluate"
+            )
         path = Path(ckpt_path).resolve()
         m = re.fullmatch(r"version_(\d+)", path.parents[1].name) if len(path.parents) > 3 else None
         if m and path.parent.name == "checkpoints" and path.parents[2].name == "lightning_logs":

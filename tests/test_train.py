@@ -405,6 +405,12 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
         *TINY,
     ]
     assert train([*base, "--max-epochs", "2"]) == 0
+    # a run that trained all its epochs, resumed as it was: nothing to train, said in one line and
+    # nothing touched (was: a sanity check, new event files, and 'finished in 0 s' as if it ran)
+    files = {p: p.stat().st_mtime_ns for p in run_dir(tmp_path).rglob("*")}
+    with pytest.raises(FerError, match="trained all its 2 epochs.*larger --max-epochs"):
+        train([*base, "--max-epochs", "2", "--ckpt-path", "last"])
+    assert {p: p.stat().st_mtime_ns for p in run_dir(tmp_path).rglob("*")} == files
     assert train([*base, "--max-epochs", "4", "--ckpt-path", "last"]) == 0
     rows = metrics(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # same folder, epochs 2-3 appended
