@@ -789,7 +789,10 @@ def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]
         ckpt_path = str(find_last_checkpoint(root))
     if ckpt_path:
         trained = check_checkpoint(Path(ckpt_path))
-        if trained >= args.max_epochs:  # Lightning would end at once, having trained nothing
+        finished = (Path(ckpt_path).parent.parent / "summary.json").is_file()
+        # Lightning would end at once, having trained nothing (one stopped before its summary
+        # was written, in its last validation say, is resumed to finish it)
+        if trained >= args.max_epochs and finished:
             raise FerError(
                 f"{ckpt_path} ends a run that trained all its {trained} epochs (--max-epochs "
                 f"{args.max_epochs}): nothing is left to train; give a larger --max-epochs to "

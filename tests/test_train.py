@@ -411,6 +411,11 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
     with pytest.raises(FerError, match="trained all its 2 epochs.*larger --max-epochs"):
         train([*base, "--max-epochs", "2", "--ckpt-path", "last"])
     assert {p: p.stat().st_mtime_ns for p in run_dir(tmp_path).rglob("*")} == files
+    summary = run_dir(tmp_path) / "summary.json"
+    kept = summary.read_text()
+    summary.unlink()  # stopped before its summary was written: resumed, it is finished as it was
+    assert train([*base, "--max-epochs", "2", "--ckpt-path", "last"]) == 0
+    assert json.loads(summary.read_text())["best_epoch"] == json.loads(kept)["best_epoch"]
     assert train([*base, "--max-epochs", "4", "--ckpt-path", "last"]) == 0
     rows = metrics(tmp_path)
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3]  # same folder, epochs 2-3 appended
