@@ -592,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         "wrote "
         + ", ".join(str(p) for p in files)
-        + f", {out}/structure.json, cleaning.json, cleaning.md",
+        + f", {out}/structure.json, {out}/cleaning.json, {out}/cleaning.md",
         file=sys.stderr,
     )
     return 0

@@ -509,6 +509,11 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
+def counted(n: int, noun: str) -> str:
+    """'1 face', '2 faces'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def real_path(path: str | Path) -> Path:
     """`path` absolute, with its links followed: what names one file however it is spelled.
     (Path.resolve raises RuntimeError on a link that leads back to itself; this leaves it.)"""

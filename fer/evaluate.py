@@ -23,6 +23,7 @@ from fer.common import (
     OutputSet,
     Parser,
     add_debug_flag,
+    counted,
     run_cli,
     same_data,
     save_figure,
@@ -319,7 +320,7 @@ def evaluate(
     if skip:
         listed = read_exclusions(skip, data)
         keep = not_listed(data, index, listed)
-        note += f", without {int((~keep).sum())} faces listed in {skip}"
+        note += f", without {counted(int((~keep).sum()), 'face')} listed in {skip}"
         if listed and not listed & set(data.names):  # an empty list: nothing to skip
             note += " (none of its names is a face of these data: a list made for other data?)"
         if len(index) and not keep.any():

@@ -33,6 +33,7 @@ from fer.common import (
     add_model_options,
     atomic_path,
     check_outputs,
+    counted,
     real_path,
     run_cli,
     to_uint8,
@@ -270,11 +271,6 @@ def records_to_resume(args: argparse.Namespace) -> list[dict]:
             "options it was run with"
         )
     return records
-
-
-def counted(n: int, noun: str) -> str:
-    """'1 face', '2 faces'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def is_record(r: object) -> bool:

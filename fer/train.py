@@ -37,6 +37,7 @@ from fer.common import (
     Parser,
     add_debug_flag,
     check_outputs,
+    counted,
     default_precision,
     real_path,
     run_cli,
@@ -1135,7 +1136,9 @@ def _devices(text: str):
 
 
 def _summary_text(s: dict[str, Any]) -> str:
-    lines = [f"\nfinished {s['model']} in {s['fit_seconds']:.0f} s ({s['epochs']} epochs)"]
+    lines = [
+        f"\nfinished {s['model']} in {s['fit_seconds']:.0f} s ({counted(s['epochs'], 'epoch')})"
+    ]
     if s.get("best_val_acc") is not None:
         lines.append(f"  best val/acc  {s['best_val_acc']:.4f} at epoch {s['best_epoch']}")
     if "test_acc" in s:

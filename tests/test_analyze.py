@@ -54,6 +54,8 @@ def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, caps
     assert (
         analyze(["--data", str(root), "--out", str(out), "--per-class", "2", "--random", "8"]) == 0
     )
+    wrote = capsys.readouterr().err  # every file by its path (were: the last two by name alone)
+    assert f"{out}/cleaning.json, {out}/cleaning.md" in wrote
     rep = json.loads((out / "cleaning.json").read_text())
     assert {b["name"].split("/")[-1] for b in rep["blank"]} == {
         "Training_blank.png",
@@ -71,7 +73,7 @@ def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, caps
     classifier = load_classifier()
     full_m, *_ = evaluate(classifier, str(root), "val")
     m, faces, y, probs, note = evaluate(classifier, str(root), "val", skip=str(out / "leaked.txt"))
-    assert m["samples"] == full_m["samples"] - 1 and "without 1 faces" in note
+    assert m["samples"] == full_m["samples"] - 1 and "without 1 face listed" in note
     info = json.loads((out / "structure.json").read_text())
     # was 96x96x3 alone: the 16-bit face, read as 8-bit, was not named
     assert sorted(info["nonstandard_shapes"].values()) == ["48x48 16-bit", "96x96x3"]

@@ -1423,6 +1423,7 @@ def test_the_commands_a_run_prints_name_a_folder_with_spaces_as_one_argument():
     run, data = "my runs/lightning_logs/version_0", "my data/fer2013.csv"
     summary = {"model": "cnn", "fit_seconds": 3, "epochs": 1, "best_checkpoint": None}
     text = _summary_text({**summary, "log_dir": run, "data": data})
+    assert "finished cnn in 3 s (1 epoch)" in text  # (was '1 epochs')
     (evaluate,) = [line for line in text.splitlines() if "fer.evaluate" in line]
     # and the data it trained on (was left out: fer.evaluate then scored data/fer2013, or
     # downloaded it)
