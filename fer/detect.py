@@ -445,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             finished, code, stopped_by = True, e.code, e.name
         finally:
             run.finishing()  # the files are completed whatever arrives now, a second Ctrl-C too
-            bar.stop()
+            with contextlib.suppress(OSError):  # a terminal gone (SIGHUP): the files still are
+                bar.stop()
             try:
                 cap.release()
                 if video is not None:
@@ -486,26 +487,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     if tmp_json is not None and frames:
         os.replace(tmp_json, json_target)
     total = time.perf_counter() - start
+
+    def say(text: str) -> None:
+        """A line on stderr; a run a signal stopped says nothing where its terminal is gone
+        (SIGHUP as the window closed), and keeps its exit status."""
+        try:
+            print(text, file=sys.stderr)
+        except OSError:
+            if not code:
+                raise
+
     if undecoded > unread_run:
-        print(
+        say(
             f"warning: {undecoded - unread_run} frames of {args.source} could not be decoded "
             "(a damaged video?) and are left out; the JSON lines keep the video's frame numbers",
-            file=sys.stderr,
         )
     if frames and not with_faces:
-        print(
+        say(
             f"note: no face found in {frames} frames; the smallest face looked for was "
             f"{tracker.min_face} px (--min-face sets it)",
-            file=sys.stderr,
         )
     last = index - unread_run  # the frames up to the last one decoded
     if ran_out and announced - last > max(2, ANNOUNCED_SLACK * announced):  # (not a stop)
-        print(
+        say(
             f"warning: {args.source} ended after {last} of the {announced} frames it announces "
             "(a half-copied or damaged file?)",
-            file=sys.stderr,
         )
-    print(
+    say(
         {
             0: "",
             130: "stopped by Ctrl-C: ",
@@ -514,7 +522,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         + f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
         + (f"; wrote {args.output}" if args.output and frames else "")
         + (f"; wrote {args.json}" if args.json and args.json != "-" and frames else ""),
-        file=sys.stderr,
     )
     return code
 
@@ -533,6 +540,8 @@ def frames_progress(total: int):
         *Progress.get_default_columns()[2:],  # the share done, the time left
         console=console,
         transient=True,
+        redirect_stdout=False,  # --json - writes its lines to stdout, not through the bar
+        redirect_stderr=False,
         disable=not (total > 0 and console.is_terminal),
     )
     bar.add_task("reading frames", total=total)

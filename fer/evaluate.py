@@ -384,7 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         outputs = OutputSet(args.out, OUTPUTS, "metrics.json")
     backend = "torch" if args.gradcam and args.backend == "auto" else args.backend
     classifier = load_classifier(args.ckpt, backend=backend)
-    if backend != args.backend and records_graph(classifier.spec):  # auto would run the graph
+    graph = Path(classifier.source).parent / "model.onnx"  # beside the weights, as auto needs
+    if backend != args.backend and records_graph(classifier.spec) and graph.is_file():
         print(
             "note: --gradcam scores the model with PyTorch (its float weights), not the ONNX "
             "graph fer.predict runs: the figures may differ from those by a few faces",

@@ -351,6 +351,12 @@ def read_members(paths: list[Path], flip: bool):
     return spec, state, alone
 
 
+def _of(where: Path, models: set[Path]) -> bool:
+    """Whether a model fer.evaluate scored (a checkpoint, an export's folder or one of its model
+    files) is one of `models`."""
+    return where in models or (where.name.startswith("model.") and where.parent in models)
+
+
 def read_metrics(
     files: list[str],
     default_backend: str,
@@ -388,14 +394,14 @@ def read_metrics(
         measured = m.get("model")
         if isinstance(measured, str) and measured:
             where = real_path(measured)
-            if where in read or where.parent in read:
+            if _of(where, read):
                 raise FerError(
                     f"{f} scored {measured}, which this export averages with other networks or "
                     "with its mirror image: not the model this export makes; export it, score "
                     "the export (python -m fer.evaluate --ckpt OUT) and export again with --metrics "
                     "of that"
                 )
-            if where not in known and where.parent not in known:
+            if not _of(where, known):
                 print(
                     f"warning: {f} was measured on {measured}, not on a model this export reads "
                     "or writes; its figures are recorded as this model's",

@@ -790,7 +790,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]
         ckpt_path = str(find_last_checkpoint(root))
     if ckpt_path:
         trained = check_checkpoint(Path(ckpt_path))
-        finished = (Path(ckpt_path).parent.parent / "summary.json").is_file()
+        finished = (real_path(ckpt_path).parent.parent / "summary.json").is_file()
         # Lightning would end at once, having trained nothing (one stopped before its summary
         # was written, in its last validation say, is resumed to finish it)
         if trained >= args.max_epochs and finished:

@@ -792,7 +792,7 @@ def test_evaluate_writes_every_file_and_matches_lightning(trained, tmp_path, cap
     assert json.loads(capsys.readouterr().out)["samples"] == 21  # PrivateTest_ files only
 
 
-def test_evaluate_says_which_backend_scored_and_that_gradcam_changes_it(trained, capsys):
+def test_evaluate_says_which_backend_scored_and_that_gradcam_changes_it(trained, capsys, tmp_path):
     """Was: --gradcam, which needs PyTorch, scored the shipped model's float weights in place of
     its int8 graph, and the accuracy moved with nothing on the screen to say why."""
     base = ["--ckpt", str(SHIPPED), "--data", str(trained["data"]), "--split", "val"]
@@ -803,6 +803,13 @@ def test_evaluate_says_which_backend_scored_and_that_gradcam_changes_it(trained,
     captured = capsys.readouterr()
     assert "(TTA none, torch)" in captured.out
     assert "note: --gradcam scores the model with PyTorch" in captured.err
+    copy = tmp_path / "no_graph"  # an export copied without its graphs: PyTorch either way
+    copy.mkdir()
+    for name in ("model.json", "model.safetensors"):
+        shutil.copy(SHIPPED / name, copy / name)
+    base[1] = str(copy)
+    assert evaluate([*base, "--gradcam", "1"]) == 0
+    assert "note: --gradcam" not in capsys.readouterr().err
 
 
 def test_evaluate_split_rule_for_a_private_test_only_folder(tmp_path):
@@ -2023,6 +2030,26 @@ def test_export_metrics_of_what_it_does_not_compute_alone_are_refused(trained, t
     of_flipped.write_text(json.dumps({**figures, "model": str(flipped)}))
     again = ["--ckpt", str(flipped), "--flip", "--out", str(tmp_path / "again"), "--no-onnx"]
     assert export([*again, "--metrics", str(of_flipped)]) == 0
+    # an export into a folder inside a source's, scored by its folder's name: its own figures
+    inner = flipped / "inner"
+    assert export(["--ckpt", str(flipped), ckpt, "--out", str(inner), "--no-onnx"]) == 0
+    of_inner = tmp_path / "of_inner.json"
+    of_inner.write_text(json.dumps({**figures, "model": str(inner)}))
+    assert (
+        export(
+            [
+                "--ckpt",
+                str(flipped),
+                ckpt,
+                "--out",
+                str(inner),
+                "--no-onnx",
+                "--metrics",
+                str(of_inner),
+            ]
+        )
+        == 0
+    )
 
 
 @pytest.mark.parametrize("frames", [40, 12])

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -1041,21 +1042,44 @@ def test_predict_leaves_hidden_files_and_folders_out_of_a_folder(tmp_path, capsy
     assert code == 0, err
 
 
-def run_on_a_terminal(cmd: list[str], timeout: float = 300) -> tuple[int, str]:
-    """Run `cmd` with its stderr on a pseudo-terminal, as a user's shell runs it: its exit status
-    and what it wrote there."""
+def run_on_a_terminal(
+    cmd: list[str], timeout: float = 300, hang_up_after: float | None = None
+) -> tuple[int, str, str]:
+    """Run `cmd` with its stderr on a pseudo-terminal, as a user's shell runs it: its exit status,
+    its stdout (a pipe) and what it wrote on the terminal. With `hang_up_after`, the terminal goes
+    away that many seconds after the first output on it (the window closed: the terminal is
+    gone, then SIGHUP), as `nohup`-less runs meet it."""
     import pty
     import select
+    import signal
+    import threading
 
     main, child = pty.openpty()
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=child, env={**os.environ, "TERM": "xterm"}
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=child,
+        env={**os.environ, "TERM": "xterm"},
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
     )
     os.close(child)
-    out = b""
+    stdout = []
+    reader = threading.Thread(target=lambda: stdout.append(proc.stdout.read()))
+    reader.start()
+    out, first = b"", None
     while True:
-        ready, _, _ = select.select([main], [], [], timeout)
+        limit = timeout
+        if hang_up_after is not None and first is not None:
+            limit = first + hang_up_after - time.monotonic()
+            if limit <= 0:  # the window closes
+                os.close(main)
+                main = None
+                proc.send_signal(signal.SIGHUP)
+                break
+        ready, _, _ = select.select([main], [], [], limit)
         if not ready:
+            if hang_up_after is not None and first is not None:
+                continue
             proc.kill()
             break
         try:
@@ -1064,20 +1088,35 @@ def run_on_a_terminal(cmd: list[str], timeout: float = 300) -> tuple[int, str]:
             break
         if not chunk:
             break
+        first = first or time.monotonic()
         out += chunk
-    os.close(main)
-    return proc.wait(timeout=timeout), out.decode(errors="replace")
+    if main is not None:
+        os.close(main)
+    code = proc.wait(timeout=timeout)
+    reader.join()
+    return code, stdout[0].decode(errors="replace"), out.decode(errors="replace")
 
 
 def test_detect_shows_its_progress_through_a_video_file_on_a_terminal(exported, tmp_path):
     """Was: nothing until the end (3 minutes of silence for a 10-minute clip at 100 frames/s).
-    A file's frames are counted against those it announces; not where stderr is no terminal."""
+    A file's frames are counted against those it announces; not where stderr is no terminal. The
+    JSON lines of --json - still go to stdout (the bar's first form took them onto the terminal),
+    and a run whose terminal goes away mid-run keeps its files (its first form lost them)."""
     clip = make_video(tmp_path / "clip.mp4", frames=40)
     cmd = [sys.executable, "-m", "fer.detect", "--source", str(clip), "--model", str(exported)]
-    code, err = run_on_a_terminal([*cmd, "--json", str(tmp_path / "a.jsonl")])
+    code, out, err = run_on_a_terminal([*cmd, "--json", "-"])
     assert code == 0, err
     assert re.search(r"reading frames.*40/40", err), err
+    assert [json.loads(line)["frame"] for line in out.splitlines()] == list(range(40))
     piped = subprocess.run(
         [*cmd, "--json", str(tmp_path / "b.jsonl")], capture_output=True, text=True, timeout=300
     )
     assert piped.returncode == 0 and "reading frames" not in piped.stderr, piped.stderr
+    long = make_video(tmp_path / "long.mp4", frames=3000)
+    files = ["--json", str(tmp_path / "c.jsonl"), "--output", str(tmp_path / "c.mp4")]
+    code, _, err = run_on_a_terminal([*cmd[:4], str(long), *cmd[5:], *files], hang_up_after=2)
+    assert code == 129, (
+        err
+    )  # stopped by SIGHUP, as a shell reports it (was 1: its last line failed)
+    assert (tmp_path / "c.jsonl").stat().st_size > 0 and (tmp_path / "c.mp4").stat().st_size > 0
+    assert not list(tmp_path.glob(".*part*"))

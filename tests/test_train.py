@@ -411,6 +411,10 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
     with pytest.raises(FerError, match="trained all its 2 epochs.*larger --max-epochs"):
         train([*base, "--max-epochs", "2", "--ckpt-path", "last"])
     assert {p: p.stat().st_mtime_ns for p in run_dir(tmp_path).rglob("*")} == files
+    with pytest.MonkeyPatch.context() as mp:  # the checkpoint named from its own folder
+        mp.chdir(run_dir(tmp_path) / "checkpoints")
+        with pytest.raises(FerError, match="trained all its 2 epochs"):
+            train([*base, "--max-epochs", "2", "--ckpt-path", "last.ckpt"])
     summary = run_dir(tmp_path) / "summary.json"
     kept = summary.read_text()
     summary.unlink()  # stopped before its summary was written: resumed, it is finished as it was
