@@ -1,6 +1,7 @@
 """Training curves from a run's TensorBoard events: `python -m fer.plot --logdir lightning_logs/version_N`.
 
-Writes curves.png (loss and accuracy, train and val, per epoch) into --out (default: the run folder).
+Writes curves.png (loss and accuracy, train and val, per epoch) into --out (default: the run folder),
+or the picture --out names where it ends .png, .jpg, .pdf or .svg.
 Where the run trained with label smoothing, mixup, class weights or distillation, its train loss is
 that objective, not the cross-entropy of val/loss, and the legend says so: compare the accuracies.
 A run resumed from an earlier epoch's checkpoint is drawn as it went on: the epochs it trained
@@ -77,10 +78,18 @@ def curve_labels(logdir: Path) -> dict[str, str]:
     }
 
 
+#: --out names that are the picture itself, not a folder for curves.png
+PICTURES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = Parser(prog="python -m fer.plot", description=__doc__.split("\n\n")[0])
     p.add_argument("--logdir", required=True, help="a run folder, lightning_logs/version_N")
-    p.add_argument("--out", help="output folder (default: the run folder)")
+    p.add_argument(
+        "--out",
+        help="output folder for curves.png (default: the run folder), or the picture itself: a "
+        "name ending .png, .jpg, .pdf or .svg",
+    )
     add_debug_flag(p)
     args = p.parse_args(argv)
     import matplotlib.pyplot as plt
@@ -88,8 +97,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import fer.figures  # noqa: F401  (selects the Agg backend)
 
     logdir = Path(args.logdir)
-    out = Path(args.out) if args.out else logdir
-    check_outputs({}, folders={"--out": args.out})  # an empty name, a file
+    if args.out and Path(args.out).suffix.lower() in PICTURES:  # the picture itself
+        target = Path(args.out)
+        check_outputs({"--out": args.out})  # a folder of that name, a place no file is made
+    else:
+        target = Path(args.out or logdir) / "curves.png"
+        check_outputs({}, folders={"--out": args.out})  # an empty name, a file
     scalars = read_scalars(logdir)
     if not any(tag in scalars for tags in CURVES.values() for tag in tags):
         raise FerError(
@@ -114,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         fig.suptitle(f"{logdir}: best val/acc {best:.4f} at epoch {int(epochs.get(step, i))}")
     else:  # --limit-val-batches 0: no accuracy to name, rather than 0
         fig.suptitle(f"{logdir}: no validation")
-    save_figure(fig, out / "curves.png")
-    print(f"wrote {out / 'curves.png'}")
+    save_figure(fig, target)
+    print(f"wrote {target}")
     return 0
 
 

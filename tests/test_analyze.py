@@ -245,6 +245,10 @@ def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
     assert best in drawn[0].get_suptitle()
     assert plot(["--logdir", str(run)]) == 0
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
+    # --out naming a picture is that picture (was: a folder of that name, curves.png inside)
+    for name, magic in (("mine.png", b"\x89PNG"), ("mine.pdf", b"%PDF")):
+        assert plot(["--logdir", str(run), "--out", str(tmp_path / name)]) == 0
+        assert (tmp_path / name).is_file() and (tmp_path / name).read_bytes().startswith(magic)
 
 
 def test_plot_of_a_run_without_validation_names_no_accuracy(csv_data, tmp_path, monkeypatch):
