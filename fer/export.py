@@ -509,8 +509,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"stopped by {e.name}: nothing written", file=sys.stderr)
         return e.code
     stale = outputs.removed
+    members = spec.options.get("members") if spec.arch == "ensemble" else None
+    what = spec.arch
+    if members and len(members) == 1:  # one network, --flip: no ensemble of several
+        what = f"{members[0]['arch']} averaged with its mirror image"
+    elif members:
+        what = f"ensemble of {len(members)}" + (
+            " with mirror images" if spec.options.get("flip") else ""
+        )
     print(
-        f"exported {spec.arch} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "
+        f"exported {what} ({spec.extra['parameters']:,} parameters) from {', '.join(map(str, paths))} to {out}/: model.safetensors, "
         f"model.json{'' if args.no_onnx else ', model.onnx'}"
         + "".join(f", {part['file']}" for part in spec.extra.get("onnx_parts", []))
         + (f"; removed the {', '.join(stale)} of an earlier export" if stale else "")

@@ -1998,7 +1998,7 @@ def test_export_metrics_of_another_model_are_said_so_and_two_of_one_kind_refused
     )
 
 
-def test_export_metrics_of_what_it_does_not_compute_alone_are_refused(trained, tmp_path):
+def test_export_metrics_of_what_it_does_not_compute_alone_are_refused(trained, tmp_path, capsys):
     """Was: the figures of one member were recorded as the whole ensemble's (and shown by
     fer.serve as the model's accuracy), and a network's plain figures as its --flip export's, which
     averages each face with its mirror: the file scored a model the export reads, so not even a
@@ -2024,8 +2024,11 @@ def test_export_metrics_of_what_it_does_not_compute_alone_are_refused(trained, t
         json.loads((out / "model.json").read_text())["metrics"]["val_tta_none"]["accuracy"] == 0.6
     )
     # a mirroring export of a mirroring export computes what it does: its figures stay
+    assert "exported ensemble of 2 (" in capsys.readouterr().out
     flipped = tmp_path / "flipped"
     assert export(["--ckpt", ckpt, "--flip", "--out", str(flipped), "--no-onnx"]) == 0
+    # said as what it is (was 'exported ensemble' for one network)
+    assert "exported cnn averaged with its mirror image (" in capsys.readouterr().out
     of_flipped = tmp_path / "of_flipped.json"
     of_flipped.write_text(json.dumps({**figures, "model": str(flipped)}))
     again = ["--ckpt", str(flipped), "--flip", "--out", str(tmp_path / "again"), "--no-onnx"]
