@@ -415,6 +415,14 @@ def test_resume_from_last_checkpoint_continues_the_same_run(csv_data, tmp_path):
         mp.chdir(run_dir(tmp_path) / "checkpoints")
         with pytest.raises(FerError, match="trained all its 2 epochs"):
             train([*base, "--max-epochs", "2", "--ckpt-path", "last.ckpt"])
+        # ... and resumed from there with the options its run recorded (was: its config.yaml
+        # looked for in ./, the defaults taken, and the network did not fit its checkpoint)
+        files = {p: p.stat().st_mtime_ns for p in run_dir(tmp_path).rglob("*")}
+        with pytest.raises(FerError, match="trained all its 2 epochs"):
+            train(["--ckpt-path", "last.ckpt", "--data", str(csv_data), "--max-epochs", "2"])
+        assert {p: p.stat().st_mtime_ns for p in run_dir(tmp_path).rglob("*")} == files
+        with pytest.raises(FerError, match="the run resumed was made with --widths"):
+            train(["--ckpt-path", "last.ckpt", "--max-epochs", "3", "--widths", "16", "32"])
     summary = run_dir(tmp_path) / "summary.json"
     kept = summary.read_text()
     summary.unlink()  # stopped before its summary was written: resumed, it is finished as it was
