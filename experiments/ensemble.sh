@@ -11,8 +11,7 @@
 # OUT/model.json); with OUT=checkpoints, the members' TensorBoard records are copied, without
 # face images, to lightning_logs/shipped_member_* (each from the version folder its run finished
 # in, which its summary.json names). Last, the time-to-accuracy plot, into PLOT. Everything is
-# selected and
-# reported on PublicTest, the validation split.
+# selected and reported on PublicTest, the validation split.
 #
 # Time: about 135 minutes of fitting on 2 cores with AVX-512 BF16 (member 1 64 minutes when run
 # alone, then 27, 27 and 17), plus the scoring; four to seven times as long on a CPU without bf16.

@@ -68,9 +68,8 @@ RUN_CONFIG = "config.yaml"
 def run_config_path(ckpt: str | Path) -> Path:
     """Where fer.train recorded the options of the run a checkpoint belongs to
     (version_N/checkpoints/x.ckpt -> version_N/config.yaml); absent for a checkpoint moved away."""
-    return (
-        Path(os.path.abspath(ckpt)).parent.parent / RUN_CONFIG
-    )  # (last.ckpt named from its folder)
+    # (absolute first: a last.ckpt named from its own folder has no parents of its own)
+    return Path(os.path.abspath(ckpt)).parent.parent / RUN_CONFIG
 
 
 class FerError(Exception):
