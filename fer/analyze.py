@@ -29,6 +29,7 @@ from fer.common import (
     OutputSet,
     Parser,
     add_debug_flag,
+    counted,
     run_cli,
     save_figure,
     write_text,
@@ -305,9 +306,8 @@ def near_lists(near: dict, quote: str = "") -> str:
     """What --near would add to the lists: val/test faces leaked and training faces excluded."""
     leaked, exclude = len(near["more_leaked"]), len(near["more_exclude"])
     return (
-        f"{quote}--near {near['levels']}{quote} lists {leaked} val/test face"
-        f"{'s' * (leaked != 1)} more as leaked and {exclude} training face"
-        f"{'s' * (exclude != 1)} more to exclude"
+        f"{quote}--near {near['levels']}{quote} lists {counted(leaked, 'val/test face')} more as "
+        f"leaked and {counted(exclude, 'training face')} more to exclude"
     )
 
 
@@ -328,8 +328,8 @@ def cleaning_markdown(rep: dict[str, Any], source: str) -> str:
     if near := rep.get("near_copies"):
         n = near["groups"]
         lines.append(
-            f"- near copies (at most {near['levels']} grey levels apart at every pixel): {n} "
-            f"group{'s' * (n != 1)} not counted above; {near_lists(near, '`')}"
+            f"- near copies (at most {near['levels']} grey levels apart at every pixel): "
+            f"{counted(n, 'group')} not counted above; {near_lists(near, '`')}"
         )
     if rep.get("straddling") is not None:
         lines.append(f"- {straddling_note(rep)}")

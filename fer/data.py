@@ -35,6 +35,7 @@ from fer.common import (
     NUM_CLASSES,
     FerError,
     atomic_path,
+    counted,
     file_sha256,
     normalize,
     read_image,
@@ -487,7 +488,7 @@ def split_indices(
         test = u == PRIVATE_TEST
         if left := int((u == UNMARKED_TEST).sum()):
             notes.append(
-                f"{left} face{'s' if left > 1 else ''} of test/ without a PublicTest_ or "
+                f"{counted(left, 'face')} of test/ without a PublicTest_ or "
                 "PrivateTest_ prefix in no split: the test split is the PrivateTest faces"
             )
     else:

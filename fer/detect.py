@@ -38,6 +38,7 @@ from fer.common import (
     add_debug_flag,
     add_model_options,
     check_outputs,
+    counted,
     image_kind,
     missing_folders,
     remove_empty,
@@ -383,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     recent: list[float] = []
     finished, ran_out, code = False, False, 0
     stopped_by = ""  # the signal that stopped the run (Terminated's)
-    bar = frames_progress(announced)
+    # the bar counts the frames read, up to those --max-frames lets it make
+    expected = min(announced, args.max_frames) if args.max_frames else announced
+    bar = frames_progress(expected)
     bar.start()
     with Stoppable() as run:
         try:
@@ -400,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             while True:
                 ok, frame = cap.read()
                 index += 1
-                bar.update(0, completed=min(index + ok, announced))
+                bar.update(0, completed=min(index + ok, expected))
                 if not ok:
                     if index < announced and unread_run < UNREAD_RUN_LIMIT:
                         undecoded, unread_run = undecoded + 1, unread_run + 1
@@ -499,12 +502,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if undecoded > unread_run:
         say(
-            f"warning: {undecoded - unread_run} frames of {args.source} could not be decoded "
-            "(a damaged video?) and are left out; the JSON lines keep the video's frame numbers",
+            f"warning: {counted(undecoded - unread_run, 'frame')} of {args.source} could not be "
+            "decoded (a damaged video?) and are left out; the JSON lines keep the video's frame "
+            "numbers",
         )
     if frames and not with_faces:
         say(
-            f"note: no face found in {frames} frames; the smallest face looked for was "
+            f"note: no face found in {counted(frames, 'frame')}; the smallest face looked for was "
             f"{tracker.min_face} px (--min-face sets it)",
         )
     last = index - unread_run  # the frames up to the last one decoded
@@ -519,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             130: "stopped by Ctrl-C: ",
             141: "stopped, its reader gone: ",
         }.get(code, f"stopped by {stopped_by}: ")
-        + f"{frames} frames in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
+        + f"{counted(frames, 'frame')} in {total:.1f} s ({frames / total:.1f} FPS end to end, {fps:.1f} FPS processing)"
         + (f"; wrote {args.output}" if args.output and frames else "")
         + (f"; wrote {args.json}" if args.json and args.json != "-" and frames else ""),
     )

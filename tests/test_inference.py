@@ -1192,6 +1192,9 @@ def test_detect_says_when_it_found_no_face_and_how_small_it_looked(exported, tmp
     assert note in capsys.readouterr().err
     assert detect([*args, "--min-face", "30"]) == 0
     assert "the smallest face looked for was 30 px" in capsys.readouterr().err
+    assert detect([*args, "--max-frames", "1"]) == 0  # one frame is one (was "1 frames")
+    err = capsys.readouterr().err
+    assert "no face found in 1 frame;" in err and re.search(r"^1 frame in ", err, re.M), err
 
 
 @pytest.mark.parametrize(

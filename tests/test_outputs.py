@@ -1099,7 +1099,8 @@ def run_on_a_terminal(
 
 def test_detect_shows_its_progress_through_a_video_file_on_a_terminal(exported, tmp_path):
     """Was: nothing until the end (3 minutes of silence for a 10-minute clip at 100 frames/s).
-    A file's frames are counted against those it announces; not where stderr is no terminal. The
+    A file's frames are counted against those it announces, or --max-frames (which counted
+    against the file's once: "9/30000" and hours left); not where stderr is no terminal. The
     JSON lines of --json - still go to stdout (the bar's first form took them onto the terminal),
     and a run whose terminal goes away mid-run keeps its files (its first form lost them)."""
     clip = make_video(tmp_path / "clip.mp4", frames=40)
@@ -1108,6 +1109,10 @@ def test_detect_shows_its_progress_through_a_video_file_on_a_terminal(exported, 
     assert code == 0, err
     assert re.search(r"reading frames.*40/40", err), err
     assert [json.loads(line)["frame"] for line in out.splitlines()] == list(range(40))
+    code, _, err = run_on_a_terminal(
+        [*cmd, "--json", str(tmp_path / "a.jsonl"), "--max-frames", "9"]
+    )
+    assert code == 0 and re.search(r"reading frames.*9/9", err) and "/40" not in err, err
     piped = subprocess.run(
         [*cmd, "--json", str(tmp_path / "b.jsonl")], capture_output=True, text=True, timeout=300
     )
