@@ -1,7 +1,7 @@
 """Training curves from a run's TensorBoard events: `python -m fer.plot --logdir lightning_logs/version_N`.
 
 Writes curves.png (loss and accuracy, train and val, per epoch) into --out (default: the run folder),
-or the picture --out names where it ends .png, .jpg, .pdf or .svg.
+or the picture --out names where it ends in a format matplotlib writes (.png, .pdf, .svg, .webp...).
 Where the run trained with label smoothing, mixup, class weights or distillation, its train loss is
 that objective, not the cross-entropy of val/loss, and the legend says so: compare the accuracies.
 A run resumed from an earlier epoch's checkpoint is drawn as it went on: the epochs it trained
@@ -78,8 +78,12 @@ def curve_labels(logdir: Path) -> dict[str, str]:
     }
 
 
-#: --out names that are the picture itself, not a folder for curves.png
-PICTURES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
+def is_picture(name: str) -> bool:
+    """An --out that names the picture itself, not a folder for curves.png: one ending in a
+    format matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return Path(name).suffix.lower().lstrip(".") in FigureCanvasBase.get_supported_filetypes()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -88,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--out",
         help="output folder for curves.png (default: the run folder), or the picture itself: a "
-        "name ending .png, .jpg, .pdf or .svg",
+        "name ending in a format matplotlib writes (.png, .jpg, .pdf, .svg, .webp, .tif...)",
     )
     add_debug_flag(p)
     args = p.parse_args(argv)
@@ -97,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import fer.figures  # noqa: F401  (selects the Agg backend)
 
     logdir = Path(args.logdir)
-    if args.out and Path(args.out).suffix.lower() in PICTURES:  # the picture itself
+    if args.out and is_picture(args.out):
         target = Path(args.out)
         check_outputs({"--out": args.out})  # a folder of that name, a place no file is made
     else:

@@ -246,7 +246,9 @@ def test_plot_draws_curves_from_tensorboard_events(csv_data, tmp_path):
     assert plot(["--logdir", str(run)]) == 0
     assert (run / "curves.png").read_bytes().startswith(b"\x89PNG")
     # --out naming a picture is that picture (was: a folder of that name, curves.png inside)
-    for name, magic in (("mine.png", b"\x89PNG"), ("mine.pdf", b"%PDF")):
+    # (any format matplotlib writes: .webp and .tif made folders after that)
+    pictures = (("mine.png", b"\x89PNG"), ("mine.pdf", b"%PDF"), ("mine.webp", b"RIFF"))
+    for name, magic in (*pictures, ("mine.TIF", b"II*\x00")):
         assert plot(["--logdir", str(run), "--out", str(tmp_path / name)]) == 0
         assert (tmp_path / name).is_file() and (tmp_path / name).read_bytes().startswith(magic)
 
