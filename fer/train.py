@@ -1108,12 +1108,12 @@ def report(
                     **({"hp/test_acc": summary["test_acc"]} if "test_acc" in summary else {}),
                 },
             )
-        if summary["log_dir"]:
+        if args.json and args.json != "-":
+            write_text(args.json, json.dumps(summary, indent=2))
+        if summary["log_dir"]:  # after --json's file: it marks the run finished (resolve_run)
             write_text(Path(summary["log_dir"]) / "summary.json", json.dumps(summary, indent=2))
         if args.json == "-":
             print(json.dumps(summary, indent=2), file=stdout or sys.stdout)
-        elif args.json:
-            write_text(args.json, json.dumps(summary, indent=2))
         print(_summary_text(summary), file=sys.stderr if args.json == "-" else sys.stdout)
         if code:
             why = "SIGTERM" if code == 143 else "Ctrl-C"

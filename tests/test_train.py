@@ -50,7 +50,14 @@ def test_fast_dev_run_for_every_model(folder_data, tmp_path, model):
     )
 
 
-def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_path):
+def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_path, monkeypatch):
+    import fer.train
+
+    written = []  # the summaries, in the order they are written
+    write_text = fer.train.write_text
+    monkeypatch.setattr(
+        fer.train, "write_text", lambda p, *a: (written.append(Path(p).name), write_text(p, *a))
+    )
     root = tmp_path / "runs"
     args = [
         "--data",
@@ -69,6 +76,10 @@ def test_run_folder_holds_events_config_checkpoint_and_reproduces(csv_data, tmp_
     assert "last.ckpt" in ckpts and len(ckpts) == 2
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["best_checkpoint"].startswith(str(run)) and 0 <= summary["test_acc"] <= 1
+    # the run folder's summary.json, which marks a run finished for a resume, comes last (was
+    # first: a run stopped between the two had no --json, so experiments/train_once.sh trained
+    # it again, which fer.train refused)
+    assert written[-2:] == ["s.json", "summary.json"], written
     events = EventAccumulator(str(run), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
