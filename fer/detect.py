@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--json",
         metavar="FILE",
-        help="write one JSON line per frame: frame, detector, boxes, landmarks, labels, "
+        help="write one JSON line per frame: frame, time (s), detector, boxes, landmarks, labels, "
         "probabilities ('-': to stdout)",
     )
     p.add_argument(
@@ -377,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
+    # a frame's time: a file's own timestamp; a camera's or a stream's, since its first frame
+    timed, first_read = source.is_file(), None
     index = -1  # the source's number of the frame at hand
     undecoded = unread_run = 0  # frames left out: all of them, and those since the last one read
     with_faces = 0  # frames where a face was found
@@ -412,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     break
                 unread_run = 0
                 t0 = time.perf_counter()
+                first_read = t0 if first_read is None else first_read
+                seconds = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 if timed else t0 - first_read
                 faces = tracker.update(frame)
                 with_faces += bool(faces)
                 recent = (recent + [time.perf_counter() - t0])[-30:]
@@ -425,6 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     faces_d = [f.to_dict() for f in faces]
                     record = {
                         "frame": index,
+                        "time": round(seconds, 3),
                         "detector": tracker.detector_name,
                         "boxes": [f["box"] for f in faces_d],
                         "landmarks": [f["landmarks"] for f in faces_d],

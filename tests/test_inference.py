@@ -905,9 +905,12 @@ def test_detect_finds_the_face_in_most_frames_and_writes_json_lines(
     assert "no face found" not in capsys.readouterr().err
     lines = [json.loads(line) for line in out_json.read_text().splitlines()]
     assert [r["frame"] for r in lines] == list(range(40))
+    # each frame's time in the video, in seconds (was none: frame numbers only); 30 frames/s
+    assert [r["time"] for r in lines] == [round(i / 30, 3) for i in range(40)]
     hits = 0
     for r, box in zip(lines, truth):
-        assert set(r) == {"frame", "detector", "boxes", "landmarks", "labels", "probabilities"}
+        keys = {"frame", "time", "detector", "boxes", "landmarks", "labels", "probabilities"}
+        assert set(r) == keys
         assert r["detector"] == detector
         assert len(r["boxes"]) == len(r["labels"]) == len(r["probabilities"]) == len(r["landmarks"])
         for marks in r["landmarks"]:  # eyes, nose tip, mouth corners from YuNet; none from Haar
@@ -2111,10 +2114,14 @@ def test_detect_records_a_camera_at_the_rate_it_delivers_frames(
     monkeypatch.setattr(EmotionRecognizer, "tracker", tracker)
     video = tmp_path / "out.mp4"
     args = ["--source", "0", "--model", str(exported), "--detector", "haar", "--output", str(video)]
-    assert fer.detect.main(args) == 0
+    assert fer.detect.main([*args, "--json", str(tmp_path / "f.jsonl")]) == 0
     written = cv2.VideoCapture(str(video))
     assert written.get(cv2.CAP_PROP_FPS) == pytest.approx(10, rel=0.02)
     assert len(read_frames(video)) == frames
+    # its JSON lines' times: since its first frame arrived (the second waited for the model)
+    lines = (tmp_path / "f.jsonl").read_text().splitlines()
+    times = [json.loads(line)["time"] for line in lines]
+    assert times == pytest.approx([0.0] + [3.1 + 0.1 * i for i in range(frames - 1)])
     # a stream URL delivers every frame however slow the reader (an HTTP file, a buffering RTSP
     # server): its own rate, where the camera's measure gave the processing's
     monkeypatch.setattr(fer.detect, "open_source", SlowCamera)
