@@ -74,6 +74,29 @@ def _text(frame: np.ndarray, text: str, x: int, y: int, scale: float, fg, bg) ->
     return y + h
 
 
+def _panel_x(width: int, box, size: tuple[int, int], top: int, others: list) -> int:
+    """Where a face's panel of `size` (width, height) starts, its top at `top`: beside the face,
+    right where it fits the picture, else left, on the side that covers the least of the other
+    faces' boxes (right where they tie); a face filling the picture's width, at its left edge. A
+    whole picture's (no box): at its left edge."""
+    if box is None:
+        return 0
+    x, _, w, _ = box
+    sides = [x + w + 6, x - size[0] - 6]
+    inside = [bx for bx in sides if bx >= 0 and bx + size[0] < width]
+    if not inside:
+        return sides[0] if sides[0] + size[0] < width else max(sides[1], 0)
+
+    def covered(bx: int) -> int:
+        return sum(
+            max(0, min(bx + size[0], ox + ow) - max(bx, ox))
+            * max(0, min(top + size[1], oy + oh) - max(top, oy))
+            for ox, oy, ow, oh in others
+        )
+
+    return min(inside, key=covered)  # the first of ties: right
+
+
 def draw(
     frame: np.ndarray, faces: Sequence[FaceEmotion], fps: float | None = None, bars: bool = True
 ) -> None:
@@ -98,6 +121,10 @@ def draw(
     unit = max(min(frame.shape[1] / 640, frame.shape[0] / 480), 0.5)
     row, bar_w, name_w = round(18 * unit), round(90 * unit), round(66 * unit)
     panel_w = name_w + bar_w + round(8 * unit)
+
+    def others(face: FaceEmotion) -> list:
+        return [f.box for f in faces if f is not face and f.box is not None]
+
     for face in faces:
         color = ink(COLORS[face.emotion])
         whole = face.box is None  # the picture is the face (--no-detect)
@@ -117,8 +144,8 @@ def draw(
         # a whole picture's panel goes under its label, where it leaves half the picture free
         fits = below + 1 + panel_h <= frame.shape[0] and 2 * panel_w <= frame.shape[1]
         if bars and (fits or not whole):
-            bx = x + w + 6 if x + w + 6 + panel_w < frame.shape[1] else max(x - panel_w - 6, 0)
             by = below + 1 if whole else min(max(y, 0), max(frame.shape[0] - panel_h, 0))
+            bx = _panel_x(frame.shape[1], face.box, (panel_w, panel_h), by, others(face))
             roi = frame[by : by + panel_h, bx : bx + panel_w]
             shade = roi if roi.ndim == 2 else roi[..., :3]  # (not the alpha)
             shade[:] = (shade * 0.35).astype(frame.dtype)  # darken the background under the panel

@@ -605,6 +605,22 @@ def test_the_probability_panel_fits_a_picture_of_any_shape(width, height):
     assert 0 < rows[-1] - rows[0] + 1 <= 0.3 * height
 
 
+def test_a_faces_panel_goes_where_it_covers_no_other_face():
+    """Was: the panel went right of its face wherever it fitted the picture, so of two faces side
+    by side the left one's covered the right one (a couple's photo, a group's)."""
+    from fer.annotate import draw
+    from fer.recognizer import FaceEmotion
+
+    frame = np.full((480, 640, 3), 200, np.uint8)
+    probabilities = dict(zip(EMOTIONS, (0.1, 0.0, 0.1, 0.6, 0.1, 0.05, 0.05)))
+    boxes = [(200, 150, 100, 100), (320, 150, 100, 100)]  # 20 px apart
+    draw(frame, [FaceEmotion(b, None, "happy", 0.6, probabilities) for b in boxes])
+    for x, y, w, h in boxes:  # inside each box (within its edges), the picture as it was
+        assert (frame[y + 3 : y + h - 2, x + 3 : x + w - 2] == 200).all(), (x, y)
+    assert (frame[150:250, 30:190] < 100).any(axis=2).mean() > 0.5  # the left one's: left
+    assert (frame[150:250, 430:590] < 100).any(axis=2).mean() > 0.5  # the right one's: right
+
+
 def test_a_float_file_of_whole_numbers_0_255_is_read_as_8_bit(real_faces, tmp_path):
     """Was: float files were read as 0..1 and clipped, so a uint8 picture saved as float32 (as
     cv2.imwrite writes a float array to TIFF) was all white: 'no face found'. A float file of
