@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         f"grey levels apart at every pixel; 0: byte-identical faces only, with the near copies "
         f"within {NEAR_LEVELS} counted apart",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of the sample grids' random faces")
+    p.add_argument(
+        "--seed", type=count, default=0, help="seed of the sample grids' random faces (0 or more)"
+    )
     p.add_argument("--json", action="store_true", help="print the cleaning report as JSON")
     p.add_argument("--cache-dir", help="dataset cache folder")
     add_debug_flag(p)
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def count(text: str) -> int:
-    """A number of faces to show: 0 or more."""
+    """A whole number 0 or more: faces to show, grey levels, a seed."""
     n = int(text)
     if n < 0:
         raise argparse.ArgumentTypeError("must be 0 or more")
@@ -197,11 +199,12 @@ def cleaning_report(
 
     from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from fer.data import (
-        PRIVATE_TEST,
         PUBLIC_TEST,
-        UNMARKED_TEST,
+        TRAINING,
+        UNMARKED_TRAIN,
         FerData,
         split_indices,
+        usage_of_test,
     )
 
     splits = split_names(usage)
@@ -209,17 +212,21 @@ def cleaning_report(
     blank = np.flatnonzero(std < blank_std)
     exact = identical(images)
     groups = find_duplicates(images, near, skip=std < blank_std, exact=exact)
-    held_out = np.isin(usage, [PUBLIC_TEST, PRIVATE_TEST, UNMARKED_TEST])
+    # as fer.train splits them: test/ faces without a prefix beside PrivateTest ones are in none,
+    # so neither leaked nor leaking
+    training = np.isin(usage, [TRAINING, UNMARKED_TRAIN])
+    held_out = np.isin(usage, [PUBLIC_TEST, usage_of_test(usage)])
     straddling = None
     if not (usage == PUBLIC_TEST).any():  # fer.train's own split, at its defaults
         data = FerData(*(torch.from_numpy(np.asarray(a)) for a in (images, labels, usage)), names)
         val = np.zeros(len(images), bool)
         val[split_indices(data, DEFAULT_VAL_FRACTION, DEFAULT_SEED)[0]["val"].numpy()] = True
-        pool = ~held_out
+        pool = training
         straddling = [[names[i] for i in g] for g in groups if (val[g] & pool[g]).any()
                       and (~val[g] & pool[g]).any()]  # fmt: skip
     # train 0, val 1 (PublicTest), test 2: a copy in PublicTest and PrivateTest crosses splits too
-    split_of = held_out.astype(int) + np.isin(usage, [PRIVATE_TEST, UNMARKED_TEST])
+    split_of = held_out.astype(int) + (usage == usage_of_test(usage))  # (-1: in no split)
+    split_of[~(training | held_out)] = -1
     records = []
     for g in groups:
         rec = {
@@ -227,16 +234,16 @@ def cleaning_report(
             "labels": [EMOTIONS[labels[i]] for i in g],
             "splits": [str(splits[i]) for i in g],
         }
-        rec["cross_split"] = len(set(split_of[g].tolist())) > 1
+        rec["cross_split"] = len(set(split_of[g].tolist()) - {-1}) > 1
         rec["conflicting_labels"] = len(set(labels[g].tolist())) > 1
         records.append(rec)
     # fer.train --exclude drops training faces only: a blank val/test face is reported, not listed
-    exclude, leaked = copy_lists(groups, held_out, names)
-    exclude |= {names[i] for i in blank if not held_out[i]}
+    exclude, leaked = copy_lists(groups, training, held_out, names)
+    exclude |= {names[i] for i in blank if training[i]}
     near_copies = None
     if near == 0:  # what the near copies would add
         more = find_duplicates(images, NEAR_LEVELS, skip=std < blank_std, exact=exact)
-        more_exclude, more_leaked = copy_lists(more, held_out, names)
+        more_exclude, more_leaked = copy_lists(more, training, held_out, names)
         known = {tuple(g) for g in groups}
         near_copies = {
             "levels": NEAR_LEVELS,
@@ -270,17 +277,16 @@ def cleaning_report(
 
 
 def copy_lists(
-    groups: list[np.ndarray], held_out: np.ndarray, names: list[str]
+    groups: list[np.ndarray], training: np.ndarray, held_out: np.ndarray, names: list[str]
 ) -> tuple[set[str], set[str]]:
     """(training faces to exclude, val/test faces leaked) for these groups of copies: the
-    training-side copies of a val/test face leak it into training."""
+    training copies of a val/test face leak it into training (faces in neither, none)."""
     exclude: set[str] = set()
     leaked: set[str] = set()
     for g in groups:
-        if held_out[g].any():
-            exclude |= {names[i] for i in g if not held_out[i]}
-            if not held_out[g].all():
-                leaked |= {names[i] for i in g if held_out[i]}
+        if held_out[g].any() and training[g].any():
+            exclude |= {names[i] for i in g if training[i]}
+            leaked |= {names[i] for i in g if held_out[i]}
     return exclude, leaked
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import pickle
 import re
 import shlex
 import time
@@ -92,8 +93,8 @@ def resolve_source(path: str | Path) -> tuple[str, list[Path]]:
         if p.suffix.lower() != ".csv":
             raise FerError(f"{p} is not a CSV file; --data takes a FER-2013 CSV or folder")
         files = [p]
-        if p.name.lower() == "train.csv" and (p.parent / "test.csv").is_file():
-            files.append(p.parent / "test.csv")
+        if p.name.lower() == "train.csv":  # its test.csv, however either is capitalised
+            files += [f for f in sorted(p.parent.iterdir()) if f.name.lower() == "test.csv"][:1]
         return "csv", files
     if p.is_dir():
         csvs = {f.name.lower(): f for f in sorted(p.iterdir()) if f.is_file()}  # FER2013.csv too
@@ -195,7 +196,14 @@ def _cache_key(kind: str, files: list[Path], entries: list | None) -> str:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("FER_CACHE", Path.home() / ".cache" / "fer"))
+    """FER_CACHE, or ~/.cache/fer where it is unset or empty (an unset shell variable: not ./)."""
+    return Path(os.environ.get("FER_CACHE") or Path.home() / ".cache" / "fer")
+
+
+def cache_folder(cache_dir: str | Path | None) -> Path:
+    """The cache folder --cache-dir names, or the default where it names none ('' too: an unset
+    shell variable would put the decoded faces in ./)."""
+    return Path(cache_dir) if cache_dir not in (None, "") else default_cache_dir()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -285,12 +293,14 @@ def _parse_pixels(pixels: pd.Series, source: Path) -> np.ndarray:
     text = pixels.astype(str)
     grid = None
     try:  # numpy's C text parser: about 2 s for the full 35,887-row CSV
+        joined = " -1 ".join(text.tolist()) + " -1"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # each row ends with -1, so that a row of one value too few beside one of one too
             # many (the total right) does not shift every face after them by a pixel
-            flat = np.fromstring(" -1 ".join(text.tolist()) + " -1", dtype=np.int32, sep=" ")
-        if flat.size == n * (size + 1):
+            flat = np.fromstring(joined, dtype=np.int32, sep=" ")
+        # a value of four digits or more is left to the rows' own check: 2**32 wraps round to 0
+        if flat.size == n * (size + 1) and not re.search(r"\d{4}", joined):
             grid = flat.reshape(n, size + 1)
     except ValueError:
         pass
@@ -382,7 +392,7 @@ def load_fer(
     kind, files = resolve_source(path)
     entries = _folder_files(files[0]) if kind == "folder" else None
     key = _cache_key(kind, files, entries)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache = cache_folder(cache_dir)
     cache_file = cache / f"{files[0].stem}-{key}.safetensors"
     marker = cache_file.with_name(cache_file.name + ".decoding")
     if _local_rank() > 0:  # other processes of a multi-process run on this machine
@@ -422,7 +432,7 @@ def load_fer(
                     k: json.dumps(getattr(data, k)) for k in ("names", "skipped", "nonstandard")
                 }
                 save_file(tensors, str(tmp), metadata=meta)
-        except FerError as e:  # a read-only cache only costs speed
+        except (FerError, SafetensorError) as e:  # a read-only or full cache only costs speed
             log.warning("could not cache the decoded data: %s", e)
     finally:
         marker.unlink(missing_ok=True)
@@ -465,6 +475,12 @@ def stratified_holdout(
     return mask
 
 
+def usage_of_test(usage) -> int:
+    """The origin code of the test split's faces: PrivateTest where there is any (test/ faces
+    without a prefix beside them are in no split), else those of test/ or test.csv."""
+    return PRIVATE_TEST if (usage == PRIVATE_TEST).any() else UNMARKED_TEST
+
+
 def split_indices(
     data: FerData, val_fraction: float = 0.1, seed: int = 0
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -484,20 +500,16 @@ def split_indices(
         notes.append(
             f"no PublicTest samples: validating on a stratified {val_fraction:.0%} of train (seed {seed})"
         )
-    if (u == PRIVATE_TEST).any():
-        test = u == PRIVATE_TEST
+    test = u == usage_of_test(u)
+    if usage_of_test(u) == PRIVATE_TEST:
         if left := int((u == UNMARKED_TEST).sum()):
             notes.append(
                 f"{counted(left, 'face')} of test/ without a PublicTest_ or "
                 "PrivateTest_ prefix in no split: the test split is the PrivateTest faces"
             )
-    else:
-        test = u == UNMARKED_TEST
-        if not test.any():
-            held_out = "PublicTest" if public else "held out from train"
-            notes.append(
-                f"no PrivateTest samples: there is no test split (validation is {held_out})"
-            )
+    elif not test.any():
+        held_out = "PublicTest" if public else "held out from train"
+        notes.append(f"no PrivateTest samples: there is no test split (validation is {held_out})")
     splits = {
         name: torch.nonzero(m).flatten()
         for name, m in (("train", train), ("val", val), ("test", test))
@@ -751,10 +763,12 @@ def teacher_log_probs(
     model = resolve_model_path(Path(model))
     digest = hashlib.sha256(teacher_key(model).encode())
     digest.update(images.numpy().tobytes())
-    cache = Path(cache_dir) if cache_dir else default_cache_dir()
-    cache_file = cache / f"teacher-{digest.hexdigest()[:20]}.pt"
+    cache_file = cache_folder(cache_dir) / f"teacher-{digest.hexdigest()[:20]}.pt"
     if cache_file.is_file():
-        return torch.load(cache_file)
+        try:
+            return torch.load(cache_file)
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:  # cut short
+            log.warning("cache %s is unreadable (%s): scoring again", cache_file, e)
     log.info("teacher %s scores the %d training faces", model, len(images))
     classifier = load_classifier(model, backend="auto")
     from rich.progress import track
@@ -767,9 +781,11 @@ def teacher_log_probs(
         )
     ]
     out = torch.cat(probs).clamp_min(1e-8).log()
-    cache.mkdir(parents=True, exist_ok=True)
-    with atomic_path(cache_file) as tmp:
-        torch.save(out, tmp)
+    try:
+        with atomic_path(cache_file) as tmp:
+            torch.save(out, tmp)
+    except (FerError, RuntimeError) as e:  # (torch.save's failed write) it only costs speed
+        log.warning("could not cache the teacher's answers: %s", e)
     return out
 
 

@@ -36,6 +36,24 @@ def test_cleaning_report_finds_blank_faces_duplicates_and_leaks():
     assert rep["leaked"] == ["n8"]  # the val face itself, for fer.evaluate --skip
 
 
+def test_faces_in_no_split_neither_leak_nor_are_leaked():
+    """Was: a test/ face without a prefix beside PrivateTest ones (in no split, as fer.train
+    splits them: a user's own face, or a training face moved there to keep it out) was counted
+    as a val/test face: listed as leaked, its training copy excluded for nothing, and its group
+    said to cross splits. Data with only unmarked test/ faces still test on them."""
+    images = np.stack([face(i % 7, i) for i in range(6)])
+    images[4] = images[0]  # an unsplit test/ face copying a training face
+    images[5] = 0  # a blank one in no split: not in the exclusion list, which names training faces
+    labels = np.arange(6) % 7
+    usage = np.array([0, 0, 1, 2, 4, 4], dtype=np.uint8)  # Training, PublicTest, PrivateTest, test
+    names = [f"n{i}" for i in range(6)]
+    rep = cleaning_report(images, labels, usage, names)
+    assert rep["exclude"] == [] and rep["leaked"] == [] and rep["cross_split_groups"] == 0
+    assert rep["duplicate_groups"] == 1 and [b["name"] for b in rep["blank"]] == ["n5"]
+    without_private = cleaning_report(images, labels, np.array([0, 0, 1, 4, 4, 4]), names)
+    assert without_private["exclude"] == ["n0"] and without_private["leaked"] == ["n4"]
+
+
 def test_analyze_on_a_folder_writes_report_figures_and_exclusions(tmp_path, capsys, caplog):
     root = make_folder(tmp_path / "d", per_class=(4, 2, 1))
     cv2.imwrite(
@@ -564,3 +582,10 @@ def test_splits_come_in_one_order_whatever_the_source(tmp_path):
 
     data = load_fer(make_folder(tmp_path / "d", per_class=(2, 1, 0)), tmp_path / "cache")
     assert list(structure(data)["counts"]) == ["Training", "PublicTest"]
+
+
+def test_a_negative_seed_is_refused_before_the_work(tmp_path, capsys):
+    """Was: accepted, and after the whole analysis numpy's 'expected non-negative integer'."""
+    with pytest.raises(SystemExit) as stop:
+        analyze(["--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--seed", "-1"])
+    assert stop.value.code == 2 and "--seed: must be 0 or more" in capsys.readouterr().err

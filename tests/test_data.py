@@ -30,12 +30,17 @@ def test_folder_labels_follow_kaggle_order_whatever_the_folder_order(tmp_path):
     assert data.images.shape[1:] == (48, 48) and data.images.dtype == torch.uint8
 
 
-@pytest.mark.parametrize("variant", ["fer2013", "icml", "train_test", "lower_usage"])
+@pytest.mark.parametrize("variant", ["fer2013", "icml", "train_test", "Train_Test", "lower_usage"])
 def test_csv_variants_give_the_same_faces(tmp_path, variant):
     """(lower_usage was: its 'usage' column passed over, so every PublicTest and PrivateTest
-    face was trained on, and validation was a tenth of the mix.)"""
-    name = {"icml": "icml_face_data.csv", "train_test": "train.csv"}.get(variant, "fer2013.csv")
-    path = make_csv(tmp_path / variant / name, per_class=(3, 2, 1), variant=variant)
+    face was trained on, and validation was a tenth of the mix. Train_Test was: Train.csv was
+    found, its Test.csv was not, and the test faces were dropped without a word.)"""
+    name = {"icml": "icml_face_data.csv"}.get(variant, "fer2013.csv")
+    name = "train.csv" if variant.lower() == "train_test" else name
+    path = make_csv(tmp_path / variant / name, per_class=(3, 2, 1), variant=variant.lower())
+    if variant == "Train_Test":  # as Kaggle's page names them
+        path = path.rename(path.with_name("Train.csv"))
+        (path.parent / "test.csv").rename(path.parent / "Test.csv")
     for arg in (path, path.parent):  # --data takes the file or its folder
         data = load_fer(arg)
         assert len(data) == 7 * 6
@@ -46,7 +51,7 @@ def test_csv_variants_give_the_same_faces(tmp_path, variant):
         bar = data.images[:, :, 6:42].float().mean(2).argmax(1)
         assert torch.equal((bar - 4) // 6, data.labels.long())
     splits, _ = split_indices(data)
-    if variant == "train_test":  # no Usage: val is drawn from train, test is test.csv
+    if variant.lower() == "train_test":  # no Usage: val is drawn from train, test is test.csv
         assert len(splits["train"]) + len(splits["val"]) == 21 and len(splits["test"]) == 21
     else:
         assert [len(splits[k]) for k in ("train", "val", "test")] == [21, 14, 7]
@@ -187,6 +192,51 @@ def test_corrupt_cache_is_rebuilt(tmp_path):
     cache.write_bytes(cache.read_bytes()[:100])
     assert torch.equal(load_fer(root).images, first.images)
     assert cache.stat().st_size > 100  # written again, whole
+
+
+def test_a_cache_that_cannot_be_written_costs_only_speed(tmp_path, monkeypatch, caplog):
+    """Was: a cache write failing midway (a full disk or quota: safetensors' own error, not an
+    OSError) ended fer.train, fer.evaluate and fer.analyze with a traceback after the decoding."""
+    from safetensors import SafetensorError
+
+    import fer.data
+
+    def full(tensors, path, metadata=None):
+        open(path, "wb").write(b"\0" * 10)
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    monkeypatch.setattr(fer.data, "save_file", full)
+    assert len(load_fer(root)) == 7 * 3
+    assert "could not cache the decoded data" in caplog.text
+    assert not list((tmp_path / "cache").iterdir())  # nothing half-written left
+
+
+def test_an_empty_cache_folder_name_is_the_default_not_the_current_folder(tmp_path, monkeypatch):
+    """Was: --cache-dir "" or FER_CACHE= (an unset shell variable) cached the decoded faces in ./,
+    where `git add -A` would take them."""
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 0))
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    load_fer(root, cache_dir="")
+    monkeypatch.setenv("FER_CACHE", "")
+    load_fer(root)
+    assert not list(here.iterdir())
+    assert len(list((tmp_path / "home" / ".cache" / "fer").glob("*.safetensors"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.safetensors"))) == 1  # FER_CACHE's, set before
+
+
+def test_a_pixel_value_too_large_for_32_bits_is_refused_not_wrapped_round(tmp_path):
+    """Was: 4294967297 was read as 1 (parsed as 32-bit integers), inside 0..255: no error."""
+    path = make_csv(tmp_path / "fer2013.csv", per_class=(1, 1, 0))
+    lines = path.read_text().splitlines()
+    emotion, pixel_text, usage = lines[3].split(",")
+    lines[3] = ",".join([emotion, "4294967297 " + pixel_text.split(" ", 1)[1], usage])
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(FerError, match="line 4: pixels must be integers 0..255"):
+        load_fer(path)
 
 
 def test_colour_and_odd_size_images_become_48x48_gray():

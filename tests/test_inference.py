@@ -1329,7 +1329,21 @@ def test_a_run_folder_teaches_as_its_best_checkpoint(trained, tmp_path):
     expected = np.log(load_classifier(trained["ckpt"]).predict_proba(images.numpy()))
     assert np.allclose(by_run.numpy(), expected, atol=1e-5)
     assert torch.equal(teacher_log_probs(trained["ckpt"], images, cache_dir=tmp_path), by_run)
-    assert len(list(tmp_path.glob("teacher-*.pt"))) == 1  # the same weights, scored once
+    (cached,) = tmp_path.glob("teacher-*.pt")  # the same weights, scored once
+    # a cache cut short is scored again, and one that cannot be written only costs speed (were
+    # tracebacks: torch.load's and torch.save's errors are no OSError)
+    cached.write_bytes(cached.read_bytes()[:50])
+    assert torch.equal(teacher_log_probs(trained["ckpt"], images, cache_dir=tmp_path), by_run)
+    assert cached.stat().st_size > 50
+    full = tmp_path / "full"
+    with pytest.MonkeyPatch.context() as mp:
+
+        def no_space(obj, f):
+            raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+        mp.setattr(torch, "save", no_space)
+        assert torch.equal(teacher_log_probs(trained["ckpt"], images, cache_dir=full), by_run)
+    assert not list(full.iterdir())
 
 
 def test_teacher_targets_are_cached_per_model_not_per_weight_file(trained, tmp_path):
