@@ -47,6 +47,7 @@ from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 
 from fer.annotate import COLORS
@@ -79,6 +80,10 @@ STREAM_IDLE = 60.0
 PHOTOS_PER_WORKER = 4
 #: Seconds a request body may go without a byte before the request gets 408 (--upload-timeout)
 UPLOAD_TIMEOUT = 30.0
+#: The slowest a body may come, on average, once it has taken --upload-timeout seconds (bytes a
+#: second): a client trickling a byte now and then keeps no place for photos (a 20 MB photo
+#: takes 21 minutes at it; a phone's slowest links send several times as fast)
+MIN_UPLOAD_RATE = 16 * 1024
 #: Parts a multipart body may have (a form with the photo and a few fields needs far fewer).
 MAX_PARTS = 16
 DETECTOR_LICENSES = {
@@ -349,9 +354,11 @@ class BodyLimit:
     """ASGI middleware: a request body over `limit` bytes gets 413 before it is read whole, by its
     Content-Length when it has one, else as soon as the bytes received pass the limit. (FastAPI's
     own max_body_size answers an oversized Content-Length with a plain-text 413; every error of
-    this API is JSON.) A body whose next bytes do not come within `idle` seconds gets 408: a
-    client that stalls mid-upload would otherwise hold one of the server's places for photos for
-    as long as it keeps its connection open (uvicorn has no such timeout of its own)."""
+    this API is JSON.) A body whose next bytes do not come within `idle` seconds gets 408, and so
+    does one that, past its first `idle` seconds, has come at under MIN_UPLOAD_RATE on average: a
+    client that stalls or trickles mid-upload would otherwise hold one of the server's places for
+    photos for as long as it keeps its connection open (uvicorn has no such timeout of its
+    own)."""
 
     def __init__(self, app, limit: int, idle: float = UPLOAD_TIMEOUT):
         self.app, self.limit, self.idle = app, limit, idle
@@ -369,6 +376,12 @@ class BodyLimit:
         stalled = RequestError(
             408, f"no byte of the body came for {self.idle:g} s (fer.serve --upload-timeout)"
         )
+        trickled = RequestError(
+            408,
+            f"the body came at under {MIN_UPLOAD_RATE // 1024} KB/s after {self.idle:g} s "
+            "(fer.serve --upload-timeout)",
+        )
+        start = time.monotonic()
 
         async def limited_receive():
             nonlocal received, whole
@@ -383,6 +396,9 @@ class BodyLimit:
                 if received > self.limit:
                     raise too_large
                 whole = not message.get("more_body", False)
+                took = time.monotonic() - start
+                if not whole and took > self.idle and received < MIN_UPLOAD_RATE * took:
+                    raise trickled
             return message
 
         async def watched_send(message):
@@ -393,7 +409,7 @@ class BodyLimit:
         try:
             await self.app(scope, limited_receive, watched_send)
         except RequestError as e:
-            if e not in (too_large, stalled) or started:
+            if e not in (too_large, stalled, trickled) or started:
                 raise
             await _send_error(send, e)
 
@@ -560,6 +576,8 @@ def create_app(
             if content_type.lower().startswith("multipart/form-data"):
                 body = await engine.run(multipart_field, body, content_type)
             return await engine.run(engine.predict, body)
+        except asyncio.CancelledError:  # ... or while the photo is read: the same answer
+            return JSONResponse({"error": "the server is stopping"}, status_code=503)
         finally:
             engine.photos -= 1
 
@@ -607,6 +625,13 @@ def create_app(
         finally:
             engine.streams -= 1
 
+    if allow_origins:  # their pages' posts: the preflight, and the answer theirs to read
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=allow_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["content-type"],
+        )
     return BodyLimit(app, max_body, upload_timeout)
 
 
@@ -690,6 +715,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if not 0 <= args.port <= 65535:
         raise FerError(f"--port {args.port} is not a port: give one of 0-65535 (0: any free one)")
+    for origin in args.allow_origin:  # as a browser sends it, or it matches no page
+        if origin != "*" and not (split(origin).scheme and split(origin).netloc):
+            raise FerError(
+                f"--allow-origin {origin!r} is no origin: give its scheme and host, as "
+                "https://example.org (or '*' for any)"
+            )
     import uvicorn
 
     sock = bind(args.host, args.port)

@@ -291,6 +291,55 @@ def test_the_upload_timeout_is_not_applied_once_the_answer_goes_out():
     assert sent[-1] == {"type": "http.response.body", "body": b"all of it"}
 
 
+def test_an_upload_that_trickles_gives_its_place_back():
+    """Was: a client sending a byte just inside --upload-timeout, again and again, kept its place
+    for photos for ever (the timeout restarted at each byte): eight such took every place. Past
+    its first --upload-timeout seconds, a body must have come at MIN_UPLOAD_RATE on average."""
+    import asyncio
+
+    from fer.serve import BodyLimit
+
+    sent, read = [], []
+
+    async def app(scope, receive, send):  # reads the whole body, then answers
+        while (await receive()).get("more_body"):
+            read.append(1)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"read"})
+
+    async def trickle():  # a byte every 0.05 s, never the last
+        await asyncio.sleep(0.05)
+        return {"type": "http.request", "body": b"x", "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "headers": [(b"content-length", b"1000")]}
+    asyncio.run(asyncio.wait_for(BodyLimit(app, 10_000, idle=0.3)(scope, trickle, send), 10))
+    assert sent[0]["status"] == 408 and b"KB/s" in sent[1]["body"] and 4 <= len(read) <= 8
+
+
+def test_ctrl_c_while_a_photo_is_read_answers_it_in_json(engine, monkeypatch):
+    """Was: a photo still being read when the server stopped (Ctrl-C, past uvicorn's grace) got a
+    plain-text 500, and the log a traceback; its upload got the 503 below already."""
+    import asyncio
+
+    from starlette.testclient import TestClient
+
+    from fer.serve import create_app
+
+    async def cancelled(*args, **kwargs):  # the server's shutdown cancels the request's task
+        raise asyncio.CancelledError
+
+    monkeypatch.setattr(engine, "run", cancelled)
+    body = cv2.imencode(".png", np.zeros((48, 48), np.uint8))[1].tobytes()
+    answer = TestClient(create_app(engine)).post(
+        "/api/predict", content=body, headers={"content-type": "image/png"}
+    )
+    assert answer.status_code == 503 and answer.json() == {"error": "the server is stopping"}
+    assert engine.photos == 0
+
+
 def test_pictures_the_python_api_reads_are_answered_as_it_answers_them(
     real_faces, server, tmp_path
 ):
@@ -578,6 +627,8 @@ def test_cli_errors_are_one_line(tmp_path):
         (["--port", "70000"], "is not a port"),
         (["--port", "0", "--max-body-mb", "nan"], "must be positive"),
         (["--port", "0", "--max-megapixels", "inf"], "must be positive"),
+        # (was: taken, and matching no page, as a browser sends the scheme too)
+        (["--port", "0", "--allow-origin", "example.org"], "is no origin"),
     ]:
         run = subprocess.run(
             [sys.executable, "-m", "fer.serve", *args], capture_output=True, text=True, timeout=120
@@ -953,6 +1004,18 @@ def test_a_page_of_another_site_is_refused_unless_its_origin_is_allowed(engine):
                 with client.websocket_connect("/api/stream", headers=headers) as ws:
                     ws.send_bytes(frame)
                     assert ws.receive_json()["faces"] == []
+            # an allowed site's page may read the answer, and post an image body, which a
+            # browser asks first (a preflight) (were: no CORS headers, and the preflight 405: a
+            # browser let the stream through and no post)
+            cors = answer.headers.get("access-control-allow-origin")
+            assert cors == (origin if origin in allowed else None), (origin, cors)
+            if origin in allowed:
+                asked = {"origin": origin, "access-control-request-method": "POST"}
+                asked["access-control-request-headers"] = "content-type"
+                preflight = client.options("/api/predict", headers=asked)
+                assert preflight.status_code == 200, preflight.text
+                assert preflight.headers["access-control-allow-origin"] == origin
+                assert "POST" in preflight.headers["access-control-allow-methods"]
         assert client.get("/api/health").json()["streams"] == 0
     client = TestClient(create_app(engine, allow_origins=("*",)))
     with client.websocket_connect("/api/stream", headers={"origin": "https://any.example"}) as ws:
