@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.photos < 1:
         p.error("--photos must be at least 1")
+    if args.seed < 0:  # (numpy's error, after the model was loaded)
+        p.error("--seed must be 0 or more")
     check_out(p, args.out)
     if args.pyramid and not (args.pyramid[0] > 0 and args.pyramid[1] > 1):
         p.error("--pyramid needs SMALLEST above 0 and STEP above 1")

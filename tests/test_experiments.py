@@ -337,6 +337,7 @@ def test_photo_benchmark_finds_and_reads_the_faces_of_its_photos(shared_data, tm
         (args[:-5] + ["--pyramid", "120", "1", "--out", str(out)], "STEP above 1"),  # no end
         # --photos 0: refused, not a ZeroDivisionError after the work
         ([a if a != "3" else "0" for a in args], "--photos must be at least 1"),
+        (args + ["--seed", "-1"], "--seed must be 0 or more"),
     ):
         with pytest.raises(SystemExit) as stop:
             photo_benchmark(bad_args)
