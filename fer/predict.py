@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a copy of each photo, upright, with its faces drawn (box, emotion, "
         "probability bars; with --no-detect, the emotion and bars at its top left where they "
         "leave the picture visible, a 48x48 crop copied as it is) into DIR, under the same names (GIF, PGM and such as NAME.png); "
-        "DIR is marked as fer's when it starts empty, and a marked DIR inside a folder read is "
-        "not read itself; a file in DIR that is not marked fer's is never overwritten",
+        "DIR is marked as fer's when it starts empty, and a marked folder inside a folder read is "
+        "left out; a file in DIR that is not marked fer's is never overwritten",
     )
     p.add_argument(
         "--json",
@@ -107,8 +107,15 @@ def gather(
             errors.append(f"{p}: {e.strerror}")
             continue
         if is_dir:
-            found, unread = images_under(p, leave_out=leave_out)
+            found, unread, drawn = images_under(p, leave_out=leave_out)
             errors += unread
+            for folder in drawn:  # (fer's --save: a run with it leaves it out without a word)
+                if not (leave_out and os.path.realpath(folder) == os.path.realpath(leave_out)):
+                    print(
+                        f"note: left out {folder}, the copies fer.predict --save drew there "
+                        "(name it to read them)",
+                        file=sys.stderr,
+                    )
             if not found and not unread:
                 errors.append(f"{p}: no images in this folder")
             files += [(f, f.relative_to(p)) for f in found]
@@ -147,14 +154,18 @@ def drawn_into(folder: Path) -> bool:
         return False
 
 
-def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path], list[str]]:
-    """(the photos in a folder and its subfolders, what could not be read there): linked
-    subfolders are read too (a library that links a folder in), each folder once: under its own
-    path where the folder holds it, else through the first link to it in name order (a link back
-    up the tree ends there). Hidden files and folders (a Mac's '._IMG_0001.JPG' metadata,
-    .thumbnails) are left out, as is a subfolder that is the folder `leave_out`. A folder that
-    cannot be listed and a photo's name linked to nothing are errors."""
-    found, links, errors = [], [], []
+def images_under(
+    folder: Path, leave_out: str | None = None
+) -> tuple[list[Path], list[str], list[str]]:
+    """(the photos in a folder and its subfolders, what could not be read there, the subfolders
+    left out as fer.predict --save's): linked subfolders are read too (a library that links a
+    folder in), each folder once: under its own path where the folder holds it, else through the
+    first link to it in name order (a link back up the tree ends there). Hidden files and folders
+    (a Mac's '._IMG_0001.JPG' metadata, .thumbnails) are left out, as are a subfolder that is the
+    folder `leave_out` and one fer.predict --save marked as its own (SAVE_MARK: drawn copies read
+    as photos would count each face twice). A folder that cannot be listed and a photo's name
+    linked to nothing are errors."""
+    found, links, errors, drawn = [], [], [], []
     seen = {os.path.realpath(leave_out)} if leave_out else set()
     seen.discard(os.path.realpath(folder))
 
@@ -169,6 +180,9 @@ def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path]
                 continue
             seen.add(real)
             dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+            marked = [d for d in dirs if os.path.isfile(os.path.join(root, d, SAVE_MARK))]
+            drawn.extend(os.path.join(root, d) for d in marked)
+            dirs[:] = [d for d in dirs if d not in marked]
             if not follow:  # the links are followed once every folder's own path is known
                 links.extend(
                     os.path.join(root, d) for d in dirs if os.path.islink(os.path.join(root, d))
@@ -185,7 +199,7 @@ def images_under(folder: Path, leave_out: str | None = None) -> tuple[list[Path]
     walk(str(folder), False)
     for link in sorted(links):
         walk(link, True)
-    return sorted(found), errors
+    return sorted(found), errors, drawn
 
 
 def save_paths(files: list[tuple[Path, Path]], folder: str, ours: bool) -> dict[Path, Path]:
@@ -297,7 +311,9 @@ def is_record(r: object) -> bool:
 class Earlier:
     """The records of a stopped run (--resume), by photo. A photo of this run is one of them
     when the stopped run gave it the same name, or a name that leads to the same file from this
-    folder or from the JSON file's folder (the arguments given from another folder)."""
+    folder or from the JSON file's folder (the arguments given from another folder), and the
+    photo has not changed since the JSON file was last written (one replaced or edited since is
+    read again, its old records dropped)."""
 
     def __init__(self, records: list[dict], json_file: str | None = None):
         self.by_name: dict[str, list[dict]] = {}
@@ -315,13 +331,27 @@ class Earlier:
             return
         bases = [Path.cwd(), real_path(self.json_file).parent]
         places = {real_path(base / name): name for name in self.by_name for base in bases[::-1]}
+        written = os.stat(self.json_file).st_mtime_ns  # its last save
         used: set[str] = set()
         for photo in photos:
             name = str(photo) if str(photo) in self.by_name else places.get(real_path(photo))
             if name is not None and name not in used:
-                self.names[photo] = name
                 used.add(name)
-        if not self.names:
+                try:
+                    changed = os.stat(photo).st_mtime_ns > written
+                except OSError:  # gone: the reading says so
+                    changed = False
+                if changed:  # replaced or edited since: its records are another photo's
+                    self.taken.add(name)
+                else:
+                    self.names[photo] = name
+        if changed := len(used) - len(self.names):
+            print(
+                f"note: {counted(changed, 'photo')} changed since {self.json_file} was written: "
+                "read again",
+                file=sys.stderr,
+            )
+        if not used:
             raise FerError(
                 f"--resume: none of the {len(self.by_name)} photos of {self.json_file} is among "
                 "those given; give the photos the stopped run was given, from the folder it ran "
@@ -466,7 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     flush()
                     try:
                         # those resumed not come to; a pipe or a stream only once, at the end
-                        save_files(args, records + earlier.left(), files_only=True)
+                        if so_far := records + earlier.left():
+                            save_files(args, so_far, files_only=True)
                     except FerError as e:  # a full disk, say: the run goes on, and tries again
                         if not save_failed:
                             print(f"warning: {e}; the run goes on", file=sys.stderr)
@@ -499,6 +530,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f", {counted(len(errors), 'error')}" if errors else ""),
         file=sys.stderr,
     )
+    if not records and (named := [o for o in (args.json, args.csv) if o not in (None, "-")]):
+        print(f"no photo was read: {' and '.join(named)} not written", file=sys.stderr)
     if stopped:
         print(
             f"stopped by {why} after {done} of {len(files)} photos; the results of those read are "
@@ -513,13 +546,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def write_results(args: argparse.Namespace, records: list[dict], errors: list[str]) -> None:
     """The errors, then each face's line (on stderr when stdout carries --json or --csv), and the
-    --json and --csv files."""
+    --json and --csv files, where there is a record to write."""
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     try:
         print_results(args, records)
     finally:  # also when the reader of stdout left early (`| head`): the files are written
-        save_files(args, records)
+        if records:  # (none: every photo failed, and files of an earlier run are left as they are)
+            save_files(args, records)
 
 
 def print_results(args: argparse.Namespace, records: list[dict]) -> None:

@@ -611,6 +611,18 @@ def test_a_run_saves_its_results_as_it_goes_and_resume_reads_only_what_they_lack
     assert after[:2] == before
     assert len(table.read_text().splitlines()) == 5
     assert "4 faces in 4 images (2 read by the run resumed)" in err
+    # a photo replaced since is read again, its old records dropped (was: the records of the
+    # photo that had its name were kept for it, and it was never read)
+    cv2.imwrite(str(photos / "p1.png"), face(6, 9))
+    later = out.stat().st_mtime_ns + 10**9
+    os.utime(photos / "p1.png", ns=(later, later))
+    seen.clear()
+    code, _, err = cli("predict", [*argv, "--resume"], capsys)
+    assert code == 0 and "1 photo changed since" in err, err
+    assert len(seen) == 1 and "4 faces in 4 images (3 read by the run resumed)" in err
+    again = json.loads(out.read_text())
+    assert [Path(r["file"]).name for r in again] == ["p0.png", "p1.png", "p2.png", "p3.png"]
+    assert again[1]["probabilities"] != after[1]["probabilities"] and again[2:] == after[2:]
 
 
 def test_resume_needs_a_json_file_and_refuses_one_fer_did_not_write(
@@ -1020,6 +1032,17 @@ def test_predict_of_nothing_readable_keeps_the_outputs_it_would_have_replaced(
         assert_one_line_error(code, err, message)
         assert out_json.read_text() == "[earlier results]"
         assert out_csv.read_text() == "earlier,results\n"
+    # photos given, none of them read: nothing is written over the earlier results, and no
+    # folder is made for new ones (was: [] and an empty table over them)
+    (tmp_path / "bad.jpg").write_text("not a photo")
+    fresh = tmp_path / "new" / "o.json"
+    for outputs in (["--json", str(out_json), "--csv", str(out_csv)], ["--json", str(fresh)]):
+        argv = [str(tmp_path / "bad.jpg"), "--model", str(exported), *outputs]
+        code, _, err = cli("predict", argv, capsys)
+        assert code == 1 and "not a readable image" in err and "not written" in err, err
+    assert out_json.read_text() == "[earlier results]"
+    assert out_csv.read_text() == "earlier,results\n"
+    assert not (tmp_path / "new").exists()
 
 
 def test_predict_leaves_hidden_files_and_folders_out_of_a_folder(tmp_path, capsys, exported):

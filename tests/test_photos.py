@@ -438,6 +438,14 @@ def test_a_save_folder_inside_the_folder_read_is_not_read_again(tmp_path, capsys
         assert sorted(Path(r["file"]).name for r in json.loads(captured.out)) == ["a.png", "b.png"]
     saved = sorted(str(p.relative_to(phone)) for p in phone.rglob("*.png"))
     assert saved == ["a.png", "annotated/a.png", "annotated/trip/b.png", "trip/b.png"]
+    assert "left out" not in captured.err  # left out unsaid where this --save names it
+    # ... and left out of a later run without that --save, which says so (was: read, counting
+    # each face twice), unless named
+    code, captured = run_predict([str(phone), "--no-detect", "--json", "-"], capsys)
+    assert code == 0 and len(json.loads(captured.out)) == 2, captured.err
+    assert f"left out {phone / 'annotated'}" in captured.err
+    code, captured = run_predict([str(phone / "annotated"), "--no-detect", "--json", "-"], capsys)
+    assert code == 0 and len(json.loads(captured.out)) == 2, captured.err
 
 
 def test_min_face_zero_means_no_smallest_face():
