@@ -372,6 +372,25 @@ class Earlier:
         return [r for name, rs in self.by_name.items() if name not in self.taken for r in rs]
 
 
+#: Kinds of file that may hold several pictures (pages of a TIFF, frames of an animation), of
+#: which fer reads the first, as OpenCV decodes them.
+SEVERAL_PICTURES = {".tif", ".tiff", ".gif", ".webp", ".png", ".apng"}
+
+
+def page_count(path: Path) -> int:
+    """How many pages or frames the file holds, by Pillow's reading of its header (1 where it
+    cannot tell)."""
+    if path.suffix.lower() not in SEVERAL_PICTURES:
+        return 1
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return int(getattr(image, "n_frames", 1))
+    except Exception:  # (Pillow's many errors on a file OpenCV read): it cannot tell
+        return 1
+
+
 #: What --save writes for each input type: the same kind of file, where OpenCV writes it.
 SAVE_AS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
@@ -424,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     source = {"detector": rec.detector_name} if rec.detector_name else {}
     records: list[dict] = []
+    notes: list[str] = []  # said with the errors, after the run
     pending: list[tuple[list[dict], list, np.ndarray, np.ndarray, Path]] = []
     read = resumed = 0
     saved = time.monotonic()
@@ -464,6 +484,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return
         try:
             pixels = as_image(f)
+            if (pages := page_count(f)) > 1:
+                notes.append(f"{f} holds {pages} pages or frames: the first is read")
             faces, crops = rec.locate(pixels)
         except (FerError, OSError) as e:
             errors.append(f"{e}, skipped")
@@ -522,7 +544,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "this one did not come to",
                 file=sys.stderr,
             )
-        write_results(args, records, errors)
+        write_results(args, records, errors, notes)
     n_faces = sum("emotion" in r for r in records)
     print(
         f"{counted(n_faces, 'face')} in {counted(read + resumed, 'image')}"
@@ -544,9 +566,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1 if errors else 0
 
 
-def write_results(args: argparse.Namespace, records: list[dict], errors: list[str]) -> None:
-    """The errors, then each face's line (on stderr when stdout carries --json or --csv), and the
-    --json and --csv files, where there is a record to write."""
+def write_results(
+    args: argparse.Namespace, records: list[dict], errors: list[str], notes: Sequence[str] = ()
+) -> None:
+    """The notes and errors, then each face's line (on stderr when stdout carries --json or
+    --csv), and the --json and --csv files, where there is a record to write."""
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     for e in errors:
         print(f"error: {e}", file=sys.stderr)
     try:

@@ -1148,3 +1148,22 @@ def test_detect_shows_its_progress_through_a_video_file_on_a_terminal(exported, 
     )  # stopped by SIGHUP, as a shell reports it (was 1: its last line failed)
     assert (tmp_path / "c.jsonl").stat().st_size > 0 and (tmp_path / "c.mp4").stat().st_size > 0
     assert not list(tmp_path.glob(".*part*"))
+
+
+def test_predict_says_when_a_file_holds_more_pictures_than_the_first_it_reads(
+    tmp_path, capsys, exported
+):
+    """Was: a multi-page TIFF or an animated GIF was read from its first page or frame without a
+    word (the faces of the others missed)."""
+    from PIL import Image
+
+    pages = [Image.fromarray(face(i, i)) for i in range(3)]
+    pages[0].save(tmp_path / "scan.tif", save_all=True, append_images=pages[1:])
+    pages[0].save(tmp_path / "moving.gif", save_all=True, append_images=pages[1:2])
+    pages[0].save(tmp_path / "one.tif")
+    argv = [str(tmp_path), "--model", str(exported), "--no-detect"]
+    code, _, err = cli("predict", argv, capsys)
+    assert code == 0, err
+    assert f"note: {tmp_path / 'scan.tif'} holds 3 pages or frames: the first is read" in err
+    assert f"note: {tmp_path / 'moving.gif'} holds 2 pages or frames" in err
+    assert "one.tif holds" not in err
