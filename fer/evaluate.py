@@ -327,9 +327,9 @@ def evaluate(
             raise FerError(f"all {len(index)} faces of the {scored} split are listed in {skip}")
         index = index[np.flatnonzero(keep)]
     if tta == "flip" and classifier.spec.options.get("flip"):
-        note += (
-            "; the model averages each face with its mirror image already: --tta flip adds nothing"
-        )
+        from fer.inference import FLIP_ADDS_NOTHING
+
+        note += f"; {FLIP_ADDS_NOTHING}"
     if len(index) == 0:
         raise FerError(f"{data_path} has no samples in the {split} split")
     faces = data.images[index].numpy()

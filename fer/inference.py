@@ -403,6 +403,13 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(1, keepdims=True)
 
 
+#: Said where --tta flip is asked of a model that averages each face with its mirror image
+#: already (an export made with --flip): the same answers, at twice the cost.
+FLIP_ADDS_NOTHING = (
+    "the model averages each face with its mirror image already: --tta flip adds nothing"
+)
+
+
 def tta_views(x: np.ndarray, tta: str) -> np.ndarray:
     """(V, B, C, 48, 48): the batch itself; plus its mirror ('flip'); or ten crops resized back
     ('tencrop')."""

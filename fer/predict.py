@@ -430,6 +430,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     earlier.match([f for f, _ in files])
     saves = save_paths(files, args.save, ours) if args.save else {}
     mark = Path(args.save) / SAVE_MARK if ours else None
+    from fer.inference import FLIP_ADDS_NOTHING
     from fer.recognizer import EmotionRecognizer, as_image
 
     rec = EmotionRecognizer(
@@ -444,6 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     source = {"detector": rec.detector_name} if rec.detector_name else {}
     records: list[dict] = []
     notes: list[str] = []  # said with the errors, after the run
+    if args.tta == "flip" and rec.classifier.spec.options.get("flip"):
+        notes.append(FLIP_ADDS_NOTHING)
     pending: list[tuple[list[dict], list, np.ndarray, np.ndarray, Path]] = []
     read = resumed = 0
     saved = time.monotonic()

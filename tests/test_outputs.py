@@ -1167,3 +1167,13 @@ def test_predict_says_when_a_file_holds_more_pictures_than_the_first_it_reads(
     assert f"note: {tmp_path / 'scan.tif'} holds 3 pages or frames: the first is read" in err
     assert f"note: {tmp_path / 'moving.gif'} holds 2 pages or frames" in err
     assert "one.tif holds" not in err
+
+
+def test_predict_says_flip_adds_nothing_to_a_model_that_mirrors_already(tmp_path, capsys):
+    """Was: --tta flip with the shipped model (which averages each face with its mirror image)
+    gave the same answers at twice the cost, without a word; fer.evaluate said so already."""
+    cv2.imwrite(str(tmp_path / "a.png"), face(3, 0))
+    code, _, err = cli("predict", [str(tmp_path / "a.png"), "--no-detect", "--tta", "flip"], capsys)
+    assert code == 0 and "note: the model averages each face with its mirror image" in err, err
+    code, _, err = cli("predict", [str(tmp_path / "a.png"), "--no-detect"], capsys)
+    assert code == 0 and "mirror" not in err, err
