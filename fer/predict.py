@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+NOT_A_FILE = "a pipe or a device, not a file: save the photo to a file first"
+
+
 def gather(
     paths: Sequence[str], leave_out: str | None = None
 ) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -122,7 +125,7 @@ def gather(
         elif is_file:
             files.append((p, Path(p.name)))
         elif p.exists():  # /dev/stdin, a named pipe
-            errors.append(f"{p}: a pipe or a device, not a file: save the photo to a file first")
+            errors.append(f"{p}: {NOT_A_FILE}")
         else:
             errors.append(f"{p}: no such file or folder")
     seen: set[Path] = set()  # a photo named twice (a folder and a file in it) is read once
@@ -195,6 +198,8 @@ def images_under(
                     found.append(path)
                 elif path.is_symlink() and not path.exists():
                     errors.append(f"{path}: a link to nothing")
+                elif path.exists() and not path.is_dir():  # as when named (was: passed over)
+                    errors.append(f"{path}: {NOT_A_FILE}")
 
     walk(str(folder), False)
     for link in sorted(links):

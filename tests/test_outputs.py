@@ -914,6 +914,7 @@ def test_predict_names_the_folders_it_cannot_list_and_the_links_to_nothing(
     locked.mkdir()
     cv2.imwrite(str(locked / "q.png"), face(5, 5))
     (photos / "gone.jpg").symlink_to(tmp_path / "deleted.jpg")
+    os.mkfifo(photos / "pipe.jpg")  # as when named (was: passed over in a folder)
     scandir = os.scandir
 
     def refused(path="."):
@@ -926,6 +927,7 @@ def test_predict_names_the_folders_it_cannot_list_and_the_links_to_nothing(
     assert code == 1, err
     assert f"{locked}: Permission denied" in err
     assert f"{photos / 'gone.jpg'}: a link to nothing" in err
+    assert f"{photos / 'pipe.jpg'}: a pipe or a device, not a file" in err
     assert out.count("p") >= 3 and "q.png" not in out
     code, out, err = cli("predict", [str(locked), "--model", str(exported), "--no-detect"], capsys)
     # as a missing file is: with nothing else to read, a one-line error (exit status 2)
