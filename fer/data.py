@@ -729,11 +729,12 @@ class TensorFaces(torch.utils.data.Dataset):
         return batch if self.teacher is None else (*batch, self.teacher[index])
 
 
-def teacher_key(model: Path) -> str:
+def model_key(model: Path) -> str:
     """What decides a trained model's answers, as fer.inference.load_classifier(model, "auto")
     runs it: a checkpoint's bytes; or an export's network (model.json's architecture, options,
     classes and preprocessing), its weights, and the model.onnx that the auto backend runs
-    instead when there is one."""
+    instead when there is one. (The cache key of a teacher's targets, and what fer.evaluate's
+    metrics.json records it scored.)"""
     from fer.inference import read_exported
 
     if model.suffix == ".ckpt":
@@ -756,12 +757,12 @@ def teacher_log_probs(
 ) -> torch.Tensor:
     """log p(class | face) of a trained model (an export or a checkpoint) for every face of
     `images` (N, 48, 48) uint8, as seen plainly: the targets of knowledge distillation. Computed
-    once and cached, keyed by the model (teacher_key) and the faces; a cached answer loads no
+    once and cached, keyed by the model (model_key) and the faces; a cached answer loads no
     model."""
     from fer.inference import load_classifier, resolve_model_path
 
     model = resolve_model_path(Path(model))
-    digest = hashlib.sha256(teacher_key(model).encode())
+    digest = hashlib.sha256(model_key(model).encode())
     digest.update(images.numpy().tobytes())
     cache_file = cache_folder(cache_dir) / f"teacher-{digest.hexdigest()[:20]}.pt"
     if cache_file.is_file():

@@ -403,9 +403,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     m, faces, y, probs, note = evaluate(
         classifier, args.data, args.split, args.tta, args.cache_dir, args.skip
     )
+    from fer.data import model_key
+
     m.update(
         {
             "model": classifier.source,
+            "model_key": model_key(Path(classifier.source)),
             "data": args.data,
             "requested_split": args.split,
             "evaluated": note,

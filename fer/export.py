@@ -362,14 +362,18 @@ def read_metrics(
     default_backend: str,
     models: Sequence[Path] = (),
     parts: Sequence[Path] = (),
-) -> dict[str, dict]:
+    out: Path | None = None,
+) -> tuple[dict[str, dict], list[tuple[str, str]]]:
     """The figures of fer.evaluate's metrics.json files, named by split, TTA and, where it is not
-    the one the export runs by default, backend. Two files of one name are refused, and so is a
-    file that says it measured one of `parts`, models the export reads but does not compute
+    the one the export runs by default, backend; and (file, the model_key it records) for each
+    that scored the export in `out` (which check_scored compares with the export made). Two files
+    of one name are refused, and so is a file that says it measured one of `parts`, models the
+    export reads but does not compute
     alone (an ensemble's members, a network its --flip export averages with its mirror); one that
     says it measured a model other than `models` (what the export computes: the folder written,
     and its one source exported as it computes) and `parts` is recorded with a warning."""
     metrics: dict[str, dict] = {}
+    scored_out: list[tuple[str, str]] = []
     named: dict[str, str] = {}  # name -> the file that gave it
     known, read = {real_path(p) for p in models}, {real_path(p) for p in parts}
     for f in files:
@@ -407,7 +411,25 @@ def read_metrics(
                     "or writes; its figures are recorded as this model's",
                     file=sys.stderr,
                 )
-    return metrics
+            elif out is not None and _of(where, {real_path(out)}) and m.get("model_key"):
+                scored_out.append((f, m["model_key"]))
+    return metrics, scored_out
+
+
+def check_scored(folder: Path, out: Path, scored_out: list[tuple[str, str]]) -> None:
+    """Refuse figures that scored the model in `out` before this export (another checkpoint, or
+    the same one exported otherwise: --int8, --half) for the export made in `folder`: its
+    model_key differs from the one they record."""
+    from fer.data import model_key
+
+    made = model_key(folder)
+    for f, key in scored_out:
+        if key != made:
+            raise FerError(
+                f"{f} scored the model {out} held before, not this export (other weights or "
+                "graph): export, score the export (python -m fer.evaluate --ckpt OUT) and export "
+                "again with --metrics of that; nothing written"
+            )
 
 
 def write_files(spec, model, folder: Path, args, faces: np.ndarray | None) -> None:
@@ -486,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     backend = "torch" if args.no_onnx else "onnx"
     same, parts = ([*paths, out], []) if alone else ([out], paths)
-    metrics = read_metrics(args.metrics or [], backend, same, parts)
+    metrics, scored_out = read_metrics(args.metrics or [], backend, same, parts, out)
     if metrics:
         spec.extra["metrics"] = metrics
     spec.extra["parameters"] = sum(p.numel() for p in model.parameters())
@@ -505,6 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with outputs as folder:
             write_files(spec, model, folder, args, faces)
+            check_scored(folder, out, scored_out)
     except Terminated as e:
         print(f"stopped by {e.name}: nothing written", file=sys.stderr)
         return e.code

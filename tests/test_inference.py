@@ -2018,6 +2018,32 @@ def test_export_metrics_of_another_model_are_said_so_and_two_of_one_kind_refused
     )
 
 
+def test_export_metrics_of_the_model_its_folder_held_before_are_refused(trained, tmp_path):
+    """Was: a metrics.json that scored the export in --out counted as this export's, whatever
+    this export was: another checkpoint exported into that folder, or the same one made int8,
+    took the old model's figures without a word. The model's key (fer.evaluate records what it
+    scored) must be the export's; as experiments/ship.sh does it (export, score, export again),
+    it is."""
+    ckpt, out, data = str(trained["ckpt"]), tmp_path / "out", str(trained["data"])
+    assert export(["--ckpt", ckpt, "--out", str(out)]) == 0
+    assert (
+        evaluate(
+            ["--ckpt", str(out), "--data", data, "--split", "val", "--out", str(tmp_path / "ev")]
+        )
+        == 0
+    )
+    scored = str(tmp_path / "ev" / "metrics.json")
+    before = (out / "model.json").read_text()
+    other = str(perturbed(trained["ckpt"], tmp_path / "other.ckpt"))
+    for options in (["--ckpt", other], ["--ckpt", ckpt, "--int8", data]):
+        with pytest.raises(FerError, match="metrics.json scored the model .* held before"):
+            export([*options, "--out", str(out), "--metrics", scored])
+        assert (out / "model.json").read_text() == before  # nothing written
+    assert export(["--ckpt", ckpt, "--out", str(out), "--metrics", scored]) == 0
+    recorded = json.loads((out / "model.json").read_text())["metrics"]["val_tta_none"]
+    assert recorded["accuracy"] == json.loads(Path(scored).read_text())["accuracy"]
+
+
 def test_export_metrics_of_what_it_does_not_compute_alone_are_refused(trained, tmp_path, capsys):
     """Was: the figures of one member were recorded as the whole ensemble's (and shown by
     fer.serve as the model's accuracy), and a network's plain figures as its --flip export's, which
