@@ -343,15 +343,11 @@ def evaluate(
 def compare(other, args: argparse.Namespace, faces: np.ndarray, probs: np.ndarray, y: np.ndarray):
     """Another model scored on the faces the first was: its accuracy, the faces only one of the two
     gets right, and McNemar's exact p-value for that split."""
-    m, other_faces, _, other_probs, _ = evaluate(
+    m, other_faces, _, other_probs, note = evaluate(
         other, args.data, args.split, args.tta, args.cache_dir, args.skip
     )
     if other_faces.shape != faces.shape or not np.array_equal(other_faces, faces):
-        raise FerError(
-            f"--compare: {other.source} is scored on other faces of this split (on data without "
-            "PublicTest each model's validation faces are the share its own run held out); "
-            "compare them on data with a PublicTest split"
-        )
+        raise FerError(other_faces_error(other))
     right, other_right = probs.argmax(1) == y, other_probs.argmax(1) == y
     only_this, only_other = int((right & ~other_right).sum()), int((other_right & ~right).sum())
     return {
@@ -360,7 +356,25 @@ def compare(other, args: argparse.Namespace, faces: np.ndarray, probs: np.ndarra
         "only_this_right": only_this,
         "only_other_right": only_other,
         "mcnemar_p": mcnemar_p(only_this, only_other),
+        "evaluated": note,  # its CAUTIONs too: the faces may not be held out from it
     }
+
+
+def other_faces_error(other) -> str:
+    return (
+        f"--compare: {other.source} is scored on other faces of this split (on data without "
+        "PublicTest each model's validation faces are the share its own run held out); "
+        "compare them on data with a PublicTest split"
+    )
+
+
+def scored_index(classifier, data, split: str) -> np.ndarray:
+    """The positions of the faces `evaluate` scores for this model (before --skip)."""
+    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
+    from fer.data import evaluation_split
+
+    fraction, seed = classifier.training_split() or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
+    return np.asarray(evaluation_split(data, split, fraction, seed)[0])
 
 
 #: What --out holds after a run: its figures, and metrics.json, written last.
@@ -400,6 +414,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.skip:  # before the data is fetched or decoded
         exclusion_list(args.skip)
     args.data = resolve_data(args.data)
+    if other is not None:  # models that score other faces are refused before either is scored
+        from fer.data import load_fer
+
+        data = load_fer(args.data, args.cache_dir)
+        mine, theirs = (scored_index(c, data, args.split) for c in (classifier, other))
+        if mine.shape != theirs.shape or not np.array_equal(mine, theirs):
+            raise FerError(other_faces_error(other))
     m, faces, y, probs, note = evaluate(
         classifier, args.data, args.split, args.tta, args.cache_dir, args.skip
     )
@@ -443,6 +464,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{c['only_this_right']} faces, only the other on {c['only_other_right']}: exact "
                 f"McNemar p {p_text(c['mcnemar_p'])}"
             )
+            if "CAUTION" in c["evaluated"]:
+                print(f"{c['model']}: {c['evaluated']}", file=sys.stderr)
         if args.out is not None:
             print("wrote " + ", ".join(str(f) for f in files))
     return 0

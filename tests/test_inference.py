@@ -627,6 +627,38 @@ def test_evaluate_compare_counts_the_faces_only_one_model_gets_right(trained, tm
     )
 
 
+def test_evaluate_compare_refuses_other_faces_before_scoring_and_keeps_the_others_caution(
+    trained, tmp_path, capsys, monkeypatch
+):
+    """Were: on data without PublicTest, two models whose runs held out other shares were both
+    scored whole before --compare refused them; and the compared model's CAUTION (faces it may
+    have trained on) was dropped, so McNemar was reported on such faces without a word."""
+    import fer.evaluate
+
+    data = make_folder(tmp_path / "d", per_class=(8, 0, 2))  # train/ and test/, no PublicTest
+    models = {}
+    for name, seed in (("a", 1), ("b", 2)):
+        models[name] = tmp_path / name
+        assert (
+            export(["--ckpt", str(trained["ckpt"]), "--out", str(models[name]), "--no-onnx"]) == 0
+        )
+        spec = json.loads((models[name] / "model.json").read_text())
+        spec["training_config"].update(seed=seed, data=str(trained["data"]))
+        (models[name] / "model.json").write_text(json.dumps(spec))
+    scored = []
+    evaluate_one = fer.evaluate.evaluate
+    monkeypatch.setattr(fer.evaluate, "evaluate", lambda *a: scored.append(1) or evaluate_one(*a))
+    args = ["--ckpt", str(models["a"]), "--data", str(data), "--split", "val"]
+    with pytest.raises(FerError, match="is scored on other faces of this split"):
+        evaluate([*args, "--compare", str(models["b"])])
+    assert not scored
+    assert evaluate([*args, "--compare", str(models["a"])]) == 0  # the same share: compared
+    err = capsys.readouterr().err
+    assert (
+        f"{models['a']}/model.safetensors: " in err and "CAUTION: the model was trained on" in err
+    )
+
+
 @pytest.mark.parametrize(
     "case,message",
     [
