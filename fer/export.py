@@ -43,6 +43,7 @@ from fer.common import (
     Terminated,
     add_debug_flag,
     atomic_path,
+    counted,
     file_sha256,
     real_path,
     run_cli,
@@ -160,6 +161,13 @@ def calibration_faces(data: str) -> np.ndarray:
     train = split_indices(fer_data)[0]["train"]
     if len(train) == 0:
         raise FerError(f"{data} has no training faces to calibrate the int8 model on")
+    if len(train) < CALIBRATION_FACES:
+        print(
+            f"warning: --int8 {data} has {counted(len(train), 'training face')} to calibrate on, "
+            f"under the {CALIBRATION_FACES} it takes: the int8 ranges may cut off what other "
+            "faces reach; check the export's accuracy",
+            file=sys.stderr,
+        )
     pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(0))]
     return preprocess(fer_data.images[pick[:CALIBRATION_FACES]]).numpy()
 
@@ -488,6 +496,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from fer.inference import resolve_model_path, torch_model
 
+    if args.int8 == "":  # ("$DATA" unset): not a float export made without a word
+        raise FerError("--int8 is empty (an unset variable?); give the data to calibrate on")
     if args.int8 and args.no_onnx:
         raise FerError("--int8 quantizes the ONNX graph; drop --no-onnx")
     if not args.out:

@@ -195,14 +195,22 @@ def test_an_int8_export_of_an_export_does_not_inherit_its_metrics(trained, tmp_p
     assert "metrics" not in json.loads((again / "model.json").read_text())
 
 
-def test_int8_export_is_a_quantized_graph_that_predicts_like_the_float_model(trained, tmp_path):
+def test_int8_export_is_a_quantized_graph_that_predicts_like_the_float_model(
+    trained, tmp_path, capsys
+):
     """--int8 DATA: model.onnx holds int8 weights of its own (no longer the safetensors file's),
-    calibrated on training faces, and labels faces as the float model does."""
+    calibrated on training faces, and labels faces as the float model does. Data of fewer
+    training faces than it takes is said (was: in model.json only), and an empty DATA (an unset
+    variable) is refused (was: a float export, without a word)."""
     import onnx
 
     out = tmp_path / "int8"
     args = ["--ckpt", str(trained["ckpt"]), "--out", str(out), "--half"]
+    with pytest.raises(FerError, match="--int8 is empty"):
+        export(args + ["--int8", ""])
+    assert not out.exists()
     assert export(args + ["--int8", str(trained["data"])]) == 0
+    assert "warning: --int8" in capsys.readouterr().err  # 56 training faces, under 512
     graph = onnx.load(str(out / "model.onnx")).graph
     ops = {n.op_type for n in graph.node}
     assert {"QuantizeLinear", "DequantizeLinear"} <= ops
