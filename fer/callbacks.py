@@ -22,7 +22,7 @@ from pytorch_lightning.callbacks import (
     ModelCheckpoint,
 )
 from pytorch_lightning.plugins import TorchCheckpointIO
-from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.trainer.states import RunningStage, TrainerFn
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from fer.common import EMOTIONS, RUN_CONFIG, FerError, atomic_path, preprocess, write_text
@@ -362,7 +362,8 @@ class CheckpointOnInterrupt(pl.Callback):
     """Ctrl-C, or SIGTERM (kill, timeout, docker stop, cluster schedulers; Lightning turns it into
     SIGTERMException), during training saves `last.ckpt`, so `--ckpt-path last` resumes the run.
     After training (the test of the best checkpoint) there is nothing to resume: the last.ckpt of
-    the last epoch stays as it is."""
+    the last epoch stays as it is. Stopped while an epoch is validated, the checkpoint says its
+    validation was under way (`_validate_again`), so the resumed run validates it whole."""
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         stops = (KeyboardInterrupt, SIGTERMException)
@@ -374,6 +375,8 @@ class CheckpointOnInterrupt(pl.Callback):
             return
         dirpath = trainer.checkpoint_callback.dirpath
         if dirpath:
+            if trainer.state.stage == RunningStage.VALIDATING:
+                _validate_again(trainer.fit_loop.epoch_loop.val_loop.batch_progress)
             path = Path(os.path.abspath(dirpath)) / "last.ckpt"  # said whole: any folder
             trainer.save_checkpoint(path)
             quoted = shlex.quote(str(path))
@@ -382,6 +385,19 @@ class CheckpointOnInterrupt(pl.Callback):
                 # its path: from any folder it goes on in its run (--ckpt-path last finds it
                 # from the run's root folder only)
                 print(f"\ninterrupted ({why}): saved {path}; resume with --ckpt-path {quoted}")
+
+
+def _validate_again(progress) -> None:
+    """Set a validation loop's batch counts as Lightning leaves them when stopped inside a batch,
+    the one state from which a resumed run validates the epoch again, whole. Stopped after its
+    last batch (while its figures are drawn, say) or before its first, they read as a validation
+    done or not due, and the resumed run went on to the next epoch: the epoch's val/acc was never
+    seen, so its checkpoint could not be the best and metrics.csv got a row without figures."""
+    fresh = progress.current.started == 0  # stopped before the epoch's first batch
+    for counts in (progress.total, progress.current):
+        counts.started += fresh
+        counts.ready = counts.started
+        counts.processed = counts.completed = counts.started - 1
 
 
 class AveragedWeights(EMAWeightAveraging):

@@ -731,6 +731,48 @@ def test_a_run_stopped_in_its_last_validation_notes_its_resume(csv_data, tmp_pat
     assert (run / "summary.json").is_file()
 
 
+@pytest.mark.parametrize(
+    "where",
+    [
+        "validation_step",  # inside a batch: validated again before, too
+        "on_validation_epoch_end",  # after its last batch, while its figures are drawn
+        "on_validation_epoch_start",  # before its first batch
+    ],
+)
+def test_a_run_stopped_while_an_epoch_is_validated_validates_it_when_resumed(
+    csv_data, tmp_path, monkeypatch, where
+):
+    """Was: stopped after the epoch's last validation batch (drawing its confusion matrix and
+    prediction grid takes a while) or before its first, the resumed run went on to the next
+    epoch without validating it: metrics.csv got a row without figures, and its checkpoint could
+    not be the best, so the run kept another. Resumed, it is the run that was never stopped."""
+    base = ["--data", str(csv_data), "--no-test", *TINY, "--max-epochs", "2"]
+    base += ["--scheduler", "none", "--deterministic", "--lr", "0.05"]
+    assert train([*base, "--default-root-dir", str(tmp_path / "whole")]) == 0
+    hook = getattr(FerModule, where)
+
+    def stopped(self, *args):
+        if self.current_epoch == 0 and not self.trainer.sanity_checking:
+            raise KeyboardInterrupt
+        return hook(self, *args)
+
+    root = ["--default-root-dir", str(tmp_path / "stopped")]
+    monkeypatch.setattr(FerModule, where, stopped)
+    assert train([*base, *root]) == 130
+    monkeypatch.setattr(FerModule, where, hook)
+    assert train([*base, *root, "--ckpt-path", "last"]) == 0
+    whole, resumed = metrics(tmp_path / "whole"), metrics(tmp_path / "stopped")
+    assert [r["val/acc"] for r in resumed] == [r["val/acc"] for r in whole] and all(
+        r["val/acc"] for r in resumed
+    )
+    summaries = [
+        json.loads((run_dir(tmp_path / name) / "summary.json").read_text())
+        for name in ("whole", "stopped")
+    ]
+    assert summaries[0]["best_epoch"] == summaries[1]["best_epoch"]
+    assert summaries[0]["best_val_acc"] == summaries[1]["best_val_acc"]
+
+
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
     base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
     assert train([*base, "--max-epochs", "2"]) == 0
