@@ -580,8 +580,10 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError(f"unknown --precision {args.precision}; choose {', '.join(PRECISIONS)}")
     if not 0 <= args.ema < 1:
         raise FerError(f"--ema must be a decay in [0, 1), got {args.ema}")
-    if not args.mixup >= 0:
+    if not (args.mixup >= 0 and math.isfinite(args.mixup)):  # (inf: Beta(inf, inf) is not 0.5)
         raise FerError(f"--mixup must be >= 0 (0: off), got {args.mixup}")
+    if args.patience < 0:  # (was: quietly off)
+        raise FerError(f"--patience must be >= 0 (0: off), got {args.patience}")
     if not 0 <= args.distill_alpha <= 1:
         raise FerError(f"--distill-alpha must be in [0, 1], got {args.distill_alpha}")
     if args.teacher and not Path(args.teacher).exists():
@@ -612,6 +614,14 @@ def validate(args: argparse.Namespace) -> None:
         value = getattr(args, option)
         if not (value >= 0 and math.isfinite(value)):  # nan too
             raise FerError(f"--{option.replace('_', '-')} must be >= 0, got {value}")
+    # (were tracebacks once the run folder was made: 1e308 overflows the steps or a float32)
+    if args.warmup_epochs > args.max_epochs:
+        raise FerError(
+            f"--warmup-epochs {args.warmup_epochs:g} is longer than the run's --max-epochs "
+            f"{args.max_epochs}"
+        )
+    if args.weight_decay >= 1:
+        raise FerError(f"--weight-decay must be below 1 (5e-4 is usual), got {args.weight_decay:g}")
     if args.model == "vgg" and args.image_size < 32:  # VGG16's five poolings halve it to 1 px
         raise FerError(f"--image-size must be at least 32 for --model vgg, got {args.image_size}")
 
@@ -1022,9 +1032,9 @@ def build_trainer(
     )
     try:
         return _trainer(args, root, precision, callbacks, logger)
-    except (MisconfigurationException, ValueError, TypeError) as e:
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as e:
         # what Lightning says of an accelerator, a strategy, devices or a precision it cannot
-        # have here
+        # have here (ImportError: one whose package is not installed, as transformer-engine's)
         raise FerError(
             f"Lightning cannot run here as asked (--accelerator {args.accelerator}, --devices "
             f"{args.devices}, --strategy {args.strategy}, --precision {precision}): "

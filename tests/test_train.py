@@ -1260,6 +1260,11 @@ def test_ema_with_a_class_weighted_loss_trains(csv_data, tmp_path):
         ("scheduler: plateau\nlimit_val_batches: 0", "--scheduler plateau follows val/acc"),
         ("freeze_epochs: -1", "--freeze-epochs must be >= 0"),
         ("backbone_lr_ratio: -1", "--backbone-lr-ratio must be >= 0"),
+        # were tracebacks after the run folder was made, or quietly other runs
+        ("warmup_epochs: 1.0e+308", "--warmup-epochs 1e+308 is longer than the run's"),
+        ("weight_decay: 1.0e+308", "--weight-decay must be below 1"),
+        ("mixup: .inf", "--mixup must be >= 0"),
+        ("patience: -3", "--patience must be >= 0"),
         # were argparse's usage and "unrecognized arguments: 32", naming no key; the help
         ("batch_size: [16, 32]", "batch_size takes one value, not a list: [16, 32]"),
         ("help: true", "unknown options help"),
@@ -1506,6 +1511,9 @@ def test_the_commands_a_run_prints_name_a_folder_with_spaces_as_one_argument():
         (["--strategy", "bogus"], "invalid strategy name"),
         (["--devices", "0,1"], "should be an int > 0"),
         (["--accelerator", "mps"], "can not run on your system"),
+        # were ModuleNotFoundError tracebacks: the packages they need are not installed
+        (["--precision", "transformer-engine"], "transformer_engine"),
+        (["--accelerator", "tpu"], "torch_xla"),
     ],
 )
 def test_hardware_the_machine_lacks_is_a_one_line_error(csv_data, tmp_path, flags, message):
