@@ -790,6 +790,16 @@ def check_checkpoint(path: Path) -> int:
         return 0  # (another Lightning's layout: left to Lightning)
 
 
+def epochs_without_gain(path: str | Path) -> int:
+    """The epochs without a better val/acc that a checkpoint's early stopping counted (0 where
+    it kept none)."""
+    import torch
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    states = [v for k, v in ckpt.get("callbacks", {}).items() if k.startswith("EarlyStopping")]
+    return max((int(s.get("wait_count", 0)) for s in states), default=0)
+
+
 def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]:
     """(root folder, checkpoint to resume or None, version folder to keep writing into or None).
     A checkpoint in a run's folder (ROOT/lightning_logs/version_N/checkpoints/) goes on there,
@@ -809,6 +819,18 @@ def resolve_run(args: argparse.Namespace) -> tuple[Path, str | None, int | None]
                 f"{args.max_epochs}): nothing is left to train; give a larger --max-epochs to "
                 "train on (a one-cycle schedule cannot stretch: start a new run with --init), or "
                 "score it with python -m fer.evaluate"
+            )
+        if trained > args.max_epochs:  # (was Lightning's MisconfigurationException traceback)
+            raise FerError(
+                f"{ckpt_path} has trained {trained} epochs, more than --max-epochs "
+                f"{args.max_epochs}: give --max-epochs {trained} or more to resume it"
+            )
+        # early stopping ended it: resumed as it was, it would train one more epoch each time
+        if finished and args.patience and (wait := epochs_without_gain(ckpt_path)) >= args.patience:
+            raise FerError(
+                f"{ckpt_path} ends a run that early stopping ended ({wait} epochs without a better "
+                f"val/acc, --patience {args.patience}): nothing is left to train; give a larger "
+                "--patience (0: off) to train on, or score it with python -m fer.evaluate"
             )
         path = Path(ckpt_path).resolve()
         m = re.fullmatch(r"version_(\d+)", path.parents[1].name) if len(path.parents) > 3 else None

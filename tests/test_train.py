@@ -773,6 +773,38 @@ def test_a_run_stopped_while_an_epoch_is_validated_validates_it_when_resumed(
     assert summaries[0]["best_val_acc"] == summaries[1]["best_val_acc"]
 
 
+def test_a_run_early_stopping_ended_or_longer_than_max_epochs_is_refused_on_resume(
+    csv_data, tmp_path, monkeypatch
+):
+    """Were: a finished run that early stopping ended, resumed as it was, trained one more epoch
+    each time (its summary rewritten); and a run stopped at epoch 2, resumed with --max-epochs 1,
+    ended in Lightning's MisconfigurationException traceback."""
+    base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
+    base += ["--scheduler", "cosine", "--lr", "1e-9", "--max-epochs", "4"]  # val/acc stays put
+    assert train([*base, "--patience", "1"]) == 0
+    rows = len(metrics(tmp_path))
+    assert rows < 4  # stopped early
+    with pytest.raises(FerError, match=r"early stopping ended \(1 epochs? without .*--patience"):
+        train([*base, "--ckpt-path", "last"])  # its recorded --patience 1
+    assert len(metrics(tmp_path)) == rows
+    assert train([*base, "--ckpt-path", "last", "--patience", "3"]) == 0  # more patience: on
+    assert len(metrics(tmp_path)) > rows
+
+    step = FerModule.training_step
+
+    def stopped_at_epoch_2(self, batch, batch_idx):
+        if self.current_epoch == 2:
+            raise KeyboardInterrupt
+        return step(self, batch, batch_idx)
+
+    other = ["--default-root-dir", str(tmp_path / "cut")]
+    monkeypatch.setattr(FerModule, "training_step", stopped_at_epoch_2)
+    assert train([*base, *other]) == 130
+    monkeypatch.setattr(FerModule, "training_step", step)
+    with pytest.raises(FerError, match="has trained 2 epochs, more than --max-epochs 1"):
+        train([*base, *other, "--ckpt-path", "last", "--max-epochs", "1"])
+
+
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
     base = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test", *TINY]
     assert train([*base, "--max-epochs", "2"]) == 0
