@@ -845,6 +845,11 @@ class FerDataModule(pl.LightningDataModule):
             keep = torch.tensor(
                 [data.names[i] not in excluded for i in index["train"].tolist()], dtype=torch.bool
             )
+            if len(keep) and not keep.any():  # (was: "no training samples; download it")
+                raise FerError(
+                    f"{hp.exclude} lists every training face of {hp.data}: none is left to train "
+                    "on (an exclusion list of all the faces, not fer.analyze's exclude.txt?)"
+                )
             if keep.all():
                 log.warning(
                     "%s names no training face of %s, only validation or test ones (leaked.txt "

@@ -421,7 +421,8 @@ PRECISIONS += ("bf16-true", "64-true", "64", "transformer-engine", "transformer-
 #: and split (another seed or share draws another validation share, holding faces it trained on),
 #: the batches its schedule and records were laid out for, and the optimizer and schedule whose
 #: states the checkpoint holds (they restore its learning rate, weight decay and backbone's share
-#: of the rate). Its weights come from the checkpoint, not from the --init it started from. A
+#: of the rate). Its weights come from the checkpoint, not from the --init it started from (an
+#: --init of another model given to it is refused). A
 #: switch it was made with (--no-test, --compile) stays on; --compile, which renames the network's parameters where callbacks keep them (the averaged weights of --ema, the
 #: backbone's of vgg), is not added to a run made without it.
 RESUME_KEEPS = ("data", "batch_size", "model", "limit_train_batches", "seed", "val_fraction")
@@ -690,6 +691,13 @@ def run(args: argparse.Namespace, stdout) -> int:
     torch.set_float32_matmul_precision("high")
     # --init's weights are read and checked before the data is decoded and cached
     init = initial_weights(args) if args.init and not ckpt_path else None
+    if ckpt_path and args.init:  # other weights than the run started from: they would be ignored
+        started = (resumed_options(args)[1] or {}).get("init")
+        if not started or real_path(started) != real_path(args.init):
+            raise FerError(
+                f"--init {args.init}: a resumed run goes on from its checkpoint's weights, not "
+                "another model's; drop --init, or start a new run from it"
+            )
     dm = build_data(args)
     module = build_module(args, resuming=bool(ckpt_path), init=init)
     # What reproduces the run; how it was resumed is recorded apart (RunRecord's resumed.log).

@@ -803,6 +803,18 @@ def test_a_run_early_stopping_ended_or_longer_than_max_epochs_is_refused_on_resu
     monkeypatch.setattr(FerModule, "training_step", step)
     with pytest.raises(FerError, match="has trained 2 epochs, more than --max-epochs 1"):
         train([*base, *other, "--ckpt-path", "last", "--max-epochs", "1"])
+    # --init given to a resume: refused (was ignored without a word, the checkpoint's weights
+    # trained on)
+    init = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
+    with pytest.raises(FerError, match="a resumed run goes on from its checkpoint's weights"):
+        train([*base, *other, "--ckpt-path", "last", "--init", str(init)])
+    # ... and every training face excluded is said so (was: "no training samples; download")
+    from fer.data import load_fer
+
+    every = tmp_path / "every.txt"
+    every.write_text("\n".join(load_fer(csv_data).names) + "\n")
+    with pytest.raises(FerError, match="every.txt lists every training face"):
+        train([*base, "--default-root-dir", str(tmp_path / "none"), "--exclude", str(every)])
 
 
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
