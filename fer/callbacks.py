@@ -388,16 +388,18 @@ class CheckpointOnInterrupt(pl.Callback):
 
 
 def _validate_again(progress) -> None:
-    """Set a validation loop's batch counts as Lightning leaves them when stopped inside a batch,
-    the one state from which a resumed run validates the epoch again, whole. Stopped after its
-    last batch (while its figures are drawn, say) or before its first, they read as a validation
-    done or not due, and the resumed run went on to the next epoch: the epoch's val/acc was never
-    seen, so its checkpoint could not be the best and metrics.csv got a row without figures."""
-    fresh = progress.current.started == 0  # stopped before the epoch's first batch
-    for counts in (progress.total, progress.current):
-        counts.started += fresh
-        counts.ready = counts.started
-        counts.processed = counts.completed = counts.started - 1
+    """Set a validation loop's batch counts as Lightning leaves them when stopped inside the
+    epoch's first batch, the one state from which a resumed run validates the epoch again, whole.
+    Stopped after its last batch (while its figures are drawn, say) or before its first, they
+    read as a validation done or not due, and the resumed run went on to the next epoch: the
+    epoch's val/acc was never seen, so its checkpoint could not be the best and metrics.csv got a
+    row without figures. Stopped inside a later batch, Lightning's resume runs as many batches as
+    were left, from the first: figures of a part of the faces."""
+    earlier = progress.total.completed - progress.current.completed  # the epochs before's
+    progress.total.ready = progress.total.started = earlier + 1
+    progress.total.processed = progress.total.completed = earlier
+    progress.current.ready = progress.current.started = 1
+    progress.current.processed = progress.current.completed = 0
 
 
 class AveragedWeights(EMAWeightAveraging):

@@ -734,7 +734,7 @@ def test_a_run_stopped_in_its_last_validation_notes_its_resume(csv_data, tmp_pat
 @pytest.mark.parametrize(
     "where",
     [
-        "validation_step",  # inside a batch: validated again before, too
+        "validation_step",  # inside a batch (its third)
         "on_validation_epoch_end",  # after its last batch, while its figures are drawn
         "on_validation_epoch_start",  # before its first batch
     ],
@@ -745,14 +745,25 @@ def test_a_run_stopped_while_an_epoch_is_validated_validates_it_when_resumed(
     """Was: stopped after the epoch's last validation batch (drawing its confusion matrix and
     prediction grid takes a while) or before its first, the resumed run went on to the next
     epoch without validating it: metrics.csv got a row without figures, and its checkpoint could
-    not be the best, so the run kept another. Resumed, it is the run that was never stopped."""
+    not be the best, so the run kept another; stopped inside a batch, it validated as many
+    batches as were left (the first form of the fix: all but one), from the first. Resumed, it is
+    the run that was never stopped: validated in four batches here, stopped in the third."""
+    import fer.data
+
+    sampler = fer.data.BatchSampler.__init__
+
+    def in_fours(self, n, batch_size, train, *args, **kwargs):  # 14 validation faces: 4 batches
+        sampler(self, n, batch_size if train else 4, train, *args, **kwargs)
+
+    monkeypatch.setattr(fer.data.BatchSampler, "__init__", in_fours)
     base = ["--data", str(csv_data), "--no-test", *TINY, "--max-epochs", "2"]
     base += ["--scheduler", "none", "--deterministic", "--lr", "0.05"]
     assert train([*base, "--default-root-dir", str(tmp_path / "whole")]) == 0
     hook = getattr(FerModule, where)
 
     def stopped(self, *args):
-        if self.current_epoch == 0 and not self.trainer.sanity_checking:
+        third = where != "validation_step" or args[1] == 2  # (batch, its index)
+        if self.current_epoch == 0 and not self.trainer.sanity_checking and third:
             raise KeyboardInterrupt
         return hook(self, *args)
 
@@ -762,9 +773,10 @@ def test_a_run_stopped_while_an_epoch_is_validated_validates_it_when_resumed(
     monkeypatch.setattr(FerModule, where, hook)
     assert train([*base, *root, "--ckpt-path", "last"]) == 0
     whole, resumed = metrics(tmp_path / "whole"), metrics(tmp_path / "stopped")
-    assert [r["val/acc"] for r in resumed] == [r["val/acc"] for r in whole] and all(
-        r["val/acc"] for r in resumed
-    )
+    for figure in ("val/acc", "val/loss"):
+        assert [r[figure] for r in resumed] == [r[figure] for r in whole] and all(
+            r[figure] for r in resumed
+        )
     summaries = [
         json.loads((run_dir(tmp_path / name) / "summary.json").read_text())
         for name in ("whole", "stopped")
