@@ -692,8 +692,12 @@ def run(args: argparse.Namespace, stdout) -> int:
     # --init's weights are read and checked before the data is decoded and cached
     init = initial_weights(args) if args.init and not ckpt_path else None
     if ckpt_path and args.init:  # other weights than the run started from: they would be ignored
-        started = (resumed_options(args)[1] or {}).get("init")
-        if not started or real_path(started) != real_path(args.init):
+        config, recorded = resumed_options(args)
+        started = (recorded or {}).get("init")
+        base = started_in(config, recorded) if started else None  # (it is recorded as typed)
+        places = {real_path(started)} if started else set()
+        places |= {real_path(base / started)} if base is not None else set()
+        if real_path(args.init) not in places:
             raise FerError(
                 f"--init {args.init}: a resumed run goes on from its checkpoint's weights, not "
                 "another model's; drop --init, or start a new run from it"

@@ -815,18 +815,36 @@ def test_a_run_early_stopping_ended_or_longer_than_max_epochs_is_refused_on_resu
     monkeypatch.setattr(FerModule, "training_step", step)
     with pytest.raises(FerError, match="has trained 2 epochs, more than --max-epochs 1"):
         train([*base, *other, "--ckpt-path", "last", "--max-epochs", "1"])
-    # --init given to a resume: refused (was ignored without a word, the checkpoint's weights
-    # trained on)
-    init = run_dir(tmp_path) / "checkpoints" / "last.ckpt"
-    with pytest.raises(FerError, match="a resumed run goes on from its checkpoint's weights"):
-        train([*base, *other, "--ckpt-path", "last", "--init", str(init)])
-    # ... and every training face excluded is said so (was: "no training samples; download")
+    # every training face excluded is said so (was: "no training samples; download")
     from fer.data import load_fer
 
     every = tmp_path / "every.txt"
     every.write_text("\n".join(load_fer(csv_data).names) + "\n")
     with pytest.raises(FerError, match="every.txt lists every training face"):
         train([*base, "--default-root-dir", str(tmp_path / "none"), "--exclude", str(every)])
+
+
+def test_a_resumed_run_refuses_the_init_of_another_model_and_takes_its_own_from_anywhere(
+    csv_data, tmp_path, monkeypatch
+):
+    """Was: --init given to a resumed run was ignored without a word (the checkpoint's weights
+    trained on). The model it started from, named as typed from another folder, is its own (the
+    first form of the refusal took it for another: found a review of the change)."""
+    base = ["--data", str(csv_data), "--no-test", *TINY, "--scheduler", "none"]
+    assert (
+        train([*base, "--default-root-dir", str(tmp_path / "a" / "src"), "--max-epochs", "1"]) == 0
+    )
+    source = run_dir(tmp_path / "a" / "src") / "checkpoints" / "last.ckpt"
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    init = ["--init", "src/lightning_logs/version_0/checkpoints/last.ckpt"]
+    assert train([*base, "--default-root-dir", "run", "--max-epochs", "1", *init]) == 0
+    monkeypatch.chdir(tmp_path / "b")
+    resume = ["--ckpt-path", "../a/run/lightning_logs/version_0/checkpoints/last.ckpt"]
+    with pytest.raises(FerError, match="a resumed run goes on from its checkpoint's weights"):
+        train([*base, *resume, "--max-epochs", "2", "--init", str(tmp_path / "a" / "run")])
+    again = ["--init", os.path.relpath(source)]  # the same model, named from here
+    assert train([*base, *resume, "--max-epochs", "2", *again]) == 0
 
 
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
