@@ -81,9 +81,9 @@ PHOTOS_PER_WORKER = 4
 #: Seconds a request body may go without a byte before the request gets 408 (--upload-timeout)
 UPLOAD_TIMEOUT = 30.0
 #: The slowest a body may come, on average, once it has taken --upload-timeout seconds (bytes a
-#: second): a client trickling a byte now and then keeps no place for photos (a 20 MB photo
-#: takes 21 minutes at it; a phone's slowest links send several times as fast)
-MIN_UPLOAD_RATE = 16 * 1024
+#: second, 16 kbit/s): a client trickling a byte now and then keeps no place for photos for
+#: ever, while a phone on a poor 2G link (30-60 kbit/s) still sends its photo
+MIN_UPLOAD_RATE = 2 * 1024
 #: Parts a multipart body may have (a form with the photo and a few fields needs far fewer).
 MAX_PARTS = 16
 DETECTOR_LICENSES = {

@@ -317,6 +317,17 @@ def test_an_upload_that_trickles_gives_its_place_back():
     scope = {"type": "http", "headers": [(b"content-length", b"1000")]}
     asyncio.run(asyncio.wait_for(BodyLimit(app, 10_000, idle=0.3)(scope, trickle, send), 10))
     assert sent[0]["status"] == 408 and b"KB/s" in sent[1]["body"] and 4 <= len(read) <= 8
+    # a slow link that keeps sending (about 5 KB/s here, for over the timeout) is read whole
+    chunks = iter(range(8))
+
+    async def slow():
+        await asyncio.sleep(0.1)
+        return {"type": "http.request", "body": b"x" * 512, "more_body": next(chunks) < 7}
+
+    sent.clear()
+    scope = {"type": "http", "headers": [(b"content-length", b"4096")]}
+    asyncio.run(asyncio.wait_for(BodyLimit(app, 10_000, idle=0.3)(scope, slow, send), 10))
+    assert sent[0]["status"] == 200 and sent[1]["body"] == b"read"
 
 
 def test_ctrl_c_while_a_photo_is_read_answers_it_in_json(engine, monkeypatch):
