@@ -746,9 +746,10 @@ def model_key(model: Path) -> str:
         "classes": spec.classes,
         "preprocessing": spec.preprocessing,
     }
-    parts = [json.dumps(network, sort_keys=True), file_sha256(folder / "model.safetensors")]
-    if (folder / "model.onnx").is_file():
-        parts.append(file_sha256(folder / "model.onnx"))
+    parts = [json.dumps(network, sort_keys=True)]
+    for name in ("model.safetensors", "model.onnx"):  # (an int8 graph runs without the weights)
+        if (folder / name).is_file():
+            parts.append(f"{name} {file_sha256(folder / name)}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
