@@ -377,6 +377,9 @@ class CheckpointOnInterrupt(pl.Callback):
         if dirpath:
             if trainer.state.stage == RunningStage.VALIDATING:
                 _validate_again(trainer.fit_loop.epoch_loop.val_loop.batch_progress)
+            for callback in trainer.callbacks:  # the network's own weights, not the average
+                if isinstance(callback, AveragedWeights):  # validation swapped in
+                    callback.swap_back(pl_module)
             path = Path(os.path.abspath(dirpath)) / "last.ckpt"  # said whole: any folder
             trainer.save_checkpoint(path)
             quoted = shlex.quote(str(path))
@@ -395,7 +398,9 @@ def _validate_again(progress) -> None:
     epoch's val/acc was never seen, so its checkpoint could not be the best and metrics.csv got a
     row without figures. Stopped inside a later batch, Lightning's resume runs as many batches as
     were left, from the first: figures of a part of the faces."""
-    earlier = progress.total.completed - progress.current.completed  # the epochs before's
+    # the epochs before's (at most the total: stopped before the loop reset, `current` is still
+    # the last validation's)
+    earlier = max(progress.total.completed - progress.current.completed, 0)
     progress.total.ready = progress.total.started = earlier + 1
     progress.total.processed = progress.total.completed = earlier
     progress.current.ready = progress.current.started = 1
@@ -408,6 +413,25 @@ class AveragedWeights(EMAWeightAveraging):
     Outside fitting (the test of the best checkpoint), the checkpoint's state_dict is the network:
     Lightning's callback, still holding fit's average then, would load the raw weights over it."""
 
+    #: whether the averaged weights are in the network (validation swaps them in and out)
+    swapped = False
+
     def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.state.fn == TrainerFn.FITTING:
             super().on_load_checkpoint(trainer, pl_module, checkpoint)
+
+    def on_validation_epoch_start(self, trainer, pl_module) -> None:
+        super().on_validation_epoch_start(trainer, pl_module)
+        self.swapped = self._average_model is not None
+
+    def on_validation_epoch_end(self, trainer, pl_module) -> None:
+        super().on_validation_epoch_end(trainer, pl_module)
+        self.swapped = False
+
+    def swap_back(self, pl_module) -> None:
+        """The network's own weights back in it, where validation had swapped the averaged ones
+        in: a checkpoint saved by a stop during validation (CheckpointOnInterrupt) would hold
+        them the other way round, and the resumed run train on from the average."""
+        if self.swapped:
+            self._swap_models(pl_module)
+            self.swapped = False
