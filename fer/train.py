@@ -691,17 +691,11 @@ def run(args: argparse.Namespace, stdout) -> int:
     torch.set_float32_matmul_precision("high")
     # --init's weights are read and checked before the data is decoded and cached
     init = initial_weights(args) if args.init and not ckpt_path else None
-    if ckpt_path and args.init:  # other weights than the run started from: they would be ignored
-        config, recorded = resumed_options(args)
-        started = (recorded or {}).get("init")
-        base = started_in(config, recorded) if started else None  # (it is recorded as typed)
-        places = {real_path(started)} if started else set()
-        places |= {real_path(base / started)} if base is not None else set()
-        if real_path(args.init) not in places:
-            raise FerError(
-                f"--init {args.init}: a resumed run goes on from its checkpoint's weights, not "
-                "another model's; drop --init, or start a new run from it"
-            )
+    if ckpt_path and args.init and not same_init(args):  # they would be ignored
+        raise FerError(
+            f"--init {args.init}: a resumed run goes on from its checkpoint's weights, not "
+            "another model's; drop --init, or start a new run from it"
+        )
     dm = build_data(args)
     module = build_module(args, resuming=bool(ckpt_path), init=init)
     # What reproduces the run; how it was resumed is recorded apart (RunRecord's resumed.log).
@@ -800,6 +794,29 @@ def check_checkpoint(path: Path) -> int:
         return int(ckpt["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
     except (KeyError, TypeError, ValueError):
         return 0  # (another Lightning's layout: left to Lightning)
+
+
+def same_init(args: argparse.Namespace) -> bool:
+    """Whether --init (and --init-member) given to a resumed run name the model it started from,
+    or may (where the model it recorded, typed relative to a folder that cannot be told, is not
+    found from here): the same files, or a model of the same key (fer.data.model_key)."""
+    from fer.data import model_key
+    from fer.inference import resolve_model_path
+
+    config, recorded = resumed_options(args)
+    started = (recorded or {}).get("init")
+    if not started or (recorded or {}).get("init_member") != args.init_member:
+        return False
+    base = started_in(config, recorded)
+    places = [Path(started)] + ([base / started] if base is not None else [])
+    found = [p for p in places if p.exists()]
+    if not found:  # named from a folder that cannot be told: the run ignores it anyway
+        return True
+    given = resolve_model_path(Path(args.init))
+    return any(
+        real_path(p) == real_path(args.init) or model_key(resolve_model_path(p)) == model_key(given)
+        for p in found
+    )
 
 
 def epochs_without_gain(path: str | Path) -> int:

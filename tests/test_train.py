@@ -850,9 +850,42 @@ def test_a_resumed_run_refuses_the_init_of_another_model_and_takes_its_own_from_
     monkeypatch.chdir(tmp_path / "b")
     resume = ["--ckpt-path", "../a/run/lightning_logs/version_0/checkpoints/last.ckpt"]
     with pytest.raises(FerError, match="a resumed run goes on from its checkpoint's weights"):
-        train([*base, *resume, "--max-epochs", "2", "--init", str(tmp_path / "a" / "run")])
+        train([*base, *resume, "--max-epochs", "2", "--init", resume[1]])  # (its own last)
     again = ["--init", os.path.relpath(source)]  # the same model, named from here
     assert train([*base, *resume, "--max-epochs", "2", *again]) == 0
+
+
+def test_the_init_a_resumed_run_started_from_is_told_by_its_member_and_its_files(
+    tmp_path, monkeypatch
+):
+    """Found by a review of the change: --init-member other than the run's was still ignored
+    without a word; and the same --init typed from another folder was refused where the run's
+    root folder was absolute (the folder it started in cannot be told): now told by the files
+    themselves (their model_key)."""
+    from types import SimpleNamespace
+
+    from fer.train import same_init
+
+    run = tmp_path / "runs" / "lightning_logs" / "version_0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (tmp_path / "a" / "models").mkdir(parents=True)
+    (tmp_path / "a" / "models" / "m.ckpt").write_bytes(b"the weights")
+    (tmp_path / "b").mkdir()
+    recorded = {"init": "models/m.ckpt", "init_member": None}
+    recorded["default_root_dir"] = str(tmp_path / "runs")  # absolute: where it started is unknown
+    (run / "config.yaml").write_text(yaml.safe_dump(recorded))
+    resume = {"ckpt_path": "last", "default_root_dir": str(tmp_path / "runs")}
+    monkeypatch.chdir(tmp_path / "a")  # as it started
+    assert same_init(SimpleNamespace(**resume, init="models/m.ckpt", init_member=None))
+    assert not same_init(SimpleNamespace(**resume, init="models/m.ckpt", init_member=1))
+    monkeypatch.chdir(tmp_path / "b")  # the recorded name leads nowhere from here: not refused
+    assert same_init(SimpleNamespace(**resume, init="../a/models/m.ckpt", init_member=None))
+    (tmp_path / "b" / "models").mkdir()  # ... and where it leads to another file: by content
+    (tmp_path / "b" / "models" / "m.ckpt").write_bytes(b"the weights")
+    assert same_init(SimpleNamespace(**resume, init="../a/models/m.ckpt", init_member=None))
+    (tmp_path / "b" / "models" / "m.ckpt").write_bytes(b"other weights")
+    assert not same_init(SimpleNamespace(**resume, init="../a/models/m.ckpt", init_member=None))
 
 
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
