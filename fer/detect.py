@@ -377,8 +377,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
-    # a frame's time: a file's own timestamp; a camera's or a stream's, since its first frame
-    timed, first_read = source.is_file(), None
+    # a frame's time: a camera's since its first frame arrived; a file's or a stream's (which
+    # delivers every frame however slow its reader) its own timestamp, from its first frame
+    # (an RTSP stream's start at any time), or its number over its rate where it has none
+    first_read = first_stamp = None
+    rate = cap.get(cv2.CAP_PROP_FPS)
+    rate = rate if SOURCE_FPS[0] <= rate <= SOURCE_FPS[1] else DEFAULT_FPS
     index = -1  # the source's number of the frame at hand
     undecoded = unread_run = 0  # frames left out: all of them, and those since the last one read
     with_faces = 0  # frames where a face was found
@@ -415,7 +419,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 unread_run = 0
                 t0 = time.perf_counter()
                 first_read = t0 if first_read is None else first_read
-                seconds = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000 if timed else t0 - first_read
+                if camera:
+                    seconds = t0 - first_read
+                else:
+                    stamp = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                    if first_stamp is None:  # a file's first: 0, or where its frames start
+                        first_stamp = 0.0 if source.is_file() else stamp
+                    stamped = stamp > first_stamp or (index == 0 and stamp == first_stamp)
+                    seconds = stamp - first_stamp if stamped else index / rate
                 faces = tracker.update(frame)
                 with_faces += bool(faces)
                 recent = (recent + [time.perf_counter() - t0])[-30:]

@@ -1124,6 +1124,44 @@ def test_detect_writes_into_folders_it_creates_and_json_dash_is_stdout(
     assert [r["frame"] for r in records] == list(range(12)) and not (tmp_path / "-").exists()
 
 
+def test_detect_times_a_streamed_file_by_its_own_clock_not_the_readers(
+    exported, tmp_path, monkeypatch
+):
+    """Found by a review of the change: a video read from a URL (which delivers every frame,
+    however slow its reader) was timed by the clock since its first frame, so a slow model
+    stretched its times; it keeps its own timestamps, as a file does."""
+    import functools
+    import http.server
+    import threading
+    import time
+
+    from fer.detect import main as detect
+    from fer.recognizer import EmotionRecognizer
+
+    make_video(tmp_path / "clip.mp4", frames=12)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path), **{})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    make_tracker = EmotionRecognizer.tracker
+
+    def slow_tracker(self, *a, **k):  # 0.1 s a frame: a third of the clip's speed
+        t = make_tracker(self, *a, **k)
+        update = t.update
+        t.update = lambda frame: time.sleep(0.1) or update(frame)
+        return t
+
+    monkeypatch.setattr(EmotionRecognizer, "tracker", slow_tracker)
+    url = f"http://127.0.0.1:{server.server_address[1]}/clip.mp4"
+    out = tmp_path / "f.jsonl"
+    try:
+        args = ["--source", url, "--model", str(exported), "--detector", "haar"]
+        assert detect([*args, "--json", str(out)]) == 0
+    finally:
+        server.shutdown()
+    times = [json.loads(line)["time"] for line in out.read_text().splitlines()]
+    assert times == [round(i / 30, 3) for i in range(12)]
+
+
 def decodable_frames(video: Path) -> list[int]:
     """The numbers of the frames OpenCV decodes, reading through failures to the announced end."""
     cap = cv2.VideoCapture(str(video))
