@@ -378,8 +378,8 @@ class BodyLimit:
         )
         trickled = RequestError(
             408,
-            f"the body came at under {MIN_UPLOAD_RATE // 1024} KB/s after {self.idle:g} s "
-            "(fer.serve --upload-timeout)",
+            f"the body came at under {MIN_UPLOAD_RATE // 1024} KB/s on average over "
+            f"{self.idle:g} s and more (fer.serve --upload-timeout; send it over a faster link)",
         )
         start = time.monotonic()
 
@@ -669,7 +669,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=UPLOAD_TIMEOUT,
         help="seconds an upload may go without a byte before it gets 408 (its place for a photo "
-        "freed)",
+        f"freed); past them, one that came at under {MIN_UPLOAD_RATE // 1024} KB/s on average "
+        "gets 408 too",
     )
     p.add_argument(
         "--max-megapixels",
