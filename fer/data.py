@@ -746,10 +746,11 @@ def model_key(model: Path) -> str:
         "classes": spec.classes,
         "preprocessing": spec.preprocessing,
     }
+    weights = folder / "model.safetensors"  # (an int8 graph runs without it)
     parts = [json.dumps(network, sort_keys=True)]
-    for name in ("model.safetensors", "model.onnx"):  # (an int8 graph runs without the weights)
-        if (folder / name).is_file():
-            parts.append(f"{name} {file_sha256(folder / name)}")
+    parts.append(file_sha256(weights) if weights.is_file() else "no model.safetensors")
+    if (folder / "model.onnx").is_file():
+        parts.append(file_sha256(folder / "model.onnx"))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

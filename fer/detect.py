@@ -377,10 +377,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
-    # a frame's time: a camera's since its first frame arrived; a file's or a stream's (which
-    # delivers every frame however slow its reader) its own timestamp, from its first frame
-    # (an RTSP stream's start at any time), or its number over its rate where it has none
+    # a frame's time: a file's, or a video file's served at a URL (which announces its frames,
+    # and delivers every one however slow its reader), its own timestamp, counted from its first
+    # frame where it is no local file, or its number over its rate where it has none; a camera's
+    # or a live stream's (an IP camera's MJPEG, whose timestamps OpenCV makes up at 25 frames/s)
+    # the time since its first frame arrived
     first_read = first_stamp = None
+    clock = camera or not (source.is_file() or cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0)
     rate = cap.get(cv2.CAP_PROP_FPS)
     rate = rate if SOURCE_FPS[0] <= rate <= SOURCE_FPS[1] else DEFAULT_FPS
     index = -1  # the source's number of the frame at hand
@@ -419,7 +422,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 unread_run = 0
                 t0 = time.perf_counter()
                 first_read = t0 if first_read is None else first_read
-                if camera:
+                if clock:
                     seconds = t0 - first_read
                 else:
                     stamp = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000

@@ -808,15 +808,21 @@ def same_init(args: argparse.Namespace) -> bool:
     if not started or (recorded or {}).get("init_member") != args.init_member:
         return False
     base = started_in(config, recorded)
-    places = [Path(started)] + ([base / started] if base is not None else [])
+    places = ([base / started] if base is not None else []) + [Path(started)]
     found = [p for p in places if p.exists()]
     if not found:  # named from a folder that cannot be told: the run ignores it anyway
         return True
-    given = resolve_model_path(Path(args.init))
-    return any(
-        real_path(p) == real_path(args.init) or model_key(resolve_model_path(p)) == model_key(given)
-        for p in found
-    )
+    if real_path(args.init) in {real_path(p) for p in found}:
+        return True
+
+    def key(path: Path) -> str | None:
+        try:
+            return model_key(resolve_model_path(path))
+        except (FerError, OSError):  # no model there (a folder of that name, a run unfinished)
+            return None
+
+    given = key(Path(args.init))
+    return given is not None and any(key(p) == given for p in found)
 
 
 def epochs_without_gain(path: str | Path) -> int:

@@ -1162,6 +1162,45 @@ def test_detect_times_a_streamed_file_by_its_own_clock_not_the_readers(
     assert times == [round(i / 30, 3) for i in range(12)]
 
 
+def test_detect_times_a_live_stream_by_when_its_frames_arrive(exported, tmp_path):
+    """Found by a review of the change: an IP camera's MJPEG stream, whose timestamps OpenCV
+    makes up at 25 frames/s, was timed by them (a camera sending 5 frames a second ran five times
+    too fast); a stream that announces no frames is live, timed as a camera is."""
+    import http.server
+    import threading
+    import time
+
+    from fer.detect import main as detect
+
+    class Camera(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            for i in range(6):  # 5 frames a second
+                jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 40 * i, np.uint8))[1]
+                head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
+                self.wfile.write(head % len(jpeg) + jpeg.tobytes() + b"\r\n")
+                self.wfile.flush()
+                time.sleep(0.2)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    out = tmp_path / "f.jsonl"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/cam.mjpg"
+        args = ["--source", url, "--model", str(exported), "--detector", "haar"]
+        assert detect([*args, "--json", str(out)]) == 0
+    finally:
+        server.shutdown()
+    times = [json.loads(line)["time"] for line in out.read_text().splitlines()]
+    assert len(times) >= 5 and times == sorted(times)
+    assert times[-1] >= 0.5  # (made-up stamps: 0.04 a frame, 0.2 at most)
+
+
 def decodable_frames(video: Path) -> list[int]:
     """The numbers of the frames OpenCV decodes, reading through failures to the announced end."""
     cap = cv2.VideoCapture(str(video))

@@ -886,6 +886,16 @@ def test_the_init_a_resumed_run_started_from_is_told_by_its_member_and_its_files
     assert same_init(SimpleNamespace(**resume, init="../a/models/m.ckpt", init_member=None))
     (tmp_path / "b" / "models" / "m.ckpt").write_bytes(b"other weights")
     assert not same_init(SimpleNamespace(**resume, init="../a/models/m.ckpt", init_member=None))
+    # a run whose root is relative: its --init found from where it started first, whatever
+    # the name leads to from here (was: a folder of that name here, no model, was an error)
+    mine = tmp_path / "a" / "runs" / "lightning_logs" / "version_0"
+    (mine / "checkpoints").mkdir(parents=True)
+    (mine / "checkpoints" / "last.ckpt").write_bytes(b"")
+    (mine / "config.yaml").write_text(yaml.safe_dump({**recorded, "default_root_dir": "runs"}))
+    (tmp_path / "b" / "models" / "m.ckpt").unlink()
+    (tmp_path / "b" / "models" / "m.ckpt").mkdir()  # a folder of that name, here
+    resume = {"ckpt_path": str(mine / "checkpoints" / "last.ckpt"), "default_root_dir": None}
+    assert same_init(SimpleNamespace(**resume, init="../a/models/m.ckpt", init_member=None))
 
 
 def test_resuming_a_one_cycle_run_for_more_epochs_is_refused_before_training(csv_data, tmp_path):
