@@ -78,6 +78,8 @@ STREAM_MAX_PIXELS = 3840 * 2160
 STREAM_IDLE = 60.0
 #: Photos a server holds at once, for each worker: a request beyond them gets 503.
 PHOTOS_PER_WORKER = 4
+#: What `curl -d` sends a body as (having dropped its newlines and carriage returns)
+FORM_ENCODED = "application/x-www-form-urlencoded"
 #: Seconds a request body may go without a byte before the request gets 408 (--upload-timeout)
 UPLOAD_TIMEOUT = 30.0
 #: The slowest a body may come, on average, once it has taken --upload-timeout seconds (bytes a
@@ -518,7 +520,7 @@ def create_app(
 
     app.mount("/static", PageFiles(directory=WEB), name="static")
 
-    @app.get("/api/health")
+    @app.api_route("/api/health", methods=["GET", "HEAD"])  # (HEAD: uptime checkers)
     async def health() -> dict[str, Any]:
         """The server is up: its model, detector, workers and live streams."""
         return {
@@ -575,7 +577,12 @@ def create_app(
                 return JSONResponse({"error": "the server is stopping"}, status_code=503)
             if content_type.lower().startswith("multipart/form-data"):
                 body = await engine.run(multipart_field, body, content_type)
-            return await engine.run(engine.predict, body)
+            try:
+                return await engine.run(engine.predict, body)
+            except RequestError as e:  # `curl -d @photo.jpg`, which drops the file's newlines
+                if e.status in (400, 415) and content_type.lower().startswith(FORM_ENCODED):
+                    e.message += "; send a file with curl --data-binary, not -d, which alters it"
+                raise
         except asyncio.CancelledError:  # ... or while the photo is read: the same answer
             return JSONResponse({"error": "the server is stopping"}, status_code=503)
         finally:

@@ -330,6 +330,26 @@ def test_an_upload_that_trickles_gives_its_place_back():
     assert sent[0]["status"] == 200 and sent[1]["body"] == b"read"
 
 
+def test_curl_d_is_told_to_send_the_file_whole_and_health_answers_head(engine):
+    """Were: `curl -d @photo.jpg` (which drops the file's newlines, and says the body is a form)
+    got 'a truncated or damaged JPEG' with no hint; HEAD /api/health (uptime checkers) got 405."""
+    from starlette.testclient import TestClient
+
+    from fer.serve import create_app
+
+    client = TestClient(create_app(engine))
+    jpeg = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
+    mangled = jpeg.replace(b"\n", b"").replace(b"\r", b"")
+    assert mangled != jpeg
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    answer = client.post("/api/predict", content=mangled, headers=form)
+    assert answer.status_code in (400, 415) and "--data-binary" in answer.json()["error"]
+    image = {"content-type": "image/jpeg"}
+    answer = client.post("/api/predict", content=mangled, headers=image)
+    assert "--data-binary" not in answer.json()["error"]  # sent as an image: no curl -d
+    assert client.head("/api/health").status_code == 200
+
+
 def test_ctrl_c_while_a_photo_is_read_answers_it_in_json(engine, monkeypatch):
     """Was: a photo still being read when the server stopped (Ctrl-C, past uvicorn's grace) got a
     plain-text 500, and the log a traceback; its upload got the 503 below already."""
