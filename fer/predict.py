@@ -128,13 +128,14 @@ def gather(
             errors.append(f"{p}: {NOT_A_FILE}")
         else:
             errors.append(f"{p}: no such file or folder")
-    seen: set[Path] = set()  # a photo named twice (a folder and a file in it) is read once
-    once = []
+    # a photo named twice (a folder and a file in it, or a file and a link to it) is read once,
+    # under its own name rather than a link's (link_a.jpg, first in name order, to a.jpg beside it)
+    once: dict[Path, tuple[Path, Path]] = {}
     for f, n in files:
-        if (key := real_path(f)) not in seen:
-            seen.add(key)
-            once.append((f, n))
-    return once, errors
+        key = real_path(f)
+        if key not in once or (once[key][0].is_symlink() and not f.is_symlink()):
+            once[key] = (f, n)
+    return list(once.values()), errors
 
 
 #: Marks a --save folder as fer's (written where the folder starts empty): a run with that

@@ -422,6 +422,10 @@ def test_save_never_overwrites_a_photo_nor_gives_two_photos_one_name(tmp_path, c
     out = tmp_path / "p.json"
     assert predict([a, str(tmp_path / "a" / "x.png"), "--no-detect", "--json", str(out)]) == 0
     assert len(json.loads(out.read_text())) == 1
+    # ... and under its own name where a link to it comes first (was the link's name)
+    (tmp_path / "a" / "link_x.png").symlink_to(tmp_path / "a" / "x.png")
+    assert predict([a, "--no-detect", "--json", str(out)]) == 0
+    assert [r["file"] for r in json.loads(out.read_text())] == [str(tmp_path / "a" / "x.png")]
 
 
 def test_a_save_folder_inside_the_folder_read_is_not_read_again(tmp_path, capsys):
