@@ -500,8 +500,9 @@ def split_indices(
         notes.append(
             f"no PublicTest samples: validating on a stratified {val_fraction:.0%} of train (seed {seed})"
         )
-    test = u == usage_of_test(u)
-    if usage_of_test(u) == PRIVATE_TEST:
+    test_code = usage_of_test(u)
+    test = u == test_code
+    if test_code == PRIVATE_TEST:
         if left := int((u == UNMARKED_TEST).sum()):
             notes.append(
                 f"{counted(left, 'face')} of test/ without a PublicTest_ or "

@@ -281,10 +281,8 @@ def evaluate(
     """(metrics, faces, labels, probabilities, note) for one split of a dataset, without the
     faces named in the file `skip`. metrics["split"] names the split actually scored; on data
     without PublicTest markers, val is the share of training faces the model itself held out."""
-    from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from fer.data import (
         PUBLIC_TEST,
-        evaluation_split,
         load_fer,
         not_listed,
         read_exclusions,
@@ -292,8 +290,7 @@ def evaluate(
 
     data = load_fer(data_path, cache_dir)
     known = classifier.training_split()
-    fraction, seed = known or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
-    index, scored, note = evaluation_split(data, split, fraction, seed)
+    index, scored, note = split_for(classifier, data, split)
     if scored == "val" and not (data.usage == PUBLIC_TEST).any():  # a share drawn from train
         configs = classifier.training_configs()
         shares = {(c.get("seed"), c.get("val_fraction")) for c in configs if c}
@@ -368,13 +365,15 @@ def other_faces_error(other) -> str:
     )
 
 
-def scored_index(classifier, data, split: str) -> np.ndarray:
-    """The positions of the faces `evaluate` scores for this model (before --skip)."""
+def split_for(classifier, data, split: str):
+    """evaluation_split of `data` for this model: (the positions of the faces `evaluate` scores,
+    before --skip; the split they are; a note), by the share of training faces its run held out
+    (fer.train's defaults where it records none)."""
     from fer.choices import DEFAULT_SEED, DEFAULT_VAL_FRACTION
     from fer.data import evaluation_split
 
     fraction, seed = classifier.training_split() or (DEFAULT_VAL_FRACTION, DEFAULT_SEED)
-    return np.asarray(evaluation_split(data, split, fraction, seed)[0])
+    return evaluation_split(data, split, fraction, seed)
 
 
 #: What --out holds after a run: its figures, and metrics.json, written last.
@@ -418,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from fer.data import load_fer
 
         data = load_fer(args.data, args.cache_dir)
-        mine, theirs = (scored_index(c, data, args.split) for c in (classifier, other))
+        mine, theirs = (np.asarray(split_for(c, data, args.split)[0]) for c in (classifier, other))
         if mine.shape != theirs.shape or not np.array_equal(mine, theirs):
             raise FerError(other_faces_error(other))
     m, faces, y, probs, note = evaluate(

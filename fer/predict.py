@@ -351,9 +351,9 @@ class Earlier:
                     self.taken.add(name)
                 else:
                     self.names[photo] = name
-        if changed := len(used) - len(self.names):
+        if stale := len(used) - len(self.names):
             print(
-                f"note: {counted(changed, 'photo')} changed since {self.json_file} was written: "
+                f"note: {counted(stale, 'photo')} changed since {self.json_file} was written: "
                 "read again",
                 file=sys.stderr,
             )
