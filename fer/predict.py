@@ -314,12 +314,24 @@ def is_record(r: object) -> bool:
     )
 
 
+def changed_since(path: str | Path, time_ns: int) -> bool:
+    """Whether the file was written, or put in its place, after `time_ns`: by its time of change
+    as well as of modification, as a file moved or copied with its times (mv, cp -p, rsync -a,
+    unzip) keeps an older time of modification. False for a file gone (its reading says so)."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return False
+    return max(found.st_mtime_ns, found.st_ctime_ns) > time_ns
+
+
 class Earlier:
     """The records of a stopped run (--resume), by photo. A photo of this run is one of them
     when the stopped run gave it the same name, or a name that leads to the same file from this
     folder or from the JSON file's folder (the arguments given from another folder), and the
     photo has not changed since the JSON file was last written (one replaced or edited since is
-    read again, its old records dropped)."""
+    read again, its old records dropped; those of one not given that changed are dropped too,
+    as the file this run writes would hide the change)."""
 
     def __init__(self, records: list[dict], json_file: str | None = None):
         self.by_name: dict[str, list[dict]] = {}
@@ -343,11 +355,7 @@ class Earlier:
             name = str(photo) if str(photo) in self.by_name else places.get(real_path(photo))
             if name is not None and name not in used:
                 used.add(name)
-                try:
-                    changed = os.stat(photo).st_mtime_ns > written
-                except OSError:  # gone: the reading says so
-                    changed = False
-                if changed:  # replaced or edited since: its records are another photo's
+                if changed_since(photo, written):  # its records are another photo's
                     self.taken.add(name)
                 else:
                     self.names[photo] = name
@@ -355,6 +363,15 @@ class Earlier:
             print(
                 f"note: {counted(stale, 'photo')} changed since {self.json_file} was written: "
                 "read again",
+                file=sys.stderr,
+            )
+        others = {name: path for path, name in places.items() if name not in used}
+        if dropped := [name for name, path in others.items() if changed_since(path, written)]:
+            self.taken.update(dropped)
+            print(
+                f"note: {counted(len(dropped), 'photo')} not given changed since "
+                f"{self.json_file} was written: {'its' if len(dropped) == 1 else 'their'} "
+                "records dropped, to be read by a run given them",
                 file=sys.stderr,
             )
         if not used:

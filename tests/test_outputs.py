@@ -625,6 +625,56 @@ def test_a_run_saves_its_results_as_it_goes_and_resume_reads_only_what_they_lack
     assert again[1]["probabilities"] != after[1]["probabilities"] and again[2:] == after[2:]
 
 
+def test_resume_reads_again_a_photo_replaced_by_an_older_file_or_changed_while_not_given(
+    capsys, exported, photos, monkeypatch
+):
+    """A photo replaced since the JSON file was written by a file that keeps an older time of
+    change (as mv, cp -p, rsync -a and unzip leave it) is read again, and so is one changed
+    while a --resume run was given other photos. Were: kept with the records of the photo it
+    replaced (the rule looked at the time of change alone), and hidden for good by the file the
+    other run wrote."""
+    out = photos.parent / "out.json"
+    argv = ["--model", str(exported), "--no-detect", "--json", str(out)]
+    code, _, err = cli("predict", [str(photos), *argv], capsys)
+    assert code == 0, err
+    first = json.loads(out.read_text())
+    from fer.recognizer import EmotionRecognizer
+
+    seen = []
+    locate = EmotionRecognizer.locate
+
+    def counted(self, image):
+        seen.append(image)
+        return locate(self, image)
+
+    monkeypatch.setattr(EmotionRecognizer, "locate", counted)
+    time.sleep(0.05)  # past the clock tick of the JSON file's writing
+    older = photos.parent / "older.png"
+    cv2.imwrite(str(older), face(6, 9))
+    long_ago = out.stat().st_mtime_ns - 10**12
+    os.utime(older, ns=(long_ago, long_ago))
+    os.replace(older, photos / "p1.png")  # the kept time of change is before the JSON file's
+    code, _, err = cli("predict", [str(photos), *argv, "--resume"], capsys)
+    assert code == 0 and "1 photo changed since" in err, err
+    assert len(seen) == 1
+    again = json.loads(out.read_text())
+    assert again[1]["probabilities"] != first[1]["probabilities"]
+    assert [r["probabilities"] for r in again[::2]] == [r["probabilities"] for r in first[::2]]
+    # p2 changed, then a --resume run given p0 alone: p2's records are dropped, not kept for a
+    # later run to take as p2's (that file written after the change hid it)
+    time.sleep(0.05)
+    cv2.imwrite(str(photos / "p2.png"), face(1, 5))
+    seen.clear()
+    code, _, err = cli("predict", [str(photos / "p0.png"), *argv, "--resume"], capsys)
+    assert code == 0 and "1 photo not given changed since" in err, err
+    assert not seen and "p2.png" not in out.read_text()
+    code, _, err = cli("predict", [str(photos), *argv, "--resume"], capsys)
+    assert code == 0 and len(seen) == 1, err
+    last = json.loads(out.read_text())
+    assert [Path(r["file"]).name for r in last] == ["p0.png", "p1.png", "p2.png"]
+    assert last[2]["probabilities"] != again[2]["probabilities"]
+
+
 def test_resume_needs_a_json_file_and_refuses_one_fer_did_not_write(
     tmp_path, capsys, exported, photos
 ):
