@@ -25,7 +25,7 @@ Box = tuple[int, int, int, int]
 ASSETS = Path(__file__).resolve().parent / "assets"
 YUNET = ASSETS / "face_detection_yunet_2026may.onnx"
 YUNET_SHA256 = "ebafce4e3c118d6554634be5c27ab333b4c047a9a8c3faf1d7cf93101c22f0f0"
-DETECTORS = ("yunet", "haar")
+DETECTORS = ("yunet", "haar")  # the first, the default
 #: Side of the square face crop as a multiple of the detector's box width, chosen by
 #: experiments/face_crops.py on PublicTest faces pasted into frames (docs/detection.md). The boxes
 #: differ: YuNet's spans forehead to chin, taller than wide; Haar's is a square around the features.
@@ -620,7 +620,7 @@ def add_face_options(parser) -> None:
     """--detector and --no-align, shared by fer.predict and fer.detect."""
     parser.add_argument(
         "--detector",
-        default="yunet",
+        default=DETECTORS[0],
         choices=DETECTORS,
         help="face detector: YuNet (CNN, five landmarks) or OpenCV's Haar cascade",
     )
@@ -654,3 +654,15 @@ def add_photo_options(parser) -> None:
         "shifted and scaled (nine times less classifier work; on the photo benchmark 1-2 points "
         "fewer faces read right)",
     )
+
+
+def face_options_given(args) -> list[str]:
+    """The options of add_face_options and add_photo_options given other than as their defaults:
+    how faces are found and cropped, which a run without a detector has no use for."""
+    given = {
+        "--detector": args.detector != DETECTORS[0],
+        "--no-align": args.no_align,
+        "--min-face": args.min_face is not None,
+        "--no-jitter": args.no_jitter,
+    }
+    return [option for option, is_given in given.items() if is_given]

@@ -40,7 +40,7 @@ from fer.common import (
     write_target,
     write_text,
 )
-from fer.faces import add_face_options, add_photo_options
+from fer.faces import add_face_options, add_photo_options, face_options_given
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -439,6 +439,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.top_k < 1:
         raise FerError("--top-k must be at least 1")
+    if args.no_detect and (unused := face_options_given(args)):
+        raise FerError(
+            f"--no-detect reads each image as one face, so {' and '.join(unused)} "
+            f"{'has' if len(unused) == 1 else 'have'} nothing to do: give one or the other"
+        )
     # a --save folder that is fer's (marked, or starting empty): left out of the folders read,
     # its copies replaced, and marked; a folder of the user's own files takes copies of new names
     ours = bool(args.save) and drawn_into(Path(args.save))

@@ -389,3 +389,17 @@ def test_a_pipe_given_as_a_photo_is_called_a_pipe(tmp_path, capsys):
     os.mkfifo(tmp_path / "pipe")
     code, _, err = cli("predict", [str(tmp_path / "pipe"), "--no-detect"], capsys)
     assert_one_line_error(code, err, "a pipe or a device, not a file")  # nothing else to read
+
+
+def test_no_detect_with_an_option_of_face_finding_is_one_line(tmp_path, capsys):
+    """--no-detect reads each image as one face: an option of how faces are found or cropped
+    beside it was ignored without a word (a user's --detector haar or --min-face 20 had no
+    effect); now refused before any photo is read, naming the options."""
+    faces = make_folder(tmp_path / "faces", (1, 0, 0)) / "train"
+    argv = [str(faces), "--no-detect", "--json", str(tmp_path / "out.json")]
+    for extra in (["--detector", "haar"], ["--min-face", "20"], ["--no-align"], ["--no-jitter"]):
+        code, _, err = cli("predict", [*argv, *extra], capsys)
+        assert_one_line_error(code, err, "--no-detect", extra[0])
+    code, _, err = cli("predict", [*argv, "--no-align", "--min-face", "20"], capsys)
+    assert_one_line_error(code, err, "--no-align and --min-face")
+    assert not (tmp_path / "out.json").exists()
