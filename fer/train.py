@@ -677,14 +677,16 @@ def run(args: argparse.Namespace, stdout) -> int:
 
     from fer.data import exclusion_list
     from fer.download import resolve_data
-    from fer.models.vgg import weights_file
+    from fer.models.vgg import backbone_state
 
-    # the files named are checked before the data is fetched (a download) or decoded
+    # the files named, and the ImageNet weights (a download), are read before the data is
+    # fetched (a download) or decoded
     root, ckpt_path, version = resolve_run(args)
     if args.exclude:
         exclusion_list(args.exclude)
-    if args.weights and backbone_from_file(args, resuming=bool(ckpt_path)):
-        weights_file(args.weights)
+    backbone = None
+    if backbone_from_file(args, resuming=bool(ckpt_path)):
+        backbone = backbone_state(args.weights)
     args.data = resolve_data(args.data)
     precision = choose_precision(args)
     pl.seed_everything(args.seed, workers=True, verbose=False)
@@ -697,7 +699,7 @@ def run(args: argparse.Namespace, stdout) -> int:
             "another model's; drop --init, or start a new run from it"
         )
     dm = build_data(args)
-    module = build_module(args, resuming=bool(ckpt_path), init=init)
+    module = build_module(args, init=init, backbone=backbone)
     # What reproduces the run; how it was resumed is recorded apart (RunRecord's resumed.log).
     config = {
         k: v for k, v in vars(args).items() if k not in ("config", "debug", "json", "ckpt_path")
@@ -940,8 +942,11 @@ def backbone_from_file(args: argparse.Namespace, resuming: bool) -> bool:
     return args.model == "vgg" and not (args.no_pretrained or args.init or resuming)
 
 
-def build_module(args: argparse.Namespace, resuming: bool, init: dict | None = None):
-    """The LightningModule; `init`: a state dict to start from (initial_weights)."""
+def build_module(
+    args: argparse.Namespace, init: dict | None = None, backbone: tuple[dict, str] | None = None
+):
+    """The LightningModule; `init`: a state dict to start from (initial_weights); `backbone`:
+    VGG16's ImageNet features and their source (fer.models.vgg.backbone_state)."""
     import torch
 
     from fer.models.vgg import load_backbone_weights
@@ -966,8 +971,8 @@ def build_module(args: argparse.Namespace, resuming: bool, init: dict | None = N
     if init is not None:
         module.model.load_state_dict(init, strict=True)  # initial_weights checked it fits
         log.info("initial weights: %s", args.init)
-    elif backbone_from_file(args, resuming):
-        log.info("backbone weights: %s", load_backbone_weights(module.model, args.weights))
+    elif backbone is not None:
+        log.info("backbone weights: %s", load_backbone_weights(module.model, read=backbone))
     if args.compile:
         module.model = torch.compile(module.model)
     return module

@@ -335,7 +335,8 @@ def test_a_vgg_run_resumes_without_the_backbone_weights_it_started_from(
     of the check made before the data is fetched refused it.)"""
     import fer.models.vgg
 
-    monkeypatch.setattr(fer.models.vgg, "load_backbone_weights", lambda model, weights: weights)
+    monkeypatch.setattr(fer.models.vgg, "backbone_state", lambda weights: ({}, str(weights)))
+    monkeypatch.setattr(fer.models.vgg, "load_backbone_weights", lambda model, read: read[1])
     weights = tmp_path / "vgg16.pth"
     weights.write_text("")
     base = ["--data", str(csv_data), "--model", "vgg", "--image-size", "32", "--no-test"]
@@ -345,6 +346,35 @@ def test_a_vgg_run_resumes_without_the_backbone_weights_it_started_from(
     weights.unlink()
     assert train([*base, "--max-epochs", "2", "--ckpt-path", "last"]) == 0
     assert [int(r["epoch"]) for r in metrics(tmp_path / "r")] == [0, 1]
+
+
+def test_unreachable_imagenet_weights_stop_a_vgg_run_before_the_data_is_fetched_or_decoded(
+    csv_data, tmp_path, monkeypatch
+):
+    """Offline, `--model vgg` said it could not load the ImageNet weights only after FER-2013 was
+    fetched and decoded (minutes on a first run); now before, in one line, with nothing made."""
+    import urllib.error
+
+    import torchvision.models._api as api
+
+    import fer.download
+    import fer.train
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    def data_touched(*args, **kwargs):
+        raise AssertionError("the data was fetched or decoded before the weights were loaded")
+
+    monkeypatch.setattr(api, "load_state_dict_from_url", offline)  # never download in a test
+    monkeypatch.setattr(fer.train, "build_data", data_touched)
+    monkeypatch.setattr(fer.download, "resolve_data", data_touched)
+    root = tmp_path / "r"
+    argv = ["--data", str(csv_data), "--model", "vgg", "--default-root-dir", str(root)]
+    with pytest.raises(FerError, match="could not load the ImageNet VGG16 weights") as e:
+        train(argv)
+    assert "\n" not in str(e.value)
+    assert not root.exists()
 
 
 def test_config_flags_override_the_file_and_unknown_keys_fail(tmp_path, csv_data):

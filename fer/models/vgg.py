@@ -65,11 +65,13 @@ def weights_file(weights: str | Path) -> Path:
     return path
 
 
-def load_backbone_weights(model: VGG16Transfer, weights: str | Path | None = None) -> str:
-    """Load ImageNet features into model.backbone from a file or torchvision's cache/download.
+def backbone_state(weights: str | Path | None = None) -> tuple[dict, str]:
+    """ImageNet VGG16 features (a state dict for VGG16Transfer.backbone) from a file or
+    torchvision's cache/download, and where they came from. Read before the data is fetched and
+    decoded, so a missing file or network says so at once.
 
     `weights` is a torchvision VGG16 state dict (.pth via torch.load(weights_only=True), or
-    .safetensors), either the whole network or its `features` only. Returns where they came from.
+    .safetensors), either the whole network or its `features` only.
     """
     if weights is not None:
         path = weights_file(weights)
@@ -100,6 +102,15 @@ def load_backbone_weights(model: VGG16Transfer, weights: str | Path | None = Non
     features = {
         k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")
     } or state
+    return features, source
+
+
+def load_backbone_weights(
+    model: VGG16Transfer, weights: str | Path | None = None, read: tuple[dict, str] | None = None
+) -> str:
+    """Load ImageNet features into model.backbone: those `read` by backbone_state, or read now
+    from `weights` (see backbone_state). Returns where they came from."""
+    features, source = read or backbone_state(weights)
     try:
         model.backbone.load_state_dict(features, strict=True)
     except RuntimeError as e:
