@@ -8,7 +8,8 @@ in every network of an ensemble; `python experiments/gradcam_layers.py` measured
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -21,6 +22,27 @@ from fer.models.cnn import centre_offset
 
 #: Side of the feature map Grad-CAM reads, chosen by experiments/gradcam_layers.py (docs/evaluation.md).
 CAM_SIZE = 6
+#: Faces mapped at once: Grad-CAM keeps every layer's activations and gradients of its batch
+#: (about 12 MB a face with the shipped ensemble), so memory stays that of one batch.
+CAM_BATCH = 64
+
+
+@contextlib.contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (BatchNorm reading its statistics, not moving them; no dropout),
+    each of its modules given back in the mode it was in."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights are (the CPU for one without any)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 def conv_sizes(model: nn.Module) -> dict[nn.Conv2d, int]:
@@ -32,8 +54,8 @@ def conv_sizes(model: nn.Module) -> dict[nn.Conv2d, int]:
         if isinstance(m, nn.Conv2d)
     ]
     try:
-        with torch.no_grad():
-            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE))
+        with torch.no_grad(), evaluating(model):
+            model(torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE, device=device_of(model)))
     finally:
         for h in hooks:
             h.remove()
@@ -72,13 +94,14 @@ def cam_maps(
     """(N, 48, 48) Grad-CAM maps in [0, 1] for the given class of each face. A model that
     answers with the mean over a face and its mirror image (`mirror`, a Classifier's, or an
     ensemble's own `flip`) gets the mean of the face's map and the mirrored map of its mirror
-    image, scaled to [0, 1] again."""
+    image, scaled to [0, 1] again. The faces go through the model (float32, in eval mode, with
+    gradients on, given back in its mode) CAM_BATCH at a time."""
     from pytorch_grad_cam.utils.image import scale_cam_image
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     if len(faces) == 0:  # pytorch-grad-cam fails on an empty batch
-        return np.zeros((0, *np.asarray(faces).shape[1:3]), np.float32)
-    model = model.float().eval()
+        return np.zeros((0, *np.asarray(faces).shape[-2:]), np.float32)
+    model = model.float()
     # an ensemble's mirrored copy (at any level) would double the batch the hooks see: off here,
     # and the mirrored maps taken below instead
     flips = {m: m.flip for m in model.modules() if isinstance(getattr(m, "flip", None), bool)}
@@ -90,18 +113,40 @@ def cam_maps(
         m: getattr(net, "crop", 0) for net in networks(model) for m in net.modules() if m in layers
     }
     targets = [ClassifierOutputTarget(int(c)) for c in labels]
+    parts = []
     try:
-        with PlacedGradCAM(model=model, target_layers=layers, crops=crops) as cam:
-            x = preprocess(faces).contiguous()
-            maps = cam(input_tensor=x, targets=targets)
-            if not (mirror or flip):
-                return maps
-            seen = cam(input_tensor=x.flip(-1).contiguous(), targets=targets)[:, :, ::-1]
-            return scale_cam_image((maps + seen) / 2).astype(np.float32)
+        with (
+            torch.inference_mode(False),
+            torch.enable_grad(),
+            evaluating(model),
+            PlacedGradCAM(model=model, target_layers=layers, crops=crops) as cam,
+        ):
+            x = preprocess(faces).contiguous()  # (made here: a tensor of inference mode
+            # cannot be saved for the backward pass)
+            for at in range(0, len(x), CAM_BATCH):
+                batch, aims = x[at : at + CAM_BATCH], targets[at : at + CAM_BATCH]
+                maps = cam(input_tensor=batch, targets=aims)
+                if mirror or flip:
+                    seen = cam(input_tensor=batch.flip(-1).contiguous(), targets=aims)[:, :, ::-1]
+                    maps = scale_cam_image((maps + seen) / 2)
+                parts.append(maps.astype(np.float32))
     finally:
         model.zero_grad(set_to_none=True)  # the model may be a loaded classifier's, kept
         for m, was in flips.items():
             m.flip = was
+    return np.concatenate(parts)
+
+
+def hottest(maps: np.ndarray, share: float) -> np.ndarray:
+    """Masks (N, H, W) of the `share` of each map's pixels that are hottest: that many pixels
+    however many cells tie (a map 0 over most of the face masks its warm cells and the first
+    of its flat ones, not every pixel, as a quantile threshold of 0 would)."""
+    flat = maps.reshape(len(maps), -1)
+    count = round(share * flat.shape[1])
+    order = np.argsort(-flat, axis=1, kind="stable")[:, :count]
+    masks = np.zeros(flat.shape, bool)
+    np.put_along_axis(masks, order, True, axis=1)
+    return masks.reshape(maps.shape)
 
 
 class PlacedGradCAM(GradCAM):
@@ -137,21 +182,28 @@ def masking_drop(
     is set to the mean face value, and when the same mask is moved to a random place instead.
     With `mirror` (a Classifier's `mirror`), the maps are of both views and the probability is
     the mean over the masked face and its mirror image, as that model answers."""
-    model = model.float().eval()
     maps = cam_maps(model, faces, labels, layers, mirror)
-    hot = maps >= np.quantile(maps.reshape(len(maps), -1), 1 - share, axis=1)[:, None, None]
+    hot = hottest(maps, share)
     rng = np.random.default_rng(seed)
     moved = np.stack(
         [np.roll(m, tuple(rng.integers(8, IMAGE_SIZE - 8, size=2)), axis=(0, 1)) for m in hot]
     )
-    x = preprocess(faces).contiguous()
+    x = preprocess(faces).contiguous().to(device_of(model))
     idx = torch.arange(len(faces))
     y = torch.as_tensor(labels)
 
     def prob(inputs: torch.Tensor) -> torch.Tensor:
         views = (inputs, inputs.flip(-1)) if mirror else (inputs,)
-        with torch.no_grad():
-            return torch.stack([model(v).float().softmax(1)[idx, y] for v in views]).mean(0)
+        with torch.no_grad(), evaluating(model):
+            chances = [
+                torch.cat(
+                    [model(v[at : at + CAM_BATCH]).float() for at in range(0, len(v), CAM_BATCH)]
+                )
+                .softmax(1)[idx, y]
+                .cpu()
+                for v in views
+            ]
+        return torch.stack(chances).mean(0)
 
     base = prob(x)
     drops = []

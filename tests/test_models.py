@@ -136,6 +136,54 @@ def test_gradcam_of_a_cropping_network_lies_on_its_crop():
     assert cam_maps(model, faces[:0], [], target_layers(model)).shape == (0, 48, 48)
 
 
+def test_gradcam_leaves_the_model_as_it_was_and_works_under_no_grad_in_batches():
+    """Were: target_layers ran a zero face through a model in training mode, moving its
+    BatchNorm statistics; cam_maps left a model in training mode in eval mode; cam_maps inside
+    torch.no_grad() or inference_mode() failed (Grad-CAM needs gradients); and every face went
+    through the network in one batch, memory growing with --gradcam N (12 MB a face)."""
+    import numpy as np
+
+    from fer.gradcam import CAM_BATCH, cam_maps, target_layers
+
+    torch.manual_seed(0)
+    model = build_model("cnn", widths=[8, 8, 8, 8]).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    layers = target_layers(model)
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    faces = np.random.default_rng(0).integers(0, 255, (CAM_BATCH + 6, 48, 48), dtype=np.uint8)
+    seen = []
+    hook = model.register_forward_hook(lambda mod, inputs, out: seen.append(len(inputs[0])))
+    maps = cam_maps(model, faces, [3] * len(faces), layers, mirror=True)
+    hook.remove()
+    assert maps.shape == (len(faces), 48, 48) and seen and max(seen) <= CAM_BATCH
+    assert model.training and all(m.training for m in model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    one = cam_maps(model, faces[:4], [3] * 4, layers, mirror=True)
+    assert np.allclose(one, maps[:4], atol=1e-5)  # a face's map is its own, whatever its batch
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            assert np.allclose(cam_maps(model, faces[:4], [3] * 4, layers, mirror=True), one)
+    empty = np.zeros((0, 1, 48, 48), np.uint8)  # (was (0, 1, 48))
+    assert cam_maps(model, empty, [], layers).shape == (0, 48, 48)
+
+
+def test_the_hottest_share_of_a_mostly_flat_map_is_that_share_of_the_face():
+    """Were: a map with more than 85% of its cells at 0 put its 15% quantile at 0, and every
+    pixel counted among the hottest: the whole face masked."""
+    import numpy as np
+
+    from fer.gradcam import hottest
+
+    maps = np.zeros((2, 48, 48), np.float32)
+    maps[0, :5, :] = np.linspace(0.1, 1, 5 * 48).reshape(5, 48)  # 90% of it at 0
+    maps[1] = np.random.default_rng(0).random((48, 48))
+    masks = hottest(maps, 0.15)
+    assert masks.sum(axis=(1, 2)).tolist() == [round(0.15 * 48 * 48)] * 2
+    assert masks[0, :5].all()  # all 240 warm cells, and 106 of the flat ones
+    assert maps[1][masks[1]].min() >= maps[1][~masks[1]].max()
+
+
 def test_gradcam_of_an_ensemble_of_ensembles_reads_every_network():
     """fer.export --ckpt A B of two ensembles nests them: every network of each gets its layer,
     and a cropping one its crop (was: one layer an inner ensemble, the last 6 px convolution of
