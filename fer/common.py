@@ -259,8 +259,9 @@ def opencv_reads_avif() -> bool:
     return False
 
 
-def why_undecodable(head: bytes) -> str:
-    """Why an encoded image whose first bytes are `head` could not be decoded."""
+def why_undecodable(head: bytes, unknown: str = "is not an image file OpenCV can decode") -> str:
+    """Why an encoded image whose first bytes are `head` could not be decoded; `unknown` where
+    they are of no image format fer knows."""
     if not head:
         return "is empty"
     brand = head[8:12] if head[4:8] == b"ftyp" else b""
@@ -278,7 +279,7 @@ def why_undecodable(head: bytes) -> str:
                 f"({OPENCV_MAX_SIDE:,} px a side, {OPENCV_MAX_PIXELS / 1e6:,.0f} megapixels)"
             )
         return f"is a truncated or damaged {kind} file"
-    return "is not an image file OpenCV can decode"
+    return unknown
 
 
 #: Held while Pillow's warnings are held back: warnings.catch_warnings swaps the process's

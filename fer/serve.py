@@ -147,7 +147,7 @@ def image_from_bytes(
         if image_kind(head):  # an image, damaged: a bad request, not a wrong media type
             raise RequestError(400, f"{what} {why_undecodable(head)}") from None
         raise RequestError(
-            415, f"not an image this server reads ({READS}): {what} {why_undecodable(head)}"
+            415, f"not an image this server reads ({READS}): {what} {why_not_read(head)}"
         ) from None
     if width * height > max_pixels:
         raise RequestError(
@@ -162,10 +162,17 @@ def image_from_bytes(
             raise RequestError(400, str(e)) from None
         raise RequestError(
             415,
-            f"not an image this server reads ({READS}): {what} {why_undecodable(data[:HEADER_BYTES])}",
+            f"not an image this server reads ({READS}): {what} {why_not_read(data[:HEADER_BYTES])}",
         ) from None
     except ImageError as e:
         raise RequestError(400, str(e)) from None
+
+
+def why_not_read(head: bytes) -> str:
+    """Why the server does not read an upload whose first bytes are `head`: of READS' formats,
+    none (a kind OpenCV decodes, such as Radiance HDR, is not one of them either), or one this
+    installation lacks a decoder for (HEIC without pillow-heif)."""
+    return why_undecodable(head, unknown="is none of these")
 
 
 def answer(faces: list, pixels: np.ndarray) -> dict[str, Any]:

@@ -180,6 +180,11 @@ def test_predict_gives_the_python_api_records_as_body_or_multipart_upright(real_
             assert iou(tuple(a), tuple(b)) > 0.8
 
 
+def hdr() -> bytes:
+    """A Radiance HDR picture (a kind OpenCV decodes and the server does not take)."""
+    return cv2.imencode(".hdr", np.full((8, 8, 3), 0.5, np.float32))[1].tobytes()
+
+
 def test_bad_input_gets_a_clear_answer_and_the_server_keeps_serving(server):
     url, _ = server
     cases = [
@@ -192,6 +197,8 @@ def test_bad_input_gets_a_clear_answer_and_the_server_keeps_serving(server):
         (httpx.post(f"{url}/api/predict", files={"photo": ("a.jpg", b"x")}), 400, "'image'"),
         (post(url, bytes(21 << 20)), 413, "20 MB"),
         (post(url, ico(np.zeros((16, 16, 3), np.uint8)), "image/x-icon"), 415, "not an image"),
+        # a Radiance HDR, which OpenCV decodes (was: "is not an image file OpenCV can decode")
+        (post(url, hdr(), "image/vnd.radiance"), 415, "the body is none of these"),
         (
             post(url, cv2.imencode(".png", np.zeros((4, 4), np.uint8))[1].tobytes()),
             400,
