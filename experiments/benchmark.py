@@ -28,7 +28,15 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fer.augment import augment_batch  # noqa: E402
-from fer.common import EMOTIONS, cpu_has_bf16, machine, normalize, run_cli, write_text  # noqa: E402
+from fer.common import (  # noqa: E402
+    EMOTIONS,
+    FerError,
+    cpu_has_bf16,
+    machine,
+    normalize,
+    run_cli,
+    write_text,
+)
 from fer.faces import DETECTORS  # noqa: E402
 from fer.models import build_model  # noqa: E402
 
@@ -125,9 +133,7 @@ def detection_figures(data, args) -> dict[str, float]:
     from fer.inference import load_classifier
 
     n_faces = max(args.frames // 10, 1)
-    index = (data.usage == PUBLIC_TEST).nonzero().flatten()
-    if len(index) == 0:
-        index = torch.arange(len(data))
+    index = (data.usage == PUBLIC_TEST).nonzero().flatten()  # held out: main checked there are
     pick = index[torch.randperm(len(index), generator=torch.Generator().manual_seed(0))[:n_faces]]
     faces, labels = data.images[pick].numpy(), data.labels[pick].numpy()
     out: dict[str, float] = {}
@@ -172,10 +178,10 @@ def detection_figures(data, args) -> dict[str, float]:
             out[f"detect_{name}_fps"] = len(grays) / (time.perf_counter() - t)
             found, right = score_frames(jsonl.read_text().splitlines(), truth, labels)
             out[f"detect_{name}_found"] = found / len(truth)
-            out[f"detect_{name}_label_acc"] = right / max(found, 1)
+            out[f"detect_{name}_label_acc"] = right / found if found else None  # (JSON null)
             print(
                 f"detect {name}: face found in {found}/{len(truth)} frames, label right on "
-                f"{right / max(found, 1):.1%} of them (model on the originals: "
+                f"{share(out[f'detect_{name}_label_acc'])} of them (model on the originals: "
                 f"{out['detect_original_acc']:.1%}); detection alone "
                 f"{out[f'detect_{name}_detect_fps']:.0f} FPS, whole process "
                 f"{out[f'detect_{name}_fps']:.1f} FPS (--smooth 1), "
@@ -183,6 +189,11 @@ def detection_figures(data, args) -> dict[str, float]:
                 flush=True,
             )
     return out
+
+
+def share(value: float | None) -> str:
+    """A share as a percentage; n/a for none (a label accuracy on no face found)."""
+    return "n/a" if value is None else f"{value:.1%}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,12 +223,17 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     # Loading: first decode into a fresh cache, then the cached reload; the CSV parse.
-    from fer.data import load_fer
+    from fer.data import PUBLIC_TEST, load_fer
 
     with tempfile.TemporaryDirectory() as cache:
         t = time.perf_counter()
         data = load_fer(root, cache)
         results["load_first_s"] = time.perf_counter() - t
+        if not (data.usage == PUBLIC_TEST).any():  # the detection video's faces are held out
+            raise FerError(
+                f"{root} has no PublicTest faces (a test/ folder, or CSV rows so marked): the "
+                "detection figures are measured on faces the model was not trained on"
+            )
         t = time.perf_counter()
         load_fer(root, cache)
         results["load_cached_s"] = time.perf_counter() - t
@@ -369,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         *(
             (
                 f"detect {d}: faces found / label accuracy on them (48x48 originals)",
-                f"{results[f'detect_{d}_found']:.1%} / {results[f'detect_{d}_label_acc']:.1%} "
+                f"{results[f'detect_{d}_found']:.1%} / {share(results[f'detect_{d}_label_acc'])} "
                 f"({results['detect_original_acc']:.1%})",
             )
             for d in DETECTORS

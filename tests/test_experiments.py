@@ -3,6 +3,7 @@ full figures)."""
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -72,7 +73,13 @@ def test_benchmark_prints_the_table_and_writes_every_figure(folder_data, tmp_pat
     if usable_cores() >= 2:  # a face's two rows as two halves at once, timed against one session
         assert figures["infer_onnx_single_one_session_ms"] > 0
         assert "onnx, all rows in one session" in run.stdout
-    assert 0 <= figures["detect_yunet_found"] <= 1 and 0 <= figures["detect_haar_label_acc"] <= 1
+    for d in ("yunet", "haar"):  # a label accuracy on no face found is none (was 0.0%)
+        assert 0 <= figures[f"detect_{d}_found"] <= 1
+        if figures[f"detect_{d}_found"] == 0:
+            assert figures[f"detect_{d}_label_acc"] is None
+            assert re.search(f"detect {d}: face found in 0/.*label right on n/a", run.stdout)
+        else:
+            assert 0 <= figures[f"detect_{d}_label_acc"] <= 1
 
 
 @pytest.mark.slow  # CI runs these too: .ci/run
@@ -523,6 +530,12 @@ def test_scripts_that_need_publictest_faces_say_so_and_one_with_no_face_found_sc
     run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 2 and "has no PublicTest faces" in run.stderr, run.stderr[-500:]
     assert "Traceback" not in run.stderr
+    # benchmark.py measured detection on training faces there (was: on all faces, unsaid)
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, "experiments/benchmark.py", "--data", str(data), "--json", str(out)]
+    run = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "has no PublicTest faces" in run.stderr, run.stderr[-500:]
+    assert "Traceback" not in run.stderr and not out.exists()
 
     sys.path.insert(0, str(ROOT / "experiments"))
     import face_crops
