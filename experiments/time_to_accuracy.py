@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -71,13 +72,28 @@ def run_curve(folder: Path) -> list[tuple[float, float]]:
     return points
 
 
+def point(part: str) -> tuple[float, float]:
+    """(minutes, accuracy) of a point written @MINUTES:ACC: minutes of 0 or more, an accuracy
+    as a fraction of 0 to 1."""
+    try:
+        minutes, acc = map(float, part[1:].split(":"))
+    except ValueError:
+        minutes = acc = math.nan
+    if not (0 <= minutes < math.inf and 0 <= acc <= 1):
+        raise SystemExit(
+            f"error: {part}: write a point as @MINUTES:ACC, minutes of 0 or more and the "
+            "accuracy a fraction (@108.6:0.6918)"
+        )
+    return minutes, acc
+
+
 def recipe_curve(parts: list[str]) -> list[tuple[float, float]]:
     """One run's curve; for several runs in a row, the best model the recipe has made so far."""
     line: list[tuple[float, float]] = []
     for part in parts:
         start = line[-1][0] if line else 0.0
         if part.startswith("@"):
-            minutes, acc = map(float, part[1:].split(":"))
+            minutes, acc = point(part)
             line.append((start + minutes, acc))
         else:
             line += [(start + t, a) for t, a in run_curve(Path(part))]

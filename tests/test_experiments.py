@@ -965,3 +965,16 @@ def test_photo_benchmark_says_na_for_rates_of_found_faces_where_none_was_found()
     text = tables(record)
     assert "labels n/a right on found faces (n/a read from one crop" in text
     assert "| 40-99 px | 1 | 0.0% | n/a | n/a | n/a | n/a |" in text
+
+
+@pytest.mark.parametrize("point", ["@5", "@5:x", "@-1:0.6", "@21:68.21", "@5:0.6:1"])
+def test_time_to_accuracy_refuses_a_point_not_written_minutes_colon_accuracy(tmp_path, point):
+    """Were: '@5' ended in a ValueError traceback, and '@21:68.21' (a percentage for a
+    fraction) was drawn at 6821%."""
+    out = tmp_path / "plot.png"
+    cmd = [sys.executable, "experiments/time_to_accuracy.py", "--recipe", f"a={point}"]
+    run = subprocess.run(
+        [*cmd, "--out", str(out)], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode != 0 and run.stderr.startswith("error: "), run.stderr
+    assert "@MINUTES:ACC" in run.stderr and run.stderr.count("\n") == 1 and not out.exists()
