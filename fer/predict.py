@@ -365,8 +365,14 @@ class Earlier:
                 "read again",
                 file=sys.stderr,
             )
-        others = {name: path for path, name in places.items() if name not in used}
-        if dropped := [name for name, path in others.items() if changed_since(path, written)]:
+        # a photo not given, where each file its name may lead to changed (not one elsewhere)
+        others: dict[str, list[Path]] = {}
+        for path, name in places.items():
+            if name not in used and os.path.exists(path):  # (False for any error)
+                others.setdefault(name, []).append(path)
+        if dropped := [
+            n for n, paths in others.items() if all(changed_since(p, written) for p in paths)
+        ]:
             self.taken.update(dropped)
             print(
                 f"note: {counted(len(dropped), 'photo')} not given changed since "
