@@ -35,6 +35,7 @@ import math
 import queue
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -100,6 +101,21 @@ class RequestError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status, self.message = status, message
+
+
+class ClientLeft(Exception):
+    """The client of a photo left before a worker came to it: nobody to read it for."""
+
+
+#: How often a photo waiting for a worker checks that its client is still there (seconds).
+LEAVE_CHECK = 0.2
+
+
+async def note_leaving(request: Request, left: threading.Event) -> None:
+    """Set `left` once the client of `request` (its body read) has gone."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(LEAVE_CHECK)
+    left.set()
 
 
 #: What the pictures a server reads are, in its messages.
@@ -311,9 +327,14 @@ class Engine:
         pool = self.stream_pool if stream else self.pool
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
-    def predict(self, data: bytes) -> dict[str, Any]:
-        """The JSON answer for one encoded photo (runs in a worker)."""
+    def predict(self, data: bytes, left: threading.Event | None = None) -> dict[str, Any]:
+        """The JSON answer for one encoded photo (runs in a worker); ClientLeft, unread, where
+        `left` says its client has gone (checked as the worker comes to it, and once decoded)."""
+        if left is not None and left.is_set():
+            raise ClientLeft
         pixels = image_from_bytes(data, self.max_pixels)
+        if left is not None and left.is_set():
+            raise ClientLeft
         recognizer = self._idle.get()
         try:
             faces = recognizer.predict(pixels)
@@ -584,12 +605,20 @@ def create_app(
                 return JSONResponse({"error": "the server is stopping"}, status_code=503)
             if content_type.lower().startswith("multipart/form-data"):
                 body = await engine.run(multipart_field, body, content_type)
+            # a client that leaves while its photo waits for a worker (a page's user picked
+            # another, a script timed out) gets it skipped, its place freed for the next
+            left = threading.Event()
+            watcher = asyncio.create_task(note_leaving(request, left))
             try:
-                return await engine.run(engine.predict, body)
+                return await engine.run(engine.predict, body, left)
+            except ClientLeft:
+                return Response(status_code=400)  # nobody to answer
             except RequestError as e:  # `curl -d @photo.jpg`, which drops the file's newlines
                 if e.status in (400, 415) and content_type.lower().startswith(FORM_ENCODED):
                     e.message += "; send a file with curl --data-binary, not -d, which alters it"
                 raise
+            finally:
+                watcher.cancel()
         except asyncio.CancelledError:  # ... or while the photo is read: the same answer
             return JSONResponse({"error": "the server is stopping"}, status_code=503)
         finally:

@@ -31,7 +31,7 @@ TURN = {6: cv2.ROTATE_90_COUNTERCLOCKWISE, 8: cv2.ROTATE_90_CLOCKWISE, 3: cv2.RO
 
 
 def save_as_phone(path, photo: np.ndarray, orientation: int) -> None:
-    """A JPEG (or AVIF or HEIC, by the name) as a phone stores a portrait: its pixels turned, and
+    """A JPEG (or AVIF, HEIC or WebP, by the name) as a phone stores a portrait: its pixels turned, and
     the EXIF tag that turns them back for display (in AVIF and HEIC, the container's rotation and
     mirror boxes)."""
     import pillow_heif
@@ -42,7 +42,7 @@ def save_as_phone(path, photo: np.ndarray, orientation: int) -> None:
     exif[0x0112] = orientation
     stored = cv2.rotate(photo, TURN[orientation]) if orientation in TURN else photo
     buf = io.BytesIO()
-    kind = {".avif": "AVIF", ".heic": "HEIF"}.get(Path(path).suffix, "JPEG")
+    kind = {".avif": "AVIF", ".heic": "HEIF", ".webp": "WEBP"}.get(Path(path).suffix, "JPEG")
     rgb = stored if stored.ndim == 2 else cv2.cvtColor(stored, cv2.COLOR_BGR2RGB)
     Image.fromarray(rgb).save(buf, kind, exif=exif.tobytes())
     path.write_bytes(buf.getvalue())

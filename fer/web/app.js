@@ -34,12 +34,28 @@ async function loadModel() {
   }
 }
 
+// Where a face's panel of `size` ([width, height]) starts, `gap` from its box and its top at
+// `top`, as fer.annotate's _panel_x places it: beside the face, right where it fits the picture,
+// else left, on the side that covers the least of the other faces' boxes (right where they tie).
+function panelX(width, box, size, top, others, gap) {
+  const [x, , w] = box;
+  const sides = [x + w + gap, x - size[0] - gap];
+  const inside = sides.filter((bx) => bx >= 0 && bx + size[0] <= width);
+  if (!inside.length) return sides[0] + size[0] <= width ? sides[0] : Math.max(sides[1], 0);
+  const covered = (bx) => others.reduce((sum, [ox, oy, ow, oh]) =>
+    sum + Math.max(0, Math.min(bx + size[0], ox + ow) - Math.max(bx, ox)) *
+      Math.max(0, Math.min(top + size[1], oy + oh) - Math.max(top, oy)), 0);
+  return inside.reduce((best, bx) => (covered(bx) < covered(best) ? bx : best));
+}
+
 // One face drawn as fer.annotate draws it: a box in the emotion's colour, the emotion on a filled
-// label, and every emotion's probability as bars on a dark panel beside the face.
+// label, and every emotion's probability as bars on a dark panel beside the face, on the side
+// where it covers the least of the picture's other `faces`.
 // `width`: the right edge of the picture in the context's units (the panel stays inside it, not
 // in a letterbox beside it).
-function drawFace(ctx, face, sx, sy, unit, width = ctx.canvas.width) {
-  const [x, y, w, h] = [face.box[0] * sx, face.box[1] * sy, face.box[2] * sx, face.box[3] * sy];
+function drawFace(ctx, face, sx, sy, unit, width = ctx.canvas.width, faces = []) {
+  const scaled = (b) => [b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy];
+  const [x, y, w, h] = scaled(face.box);
   const color = card.colors[face.emotion] || "#ffffff";
   ctx.lineWidth = Math.max(2, 2 * unit);
   ctx.strokeStyle = color;
@@ -56,7 +72,8 @@ function drawFace(ctx, face, sx, sy, unit, width = ctx.canvas.width) {
   ctx.fillText(label, x + 5 * unit, ly + 4 * unit);
   const rows = card.classes.length ? card.classes : Object.keys(face.probabilities);
   const row = Math.round(14 * unit), panelW = 150 * unit, panelH = rows.length * row + 8 * unit;
-  const px = x + w + 6 * unit + panelW <= width ? x + w + 6 * unit : Math.max(0, x - panelW - 6 * unit);
+  const others = faces.filter((f) => f !== face && f.box).map((f) => scaled(f.box));
+  const px = panelX(width, [x, y, w, h], [panelW, panelH], y, others, 6 * unit);
   ctx.fillStyle = "rgba(20, 20, 20, 0.75)";
   ctx.fillRect(px, y, panelW, panelH);
   ctx.font = `${Math.round(11 * unit)}px system-ui, sans-serif`;
@@ -115,6 +132,8 @@ const STALL_MS = 3000;
 // shown again, it goes on
 let pausedHidden = false;
 const PAUSED = "Paused while the page is out of sight: it goes on when shown.";
+const IDLE = "Frames go to this server only and are not stored.";  // as the page starts
+const LIVE = "Live: frames go to this server only and are not stored.";
 const live = {
   running: false, ws: null, stream: null, inFlight: 0, answered: [], grab: null,
   shown: -1, shownAt: 0, sent: null, retry: null, stall: null,
@@ -202,7 +221,7 @@ async function startCamera() {
     if (ws !== live.ws) return;
     opened = true;
     watchAnswers(ws);
-    setStatus(status, "Live: frames go to this server only and are not stored.");
+    setStatus(status, LIVE);
     for (let i = 0; i < IN_FLIGHT; i++) sendFrame();
   };
   ws.onmessage = (event) => {
@@ -217,17 +236,16 @@ async function startCamera() {
       overlay.getContext("2d").clearRect(0, 0, overlay.width, overlay.height);
       $("live-faces").replaceChildren();
     } else {
-      if (status.classList.contains("error")) setStatus(status, "Live: frames go to this server only and are not stored.");
+      if (status.classList.contains("error")) setStatus(status, LIVE);
       showFrame(answer);
     }
     sendFrame();
   };
   ws.onclose = (event) => {
     if (ws !== live.ws || !live.running) return;
-    setStatus(status, opened ? `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`
+    stopCamera(opened ? `The server closed the stream${event.reason ? `: ${event.reason}` : ""}.`
       : `Could not open the stream: the server at ${location.host} is not running, or it refused ` +
-        "this page (its log says why; see --allow-origin).", true);
-    stopCamera();
+        "this page (its log says why; see --allow-origin).");
   };
 }
 
@@ -280,13 +298,14 @@ function showFrame(answer) {
   ctx.rect(0, 0, answer.width * fit, answer.height * fit);
   ctx.clip();
   const unit = Math.max(0.6, (answer.width * fit) / 640);
-  for (const face of answer.faces) drawFace(ctx, face, fit, fit, unit, answer.width * fit);
+  for (const face of answer.faces) drawFace(ctx, face, fit, fit, unit, answer.width * fit, answer.faces);
   ctx.restore();
   listFaces($("live-faces"), answer.faces);
   video.dataset.frames = String(Number(video.dataset.frames || 0) + 1);
 }
 
-function stopCamera() {
+// `why`: what stopped the session, said as an error; without it, the idle text (not "Live: ...")
+function stopCamera(why = null) {
   live.running = false;
   if (live.ws) live.ws.close();
   live.ws = null;
@@ -294,16 +313,16 @@ function stopCamera() {
   live.stream = null;
   clearTimeout(live.stall);
   clearLive();
-  const status = $("live-status");
-  if (status.textContent.startsWith("Waiting for the server")) {  // a wait that is over
-    setStatus(status, "Frames go to this server only and are not stored.");
-  }
+  if (why) setStatus($("live-status"), why, true);
+  else setStatus($("live-status"), IDLE);
   $("start").disabled = false;
   $("stop").disabled = true;
 }
 
 // ---- a photo ----------------------------------------------------------------------------------
 let photoRequest = 0;  // the latest photo picked: an earlier one answered late is not shown
+let photoUpload = null;  // its upload, cancelled when another photo is picked (the server then
+// skips the earlier one rather than read it for nobody)
 
 async function predictPhoto(file) {
   const status = $("photo-status"), request = ++photoRequest;
@@ -313,11 +332,15 @@ async function predictPhoto(file) {
   shownBefore.width = 0;
   shownBefore.height = 0;
   let answer;
+  if (photoUpload) photoUpload.abort();
+  const upload = new AbortController();
+  photoUpload = upload;
   try {
     const res = await fetch("/api/predict", {
       method: "POST",
       body: file,
       headers: { "Content-Type": file.type || "application/octet-stream" },
+      signal: upload.signal,
     });
     const text = await res.text();
     if (request !== photoRequest) return;
@@ -333,6 +356,10 @@ async function predictPhoto(file) {
     bitmap = await createImageBitmap(file, { imageOrientation: "from-image" });
   } catch (e) { /* drawn on grey below */ }
   if (request !== photoRequest) { if (bitmap) bitmap.close(); return; }
+  // a picture this browser does not turn upright (a WebP's EXIF) would be drawn stretched, under
+  // boxes that miss its faces: grey instead
+  const turned = bitmap && (bitmap.width !== answer.width || bitmap.height !== answer.height);
+  if (turned) { bitmap.close(); bitmap = null; }
   const canvas = $("photo-canvas"), ctx = canvas.getContext("2d");
   canvas.width = answer.width;
   canvas.height = answer.height;
@@ -345,12 +372,13 @@ async function predictPhoto(file) {
     ctx.fillRect(0, 0, canvas.width, canvas.height);
   }
   const unit = Math.max(0.6, answer.width / 640);
-  for (const face of answer.faces) drawFace(ctx, face, 1, 1, unit);
+  for (const face of answer.faces) drawFace(ctx, face, 1, 1, unit, canvas.width, answer.faces);
   listFaces($("photo-faces"), answer.faces);
   const n = answer.faces.length;
   setStatus(status, `${file.name}: ${answer.width}x${answer.height}, ` +
     `${n ? `${n} face${n > 1 ? "s" : ""}` : "no face found"}` +
-    `${shown ? "" : " (this browser cannot show the photo itself)"}`);
+    `${shown ? "" : turned ? " (this browser does not show this photo upright)"
+      : " (this browser cannot show the photo itself)"}`);
 }
 
 function setUpPhoto() {
