@@ -265,8 +265,8 @@ def source_rate(cap, source: str) -> float:
 class VideoOutput:
     """--output: the frames, fitted to the first one's size, written by a BackgroundWriter into a
     hidden file beside `target` (`tmp`, which the caller puts in place) at `fps`, the source's
-    rate; for a camera (`measure`), at the rate its first frames arrived after the first (which
-    waits for the model's first run)."""
+    rate; for a camera or a live stream (`measure`), at the rate its first frames arrived after
+    the first (which waits for the model's first run)."""
 
     def __init__(self, target: Path, fps: float, measure: bool):
         self.target, self.fps, self.measure = target, fps, measure
@@ -370,20 +370,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise
     json_file = tmp_json = None
     camera = args.source.isdigit() or (source.exists() and stat.S_ISCHR(source.stat().st_mode))
-    video = (
-        VideoOutput(video_target, source_rate(cap, args.source), camera) if args.output else None
-    )
+    # a frame's time: a file's, or a video file's served at a URL (which announces its frames,
+    # and delivers every one however slow its reader), its own timestamp, counted from its first
+    # frame where it is no local file, or its number over its rate where it has none; a camera's
+    # or a live stream's (an IP camera's MJPEG, whose timestamps and rate OpenCV makes up at 25
+    # frames/s) the time since its first frame arrived, and its video's rate the measured one
+    clock = camera or not (source.is_file() or cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0)
+    video = VideoOutput(video_target, source_rate(cap, args.source), clock) if args.output else None
     tmp_video = video.tmp if video else None
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
-    # a frame's time: a file's, or a video file's served at a URL (which announces its frames,
-    # and delivers every one however slow its reader), its own timestamp, counted from its first
-    # frame where it is no local file, or its number over its rate where it has none; a camera's
-    # or a live stream's (an IP camera's MJPEG, whose timestamps OpenCV makes up at 25 frames/s)
-    # the time since its first frame arrived
     first_read = first_stamp = None
-    clock = camera or not (source.is_file() or cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0)
     rate = cap.get(cv2.CAP_PROP_FPS)
     rate = rate if SOURCE_FPS[0] <= rate <= SOURCE_FPS[1] else DEFAULT_FPS
     index = -1  # the source's number of the frame at hand
