@@ -441,7 +441,7 @@ class EmotionTracker:
         view = self._views[self.frames % len(self._views)]
         crops = self.recognizer.crop(gray, found)
         seen = [{view: p} for p in self.recognizer.classify(crops, *view)]
-        tracks = [_take_track(last, face.box) for face in found]
+        tracks = match_tracks(last, [face.box for face in found])
         first = [i for i, track in enumerate(tracks) if track is None]
         for other in self._views if first else ():  # a face seen for the first time: all of it
             if other != view:
@@ -465,11 +465,24 @@ class EmotionTracker:
         return faces
 
 
-def _take_track(tracks: list[Track], box: Box) -> Track | None:
-    """The track of the last frame's face that `box` overlaps most (IoU > 0.3), taken out of
-    `tracks` so that no two faces share one; None for a new face."""
-    best = max(tracks, key=lambda t: iou(t.box, box), default=None)
-    if best is None or iou(best.box, box) <= 0.3:
-        return None
-    tracks.remove(best)
-    return best
+def match_tracks(tracks: list[Track], boxes: list[Box]) -> list[Track | None]:
+    """For each box, the track of the last frame's face it continues: the pairing of boxes and
+    tracks (each in one pair at most, none overlapping by 0.3 IoU or less) whose overlaps sum
+    highest, so that a face found first that moved toward its neighbour's place does not take the
+    neighbour's track when each overlaps its own; None for a new face."""
+    if not (tracks and boxes):
+        return [None] * len(boxes)
+    overlap = np.array([[iou(t.box, box) for t in tracks] for box in boxes])
+    overlap[overlap <= 0.3] = 0.0
+    near = overlap > 0
+    if (near.sum(0) > 1).any() or (near.sum(1) > 1).any():  # faces close together: solved
+        from scipy.optimize import linear_sum_assignment  # (imported only then: 0.25 s)
+
+        pairs = zip(*linear_sum_assignment(overlap, maximize=True))
+    else:  # each box near one track at most, and each track near one box: theirs
+        pairs = zip(*near.nonzero())
+    taken: list[Track | None] = [None] * len(boxes)
+    for b, k in pairs:
+        if overlap[b, k] > 0:
+            taken[b] = tracks[k]
+    return taken

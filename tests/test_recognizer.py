@@ -437,6 +437,46 @@ class FailsOnce:
         return self.session.run(names, feed)
 
 
+def test_a_tracker_gives_each_face_its_own_track_and_a_face_that_moved_far_a_new_one(rec):
+    """Faces take the last frame's tracks in order of overlap across all of them (was: in the
+    detector's order, so a face that moved toward its neighbour's place, found first, took the
+    neighbour's track and history, and the neighbour started afresh); a track goes to one face
+    only, and a box overlapping its last place by 0.3 or less is a new face."""
+    from fer.faces import Face
+
+    class Placed:  # a detector that finds the boxes it is given, in their order
+        name, min_face, boxes = "yunet", 1, []
+
+        def detect(self, gray):
+            return [Face(box, None, 0.9) for box in self.boxes]
+
+    tracker = rec.tracker(smooth=5)
+    tracker.detector, tracker._min_face_by_frame, tracker.min_face = Placed(), False, 1
+    frame = np.random.default_rng(0).integers(0, 255, (480, 640), dtype=np.uint8)
+
+    def step(*boxes):
+        Placed.boxes = list(boxes)
+        tracker.update(frame)
+        return [t.frames for t in tracker._tracks]
+
+    left, right = (100, 100, 150, 150), (205, 100, 150, 150)
+    for _ in range(3):
+        history = step(left, right)
+    # the left face, found first, moved toward the right one's place: it overlaps that track
+    # more (0.60) than its own (0.38), but the right face overlaps it most (0.54 against 0.00)
+    moved = step((167, 100, 150, 150), (250, 100, 150, 150))
+    assert [len(h) for h in moved] == [4, 4]
+    assert moved[0][0] is history[0][0] and moved[1][0] is history[1][0]
+    # two faces over one track: the one overlapping it more keeps it, the other is new
+    shared = step((167, 100, 150, 150), (150, 100, 150, 150))  # (0.80 with it, 0.20 the other)
+    assert [len(h) for h in shared] == [5, 1] and shared[0][0] is history[0][0]
+    # overlapping its last place by 0.3 or less: a new face
+    far = step((248, 100, 150, 150))  # IoU 0.299 with the first, 0.21 with the second
+    assert [len(h) for h in far] == [1]
+    near = step((248 - 81 + 80, 100, 150, 150))  # 0.987 with it
+    assert [len(h) for h in near] == [2]
+
+
 def test_a_frame_that_fails_part_way_leaves_the_tracker_as_it_was(real_faces):
     """A frame whose classification fails (here: a member's graph, on a newcomer's first frame)
     raises, and the next frames go on as if it had not come: a face tracked before it, absent
