@@ -236,6 +236,47 @@ class BackgroundWriter:
         self.writer.release()
 
 
+class FrameReader:
+    """A capture's frames, each read by a thread of its own when asked for, so that the main
+    thread waits where a signal reaches it: OpenCV's read of a stalled network stream blocks up to
+    FFmpeg's 30 s timeout (a camera's, when unplugged, up to 10 s), through which Ctrl-C and
+    SIGTERM went unheard. Reads stay one at a time, in the main thread's order: nothing is read
+    ahead, so a frame is as fresh, and a capture's state (its position) as it was."""
+
+    def __init__(self, cap):
+        self.cap = cap
+        self.asked: queue.Queue = queue.Queue()
+        self.got: queue.Queue = queue.Queue()
+        self.thread = threading.Thread(target=self._run, name="fer-read", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while self.asked.get():
+            try:
+                got = self.cap.read()
+            except BaseException as e:  # raised in the main thread, which asked
+                got = e
+            self.got.put(got)
+
+    def read(self) -> tuple[bool, np.ndarray | None]:
+        self.asked.put(True)
+        while True:
+            try:  # in short waits: a signal's handler runs between them wherever it arrives
+                got = self.got.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if isinstance(got, BaseException):
+                raise got
+            return got
+
+    def close(self) -> bool:
+        """Ends the thread; False where a read still blocks it (the capture cannot be released
+        under it: it goes with the process)."""
+        self.asked.put(False)
+        self.thread.join(1.0)
+        return not self.thread.is_alive()
+
+
 #: A camera's frame rate is measured on its first frames, held until then (30, 2 s or 256 MB of
 #: them): the rate it announces is often not the one it delivers (in low light, or with a CPU
 #: that falls behind, when it drops frames). A file or a stream URL delivers every frame, however
@@ -368,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FerError:
         cap.release()
         raise
-    json_file = tmp_json = None
+    json_file = tmp_json = reader = None
     camera = args.source.isdigit() or (source.exists() and stat.S_ISCHR(source.stat().st_mode))
     # a frame's time: a file's, or a video file's served at a URL (which announces its frames,
     # and delivers every one however slow its reader), its own timestamp, counted from its first
@@ -407,8 +448,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     json_file = open(tmp_json or json_target, "a" if json_in_place else "w")
                 except OSError as e:
                     raise FerError(f"cannot write {args.json}: {e.strerror}") from e
+            reader = FrameReader(cap)
             while True:
-                ok, frame = cap.read()
+                ok, frame = reader.read()
                 index += 1
                 bar.update(0, completed=min(index + ok, expected))
                 if not ok:
@@ -449,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "probabilities": [list(f["probabilities"].values()) for f in faces_d],
                     }
                     json_file.write(json.dumps(record) + "\n")
+                    json_file.flush()  # line by line: `tail -f` follows a live run
                 if args.show:
                     cv2.imshow("fer", frame)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
@@ -468,7 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(OSError):  # a terminal gone (SIGHUP): the files still are
                 bar.stop()
             try:
-                cap.release()
+                if reader is None or reader.close():
+                    cap.release()
                 if video is not None:
                     video.release()
                     if video.error is not None:

@@ -8,10 +8,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -291,3 +294,73 @@ def test_a_resumed_run_stands_for_no_checkpoint_until_it_finishes_again(
     assert not (run / "summary.json").exists()
     with pytest.raises(FerError, match="no summary.json yet"):
         load_classifier(run)
+
+
+@contextlib.contextmanager
+def live_stream():
+    """A live MJPEG stream at a local URL, as an IP camera serves it (frames as they come, none
+    announced), whose frames stop, the connection open, once `stall` is set: a network gone
+    quiet."""
+    stall, done = threading.Event(), threading.Event()
+    jpeg = cv2.imencode(".jpg", np.full((120, 160, 3), 128, np.uint8))[1].tobytes()
+    head = b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+
+    class Camera(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+            self.end_headers()
+            while not stall.is_set():
+                self.wfile.write(head + jpeg + b"\r\n")
+                self.wfile.flush()
+                time.sleep(0.05)
+            done.wait()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Camera)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/live.mjpg", stall
+    finally:
+        done.set()
+        server.shutdown()
+        server.server_close()
+
+
+def test_sigterm_stops_detect_on_a_stalled_stream(tmp_path, exported):
+    """Was: a network stream that stopped sending held OpenCV's read until FFmpeg gave up, 30 s
+    later, and Ctrl-C or SIGTERM went unheard until then (`docker stop` ends in SIGKILL after
+    10 s: the JSON and video lost). Now the signal stops the run at once, keeping what was done."""
+    out = tmp_path / "frames.jsonl"
+    with live_stream() as (url, stall):
+        run = subprocess.Popen(
+            [sys.executable, "-m", "fer.detect", "--source", url, "--model", str(exported)]
+            + ["--detector", "haar", "--json", str(out), "--output", str(tmp_path / "a.mp4")],
+            cwd=ROOT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            end = time.time() + 120
+            part = tmp_path / f".{out.name}.part"  # its lines, each written as its frame is done
+            while run.poll() is None and not (part.exists() and part.stat().st_size):
+                assert time.time() < end, "no frame was read"
+                time.sleep(0.05)
+            stall.set()
+            time.sleep(2.0)  # the frames on their way are read; the next read waits
+            run.send_signal(signal.SIGTERM)
+            # 20 s: well under FFmpeg's 30 s, after which the old code heard the signal
+            _, err = run.communicate(timeout=20)
+        finally:
+            if run.poll() is None:
+                run.kill()
+                run.communicate()
+    assert run.returncode == 143 and "stopped by SIGTERM" in err, err
+    frames = [json.loads(line)["frame"] for line in out.read_text().splitlines()]
+    assert frames and frames == list(range(len(frames)))
+    cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
