@@ -165,7 +165,8 @@ def fit(frame: np.ndarray, width: int, height: int) -> np.ndarray:
     )
 
 
-def open_source(source: str) -> cv2.VideoCapture:
+def check_source(source: str) -> None:
+    """A one-line error for a --source that is no video, before anything is loaded."""
     if not source:
         raise FerError(
             "--source is empty (an unset variable?); give a webcam index (0), a video file or a "
@@ -189,6 +190,11 @@ def open_source(source: str) -> cv2.VideoCapture:
                 f"{source} is a {kind} photo, not a video; read its faces with "
                 f"python -m fer.predict {shlex.quote(source)}"
             )
+
+
+def open_source(source: str) -> cv2.VideoCapture:
+    check_source(source)
+    is_camera = source.isdigit()
     cap = cv2.VideoCapture(int(source) if is_camera else source)
     if not cap.isOpened():
         if is_camera and Path(source).is_file():  # digits name a webcam, also beside such a file
@@ -245,6 +251,7 @@ class FrameReader:
 
     def __init__(self, cap):
         self.cap = cap
+        self.took = 0.0  # how long the last read took, in seconds
         self.asked: queue.Queue = queue.Queue()
         self.got: queue.Queue = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="fer-read", daemon=True)
@@ -252,10 +259,12 @@ class FrameReader:
 
     def _run(self) -> None:
         while self.asked.get():
+            began = time.perf_counter()
             try:
                 got = self.cap.read()
             except BaseException as e:  # raised in the main thread, which asked
                 got = e
+            self.took = time.perf_counter() - began
             self.got.put(got)
 
     def read(self) -> tuple[bool, np.ndarray | None]:
@@ -277,10 +286,11 @@ class FrameReader:
         return not self.thread.is_alive()
 
 
-#: A camera's frame rate is measured on its first frames, held until then (30, 2 s or 256 MB of
-#: them): the rate it announces is often not the one it delivers (in low light, or with a CPU
-#: that falls behind, when it drops frames). A file or a stream URL delivers every frame, however
-#: slow its reader: its own rate is kept.
+#: A camera's or a live stream's frame rate is measured on its first frames that were waited for
+#: (30 or 2 s of them), those before held too (up to 256 MB, or 4 s or 300 frames where no read
+#: waited): the rate it announces is often not the one it delivers (in low light, or with a CPU
+#: that falls behind, when it drops frames). A file or a video served at a URL delivers every
+#: frame, however slow its reader: its own rate is kept.
 MEASURED_FRAMES, MEASURED_SECONDS, MEASURED_BYTES = 30, 2.0, 256 * 2**20
 #: The frame rates a source may announce and be recorded at (OpenCV writes no video at 90,000
 #: frames/s, the clock rate some recorders copy from RTSP into a file's header, nor at NaN, which
@@ -306,8 +316,11 @@ def source_rate(cap, source: str) -> float:
 class VideoOutput:
     """--output: the frames, fitted to the first one's size, written by a BackgroundWriter into a
     hidden file beside `target` (`tmp`, which the caller puts in place) at `fps`, the source's
-    rate; for a camera or a live stream (`measure`), at the rate its first frames arrived after
-    the first (which waits for the model's first run)."""
+    rate; for a camera or a live stream (`measure`), at the rate its frames arrived from the first
+    one whose read waited for it (`took` longer than twice the fastest read, and a millisecond):
+    those before it had piled up while the model's first run, or the stream's opening, kept the
+    reader away, and came at the speed of decoding them. Where no read waited (all alike, or the
+    reader always behind), from the second frame (the first waited for the model)."""
 
     def __init__(self, target: Path, fps: float, measure: bool):
         self.target, self.fps, self.measure = target, fps, measure
@@ -315,8 +328,10 @@ class VideoOutput:
         self.size: tuple[int, int] | None = None
         self.writer: BackgroundWriter | None = None
         self.held: list[tuple[float, np.ndarray]] = []  # (when it arrived, frame)
+        self.fastest = float("inf")  # the shortest read so far
+        self.waited: int | None = None  # the first held frame whose read waited for it
 
-    def write(self, frame: np.ndarray, arrived: float) -> None:
+    def write(self, frame: np.ndarray, arrived: float, took: float = 0.0) -> None:
         if self.size is None:
             self.size = (frame.shape[1], frame.shape[0])
         if (frame.shape[1], frame.shape[0]) != self.size:  # a camera turned mid-run
@@ -325,16 +340,28 @@ class VideoOutput:
             self.writer.write(frame)
             return
         self.held.append((arrived, frame))
+        self.fastest = min(self.fastest, took)
+        if self.waited is None and len(self.held) > 1 and took > 2 * self.fastest + 1e-3:
+            self.waited = len(self.held) - 1
+        start = 1 if self.waited is None else self.waited
+        frames, seconds = (
+            len(self.held) - start,
+            arrived - self.held[min(start, len(self.held) - 1)][0],
+        )
+        if self.waited is None:  # until one waits: the pile-up may go on
+            frames, seconds = frames / 10, seconds / 2
         enough = (
-            len(self.held) >= MEASURED_FRAMES
-            or arrived - self.held[min(1, len(self.held) - 1)][0] >= MEASURED_SECONDS
+            frames >= MEASURED_FRAMES
+            or seconds >= MEASURED_SECONDS
             or len(self.held) * frame.nbytes >= MEASURED_BYTES
         )
         if not self.measure or enough:
             self._open()
 
     def _open(self) -> None:
-        measured = self.held[1:]  # from the second frame: the first waited for the model
+        # from the first frame waited for; where none or a single one was, from the second frame
+        start = self.waited if self.waited is not None and self.waited < len(self.held) - 1 else 1
+        measured = self.held[start:]
         span = measured[-1][0] - measured[0][0] if len(measured) > 1 else 0.0
         if self.measure and span > 0:
             self.fps = min(max((len(measured) - 1) / span, 1.0), 120.0)
@@ -400,15 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fer.annotate import draw
     from fer.recognizer import EmotionRecognizer
 
+    check_source(args.source)
+    rec = EmotionRecognizer(
+        args.model, detector=args.detector, align=not args.no_align, backend=args.backend
+    )
+    tracker = rec.tracker(smooth=args.smooth, every=args.every, min_face=args.min_face)
+    # opened once the model is loaded: a live source's frames pile up from then on
     cap = open_source(args.source)
-    try:
-        rec = EmotionRecognizer(
-            args.model, detector=args.detector, align=not args.no_align, backend=args.backend
-        )
-        tracker = rec.tracker(smooth=args.smooth, every=args.every, min_face=args.min_face)
-    except FerError:
-        cap.release()
-        raise
     json_file = tmp_json = reader = None
     camera = args.source.isdigit() or (source.exists() and stat.S_ISCHR(source.stat().st_mode))
     # a frame's time: a file's, or a video file's served at a URL (which announces its frames,
@@ -477,7 +502,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.output or args.show:
                     draw(frame, faces, fps, bars=not args.no_bars)
                 if video:
-                    video.write(frame, t0)
+                    video.write(frame, t0, reader.took)
                 frames += 1  # made (and in the video), whatever its JSON line meets
                 if json_file:
                     faces_d = [f.to_dict() for f in faces]

@@ -382,8 +382,8 @@ class EmotionTracker:
     is looked at afresh), faces narrower than `min_face` pixels are left out (default: 80, or a
     sixth of the shorter side of frames under 480 px, as faces.video_min_face gives for the
     frame's size), and each face's probabilities are averaged over
-    its last frames, a face being the one of the previous frame whose box it overlaps most
-    (IoU > 0.3).
+    its last frames, a face continuing the previous frame's face it is paired with, the pairing
+    being the one whose overlaps (IoU > 0.3) sum highest (match_tracks).
     When frames are averaged (smooth > 1), a frame runs one piece of the model's work on each face
     (Classifier.views): for the shipped model, one member network on the face or on its mirror
     image, in turn, so a frame costs a sixth of the model; a face's first frame runs them all.

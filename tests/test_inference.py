@@ -2224,6 +2224,66 @@ def test_export_metrics_of_what_it_does_not_compute_alone_are_refused(trained, t
     )
 
 
+def test_detect_records_a_live_stream_at_its_rate_not_at_its_backlog_s(
+    exported, tmp_path, monkeypatch
+):
+    """Was: a live stream (an IP camera's MJPEG at 10 frames/s) went on sending while the model's
+    first run (3 s on a slow CPU) kept the reader away; the 30 frames piled up meanwhile were read
+    at the speed of decoding them (2 ms each), and measured: the video was written at 120
+    frames/s and played 12 times too fast. The rate is measured from the first frame waited for,
+    and the stream is opened once the model is loaded (its loading no longer adds to the pile)."""
+    from types import SimpleNamespace
+
+    import fer.detect
+    from fer.recognizer import EmotionRecognizer
+
+    source = make_video(tmp_path / "in.mp4", frames=80)
+    clock, events = [100.0], []
+
+    class Stream:  # a frame every 0.1 s from its opening, kept until read
+        def __init__(self, _):
+            events.append("opened")
+            self.cap, self.opened, self.reads = cv2.VideoCapture(str(source)), clock[0], 0
+
+        def read(self):
+            self.reads += 1
+            due = self.opened + 0.1 * self.reads  # when this frame arrives
+            clock[0] = max(clock[0] + 0.002, due + 0.002)  # waited for, or in the pile: decoded
+            return self.cap.read()
+
+        def get(self, prop):
+            return 25.0 if prop == cv2.CAP_PROP_FPS else 0.0  # OpenCV's for an MJPEG stream
+
+        def release(self):
+            self.cap.release()
+
+    make_tracker = EmotionRecognizer.tracker
+
+    def tracker(self, *a, **k):
+        events.append("model loaded")
+        t = make_tracker(self, *a, **k)
+        update = t.update
+
+        def slow_first(frame):
+            if not getattr(slow_first, "ran", False):
+                slow_first.ran = True
+                clock[0] += 3.0
+            return update(frame)
+
+        t.update = slow_first
+        return t
+
+    monkeypatch.setattr(EmotionRecognizer, "tracker", tracker)
+    monkeypatch.setattr(fer.detect, "open_source", Stream)
+    monkeypatch.setattr(fer.detect, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    video = tmp_path / "out.mp4"
+    args = ["--source", "http://127.0.0.1:9/live.mjpg", "--model", str(exported)]
+    assert fer.detect.main([*args, "--detector", "haar", "--output", str(video)]) == 0
+    assert cv2.VideoCapture(str(video)).get(cv2.CAP_PROP_FPS) == pytest.approx(10, rel=0.05)
+    assert len(read_frames(video)) == 80
+    assert events == ["model loaded", "opened"]
+
+
 @pytest.mark.parametrize("frames", [40, 12])
 def test_detect_records_a_camera_at_the_rate_it_delivers_frames(
     exported, tmp_path, monkeypatch, frames
