@@ -292,6 +292,8 @@ class FrameReader:
 #: that falls behind, when it drops frames). A file or a video served at a URL delivers every
 #: frame, however slow its reader: its own rate is kept.
 MEASURED_FRAMES, MEASURED_SECONDS, MEASURED_BYTES = 30, 2.0, 256 * 2**20
+#: The reads in a row that must have waited for their frames for the measure to start there.
+WAITED_RUN = 3
 #: The frame rates a source may announce and be recorded at (OpenCV writes no video at 90,000
 #: frames/s, the clock rate some recorders copy from RTSP into a file's header, nor at NaN, which
 #: it gives for a source announcing none); outside them, DEFAULT_FPS.
@@ -317,7 +319,8 @@ class VideoOutput:
     """--output: the frames, fitted to the first one's size, written by a BackgroundWriter into a
     hidden file beside `target` (`tmp`, which the caller puts in place) at `fps`, the source's
     rate; for a camera or a live stream (`measure`), at the rate its frames arrived from the first
-    one whose read waited for it (`took` longer than twice the fastest read, and a millisecond):
+    of WAITED_RUN in a row whose reads waited for them (`took` longer than twice the fastest read,
+    and a millisecond; one alone may be a key frame, slower to decode):
     those before it had piled up while the model's first run, or the stream's opening, kept the
     reader away, and came at the speed of decoding them. Where no read waited (all alike, or the
     reader always behind), from the second frame (the first waited for the model)."""
@@ -329,7 +332,8 @@ class VideoOutput:
         self.writer: BackgroundWriter | None = None
         self.held: list[tuple[float, np.ndarray]] = []  # (when it arrived, frame)
         self.fastest = float("inf")  # the shortest read so far
-        self.waited: int | None = None  # the first held frame whose read waited for it
+        self.waiting = 0  # the reads in a row, up to the last, that waited
+        self.waited: int | None = None  # the first of WAITED_RUN held frames that were waited for
 
     def write(self, frame: np.ndarray, arrived: float, took: float = 0.0) -> None:
         if self.size is None:
@@ -341,8 +345,10 @@ class VideoOutput:
             return
         self.held.append((arrived, frame))
         self.fastest = min(self.fastest, took)
-        if self.waited is None and len(self.held) > 1 and took > 2 * self.fastest + 1e-3:
-            self.waited = len(self.held) - 1
+        waited = len(self.held) > 1 and took > 2 * self.fastest + 1e-3
+        self.waiting = self.waiting + 1 if waited else 0
+        if self.waited is None and self.waiting == WAITED_RUN:
+            self.waited = len(self.held) - WAITED_RUN
         start = 1 if self.waited is None else self.waited
         frames, seconds = (
             len(self.held) - start,
