@@ -287,12 +287,15 @@ class FrameReader:
 
 
 #: A camera's or a live stream's frame rate is measured on its first frames that were waited for
-#: (30 or 2 s of them), those before held too (up to 256 MB, or 4 s or 300 frames where no read
-#: waited): the rate it announces is often not the one it delivers (in low light, or with a CPU
+#: (30 or 2 s of them), those before held too (up to 256 MB, or 8 s or 300 frames where no read
+#: waited: a pile drains slowly where the reader is little faster than the stream): the rate it announces is often not the one it delivers (in low light, or with a CPU
 #: that falls behind, when it drops frames). A file or a video served at a URL delivers every
 #: frame, however slow its reader: its own rate is kept.
 MEASURED_FRAMES, MEASURED_SECONDS, MEASURED_BYTES = 30, 2.0, 256 * 2**20
-#: The reads in a row that must have waited for their frames for the measure to start there.
+#: The measure starts after the first read that waited for its frame and was followed by enough
+#: others that did: WAITED_RUN of it and the next 2 * WAITED_RUN - 1 (one alone may be a key
+#: frame, slower to decode; with --every N, the frames after a detection find theirs waiting),
+#: at the frame after those.
 WAITED_RUN = 3
 #: The frame rates a source may announce and be recorded at (OpenCV writes no video at 90,000
 #: frames/s, the clock rate some recorders copy from RTSP into a file's header, nor at NaN, which
@@ -318,9 +321,9 @@ def source_rate(cap, source: str) -> float:
 class VideoOutput:
     """--output: the frames, fitted to the first one's size, written by a BackgroundWriter into a
     hidden file beside `target` (`tmp`, which the caller puts in place) at `fps`, the source's
-    rate; for a camera or a live stream (`measure`), at the rate its frames arrived from the first
-    of WAITED_RUN in a row whose reads waited for them (`took` longer than twice the fastest read,
-    and a millisecond; one alone may be a key frame, slower to decode):
+    rate; for a camera or a live stream (`measure`), at the rate its frames arrived after the
+    first one whose read waited for it (`took` longer than twice the fastest read, and a
+    millisecond) with WAITED_RUN of the 2 * WAITED_RUN from it waited for:
     those before it had piled up while the model's first run, or the stream's opening, kept the
     reader away, and came at the speed of decoding them. Where no read waited (all alike, or the
     reader always behind), from the second frame (the first waited for the model)."""
@@ -332,8 +335,8 @@ class VideoOutput:
         self.writer: BackgroundWriter | None = None
         self.held: list[tuple[float, np.ndarray]] = []  # (when it arrived, frame)
         self.fastest = float("inf")  # the shortest read so far
-        self.waiting = 0  # the reads in a row, up to the last, that waited
-        self.waited: int | None = None  # the first of WAITED_RUN held frames that were waited for
+        self.waits: list[bool] = []  # whether each held frame's read waited for it
+        self.waited: int | None = None  # the held frame the measure starts at
 
     def write(self, frame: np.ndarray, arrived: float, took: float = 0.0) -> None:
         if self.size is None:
@@ -345,17 +348,18 @@ class VideoOutput:
             return
         self.held.append((arrived, frame))
         self.fastest = min(self.fastest, took)
-        waited = len(self.held) > 1 and took > 2 * self.fastest + 1e-3
-        self.waiting = self.waiting + 1 if waited else 0
-        if self.waited is None and self.waiting == WAITED_RUN:
-            self.waited = len(self.held) - WAITED_RUN
+        self.waits.append(len(self.held) > 1 and took > 2 * self.fastest + 1e-3)
+        j = len(self.held) - 2 * WAITED_RUN  # the first read of the last 2 * WAITED_RUN
+        if self.waited is None and j >= 1 and self.waits[j] and sum(self.waits[j:]) >= WAITED_RUN:
+            # from the next frame on: where j was a key frame of the pile, the pile ended since
+            self.waited = len(self.held)
         start = 1 if self.waited is None else self.waited
         frames, seconds = (
             len(self.held) - start,
             arrived - self.held[min(start, len(self.held) - 1)][0],
         )
         if self.waited is None:  # until one waits: the pile-up may go on
-            frames, seconds = frames / 10, seconds / 2
+            frames, seconds = frames / 10, seconds / 4
         enough = (
             frames >= MEASURED_FRAMES
             or seconds >= MEASURED_SECONDS
@@ -365,8 +369,8 @@ class VideoOutput:
             self._open()
 
     def _open(self) -> None:
-        # from the first frame waited for; where none or a single one was, from the second frame
-        start = self.waited if self.waited is not None and self.waited < len(self.held) - 1 else 1
+        # from where the waits began (at least two frames); where they did not, the second frame
+        start = 1 if self.waited is None else max(min(self.waited, len(self.held) - 2), 1)
         measured = self.held[start:]
         span = measured[-1][0] - measured[0][0] if len(measured) > 1 else 0.0
         if self.measure and span > 0:
