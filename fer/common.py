@@ -847,11 +847,36 @@ class OutputSet:
 FULL_DISK = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 
 
+#: Threads left blocked in a library's call (an OpenCV read of a stalled stream, which cannot be
+#: interrupted): where one is still alive as a CLI ends, the process ends at once (os._exit), its
+#: streams flushed, as the interpreter's shutdown would stop the thread inside OpenCV's C++ code
+#: when its call returns, which aborts the process (SIGABRT, exit 134, a core dump).
+ABANDONED: list[threading.Thread] = []
+
+
 def run_cli(
     main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None
 ) -> None:
     """Run a CLI entry point: FerError, bad files and files the system refuses (OSError naming a
-    file) become one line on stderr and exit code 2; --debug shows the traceback."""
+    file) become one line on stderr and exit code 2; --debug shows the traceback. Where a thread
+    of ABANDONED is still alive at the end, the process ends there with the same exit status."""
+    try:
+        _run_cli(main, argv)
+    except SystemExit as e:
+        if any(thread.is_alive() for thread in ABANDONED):
+            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):  # a reader gone, a closed terminal
+                    stream.flush()
+            os._exit(code)
+        raise
+
+
+def _run_cli(
+    main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None
+) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     if not debug:  # OpenCV's log lines (a decoder's complaint, say) give way to our one-line errors

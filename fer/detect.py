@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from fer.common import (
+    ABANDONED,
     HEADER_BYTES,
     PHOTO_EXTENSIONS,
     SEQUENCE_BRANDS,
@@ -280,10 +281,13 @@ class FrameReader:
 
     def close(self) -> bool:
         """Ends the thread; False where a read still blocks it (the capture cannot be released
-        under it: it goes with the process)."""
+        under it: it goes with the process, which run_cli then ends at once)."""
         self.asked.put(False)
         self.thread.join(1.0)
-        return not self.thread.is_alive()
+        if self.thread.is_alive():
+            ABANDONED.append(self.thread)
+            return False
+        return True
 
 
 #: A camera's or a live stream's frame rate is measured on its first frames that were waited for

@@ -364,3 +364,51 @@ def test_sigterm_stops_detect_on_a_stalled_stream(tmp_path, exported):
     assert frames and frames == list(range(len(frames)))
     cap = cv2.VideoCapture(str(tmp_path / "a.mp4"))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == len(frames)
+
+
+def test_a_read_left_blocked_ends_the_process_at_once_not_in_an_abort(monkeypatch, capsys):
+    """Was: a stalled stream's read, still blocked when detect ended (SIGTERM during the stall),
+    returned during the interpreter's shutdown, which stopped its thread inside OpenCV's C++
+    code: the process aborted (SIGABRT, exit 134, 'terminate called without an active
+    exception') after writing its files. Now the reader is given up (ABANDONED) and run_cli ends
+    the process at once with the run's own exit status."""
+    import fer.common
+    import fer.detect
+
+    entered, release = threading.Event(), threading.Event()
+
+    class Stalled:
+        def read(self):
+            entered.set()
+            release.wait()
+            return False, None
+
+    reader = fer.detect.FrameReader(Stalled())
+    try:
+        reader.asked.put(True)  # a read asked for, as reader.read() does
+        assert entered.wait(10)
+        assert reader.close() is False  # still blocked after its second: given up
+        assert reader.thread in fer.common.ABANDONED
+
+        class Exited(Exception):
+            pass
+
+        def exit_now(code):
+            raise Exited(code)
+
+        monkeypatch.setattr(fer.common.os, "_exit", exit_now)
+
+        def stopped(argv):
+            print("stopped by SIGTERM: 5 frames")
+            return 143
+
+        with pytest.raises(Exited) as ended:
+            fer.common.run_cli(stopped, [])
+        assert ended.value.args == (143,) and "5 frames" in capsys.readouterr().out
+    finally:
+        release.set()
+        reader.thread.join(10)
+        fer.common.ABANDONED.remove(reader.thread)
+    with pytest.raises(SystemExit) as ended:  # none left: the usual exit
+        fer.common.run_cli(lambda argv: 143, [])
+    assert ended.value.code == 143
