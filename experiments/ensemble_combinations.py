@@ -3,7 +3,8 @@
 Each member (a checkpoint or an export) scores the PublicTest faces once, with flip TTA as the
 exported ensemble does inside (`fer.export --flip`); each member alone, then every combination of
 two or more, the plain mean of their probabilities, is scored on all faces and without the faces
-`fer.analyze` lists in leaked.txt. Weights stay in float32 here, so the exported (float16) ensemble may differ by a face.
+`fer.analyze` lists in leaked.txt. Weights stay in float32 here, so the exported (float16)
+ensemble may differ by a face.
 On data without PublicTest, the faces are the share of Training the members held out (the share
 and seed their runs recorded), as fer.evaluate takes them.
 

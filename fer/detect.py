@@ -292,9 +292,10 @@ class FrameReader:
 
 #: A camera's or a live stream's frame rate is measured on its first frames that were waited for
 #: (30 or 2 s of them), those before held too (up to 256 MB, or 8 s or 300 frames where no read
-#: waited: a pile drains slowly where the reader is little faster than the stream): the rate it announces is often not the one it delivers (in low light, or with a CPU
-#: that falls behind, when it drops frames). A file or a video served at a URL delivers every
-#: frame, however slow its reader: its own rate is kept.
+#: waited: a pile drains slowly where the reader is little faster than the stream): the rate it
+#: announces is often not the one it delivers (in low light, or with a CPU that falls behind,
+#: when it drops frames). A file or a video served at a URL delivers every frame, however slow
+#: its reader: its own rate is kept.
 MEASURED_FRAMES, MEASURED_SECONDS, MEASURED_BYTES = 30, 2.0, 256 * 2**20
 #: The measure starts after the first read that waited for its frame and was followed by enough
 #: others that did: WAITED_RUN of it and the next 2 * WAITED_RUN - 1 (one alone may be a key
@@ -307,13 +308,13 @@ WAITED_RUN = 3
 SOURCE_FPS, DEFAULT_FPS = (0.1, 1000.0), 30.0
 
 
-def source_rate(cap, source: str) -> float:
+def source_rate(cap, source: str, say: bool = True) -> float:
     """The rate `source` announces, or DEFAULT_FPS where it announces none or one no video has
-    (said on stderr)."""
+    (said on stderr, with `say`)."""
     fps = cap.get(cv2.CAP_PROP_FPS)
     if SOURCE_FPS[0] <= fps <= SOURCE_FPS[1]:
         return fps
-    if fps:  # 0: announces none (cameras, many streams)
+    if fps and say:  # 0: announces none (cameras, many streams)
         print(
             f"warning: {source} announces {fps:g} frames/s, a rate no video has; taken as "
             f"{DEFAULT_FPS:g}",
@@ -456,14 +457,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     # or a live stream's (an IP camera's MJPEG, whose timestamps and rate OpenCV makes up at 25
     # frames/s) the time since its first frame arrived, and its video's rate the measured one
     clock = camera or not (source.is_file() or cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0)
-    video = VideoOutput(video_target, source_rate(cap, args.source), clock) if args.output else None
+    # (its video's, and the clock of its frames without a timestamp; a made-up one said where a
+    # video is written at it)
+    rate = source_rate(cap, args.source, say=bool(args.output))
+    video = VideoOutput(video_target, rate, clock) if args.output else None
     tmp_video = video.tmp if video else None
     # A file's frames are numbered, and one that does not decode (a damaged or half-copied video)
     # is left out while the file announces more; a camera or a stream ends at its first failure.
     announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if source.is_file() else 0
     first_read = first_stamp = None
-    rate = cap.get(cv2.CAP_PROP_FPS)
-    rate = rate if SOURCE_FPS[0] <= rate <= SOURCE_FPS[1] else DEFAULT_FPS
     index = -1  # the source's number of the frame at hand
     undecoded = unread_run = 0  # frames left out: all of them, and those since the last one read
     with_faces = 0  # frames where a face was found
@@ -530,7 +532,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "probabilities": [list(f["probabilities"].values()) for f in faces_d],
                     }
                     json_file.write(json.dumps(record) + "\n")
-                    json_file.flush()  # line by line: `tail -f` follows a live run
+                    json_file.flush()  # line by line: `tail -F` on the .part follows a live run
                 if args.show:
                     cv2.imshow("fer", frame)
                     if cv2.waitKey(1) & 0xFF in (ord("q"), 27):

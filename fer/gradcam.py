@@ -209,8 +209,7 @@ def masking_drop(
     drops = []
     for mask in (hot, moved):
         masked = x.clone()
-        masked[torch.from_numpy(mask)[:, None].to(x.device)] = (
-            0.0  # 0 is the mean face after standardising
-        )
+        # 0 is the mean face after standardising
+        masked[torch.from_numpy(mask)[:, None].to(x.device)] = 0.0
         drops.append(float((base - prob(masked)).mean()))
     return drops[0], drops[1]
