@@ -614,7 +614,13 @@ def create_app(
             except ClientLeft:
                 return Response(status_code=400)  # nobody to answer
             except RequestError as e:  # `curl -d @photo.jpg`, which drops the file's newlines
-                if e.status in (400, 415) and content_type.lower().startswith(FORM_ENCODED):
+                # (and says the body is a form, as --data-binary does without -H: a body that
+                # kept a newline or carriage return was sent whole)
+                if (
+                    e.status in (400, 415)
+                    and content_type.lower().startswith(FORM_ENCODED)
+                    and not (b"\n" in body or b"\r" in body)
+                ):
                     e.message += "; send a file with curl --data-binary, not -d, which alters it"
                 raise
             finally:

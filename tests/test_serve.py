@@ -357,6 +357,12 @@ def test_curl_d_is_told_to_send_the_file_whole_and_health_answers_head(engine):
     image = {"content-type": "image/jpeg"}
     answer = client.post("/api/predict", content=mangled, headers=image)
     assert "--data-binary" not in answer.json()["error"]  # sent as an image: no curl -d
+    # a damaged file sent whole (`curl --data-binary` sends a form's type too): its newlines kept,
+    # so no curl -d to blame (was: told to use --data-binary, which it had)
+    truncated = jpeg[: len(jpeg) * 2 // 3]
+    assert b"\n" in truncated or b"\r" in truncated
+    answer = client.post("/api/predict", content=truncated, headers=form)
+    assert answer.status_code == 400 and "--data-binary" not in answer.json()["error"]
     assert client.head("/api/health").status_code == 200
 
 
