@@ -859,14 +859,22 @@ def run_cli(
 ) -> None:
     """Run a CLI entry point: FerError, bad files and files the system refuses (OSError naming a
     file) become one line on stderr and exit code 2; --debug shows the traceback. Where a thread
-    of ABANDONED is still alive at the end, the process ends there with the same exit status."""
+    of ABANDONED is still alive at the end, the process ends there with the same exit status (1,
+    its traceback printed, after an error left to Python: --debug, or one fer does not name)."""
     try:
         _run_cli(main, argv)
-    except SystemExit as e:
+    except BaseException as e:
         if any(thread.is_alive() for thread in ABANDONED):
-            code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
-            if isinstance(e.code, str):
+            if not isinstance(e, SystemExit):
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+            elif isinstance(e.code, int) or e.code is None:
+                code = e.code or 0
+            else:
                 print(e.code, file=sys.stderr)
+                code = 1
             for stream in (sys.stdout, sys.stderr):
                 with contextlib.suppress(Exception):  # a reader gone, a closed terminal
                     stream.flush()

@@ -405,6 +405,13 @@ def test_a_read_left_blocked_ends_the_process_at_once_not_in_an_abort(monkeypatc
         with pytest.raises(Exited) as ended:
             fer.common.run_cli(stopped, [])
         assert ended.value.args == (143,) and "5 frames" in capsys.readouterr().out
+
+        def failed(argv):  # an error run_cli leaves to Python (--debug): its traceback, then 1
+            raise fer.common.FerError("the video cannot be written")
+
+        with pytest.raises(Exited) as ended:
+            fer.common.run_cli(failed, ["--debug"])
+        assert ended.value.args == (1,) and "Traceback" in capsys.readouterr().err
     finally:
         release.set()
         reader.thread.join(10)
