@@ -32,8 +32,9 @@ def face_video(
 ) -> list[tuple[int, int, int, int]]:
     """Write a video whose frame i shows faces[(i // hold) % len(faces)] (48x48 gray) upscaled to
     `size` pixels (or, for a (low, high) pair, a random size per face), drifting slowly across the
-    frame: an mp4, or for a .y4m path the raw YUV 4:2:0 stream that Chromium's fake camera plays
-    (--use-file-for-fake-video-capture). Returns the true box (x, y, w, h) of each frame."""
+    frame: an mp4 (an MJPG .avi for an .avi path), or for a .y4m path the raw YUV 4:2:0 stream
+    that Chromium's fake camera plays (--use-file-for-fake-video-capture). Returns the true box
+    (x, y, w, h) of each frame."""
     bg = background(width, height)
     rng = np.random.default_rng(seed)
     sizes = [
@@ -46,8 +47,10 @@ def face_video(
         out = open(path, "wb")
         out.write(f"YUV4MPEG2 W{width} H{height} F{round(fps)}:1 Ip A1:1 C420\n".encode())
     else:
-        out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not out.isOpened():  # else every frame would be dropped without a word
+        from fer.detect import video_writer
+
+        out = video_writer(Path(path), fps, width, height)
+        if out is None:  # else every frame would be dropped without a word
             raise OSError(f"OpenCV cannot write the video {path} (its folder, or its extension)")
     boxes = []
     try:

@@ -114,14 +114,30 @@ ANNOUNCED_SLACK = 0.02
 UNREAD_RUN_LIMIT = 250
 
 
+#: The largest numerator of a frame rate MPEG-4 holds (its time base's 16 bits).
+MPEG4_RATE_LIMIT = 65535
+
+
+def writable_rate(fps: float) -> float:
+    """`fps` to as many decimals (three at most) as MPEG-4 holds. OpenCV hands FFmpeg a rate as
+    a fraction of a power of ten near it (119.8765: 119877/1000), which MPEG-4 refuses where the
+    numerator is over MPEG4_RATE_LIMIT: a phone's slow motion (119.88 frames/s on average) or a
+    stream measured at 91.2 could not be written at all."""
+    decimals = 3
+    while decimals and round(fps * 10**decimals) > MPEG4_RATE_LIMIT:
+        decimals -= 1
+    return round(fps, decimals)
+
+
 def video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter | None:
-    """An open cv2.VideoWriter for `path` (MJPG in .avi, MPEG-4 in the rest), or None where
-    OpenCV writes no such file (its extension, or its folder). OpenCV's and FFmpeg's complaints,
-    printed straight to the process's stderr, are held back: the caller says it in one line."""
+    """An open cv2.VideoWriter for `path` (MJPG in .avi, MPEG-4 in the rest) at `fps` (as
+    writable_rate gives it), or None where OpenCV writes no such file (its extension, or its
+    folder). OpenCV's and FFmpeg's complaints, printed straight to the process's stderr, are held
+    back: the caller says it in one line."""
     fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
     with quiet_stderr():
         try:
-            writer = cv2.VideoWriter(str(path), fourcc, fps, (width, height))
+            writer = cv2.VideoWriter(str(path), fourcc, writable_rate(fps), (width, height))
         except cv2.error:  # a name OpenCV takes for a pattern of images (x.gif)
             return None
     return writer if writer.isOpened() else None
