@@ -369,11 +369,15 @@ def test_unreachable_imagenet_weights_stop_a_vgg_run_before_the_data_is_fetched_
     monkeypatch.setattr(api, "load_state_dict_from_url", offline)  # never download in a test
     monkeypatch.setattr(fer.train, "build_data", data_touched)
     monkeypatch.setattr(fer.download, "resolve_data", data_touched)
+    # the folder torchvision caches them in, as the user's TORCH_HOME puts it (was: always
+    # ~/.cache/torch/hub/checkpoints, where a user who moved it would copy the file for nothing)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch home"))
     root = tmp_path / "r"
     argv = ["--data", str(csv_data), "--model", "vgg", "--default-root-dir", str(root)]
     with pytest.raises(FerError, match="could not load the ImageNet VGG16 weights") as e:
         train(argv)
     assert "\n" not in str(e.value)
+    assert f"caches them in {tmp_path / 'torch home' / 'hub' / 'checkpoints'}," in str(e.value)
     assert not root.exists()
 
 

@@ -93,7 +93,8 @@ def backbone_state(weights: str | Path | None = None) -> tuple[dict, str]:
         except Exception as e:  # URLError, socket and SSL errors, a truncated hub cache file ...
             raise FerError(
                 f"could not load the ImageNet VGG16 weights ({type(e).__name__}: {str(e).splitlines()[0][:80]}); "
-                "run once with internet access so torchvision caches them in ~/.cache/torch/hub/checkpoints, "
+                "run once with internet access so torchvision caches them in "
+                f"{Path(torch.hub.get_dir()) / 'checkpoints'}, "
                 "or pass --weights FILE (a VGG16 state dict), or train from scratch with --no-pretrained"
             ) from e
         source = "torchvision VGG16_Weights.IMAGENET1K_V1"
