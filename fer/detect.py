@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import queue
 import shlex
@@ -119,25 +120,29 @@ MPEG4_RATE_LIMIT = 65535
 
 
 def writable_rate(fps: float) -> float:
-    """`fps` to as many decimals (three at most) as MPEG-4 holds. OpenCV hands FFmpeg a rate as
-    a fraction of a power of ten near it (119.8765: 119877/1000), which MPEG-4 refuses where the
-    numerator is over MPEG4_RATE_LIMIT: a phone's slow motion (119.88 frames/s on average) or a
-    stream measured at 91.2 could not be written at all."""
-    decimals = 3
-    while decimals and round(fps * 10**decimals) > MPEG4_RATE_LIMIT:
+    """`fps` to as many decimals as MPEG-4 holds (up to six, where OpenCV stops looking). OpenCV
+    hands FFmpeg a rate as the first fraction of a power of ten within 0.001 of it (119.8765:
+    119877/1000), which MPEG-4 refuses where the numerator is over MPEG4_RATE_LIMIT: a phone's
+    slow motion (119.88 frames/s on average) or a stream measured at 91.2 could not be written.
+    Rounded so, a rate comes out as OpenCV would give it wherever MPEG-4 held it already."""
+    decimals = 6
+    while decimals and math.isfinite(fps) and round(fps * 10**decimals) > MPEG4_RATE_LIMIT:
         decimals -= 1
-    return round(fps, decimals)
+    return round(fps, decimals) if math.isfinite(fps) else fps
 
 
 def video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter | None:
-    """An open cv2.VideoWriter for `path` (MJPG in .avi, MPEG-4 in the rest) at `fps` (as
-    writable_rate gives it), or None where OpenCV writes no such file (its extension, or its
-    folder). OpenCV's and FFmpeg's complaints, printed straight to the process's stderr, are held
-    back: the caller says it in one line."""
-    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if path.suffix.lower() == ".avi" else "mp4v"))
+    """An open cv2.VideoWriter for `path` (MJPG in .avi, MPEG-4 at writable_rate(fps) in the
+    rest), or None where OpenCV writes no such file (its extension, or its folder). OpenCV's and
+    FFmpeg's complaints, printed straight to the process's stderr, are held back: the caller says
+    it in one line."""
+    mjpg = path.suffix.lower() == ".avi"
+    fourcc = cv2.VideoWriter_fourcc(*("MJPG" if mjpg else "mp4v"))
     with quiet_stderr():
         try:
-            writer = cv2.VideoWriter(str(path), fourcc, writable_rate(fps), (width, height))
+            writer = cv2.VideoWriter(
+                str(path), fourcc, fps if mjpg else writable_rate(fps), (width, height)
+            )
         except cv2.error:  # a name OpenCV takes for a pattern of images (x.gif)
             return None
     return writer if writer.isOpened() else None
