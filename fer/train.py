@@ -1180,6 +1180,10 @@ def report(
                     **({"hp/test_acc": summary["test_acc"]} if "test_acc" in summary else {}),
                 },
             )
+            # logged after the trainer closed its event file, into a new one, closed now: left
+            # open, a daemon thread wrote it after the run returned, or not at all where the
+            # process ended first
+            trainer.logger.experiment.close()
         if args.json and args.json != "-":
             write_text(args.json, json.dumps(summary, indent=2))
         if summary["log_dir"]:  # after --json's file: it marks the run finished (resolve_run)
