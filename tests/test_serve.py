@@ -779,6 +779,28 @@ def browser_camera(real_faces, tmp_path_factory):
     return camera, "happy"
 
 
+# The next frame with a face, shown as on a screen of two pixels to a CSS pixel: the overlay's
+# size against the screen's pixels it covers, and the pixels across the left edge of the face's box
+# (midway down it), where the box is drawn.
+SHOWN_AT_TWO_PIXELS = """
+const done = arguments[arguments.length - 1];
+Object.defineProperty(window, 'devicePixelRatio', { value: 2, configurable: true });
+const show = window.showFrame;
+window.showFrame = (answer) => {
+  show(answer);
+  if (!answer.faces.length) return;
+  window.showFrame = show;
+  const o = document.getElementById('overlay'), [x, y, , h] = answer.faces[0].box;
+  const cw = o.clientWidth, ch = o.clientHeight;
+  const fit = Math.min(cw / answer.width, ch / answer.height);
+  const ox = (cw - answer.width * fit) / 2, oy = (ch - answer.height * fit) / 2;
+  const at = [Math.round((ox + x * fit) * 2) - 2, Math.round((oy + (y + h / 2) * fit) * 2)];
+  const edge = Array.from(o.getContext('2d').getImageData(at[0], at[1], 5, 1).data);
+  done({ canvas: [o.width, o.height], screen: [Math.round(cw * 2), Math.round(ch * 2)], edge });
+};
+"""
+
+
 def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera, server, tmp_path):
     url, _ = server
     camera, label = browser_camera
@@ -789,6 +811,12 @@ def test_the_page_shows_the_right_emotion_for_the_face_on_camera(browser_camera,
         driver.find_element("id", "start").click()
         wait_for(lambda: live_labels(driver) == [label], 90, f"the page to show {label}")
         wait_for(lambda: page_fps(driver) > 0, 30, "a frames-per-second figure")
+        # on a screen of two pixels to a CSS pixel (most phones' and laptops'), the faces are drawn
+        # at its pixels, the box where the face is (was: at CSS pixels, blurred, the canvas half
+        # the screen's size)
+        drawn = driver.execute_async_script(SHOWN_AT_TWO_PIXELS)
+        assert drawn["canvas"] == drawn["screen"]
+        assert any(alpha > 0 for alpha in drawn["edge"][3::4]), drawn
         assert httpx.get(f"{url}/api/health").json()["streams"] == 1
         for _ in range(3):  # stopped and started again at once: one stream, no error
             driver.find_element("id", "stop").click()

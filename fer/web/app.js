@@ -283,16 +283,20 @@ function showFrame(answer) {
   }
   $("latency").textContent = `server ${answer.ms} ms a frame`;
   const overlay = $("overlay"), video = $("video");
-  // the overlay covers the video element; the video is letterboxed inside it (object-fit: contain)
-  if (overlay.width !== overlay.clientWidth || overlay.height !== overlay.clientHeight) {
-    overlay.width = overlay.clientWidth;  // resizing a canvas reallocates it: only when it changed
-    overlay.height = overlay.clientHeight;
+  // the overlay covers the video element; the video is letterboxed inside it (object-fit: contain).
+  // Drawn in CSS pixels on a canvas of the screen's own (two or three to a CSS pixel on most
+  // phones and laptops), so that its lines and text are as sharp as the page's.
+  const dpr = window.devicePixelRatio || 1, cw = overlay.clientWidth, ch = overlay.clientHeight;
+  if (overlay.width !== Math.round(cw * dpr) || overlay.height !== Math.round(ch * dpr)) {
+    overlay.width = Math.round(cw * dpr);  // resizing a canvas reallocates it: only when it changed
+    overlay.height = Math.round(ch * dpr);
   }
-  const fit = Math.min(overlay.width / answer.width, overlay.height / answer.height);
-  const ox = (overlay.width - answer.width * fit) / 2, oy = (overlay.height - answer.height * fit) / 2;
+  const fit = Math.min(cw / answer.width, ch / answer.height);
+  const ox = (cw - answer.width * fit) / 2, oy = (ch - answer.height * fit) / 2;
   const ctx = overlay.getContext("2d");
   ctx.clearRect(0, 0, overlay.width, overlay.height);
   ctx.save();
+  ctx.scale(dpr, dpr);
   ctx.translate(ox, oy);
   ctx.beginPath();  // nothing drawn in the letterbox around the picture (a panel near its edge)
   ctx.rect(0, 0, answer.width * fit, answer.height * fit);
