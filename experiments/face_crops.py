@@ -5,9 +5,14 @@ PublicTest faces (the validation split) are pasted, 150-230 px wide, at random p
 shipped model classifies the crops. Reported per detector: share of faces found (IoU >= 0.3 with
 the pasted square), and accuracy on the found faces for each crop scale (side of the square crop
 as a multiple of the detector's box width) and vertical shift (of the crop centre, in box widths),
-with and without alignment, beside the model's accuracy on the same faces as 48x48 originals.
+with and without alignment, beside the model's accuracy on the same faces as 48x48 originals and
+cut back from the frame at the square they were pasted into (what the frame left of them, with no
+detector). `--context PIXELS` continues each face's border (reflected) by that many of its 48
+pixels on each side before it is pasted, so that the square's edge is no hard line against the
+background: whether that edge is what a detector's crop loses.
 
-Usage: python experiments/face_crops.py [--data data/fer2013] [--faces 600] [--angle 25] [--json F]
+Usage: python experiments/face_crops.py [--data data/fer2013] [--faces 600] [--angle 25]
+       [--context 0] [--json F]
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fer.common import check_outputs, run_cli, write_text  # noqa: E402
+from fer.common import check_outputs, run_cli, to_face48, write_text  # noqa: E402
 from fer.data import PUBLIC_TEST, load_fer  # noqa: E402
 from fer.demo import background  # noqa: E402
 from fer.faces import Face, crop_faces, iou, make_detector  # noqa: E402
@@ -33,15 +38,20 @@ SCALES = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
 SHIFTS = (0.0, 0.05, 0.1, 0.15)
 
 
-def paste(face48: np.ndarray, rng: np.random.Generator, max_angle: float):
-    """A 640x480 gray frame with the face at a random place, size and angle; and its square box."""
+def paste(face48: np.ndarray, rng: np.random.Generator, max_angle: float, context: int = 0):
+    """A 640x480 gray frame with the face at a random place, size and angle, its border continued
+    (reflected) by `context` of its pixels on each side; and the face's own square box."""
     frame = cv2.cvtColor(background(seed=int(rng.integers(1 << 30))), cv2.COLOR_BGR2GRAY)
     size = int(rng.integers(150, 231))
-    x, y = int(rng.integers(0, 640 - size)), int(rng.integers(0, 480 - size))
-    big = cv2.resize(face48, (size, size), interpolation=cv2.INTER_CUBIC)
+    extra = int(round(size * context / face48.shape[0]))  # the context's width in the frame
+    x = int(rng.integers(extra, 640 - size - extra + 1))
+    y = int(rng.integers(extra, 480 - size - extra + 1))
+    if context:
+        face48 = cv2.copyMakeBorder(face48, *[context] * 4, cv2.BORDER_REFLECT_101)
+    big = cv2.resize(face48, (size + 2 * extra,) * 2, interpolation=cv2.INTER_CUBIC)
     angle = float(rng.uniform(-max_angle, max_angle)) if max_angle else 0.0
-    m = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
-    m[:, 2] += (x, y)
+    m = cv2.getRotationMatrix2D((size / 2 + extra, size / 2 + extra), angle, 1.0)
+    m[:, 2] += (x - extra, y - extra)
     mask = cv2.warpAffine(np.full_like(big, 255), m, (640, 480))
     warped = cv2.warpAffine(big, m, (640, 480))
     frame[mask > 0] = warped[mask > 0]
@@ -60,7 +70,14 @@ def set_work_size(detector, size: int) -> None:
 
 
 def measure(
-    data, classifier, detector_name: str, n: int, max_angle: float, seed: int = 0, width: int = 0
+    data,
+    classifier,
+    detector_name: str,
+    n: int,
+    max_angle: float,
+    seed: int = 0,
+    width: int = 0,
+    context: int = 0,
 ):
     rng = np.random.default_rng(seed)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten()
@@ -72,9 +89,9 @@ def measure(
     if width:
         set_work_size(detector, width)
     crops = {(s, dy, a): [] for s in SCALES for dy in SHIFTS for a in (True, False)}
-    labels, originals, found, seconds = [], [], 0, 0.0
+    labels, originals, squares, found, seconds = [], [], [], 0, 0.0
     for i in pick:
-        frame, truth = paste(data.images[i].numpy(), rng, max_angle)
+        frame, truth = paste(data.images[i].numpy(), rng, max_angle, context)
         t = time.perf_counter()
         faces = detector.detect(frame)
         seconds += time.perf_counter() - t
@@ -84,26 +101,31 @@ def measure(
         found += 1
         labels.append(int(data.labels[i]))
         originals.append(data.images[i].numpy())
+        x, y, side, _ = truth  # (a turned face's square is cut upright: with its corners' loss)
+        squares.append(to_face48(frame[y : y + side, x : x + side]))
         for s, dy, a in crops:
             crops[s, dy, a].append(crop_faces(frame, [shifted(best, dy)], a, s)[0])
     if not found:  # nothing to score: said so, rather than stacking no crops
         return {"detector": detector_name, "faces": n, "found": 0, "detect_ms": 1000 * seconds / n,
-                "max_angle": max_angle, "original_accuracy": None, "accuracy": {}}  # fmt: skip
+                "max_angle": max_angle, "context": context, "original_accuracy": None,
+                "square_accuracy": None, "accuracy": {}}  # fmt: skip
     y = np.array(labels)
-    acc = {
-        key: float((classifier.predict_proba(np.stack(c)).argmax(1) == y).mean())
-        for key, c in crops.items()
-    }
+
+    def accuracy(faces: list[np.ndarray]) -> float:
+        return float((classifier.predict_proba(np.stack(faces)).argmax(1) == y).mean())
+
     return {
         "detector": detector_name,
         "faces": n,
         "found": found,
         "detect_ms": 1000 * seconds / n,
         "max_angle": max_angle,
-        "original_accuracy": float(
-            (classifier.predict_proba(np.stack(originals)).argmax(1) == y).mean()
-        ),
-        "accuracy": {f"scale={s} shift={dy} align={a}": v for (s, dy, a), v in acc.items()},
+        "context": context,
+        "original_accuracy": accuracy(originals),
+        "square_accuracy": accuracy(squares),
+        "accuracy": {
+            f"scale={s} shift={dy} align={a}": accuracy(c) for (s, dy, a), c in crops.items()
+        },
     }
 
 
@@ -120,17 +142,29 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--angle", type=float, default=25.0, help="largest turn of the rotated set")
     p.add_argument("--detectors", nargs="+", default=["yunet", "haar"])
     p.add_argument("--work-width", type=int, default=0, help="detectors' work width (0: default)")
+    p.add_argument(
+        "--context",
+        type=int,
+        default=0,
+        help="continue each face's border (reflected) by this many of its 48 pixels on each side "
+        "(0: the square pasted with its hard edge)",
+    )
     p.add_argument("--json", help="write the figures here")
     args = p.parse_args(argv)
     if args.faces < 1:
         p.error("--faces must be 1 or more")
+    if not 0 <= args.context <= 47:
+        p.error("--context must be 0-47 (a reflection holds at most the face's 47 other pixels)")
     check_outputs({"--json": args.json})  # before minutes of work
     data = load_fer(args.data)
     classifier = load_classifier(backend="auto")
     results = []
     for name in args.detectors:
         for angle in (0.0, args.angle):
-            r = measure(data, classifier, name, args.faces, angle, width=args.work_width)
+            r = measure(
+                data, classifier, name, args.faces, angle, width=args.work_width,
+                context=args.context,
+            )  # fmt: skip
             results.append(r)
             if not r["found"]:
                 print(f"{name:6s} turned up to {angle:4.0f} deg: found no face of {r['faces']}")
@@ -139,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{name:6s} turned up to {angle:4.0f} deg: found {r['found']}/{r['faces']} "
                 f"({r['detect_ms']:.1f} ms/frame); 48x48 originals {r['original_accuracy']:.4f}; "
+                f"their squares in the frame {r['square_accuracy']:.4f}; "
                 f"best crop {best} {r['accuracy'][best]:.4f}"
             )
             for key, v in r["accuracy"].items():

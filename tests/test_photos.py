@@ -471,6 +471,31 @@ def test_face_crops_work_width_reaches_either_detector():
     assert yunet.first_scale(480, 640) == 0.5 and haar.work_width == 320
 
 
+def test_face_crops_continues_a_faces_border_around_it_and_cuts_its_square_back():
+    """experiments/face_crops.py --context N pastes each face with its border continued by N of
+    its 48 pixels (reflected) on each side, so that no hard edge of the square meets the
+    background; the box it gives, and the square cut back from the frame, are the face's own."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    from face_crops import paste
+
+    face48 = np.tile(np.linspace(60, 200, 48), (48, 1)).astype(np.uint8)  # brighter to the right
+    for seed in range(5):
+        for context in (0, 12):
+            frame, (x, y, side, _) = paste(face48, np.random.default_rng(seed), 0.0, context)
+            cut = cv2.resize(
+                frame[y : y + side, x : x + side], (48, 48), interpolation=cv2.INTER_AREA
+            )
+            assert np.abs(cut.astype(int) - face48).mean() < 3  # the face, where the box says
+            # left of the face: its own columns mirrored (column d of the face at d of its pixels
+            # out), where the square pasted alone shows the background
+            out = np.arange(4, side // 5)  # frame pixels left of the box, clear of its edge
+            band = frame[y + side // 3 : y + 2 * side // 3, x - out].astype(int)
+            mirrored = np.interp(out * 48 / side, np.arange(48), face48[0].astype(float))
+            assert (np.abs(band - mirrored).mean() < 4) == bool(context), (seed, context)
+
+
 @pytest.mark.parametrize("width,height", [(140, 140), (140, 205), (100, 148)])
 def test_a_face_cut_by_a_tiles_edge_gives_way_to_the_whole_face_in_the_next_tile(
     monkeypatch, width, height
