@@ -29,6 +29,7 @@ from fer.common import (
     OutputSet,
     Parser,
     add_debug_flag,
+    count,
     counted,
     run_cli,
     save_figure,
@@ -76,14 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="dataset cache folder")
     add_debug_flag(p)
     return p
-
-
-def count(text: str) -> int:
-    """A whole number 0 or more: faces to show, grey levels, a seed."""
-    n = int(text)
-    if n < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return n
 
 
 def non_negative(text: str) -> float:
@@ -434,7 +427,9 @@ def figures(
     paths.append(out / "pixel_stats.png")
     save_figure(fig, paths[-1])
 
-    # a row an emotion: one with fewer faces than per_class is filled with blank cells
+    # a row an emotion: one with fewer faces than per_class is filled with blank cells (at most
+    # as many as the largest emotion has: a row of blank cells is nothing to see)
+    per_class = min(per_class, int(np.bincount(labels, minlength=NUM_CLASSES).max(initial=0)))
     faces, captions = [], []
     blank_face = np.full(images.shape[1:], 255, images.dtype)
     for k, emotion in enumerate(EMOTIONS):

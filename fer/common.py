@@ -651,6 +651,14 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def count(text: str) -> int:
+    """argparse type: a whole number 0 or more (faces to show, grey levels, a seed)."""
+    n = int(text)
+    if n < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return n
+
+
 def add_debug_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
 

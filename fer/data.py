@@ -341,8 +341,18 @@ def read_csv(files: list[Path]) -> FerData:
         if "pixels" not in df.columns or (
             "emotion" not in df.columns and f.name.lower() != "test.csv"
         ):
+            if any(
+                len(c.split()) == IMAGE_SIZE * IMAGE_SIZE for c in df.columns
+            ):  # a face's pixels
+                raise FerError(
+                    f"{f} has no header line (its first line is a face): add the line "
+                    "emotion,pixels,Usage at its top (emotion,pixels without a Usage column)"
+                )
+            names = ", ".join(c if len(c) <= 40 else f"{c[:37]}..." for c in df.columns[:10])
+            more = f" and {len(df.columns) - 10} more" if len(df.columns) > 10 else ""
             raise FerError(
-                f"{f} needs the columns emotion and pixels (and optionally Usage); it has {', '.join(df.columns)}"
+                f"{f} needs the columns emotion and pixels (and optionally Usage); it has "
+                f"{names}{more}"
             )
         if "emotion" not in df.columns:
             log.warning("%s has no emotion column (Kaggle's unlabelled test file): not used", f)
@@ -552,6 +562,11 @@ def exclusion_list(path: str | Path) -> Path:
     """The path of a list of faces to leave out, refused where it names no file: checked before
     any data is fetched or decoded."""
     p = Path(path)
+    if p.is_dir():
+        raise FerError(
+            f"exclusion list {p} is a folder; give a list of faces in it, such as the leaked.txt "
+            "or exclude.txt python -m fer.analyze writes"
+        )
     if not p.is_file():
         raise FerError(f"exclusion list {p} does not exist; create it with python -m fer.analyze")
     return p

@@ -23,6 +23,7 @@ from fer.common import (
     OutputSet,
     Parser,
     add_debug_flag,
+    count,
     counted,
     run_cli,
     same_data,
@@ -73,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--gradcam",
-        type=int,
+        type=count,
         default=0,
         metavar="N",
         help="also draw Grad-CAM heatmaps for N faces per emotion",

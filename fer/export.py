@@ -389,8 +389,8 @@ def read_metrics(
             m = json.loads(Path(f).read_text())
         except (OSError, ValueError) as e:
             raise FerError(f"cannot read metrics file {f}: {e}") from e
-        if not isinstance(m, dict):
-            raise FerError(f"{f} is not a metrics.json of fer.evaluate (no object of figures)")
+        if not isinstance(m, dict) or not isinstance(m.get("accuracy"), (int, float)):
+            raise FerError(f"{f} is not a metrics.json of fer.evaluate (it holds no accuracy)")
         keys = ("accuracy", "macro_f1", "samples", "split", "data", "skipped_list")
         summary = {k: m[k] for k in keys if m.get(k) is not None}
         name = f"{m.get('split', 'eval')}_tta_{m.get('tta', 'none')}"

@@ -566,6 +566,10 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError(f"--val-fraction must be between 0 and 1, got {args.val_fraction}")
     if any(w <= 0 for w in args.widths):
         raise FerError("--widths must all be positive")
+    if not 0 <= args.crop < IMAGE_SIZE or 0 < args.crop < 8:
+        raise FerError(
+            f"--crop must be between 8 and {IMAGE_SIZE - 1} pixels (0: no crop), got {args.crop}"
+        )
     side = args.crop or IMAGE_SIZE  # each stage of the plain CNN halves the face, rounding down
     if args.model == "cnn" and not args.residual and side >> len(args.widths) < 1:
         most = side.bit_length() - 1
@@ -593,10 +597,6 @@ def validate(args: argparse.Namespace) -> None:
         raise FerError(f"--init {args.init} does not exist")
     if args.init_member is not None and not args.init:
         raise FerError("--init-member picks a member of the --init model; give --init too")
-    if not 0 <= args.crop < IMAGE_SIZE or 0 < args.crop < 8:
-        raise FerError(
-            f"--crop must be between 8 and {IMAGE_SIZE - 1} pixels (0: no crop), got {args.crop}"
-        )
     if args.crop and args.model != "cnn":
         raise FerError("--crop is an option of --model cnn")
     if args.residual and args.model != "cnn":

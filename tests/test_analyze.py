@@ -356,6 +356,26 @@ def test_a_face_whose_file_name_is_not_utf8_is_analysed_and_listed(tmp_path):
     assert [n for n in excluded if n.endswith(name)] == [f"train/fear/{name}"]
 
 
+def test_more_faces_per_emotion_than_any_has_draws_as_many_as_the_largest_has(
+    tmp_path, monkeypatch
+):
+    """Was: --per-class 1000 on a few faces a class drew 1,000 columns, nearly all blank (a
+    162,274 px wide PNG after 70 s); --random already stopped at the faces there are."""
+    import fer.figures
+
+    drawn = []  # (columns, title) of each grid
+    grid = fer.figures.face_grid
+    monkeypatch.setattr(
+        fer.figures,
+        "face_grid",
+        lambda f, c, cols, title: drawn.append((cols, title)) or grid(f, c, cols=cols, title=title),
+    )
+    root = make_folder(tmp_path / "d", per_class=(2, 1, 1))  # 4 faces of each emotion at most
+    out = tmp_path / "r"
+    assert analyze(["--data", str(root), "--out", str(out), "--per-class", "1000"]) == 0
+    assert (4, "4 random faces per emotion") in drawn
+
+
 @pytest.mark.parametrize("option", ["--random", "--per-class"])
 def test_a_negative_number_of_faces_to_show_is_refused(tmp_path, option, capsys):
     """Was: --random -3 drew all faces but 3, --per-class -2 four a class under '-2 random...'."""

@@ -63,6 +63,11 @@ SUPERSCRIPT = GOOD.replace("9", "\u00b2", 1)  # "²": a digit to str.isdigit, no
             lambda t: csv_with(t, "label,image\n1,2\n"),
             ["needs the columns emotion and pixels"],
         ),
+        (  # was the whole first row's 2,304 pixel values quoted as column names (8 KB)
+            "csv without its header line",
+            lambda t: csv_with(t, f"0,{GOOD},Training\n1,{GOOD},Training\n"),
+            ["has no header line", "emotion,pixels,Usage"],
+        ),
         (
             "csv pixel count",
             lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n1,1 2 3,Training\n"),
@@ -170,6 +175,33 @@ def test_out_of_range_options(tmp_path, capsys, flag, value, needle):
     assert_one_line_error(code, err, needle)
     if flag == "--model":
         assert "cnn" in err and "vgg" in err  # the known models are listed
+
+
+@pytest.mark.parametrize(
+    "module,args,needle",
+    [  # was accepted: no figure, yet the faces scored by PyTorch in place of ONNX Runtime
+        ("evaluate", ["--gradcam", "-1"], "--gradcam: must be 0 or more"),
+        # were '--widths: 4 stages halve a 1 px face to nothing; give at most 0 widths'
+        ("train", ["--crop", "1", "--widths", "8"], "--crop must be between 8 and 47"),
+        ("train", ["--crop", "-5"], "--crop must be between 8 and 47"),
+    ],
+)
+def test_an_option_out_of_its_range_is_named(tmp_path, capsys, module, args, needle):
+    data = make_folder(tmp_path / "d", per_class=(1, 1, 0))
+    extra = [*TINY, "--default-root-dir", str(tmp_path / "runs")] if module == "train" else []
+    code, _, err = cli(module, ["--data", str(data), *extra, *args], capsys)
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("option", ["--skip", "--exclude"])
+def test_a_folder_given_as_a_list_of_faces_is_called_a_folder(tmp_path, capsys, option):
+    """Was: 'exclusion list FOLDER does not exist', of a folder that does."""
+    data = make_folder(tmp_path / "d", per_class=(1, 1, 0))
+    module = "evaluate" if option == "--skip" else "train"
+    extra = [*TINY, "--default-root-dir", str(tmp_path / "runs")] if module == "train" else []
+    code, _, err = cli(module, ["--data", str(data), *extra, option, str(tmp_path)], capsys)
+    assert_one_line_error(code, err, f"{tmp_path} is a folder", "a list of faces")
 
 
 @pytest.mark.parametrize(

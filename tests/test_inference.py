@@ -505,6 +505,8 @@ def test_a_model_of_other_classes_or_preprocessing_is_refused_also_in_an_ensembl
     "case, message",
     [
         ("metrics a list", "not a metrics.json"),
+        # was recorded as {"eval_tta_none": {"samples": 210}}: fer.analyze's report, say
+        ("metrics another report", "not a metrics.json"),
         ("model.json null", "not a JSON object"),
         ("model.json in UTF-16", "not valid JSON"),
         ("another width", "size mismatch"),
@@ -522,8 +524,9 @@ def test_export_refuses_bad_files_in_one_line(trained, tmp_path, monkeypatch, ca
     shutil.copytree(trained["export"], model)
     meta = json.loads((model / "model.json").read_text())
     args = ["--ckpt", str(model), "--out", str(out)]
-    if case == "metrics a list":
-        (tmp_path / "m.json").write_text("[1, 2]")
+    if case.startswith("metrics"):
+        report = [1, 2] if case == "metrics a list" else {"samples": 210, "blank": 0}
+        (tmp_path / "m.json").write_text(json.dumps(report))
         args += ["--metrics", str(tmp_path / "m.json")]
     elif case == "model.json null":
         (model / "model.json").write_text("null")
@@ -540,7 +543,7 @@ def test_export_refuses_bad_files_in_one_line(trained, tmp_path, monkeypatch, ca
         monkeypatch.setattr(fer.export, "read_members", None, raising=False)  # not reached
     with pytest.raises(FerError, match=message):
         export(args)
-    expected = {"model", "m.json" if case == "metrics a list" else "model"}
+    expected = {"model", "m.json" if case.startswith("metrics") else "model"}
     expected |= {"out"} if case == "out a file" else set()
     assert {p.name for p in tmp_path.iterdir()} == expected  # nothing written
 
