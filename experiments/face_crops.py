@@ -35,6 +35,8 @@ from fer.faces import Face, crop_faces, iou, make_detector  # noqa: E402
 from fer.inference import load_classifier  # noqa: E402
 
 SCALES = (1.0, 1.1, 1.2, 1.3, 1.4, 1.5)
+#: The most --context a face of the largest size pasted (230 px) leaves room for in 480 px.
+MAX_CONTEXT = 25
 SHIFTS = (0.0, 0.05, 0.1, 0.15)
 
 
@@ -44,8 +46,8 @@ def paste(face48: np.ndarray, rng: np.random.Generator, max_angle: float, contex
     frame = cv2.cvtColor(background(seed=int(rng.integers(1 << 30))), cv2.COLOR_BGR2GRAY)
     size = int(rng.integers(150, 231))
     extra = int(round(size * context / face48.shape[0]))  # the context's width in the frame
-    x = int(rng.integers(extra, 640 - size - extra + 1))
-    y = int(rng.integers(extra, 480 - size - extra + 1))
+    x = int(rng.integers(extra, 640 - size - extra))  # (with no context, drawn as before it)
+    y = int(rng.integers(extra, 480 - size - extra))
     if context:
         face48 = cv2.copyMakeBorder(face48, *[context] * 4, cv2.BORDER_REFLECT_101)
     big = cv2.resize(face48, (size + 2 * extra,) * 2, interpolation=cv2.INTER_CUBIC)
@@ -153,8 +155,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.faces < 1:
         p.error("--faces must be 1 or more")
-    if not 0 <= args.context <= 47:
-        p.error("--context must be 0-47 (a reflection holds at most the face's 47 other pixels)")
+    if not 0 <= args.context <= MAX_CONTEXT:
+        p.error(f"--context must be 0-{MAX_CONTEXT} (a 230 px face and its context fill the frame)")
     check_outputs({"--json": args.json})  # before minutes of work
     data = load_fer(args.data)
     classifier = load_classifier(backend="auto")

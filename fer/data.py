@@ -341,12 +341,14 @@ def read_csv(files: list[Path]) -> FerData:
         if "pixels" not in df.columns or (
             "emotion" not in df.columns and f.name.lower() != "test.csv"
         ):
-            if any(
-                len(c.split()) == IMAGE_SIZE * IMAGE_SIZE for c in df.columns
-            ):  # a face's pixels
+            pixels_first = any(len(c.split()) == IMAGE_SIZE * IMAGE_SIZE for c in df.columns)
+            if pixels_first:  # a face's values taken for the names of the columns
+                header = {1: "pixels", 2: "emotion,pixels"}.get(
+                    len(df.columns), "emotion,pixels,Usage"
+                )
                 raise FerError(
-                    f"{f} has no header line (its first line is a face): add the line "
-                    "emotion,pixels,Usage at its top (emotion,pixels without a Usage column)"
+                    f"{f} has no header line (its first line is a face): add the line {header} "
+                    "at its top"
                 )
             names = ", ".join(c if len(c) <= 40 else f"{c[:37]}..." for c in df.columns[:10])
             more = f" and {len(df.columns) - 10} more" if len(df.columns) > 10 else ""

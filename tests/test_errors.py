@@ -66,7 +66,12 @@ SUPERSCRIPT = GOOD.replace("9", "\u00b2", 1)  # "²": a digit to str.isdigit, no
         (  # was the whole first row's 2,304 pixel values quoted as column names (8 KB)
             "csv without its header line",
             lambda t: csv_with(t, f"0,{GOOD},Training\n1,{GOOD},Training\n"),
-            ["has no header line", "emotion,pixels,Usage"],
+            ["has no header line", "add the line emotion,pixels,Usage at its top"],
+        ),
+        (
+            "csv without its header line or Usage",
+            lambda t: csv_with(t, f"0,{GOOD}\n1,{GOOD}\n"),
+            ["has no header line", "add the line emotion,pixels at its top"],
         ),
         (
             "csv pixel count",

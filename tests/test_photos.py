@@ -478,7 +478,7 @@ def test_face_crops_continues_a_faces_border_around_it_and_cuts_its_square_back(
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
-    from face_crops import paste
+    from face_crops import MAX_CONTEXT, main, paste
 
     face48 = np.tile(np.linspace(60, 200, 48), (48, 1)).astype(np.uint8)  # brighter to the right
     for seed in range(5):
@@ -494,6 +494,13 @@ def test_face_crops_continues_a_faces_border_around_it_and_cuts_its_square_back(
             band = frame[y + side // 3 : y + 2 * side // 3, x - out].astype(int)
             mirrored = np.interp(out * 48 / side, np.arange(48), face48[0].astype(float))
             assert (np.abs(band - mirrored).mean() < 4) == bool(context), (seed, context)
+    for seed in range(100):  # the most context there is room for, around faces of every size
+        frame, (x, y, side, _) = paste(face48, np.random.default_rng(seed), 25.0, MAX_CONTEXT)
+        extra = round(side * MAX_CONTEXT / 48)
+        assert extra <= x and x + side + extra <= 640 and extra <= y and y + side + extra <= 480
+    with pytest.raises(SystemExit) as e:  # more is refused before the data are read (was a
+        main(["--context", str(MAX_CONTEXT + 1), "--data", "nowhere"])  # ValueError on a face)
+    assert e.value.code == 2
 
 
 @pytest.mark.parametrize("width,height", [(140, 140), (140, 205), (100, 148)])
