@@ -125,10 +125,12 @@ def writable_rate(fps: float) -> float:
     119877/1000), which MPEG-4 refuses where the numerator is over MPEG4_RATE_LIMIT: a phone's
     slow motion (119.88 frames/s on average) or a stream measured at 91.2 could not be written.
     Rounded so, a rate comes out as OpenCV would give it wherever MPEG-4 held it already."""
+    if not math.isfinite(fps):  # left to OpenCV, which refuses it
+        return fps
     decimals = 6
-    while decimals and math.isfinite(fps) and round(fps * 10**decimals) > MPEG4_RATE_LIMIT:
+    while decimals and round(fps * 10**decimals) > MPEG4_RATE_LIMIT:
         decimals -= 1
-    return round(fps, decimals) if math.isfinite(fps) else fps
+    return round(fps, decimals)
 
 
 def video_writer(path: Path, fps: float, width: int, height: int) -> cv2.VideoWriter | None:
