@@ -15,7 +15,7 @@ import re
 import shlex
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -325,6 +325,30 @@ def _parse_pixels(pixels: pd.Series, source: Path) -> np.ndarray:
     return grid[:, :size].astype(np.uint8).reshape(n, IMAGE_SIZE, IMAGE_SIZE)
 
 
+def header_for(first_line: Sequence[str]) -> str:
+    """The end of the error for a CSV whose first line is a face (read as the names of its
+    columns): the header line to add, each column named by what its first value is."""
+
+    def name(value: str) -> str | None:
+        if len(value.split()) == IMAGE_SIZE * IMAGE_SIZE:
+            return "pixels"
+        if value.strip() in {str(k) for k in range(NUM_CLASSES)}:
+            return "emotion"
+        if value.strip().lower() in {u.lower() for u in USAGES}:
+            return "Usage"
+        return None
+
+    names = [name(v) for v in first_line]
+    if "emotion" not in names:
+        return (
+            " and no emotions: fer reads faces with their emotions (a header line "
+            "emotion,pixels or emotion,pixels,Usage)"
+        )
+    if None in names:
+        return ": add a line naming its columns (emotion, pixels and optionally Usage) at its top"
+    return f": add the line {','.join(names)} at its top"
+
+
 def read_csv(files: list[Path]) -> FerData:
     """Read fer2013.csv, icml_face_data.csv, or train.csv (+ test.csv) into a FerData."""
     parts = []
@@ -341,14 +365,9 @@ def read_csv(files: list[Path]) -> FerData:
         if "pixels" not in df.columns or (
             "emotion" not in df.columns and f.name.lower() != "test.csv"
         ):
-            pixels_first = any(len(c.split()) == IMAGE_SIZE * IMAGE_SIZE for c in df.columns)
-            if pixels_first:  # a face's values taken for the names of the columns
-                header = {1: "pixels", 2: "emotion,pixels"}.get(
-                    len(df.columns), "emotion,pixels,Usage"
-                )
+            if any(len(c.split()) == IMAGE_SIZE * IMAGE_SIZE for c in df.columns):
                 raise FerError(
-                    f"{f} has no header line (its first line is a face): add the line {header} "
-                    "at its top"
+                    f"{f} has no header line (its first line is a face){header_for(df.columns)}"
                 )
             names = ", ".join(c if len(c) <= 40 else f"{c[:37]}..." for c in df.columns[:10])
             more = f" and {len(df.columns) - 10} more" if len(df.columns) > 10 else ""

@@ -73,6 +73,16 @@ SUPERSCRIPT = GOOD.replace("9", "\u00b2", 1)  # "²": a digit to str.isdigit, no
             lambda t: csv_with(t, f"0,{GOOD}\n1,{GOOD}\n"),
             ["has no header line", "add the line emotion,pixels at its top"],
         ),
+        (  # was told "add the line emotion,pixels": the wrong order
+            "csv without its header line, pixels first",
+            lambda t: csv_with(t, f"{GOOD},0,PublicTest\n{GOOD},1,Training\n"),
+            ["has no header line", "add the line pixels,emotion,Usage at its top"],
+        ),
+        (  # was told "add the line pixels", after which it needed emotions
+            "csv of pixels alone without its header line",
+            lambda t: csv_with(t, f"{GOOD}\n{GOOD}\n"),
+            ["has no header line", "and no emotions", "emotion,pixels"],
+        ),
         (
             "csv pixel count",
             lambda t: csv_with(t, f"emotion,pixels,Usage\n0,{GOOD},Training\n1,1 2 3,Training\n"),
