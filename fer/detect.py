@@ -320,6 +320,7 @@ class FrameReader:
 #: when it drops frames). A file or a video served at a URL delivers every frame, however slow
 #: its reader: its own rate is kept.
 MEASURED_FRAMES, MEASURED_SECONDS, MEASURED_BYTES = 30, 2.0, 256 * 2**20
+UNWAITED_FRAMES, UNWAITED_SECONDS = 300, 8.0
 #: The measure starts after the first read that waited for its frame and was followed by enough
 #: others that did: WAITED_RUN of it and the next 2 * WAITED_RUN - 1 (one alone may be a key
 #: frame, slower to decode; with --every N, the frames after a detection find theirs waiting),
@@ -382,15 +383,17 @@ class VideoOutput:
             # from the next frame on: where j was a key frame of the pile, the pile ended since
             self.waited = len(self.held)
         start = 1 if self.waited is None else self.waited
-        frames, seconds = (
-            len(self.held) - start,
-            arrived - self.held[min(start, len(self.held) - 1)][0],
+        frames = len(self.held) - start
+        seconds = arrived - self.held[min(start, len(self.held) - 1)][0]
+        # until one waits, the pile-up may go on: held longer
+        most_frames, most_seconds = (
+            (MEASURED_FRAMES, MEASURED_SECONDS)
+            if self.waited is not None
+            else (UNWAITED_FRAMES, UNWAITED_SECONDS)
         )
-        if self.waited is None:  # until one waits: the pile-up may go on
-            frames, seconds = frames / 10, seconds / 4
         enough = (
-            frames >= MEASURED_FRAMES
-            or seconds >= MEASURED_SECONDS
+            frames >= most_frames
+            or seconds >= most_seconds
             or len(self.held) * frame.nbytes >= MEASURED_BYTES
         )
         if not self.measure or enough:
