@@ -962,10 +962,14 @@ def test_photo_benchmark_counts_a_loosely_framed_face_found_where_its_box_is():
     # still not the face: a box a quarter of its side (an eye, say), or one centred off it
     assert not matches((180, 200, 16, 18), square)
     assert not matches((100, 195, 32, 39), square)
+    # where a box on a part of the face (listed first, as a larger copy's boxes are) and one on
+    # the whole face both fit, the face is the whole one (was: the first listed)
+    part, whole = (125, 120, 36, 36), (105, 95, 80, 95)
+    assert match([part, whole], [((100, 100, 90, 90), 0, 0)]) == [1]
 
 
 def test_photo_benchmark_box_widths_measure_how_much_of_its_square_a_face_fills(
-    shared_data, capsys
+    shared_data, tmp_path, capsys
 ):
     """`--box-widths`, the measure NARROWEST rests on: a face shrunk to half its square (its
     border continued round it) gets a box about half as wide as the face filling it."""
@@ -988,7 +992,16 @@ def test_photo_benchmark_box_widths_measure_how_much_of_its_square_a_face_fills(
     assert photo_benchmark(["--data", str(sample), "--box-widths"]) == 0
     out = capsys.readouterr().out
     assert f"of {(data.usage == PUBLIC_TEST).sum()} PublicTest faces" in out
-    assert "box under 0.50 of the square's side: " in out and "under 0.33" in out
+    # the shares printed are those of the widths measured (of all the sample's PublicTest faces)
+    widths = box_widths(data.images[(data.usage == PUBLIC_TEST).nonzero().flatten()].numpy())
+    assert f"box under 0.50 of the square's side: {(widths < 0.5).mean():.2%}\n" in out
+    assert f"box under 0.33 of the square's side: {(widths < 1 / 3).mean():.2%}\n" in out
+    # a set where YuNet finds no face: no share, not 0.00%
+    blank = tmp_path / "blank.csv"
+    blank.write_text("emotion,pixels,Usage\n" + "0," + " ".join(["128"] * 2304) + ",PublicTest\n")
+    assert photo_benchmark(["--data", str(blank), "--box-widths"]) == 0
+    out = capsys.readouterr().out
+    assert "found 0 of 1 " in out and "side: n/a" in out and "0.00%" not in out
 
 
 def test_photo_benchmark_says_na_for_rates_of_found_faces_where_none_was_found():
