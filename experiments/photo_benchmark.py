@@ -242,11 +242,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from fer.recognizer import EmotionRecognizer, as_image
 
-    data = load_fer(args.data)
-    index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
-    if not len(index):
-        p.error(f"{args.data} has no PublicTest faces (files or rows marked so) to make photos of")
-    faces, labels = data.images[index].numpy(), data.labels[index].numpy()
+    faces, labels = public_test(p, args.data, " to make photos of")
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         photos = photo_files(faces, labels, args.photos, args.seed, Path(tmp))
@@ -318,13 +314,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def print_box_widths(p: argparse.ArgumentParser, data_path: str) -> int:
+def public_test(p: argparse.ArgumentParser, data_path: str, why: str = "") -> tuple:
+    """The PublicTest faces (N, 48, 48) and labels of the data; refused where it has none."""
     data = load_fer(data_path)
     index = (data.usage == PUBLIC_TEST).nonzero().flatten().numpy()
     if not len(index):
-        p.error(f"{data_path} has no PublicTest faces (files or rows marked so)")
-    widths = box_widths(data.images[index].numpy())
-    print(f"YuNet found {len(widths)} of {len(index)} PublicTest faces alone (enlarged 3x)")
+        p.error(f"{data_path} has no PublicTest faces (files or rows marked so){why}")
+    return data.images[index].numpy(), data.labels[index].numpy()
+
+
+def print_box_widths(p: argparse.ArgumentParser, data_path: str) -> int:
+    faces, _ = public_test(p, data_path)
+    widths = box_widths(faces)
+    print(f"YuNet found {len(widths)} of {len(faces)} PublicTest faces alone (enlarged 3x)")
     for share in (1 / 2, 1 / NARROWEST):
         below = f"{(widths < share).mean():.2%}" if len(widths) else "n/a"  # none found: no share
         print(f"box under {share:.2f} of the square's side: {below}")
