@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
 import shlex
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -360,10 +363,14 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class CheckpointOnInterrupt(pl.Callback):
     """Ctrl-C, or SIGTERM (kill, timeout, docker stop, cluster schedulers; Lightning turns it into
-    SIGTERMException), during training saves `last.ckpt`, so `--ckpt-path last` resumes the run.
+    SIGTERMException), or SIGHUP (the terminal closed: `hangup_stops` makes it a SIGTERM), during
+    training saves `last.ckpt`, so `--ckpt-path last` resumes the run.
     After training (the test of the best checkpoint) there is nothing to resume: the last.ckpt of
     the last epoch stays as it is. Stopped while an epoch is validated, the checkpoint says its
     validation was under way (`_validate_again`), so the resumed run validates it whole."""
+
+    #: the signal a SIGTERMException came from: SIGHUP where `hangup_stops` sent it
+    sigterm_from = "SIGTERM"
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
         stops = (KeyboardInterrupt, SIGTERMException)
@@ -384,10 +391,38 @@ class CheckpointOnInterrupt(pl.Callback):
             trainer.save_checkpoint(path)
             quoted = shlex.quote(str(path))
             if trainer.is_global_zero:
-                why = "SIGTERM" if isinstance(exception, SIGTERMException) else "Ctrl-C"
+                why = self.sigterm_from if isinstance(exception, SIGTERMException) else "Ctrl-C"
                 # its path: from any folder it goes on in its run (--ckpt-path last finds it
                 # from the run's root folder only)
                 print(f"\ninterrupted ({why}): saved {path}; resume with --ckpt-path {quoted}")
+
+
+@contextlib.contextmanager
+def hangup_stops(trainer: pl.Trainer):
+    """Inside, SIGHUP (the terminal of a run not started with `nohup` closed) stops training as
+    SIGTERM does, through Lightning's own handler: `last.ckpt` saved, the exit status 129
+    (`stopped_code`). Without it SIGHUP ended the process at once, losing the epoch under way. A
+    run started ignoring SIGHUP (`nohup`) goes on ignoring it; off the main thread, nothing."""
+    hup = getattr(signal, "SIGHUP", None)
+    if (
+        hup is None
+        or threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(hup) is signal.SIG_IGN
+    ):
+        yield
+        return
+
+    def hang_up(signum, frame) -> None:
+        for callback in trainer.callbacks:
+            if isinstance(callback, CheckpointOnInterrupt):
+                callback.sigterm_from = "SIGHUP"
+        os.kill(os.getpid(), signal.SIGTERM)  # to whichever handler SIGTERM has: Lightning's
+
+    before = signal.signal(hup, hang_up)
+    try:
+        yield
+    finally:
+        signal.signal(hup, before)
 
 
 def _validate_again(progress) -> None:

@@ -717,10 +717,13 @@ def run(args: argparse.Namespace, stdout) -> int:
         precision,
         build_callbacks(args, config, ckpt_path, version is not None),
     )
+    from fer.callbacks import hangup_stops
+
     start = time.time()
     try:
         try:
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+            with hangup_stops(trainer):
+                trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         except SystemExit as e:  # how Lightning ends a run stopped by SIGTERM or Ctrl-C
             return stopped_code(trainer, e)
         return report(trainer, dm, module, args, config, time.time() - start, stdout)
@@ -740,13 +743,19 @@ def leave_process_group() -> None:
 
 def stopped_code(trainer, stop: SystemExit) -> int:
     """The exit status of a run that SIGTERM (143: 128 + SIGTERM, as a shell reports a process
-    that SIGTERM ended) or Ctrl-C (130) stopped: Lightning raises SIGTERMException for the one and
-    SystemExit(1) for the other, once the callbacks (CheckpointOnInterrupt) have run. Any other
-    SystemExit goes on."""
+    that SIGTERM ended), SIGHUP (129; hangup_stops turns it into SIGTERM) or Ctrl-C (130) stopped:
+    Lightning raises SIGTERMException for the first two and SystemExit(1) for the other, once the
+    callbacks (CheckpointOnInterrupt) have run. Any other SystemExit goes on."""
     from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+    from fer.callbacks import CheckpointOnInterrupt
+
     if isinstance(stop, SIGTERMException):
-        return 143
+        hung_up = any(
+            isinstance(c, CheckpointOnInterrupt) and c.sigterm_from == "SIGHUP"
+            for c in trainer.callbacks
+        )
+        return 129 if hung_up else 143
     if trainer.interrupted:
         return 130
     raise stop
@@ -1140,7 +1149,7 @@ def report(
     stdout=None,
 ) -> int:
     """Test the best checkpoint (when there is a test split), log hyper-parameters, write and print
-    the summary; returns the exit status. A test stopped by SIGTERM or Ctrl-C leaves the finished
+    the summary; returns the exit status. A test stopped by SIGTERM, SIGHUP or Ctrl-C leaves the finished
     run its summary, without test figures (and the status says how it was stopped)."""
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
@@ -1160,8 +1169,11 @@ def report(
     summary["best_epoch"] = int(m.group(1)) if m else None
     code = 0
     if dm.has_test() and not args.no_test and not args.fast_dev_run:
+        from fer.callbacks import hangup_stops
+
         try:
-            results = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+            with hangup_stops(trainer):
+                results = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
         except SystemExit as e:
             code = stopped_code(trainer, e)
             summary["test_interrupted"] = True
@@ -1192,7 +1204,7 @@ def report(
             print(json.dumps(summary, indent=2), file=stdout or sys.stdout)
         print(_summary_text(summary), file=sys.stderr if args.json == "-" else sys.stdout)
         if code:
-            why = "SIGTERM" if code == 143 else "Ctrl-C"
+            why = {143: "SIGTERM", 129: "SIGHUP"}.get(code, "Ctrl-C")
             print(
                 f"interrupted ({why}) while testing the best checkpoint, after training finished; "
                 f"test it with {evaluate_command(summary, 'test')}",
