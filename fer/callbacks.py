@@ -9,6 +9,7 @@ import math
 import os
 import shlex
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -401,28 +402,47 @@ class CheckpointOnInterrupt(pl.Callback):
 def hangup_stops(trainer: pl.Trainer):
     """Inside, SIGHUP (the terminal of a run not started with `nohup` closed) stops training as
     SIGTERM does, through Lightning's own handler: `last.ckpt` saved, the exit status 129
-    (`stopped_code`). Without it SIGHUP ended the process at once, losing the epoch under way. A
-    run started ignoring SIGHUP (`nohup`) goes on ignoring it; off the main thread, nothing."""
+    (`stopped_code`). Without it SIGHUP ended the process at once, losing the epoch under way.
+    What the run still prints to the terminal it was started on goes nowhere (every write there
+    would fail). Before Lightning has its SIGTERM handler (data being prepared) or with none
+    (`--strategy ddp_spawn`'s main process), SIGHUP ends the process as it did. A run started
+    ignoring SIGHUP (`nohup`) goes on ignoring it; off the main thread, nothing changes."""
     hup = getattr(signal, "SIGHUP", None)
-    if (
-        hup is None
-        or threading.current_thread() is not threading.main_thread()
-        or signal.getsignal(hup) is signal.SIG_IGN
-    ):
+    if hup is None or threading.current_thread() is not threading.main_thread():
         yield
         return
+    before = signal.getsignal(hup)
+    if before is signal.SIG_IGN:
+        yield
+        return
+    terminals = [s for s in (sys.stdout, sys.stderr) if _on_a_terminal(s)]  # asked now: a
+    # terminal hung up may no longer say it is one
 
     def hang_up(signum, frame) -> None:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
+            signal.signal(hup, signal.SIG_DFL if before is None else before)
+            os.kill(os.getpid(), hup)  # no one to stop training: SIGHUP's own way
+            return
+        for stream in terminals:
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
         for callback in trainer.callbacks:
             if isinstance(callback, CheckpointOnInterrupt):
                 callback.sigterm_from = "SIGHUP"
-        os.kill(os.getpid(), signal.SIGTERM)  # to whichever handler SIGTERM has: Lightning's
+        os.kill(os.getpid(), signal.SIGTERM)  # to Lightning's handler
 
-    before = signal.signal(hup, hang_up)
+    signal.signal(hup, hang_up)
     try:
         yield
     finally:
-        signal.signal(hup, before)
+        signal.signal(hup, signal.SIG_DFL if before is None else before)
+
+
+def _on_a_terminal(stream) -> bool:
+    try:
+        return os.isatty(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # a stream without a file (pytest's capture)
+        return False
 
 
 def _validate_again(progress) -> None:

@@ -5,6 +5,7 @@ import contextlib
 import csv
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -140,6 +141,47 @@ def test_an_interrupt_saves_a_checkpoint_then_resumes(real_subset, tmp_path, sig
     assert last_row(tmp_path)["epoch"] == "2"
 
 
+@pytest.mark.slow  # CI runs these too: .ci/run
+def test_training_whose_terminal_closes_saves_a_checkpoint_and_says_sighup(real_subset, tmp_path):
+    """Was: closing the terminal of `python -m fer.train` (not started with nohup) ended it at
+    once, losing the epoch under way; then, stopped as by SIGTERM, it exited 1 where its message
+    could no longer be written to the terminal."""
+    import pty
+
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    argv = [sys.executable, "-m", "fer.train", "--data", str(real_subset)]
+    argv += ["--default-root-dir", str(tmp_path), *NET, "--max-epochs", "3"]
+    pid, terminal = pty.fork()  # the run on a terminal of its own, as its session's leader
+    if pid == 0:  # (only exec here: the child of a process with threads)
+        os.chdir(ROOT)
+        terminal_signals()
+        os.execve(sys.executable, argv, {**os.environ, "OMP_NUM_THREADS": "1"})
+    seen = b""
+
+    def read_for(seconds: float) -> None:
+        nonlocal seen
+        end = time.time() + seconds
+        while time.time() < end:
+            if select.select([terminal], [], [], 0.1)[0]:
+                seen += os.read(terminal, 65536)
+
+    try:
+        end = time.time() + 240
+        while not last.exists():
+            assert time.time() < end and os.waitpid(pid, os.WNOHANG) == (0, 0), seen[-2000:]
+            read_for(0.1)
+        step_at_epoch_end = torch.load(last, weights_only=True)["global_step"]
+        read_for(0.5)
+    finally:
+        os.close(terminal)  # the window closes: its writes fail, SIGHUP arrives
+    end = time.time() + 120
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        assert time.time() < end, "still running"
+        time.sleep(0.1)
+    assert os.waitstatus_to_exitcode(done[1]) == 129, seen[-2000:]
+    assert torch.load(last, weights_only=True)["global_step"] > step_at_epoch_end  # mid-epoch
+
+
 @contextlib.contextmanager
 def sigterm_fails_the_test(sig: int = signal.SIGTERM):
     """`sig` sent by a test to its own process: where the code under test does not handle it, the
@@ -197,6 +239,48 @@ def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
     assert load_classifier(run).source == summary["best_checkpoint"]
     assert "resume with" not in out.out + out.err
     assert f"interrupted ({name}) while testing" in out.err
+
+
+def test_sighup_before_training_starts_ends_the_run_as_sighup_does():
+    """Before Lightning has its SIGTERM handler (the data being decoded), there is no one to stop
+    training: SIGHUP ends the process as it did before fer.train took it (was: as SIGTERM, 143)."""
+    script = (
+        "import os, signal, time, types\n"
+        "from fer.callbacks import hangup_stops\n"
+        "with hangup_stops(types.SimpleNamespace(callbacks=[])):\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+        "    time.sleep(30)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, timeout=120, preexec_fn=terminal_signals
+    )
+    assert run.returncode == -signal.SIGHUP
+
+
+def test_training_started_with_nohup_goes_on_when_the_terminal_closes(tmp_path, monkeypatch):
+    """A run started ignoring SIGHUP (`nohup python -m fer.train ... &`) finishes, tested too."""
+    from fer.module import FerModule
+    from fer.train import main as train
+
+    data = make_csv(tmp_path / "csv" / "fer2013.csv", per_class=(8, 2, 75))
+    sent: list[int] = []
+    step = FerModule.training_step
+
+    def training_step_then_sighup(self, batch, batch_idx):
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGHUP) or 1)
+        return step(self, batch, batch_idx)
+
+    monkeypatch.setattr(FerModule, "training_step", training_step_then_sighup)
+    args = ["--data", str(data), "--default-root-dir", str(tmp_path), "--max-epochs", "2"]
+    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert train(args) == 0
+    finally:
+        signal.signal(signal.SIGHUP, before)
+    summary = json.loads((tmp_path / "lightning_logs" / "version_0" / "summary.json").read_text())
+    assert sent and summary["epochs"] == 2 and "test_acc" in summary
 
 
 @pytest.mark.parametrize("nohup", [False, True])
