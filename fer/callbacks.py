@@ -9,7 +9,7 @@ import math
 import os
 import shlex
 import signal
-import sys
+import stat
 import threading
 import time
 from pathlib import Path
@@ -403,10 +403,12 @@ def hangup_stops(trainer: pl.Trainer):
     """Inside, SIGHUP (the terminal of a run not started with `nohup` closed) stops training as
     SIGTERM does, through Lightning's own handler: `last.ckpt` saved, the exit status 129
     (`stopped_code`). Without it SIGHUP ended the process at once, losing the epoch under way.
-    What the run still prints to the terminal it was started on goes nowhere (every write there
-    would fail). Before Lightning has its SIGTERM handler (data being prepared) or with none
-    (`--strategy ddp_spawn`'s main process), SIGHUP ends the process as it did. A run started
-    ignoring SIGHUP (`nohup`) goes on ignoring it; off the main thread, nothing changes."""
+    What the run still prints to its terminal, or to a pipe (`| tee log`, whose reader the closed
+    terminal ended too), goes nowhere from then on, for the rest of the process (every write there
+    would fail, ending the run before its checkpoint or its status); a file still gets it. Before
+    Lightning has its SIGTERM handler (data being prepared) or with none (`--strategy
+    ddp_spawn`'s main process), SIGHUP ends the process as it did. A run started ignoring SIGHUP
+    (`nohup`) goes on ignoring it; off the main thread, nothing changes."""
     hup = getattr(signal, "SIGHUP", None)
     if hup is None or threading.current_thread() is not threading.main_thread():
         yield
@@ -415,17 +417,19 @@ def hangup_stops(trainer: pl.Trainer):
     if before is signal.SIG_IGN:
         yield
         return
-    terminals = [s for s in (sys.stdout, sys.stderr) if _on_a_terminal(s)]  # asked now: a
-    # terminal hung up may no longer say it is one
+    # asked now: a terminal hung up may no longer say it is one
+    gone = [fd for fd in (1, 2) if _terminal_or_pipe(fd)]
 
     def hang_up(signum, frame) -> None:
         if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, signal.SIG_IGN, None):
             signal.signal(hup, signal.SIG_DFL if before is None else before)
             os.kill(os.getpid(), hup)  # no one to stop training: SIGHUP's own way
             return
-        for stream in terminals:
-            with contextlib.suppress(OSError, ValueError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        if gone:
+            null = os.open(os.devnull, os.O_WRONLY)
+            for fd in gone:
+                os.dup2(null, fd)
+            os.close(null)
         for callback in trainer.callbacks:
             if isinstance(callback, CheckpointOnInterrupt):
                 callback.sigterm_from = "SIGHUP"
@@ -438,10 +442,10 @@ def hangup_stops(trainer: pl.Trainer):
         signal.signal(hup, signal.SIG_DFL if before is None else before)
 
 
-def _on_a_terminal(stream) -> bool:
+def _terminal_or_pipe(fd: int) -> bool:
     try:
-        return os.isatty(stream.fileno())
-    except (AttributeError, OSError, ValueError):  # a stream without a file (pytest's capture)
+        return os.isatty(fd) or stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:  # closed
         return False
 
 

@@ -22,6 +22,7 @@ import torch
 from tests.conftest import make_csv, make_video
 
 ROOT = Path(__file__).resolve().parents[1]
+UNIX = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="a system without SIGHUP")
 NET = [
     "--widths",
     "32",
@@ -116,15 +117,11 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(real_subset,
 @pytest.mark.parametrize(
     "sig, code, why",
     [
-        (signal.SIGINT, 130, "Ctrl-C"),
-        (signal.SIGTERM, 143, "SIGTERM"),
-        (signal.SIGHUP, 129, "SIGHUP"),
+        pytest.param(signal.SIGINT, 130, "Ctrl-C", id="ctrl-c"),
+        pytest.param(signal.SIGTERM, 143, "SIGTERM", id="sigterm"),
+        # the terminal of a run not started with nohup closed
+        pytest.param(getattr(signal, "SIGHUP", 1), 129, "SIGHUP", id="sighup", marks=UNIX),
     ],
-    ids=[
-        "ctrl-c",
-        "sigterm",
-        "sighup",
-    ],  # SIGHUP: the terminal of a run not started with nohup closed
 )
 def test_an_interrupt_saves_a_checkpoint_then_resumes(real_subset, tmp_path, sig, code, why):
     run = launch(real_subset, tmp_path, "--max-epochs", "3")
@@ -134,7 +131,9 @@ def test_an_interrupt_saves_a_checkpoint_then_resumes(real_subset, tmp_path, sig
     time.sleep(0.5)
     run.send_signal(sig)
     out, _ = run.communicate(timeout=120)
-    assert run.returncode == code and f"interrupted ({why}): saved" in out, out[-2000:]
+    assert run.returncode == code, out[-2000:]
+    # a hang-up silences the run's pipes (their reader, `| tee`, would be gone with the terminal)
+    assert (f"interrupted ({why}): saved" in out) == (why != "SIGHUP"), out[-2000:]
     assert torch.load(last, weights_only=True)["global_step"] > step_at_epoch_end  # saved mid-epoch
     resumed = launch(real_subset, tmp_path, "--max-epochs", "3", "--ckpt-path", "last")
     assert resumed.wait(timeout=600) == 0, resumed.stdout.read()[-2000:]
@@ -197,7 +196,13 @@ def sigterm_fails_the_test(sig: int = signal.SIGTERM):
         signal.signal(sig, before)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["sigterm", "sighup"])
+@pytest.mark.parametrize(
+    "sig",
+    [
+        pytest.param(signal.SIGTERM, id="sigterm"),
+        pytest.param(getattr(signal, "SIGHUP", 1), id="sighup", marks=UNIX),
+    ],
+)
 def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
     tmp_path, monkeypatch, capsys, sig
 ):
@@ -226,9 +231,15 @@ def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
     args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
     # SIGHUP: where nothing takes it, the test fails (pytest may have been started with nohup);
     # SIGTERM: Lightning's handler would call such a handler too, after its own
-    ignored = sigterm_fails_the_test(sig) if sig == signal.SIGHUP else contextlib.nullcontext()
-    with ignored:
-        code = train(args)
+    ignored = sigterm_fails_the_test(sig) if sig != signal.SIGTERM else contextlib.nullcontext()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}  # a hang-up silences a terminal (pytest -s) for good
+    try:
+        with ignored:
+            code = train(args)
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
     assert code == 128 + sig  # as for the signal during training
     name = signal.Signals(sig).name
     out = capsys.readouterr()
@@ -239,6 +250,39 @@ def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
     assert load_classifier(run).source == summary["best_checkpoint"]
     assert "resume with" not in out.out + out.err
     assert f"interrupted ({name}) while testing" in out.err
+
+
+@UNIX
+def test_a_hangup_stops_training_as_sigterm_and_silences_the_terminal_and_pipes(tmp_path):
+    """Was: after SIGHUP the run's last lines went to a terminal that was gone, or a pipe whose
+    reader (`| tee log`) the closed terminal had ended: the write failed and the run exited 1
+    (with the tee, before saving its checkpoint); and with `--json -` only stderr was silenced."""
+    script = (
+        "import os, signal, sys, types\n"
+        "from fer.callbacks import CheckpointOnInterrupt, hangup_stops\n"
+        "got = []\n"
+        "signal.signal(signal.SIGTERM, lambda s, f: got.append(s))  # as Lightning's\n"
+        "sys.stdout = sys.stderr  # as fer.train --json - does\n"
+        "print('before', flush=True)\n"
+        "stop = CheckpointOnInterrupt()\n"
+        "with hangup_stops(types.SimpleNamespace(callbacks=[stop])):\n"
+        "    os.kill(os.getpid(), signal.SIGHUP)\n"
+        "print('after', flush=True)\n"
+        "os.write(1, b'after')\n"
+        "open(sys.argv[1], 'w').write(f'{got} {stop.sigterm_from}')\n"
+    )
+    seen = tmp_path / "seen.txt"
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(seen)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=terminal_signals,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (run.stdout, run.stderr) == ("", "before\n")
+    assert seen.read_text() == f"[{int(signal.SIGTERM)}] SIGHUP"
 
 
 def test_sighup_before_training_starts_ends_the_run_as_sighup_does():
