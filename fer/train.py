@@ -14,6 +14,7 @@ import math
 import os
 import re
 import shlex
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -751,11 +752,8 @@ def stopped_code(trainer, stop: SystemExit) -> int:
     from fer.callbacks import CheckpointOnInterrupt
 
     if isinstance(stop, SIGTERMException):
-        hung_up = any(
-            isinstance(c, CheckpointOnInterrupt) and c.sigterm_from == "SIGHUP"
-            for c in trainer.callbacks
-        )
-        return 129 if hung_up else 143
+        names = [c.sigterm_from for c in trainer.callbacks if isinstance(c, CheckpointOnInterrupt)]
+        return 128 + signal.Signals[names[0] if names else "SIGTERM"]
     if trainer.interrupted:
         return 130
     raise stop
@@ -1149,8 +1147,8 @@ def report(
     stdout=None,
 ) -> int:
     """Test the best checkpoint (when there is a test split), log hyper-parameters, write and print
-    the summary; returns the exit status. A test stopped by SIGTERM, SIGHUP or Ctrl-C leaves the finished
-    run its summary, without test figures (and the status says how it was stopped)."""
+    the summary; returns the exit status. A test stopped by SIGTERM, SIGHUP or Ctrl-C leaves the
+    finished run its summary, without test figures (and the status says how it was stopped)."""
     ckpt_cb = trainer.checkpoint_callback
     best = ckpt_cb.best_model_path if ckpt_cb is not None else ""
     summary: dict[str, Any] = {
@@ -1204,7 +1202,7 @@ def report(
             print(json.dumps(summary, indent=2), file=stdout or sys.stdout)
         print(_summary_text(summary), file=sys.stderr if args.json == "-" else sys.stdout)
         if code:
-            why = {143: "SIGTERM", 129: "SIGHUP"}.get(code, "Ctrl-C")
+            why = "Ctrl-C" if code == 130 else signal.Signals(code - 128).name
             print(
                 f"interrupted ({why}) while testing the best checkpoint, after training finished; "
                 f"test it with {evaluate_command(summary, 'test')}",

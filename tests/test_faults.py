@@ -23,6 +23,8 @@ from tests.conftest import make_csv, make_video
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIX = pytest.mark.skipif(not hasattr(signal, "SIGHUP"), reason="a system without SIGHUP")
+#: a network small enough for in-process runs of a few seconds
+TINY = ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
 NET = [
     "--widths",
     "32",
@@ -141,7 +143,9 @@ def test_an_interrupt_saves_a_checkpoint_then_resumes(real_subset, tmp_path, sig
 
 
 @pytest.mark.slow  # CI runs these too: .ci/run
-def test_training_whose_terminal_closes_saves_a_checkpoint_and_says_sighup(real_subset, tmp_path):
+def test_training_whose_terminal_closes_saves_a_checkpoint_and_exits_as_sighup(
+    real_subset, tmp_path
+):
     """Was: closing the terminal of `python -m fer.train` (not started with nohup) ended it at
     once, losing the epoch under way; then, stopped as by SIGTERM, it exited 1 where its message
     could no longer be written to the terminal."""
@@ -228,7 +232,7 @@ def test_sigterm_while_testing_the_best_checkpoint_keeps_the_finished_run(
 
     monkeypatch.setattr(FerModule, "test_step", test_step_then_sigterm)
     args = ["--data", str(data), "--default-root-dir", str(tmp_path), "--max-epochs", "2"]
-    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+    args += TINY
     # SIGHUP: where nothing takes it, the test fails (pytest may have been started with nohup);
     # SIGTERM: Lightning's handler would call such a handler too, after its own
     ignored = sigterm_fails_the_test(sig) if sig != signal.SIGTERM else contextlib.nullcontext()
@@ -285,6 +289,7 @@ def test_a_hangup_stops_training_as_sigterm_and_silences_the_terminal_and_pipes(
     assert seen.read_text() == f"[{int(signal.SIGTERM)}] SIGHUP"
 
 
+@UNIX
 def test_sighup_before_training_starts_ends_the_run_as_sighup_does():
     """Before Lightning has its SIGTERM handler (the data being decoded), there is no one to stop
     training: SIGHUP ends the process as it did before fer.train took it (was: as SIGTERM, 143)."""
@@ -301,6 +306,7 @@ def test_sighup_before_training_starts_ends_the_run_as_sighup_does():
     assert run.returncode == -signal.SIGHUP
 
 
+@UNIX
 def test_training_started_with_nohup_goes_on_when_the_terminal_closes(tmp_path, monkeypatch):
     """A run started ignoring SIGHUP (`nohup python -m fer.train ... &`) finishes, tested too."""
     from fer.module import FerModule
@@ -317,7 +323,7 @@ def test_training_started_with_nohup_goes_on_when_the_terminal_closes(tmp_path, 
 
     monkeypatch.setattr(FerModule, "training_step", training_step_then_sighup)
     args = ["--data", str(data), "--default-root-dir", str(tmp_path), "--max-epochs", "2"]
-    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+    args += TINY
     before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
         assert train(args) == 0
@@ -433,7 +439,7 @@ def test_a_resumed_run_stands_for_no_checkpoint_until_it_finishes_again(
 
     run = tmp_path / "lightning_logs" / "version_0"
     args = ["--data", str(csv_data), "--default-root-dir", str(tmp_path), "--no-test"]
-    args += ["--widths", "8", "--depth", "1", "--batch-size", "16", "--precision", "32-true"]
+    args += TINY
     args += ["--scheduler", "cosine"]  # a run that can be extended
     assert train([*args, "--max-epochs", "1"]) == 0
     assert (run / "summary.json").is_file()
